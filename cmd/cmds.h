@@ -1,0 +1,13 @@
+/* cmds.h - the subcommands of the ftq binary, one file each under cmd/. */
+#ifndef FTQ_CMDS_H
+#define FTQ_CMDS_H
+
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+
+/* Apply $FTQ_THREADS (or all cores) to OpenMP and OpenBLAS. */
+void cmd_init_threads(void);
+
+#endif

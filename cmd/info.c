@@ -1,0 +1,10 @@
+/* info.c - placeholder until the command lands. */
+#include "cmd/cmds.h"
+#include "cmd/opts.h"
+
+int cmd_info(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return cmd_fail("info", "not implemented yet");
+}

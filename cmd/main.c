@@ -1,0 +1,69 @@
+/* main.c - the ftq binary: a table of subcommands (cmd/<name>.c exports cmd_<name>). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/cmds.h"
+#include "include/ftq.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"info", cmd_info, "show a model's architecture, config, parameters and tensors"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"perplexity", cmd_perplexity, "measure perplexity on a text file"},
+    {"generate", cmd_generate, "generate text from a prompt"},
+};
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: ftq <command> [options]\n\n"
+                "ftq loads Hugging Face checkpoints as they are (config.json + *.safetensors +\n"
+                "tokenizer files) and evaluates, fine-tunes and quantizes them on the CPU.\n\n"
+                "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(fp, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(fp, "\n'ftq <command> --help' or 'ftq help <command>' documents each command's flags.\n"
+                "-m defaults to the shipped stories260K model (override with $FTQ_MODEL).\n"
+                "$FTQ_THREADS sets the thread count (default: all cores).\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("ftq %s (cpu: %s)\n", FTQ_VERSION, ftq_cpu_features_str());
+        return 0;
+    }
+    char *help_argv[4];
+    if (strcmp(name, "help") == 0) { /* 'ftq help CMD' == 'ftq CMD --help' */
+        if (argc < 3) {
+            usage(stdout);
+            return 0;
+        }
+        help_argv[0] = argv[0];
+        help_argv[1] = argv[2];
+        help_argv[2] = "--help";
+        help_argv[3] = NULL;
+        argv = help_argv;
+        argc = 3;
+        name = argv[1];
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            cmd_init_threads();
+            return commands[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "ftq: error: unknown command '%s' (see 'ftq --help')\n", name);
+    return 2;
+}

@@ -1,0 +1,10 @@
+/* perplexity.c - placeholder until the command lands. */
+#include "cmd/cmds.h"
+#include "cmd/opts.h"
+
+int cmd_perplexity(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return cmd_fail("perplexity", "not implemented yet");
+}

@@ -1,0 +1,139 @@
+/* cpu.c - run-time CPU feature detection (cpuid + xgetbv) and thread settings.
+ * Features are only reported when the OS saves the matching register state. */
+#include "ftq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void)
+{
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((uint64_t)edx << 32) | eax;
+}
+
+static unsigned detect(void)
+{
+    unsigned a, b, c, d, f = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    int osxsave = (c >> 27) & 1;
+    int fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave)
+        return 0;
+    uint64_t xcr0 = xgetbv0();
+    int ymm_ok = (xcr0 & 6) == 6;
+    int zmm_ok = (xcr0 & 0xe6) == 0xe6;
+    int amx_ok = (xcr0 & (3u << 17)) == (3u << 17);
+    unsigned a7, b7, c7, d7;
+    __cpuid_count(7, 0, a7, b7, c7, d7);
+    if (ymm_ok) {
+        if ((b7 >> 5) & 1)
+            f |= FTQ_CPU_AVX2;
+        if (fma)
+            f |= FTQ_CPU_FMA;
+        if (f16c)
+            f |= FTQ_CPU_F16C;
+    }
+    if (zmm_ok) {
+        if ((b7 >> 16) & 1)
+            f |= FTQ_CPU_AVX512F;
+        if ((b7 >> 30) & 1)
+            f |= FTQ_CPU_AVX512BW;
+        if ((c7 >> 11) & 1)
+            f |= FTQ_CPU_AVX512VNNI;
+    }
+    if (amx_ok && ((d7 >> 24) & 1))
+        f |= FTQ_CPU_AMX;
+    unsigned a71, b71, c71, d71;
+    __cpuid_count(7, 1, a71, b71, c71, d71);
+    if (ymm_ok && ((a71 >> 4) & 1))
+        f |= FTQ_CPU_AVXVNNI;
+    if (zmm_ok && ((a71 >> 5) & 1))
+        f |= FTQ_CPU_AVX512BF16;
+    return f;
+}
+#else
+static unsigned detect(void) { return 0; }
+#endif
+
+static unsigned features;
+static int features_done;
+
+unsigned ftq_cpu_features(void)
+{
+    if (!features_done) {
+        unsigned f = detect();
+        const char *mask = getenv("FTQ_CPU_MASK");
+        if (mask && *mask)
+            f &= (unsigned)strtoul(mask, NULL, 0);
+        features = f;
+        features_done = 1;
+    }
+    return features;
+}
+
+const char *ftq_cpu_features_str(void)
+{
+    static char buf[160];
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {
+        {FTQ_CPU_AVX2, "avx2"},         {FTQ_CPU_FMA, "fma"},
+        {FTQ_CPU_F16C, "f16c"},         {FTQ_CPU_AVX512F, "avx512f"},
+        {FTQ_CPU_AVX512BW, "avx512bw"}, {FTQ_CPU_AVX512VNNI, "avx512vnni"},
+        {FTQ_CPU_AVX512BF16, "avx512bf16"}, {FTQ_CPU_AVXVNNI, "avxvnni"},
+        {FTQ_CPU_AMX, "amx"},
+    };
+    unsigned f = ftq_cpu_features();
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (f & names[i].bit) {
+            if (buf[0])
+                strcat(buf, " ");
+            strcat(buf, names[i].name);
+        }
+    }
+    if (!buf[0])
+        strcpy(buf, "scalar");
+    return buf;
+}
+
+/* OpenBLAS is linked by the library; its thread setter is declared here to avoid pulling
+ * cblas.h into a core file. */
+void openblas_set_num_threads(int num_threads);
+
+static int n_threads;
+
+void ftq_set_threads(int n)
+{
+#ifdef _OPENMP
+    if (n <= 0)
+        n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    if (n <= 0)
+        n = 1;
+#endif
+    n_threads = n;
+    openblas_set_num_threads(n);
+}
+
+int ftq_get_threads(void)
+{
+    if (n_threads > 0)
+        return n_threads;
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

@@ -1,0 +1,90 @@
+/* ftq_eval.h - perplexity protocols and text generation on an ftq_model.
+ *
+ * Perplexity protocols (docs/perplexity.md gives the exact definitions):
+ *   FTQ_PPL_LLAMACPP          llama.cpp's: stream = [BOS] + tokens (BOS only if add_bos),
+ *                             non-overlapping chunks of n_ctx, each chunk's first token
+ *                             replaced by BOS (if add_bos), positions n_ctx/2 .. n_ctx-2 scored.
+ *   FTQ_PPL_FULL_WINDOW       tokens split into chunks of n_ctx-1 (n_ctx if no BOS); input =
+ *                             [BOS] + chunk; every chunk token scored.
+ *   FTQ_PPL_STRIDE            Hugging Face's sliding window: stream = [BOS] + tokens if
+ *                             add_bos; windows of n_ctx starting every `stride` tokens; each
+ *                             window scores only the tokens not scored by the previous one.
+ *
+ *     ftq_ppl_params p = ftq_ppl_default_params();
+ *     p.n_ctx = 128;
+ *     ftq_ppl_result r;
+ *     ftq_perplexity(model, tokens, n_tokens, &p, &r);   // r.ppl, r.ppl_stderr, ...
+ */
+#ifndef FTQ_EVAL_H
+#define FTQ_EVAL_H
+
+#include "ftq_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    FTQ_PPL_LLAMACPP = 0,
+    FTQ_PPL_FULL_WINDOW = 1,
+    FTQ_PPL_STRIDE = 2,
+} ftq_ppl_protocol;
+
+/* Called after each chunk; return non-zero to stop (the result then covers the chunks
+ * done and the call returns FTQ_EINTERRUPTED). */
+typedef int (*ftq_progress_fn)(void *user, int done, int total, double running_ppl);
+
+typedef struct {
+    ftq_ppl_protocol protocol;
+    int n_ctx;          /* window / chunk length in tokens (default 512) */
+    int n_chunks;       /* 0 = all */
+    int stride;         /* FTQ_PPL_STRIDE only */
+    int add_bos;        /* 1: BOS as described above; 0: never */
+    int bos_id;         /* the BOS id used when add_bos */
+    ftq_progress_fn progress;
+    void *progress_user;
+} ftq_ppl_params;
+
+ftq_ppl_params ftq_ppl_default_params(void);
+
+typedef struct {
+    double ppl;          /* exp(mean nll) */
+    double ppl_stderr;   /* nll_stderr * ppl, as llama.cpp prints */
+    double nll;          /* mean negative log-likelihood, nats */
+    double nll_stderr;   /* sqrt((mean(nll^2) - mean^2) / (N - 1)) */
+    int64_t tokens_scored;
+    int chunks;
+    int n_ctx;
+    int64_t tokens_evaluated; /* tokens run through the model */
+    double seconds;
+    double tokens_per_second; /* tokens_evaluated / seconds */
+} ftq_ppl_result;
+
+/* tokens: the whole text tokenized once, without BOS. */
+int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
+                   const ftq_ppl_params *p, ftq_ppl_result *r);
+
+/* ---- sampling -------------------------------------------------------------------- */
+
+typedef struct {
+    float temperature; /* 0 = greedy (argmax, lowest id on ties) */
+    int top_k;         /* 0 = off */
+    float top_p;       /* 1 = off */
+    uint64_t seed;
+} ftq_sampler_params;
+
+ftq_sampler_params ftq_sampler_default_params(void);
+
+typedef struct ftq_sampler ftq_sampler;
+int ftq_sampler_new(const ftq_sampler_params *p, int vocab_size, ftq_sampler **out);
+void ftq_sampler_free(ftq_sampler *s);
+/* Pick the next id from one row of logits (the row is not modified). Sampling draws from
+ * softmax(logits / T) restricted to the top-k, then to the smallest prefix whose mass
+ * reaches top_p, renormalized. */
+int32_t ftq_sampler_sample(ftq_sampler *s, const float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,70 @@
+/* ftq_tokenizer.h - tokenizers that reproduce Hugging Face ids byte for byte.
+ *
+ * Supported files (ftq_tokenizer_load picks from what the model directory holds, in
+ * this order): tokenizer.json (BPE: GPT-2 style ByteLevel + regex, or SentencePiece
+ * style Prepend/Replace normalizer with byte_fallback; added/special tokens),
+ * tokenizer.model (SentencePiece protobuf, BPE type), vocab.json + merges.txt (GPT-2).
+ * tokenizer_config.json (add_bos_token / add_eos_token) and special_tokens_map.json /
+ * config.json decide BOS/EOS.
+ *
+ *     ftq_tokenizer *tk = NULL;
+ *     ftq_tokenizer_load("models/stories260K", &tk);
+ *     int32_t *ids = NULL; size_t n = 0;
+ *     ftq_tokenizer_encode(tk, "Once upon a time", 16, 1, &ids, &n);   // [1, 403, 407, 261, 378]
+ *     free(ids);
+ *     ftq_tokenizer_free(tk);
+ *
+ * A loaded tokenizer is immutable: encode/decode may run concurrently from several threads.
+ */
+#ifndef FTQ_TOKENIZER_H
+#define FTQ_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ftq_tokenizer ftq_tokenizer;
+
+typedef enum {
+    FTQ_TOKENIZER_HF_JSON = 0,   /* tokenizer.json */
+    FTQ_TOKENIZER_SPM = 1,       /* tokenizer.model */
+    FTQ_TOKENIZER_GPT2_FILES = 2 /* vocab.json + merges.txt */
+} ftq_tokenizer_kind;
+
+/* Load from a model directory, choosing the files as described above. */
+int ftq_tokenizer_load(const char *dir, ftq_tokenizer **out);
+
+/* Load a specific kind from a directory (the files of that kind must be present). */
+int ftq_tokenizer_load_kind(const char *dir, ftq_tokenizer_kind kind, ftq_tokenizer **out);
+
+void ftq_tokenizer_free(ftq_tokenizer *t); /* NULL is fine */
+
+/* Encode UTF-8 text (len bytes; need not be NUL-terminated). add_special = 1 adds BOS /
+ * EOS as the tokenizer config says (HF add_special_tokens=True). *ids is malloc'd. Invalid
+ * UTF-8 is an FTQ_EFORMAT error naming the byte offset. */
+int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, int add_special,
+                         int32_t **ids, size_t *n);
+
+/* Decode ids to UTF-8 (*text malloc'd and NUL-terminated). skip_special = 1 drops special
+ * tokens (HF skip_special_tokens=True). Out-of-range ids are FTQ_EINVAL. */
+int ftq_tokenizer_decode(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                         char **text, size_t *len);
+
+ftq_tokenizer_kind ftq_tokenizer_get_kind(const ftq_tokenizer *t);
+int ftq_tokenizer_vocab_size(const ftq_tokenizer *t); /* incl. added tokens */
+int ftq_tokenizer_bos(const ftq_tokenizer *t);        /* -1 if none */
+int ftq_tokenizer_eos(const ftq_tokenizer *t);        /* -1 if none */
+int ftq_tokenizer_adds_bos(const ftq_tokenizer *t);   /* add_special prepends BOS */
+int ftq_tokenizer_adds_eos(const ftq_tokenizer *t);
+const char *ftq_tokenizer_piece(const ftq_tokenizer *t, int32_t id); /* raw vocab string or NULL */
+int ftq_tokenizer_is_special(const ftq_tokenizer *t, int32_t id);
+const char *ftq_tokenizer_kind_name(const ftq_tokenizer *t); /* e.g. "tokenizer.json (BPE, ByteLevel)" */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,167 @@
+/* runner.c - the CUnit test runner. Usage: ftq_tests [-l] [SUITE[:TEST]]...
+ * With no argument every suite runs; names select suites (or single tests). The exit
+ * code is the number of failed assertions (capped at 255), so 0 means all passed. */
+#define _POSIX_C_SOURCE 200809L
+#include <CUnit/Basic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/test_util.h"
+#include "test_suites.gen.h"
+
+static int n_sel;
+static char **sel;
+
+static int selected(const char *suite, const char *test)
+{
+    if (n_sel == 0)
+        return 1;
+    for (int i = 0; i < n_sel; i++) {
+        const char *colon = strchr(sel[i], ':');
+        size_t sl = colon ? (size_t)(colon - sel[i]) : strlen(sel[i]);
+        if (strlen(suite) != sl || strncmp(sel[i], suite, sl) != 0)
+            continue;
+        if (!colon || !test || strcmp(colon + 1, test) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int list_only;
+
+void test_add_suite(const char *name, const test_case *cases)
+{
+    if (!selected(name, NULL))
+        return;
+    CU_pSuite s = list_only ? NULL : CU_add_suite(name, NULL, NULL);
+    for (const test_case *c = cases; c->name; c++) {
+        if (!selected(name, c->name))
+            continue;
+        if (list_only)
+            printf("%s:%s\n", name, c->name);
+        else
+            CU_add_test(s, c->name, c->fn);
+    }
+}
+
+static char pathbufs[8][4096];
+static int pathidx;
+
+static const char *join2(const char *a, const char *b)
+{
+    char *p = pathbufs[pathidx++ & 7];
+    if (snprintf(p, 4096, "%s/%s", a, b) >= 4096)
+        p[0] = '\0';
+    return p;
+}
+
+const char *shared_path(const char *rel)
+{
+    const char *env = getenv("FTQ_SHARED");
+    return join2(env && *env ? env : FTQ_SHARED_DIR, rel);
+}
+
+const char *source_path(const char *rel) { return join2(FTQ_SOURCE_DIR, rel); }
+
+const char *ftq_binary(void) { return FTQ_BINARY_DIR "/ftq"; }
+
+const char *test_tmpdir(const char *name)
+{
+    static char buf[4096];
+    char cmd[4200];
+    snprintf(buf, sizeof buf, "%s/test-tmp/%s", FTQ_BINARY_DIR, name);
+    if (snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", buf, buf) >= (int)sizeof cmd)
+        return buf;
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot create %s\n", buf);
+    return buf;
+}
+
+cJSON *load_json(const char *path)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (ftq_read_file(path, &data, &len) != FTQ_OK) {
+        fprintf(stderr, "\n  %s\n", ftq_last_error());
+        CU_FAIL("cannot read json fixture");
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength(data, len);
+    free(data);
+    if (!j)
+        CU_FAIL("cannot parse json fixture");
+    return j;
+}
+
+double *json_doubles(const cJSON *arr, size_t *n)
+{
+    *n = (size_t)cJSON_GetArraySize(arr);
+    double *v = malloc(sizeof(double) * (*n + 1));
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) v[i++] = it->valuedouble;
+    return v;
+}
+
+int32_t *json_ints(const cJSON *arr, size_t *n)
+{
+    *n = (size_t)cJSON_GetArraySize(arr);
+    int32_t *v = malloc(sizeof(int32_t) * (*n + 1));
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) v[i++] = (int32_t)it->valuedouble;
+    return v;
+}
+
+int run_capture(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    buf[0] = '\0';
+    if (!p) {
+        *out = buf;
+        return -1;
+    }
+    size_t k;
+    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += k;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int main(int argc, char **argv)
+{
+    int a = 1;
+    if (a < argc && strcmp(argv[a], "-l") == 0) {
+        list_only = 1;
+        a++;
+    }
+    n_sel = argc - a;
+    sel = argv + a;
+    if (list_only) {
+        register_all_suites();
+        return 0;
+    }
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 255;
+    register_all_suites();
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures();
+    unsigned tests_failed = CU_get_number_of_tests_failed();
+    unsigned tests_run = CU_get_number_of_tests_run();
+    printf("\n%u passed, %u failed\n", tests_run - tests_failed, tests_failed);
+    CU_cleanup_registry();
+    return fails > 255 ? 255 : (int)fails;
+}

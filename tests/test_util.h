@@ -1,0 +1,66 @@
+/* test_util.h - shared helpers for the CUnit suites: paths to fixtures, assertions that
+ * print expected and actual values, temp directories, and loading golden JSON. */
+#ifndef FTQ_TEST_UTIL_H
+#define FTQ_TEST_UTIL_H
+
+#include <CUnit/CUnit.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "include/ftq.h"
+
+/* Add a suite named `name` with the given tests ({"name", fn}, ..., {NULL, NULL}). */
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+void test_add_suite(const char *name, const test_case *cases);
+
+/* Absolute path of a file under ../shared or the source tree (static buffer, rotating
+ * among 8 so a few can be used at once). */
+const char *shared_path(const char *rel);
+const char *source_path(const char *rel);
+/* A fresh empty directory under the build tree for this test (static buffer). */
+const char *test_tmpdir(const char *name);
+/* Path of the ftq binary. */
+const char *ftq_binary(void);
+
+/* Parse a JSON file; fails the current test (and returns NULL) if it cannot. */
+cJSON *load_json(const char *path);
+/* cJSON number array -> malloc'd doubles / int32 (count in *n). */
+double *json_doubles(const cJSON *arr, size_t *n);
+int32_t *json_ints(const cJSON *arr, size_t *n);
+
+/* Run a shell command, capture stdout (malloc'd) and exit status. */
+int run_capture(const char *cmd, char **out);
+
+#define ASSERT_OK(expr)                                                                   \
+    do {                                                                                  \
+        int rc_ = (expr);                                                                 \
+        if (rc_ != FTQ_OK)                                                                \
+            fprintf(stderr, "\n  %s:%d: %s -> %d (%s)\n", __FILE__, __LINE__, #expr, rc_, \
+                    ftq_last_error());                                                    \
+        CU_ASSERT_EQUAL_FATAL(rc_, FTQ_OK);                                               \
+    } while (0)
+
+#define ASSERT_NEAR(actual, expected, tol)                                                 \
+    do {                                                                                   \
+        double a_ = (actual), e_ = (expected);                                             \
+        int ok_ = fabs(a_ - e_) <= (tol);                                                  \
+        if (!ok_)                                                                          \
+            fprintf(stderr, "\n  %s:%d: %s = %.10g, expected %.10g (tol %.3g)\n", __FILE__, \
+                    __LINE__, #actual, a_, e_, (double)(tol));                             \
+        CU_ASSERT(ok_);                                                                    \
+    } while (0)
+
+#define ASSERT_INT_EQ(actual, expected)                                                   \
+    do {                                                                                  \
+        long long a_ = (long long)(actual), e_ = (long long)(expected);                   \
+        if (a_ != e_)                                                                     \
+            fprintf(stderr, "\n  %s:%d: %s = %lld, expected %lld\n", __FILE__, __LINE__, \
+                    #actual, a_, e_);                                                     \
+        CU_ASSERT_EQUAL(a_, e_);                                                          \
+    } while (0)
+
+#endif
