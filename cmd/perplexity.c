@@ -1,10 +1,143 @@
-/* perplexity.c - placeholder until the command lands. */
+/* perplexity.c - `ftq perplexity`: perplexity of a model on a text file, llama.cpp's
+ * protocol by default, Hugging Face's sliding window with --stride. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cmd/cmds.h"
+#include "cmd/common.h"
 #include "cmd/opts.h"
+
+static int on_progress(void *user, int done, int total, double ppl)
+{
+    char label[64];
+    (void)user;
+    snprintf(label, sizeof label, "ppl %.4f", ppl);
+    progress_bar(done, total, label);
+    return 0;
+}
+
+static const char *protocol_name(ftq_ppl_protocol p)
+{
+    switch (p) {
+    case FTQ_PPL_LLAMACPP: return "llamacpp";
+    case FTQ_PPL_LLAMACPP_NO_LEADING_BOS: return "llamacpp-no-leading-bos";
+    case FTQ_PPL_FULL_WINDOW: return "full-window";
+    case FTQ_PPL_STRIDE: return "stride";
+    }
+    return "?";
+}
 
 int cmd_perplexity(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cmd_fail("perplexity", "not implemented yet");
+    const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp";
+    int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0;
+    const ftq_opt opts[] = {
+        {"model", 'm', OPT_STR, &model, "DIR", "model directory (config.json + safetensors + tokenizer)", 0, -1},
+        {"file", 'f', OPT_STR, &file, "FILE", "text file, tokenized once as a whole", 0, -1},
+        {"ctx", 'c', OPT_INT, &ctx, "CTX", "tokens per window", 2, 1 << 20},
+        {"chunks", 0, OPT_INT, &chunks, "N", "evaluate only the first N windows (0 = all)", 0, 1 << 30},
+        {"stride", 0, OPT_INT, &stride, "S", "Hugging Face sliding window with stride S (implies --protocol stride)", 1, 1 << 20},
+        {"protocol", 0, OPT_STR, &proto, "NAME", "llamacpp | llamacpp-no-leading-bos | full-window | stride", 0, -1},
+        {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "never insert BOS (default: as the tokenizer does)", 0, -1},
+        {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
+        OPT_END,
+    };
+    const ftq_cmd_spec spec = {
+        "perplexity", "[-m DIR] -f FILE [-c CTX] [--chunks N] [--stride S] [--json]",
+        "Measure perplexity on a text file.",
+        "Protocols (docs/perplexity.md):\n"
+        "  llamacpp     llama.cpp's: stream = [BOS] + tokens (BOS where the tokenizer adds one:\n"
+        "               Llama yes, GPT-2 no); consecutive chunks of CTX tokens, each chunk's first\n"
+        "               token replaced by BOS; positions CTX/2 .. CTX-2 of each chunk scored.\n"
+        "  llamacpp-no-leading-bos  the same without the leading BOS of the stream.\n"
+        "  full-window  chunks of CTX-1 tokens, each evaluated as [BOS] + chunk; every token scored.\n"
+        "  stride       Hugging Face's sliding window: windows of CTX tokens every S tokens; each\n"
+        "               window scores the tokens the previous one did not.\n"
+        "Output: PPL = exp(mean NLL) +/- its standard error (as llama.cpp prints it).",
+        opts};
+    int r = opts_parse(&spec, argc, argv);
+    if (r)
+        return r < 0 ? 2 : 0;
+    if (opts_require(&spec, "file", file))
+        return 2;
+    ftq_ppl_params p = ftq_ppl_default_params();
+    if (strcmp(proto, "llamacpp") == 0)
+        p.protocol = FTQ_PPL_LLAMACPP;
+    else if (strcmp(proto, "llamacpp-no-leading-bos") == 0)
+        p.protocol = FTQ_PPL_LLAMACPP_NO_LEADING_BOS;
+    else if (strcmp(proto, "full-window") == 0)
+        p.protocol = FTQ_PPL_FULL_WINDOW;
+    else if (strcmp(proto, "stride") == 0)
+        p.protocol = FTQ_PPL_STRIDE;
+    else
+        return cmd_fail(spec.name, "unknown --protocol '%s' (expected llamacpp, llamacpp-no-leading-bos, "
+                                   "full-window or stride)", proto) + 1;
+    if (stride > 0)
+        p.protocol = FTQ_PPL_STRIDE;
+    if (p.protocol == FTQ_PPL_STRIDE && stride == 0)
+        stride = ctx / 2;
+    p.n_ctx = ctx;
+    p.n_chunks = chunks;
+    p.stride = stride;
+
+    ftq_model *m = NULL;
+    ftq_tokenizer *tok = NULL;
+    if (cmd_load(spec.name, model, &m, &tok))
+        return 1;
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = 0;
+    if (ftq_read_file(file, &text, &len) != FTQ_OK) {
+        rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        goto out;
+    }
+    double t0 = ftq_time_sec();
+    if (ftq_tokenizer_encode(tok, text, len, 0, &ids, &n) != FTQ_OK) {
+        rc = cmd_fail(spec.name, "'%s': %s", file, ftq_last_error());
+        goto out;
+    }
+    double t_tok = ftq_time_sec() - t0;
+    p.add_bos = !no_bos && ftq_tokenizer_adds_bos(tok) && ftq_tokenizer_bos(tok) >= 0;
+    p.bos_id = p.add_bos ? ftq_tokenizer_bos(tok) : 0;
+    if (!json) {
+        p.progress = on_progress;
+        fprintf(stderr, "%s: %s tokens in %.2f s; protocol %s, ctx %d%s\n", file, fmt_count((long long)n),
+                t_tok, protocol_name(p.protocol), ctx, p.add_bos ? ", BOS" : "");
+    }
+    ftq_ppl_result res;
+    int st = ftq_perplexity(m, ids, n, &p, &res);
+    progress_done();
+    if (st != FTQ_OK) {
+        rc = cmd_fail(spec.name, "'%s': %s", file, ftq_last_error());
+        goto out;
+    }
+    if (json) {
+        printf("{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll\": %.8f, \"nll_stderr\": %.8f, "
+               "\"tokens_scored\": %lld, \"chunks\": %d, \"ctx\": %d, \"protocol\": \"%s\", "
+               "\"stride\": %d, \"bos\": %s, \"file_tokens\": %zu, \"tokens_evaluated\": %lld, "
+               "\"seconds\": %.3f, \"tokens_per_second\": %.1f, \"threads\": %d, \"model\": ",
+               res.ppl, res.ppl_stderr, res.nll, res.nll_stderr, (long long)res.tokens_scored,
+               res.chunks, res.n_ctx, protocol_name(p.protocol),
+               p.protocol == FTQ_PPL_STRIDE ? stride : 0, p.add_bos ? "true" : "false", n,
+               (long long)res.tokens_evaluated, res.seconds, res.tokens_per_second, ftq_get_threads());
+        json_print_string(stdout, model);
+        printf(", \"file\": ");
+        json_print_string(stdout, file);
+        printf("}\n");
+    } else {
+        printf("chunks %d, tokens scored %s, mean nll %.6f +/- %.6f\n", res.chunks,
+               fmt_count(res.tokens_scored), res.nll, res.nll_stderr);
+        printf("%s tokens/s (%s tokens in %.2f s, %d threads)\n", fmt_count((long long)llround(res.tokens_per_second)),
+               fmt_count(res.tokens_evaluated), res.seconds, ftq_get_threads());
+        printf("PPL = %.4f +/- %.4f\n", res.ppl, res.ppl_stderr);
+    }
+out:
+    free(ids);
+    free(text);
+    ftq_tokenizer_free(tok);
+    ftq_model_free(m);
+    return rc;
 }

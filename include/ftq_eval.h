@@ -6,6 +6,9 @@
  *                             replaced by BOS (if add_bos), positions n_ctx/2 .. n_ctx-2 scored.
  *   FTQ_PPL_FULL_WINDOW       tokens split into chunks of n_ctx-1 (n_ctx if no BOS); input =
  *                             [BOS] + chunk; every chunk token scored.
+ *   FTQ_PPL_LLAMACPP_NO_LEADING_BOS  as FTQ_PPL_LLAMACPP, but the stream is the tokens
+ *                             without a leading BOS (a common re-implementation choice;
+ *                             chunk starts are still replaced by BOS).
  *   FTQ_PPL_STRIDE            Hugging Face's sliding window: stream = [BOS] + tokens if
  *                             add_bos; windows of n_ctx starting every `stride` tokens; each
  *                             window scores only the tokens not scored by the previous one.
@@ -28,6 +31,7 @@ typedef enum {
     FTQ_PPL_LLAMACPP = 0,
     FTQ_PPL_FULL_WINDOW = 1,
     FTQ_PPL_STRIDE = 2,
+    FTQ_PPL_LLAMACPP_NO_LEADING_BOS = 3, /* llama.cpp's, but the stream has no leading BOS */
 } ftq_ppl_protocol;
 
 /* Called after each chunk; return non-zero to stop (the result then covers the chunks

@@ -1,0 +1,99 @@
+/* common.c - shared command helpers (see common.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "cmd/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/opts.h"
+
+int cmd_load(const char *cmd, const char *dir, ftq_model **model, ftq_tokenizer **tok)
+{
+    if (model) {
+        *model = NULL;
+        if (ftq_model_load(dir, model) != FTQ_OK)
+            return cmd_fail(cmd, "%s", ftq_last_error());
+    }
+    if (tok) {
+        *tok = NULL;
+        if (ftq_tokenizer_load(dir, tok) != FTQ_OK) {
+            int rc = cmd_fail(cmd, "%s", ftq_last_error());
+            if (model) {
+                ftq_model_free(*model);
+                *model = NULL;
+            }
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int cmd_input_text(const char *cmd, const char *file, const char *text, const char **out,
+                   size_t *len, char **owned)
+{
+    *owned = NULL;
+    if ((file != NULL) == (text != NULL))
+        return cmd_fail(cmd, "give exactly one of -f FILE or -p TEXT");
+    if (text) {
+        *out = text;
+        *len = strlen(text);
+        return 0;
+    }
+    if (ftq_read_file(file, owned, len) != FTQ_OK)
+        return cmd_fail(cmd, "%s", ftq_last_error());
+    *out = *owned;
+    return 0;
+}
+
+const char *fmt_count(long long v)
+{
+    static char bufs[4][32];
+    static int k;
+    char *b = bufs[k++ & 3];
+    char tmp[32];
+    int neg = v < 0;
+    unsigned long long u = neg ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    int n = snprintf(tmp, sizeof tmp, "%llu", u), o = 0;
+    if (neg)
+        b[o++] = '-';
+    for (int i = 0; i < n; i++) {
+        if (i && (n - i) % 3 == 0)
+            b[o++] = ',';
+        b[o++] = tmp[i];
+    }
+    b[o] = '\0';
+    return b;
+}
+
+static int bar_active;
+
+void progress_bar(int done, int total, const char *label)
+{
+    if (!isatty(STDERR_FILENO) || total <= 0)
+        return;
+    int width = 30, fill = (int)((long long)width * done / total);
+    fprintf(stderr, "\r[");
+    for (int i = 0; i < width; i++)
+        fputc(i < fill ? '=' : (i == fill ? '>' : ' '), stderr);
+    fprintf(stderr, "] %d/%d %s\033[K", done, total, label ? label : "");
+    fflush(stderr);
+    bar_active = 1;
+}
+
+void progress_done(void)
+{
+    if (bar_active) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+        bar_active = 0;
+    }
+}
+
+void json_print_ids(FILE *fp, const int32_t *ids, size_t n)
+{
+    fputc('[', fp);
+    for (size_t i = 0; i < n; i++)
+        fprintf(fp, "%s%d", i ? ", " : "", (int)ids[i]);
+    fputc(']', fp);
+}

@@ -1,0 +1,29 @@
+/* common.h - what several commands share: loading a model directory with its tokenizer,
+ * reading the input text, progress bars, number formatting. */
+#ifndef FTQ_CMD_COMMON_H
+#define FTQ_CMD_COMMON_H
+
+#include <stdio.h>
+
+#include "include/ftq.h"
+
+/* Load model and/or tokenizer from dir (either out-pointer may be NULL). Prints the error
+ * and returns 1 on failure. */
+int cmd_load(const char *cmd, const char *dir, ftq_model **model, ftq_tokenizer **tok);
+
+/* Text from -f FILE or -p TEXT (exactly one must be given). *owned is set to the malloc'd
+ * buffer to free (NULL for -p). Prints the error and returns 1 on failure. */
+int cmd_input_text(const char *cmd, const char *file, const char *text, const char **out,
+                   size_t *len, char **owned);
+
+/* 1234567 -> "1,234,567" (static rotating buffers). */
+const char *fmt_count(long long v);
+
+/* A one-line progress bar on stderr if it is a TTY: "[=====>    ] 12/40 label". */
+void progress_bar(int done, int total, const char *label);
+void progress_done(void);
+
+/* Print a malloc'd int32 array as a JSON array. */
+void json_print_ids(FILE *fp, const int32_t *ids, size_t n);
+
+#endif
