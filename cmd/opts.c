@@ -53,7 +53,7 @@ static int set_value(const ftq_cmd_spec *spec, const ftq_opt *o, const char *val
         if (errno || end == val || *end || v < -2147483647L || v > 2147483647L)
             return cmd_fail(spec->name, "option --%s expects an integer, got '%s'", o->name, val) ? -1 : -1;
         if (o->min <= o->max && (v < o->min || v > o->max))
-            return cmd_fail(spec->name, "option --%s must be in [%g, %g], got %ld", o->name, o->min,
+            return cmd_fail(spec->name, "option --%s must be in [%.0f, %.0f], got %ld", o->name, o->min,
                             o->max, v) ? -1 : -1;
         *(int *)o->dest = (int)v;
         return 0;
