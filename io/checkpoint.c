@@ -148,6 +148,8 @@ static int read_weight_map(shard_ctx *s, const cJSON *root)
     if (!cJSON_IsObject(root))
         return IBAD(s, FTQ_EFORMAT, "the file is %s (expected a JSON object with \"weight_map\")", ftq_json_type(root));
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!wm)
+        return IBAD(s, FTQ_EFORMAT, "missing key \"weight_map\" (expected an object of tensor name -> shard file)");
     if (!cJSON_IsObject(wm))
         return IBAD(s, FTQ_EFORMAT, "key \"weight_map\" is %s (expected an object of tensor name -> shard file)",
                     ftq_json_describe(wm, got, sizeof got));
