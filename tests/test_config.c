@@ -295,6 +295,31 @@ static void test_load_errors(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), p)); /* the message names the real file */
 }
 
+/* Every prefix of a real config that stops before its closing brace is refused, and the
+ * parser never reads past the length it was given (exact-size buffers for ASan). */
+static void test_truncated_prefixes(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_OK(ftq_read_file(shared_path("golden/gpt2_tiny_random/config.json"), &text, &len));
+    size_t close = len;
+    while (close > 0 && text[close - 1] != '}')
+        close--;
+    int bad = 0;
+    for (size_t n = 0; n < close; n++) {
+        char *exact = malloc(n ? n : 1);
+        memcpy(exact, text, n);
+        ftq_model_config c;
+        if (ftq_config_parse(exact, n, "cut.json", &c) != FTQ_EFORMAT)
+            bad++;
+        free(exact);
+    }
+    ASSERT_INT_EQ(bad, 0);
+    ftq_model_config c;
+    ASSERT_OK(ftq_config_parse(text, close, "whole.json", &c));
+    free(text);
+}
+
 void test_register_config(void)
 {
     static const test_case cases[] = {
@@ -306,6 +331,7 @@ void test_register_config(void)
         {"defaults_and_biases", test_defaults_and_biases},
         {"refusals", test_refusals},
         {"load_errors", test_load_errors},
+        {"truncated_prefixes", test_truncated_prefixes},
         {NULL, NULL},
     };
     test_add_suite("config", cases);
