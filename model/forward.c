@@ -1,0 +1,199 @@
+/* forward.c - sessions (KV cache + preallocated activations) and the batched fp32 forward
+ * pass of Llama-family and GPT-2 models. A chunk of T tokens goes through each layer at
+ * once: every linear layer is one ftq_linear_forward over all T rows, attention works per
+ * head on the cache. Nothing is allocated after ftq_session_new. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+/* Rows per forward chunk: large enough for sgemm efficiency, small enough that the
+ * activations and the attention scratch stay modest for long contexts. */
+#define MAX_BATCH 512
+
+int ftq_session_new(const ftq_model *m, int n_ctx, ftq_session **out)
+{
+    if (!out)
+        return ftq_set_error(FTQ_EINVAL, "ftq_session_new: NULL output");
+    *out = NULL;
+    if (!m)
+        return ftq_set_error(FTQ_EINVAL, "ftq_session_new: NULL model");
+    const ftq_model_config *c = &m->cfg;
+    if (n_ctx < 1)
+        return ftq_set_error(FTQ_EINVAL, "invalid context length %d (must be at least 1)", n_ctx);
+    if (c->arch == FTQ_ARCH_GPT2 && n_ctx > c->max_position)
+        return ftq_set_error(FTQ_EINVAL,
+                             "context length %d exceeds the model's %d learned positions "
+                             "(n_positions)",
+                             n_ctx, c->max_position);
+    ftq_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_ctx < MAX_BATCH ? n_ctx : MAX_BATCH;
+    size_t B = (size_t)s->n_batch, C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
+    size_t Q = (size_t)c->n_heads * c->head_dim, K = (size_t)c->n_kv_heads * c->head_dim;
+    size_t half = (size_t)c->head_dim / 2;
+    size_t cache = (size_t)c->n_layers * (size_t)n_ctx * K;
+    size_t rope = c->arch == FTQ_ARCH_LLAMA ? (size_t)n_ctx * half : 0;
+    size_t sizes[] = {
+        cache, cache, rope, rope, B * C, B * C, B * Q, B * Q, B * F,
+        c->arch == FTQ_ARCH_LLAMA ? B * F : 0,
+        ftq_attention_scratch_floats(s->n_batch, n_ctx, c->n_heads),
+    };
+    float **ptrs[] = {&s->k_cache, &s->v_cache, &s->rope_cos, &s->rope_sin, &s->x, &s->xb, &s->q,
+                      &s->att, &s->hb, &s->hb2, &s->scratch};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        total += (sizes[i] + 15) & ~(size_t)15; /* 64-byte aligned offsets */
+    if (total > SIZE_MAX / sizeof(float) ||
+        !(s->mem = aligned_alloc(64, total * sizeof(float)))) {
+        free(s);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory allocating a session for %d positions (%.1f MB)",
+                             n_ctx, (double)total * sizeof(float) / 1e6);
+    }
+    float *p = s->mem;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *ptrs[i] = sizes[i] ? p : NULL;
+        p += (sizes[i] + 15) & ~(size_t)15;
+    }
+    if (rope)
+        ftq_rope_table(s->rope_cos, s->rope_sin, n_ctx, c->head_dim, (double)c->rope_theta);
+    *out = s;
+    return FTQ_OK;
+}
+
+void ftq_session_free(ftq_session *s)
+{
+    if (!s)
+        return;
+    free(s->mem);
+    free(s);
+}
+
+void ftq_session_reset(ftq_session *s) { s->pos = 0; }
+int ftq_session_pos(const ftq_session *s) { return s->pos; }
+int ftq_session_ctx(const ftq_session *s) { return s->n_ctx; }
+
+static void norm_forward(const ftq_model *m, float *out, const float *in, const ftq_tensor *w,
+                         const ftq_tensor *b, int T)
+{
+    const ftq_model_config *c = &m->cfg;
+    if (c->arch == FTQ_ARCH_GPT2)
+        ftq_layernorm_forward(out, NULL, NULL, in, ftq_tdata(w), ftq_tdata(b), c->norm_eps, T,
+                              c->hidden_size);
+    else
+        ftq_rmsnorm_forward(out, NULL, in, ftq_tdata(w), c->norm_eps, T, c->hidden_size);
+}
+
+static void act_forward(ftq_act act, float *x, size_t n)
+{
+    switch (act) {
+    case FTQ_ACT_GELU_TANH:
+        ftq_gelu_tanh_forward(x, x, n);
+        break;
+    case FTQ_ACT_GELU:
+        ftq_gelu_erf_forward(x, x, n);
+        break;
+    case FTQ_ACT_RELU:
+        ftq_relu_forward(x, x, n);
+        break;
+    case FTQ_ACT_SILU: /* llama MLPs use silu_mul; the loader rejects a silu GPT-2 */
+        break;
+    }
+}
+
+/* One chunk of T <= n_batch tokens at positions s->pos .. s->pos+T-1. logits: NULL, or
+ * [T, V] (all_rows) or [V] for the last row. */
+static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logits, int all_rows)
+{
+    const ftq_model *m = s->m;
+    const ftq_model_config *c = &m->cfg;
+    const int C = c->hidden_size, F = c->intermediate_size, H = c->n_heads, KV = c->n_kv_heads;
+    const int hd = c->head_dim, Q = H * hd, K = KV * hd, half = hd / 2;
+    const int llama = c->arch == FTQ_ARCH_LLAMA;
+    const int pos0 = s->pos;
+
+    /* embeddings */
+    const float *wte = ftq_tdata(&m->tok_emb), *wpe = ftq_tdata(&m->pos_emb);
+    for (int t = 0; t < T; t++) {
+        float *x = s->x + (size_t)t * C;
+        memcpy(x, wte + (size_t)ids[t] * C, sizeof(float) * C);
+        if (wpe)
+            ftq_add_inplace(x, wpe + (size_t)(pos0 + t) * C, (size_t)C);
+    }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const ftq_layer_weights *L = &m->layers[l];
+        float *kc = s->k_cache + (size_t)l * s->n_ctx * K, *vc = s->v_cache + (size_t)l * s->n_ctx * K;
+        /* in the last layer only the rows whose logits are wanted need more than K and V */
+        int r0 = (l == c->n_layers - 1 && !all_rows) ? T - 1 : 0, Tq = T - r0;
+
+        norm_forward(m, s->xb, s->x, &L->norm1_w, &L->norm1_b, T);
+        ftq_linear_forward(kc + (size_t)pos0 * K, s->xb, &L->wk, ftq_tdata(&L->bk), T, C, K);
+        ftq_linear_forward(vc + (size_t)pos0 * K, s->xb, &L->wv, ftq_tdata(&L->bv), T, C, K);
+        ftq_linear_forward(s->q, s->xb + (size_t)r0 * C, &L->wq, ftq_tdata(&L->bq), Tq, C, Q);
+        if (llama) {
+            ftq_rope_forward(s->q, s->rope_cos + (size_t)(pos0 + r0) * half,
+                             s->rope_sin + (size_t)(pos0 + r0) * half, Tq, Q, H, hd);
+            ftq_rope_forward(kc + (size_t)pos0 * K, s->rope_cos + (size_t)pos0 * half,
+                             s->rope_sin + (size_t)pos0 * half, T, K, KV, hd);
+        }
+        ftq_attention_forward(s->att, s->scratch, s->q, kc, vc, Tq, pos0 + r0, H, KV, hd,
+                              c->sliding_window);
+
+        float *x = s->x + (size_t)r0 * C;
+        ftq_linear_forward(s->xb, s->att, &L->wo, ftq_tdata(&L->bo), Tq, Q, C);
+        ftq_add_inplace(x, s->xb, (size_t)Tq * C);
+
+        norm_forward(m, s->xb, x, &L->norm2_w, &L->norm2_b, Tq);
+        if (llama) {
+            ftq_linear_forward(s->hb, s->xb, &L->w_gate, ftq_tdata(&L->b_gate), Tq, C, F);
+            ftq_linear_forward(s->hb2, s->xb, &L->w_up, ftq_tdata(&L->b_up), Tq, C, F);
+            ftq_silu_mul_forward(s->hb, s->hb, s->hb2, (size_t)Tq * F);
+        } else {
+            ftq_linear_forward(s->hb, s->xb, &L->w_up, ftq_tdata(&L->b_up), Tq, C, F);
+            act_forward(c->act, s->hb, (size_t)Tq * F);
+        }
+        ftq_linear_forward(s->xb, s->hb, &L->w_down, ftq_tdata(&L->b_down), Tq, F, C);
+        ftq_add_inplace(x, s->xb, (size_t)Tq * C);
+    }
+
+    if (logits) {
+        int r0 = all_rows ? 0 : T - 1, rows = T - r0;
+        norm_forward(m, s->xb, s->x + (size_t)r0 * C, &m->norm_w, &m->norm_b, rows);
+        ftq_linear_forward(logits, s->xb, &m->lm_head, NULL, rows, C, c->vocab_size);
+    }
+    s->pos += T;
+}
+
+int ftq_session_eval(ftq_session *s, const int32_t *ids, int n, float *logits, int all_logits)
+{
+    if (!s || (n > 0 && !ids))
+        return ftq_set_error(FTQ_EINVAL, "ftq_session_eval: NULL argument");
+    if (n < 0)
+        return ftq_set_error(FTQ_EINVAL, "invalid token count %d", n);
+    if (n > s->n_ctx - s->pos)
+        return ftq_set_error(FTQ_EINVAL,
+                             "context overflow: %d tokens at position %d exceed the session's %d "
+                             "positions",
+                             n, s->pos, s->n_ctx);
+    const int V = s->m->cfg.vocab_size;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ftq_set_error(FTQ_EINVAL, "token id %d at index %d is out of range (vocab size %d)",
+                                 (int)ids[i], i, V);
+    for (int off = 0; off < n; off += s->n_batch) {
+        int T = n - off < s->n_batch ? n - off : s->n_batch;
+        int last = off + T == n;
+        float *out = NULL;
+        if (logits && all_logits)
+            out = logits + (size_t)off * V;
+        else if (logits && last)
+            out = logits;
+        forward_chunk(s, ids + off, T, out, logits && all_logits);
+    }
+    return FTQ_OK;
+}

@@ -1,0 +1,61 @@
+/* model.h - the ftq_model and ftq_session structs (internal). Invariants: every weight is
+ * an F32 ftq_tensor; every linear weight has shape [out, in] (nn.Linear); a tensor the
+ * architecture lacks has data == NULL and ndim == 0. Descriptor names are borrowed from
+ * the checkpoint (kept open by the model); data is either a zero-copy view of the mmap
+ * (owned == 0) or memory the model allocated (owned == 1, freed through `allocs`). */
+#ifndef FTQ_MODEL_INTERNAL_H
+#define FTQ_MODEL_INTERNAL_H
+
+#include "ftq.h"
+
+/* One transformer block. Llama: norm = RMSNorm (norm*_b absent), MLP =
+ * w_down(silu(w_gate x) * w_up x). GPT-2: norm = LayerNorm, MLP = w_down(act(w_up x + b_up))
+ * + b_down with w_up = mlp.c_fc^T and w_down = mlp.c_proj^T; wq/wk/wv are the three column
+ * blocks of attn.c_attn, transposed. Shapes (C hidden, Q = n_heads*hd, K = n_kv*hd, F ffn): */
+typedef struct {
+    ftq_tensor norm1_w, norm1_b; /* [C] */
+    ftq_tensor wq, bq;           /* [Q, C], [Q] */
+    ftq_tensor wk, bk;           /* [K, C], [K] */
+    ftq_tensor wv, bv;           /* [K, C], [K] */
+    ftq_tensor wo, bo;           /* [C, Q], [C] */
+    ftq_tensor norm2_w, norm2_b; /* [C] */
+    ftq_tensor w_gate, b_gate;   /* [F, C], [F]   (llama only) */
+    ftq_tensor w_up, b_up;       /* [F, C], [F] */
+    ftq_tensor w_down, b_down;   /* [C, F], [C] */
+} ftq_layer_weights;
+
+struct ftq_model {
+    ftq_model_config cfg;
+    ftq_checkpoint *ck; /* owned; tensors view into it */
+    char *dir;
+    ftq_tensor tok_emb;         /* [V, C] */
+    ftq_tensor pos_emb;         /* [P, C] (GPT-2 only) */
+    ftq_layer_weights *layers;  /* [n_layers] */
+    ftq_tensor norm_w, norm_b;  /* final norm [C] (norm_b GPT-2 only) */
+    ftq_tensor lm_head;         /* [V, C]; the same data as tok_emb when tied */
+    int64_t n_params;           /* embeddings counted once when tied */
+    void **allocs;              /* every buffer the model owns */
+    size_t n_allocs, cap_allocs;
+};
+
+/* A session: the KV cache [layer][pos][n_kv * hd] (the K/V projections write their rows
+ * straight into it, and Q.K^T for one head is one sgemm with leading dimension n_kv*hd),
+ * RoPE tables and activations for up to n_batch rows; ftq_session_eval splits longer
+ * inputs into chunks of n_batch. */
+struct ftq_session {
+    const ftq_model *m;
+    int n_ctx, n_batch, pos;
+    float *k_cache, *v_cache;    /* [L][n_ctx][n_kv*hd] */
+    float *rope_cos, *rope_sin;  /* [n_ctx][hd/2] (llama only) */
+    float *x;                    /* [B, C] residual stream */
+    float *xb;                   /* [B, C] normed input / block outputs */
+    float *q;                    /* [B, Q] */
+    float *att;                  /* [B, Q] attention output */
+    float *hb, *hb2;             /* [B, F] MLP hidden (hb2 llama only) */
+    float *scratch;              /* attention scores */
+    void *mem;                   /* one allocation holding all of the above */
+};
+
+static inline const float *ftq_tdata(const ftq_tensor *t) { return (const float *)t->data; }
+
+#endif
