@@ -522,6 +522,361 @@ static void test_dtypes(void)
     expect_same_logits(shared_path(GPT2_DIR), dh, 0.01);
 }
 
+/* ---- config variants against a float64 reference ---------------------------------------- */
+
+/* The HF forward in double precision, written from the model definitions and reading the
+ * checkpoint by tensor name (independent of model/load.c). Checked against the goldens
+ * below, then used for variants the goldens do not cover: q/k/v/o and MLP biases, Qwen2,
+ * Mistral's sliding window, GPT-2 with exact GELU or ReLU. */
+typedef struct {
+    const ftq_checkpoint *ck;
+    const char *prefix;
+} refctx;
+
+static double *rt(const refctx *r, const char *fmt, int l)
+{
+    char name[256], full[300];
+    snprintf(name, sizeof name, fmt, l);
+    snprintf(full, sizeof full, "%s%s", r->prefix, name);
+    const ftq_tensor *t = ftq_checkpoint_find(r->ck, full);
+    if (!t)
+        t = ftq_checkpoint_find(r->ck, name);
+    if (!t)
+        return NULL;
+    size_t n = (size_t)ftq_tensor_numel(t);
+    float *f = malloc(sizeof(float) * n);
+    double *d = malloc(sizeof(double) * n);
+    ftq_tensor_to_f32(t, f);
+    for (size_t i = 0; i < n; i++)
+        d[i] = f[i];
+    free(f);
+    return d;
+}
+
+/* y[T, out] = x[T, in] W + b; W is [out, in] (linear) or [in, out] (conv1d). */
+static void rlin(double *y, const double *x, const double *W, const double *b, int T, int in, int out,
+                 int conv1d)
+{
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < out; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int i = 0; i < in; i++)
+                s += x[t * in + i] * (conv1d ? W[(size_t)i * out + o] : W[(size_t)o * in + i]);
+            y[t * out + o] = s;
+        }
+}
+
+static void rnorm(double *y, const double *x, const double *w, const double *b, double eps, int T, int C,
+                  int layer)
+{
+    for (int t = 0; t < T; t++) {
+        double m = 0.0, v = 0.0;
+        if (layer) {
+            for (int i = 0; i < C; i++)
+                m += x[t * C + i];
+            m /= C;
+        }
+        for (int i = 0; i < C; i++)
+            v += (x[t * C + i] - m) * (x[t * C + i] - m);
+        double r = 1.0 / sqrt(v / C + eps);
+        for (int i = 0; i < C; i++)
+            y[t * C + i] = (x[t * C + i] - m) * r * w[i] + (b ? b[i] : 0.0);
+    }
+}
+
+static double *ref_forward(const char *dir, const int32_t *ids, int T)
+{
+    ftq_model_config c;
+    ftq_checkpoint *ck = NULL;
+    char *cp = ftq_path_join(dir, "config.json");
+    int rc = ftq_config_load(cp, &c);
+    free(cp);
+    if (rc != FTQ_OK || ftq_checkpoint_open(dir, &ck) != FTQ_OK)
+        return NULL;
+    int gpt2 = c.arch == FTQ_ARCH_GPT2;
+    refctx r = {ck, gpt2 ? "transformer." : ""};
+    int C = c.hidden_size, F = c.intermediate_size, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
+    int Q = H * hd, K = KV * hd, V = c.vocab_size, W = c.sliding_window;
+    double *x = calloc((size_t)T * C, sizeof(double)), *h = calloc((size_t)T * C, sizeof(double));
+    double *q = calloc((size_t)T * Q, sizeof(double)), *k = calloc((size_t)T * Q, sizeof(double));
+    double *v = calloc((size_t)T * Q, sizeof(double)), *o = calloc((size_t)T * Q, sizeof(double));
+    double *qkv = calloc((size_t)T * 3 * C, sizeof(double)), *y = calloc((size_t)T * C, sizeof(double));
+    double *g = calloc((size_t)T * F, sizeof(double)), *u = calloc((size_t)T * F, sizeof(double));
+    double *sc = calloc((size_t)T, sizeof(double));
+    double *emb = rt(&r, gpt2 ? "wte.weight" : "model.embed_tokens.weight", 0);
+    double *pe = gpt2 ? rt(&r, "wpe.weight", 0) : NULL;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < C; i++)
+            x[t * C + i] = emb[(size_t)ids[t] * C + i] + (pe ? pe[(size_t)t * C + i] : 0.0);
+    for (int l = 0; l < c.n_layers; l++) {
+        double *n1w = rt(&r, gpt2 ? "h.%d.ln_1.weight" : "model.layers.%d.input_layernorm.weight", l);
+        double *n1b = gpt2 ? rt(&r, "h.%d.ln_1.bias", l) : NULL;
+        rnorm(h, x, n1w, n1b, c.norm_eps, T, C, gpt2);
+        double *wo, *bo;
+        if (gpt2) {
+            double *wa = rt(&r, "h.%d.attn.c_attn.weight", l), *ba = rt(&r, "h.%d.attn.c_attn.bias", l);
+            rlin(qkv, h, wa, ba, T, C, 3 * C, 1);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < C; i++) {
+                    q[t * C + i] = qkv[t * 3 * C + i];
+                    k[t * C + i] = qkv[t * 3 * C + C + i];
+                    v[t * C + i] = qkv[t * 3 * C + 2 * C + i];
+                }
+            free(wa);
+            free(ba);
+            wo = rt(&r, "h.%d.attn.c_proj.weight", l);
+            bo = rt(&r, "h.%d.attn.c_proj.bias", l);
+        } else {
+            double *w1 = rt(&r, "model.layers.%d.self_attn.q_proj.weight", l), *b1 = rt(&r, "model.layers.%d.self_attn.q_proj.bias", l);
+            double *w2 = rt(&r, "model.layers.%d.self_attn.k_proj.weight", l), *b2 = rt(&r, "model.layers.%d.self_attn.k_proj.bias", l);
+            double *w3 = rt(&r, "model.layers.%d.self_attn.v_proj.weight", l), *b3 = rt(&r, "model.layers.%d.self_attn.v_proj.bias", l);
+            rlin(q, h, w1, b1, T, C, Q, 0);
+            rlin(k, h, w2, b2, T, C, K, 0);
+            rlin(v, h, w3, b3, T, C, K, 0);
+            free(w1), free(b1), free(w2), free(b2), free(w3), free(b3);
+            /* rotate_half RoPE */
+            for (int t = 0; t < T; t++)
+                for (int pass = 0; pass < 2; pass++) {
+                    double *z = pass ? k + t * K : q + t * Q;
+                    for (int hh = 0; hh < (pass ? KV : H); hh++)
+                        for (int i = 0; i < hd / 2; i++) {
+                            double a = t * pow(c.rope_theta, -2.0 * i / hd), *p0 = z + hh * hd + i;
+                            double x0 = p0[0], x1 = p0[hd / 2];
+                            p0[0] = x0 * cos(a) - x1 * sin(a);
+                            p0[hd / 2] = x1 * cos(a) + x0 * sin(a);
+                        }
+                }
+            wo = rt(&r, "model.layers.%d.self_attn.o_proj.weight", l);
+            bo = rt(&r, "model.layers.%d.self_attn.o_proj.bias", l);
+        }
+        for (int t = 0; t < T; t++)
+            for (int hh = 0; hh < H; hh++) {
+                int kh = hh / (H / KV), lo = W > 0 && t - W + 1 > 0 ? t - W + 1 : 0;
+                double m = -INFINITY, s = 0.0;
+                for (int j = lo; j <= t; j++) {
+                    double d = 0.0;
+                    for (int i = 0; i < hd; i++)
+                        d += q[t * Q + hh * hd + i] * k[j * K + kh * hd + i];
+                    sc[j] = d / sqrt((double)hd);
+                    m = fmax(m, sc[j]);
+                }
+                for (int j = lo; j <= t; j++)
+                    s += (sc[j] = exp(sc[j] - m));
+                for (int i = 0; i < hd; i++) {
+                    double a = 0.0;
+                    for (int j = lo; j <= t; j++)
+                        a += sc[j] / s * v[j * K + kh * hd + i];
+                    o[t * Q + hh * hd + i] = a;
+                }
+            }
+        rlin(y, o, wo, bo, T, Q, C, gpt2);
+        for (int i = 0; i < T * C; i++)
+            x[i] += y[i];
+        free(wo), free(bo), free(n1w), free(n1b);
+        double *n2w = rt(&r, gpt2 ? "h.%d.ln_2.weight" : "model.layers.%d.post_attention_layernorm.weight", l);
+        double *n2b = gpt2 ? rt(&r, "h.%d.ln_2.bias", l) : NULL;
+        rnorm(h, x, n2w, n2b, c.norm_eps, T, C, gpt2);
+        double *wu = rt(&r, gpt2 ? "h.%d.mlp.c_fc.weight" : "model.layers.%d.mlp.up_proj.weight", l);
+        double *bu = rt(&r, gpt2 ? "h.%d.mlp.c_fc.bias" : "model.layers.%d.mlp.up_proj.bias", l);
+        double *wd = rt(&r, gpt2 ? "h.%d.mlp.c_proj.weight" : "model.layers.%d.mlp.down_proj.weight", l);
+        double *bd = rt(&r, gpt2 ? "h.%d.mlp.c_proj.bias" : "model.layers.%d.mlp.down_proj.bias", l);
+        rlin(u, h, wu, bu, T, C, F, gpt2);
+        if (gpt2) {
+            for (int i = 0; i < T * F; i++) {
+                double z = u[i];
+                u[i] = c.act == FTQ_ACT_RELU   ? fmax(z, 0.0)
+                       : c.act == FTQ_ACT_GELU ? 0.5 * z * (1.0 + erf(z / sqrt(2.0)))
+                                               : 0.5 * z * (1.0 + tanh(sqrt(2.0 / M_PI) * (z + 0.044715 * z * z * z)));
+            }
+        } else {
+            double *wg = rt(&r, "model.layers.%d.mlp.gate_proj.weight", l);
+            double *bg = rt(&r, "model.layers.%d.mlp.gate_proj.bias", l);
+            rlin(g, h, wg, bg, T, C, F, 0);
+            for (int i = 0; i < T * F; i++)
+                u[i] *= g[i] / (1.0 + exp(-g[i]));
+            free(wg), free(bg);
+        }
+        rlin(y, u, wd, bd, T, F, C, gpt2);
+        for (int i = 0; i < T * C; i++)
+            x[i] += y[i];
+        free(n2w), free(n2b), free(wu), free(bu), free(wd), free(bd);
+    }
+    double *nw = rt(&r, gpt2 ? "ln_f.weight" : "model.norm.weight", 0);
+    double *nb = gpt2 ? rt(&r, "ln_f.bias", 0) : NULL;
+    rnorm(h, x, nw, nb, c.norm_eps, T, C, gpt2);
+    double *head = c.tie_word_embeddings ? NULL : rt(&r, "lm_head.weight", 0);
+    double *logits = malloc(sizeof(double) * (size_t)T * V);
+    rlin(logits, h, head ? head : emb, NULL, T, C, V, 0);
+    free(head), free(nw), free(nb), free(emb), free(pe);
+    free(x), free(h), free(q), free(k), free(v), free(o), free(qkv), free(y), free(g), free(u), free(sc);
+    ftq_checkpoint_close(ck);
+    return logits;
+}
+
+/* Max |ftq - reference| over all n x V logits of `dir`. */
+static double diff_vs_ref(const char *dir, const int32_t *ids, int n)
+{
+    ftq_model *m = load(dir);
+    double *ref = ref_forward(dir, ids, n);
+    double d = INFINITY;
+    if (m && ref) {
+        float *lg = eval_all(m, ids, n);
+        int V = ftq_model_get_config(m)->vocab_size;
+        d = 0.0;
+        for (size_t i = 0; lg && i < (size_t)n * V; i++)
+            d = fmax(d, fabs(lg[i] - ref[i]));
+        if (!lg)
+            d = INFINITY;
+        free(lg);
+    }
+    free(ref);
+    ftq_model_free(m);
+    return d;
+}
+
+/* Rewrite dir/config.json with `edits`: "key=value" strings, value parsed as JSON. */
+static int edit_config(const char *src_dir, const char *dst_dir, const char *const *edits)
+{
+    char *sp = ftq_path_join(src_dir, "config.json"), *dp = ftq_path_join(dst_dir, "config.json");
+    char *text = NULL;
+    size_t len = 0;
+    int rc = ftq_read_file(sp, &text, &len);
+    cJSON *j = rc == FTQ_OK ? cJSON_Parse(text) : NULL;
+    for (; j && *edits; edits++) {
+        const char *eq = strchr(*edits, '=');
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - *edits), *edits);
+        cJSON_DeleteItemFromObject(j, key);
+        cJSON_AddItemToObject(j, key, cJSON_Parse(eq + 1));
+    }
+    char *out = j ? cJSON_Print(j) : NULL;
+    FILE *f = out ? fopen(dp, "w") : NULL;
+    rc = f && fputs(out, f) >= 0 ? FTQ_OK : FTQ_EIO;
+    if (f)
+        fclose(f);
+    free(out);
+    cJSON_Delete(j);
+    free(text);
+    free(sp);
+    free(dp);
+    return rc;
+}
+
+/* Random bias tensors for the llama tiny model's layers: which = "qkvo", "qkv", "mlp". */
+static size_t make_biases(ftq_tensor *out, char names[][96], const char *which, ftq_rng *r)
+{
+    static const struct {
+        const char *grp, *suffix;
+        int len;
+    } B[] = {{"qkv", "self_attn.q_proj.bias", 64}, {"qkv", "self_attn.k_proj.bias", 32},
+             {"qkv", "self_attn.v_proj.bias", 32}, {"o", "self_attn.o_proj.bias", 64},
+             {"mlp", "mlp.gate_proj.bias", 176},   {"mlp", "mlp.up_proj.bias", 176},
+             {"mlp", "mlp.down_proj.bias", 64}};
+    size_t n = 0;
+    for (int l = 0; l < 2; l++)
+        for (size_t b = 0; b < sizeof B / sizeof B[0]; b++) {
+            if (!strstr(which, B[b].grp))
+                continue;
+            snprintf(names[n], 96, "model.layers.%d.%s", l, B[b].suffix);
+            float *d = malloc(sizeof(float) * B[b].len);
+            for (int i = 0; i < B[b].len; i++)
+                d[i] = 0.1f * ftq_rng_normal(r);
+            out[n] = (ftq_tensor){.name = names[n], .dtype = FTQ_DTYPE_F32, .ndim = 1, .shape = {B[b].len},
+                                  .nbytes = sizeof(float) * B[b].len, .data = d, .owned = 1};
+            n++;
+        }
+    return n;
+}
+
+static const int32_t VARIANT_IDS[] = {1, 403, 407, 261, 378, 11, 500, 3, 77, 260, 261, 262, 1, 2, 9,
+                                      300, 301, 17, 42, 128, 255, 256, 400, 5};
+#define N_VARIANT_IDS ((int)(sizeof VARIANT_IDS / sizeof VARIANT_IDS[0]))
+
+/* The reference reproduces the goldens (so it can judge the variants). */
+static void test_reference_vs_golden(void)
+{
+    double dl = diff_vs_ref(shared_path(LLAMA_DIR), VARIANT_IDS, N_VARIANT_IDS);
+    int32_t gids[6] = {15496, 11, 616, 3290, 318, 13779};
+    double dg = diff_vs_ref(shared_path(GPT2_DIR), gids, 6);
+    fprintf(stderr, "[ftq vs float64 ref: llama %.3g gpt2 %.3g] ", dl, dg);
+    CU_ASSERT(dl <= 5e-6);
+    CU_ASSERT(dg <= 5e-6);
+    /* and the reference itself against the golden file */
+    cJSON *j = load_json(shared_path(LLAMA_DIR "/golden_logits.json"));
+    const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "prompts"), 0);
+    size_t n;
+    int32_t *ids = json_ints(cJSON_GetObjectItem(p, "ids"), &n);
+    double *ref = ref_forward(shared_path(LLAMA_DIR), ids, (int)n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+    double d = 0.0;
+    for (size_t t = 0; t < n; t++) {
+        const cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItem(p, "logits"), (int)t);
+        for (int v = 0; v < 512; v++)
+            d = fmax(d, fabs(ref[t * 512 + v] - cJSON_GetArrayItem(row, v)->valuedouble));
+    }
+    CU_ASSERT(d <= 1e-8); /* golden has 9 significant digits */
+    free(ref);
+    free(ids);
+    cJSON_Delete(j);
+}
+
+/* Variants within 5e-6 of the float64 reference: llama with attention_bias + mlp_bias,
+ * qwen2 (q/k/v biases only), mistral with a 4-token sliding window, GPT-2 with exact GELU
+ * and with ReLU. The windowed model also decodes token by token like one batched call. */
+static void test_variants(void)
+{
+    ftq_rng r;
+    ftq_rng_seed(&r, 12);
+    ftq_tensor extra[32];
+    char names[32][96];
+    struct {
+        const char *tmp, *src, *biases;
+        const char *edits[6];
+    } V[] = {
+        {"model_llama_bias", LLAMA_DIR, "qkvo mlp", {"attention_bias=true", "mlp_bias=true", NULL}},
+        {"model_qwen2", LLAMA_DIR, "qkv",
+         {"model_type=\"qwen2\"", "architectures=[\"Qwen2ForCausalLM\"]", "use_sliding_window=false", NULL}},
+        {"model_mistral_window", LLAMA_DIR, "",
+         {"model_type=\"mistral\"", "architectures=[\"MistralForCausalLM\"]", "sliding_window=4", NULL}},
+        {"model_gpt2_gelu_erf", GPT2_DIR, "", {"activation_function=\"gelu\"", NULL}},
+        {"model_gpt2_relu", GPT2_DIR, "", {"activation_function=\"relu\"", NULL}},
+    };
+    for (size_t i = 0; i < sizeof V / sizeof V[0]; i++) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", test_tmpdir(V[i].tmp));
+        size_t ne = make_biases(extra, names, V[i].biases, &r);
+        ASSERT_OK(write_variant(shared_path(V[i].src), dir, NULL, NULL, extra, 0, ne));
+        ASSERT_OK(edit_config(shared_path(V[i].src), dir, V[i].edits));
+        int gpt2 = strcmp(V[i].src, GPT2_DIR) == 0;
+        int32_t ids[N_VARIANT_IDS];
+        for (int t = 0; t < N_VARIANT_IDS; t++)
+            ids[t] = gpt2 ? VARIANT_IDS[t] * 97 : VARIANT_IDS[t];
+        double d = diff_vs_ref(dir, ids, N_VARIANT_IDS);
+        /* the variant must matter: its logits move away from the unmodified model's */
+        ftq_model *a = load(dir), *b = load(shared_path(V[i].src));
+        double moved = 0.0;
+        if (a && b) {
+            float *la = eval_all(a, ids, N_VARIANT_IDS), *lb = eval_all(b, ids, N_VARIANT_IDS);
+            for (size_t k = 0; la && lb && k < (size_t)N_VARIANT_IDS * ftq_model_get_config(a)->vocab_size; k++)
+                moved = fmax(moved, fabs((double)la[k] - lb[k]));
+            free(la);
+            free(lb);
+        }
+        ftq_model_free(a);
+        ftq_model_free(b);
+        fprintf(stderr, "[%s: vs ref %.3g, moved %.3g] ", V[i].tmp, d, moved);
+        CU_ASSERT(d <= 5e-6);
+        CU_ASSERT(moved > 1e-5);
+    }
+    /* the windowed model through the KV cache */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("model_mistral_window2"));
+    ASSERT_OK(write_variant(shared_path(LLAMA_DIR), dir, NULL, NULL, NULL, 0, 0));
+    const char *ed[] = {"model_type=\"mistral\"", "sliding_window=4", NULL};
+    ASSERT_OK(edit_config(shared_path(LLAMA_DIR), dir, ed));
+    kv_case(dir, 40);
+}
+
 /* ---- validation errors ---------------------------------------------------------------- */
 
 typedef struct {
@@ -653,6 +1008,8 @@ void test_register_model(void)
         {"dtypes", test_dtypes},
         {"validate_errors", test_validate_errors},
         {"tied_with_lm_head", test_tied_with_lm_head},
+        {"reference_vs_golden", test_reference_vs_golden},
+        {"variants", test_variants},
         {NULL, NULL},
     };
     test_add_suite("model", cases);
