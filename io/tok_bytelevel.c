@@ -1,0 +1,97 @@
+/* tok_bytelevel.c - GPT-2 byte-level pieces: OpenAI's bytes_to_unicode() mapping and a
+ * hand-written scanner equivalent to the GPT-2 pre-tokenizer regex
+ *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * Invariant: the scanner always consumes at least one code point, and its pieces tile the
+ * input exactly as repeated regex matches (findall) would. */
+#include "io/tok_internal.h"
+#include "io/unicode.h"
+
+/* Printable Latin-1 bytes map to themselves; the other 68 bytes, in increasing order, map
+ * to U+0100, U+0101, ... (OpenAI encoder.py bytes_to_unicode). */
+static int printable(unsigned b) { return (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae; }
+
+uint32_t ftq_bytelevel_cp(unsigned char b)
+{
+    if (printable(b))
+        return b;
+    uint32_t n = 0;
+    for (unsigned k = 0; k < b; k++)
+        n += !printable(k);
+    return 256 + n;
+}
+
+int ftq_bytelevel_byte(uint32_t cp)
+{
+    if (cp < 256)
+        return printable(cp) ? (int)cp : -1;
+    if (cp >= 256 + 68)
+        return -1;
+    uint32_t n = 256;
+    for (unsigned k = 0; k < 256; k++)
+        if (!printable(k) && n++ == cp)
+            return (int)k;
+    return -1;
+}
+
+enum { CLS_SPACE, CLS_LETTER, CLS_NUMBER, CLS_OTHER };
+
+static int cls_at(const unsigned char *s, size_t len, size_t pos, size_t *n)
+{
+    uint32_t cp = s[pos];
+    *n = 1;
+    if (cp >= 0x80) {
+        int k = ftq_utf8_decode(s + pos, len - pos, &cp);
+        *n = k > 0 ? (size_t)k : 1; /* callers pass validated text */
+    }
+    if (ftq_unicode_is_letter(cp))
+        return CLS_LETTER;
+    if (ftq_unicode_is_number(cp))
+        return CLS_NUMBER;
+    if (ftq_unicode_is_space(cp))
+        return CLS_SPACE;
+    return CLS_OTHER;
+}
+
+/* End of the run of class c starting at pos. */
+static size_t run_end(const unsigned char *s, size_t len, size_t pos, int c)
+{
+    size_t n;
+    while (pos < len && cls_at(s, len, pos, &n) == c)
+        pos += n;
+    return pos;
+}
+
+size_t ftq_gpt2_pretoken_end(const unsigned char *s, size_t len, size_t pos)
+{
+    if (s[pos] == '\'' && pos + 1 < len) {
+        unsigned char a = s[pos + 1];
+        if (a == 's' || a == 't' || a == 'm' || a == 'd')
+            return pos + 2;
+        if (pos + 2 < len) {
+            unsigned char b = s[pos + 2];
+            if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+                return pos + 3;
+        }
+    }
+    size_t n;
+    int c = cls_at(s, len, pos, &n);
+    if (s[pos] == ' ' && pos + 1 < len) {
+        size_t n1;
+        int c1 = cls_at(s, len, pos + 1, &n1);
+        if (c1 != CLS_SPACE) /* " ?" takes the space: ' ?\p{L}+', ' ?\p{N}+' or ' ?[^...]+' */
+            return run_end(s, len, pos + 1, c1);
+    }
+    if (c != CLS_SPACE)
+        return run_end(s, len, pos, c);
+    /* \s+(?!\S): the whole run if it ends the text, else all but its last character (which
+     * may then start the next piece as " word"); a single whitespace char before non-space
+     * falls through to \s+ and is a piece by itself. */
+    size_t last = pos, e = pos;
+    while (e < len && cls_at(s, len, e, &n) == CLS_SPACE) {
+        last = e;
+        e += n;
+    }
+    if (e == len || last == pos)
+        return e;
+    return last;
+}

@@ -1,0 +1,158 @@
+/* tok_internal.h - the tokenizer object shared by the loaders (tok_*.c) and tokenizer.c.
+ * Invariants: ids are dense 0..n_vocab-1 (holes have piece NULL); every map and table is
+ * filled at load time and read-only afterwards, so encode/decode need no locks. */
+#ifndef FTQ_IO_TOK_INTERNAL_H
+#define FTQ_IO_TOK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/ftq.h"
+
+/* ---- growable id vector ---------------------------------------------------------- */
+
+typedef struct {
+    int32_t *v;
+    size_t n, cap;
+} ftq_ivec;
+
+int ftq_ivec_push(ftq_ivec *v, int32_t x);
+int ftq_ivec_reserve(ftq_ivec *v, size_t extra);
+
+/* ---- byte string -> int32 map (owns copies of its keys) -------------------------- */
+
+typedef struct {
+    uint32_t off, len; /* key bytes in pool */
+    uint32_t hash;
+    int32_t val;
+} ftq_strmap_entry;
+
+typedef struct {
+    uint32_t *slots; /* 0 = empty, else entry index + 1 */
+    size_t cap;      /* power of two */
+    ftq_strmap_entry *ents;
+    size_t n, ents_cap;
+    char *pool;
+    size_t pool_len, pool_cap;
+} ftq_strmap;
+
+/* Insert or overwrite. FTQ_OK or FTQ_ENOMEM (message set). */
+int ftq_strmap_put(ftq_strmap *m, const char *key, size_t len, int32_t val);
+/* 1 and *val if present, else 0. */
+int ftq_strmap_get(const ftq_strmap *m, const char *key, size_t len, int32_t *val);
+void ftq_strmap_clear(ftq_strmap *m); /* keeps the memory */
+void ftq_strmap_free(ftq_strmap *m);
+
+/* ---- (id, id) -> (rank, merged id) map for rank-ordered BPE merges ---------------- */
+
+typedef struct {
+    uint64_t *keys; /* UINT64_MAX = empty */
+    int32_t *rank, *merged;
+    size_t cap, n;
+} ftq_pairmap;
+
+int ftq_pairmap_put(ftq_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged);
+int ftq_pairmap_get(const ftq_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged);
+void ftq_pairmap_free(ftq_pairmap *m);
+
+/* ---- the tokenizer --------------------------------------------------------------- */
+
+enum { TOKF_SPECIAL = 1, TOKF_BYTE = 2, TOKF_MERGEABLE = 4, TOKF_UNKNOWN = 8, TOKF_CONTROL = 16 };
+enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE };
+enum { TOK_NORM_NONE, TOK_NORM_OPS, TOK_NORM_SPM };
+enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE };
+enum { TOK_PRE_NONE, TOK_PRE_BYTELEVEL };
+enum { TOK_DEC_CHAIN, TOK_DEC_SPM };
+enum { TOK_DEC_BYTELEVEL, TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP };
+
+typedef struct {
+    int op;         /* TOK_NORM_* or TOK_DEC_* */
+    char *a, *b;    /* prepend text / replace pattern; replace content */
+    size_t alen, blen;
+    int start, stop; /* Strip: how many `a` characters to drop at each end */
+} ftq_tok_op;
+
+typedef struct {
+    int32_t id;
+    char *content; /* as written in the file */
+    size_t len;
+    char *match; /* what is searched for: content, normalized if `normalized` */
+    size_t match_len;
+    int special, lstrip, rstrip, single_word, normalized;
+} ftq_added_token;
+
+struct ftq_tokenizer {
+    ftq_tokenizer_kind kind;
+    char name[96];
+
+    int32_t n_vocab;
+    char **piece; /* id -> bytes (NUL-terminated), NULL for a hole */
+    uint32_t *piece_len;
+    float *score;   /* sentencepiece scores (NULL otherwise) */
+    uint8_t *flags; /* TOKF_* */
+    size_t cap;
+    ftq_strmap vocab; /* model vocabulary: piece -> id */
+
+    int model; /* TOK_MODEL_* */
+    ftq_pairmap merges;
+    int byte_fallback, fuse_unk, ignore_merges;
+    int32_t unk_id;         /* -1 if none */
+    int32_t byte_id[256];   /* id of "<0xXX>", -1 if absent */
+    int32_t ascii_id[128];  /* id of each one-byte piece, -1 if absent (speeds up lookups) */
+    ftq_ivec user_defined;  /* sentencepiece USER_DEFINED piece ids: matched whole, never merged */
+    size_t max_piece_len;   /* longest vocabulary piece in bytes */
+
+    int norm; /* TOK_NORM_* */
+    ftq_tok_op *norm_ops;
+    int n_norm_ops;
+    int spm_dummy_prefix, spm_remove_ws, spm_escape_ws;
+
+    int pretok; /* TOK_PRE_* */
+    int bl_add_prefix_space, bl_use_regex;
+    int32_t bl_byte_id[256]; /* id of the byte-level character of each byte, -1 if absent */
+
+    int decoder; /* TOK_DEC_CHAIN or TOK_DEC_SPM */
+    ftq_tok_op *dec_ops;
+    int n_dec_ops; /* an empty chain joins tokens with ' ' (HF's default) */
+
+    ftq_added_token *added;
+    int n_added;
+    uint8_t added_first[256]; /* first bytes of added-token match strings */
+
+    int32_t bos_id, eos_id;
+    ftq_ivec prefix, suffix; /* ids add_special puts around the text */
+};
+
+/* Loaders fill a zeroed tokenizer from ftq_tok_alloc. */
+ftq_tokenizer *ftq_tok_alloc(void);
+int ftq_tok_enable_scores(ftq_tokenizer *t); /* before the first ftq_tok_set_piece */
+int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
+int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir);
+int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir);
+int ftq_tok_load_gpt2_files(ftq_tokenizer *t, const char *dir);
+int ftq_tok_add_added(ftq_tokenizer *t, int32_t id, const char *content, int special, int lstrip,
+                      int rstrip, int single_word, int normalized);
+
+/* Apply a list of Prepend/Replace normalizers to s (result malloc'd). */
+int ftq_tok_normalize_ops(const ftq_tok_op *ops, int n, const char *s, size_t len, char **out,
+                          size_t *out_len);
+
+/* GPT-2 byte level: the code point for each byte (bytes_to_unicode), and the inverse
+ * (-1 if a code point is not one of the 256). */
+uint32_t ftq_bytelevel_cp(unsigned char b);
+int ftq_bytelevel_byte(uint32_t cp);
+/* End of the GPT-2 regex pre-token that starts at pos (s is valid UTF-8, pos < len). */
+size_t ftq_gpt2_pretoken_end(const unsigned char *s, size_t len, size_t pos);
+
+/* BPE over one word. Reusable scratch space; zero-initialise, free with ftq_bpe_free. */
+typedef struct ftq_bpe_work ftq_bpe_work;
+ftq_bpe_work *ftq_bpe_new(void);
+void ftq_bpe_free(ftq_bpe_work *w);
+/* Rank-ordered BPE (HF BPE model) over s[0..len): characters looked up in the vocab
+ * (byte fallback / unk as configured), or bytes through bl_byte_id when byte_level. */
+int ftq_bpe_rank(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t len, int byte_level,
+                 ftq_ivec *out);
+/* Score-ordered BPE (sentencepiece) over normalized text s[0..len). */
+int ftq_bpe_score(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t len, ftq_ivec *out);
+
+#endif
