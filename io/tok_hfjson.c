@@ -1,0 +1,408 @@
+/* tok_hfjson.c - Hugging Face tokenizer.json loader (model BPE only) with the normalizers,
+ * pre-tokenizers, post-processors and decoders that GPT-2 and Llama style files use.
+ * Invariant: anything the file asks for that ftq does not implement is refused at load
+ * time with FTQ_EUNSUPPORTED naming the component, never silently approximated. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/tok_internal.h"
+
+/* The GPT-2 pre-tokenizer regex as tokenizers writes it in a Split pre-tokenizer. */
+static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static const cJSON *get(const cJSON *o, const char *key) { return cJSON_GetObjectItemCaseSensitive(o, key); }
+
+static const char *type_of(const cJSON *o)
+{
+    const cJSON *ty = get(o, "type");
+    return cJSON_IsString(ty) ? ty->valuestring : "(no type)";
+}
+
+static int flag(const cJSON *o, const char *key, int dflt)
+{
+    const cJSON *v = get(o, key);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+static int unsupported(const char *path, const char *what, const char *type)
+{
+    return ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': %s '%s' is not supported", path, what, type);
+}
+
+static int bad(const char *path, const char *what)
+{
+    return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': %s", path, what);
+}
+
+/* Copy a JSON string into an op field. */
+static int op_str(const cJSON *v, char **dst, size_t *len)
+{
+    if (!cJSON_IsString(v))
+        return FTQ_EFORMAT;
+    *len = strlen(v->valuestring);
+    *dst = malloc(*len + 1);
+    if (!*dst)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    memcpy(*dst, v->valuestring, *len + 1);
+    return FTQ_OK;
+}
+
+static int push_op(ftq_tok_op **ops, int *n, ftq_tok_op op)
+{
+    ftq_tok_op *p = realloc(*ops, (size_t)(*n + 1) * sizeof *p);
+    if (!p) {
+        free(op.a);
+        free(op.b);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    *ops = p;
+    (*ops)[(*n)++] = op;
+    return FTQ_OK;
+}
+
+/* Replace {"pattern": {"String": s}, "content": c}; a Regex pattern is unsupported. */
+static int replace_op(const cJSON *o, const char *path, const char *what, int op_code, ftq_tok_op *op)
+{
+    const cJSON *pat = get(o, "pattern");
+    memset(op, 0, sizeof *op);
+    op->op = op_code;
+    if (get(pat, "Regex"))
+        return unsupported(path, what, "Replace with a Regex pattern");
+    if (op_str(get(pat, "String"), &op->a, &op->alen) || op_str(get(o, "content"), &op->b, &op->blen)) {
+        free(op->a);
+        return bad(path, "Replace without a String pattern and content");
+    }
+    if (op->alen == 0) {
+        free(op->a);
+        free(op->b);
+        return bad(path, "Replace with an empty pattern");
+    }
+    return FTQ_OK;
+}
+
+static int load_normalizer(ftq_tokenizer *t, const cJSON *n, const char *path)
+{
+    if (!n || cJSON_IsNull(n))
+        return FTQ_OK;
+    const char *ty = type_of(n);
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *it;
+        int rc = FTQ_OK;
+        cJSON_ArrayForEach(it, get(n, "normalizers"))
+        {
+            if ((rc = load_normalizer(t, it, path)))
+                return rc;
+        }
+        return rc;
+    }
+    ftq_tok_op op = {0};
+    if (strcmp(ty, "Prepend") == 0) {
+        op.op = TOK_NORM_PREPEND;
+        if (op_str(get(n, "prepend"), &op.a, &op.alen))
+            return bad(path, "Prepend normalizer without a string");
+    } else if (strcmp(ty, "Replace") == 0) {
+        int rc = replace_op(n, path, "normalizer", TOK_NORM_REPLACE, &op);
+        if (rc)
+            return rc;
+    } else {
+        return unsupported(path, "normalizer", ty);
+    }
+    t->norm = TOK_NORM_OPS;
+    return push_op(&t->norm_ops, &t->n_norm_ops, op);
+}
+
+static int load_pretokenizer(ftq_tokenizer *t, const cJSON *p, const char *path)
+{
+    if (!p || cJSON_IsNull(p))
+        return FTQ_OK;
+    const char *ty = type_of(p);
+    if (strcmp(ty, "ByteLevel") == 0) {
+        t->pretok = TOK_PRE_BYTELEVEL;
+        t->bl_add_prefix_space = flag(p, "add_prefix_space", 1);
+        t->bl_use_regex = flag(p, "use_regex", 1);
+        return FTQ_OK;
+    }
+    if (strcmp(ty, "Sequence") != 0)
+        return unsupported(path, "pre_tokenizer", ty);
+    /* Accept [ByteLevel] and [Split(GPT-2 regex, Isolated), ByteLevel(use_regex false,
+     * add_prefix_space false)]: both are exactly ByteLevel with its regex. */
+    const cJSON *seq = get(p, "pretokenizers");
+    int n = cJSON_GetArraySize(seq);
+    if (n == 1)
+        return load_pretokenizer(t, cJSON_GetArrayItem(seq, 0), path);
+    const cJSON *split = cJSON_GetArrayItem(seq, 0), *bl = cJSON_GetArrayItem(seq, 1);
+    const cJSON *re = get(get(split, "pattern"), "Regex"), *beh = get(split, "behavior");
+    if (n == 2 && strcmp(type_of(split), "Split") == 0 && cJSON_IsString(re) &&
+        strcmp(re->valuestring, GPT2_PATTERN) == 0 && cJSON_IsString(beh) &&
+        strcmp(beh->valuestring, "Isolated") == 0 && !flag(split, "invert", 0) &&
+        strcmp(type_of(bl), "ByteLevel") == 0 && !flag(bl, "use_regex", 1) && !flag(bl, "add_prefix_space", 1)) {
+        t->pretok = TOK_PRE_BYTELEVEL;
+        t->bl_use_regex = 1;
+        t->bl_add_prefix_space = 0;
+        return FTQ_OK;
+    }
+    return unsupported(path, "pre_tokenizer", "Sequence (other than Split with the GPT-2 regex + ByteLevel)");
+}
+
+static int load_decoder(ftq_tokenizer *t, const cJSON *d, const char *path)
+{
+    if (!d || cJSON_IsNull(d))
+        return FTQ_OK;
+    const char *ty = type_of(d);
+    int rc = FTQ_OK;
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, get(d, "decoders"))
+        {
+            if ((rc = load_decoder(t, it, path)))
+                return rc;
+        }
+        return rc;
+    }
+    ftq_tok_op op = {0};
+    if (strcmp(ty, "ByteLevel") == 0) {
+        op.op = TOK_DEC_BYTELEVEL;
+    } else if (strcmp(ty, "ByteFallback") == 0) {
+        op.op = TOK_DEC_BYTEFALLBACK;
+    } else if (strcmp(ty, "Fuse") == 0) {
+        op.op = TOK_DEC_FUSE;
+    } else if (strcmp(ty, "Replace") == 0) {
+        if ((rc = replace_op(d, path, "decoder", TOK_DEC_REPLACE, &op)))
+            return rc;
+    } else if (strcmp(ty, "Strip") == 0) {
+        const cJSON *start = get(d, "start"), *stop = get(d, "stop");
+        op.op = TOK_DEC_STRIP;
+        if (op_str(get(d, "content"), &op.a, &op.alen) || !cJSON_IsNumber(start) || !cJSON_IsNumber(stop) ||
+            start->valuedouble < 0 || stop->valuedouble < 0 || start->valuedouble > 1e6 || stop->valuedouble > 1e6) {
+            free(op.a);
+            return bad(path, "Strip decoder needs content, start and stop");
+        }
+        op.start = (int)start->valuedouble;
+        op.stop = (int)stop->valuedouble;
+    } else {
+        return unsupported(path, "decoder", ty);
+    }
+    return push_op(&t->dec_ops, &t->n_dec_ops, op);
+}
+
+/* The id of a special token named in a post-processor. */
+static int32_t special_id(const ftq_tokenizer *t, const cJSON *specials, const char *name)
+{
+    const cJSON *ids = get(get(specials, name), "ids");
+    if (cJSON_GetArraySize(ids) == 1 && cJSON_IsNumber(cJSON_GetArrayItem(ids, 0)))
+        return (int32_t)cJSON_GetArrayItem(ids, 0)->valuedouble;
+    for (int i = 0; i < t->n_added; i++)
+        if (strcmp(t->added[i].content, name) == 0)
+            return t->added[i].id;
+    int32_t id;
+    return ftq_strmap_get(&t->vocab, name, strlen(name), &id) ? id : -1;
+}
+
+static int load_post(ftq_tokenizer *t, const cJSON *p, const char *path)
+{
+    if (!p || cJSON_IsNull(p))
+        return FTQ_OK;
+    const char *ty = type_of(p);
+    int rc = FTQ_OK;
+    if (strcmp(ty, "ByteLevel") == 0)
+        return FTQ_OK; /* only adjusts offsets */
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, get(p, "processors"))
+        {
+            if ((rc = load_post(t, it, path)))
+                return rc;
+        }
+        return rc;
+    }
+    if (strcmp(ty, "TemplateProcessing") == 0) {
+        const cJSON *it, *specials = get(p, "special_tokens");
+        int seen_a = 0;
+        t->prefix.n = t->suffix.n = 0;
+        cJSON_ArrayForEach(it, get(p, "single"))
+        {
+            const cJSON *sp = get(get(it, "SpecialToken"), "id");
+            if (get(it, "Sequence")) {
+                seen_a = 1;
+            } else if (cJSON_IsString(sp)) {
+                int32_t id = special_id(t, specials, sp->valuestring);
+                if (id < 0)
+                    return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': post_processor token '%s' is not in the "
+                                         "vocabulary", path, sp->valuestring);
+                if ((rc = ftq_ivec_push(seen_a ? &t->suffix : &t->prefix, id)))
+                    return rc;
+            } else {
+                return bad(path, "TemplateProcessing item is neither SpecialToken nor Sequence");
+            }
+        }
+        return FTQ_OK;
+    }
+    if (strcmp(ty, "RobertaProcessing") == 0 || strcmp(ty, "BertProcessing") == 0) {
+        const cJSON *cls = get(p, "cls"), *sep = get(p, "sep");
+        if (!cJSON_IsNumber(cJSON_GetArrayItem(cls, 1)) || !cJSON_IsNumber(cJSON_GetArrayItem(sep, 1)))
+            return bad(path, "post_processor without cls/sep ids");
+        t->prefix.n = t->suffix.n = 0;
+        if ((rc = ftq_ivec_push(&t->prefix, (int32_t)cJSON_GetArrayItem(cls, 1)->valuedouble)))
+            return rc;
+        return ftq_ivec_push(&t->suffix, (int32_t)cJSON_GetArrayItem(sep, 1)->valuedouble);
+    }
+    return unsupported(path, "post_processor", ty);
+}
+
+static int is_id(const cJSON *v) { return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < INT32_MAX - 1 && v->valuedouble == (double)(int32_t)v->valuedouble; }
+
+static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
+{
+    if (!cJSON_IsObject(m))
+        return bad(path, "'model' is missing");
+    const cJSON *ty = get(m, "type");
+    if (cJSON_IsString(ty) && strcmp(ty->valuestring, "BPE") != 0)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': model type '%s' is not supported (only BPE)", path,
+                             ty->valuestring);
+    if (!ty && !get(m, "merges"))
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': model without type or merges is not supported "
+                             "(only BPE)", path);
+    const cJSON *dropout = get(m, "dropout");
+    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
+        return unsupported(path, "BPE option", "dropout");
+    const cJSON *pre = get(m, "continuing_subword_prefix"), *suf = get(m, "end_of_word_suffix");
+    if ((cJSON_IsString(pre) && pre->valuestring[0]) || (cJSON_IsString(suf) && suf->valuestring[0]))
+        return unsupported(path, "BPE option", "continuing_subword_prefix/end_of_word_suffix");
+    t->model = TOK_MODEL_BPE_RANK;
+    t->byte_fallback = flag(m, "byte_fallback", 0);
+    t->fuse_unk = flag(m, "fuse_unk", 0);
+    t->ignore_merges = flag(m, "ignore_merges", 0);
+
+    const cJSON *vocab = get(m, "vocab"), *it;
+    if (!cJSON_IsObject(vocab) || !vocab->child)
+        return bad(path, "model.vocab is missing or empty");
+    int rc;
+    cJSON_ArrayForEach(it, vocab)
+    {
+        if (!is_id(it))
+            return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': vocab entry '%s' has no valid id", path, it->string);
+        int32_t id = (int32_t)it->valuedouble;
+        size_t len = strlen(it->string);
+        if ((rc = ftq_tok_set_piece(t, id, it->string, len)) || (rc = ftq_strmap_put(&t->vocab, it->string, len, id)))
+            return rc;
+    }
+    const cJSON *unk = get(m, "unk_token");
+    if (cJSON_IsString(unk) && !ftq_strmap_get(&t->vocab, unk->valuestring, strlen(unk->valuestring), &t->unk_id))
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': unk_token '%s' is not in the vocabulary", path,
+                             unk->valuestring);
+
+    const cJSON *merges = get(m, "merges");
+    if (!cJSON_IsArray(merges))
+        return bad(path, "model.merges is missing");
+    if (cJSON_GetArraySize(merges) >= (1 << 24))
+        return bad(path, "more than 2^24 merges");
+    int32_t rank = 0;
+    char *cat = NULL;
+    size_t cat_cap = 0;
+    rc = FTQ_OK;
+    cJSON_ArrayForEach(it, merges)
+    {
+        const char *a = NULL, *b = NULL;
+        size_t al = 0, bl = 0;
+        if (cJSON_IsString(it)) { /* "a b" (tokenizers < 0.20) */
+            const char *sp = strchr(it->valuestring, ' ');
+            if (sp && !strchr(sp + 1, ' ')) {
+                a = it->valuestring;
+                al = (size_t)(sp - a);
+                b = sp + 1;
+                bl = strlen(b);
+            }
+        } else if (cJSON_GetArraySize(it) == 2 && cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
+            a = it->child->valuestring; /* ["a", "b"] (tokenizers >= 0.20) */
+            al = strlen(a);
+            b = it->child->next->valuestring;
+            bl = strlen(b);
+        }
+        if (!a) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': merge %ld is not \"a b\" or [\"a\", \"b\"]", path,
+                               (long)rank);
+            break;
+        }
+        if (al + bl + 1 > cat_cap) {
+            cat_cap = 2 * (al + bl + 1);
+            char *p = realloc(cat, cat_cap);
+            if (!p) {
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                break;
+            }
+            cat = p;
+        }
+        memcpy(cat, a, al);
+        memcpy(cat + al, b, bl);
+        int32_t ia, ib, im;
+        if (!ftq_strmap_get(&t->vocab, a, al, &ia) || !ftq_strmap_get(&t->vocab, b, bl, &ib) ||
+            !ftq_strmap_get(&t->vocab, cat, al + bl, &im)) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': merge %ld ('%.*s' + '%.*s') uses a token that is not "
+                               "in the vocabulary", path, (long)rank, (int)al, a, (int)bl, b);
+            break;
+        }
+        if ((rc = ftq_pairmap_put(&t->merges, ia, ib, rank, im)))
+            break;
+        rank++;
+    }
+    free(cat);
+    return rc;
+}
+
+static int load_added(ftq_tokenizer *t, const cJSON *added, const char *path)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, added)
+    {
+        const cJSON *id = get(it, "id"), *content = get(it, "content");
+        if (!is_id(id) || !cJSON_IsString(content))
+            return bad(path, "added_tokens entry without id and content");
+        int rc = ftq_tok_add_added(t, (int32_t)id->valuedouble, content->valuestring, flag(it, "special", 0),
+                                   flag(it, "lstrip", 0), flag(it, "rstrip", 0), flag(it, "single_word", 0),
+                                   flag(it, "normalized", 1));
+        if (rc)
+            return rc;
+    }
+    return FTQ_OK;
+}
+
+int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
+{
+    char *path = ftq_path_join(dir, "tokenizer.json");
+    if (!path)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    char *data = NULL;
+    size_t size = 0;
+    cJSON *root = NULL;
+    int rc = ftq_is_file(path) ? ftq_read_file(path, &data, &size)
+                               : ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer: '%s' not found", path);
+    if (!rc) {
+        root = cJSON_ParseWithLength(data, size);
+        if (!root || !cJSON_IsObject(root)) {
+            const char *where = cJSON_GetErrorPtr();
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot parse '%s': not valid json (near byte offset %zu)", path,
+                               where && where >= data && where <= data + size ? (size_t)(where - data) : (size_t)0);
+        }
+    }
+    t->decoder = TOK_DEC_CHAIN;
+    if (!rc)
+        rc = load_model(t, get(root, "model"), path);
+    if (!rc)
+        rc = load_added(t, get(root, "added_tokens"), path);
+    if (!rc)
+        rc = load_normalizer(t, get(root, "normalizer"), path);
+    if (!rc)
+        rc = load_pretokenizer(t, get(root, "pre_tokenizer"), path);
+    if (!rc)
+        rc = load_post(t, get(root, "post_processor"), path);
+    if (!rc)
+        rc = load_decoder(t, get(root, "decoder"), path);
+    if (!rc)
+        snprintf(t->name, sizeof t->name, "tokenizer.json (BPE%s%s)",
+                 t->pretok == TOK_PRE_BYTELEVEL ? ", ByteLevel" : "", t->byte_fallback ? ", byte fallback" : "");
+    cJSON_Delete(root);
+    free(data);
+    free(path);
+    return rc;
+}
