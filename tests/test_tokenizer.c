@@ -1,0 +1,931 @@
+/* test_tokenizer.c - tokenizers against Hugging Face / sentencepiece / OpenAI references:
+ * the shared golden strings through every loader, whole corpus files (count + SHA-256 of the
+ * ids from tests/fixtures/tokenizer, written by tools/make_tokenizer_fixtures.py), added
+ * tokens, decode edge cases, and refusal of truncated, corrupt or unsupported files. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/tok_internal.h"
+#include "io/unicode.h"
+#include "tests/test_util.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* ---- sha256 (FIPS 180-4), only for hashing id sequences in this test ------------- */
+
+typedef struct {
+    uint32_t h[8];
+    unsigned char buf[64];
+    size_t nbuf;
+    uint64_t total;
+} sha256;
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+static void sha256_block(sha256 *s, const unsigned char *p)
+{
+    uint32_t w[64], v[8];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++)
+        w[i] = w[i - 16] + (ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3)) + w[i - 7] +
+               (ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10));
+    memcpy(v, s->h, sizeof v);
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = v[7] + (ror(v[4], 6) ^ ror(v[4], 11) ^ ror(v[4], 25)) + ((v[4] & v[5]) ^ (~v[4] & v[6])) +
+                      K256[i] + w[i];
+        uint32_t t2 = (ror(v[0], 2) ^ ror(v[0], 13) ^ ror(v[0], 22)) + ((v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]));
+        memmove(v + 1, v, 7 * sizeof *v);
+        v[4] += t1;
+        v[0] = t1 + t2;
+    }
+    for (int i = 0; i < 8; i++)
+        s->h[i] += v[i];
+}
+
+static void sha256_init(sha256 *s)
+{
+    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, h0, sizeof h0);
+    s->nbuf = 0;
+    s->total = 0;
+}
+
+static void sha256_update(sha256 *s, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    s->total += n;
+    while (n) {
+        size_t k = 64 - s->nbuf < n ? 64 - s->nbuf : n;
+        memcpy(s->buf + s->nbuf, p, k);
+        s->nbuf += k;
+        p += k;
+        n -= k;
+        if (s->nbuf == 64) {
+            sha256_block(s, s->buf);
+            s->nbuf = 0;
+        }
+    }
+}
+
+static void sha256_hex(sha256 *s, char out[65])
+{
+    uint64_t bits = s->total * 8;
+    unsigned char pad = 0x80, zero = 0, len[8];
+    sha256_update(s, &pad, 1);
+    while (s->nbuf != 56)
+        sha256_update(s, &zero, 1);
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(s, len, 8);
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 8 * i, 9, "%08x", s->h[i]);
+}
+
+/* sha256 of ids as little-endian int32, like the fixture script. */
+static void ids_sha256(const int32_t *ids, size_t n, char out[65])
+{
+    sha256 s;
+    sha256_init(&s);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                              (unsigned char)(v >> 24)};
+        sha256_update(&s, b, 4);
+    }
+    sha256_hex(&s, out);
+}
+
+static void test_sha256_known(void)
+{
+    sha256 s;
+    char hex[65];
+    sha256_init(&s);
+    sha256_update(&s, "abc", 3);
+    sha256_hex(&s, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    sha256_init(&s);
+    sha256_update(&s, "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56);
+    sha256_hex(&s, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    sha256_init(&s); /* odd-sized updates across block boundaries */
+    for (int i = 0; i < 1000; i += 7)
+        sha256_update(&s, "aaaaaaa", i + 7 <= 1000 ? 7 : (size_t)(1000 - i));
+    sha256_hex(&s, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+}
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+static const char *GPT2_DIR = "tokenizers/gpt2";
+static const char *LLAMA2_DIR = "tokenizers/llama2";
+static const char *STORIES_DIR = "models/stories260K";
+
+static ftq_tokenizer *load_kind(const char *rel_dir, ftq_tokenizer_kind kind)
+{
+    ftq_tokenizer *t = NULL;
+    int rc = ftq_tokenizer_load_kind(shared_path(rel_dir), kind, &t);
+    if (rc != FTQ_OK)
+        fprintf(stderr, "\n  cannot load %s kind %d: %s\n", rel_dir, (int)kind, ftq_last_error());
+    CU_ASSERT_EQUAL(rc, FTQ_OK);
+    return t;
+}
+
+static int ids_equal(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
+}
+
+static void print_ids(const char *label, const int32_t *v, size_t n)
+{
+    fprintf(stderr, "    %s (%zu):", label, n);
+    for (size_t i = 0; i < n && i < 40; i++)
+        fprintf(stderr, " %d", v[i]);
+    fprintf(stderr, n > 40 ? " ...\n" : "\n");
+}
+
+/* Encode `text` and compare with a JSON id array; prints the case on mismatch. */
+static int check_encode(const ftq_tokenizer *t, const char *what, const char *text, int add_special,
+                        const cJSON *expected)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = ftq_tokenizer_encode(t, text, strlen(text), add_special, &ids, &n);
+    size_t ne = 0;
+    int32_t *exp = json_ints(expected, &ne);
+    int ok = rc == FTQ_OK && ids_equal(ids, n, exp, ne);
+    if (!ok) {
+        fprintf(stderr, "\n  [%s] %s: encode mismatch (add_special=%d, rc %d %s)\n", ftq_tokenizer_kind_name(t), what,
+                add_special, rc, rc ? ftq_last_error() : "");
+        print_ids("expected", exp, ne);
+        print_ids("got     ", ids, n);
+    }
+    free(ids);
+    free(exp);
+    return ok;
+}
+
+static int check_decode(const ftq_tokenizer *t, const char *what, const cJSON *ids_json, int skip,
+                        const char *expected)
+{
+    size_t n = 0;
+    int32_t *ids = json_ints(ids_json, &n);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = ftq_tokenizer_decode(t, ids, n, skip, &text, &len);
+    int ok = rc == FTQ_OK && len == strlen(expected) && memcmp(text, expected, len) == 0;
+    if (!ok)
+        fprintf(stderr, "\n  [%s] %s: decode(skip_special=%d) = \"%s\" (rc %d), expected \"%s\"\n",
+                ftq_tokenizer_kind_name(t), what, skip, text ? text : "", rc, expected);
+    free(ids);
+    free(text);
+    return ok;
+}
+
+static const char *jstr(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static const cJSON *jget(const cJSON *o, const char *key) { return cJSON_GetObjectItemCaseSensitive(o, key); }
+
+/* ---- golden strings -------------------------------------------------------------- */
+
+static void run_golden(const char *golden, const char *dir, ftq_tokenizer_kind kind)
+{
+    cJSON *g = load_json(shared_path(golden));
+    ftq_tokenizer *t = load_kind(dir, kind);
+    if (!g || !t) {
+        cJSON_Delete(g);
+        ftq_tokenizer_free(t);
+        return;
+    }
+    int bad = 0, cases = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, jget(g, "cases"))
+    {
+        const char *name = jstr(c, "name"), *text = jstr(c, "text"), *decoded = jstr(c, "decoded");
+        cases++;
+        bad += !check_encode(t, name, text, 0, jget(c, "ids"));
+        if (jget(c, "ids_with_bos"))
+            bad += !check_encode(t, name, text, 1, jget(c, "ids_with_bos"));
+        else
+            bad += !check_encode(t, name, text, 1, jget(c, "ids")); /* GPT-2 adds nothing */
+        bad += !check_decode(t, name, jget(c, "ids"), 1, decoded);
+    }
+    ASSERT_INT_EQ(cases, 82);
+    ASSERT_INT_EQ(bad, 0);
+    ftq_tokenizer_free(t);
+    cJSON_Delete(g);
+}
+
+static void test_golden_gpt2_json(void) { run_golden("golden/tokenize_gpt2.json", GPT2_DIR, FTQ_TOKENIZER_HF_JSON); }
+static void test_golden_gpt2_files(void)
+{
+    run_golden("golden/tokenize_gpt2.json", GPT2_DIR, FTQ_TOKENIZER_GPT2_FILES);
+}
+static void test_golden_llama2_spm(void) { run_golden("golden/tokenize_llama2.json", LLAMA2_DIR, FTQ_TOKENIZER_SPM); }
+static void test_golden_llama2_json(void)
+{
+    run_golden("golden/tokenize_llama2.json", LLAMA2_DIR, FTQ_TOKENIZER_HF_JSON);
+}
+static void test_golden_stories_spm(void)
+{
+    run_golden("golden/tokenize_stories260K.json", STORIES_DIR, FTQ_TOKENIZER_SPM);
+}
+static void test_golden_stories_json(void)
+{
+    run_golden("golden/tokenize_stories260K.json", STORIES_DIR, FTQ_TOKENIZER_HF_JSON);
+}
+
+/* The scanner's pieces equal the regex pieces recorded in the GPT-2 golden file. */
+static void test_gpt2_pretokens(void)
+{
+    cJSON *g = load_json(shared_path("golden/tokenize_gpt2.json"));
+    if (!g)
+        return;
+    int bad = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, jget(g, "cases"))
+    {
+        const char *text = jstr(c, "text");
+        size_t len = strlen(text), p = 0;
+        const cJSON *pt;
+        cJSON_ArrayForEach(pt, jget(c, "pretokens"))
+        {
+            size_t e = p < len ? ftq_gpt2_pretoken_end((const unsigned char *)text, len, p) : p;
+            if (e - p != strlen(pt->valuestring) || memcmp(text + p, pt->valuestring, e - p) != 0) {
+                fprintf(stderr, "\n  %s: pretoken at %zu is \"%.*s\", expected \"%s\"\n", jstr(c, "name"), p,
+                        (int)(e - p), text + p, pt->valuestring);
+                bad++;
+                break;
+            }
+            p = e;
+        }
+        if (p != len && !bad) {
+            fprintf(stderr, "\n  %s: scanner left %zu bytes\n", jstr(c, "name"), len - p);
+            bad++;
+        }
+    }
+    ASSERT_INT_EQ(bad, 0);
+    cJSON_Delete(g);
+}
+
+/* \s+(?!\S) and the other alternatives on hand-made strings. */
+static void test_gpt2_regex_cases(void)
+{
+    static const struct {
+        const char *text;
+        const char *pieces[8];
+    } cases[] = {
+        {"a  b", {"a", " ", " b"}},
+        {"a \nb", {"a", " ", "\n", "b"}},
+        {"a\n\nb", {"a", "\n", "\n", "b"}},
+        {"a \t b", {"a", " \t", " b"}},
+        {"x   ", {"x", "   "}},
+        {"don't'S 's", {"don", "'t", "'", "S", " '", "s"}},
+        {"I'll we've 're'd", {"I", "'ll", " we", "'ve", " '", "re", "'d"}},
+        {"$12.5 abc", {"$", "12", ".", "5", " abc"}},
+        {" !!x", {" !!", "x"}},
+        {"\xc2\xa0" "a", {"\xc2\xa0", "a"}},          /* NBSP is \s, single before non-space */
+        {"a \xe3\x80\x80 b", {"a", " \xe3\x80\x80", " b"}}, /* ideographic space */
+        {"\xd9\xa3\xd9\xa4x", {"\xd9\xa3\xd9\xa4", "x"}},  /* Arabic-Indic digits are \p{N} */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *s = cases[i].text;
+        size_t len = strlen(s), p = 0;
+        for (int k = 0; cases[i].pieces[k]; k++) {
+            size_t e = ftq_gpt2_pretoken_end((const unsigned char *)s, len, p);
+            if (e - p != strlen(cases[i].pieces[k]) || memcmp(s + p, cases[i].pieces[k], e - p) != 0) {
+                fprintf(stderr, "\n  \"%s\" piece %d: \"%.*s\", expected \"%s\"\n", s, k, (int)(e - p), s + p,
+                        cases[i].pieces[k]);
+                CU_FAIL("gpt2 pre-token");
+                break;
+            }
+            p = e;
+        }
+        ASSERT_INT_EQ(p, len);
+    }
+}
+
+static void test_unicode_tables(void)
+{
+    CU_ASSERT(ftq_unicode_is_letter('a') && ftq_unicode_is_letter(0xe9) && ftq_unicode_is_letter(0x4e2d));
+    CU_ASSERT(!ftq_unicode_is_letter('1') && !ftq_unicode_is_letter(0x301) && !ftq_unicode_is_letter(0x1f600));
+    CU_ASSERT(ftq_unicode_is_number(0x663) && ftq_unicode_is_number(0xbd) && ftq_unicode_is_number(0x2167));
+    CU_ASSERT(ftq_unicode_is_space(0x85) && ftq_unicode_is_space(0x3000) && ftq_unicode_is_space(0x2029));
+    CU_ASSERT(!ftq_unicode_is_space(0x200b) && !ftq_unicode_is_space(0x1c) && !ftq_unicode_is_space(0xfeff));
+    for (const ftq_unicode_table *tb = &ftq_unicode_letter;; tb = tb == &ftq_unicode_letter ? &ftq_unicode_number
+                                                                  : tb == &ftq_unicode_number ? &ftq_unicode_space
+                                                                                              : NULL) {
+        if (!tb)
+            break;
+        for (size_t i = 0; i < tb->n; i++) {
+            CU_ASSERT(tb->ranges[i][0] <= tb->ranges[i][1]);
+            if (i)
+                CU_ASSERT(tb->ranges[i - 1][1] + 1 < tb->ranges[i][0]);
+        }
+    }
+}
+
+/* ---- whole files ----------------------------------------------------------------- */
+
+static const char *const WHOLE_FILES[] = {"data/wikitext-2-raw/wiki.test.raw", "data/tinystories/tinystories_sample.txt",
+                                          "data/tinyshakespeare/input.txt"};
+
+static const cJSON *fixture_for(const cJSON *fx, const char *tok, const char *file)
+{
+    const cJSON *r;
+    cJSON_ArrayForEach(r, jget(fx, "results"))
+    {
+        const char *a = jstr(r, "tokenizer"), *b = jstr(r, "file");
+        if (a && b && strcmp(a, tok) == 0 && strcmp(b, file) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* counts quoted in shared/golden/logs/verify_whole_file.txt (sentencepiece) */
+static long verify_log_count(const char *tok, const char *file)
+{
+    static const struct {
+        const char *tok, *file;
+        long n;
+    } log[] = {
+        {"stories260K", "data/tinystories/tinystories_sample.txt", 100707},
+        {"stories260K", "data/wikitext-2-raw/wiki.test.raw", 809289},
+        {"stories260K", "data/tinyshakespeare/input.txt", 693363},
+        {"llama2", "data/tinystories/tinystories_sample.txt", 52342},
+        {"llama2", "data/wikitext-2-raw/wiki.test.raw", 335687},
+        {"llama2", "data/tinyshakespeare/input.txt", 368633},
+    };
+    for (size_t i = 0; i < sizeof log / sizeof log[0]; i++)
+        if (strcmp(log[i].tok, tok) == 0 && strcmp(log[i].file, file) == 0)
+            return log[i].n;
+    return -1;
+}
+
+static void run_whole_files(const char *tok_name, const char *dir, ftq_tokenizer_kind k1, ftq_tokenizer_kind k2)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/whole_files.json"));
+    ftq_tokenizer *t1 = load_kind(dir, k1), *t2 = load_kind(dir, k2);
+    if (!fx || !t1 || !t2)
+        goto done;
+    for (size_t f = 0; f < sizeof WHOLE_FILES / sizeof WHOLE_FILES[0]; f++) {
+        char *text = NULL;
+        size_t len = 0;
+        ASSERT_OK(ftq_read_file(shared_path(WHOLE_FILES[f]), &text, &len));
+        const cJSON *exp = fixture_for(fx, tok_name, WHOLE_FILES[f]);
+        CU_ASSERT_PTR_NOT_NULL(exp);
+        int32_t *ids[2] = {NULL, NULL};
+        size_t n[2] = {0, 0};
+        ftq_tokenizer *ts[2] = {t1, t2};
+        for (int k = 0; k < 2; k++) {
+            double t0 = ftq_time_sec();
+            int rc = ftq_tokenizer_encode(ts[k], text, len, 0, &ids[k], &n[k]);
+            double dt = ftq_time_sec() - t0;
+            if (rc)
+                fprintf(stderr, "\n  %s\n", ftq_last_error());
+            CU_ASSERT_EQUAL(rc, FTQ_OK);
+            fprintf(stderr, "\n    %-11s %-40s %-48s %7zu tokens %6.3f s", tok_name, WHOLE_FILES[f],
+                    ftq_tokenizer_kind_name(ts[k]), n[k], dt);
+            if (!SANITIZED)
+                CU_ASSERT(dt < 2.0);
+            char hex[65];
+            ids_sha256(ids[k], n[k], hex);
+            if (exp) {
+                ASSERT_INT_EQ(n[k], (long long)cJSON_GetNumberValue(jget(exp, "count")));
+                if (strcmp(hex, jstr(exp, "sha256")) != 0) {
+                    fprintf(stderr, "\n  %s %s: sha256 %s, expected %s\n", tok_name, WHOLE_FILES[f], hex,
+                            jstr(exp, "sha256"));
+                    size_t nf = 0;
+                    int32_t *first = json_ints(jget(exp, "first_ids"), &nf);
+                    print_ids("expected first", first, nf);
+                    print_ids("got first     ", ids[k], n[k] < nf ? n[k] : nf);
+                    free(first);
+                    CU_FAIL("whole-file ids differ from the reference");
+                }
+            }
+            long logged = verify_log_count(tok_name, WHOLE_FILES[f]);
+            if (logged >= 0)
+                ASSERT_INT_EQ(n[k], logged);
+            char *back = NULL;
+            size_t blen = 0;
+            ASSERT_OK(ftq_tokenizer_decode(ts[k], ids[k], n[k], 1, &back, &blen));
+            CU_ASSERT(blen == len && memcmp(back, text, len) == 0);
+            free(back);
+        }
+        CU_ASSERT(ids_equal(ids[0], n[0], ids[1], n[1]));
+        free(ids[0]);
+        free(ids[1]);
+        free(text);
+    }
+    fprintf(stderr, "\n");
+done:
+    ftq_tokenizer_free(t1);
+    ftq_tokenizer_free(t2);
+    cJSON_Delete(fx);
+}
+
+static void test_whole_files_gpt2(void)
+{
+    run_whole_files("gpt2", GPT2_DIR, FTQ_TOKENIZER_HF_JSON, FTQ_TOKENIZER_GPT2_FILES);
+}
+static void test_whole_files_llama2(void)
+{
+    run_whole_files("llama2", LLAMA2_DIR, FTQ_TOKENIZER_SPM, FTQ_TOKENIZER_HF_JSON);
+}
+static void test_whole_files_stories(void)
+{
+    run_whole_files("stories260K", STORIES_DIR, FTQ_TOKENIZER_SPM, FTQ_TOKENIZER_HF_JSON);
+}
+
+/* ---- special / added tokens and decode edge cases (HF tokenizers fixtures) ------- */
+
+static const char *dir_of(const char *tok)
+{
+    return strcmp(tok, "gpt2") == 0 ? GPT2_DIR : strcmp(tok, "llama2") == 0 ? LLAMA2_DIR : STORIES_DIR;
+}
+
+static void test_added_tokens(void)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/special_cases.json"));
+    if (!fx)
+        return;
+    static const ftq_tokenizer_kind kinds[] = {FTQ_TOKENIZER_HF_JSON, FTQ_TOKENIZER_SPM, FTQ_TOKENIZER_GPT2_FILES};
+    int bad = 0, checked = 0;
+    for (int k = 0; k < 3; k++) {
+        const char *last = "";
+        ftq_tokenizer *t = NULL;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, jget(fx, "encode"))
+        {
+            const char *tok = jstr(c, "tokenizer");
+            if ((kinds[k] == FTQ_TOKENIZER_SPM) == (strcmp(tok, "gpt2") == 0) && kinds[k] != FTQ_TOKENIZER_HF_JSON)
+                continue; /* gpt2 has no tokenizer.model, llama has no vocab.json */
+            if (strcmp(tok, last) != 0) {
+                ftq_tokenizer_free(t);
+                t = load_kind(dir_of(tok), kinds[k]);
+                last = tok;
+            }
+            if (!t)
+                break;
+            bad += !check_encode(t, jstr(c, "text"), jstr(c, "text"), 0, jget(c, "ids"));
+            bad += !check_encode(t, jstr(c, "text"), jstr(c, "text"), 1, jget(c, "ids_special"));
+            checked++;
+        }
+        ftq_tokenizer_free(t);
+    }
+    ASSERT_INT_EQ(checked, 20 + 14 + 6);
+    ASSERT_INT_EQ(bad, 0);
+    cJSON_Delete(fx);
+
+    /* the same behaviour spelled out */
+    ftq_tokenizer *g = load_kind(GPT2_DIR, FTQ_TOKENIZER_HF_JSON), *l = load_kind(LLAMA2_DIR, FTQ_TOKENIZER_SPM);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (g) {
+        const int32_t want[] = {15496, 50256, 6894};
+        ASSERT_OK(ftq_tokenizer_encode(g, "Hello<|endoftext|>world", 23, 0, &ids, &n));
+        CU_ASSERT(ids_equal(ids, n, want, 3));
+        free(ids);
+    }
+    if (l) {
+        const int32_t want[] = {1, 15043, 2, 3186};
+        ASSERT_OK(ftq_tokenizer_encode(l, "Hello</s>world", 14, 1, &ids, &n));
+        CU_ASSERT(ids_equal(ids, n, want, 4));
+        free(ids);
+    }
+    ftq_tokenizer_free(g);
+    ftq_tokenizer_free(l);
+}
+
+static void test_decode_cases(void)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/special_cases.json"));
+    if (!fx)
+        return;
+    int bad = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, jget(fx, "decode"))
+    {
+        const char *tok = jstr(c, "tokenizer");
+        ftq_tokenizer *t = load_kind(dir_of(tok), FTQ_TOKENIZER_HF_JSON);
+        if (!t)
+            continue;
+        bad += !check_decode(t, tok, jget(c, "ids"), 1, jstr(c, "hf_skip"));
+        bad += !check_decode(t, tok, jget(c, "ids"), 0, jstr(c, "hf_keep"));
+        ftq_tokenizer_free(t);
+        if (strcmp(tok, "gpt2") == 0) {
+            t = load_kind(GPT2_DIR, FTQ_TOKENIZER_GPT2_FILES);
+            bad += t && !check_decode(t, tok, jget(c, "ids"), 1, jstr(c, "hf_skip"));
+        } else {
+            t = load_kind(dir_of(tok), FTQ_TOKENIZER_SPM);
+            bad += t && !check_decode(t, tok, jget(c, "ids"), 1, jstr(c, "sp"));
+        }
+        ftq_tokenizer_free(t);
+    }
+    ASSERT_INT_EQ(bad, 0);
+    cJSON_Delete(fx);
+}
+
+/* sentencepiece remove_extra_whitespaces = true (a variant of the stories260K model). */
+static void test_spm_remove_whitespace(void)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/stories260K_rmws/expected.json"));
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(source_path("tests/fixtures/tokenizer/stories260K_rmws"), FTQ_TOKENIZER_SPM, &t));
+    int bad = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, jget(fx, "encode"))
+    {
+        bad += !check_encode(t, jstr(c, "text"), jstr(c, "text"), 0, jget(c, "ids"));
+        bad += !check_decode(t, jstr(c, "text"), jget(c, "ids"), 1, jstr(c, "decoded"));
+    }
+    cJSON_ArrayForEach(c, jget(fx, "decode"))
+    bad += !check_decode(t, "decode", jget(c, "ids"), 1, jstr(c, "decoded"));
+    ASSERT_INT_EQ(bad, 0);
+    ftq_tokenizer_free(t);
+    cJSON_Delete(fx);
+}
+
+/* A literal U+2581 encodes like a space, as in sentencepiece (and decodes as one). */
+static void test_spm_literal_space_symbol(void)
+{
+    ftq_tokenizer *t = load_kind(LLAMA2_DIR, FTQ_TOKENIZER_SPM);
+    if (!t)
+        return;
+    int32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    ASSERT_OK(ftq_tokenizer_encode(t, "a\xe2\x96\x81" "b", 5, 0, &a, &na));
+    ASSERT_OK(ftq_tokenizer_encode(t, "a b", 3, 0, &b, &nb));
+    CU_ASSERT(ids_equal(a, na, b, nb));
+    const int32_t want[] = {263, 289};
+    CU_ASSERT(ids_equal(a, na, want, 2));
+    free(a);
+    free(b);
+    ftq_tokenizer_free(t);
+}
+
+/* ---- API surface ----------------------------------------------------------------- */
+
+static void test_properties(void)
+{
+    static const struct {
+        const char *dir;
+        ftq_tokenizer_kind kind;
+        int vocab, bos, eos, adds_bos;
+    } cases[] = {
+        {"tokenizers/gpt2", FTQ_TOKENIZER_HF_JSON, 50257, 50256, 50256, 0},
+        {"tokenizers/gpt2", FTQ_TOKENIZER_GPT2_FILES, 50257, 50256, 50256, 0},
+        {"tokenizers/llama2", FTQ_TOKENIZER_HF_JSON, 32000, 1, 2, 1},
+        {"tokenizers/llama2", FTQ_TOKENIZER_SPM, 32000, 1, 2, 1},
+        {"models/stories260K", FTQ_TOKENIZER_HF_JSON, 512, 1, 2, 1},
+        {"models/stories260K", FTQ_TOKENIZER_SPM, 512, 1, 2, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ftq_tokenizer *t = load_kind(cases[i].dir, cases[i].kind);
+        if (!t)
+            continue;
+        CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(t), cases[i].kind);
+        ASSERT_INT_EQ(ftq_tokenizer_vocab_size(t), cases[i].vocab);
+        ASSERT_INT_EQ(ftq_tokenizer_bos(t), cases[i].bos);
+        ASSERT_INT_EQ(ftq_tokenizer_eos(t), cases[i].eos);
+        ASSERT_INT_EQ(ftq_tokenizer_adds_bos(t), cases[i].adds_bos);
+        ASSERT_INT_EQ(ftq_tokenizer_adds_eos(t), 0);
+        CU_ASSERT(ftq_tokenizer_is_special(t, cases[i].eos));
+        CU_ASSERT(!ftq_tokenizer_is_special(t, 300));
+        CU_ASSERT(!ftq_tokenizer_is_special(t, -1));
+        CU_ASSERT_PTR_NULL(ftq_tokenizer_piece(t, cases[i].vocab));
+        CU_ASSERT(strlen(ftq_tokenizer_kind_name(t)) > 0);
+        ftq_tokenizer_free(t);
+    }
+    ftq_tokenizer *t = load_kind(GPT2_DIR, FTQ_TOKENIZER_HF_JSON);
+    if (t) {
+        CU_ASSERT_STRING_EQUAL(ftq_tokenizer_piece(t, 995), "\xc4\xa0world"); /* "Ġworld" */
+        ftq_tokenizer_free(t);
+    }
+    t = load_kind(STORIES_DIR, FTQ_TOKENIZER_SPM);
+    if (t) {
+        CU_ASSERT_STRING_EQUAL(ftq_tokenizer_piece(t, 13), "<0x0A>");
+        int32_t *ids = NULL;
+        size_t n = 0;
+        const int32_t want[] = {1, 403, 407, 261, 378};
+        ASSERT_OK(ftq_tokenizer_encode(t, "Once upon a time", 16, 1, &ids, &n));
+        CU_ASSERT(ids_equal(ids, n, want, 5));
+        free(ids);
+        ftq_tokenizer_free(t);
+    }
+    ftq_tokenizer_free(NULL);
+}
+
+static void test_load_picks_files(void)
+{
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path(LLAMA2_DIR), &t));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(t), FTQ_TOKENIZER_HF_JSON);
+    ftq_tokenizer_free(t);
+
+    const char *dir = test_tmpdir("tok_pick");
+    char path[4096], src[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    snprintf(src, sizeof src, "%s", shared_path("models/stories260K/tokenizer.model"));
+    ASSERT_OK(ftq_copy_file(src, path));
+    ASSERT_OK(ftq_tokenizer_load(dir, &t));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(t), FTQ_TOKENIZER_SPM);
+    ASSERT_INT_EQ(ftq_tokenizer_adds_bos(t), 1); /* LlamaTokenizer default without a config */
+    ftq_tokenizer_free(t);
+
+    dir = test_tmpdir("tok_pick_gpt2");
+    static const char *const names[] = {"vocab.json", "merges.txt"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(src, sizeof src, "%s/%s", shared_path(GPT2_DIR), names[i]);
+        ASSERT_OK(ftq_copy_file(src, path));
+    }
+    ASSERT_OK(ftq_tokenizer_load(dir, &t));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(t), FTQ_TOKENIZER_GPT2_FILES);
+    ASSERT_INT_EQ(ftq_tokenizer_bos(t), 50256); /* from the vocab: "<|endoftext|>" */
+    ASSERT_INT_EQ(ftq_tokenizer_adds_bos(t), 0);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    const int32_t want[] = {15496, 11, 616, 3290, 318, 13779};
+    ASSERT_OK(ftq_tokenizer_encode(t, "Hello, my dog is cute", 21, 1, &ids, &n));
+    CU_ASSERT(ids_equal(ids, n, want, 6));
+    free(ids);
+    ftq_tokenizer_free(t);
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+static void expect_error(int rc, int want, const char *needle)
+{
+    if (rc != want || !strstr(ftq_last_error(), needle))
+        fprintf(stderr, "\n  got rc %d \"%s\", expected rc %d mentioning \"%s\"\n", rc, ftq_last_error(), want, needle);
+    CU_ASSERT_EQUAL(rc, want);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), needle));
+}
+
+static void test_missing_files(void)
+{
+    ftq_tokenizer *t = NULL;
+    const char *dir = test_tmpdir("tok_empty");
+    expect_error(ftq_tokenizer_load(dir, &t), FTQ_ENOTFOUND, "tokenizer.model");
+    CU_ASSERT_PTR_NULL(t);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), dir));
+    expect_error(ftq_tokenizer_load("/nonexistent/ftq-tok", &t), FTQ_ENOTFOUND, "/nonexistent/ftq-tok");
+    expect_error(ftq_tokenizer_load_kind(shared_path(GPT2_DIR), FTQ_TOKENIZER_SPM, &t), FTQ_ENOTFOUND,
+                 "tokenizer.model");
+    expect_error(ftq_tokenizer_load_kind(shared_path(LLAMA2_DIR), FTQ_TOKENIZER_GPT2_FILES, &t), FTQ_ENOTFOUND,
+                 "vocab.json");
+    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_HF_JSON, &t), FTQ_ENOTFOUND, "tokenizer.json");
+    CU_ASSERT_PTR_NULL(t);
+}
+
+static int write_file(const char *path, const void *data, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    if (!fp)
+        return -1;
+    size_t w = fwrite(data, 1, n, fp);
+    return fclose(fp) == 0 && w == n ? 0 : -1;
+}
+
+/* Every prefix of the stories260K tokenizer.model is refused with a format error. */
+static void test_spm_truncated(void)
+{
+    char *data = NULL;
+    size_t size = 0;
+    ASSERT_OK(ftq_read_file(shared_path("models/stories260K/tokenizer.model"), &data, &size));
+    const char *dir = test_tmpdir("tok_trunc");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    int bad = 0;
+    for (size_t len = 0; len < size; len++) {
+        CU_ASSERT_EQUAL_FATAL(write_file(path, data, len), 0);
+        ftq_tokenizer *t = NULL;
+        int rc = ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t);
+        if (rc != FTQ_EFORMAT || t || !strstr(ftq_last_error(), "byte offset")) {
+            if (bad++ < 5)
+                fprintf(stderr, "\n  truncated to %zu bytes: rc %d \"%s\"\n", len, rc, ftq_last_error());
+        }
+        ftq_tokenizer_free(t);
+    }
+    ASSERT_INT_EQ(bad, 0);
+    /* the full file still loads */
+    CU_ASSERT_EQUAL_FATAL(write_file(path, data, size), 0);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t));
+    ftq_tokenizer_free(t);
+
+    /* random corruption: any outcome but a crash or leak; a loaded model must still work */
+    ftq_rng r;
+    ftq_rng_seed(&r, 42);
+    for (int it = 0; it < 3000; it++) {
+        char *c = malloc(size);
+        memcpy(c, data, size);
+        int flips = 1 + (int)(ftq_rng_u64(&r) % 4);
+        for (int k = 0; k < flips; k++)
+            c[ftq_rng_u64(&r) % size] = (char)ftq_rng_u64(&r);
+        CU_ASSERT_EQUAL_FATAL(write_file(path, c, size), 0);
+        free(c);
+        t = NULL;
+        if (ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t) == FTQ_OK) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            char *back = NULL;
+            if (ftq_tokenizer_encode(t, "Once upon a time, Zürich.\n", 27, 1, &ids, &n) == FTQ_OK &&
+                ftq_tokenizer_decode(t, ids, n, 0, &back, NULL) == FTQ_OK)
+                free(back);
+            free(ids);
+        }
+        ftq_tokenizer_free(t);
+    }
+    free(data);
+}
+
+static void test_spm_unigram_unsupported(void)
+{
+    char *data = NULL;
+    size_t size = 0;
+    ASSERT_OK(ftq_read_file(shared_path("models/stories260K/tokenizer.model"), &data, &size));
+    /* model_type (trainer_spec field 3, varint 2 = BPE) -> 1 = UNIGRAM. Find the trainer_spec
+     * (top-level field 2, key 0x12) after the pieces and patch its model_type byte. */
+    size_t p = 0;
+    while (p < size && (unsigned char)data[p] == 0x0a) { /* skip pieces: key 0x0a, 1-2 byte length */
+        size_t n = (unsigned char)data[p + 1], hdr = 2;
+        if (n & 0x80) {
+            n = (n & 0x7f) | (size_t)(unsigned char)data[p + 2] << 7;
+            hdr = 3;
+        }
+        p += hdr + n;
+    }
+    CU_ASSERT_EQUAL_FATAL((unsigned char)data[p], 0x12);
+    size_t q = p + 2 + (((unsigned char)data[p + 1] & 0x80) ? 1 : 0), end = size;
+    int patched = 0;
+    while (q + 1 < end && !patched) { /* walk trainer_spec fields until key 0x18 (field 3) */
+        unsigned char key = (unsigned char)data[q];
+        if (key == 0x18) {
+            CU_ASSERT_EQUAL(data[q + 1], 2);
+            data[q + 1] = 1;
+            patched = 1;
+        } else if ((key & 7) == 2) {
+            q += 2 + (unsigned char)data[q + 1];
+        } else {
+            break;
+        }
+    }
+    CU_ASSERT_FATAL(patched);
+    const char *dir = test_tmpdir("tok_unigram");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, data, size), 0);
+    ftq_tokenizer *t = NULL;
+    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t), FTQ_EUNSUPPORTED, "UNIGRAM");
+    free(data);
+}
+
+static void json_case(const char *name, const char *json, int want, const char *needle)
+{
+    const char *dir = test_tmpdir(name);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, json, strlen(json)), 0);
+    ftq_tokenizer *t = NULL;
+    expect_error(ftq_tokenizer_load(dir, &t), want, needle);
+    CU_ASSERT_PTR_NULL(t);
+}
+
+#define MINI_VOCAB "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]"
+
+static void test_json_errors(void)
+{
+    json_case("tokj_notjson", "{\"model\": {\"type\": \"BPE\",", FTQ_EFORMAT, "not valid json");
+    json_case("tokj_unigram", "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", FTQ_EUNSUPPORTED,
+              "Unigram");
+    json_case("tokj_wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", FTQ_EUNSUPPORTED,
+              "WordPiece");
+    json_case("tokj_novocab", "{\"model\": {\"type\": \"BPE\", \"merges\": []}}", FTQ_EFORMAT, "vocab");
+    json_case("tokj_nomodel", "{\"normalizer\": null}", FTQ_EFORMAT, "model");
+    json_case("tokj_badmerge", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a c\"]}}",
+              FTQ_EFORMAT, "merge 0");
+    json_case("tokj_nfc", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": \"Sequence\", "
+              "\"normalizers\": [{\"type\": \"NFC\"}]}}", FTQ_EUNSUPPORTED, "NFC");
+    json_case("tokj_metaspace", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"pre_tokenizer\": {\"type\": "
+              "\"Metaspace\"}}", FTQ_EUNSUPPORTED, "Metaspace");
+    json_case("tokj_decoder", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"decoder\": {\"type\": "
+              "\"WordPiece\"}}", FTQ_EUNSUPPORTED, "WordPiece");
+    json_case("tokj_regex", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": "
+              "\"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \" \"}}", FTQ_EUNSUPPORTED, "Regex");
+
+    /* a minimal valid file: pair-form merges, no pre-tokenizer, no decoder (join with ' ') */
+    const char *dir = test_tmpdir("tokj_mini");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    const char *mini = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"<u>\": 3}, "
+                       "\"merges\": [[\"a\", \"b\"]], \"unk_token\": \"<u>\", \"fuse_unk\": true}}";
+    CU_ASSERT_EQUAL_FATAL(write_file(path, mini, strlen(mini)), 0);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load(dir, &t));
+    int32_t *ids = NULL;
+    size_t n = 0;
+    const int32_t want[] = {2, 0, 3, 1, 3, 2};
+    ASSERT_OK(ftq_tokenizer_encode(t, "abaxyb\xc3\xa9" "ab", 10, 1, &ids, &n));
+    if (!ids_equal(ids, n, want, 6))
+        print_ids("mini", ids, n);
+    CU_ASSERT(ids_equal(ids, n, want, 6));
+    char *text = NULL;
+    ASSERT_OK(ftq_tokenizer_decode(t, ids, n, 1, &text, NULL));
+    CU_ASSERT_STRING_EQUAL(text, "ab a <u> b <u> ab");
+    free(text);
+    free(ids);
+    ftq_tokenizer_free(t);
+}
+
+static void test_invalid_utf8(void)
+{
+    ftq_tokenizer *t = load_kind(STORIES_DIR, FTQ_TOKENIZER_HF_JSON);
+    if (!t)
+        return;
+    static const struct {
+        const char *s;
+        size_t len;
+        const char *offset;
+    } cases[] = {
+        {"abc\xff", 4, "offset 3"},         {"a\xc0\xaf", 3, "offset 1"},     /* overlong */
+        {"ab\xed\xa0\x80", 5, "offset 2"}, /* surrogate */                     {"\xe2\x82", 2, "offset 0"}, /* cut */
+        {"ok \xf4\x90\x80\x80", 7, "offset 3"}, /* > U+10FFFF */           {"x\x80y", 3, "offset 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        expect_error(ftq_tokenizer_encode(t, cases[i].s, cases[i].len, 0, &ids, &n), FTQ_EFORMAT, cases[i].offset);
+        CU_ASSERT_PTR_NULL(ids);
+    }
+    /* embedded NUL is valid UTF-8 and goes through byte fallback */
+    int32_t *ids = NULL;
+    size_t n = 0;
+    const int32_t want[] = {261, 3, 430}; /* ▁a <0x00> b, as HF tokenizers gives */
+    ASSERT_OK(ftq_tokenizer_encode(t, "a\0b", 3, 0, &ids, &n));
+    CU_ASSERT(ids_equal(ids, n, want, 3));
+    free(ids);
+    /* bad ids on decode */
+    const int32_t badids[] = {5, 512};
+    char *text = NULL;
+    expect_error(ftq_tokenizer_decode(t, badids, 2, 1, &text, NULL), FTQ_EINVAL, "512");
+    CU_ASSERT_PTR_NULL(text);
+    ftq_tokenizer_free(t);
+}
+
+void test_register_tokenizer(void)
+{
+    static const test_case cases[] = {
+        {"sha256_known", test_sha256_known},
+        {"unicode_tables", test_unicode_tables},
+        {"gpt2_regex_cases", test_gpt2_regex_cases},
+        {"gpt2_pretokens", test_gpt2_pretokens},
+        {"golden_gpt2_json", test_golden_gpt2_json},
+        {"golden_gpt2_files", test_golden_gpt2_files},
+        {"golden_llama2_spm", test_golden_llama2_spm},
+        {"golden_llama2_json", test_golden_llama2_json},
+        {"golden_stories_spm", test_golden_stories_spm},
+        {"golden_stories_json", test_golden_stories_json},
+        {"added_tokens", test_added_tokens},
+        {"decode_cases", test_decode_cases},
+        {"spm_remove_whitespace", test_spm_remove_whitespace},
+        {"spm_literal_space_symbol", test_spm_literal_space_symbol},
+        {"properties", test_properties},
+        {"load_picks_files", test_load_picks_files},
+        {"missing_files", test_missing_files},
+        {"spm_truncated", test_spm_truncated},
+        {"spm_unigram_unsupported", test_spm_unigram_unsupported},
+        {"json_errors", test_json_errors},
+        {"invalid_utf8", test_invalid_utf8},
+        {"whole_files_gpt2", test_whole_files_gpt2},
+        {"whole_files_llama2", test_whole_files_llama2},
+        {"whole_files_stories", test_whole_files_stories},
+        {NULL, NULL},
+    };
+    test_add_suite("tokenizer", cases);
+}

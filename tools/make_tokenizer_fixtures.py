@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""make_tokenizer_fixtures.py - reference outputs for tests/test_tokenizer.c, computed with the
+real reference implementations: Hugging Face `tokenizers` (loading the shared tokenizer.json
+files) and `sentencepiece` (loading tokenizer.model). Never a dependency of ftq or of its tests:
+run it in a throwaway venv and commit what it writes to tests/fixtures/tokenizer/.
+
+    python3 -m venv /tmp/tokvenv
+    /tmp/tokvenv/bin/pip install tokenizers sentencepiece protobuf
+    /tmp/tokvenv/bin/python tools/make_tokenizer_fixtures.py [SHARED_DIR]
+
+Writes (deterministically; package versions are recorded in each file):
+  whole_files.json     count + sha256(ids as little-endian int32) per tokenizer x corpus file
+  special_cases.json   added/special tokens in the text, decode edge cases (HF and sentencepiece)
+  stories260K_rmws/    stories260K tokenizer.model with remove_extra_whitespaces=true (a
+                       derivative of the MIT-licensed stories260K model) + expected ids
+"""
+import hashlib
+import json
+import os
+import struct
+import sys
+
+import sentencepiece as spm
+import tokenizers
+from sentencepiece import sentencepiece_model_pb2 as spm_pb2
+from tokenizers import Tokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "tests", "fixtures", "tokenizer")
+SHARED = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "shared"))
+
+TOKENIZERS = {  # name -> directory relative to shared/
+    "gpt2": "tokenizers/gpt2",
+    "llama2": "tokenizers/llama2",
+    "stories260K": "models/stories260K",
+}
+FILES = [
+    "data/wikitext-2-raw/wiki.test.raw",
+    "data/tinystories/tinystories_sample.txt",
+    "data/tinyshakespeare/input.txt",
+]
+VERSIONS = {"tokenizers": tokenizers.__version__, "sentencepiece": spm.__version__}
+
+
+def sha_ids(ids):
+    return hashlib.sha256(struct.pack("<%di" % len(ids), *ids)).hexdigest()
+
+
+def sha_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def write(name, obj):
+    with open(os.path.join(OUT, name), "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+
+
+def hf(name):
+    return Tokenizer.from_file(os.path.join(SHARED, TOKENIZERS[name], "tokenizer.json"))
+
+
+def sp(name):
+    return spm.SentencePieceProcessor(model_file=os.path.join(SHARED, TOKENIZERS[name], "tokenizer.model"))
+
+
+def whole_files():
+    results = []
+    for name in TOKENIZERS:
+        tok = hf(name)
+        proc = sp(name) if name != "gpt2" else None
+        for rel in FILES:
+            with open(os.path.join(SHARED, rel), encoding="utf-8", newline="") as f:
+                text = f.read()
+            ids = tok.encode(text, add_special_tokens=False).ids
+            if proc is not None:
+                sp_ids = proc.encode(text)
+                assert sp_ids == ids, "%s %s: tokenizers and sentencepiece disagree" % (name, rel)
+                assert proc.decode(ids) == text
+            assert tok.decode(ids, skip_special_tokens=True) == text, "%s %s: no round trip" % (name, rel)
+            results.append({
+                "tokenizer": name,
+                "file": rel,
+                "count": len(ids),
+                "sha256": sha_ids(ids),
+                "first_ids": ids[:16],
+                "checked_with": "tokenizers (tokenizer.json)" + (" == sentencepiece (tokenizer.model)" if proc else ""),
+            })
+            print(name, rel, len(ids), file=sys.stderr)
+    write("whole_files.json", {
+        "generator": "tools/make_tokenizer_fixtures.py",
+        "versions": VERSIONS,
+        "ids_hash": "sha256 of the ids (add_special_tokens=False) packed as little-endian int32",
+        "file_sha256": {rel: sha_file(os.path.join(SHARED, rel)) for rel in FILES},
+        "results": results,
+    })
+
+
+ADDED_TEXTS = {
+    "gpt2": ["Hello<|endoftext|>world", " <|endoftext|> x", "a <|endoftext|>\n<|endoftext|><|endoftext|>",
+             "<|endoftext|>", "<|endoftext|", "<|endoftext|>The end.<|endoftext|>"],
+    "llama2": ["Hello</s>world", "Hello </s> world", "<s>Hi</s>", "</s>", " </s>", "a<unk>b", "<s> <s>",
+               "</s>\n", "<s", "x</s></s>y"],
+    "stories260K": ["Once upon a time</s>Lily", "<s>Once</s>", " </s> ", "</s>\n\n<s>"],
+}
+
+DECODE_IDS = {
+    "gpt2": [[15496, 50256, 6894], [50256], [0xb8, 0x5e, 40], [220, 220], [37, 12520, 233, 232]],
+    "llama2": [[1, 15043, 3186], [1, 29871, 15043], [0, 15043], [2, 15043], [29871, 233, 154, 168, 258],
+               [233, 154, 68], [258, 29871, 68], [13, 15043], [35, 15043], [29871], [259, 15043], [1, 2]],
+    "stories260K": [[1, 403, 407, 261, 378], [1, 2, 403], [261, 3 + 0xC3, 3 + 0xBC], [3 + 0xFF, 3 + 0x41]],
+}
+
+
+def special_cases():
+    cases = []
+    for name, texts in ADDED_TEXTS.items():
+        tok = hf(name)
+        for text in texts:
+            cases.append({
+                "tokenizer": name,
+                "text": text,
+                "ids": tok.encode(text, add_special_tokens=False).ids,
+                "ids_special": tok.encode(text, add_special_tokens=True).ids,
+            })
+    decodes = []
+    for name, seqs in DECODE_IDS.items():
+        tok = hf(name)
+        proc = sp(name) if name != "gpt2" else None
+        for ids in seqs:
+            d = {"tokenizer": name, "ids": ids,
+                 "hf_skip": tok.decode(ids, skip_special_tokens=True),
+                 "hf_keep": tok.decode(ids, skip_special_tokens=False)}
+            if proc is not None:
+                # sentencepiece renders <unk> as " ⁇ "; ftq drops it with skip_special like HF
+                d["sp"] = proc.decode([i for i in ids if not proc.is_unknown(i)])
+            decodes.append(d)
+    write("special_cases.json", {
+        "generator": "tools/make_tokenizer_fixtures.py",
+        "versions": VERSIONS,
+        "encode": cases,
+        "decode": decodes,
+    })
+
+
+RMWS_TEXTS = ["Hello world", "  Hello   world  ", "   ", "", " a", "a ", "a  b", "\ta  \tb\t", "x\u2581 y",
+              " \u2581 ", "Once upon a time,  there was   a girl.", "a\n\n  b", "\u2581"]
+
+
+def rmws():
+    path = os.path.join(SHARED, TOKENIZERS["stories260K"], "tokenizer.model")
+    m = spm_pb2.ModelProto()
+    with open(path, "rb") as f:
+        m.ParseFromString(f.read())
+    m.normalizer_spec.remove_extra_whitespaces = True
+    d = os.path.join(OUT, "stories260K_rmws")
+    os.makedirs(d, exist_ok=True)
+    blob = m.SerializeToString()
+    with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+        f.write(blob)
+    proc = spm.SentencePieceProcessor(model_proto=blob)
+    cases = [{"text": t, "ids": proc.encode(t), "decoded": proc.decode(proc.encode(t))} for t in RMWS_TEXTS]
+    decodes = [{"ids": ids, "decoded": proc.decode(ids)} for ids in ([259, 259, 346], [259], [1, 259, 346])]
+    write("stories260K_rmws/expected.json", {
+        "generator": "tools/make_tokenizer_fixtures.py",
+        "versions": VERSIONS,
+        "what": "models/stories260K/tokenizer.model with normalizer_spec.remove_extra_whitespaces = true",
+        "encode": cases,
+        "decode": decodes,
+    })
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    special_cases()
+    rmws()
+    whole_files()
+
+
+if __name__ == "__main__":
+    main()
