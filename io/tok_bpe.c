@@ -28,6 +28,8 @@ struct ftq_bpe_work {
     size_t ns, scap;
     cand *h;
     size_t nh, hcap;
+    char *text; /* a word spelled in byte-level characters (ignore_merges lookups) */
+    size_t text_cap;
 };
 
 ftq_bpe_work *ftq_bpe_new(void) { return calloc(1, sizeof(ftq_bpe_work)); }
@@ -38,6 +40,7 @@ void ftq_bpe_free(ftq_bpe_work *w)
         return;
     free(w->s);
     free(w->h);
+    free(w->text);
     free(w);
 }
 
@@ -184,6 +187,32 @@ static int32_t lookup(const ftq_tokenizer *t, const char *s, size_t n)
     return ftq_strmap_get(&t->vocab, s, n, &id) ? id : -1;
 }
 
+/* ignore_merges: *id = the id of the whole word if the vocabulary has it (byte-level words
+ * are looked up in their byte-level spelling), else -1. */
+static int whole_word(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t len, int byte_level, int32_t *id)
+{
+    *id = -1;
+    if (!byte_level) {
+        *id = lookup(t, s, len);
+        return FTQ_OK;
+    }
+    if (len > t->max_piece_len) /* each byte is spelled with 1-2 bytes, never fewer */
+        return FTQ_OK;
+    if (w->text_cap < 2 * len) {
+        char *p = realloc(w->text, 2 * len);
+        if (!p)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        w->text = p;
+        w->text_cap = 2 * len;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += (size_t)ftq_utf8_encode(ftq_bytelevel_cp((unsigned char)s[i]), w->text + n);
+    if (!ftq_strmap_get(&t->vocab, w->text, n, id))
+        *id = -1;
+    return FTQ_OK;
+}
+
 int ftq_bpe_rank(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t len, int byte_level,
                  ftq_ivec *out)
 {
@@ -192,8 +221,12 @@ int ftq_bpe_rank(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t 
         return FTQ_OK;
     int rc;
     int32_t id;
-    if (t->ignore_merges && !byte_level && (id = lookup(t, s, len)) >= 0)
-        return ftq_ivec_push(out, id);
+    if (t->ignore_merges) {
+        if ((rc = whole_word(t, w, s, len, byte_level, &id)))
+            return rc;
+        if (id >= 0)
+            return ftq_ivec_push(out, id);
+    }
     int last_unk = 0;
     for (size_t i = 0; i < len;) {
         size_t n = byte_level ? 1 : (size_t)ftq_utf8_len((unsigned char)s[i]);

@@ -7,30 +7,28 @@
 #include "io/unicode.h"
 
 /* Printable Latin-1 bytes map to themselves; the other 68 bytes, in increasing order, map
- * to U+0100, U+0101, ... (OpenAI encoder.py bytes_to_unicode). */
-static int printable(unsigned b) { return (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae; }
-
+ * to U+0100, U+0101, ... (OpenAI encoder.py bytes_to_unicode). Those 68 are 0x00-0x20 (33),
+ * 0x7F-0xA0 (34) and 0xAD. */
 uint32_t ftq_bytelevel_cp(unsigned char b)
 {
-    if (printable(b))
-        return b;
-    uint32_t n = 0;
-    for (unsigned k = 0; k < b; k++)
-        n += !printable(k);
-    return 256 + n;
+    if (b <= 0x20)
+        return 256u + b;
+    if (b >= 0x7f && b <= 0xa0)
+        return 256u + 33 + (b - 0x7fu);
+    if (b == 0xad)
+        return 256u + 33 + 34;
+    return b;
 }
 
 int ftq_bytelevel_byte(uint32_t cp)
 {
     if (cp < 256)
-        return printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
-    uint32_t n = 256;
-    for (unsigned k = 0; k < 256; k++)
-        if (!printable(k) && n++ == cp)
-            return (int)k;
-    return -1;
+        return cp <= 0x20 || (cp >= 0x7f && cp <= 0xa0) || cp == 0xad ? -1 : (int)cp;
+    if (cp < 256 + 33)
+        return (int)(cp - 256);
+    if (cp < 256 + 33 + 34)
+        return (int)(cp - 256 - 33 + 0x7f);
+    return cp == 256 + 33 + 34 ? 0xad : -1;
 }
 
 enum { CLS_SPACE, CLS_LETTER, CLS_NUMBER, CLS_OTHER };

@@ -859,12 +859,19 @@ static int config_added_tokens(ftq_tokenizer *t, const cJSON *cfg, const cJSON *
         }
         return FTQ_OK;
     }
+    /* Without a decoder table the class defaults apply: LlamaTokenizer's <unk>/<s>/</s> are
+     * the sentencepiece control and unknown pieces, GPT2Tokenizer's are all <|endoftext|>. */
+    for (int32_t id = 0; id < t->n_vocab && !rc; id++)
+        if (t->kind == FTQ_TOKENIZER_SPM && (t->flags[id] & (TOKF_CONTROL | TOKF_UNKNOWN)))
+            rc = ftq_tok_add_added(t, id, t->piece[id], 1, 0, 0, 0, 0);
+    int32_t id;
+    if (!rc && t->kind == FTQ_TOKENIZER_GPT2_FILES && ftq_strmap_get(&t->vocab, "<|endoftext|>", 13, &id))
+        rc = ftq_tok_add_added(t, id, "<|endoftext|>", 1, 0, 0, 0, 0);
     static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "pad_token", NULL};
     for (int k = 0; keys[k] && !rc; k++) {
         const char *s = token_text(cJSON_GetObjectItemCaseSensitive(cfg, keys[k]));
         if (!s)
             s = token_text(cJSON_GetObjectItemCaseSensitive(stm, keys[k]));
-        int32_t id;
         if (s && ftq_strmap_get(&t->vocab, s, strlen(s), &id))
             rc = ftq_tok_add_added(t, id, s, 1, 0, 0, 0, 0);
     }
@@ -946,6 +953,9 @@ static int finalize(ftq_tokenizer *t)
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         }
         if (rc)
+            return rc;
+        /* HF's id_to_token (and so its decoders) see a normalized token in normalized form */
+        if (a->normalized && t->norm == TOK_NORM_OPS && (rc = ftq_tok_set_piece(t, a->id, a->match, a->match_len)))
             return rc;
         if (a->match_len)
             t->added_first[(unsigned char)a->match[0]] = 1;

@@ -210,6 +210,8 @@ static const char *jstr(const cJSON *o, const char *key)
 
 static const cJSON *jget(const cJSON *o, const char *key) { return cJSON_GetObjectItemCaseSensitive(o, key); }
 
+static void expect_error(int rc, int want, const char *needle);
+
 /* ---- golden strings -------------------------------------------------------------- */
 
 static void run_golden(const char *golden, const char *dir, ftq_tokenizer_kind kind)
@@ -588,6 +590,147 @@ static void test_spm_literal_space_symbol(void)
     ftq_tokenizer_free(t);
 }
 
+/* Added tokens with lstrip / rstrip / normalized / single_word (HF tokenizers fixture). */
+static void test_added_token_options(void)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/stories260K_added/expected.json"));
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load(source_path("tests/fixtures/tokenizer/stories260K_added"), &t));
+    ASSERT_INT_EQ(ftq_tokenizer_vocab_size(t), 517);
+    CU_ASSERT(ftq_tokenizer_is_special(t, 512) && !ftq_tokenizer_is_special(t, 513));
+    int bad = 0, n = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, jget(fx, "encode"))
+    {
+        const char *text = jstr(c, "text");
+        bad += !check_encode(t, text, text, 0, jget(c, "ids"));
+        bad += !check_encode(t, text, text, 1, jget(c, "ids_special"));
+        bad += !check_decode(t, text, jget(c, "ids"), 1, jstr(c, "decoded_skip"));
+        bad += !check_decode(t, text, jget(c, "ids"), 0, jstr(c, "decoded_keep"));
+        n++;
+    }
+    ASSERT_INT_EQ(n, 19);
+    ASSERT_INT_EQ(bad, 0);
+    ftq_tokenizer_free(t);
+    cJSON_Delete(fx);
+}
+
+/* Write the shared GPT-2 tokenizer.json with one change into a fresh directory. */
+static const char *gpt2_variant(const char *name, void (*change)(cJSON *))
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (ftq_read_file(shared_path("tokenizers/gpt2/tokenizer.json"), &data, &len) != FTQ_OK)
+        return NULL;
+    cJSON *j = cJSON_ParseWithLength(data, len);
+    free(data);
+    change(j);
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    const char *dir = test_tmpdir(name);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *fp = fopen(path, "wb");
+    int ok = fp && fputs(out, fp) >= 0;
+    if (fp)
+        ok &= fclose(fp) == 0;
+    free(out);
+    return ok ? dir : NULL;
+}
+
+static void set_prefix_space(cJSON *j)
+{
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "pre_tokenizer"), "add_prefix_space", cJSON_CreateTrue());
+}
+
+static void set_ignore_merges(cJSON *j)
+{
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "model"), "ignore_merges", cJSON_CreateTrue());
+}
+
+static void set_split_sequence(cJSON *j)
+{
+    cJSON_ReplaceItemInObject(
+        j, "pre_tokenizer",
+        cJSON_Parse("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+                    "\"'s|'t|'re|'ve|'m|'ll|'d| ?\\\\p{L}+| ?\\\\p{N}+| ?[^\\\\s\\\\p{L}\\\\p{N}]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+                    " \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": "
+                    "false, \"trim_offsets\": true, \"use_regex\": false}]}"));
+}
+
+static void set_llama3_split(cJSON *j)
+{
+    cJSON_ReplaceItemInObject(
+        j, "pre_tokenizer",
+        cJSON_Parse("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+                    "\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+\"}, \"behavior\": "
+                    "\"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                    "\"use_regex\": false}]}"));
+}
+
+static int run_variant(const char *dir, const cJSON *cases, const char *label)
+{
+    ftq_tokenizer *t = NULL;
+    int bad = 0;
+    if (!dir || ftq_tokenizer_load(dir, &t) != FTQ_OK) {
+        fprintf(stderr, "\n  %s: %s\n", label, ftq_last_error());
+        return 1;
+    }
+    const cJSON *c;
+    cJSON *g = load_json(shared_path("golden/tokenize_gpt2.json"));
+    const cJSON *gc = jget(g, "cases")->child;
+    cJSON_ArrayForEach(c, cases)
+    {
+        bad += !check_encode(t, jstr(c, "name"), jstr(gc, "text"), 0, jget(c, "ids"));
+        gc = gc->next;
+    }
+    cJSON_Delete(g);
+    ftq_tokenizer_free(t);
+    return bad;
+}
+
+/* tokenizer.json variants: pre-tokenizer add_prefix_space, ignore_merges, and the
+ * Sequence[Split(GPT-2 regex), ByteLevel] spelling of the same pre-tokenizer. */
+static void test_gpt2_json_variants(void)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/gpt2_variants.json"));
+    cJSON *g = load_json(shared_path("golden/tokenize_gpt2.json"));
+    const cJSON *v = jget(fx, "variants");
+    ASSERT_INT_EQ(run_variant(gpt2_variant("tok_gpt2_aps", set_prefix_space),
+                              jget(v, "pre_tokenizer.add_prefix_space=true"), "add_prefix_space"), 0);
+    ASSERT_INT_EQ(run_variant(gpt2_variant("tok_gpt2_im", set_ignore_merges), jget(v, "model.ignore_merges=true"),
+                              "ignore_merges"), 0);
+    CU_ASSERT(cJSON_IsTrue(jget(fx, "split_sequence_equals_golden")));
+    ASSERT_INT_EQ(run_variant(gpt2_variant("tok_gpt2_seq", set_split_sequence), jget(g, "cases"), "split"), 0);
+    ftq_tokenizer *t = NULL;
+    expect_error(ftq_tokenizer_load(gpt2_variant("tok_gpt2_l3", set_llama3_split), &t), FTQ_EUNSUPPORTED,
+                 "pre_tokenizer");
+    cJSON_Delete(g);
+    cJSON_Delete(fx);
+}
+
+/* ignore_merges looks a byte-level word up in its byte-level spelling. */
+static void test_bytelevel_map(void)
+{
+    /* OpenAI bytes_to_unicode, literally */
+    uint32_t cs[256];
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+        cs[b] = printable ? (uint32_t)b : (uint32_t)(256 + n++);
+    }
+    ASSERT_INT_EQ(n, 68);
+    int bad = 0;
+    for (int b = 0; b < 256; b++)
+        bad += ftq_bytelevel_cp((unsigned char)b) != cs[b] || ftq_bytelevel_byte(cs[b]) != b;
+    for (uint32_t cp = 0; cp < 1000; cp++) {
+        int b = ftq_bytelevel_byte(cp);
+        bad += b >= 0 && cs[b] != cp;
+    }
+    ASSERT_INT_EQ(bad, 0);
+    CU_ASSERT_EQUAL(ftq_bytelevel_cp(' '), 0x120); /* 'Ġ' */
+}
+
 /* ---- API surface ----------------------------------------------------------------- */
 
 static void test_properties(void)
@@ -655,6 +798,12 @@ static void test_load_picks_files(void)
     ASSERT_OK(ftq_tokenizer_load(dir, &t));
     CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(t), FTQ_TOKENIZER_SPM);
     ASSERT_INT_EQ(ftq_tokenizer_adds_bos(t), 1); /* LlamaTokenizer default without a config */
+    int32_t *sp = NULL;
+    size_t nsp = 0;
+    const int32_t sp_want[] = {1, 403, 2, 1}; /* control pieces are split out like HF's special tokens */
+    ASSERT_OK(ftq_tokenizer_encode(t, "Once</s><s>", 11, 1, &sp, &nsp));
+    CU_ASSERT(ids_equal(sp, nsp, sp_want, 4));
+    free(sp);
     ftq_tokenizer_free(t);
 
     dir = test_tmpdir("tok_pick_gpt2");
@@ -673,6 +822,10 @@ static void test_load_picks_files(void)
     const int32_t want[] = {15496, 11, 616, 3290, 318, 13779};
     ASSERT_OK(ftq_tokenizer_encode(t, "Hello, my dog is cute", 21, 1, &ids, &n));
     CU_ASSERT(ids_equal(ids, n, want, 6));
+    free(ids);
+    const int32_t want_eot[] = {64, 50256};
+    ASSERT_OK(ftq_tokenizer_encode(t, "a<|endoftext|>", 14, 1, &ids, &n));
+    CU_ASSERT(ids_equal(ids, n, want_eot, 2));
     free(ids);
     ftq_tokenizer_free(t);
 }
@@ -911,7 +1064,10 @@ void test_register_tokenizer(void)
         {"golden_llama2_json", test_golden_llama2_json},
         {"golden_stories_spm", test_golden_stories_spm},
         {"golden_stories_json", test_golden_stories_json},
+        {"bytelevel_map", test_bytelevel_map},
         {"added_tokens", test_added_tokens},
+        {"added_token_options", test_added_token_options},
+        {"gpt2_json_variants", test_gpt2_json_variants},
         {"decode_cases", test_decode_cases},
         {"spm_remove_whitespace", test_spm_remove_whitespace},
         {"spm_literal_space_symbol", test_spm_literal_space_symbol},

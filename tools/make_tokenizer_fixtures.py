@@ -13,10 +13,16 @@ Writes (deterministically; package versions are recorded in each file):
   special_cases.json   added/special tokens in the text, decode edge cases (HF and sentencepiece)
   stories260K_rmws/    stories260K tokenizer.model with remove_extra_whitespaces=true (a
                        derivative of the MIT-licensed stories260K model) + expected ids
+  stories260K_added/   stories260K tokenizer.json plus added tokens with lstrip / rstrip /
+                       normalized / single_word set + expected ids
+  gpt2_variants.json   ids of the golden strings through GPT-2 tokenizer.json variants that the
+                       test builds itself (pre_tokenizer add_prefix_space, model ignore_merges)
 """
+import copy
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 
@@ -52,9 +58,12 @@ def sha_file(path):
 
 
 def write(name, obj):
+    text = json.dumps(obj, ensure_ascii=False, indent=1)
+    # one line per number array keeps the files readable
+    text = re.sub(r"\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]", lambda m: "[" + ", ".join(m.group(1).split(",")).replace("  ", " ").replace(", ", ",").replace(",", ", ") + "]", text)
+    text = re.sub(r"\[(-?\d+(?:, \s*-?\d+)*)\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
     with open(os.path.join(OUT, name), "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+        f.write(text + "\n")
 
 
 def hf(name):
@@ -171,8 +180,77 @@ def rmws():
     })
 
 
+ADDED_VARIANT_TOKENS = [
+    {"id": 512, "content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False, "special": True},
+    {"id": 513, "content": "[R]", "single_word": False, "lstrip": False, "rstrip": True, "normalized": False, "special": False},
+    {"id": 514, "content": "hello world", "single_word": False, "lstrip": False, "rstrip": False, "normalized": True, "special": False},
+    {"id": 515, "content": "ab", "single_word": True, "lstrip": False, "rstrip": False, "normalized": False, "special": False},
+    {"id": 516, "content": "<|im_end|>", "single_word": False, "lstrip": True, "rstrip": True, "normalized": False, "special": True},
+]
+ADDED_VARIANT_TEXTS = ["a <mask> b", "a  <mask>b", "<mask>", " <mask>", "x\t<mask>", "x [R]  y", "[R]\n\nz", "[R]",
+                       "say hello world now", "hello world", "hello  world", "xhello world", "ab cab ab.", "abab ab",
+                       "(ab)", "x <|im_end|> \n y", "<|im_end|><mask>[R]ab", "no specials here", ""]
+
+
+def added_variant():
+    src = os.path.join(SHARED, TOKENIZERS["stories260K"], "tokenizer.json")
+    with open(src, encoding="utf-8") as f:
+        j = json.load(f)
+    j["added_tokens"] += ADDED_VARIANT_TOKENS
+    d = os.path.join(OUT, "stories260K_added")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    cases = []
+    for text in ADDED_VARIANT_TEXTS:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        cases.append({"text": text, "ids": ids, "ids_special": tok.encode(text, add_special_tokens=True).ids,
+                      "decoded_skip": tok.decode(ids, skip_special_tokens=True),
+                      "decoded_keep": tok.decode(ids, skip_special_tokens=False)})
+    write("stories260K_added/expected.json", {
+        "generator": "tools/make_tokenizer_fixtures.py",
+        "versions": VERSIONS,
+        "what": "models/stories260K/tokenizer.json with extra added tokens (ids 512-516)",
+        "encode": cases,
+    })
+
+
+def gpt2_variants():
+    src = os.path.join(SHARED, TOKENIZERS["gpt2"], "tokenizer.json")
+    with open(src, encoding="utf-8") as f:
+        base = json.load(f)
+    with open(os.path.join(SHARED, "golden", "tokenize_gpt2.json"), encoding="utf-8") as f:
+        golden = json.load(f)["cases"]
+    out = {"generator": "tools/make_tokenizer_fixtures.py", "versions": VERSIONS, "variants": {}}
+    variants = {
+        "pre_tokenizer.add_prefix_space=true": lambda j: j["pre_tokenizer"].update(add_prefix_space=True),
+        "model.ignore_merges=true": lambda j: j["model"].update(ignore_merges=True),
+    }
+    for name, change in variants.items():
+        j = copy.deepcopy(base)
+        change(j)
+        tok = Tokenizer.from_str(json.dumps(j))
+        out["variants"][name] = [{"name": c["name"], "ids": tok.encode(c["text"]).ids} for c in golden]
+    # Sequence[Split(GPT-2 regex), ByteLevel(use_regex=false)] must equal plain ByteLevel: checked here,
+    # the test then expects the golden ids from its own rewrite of the file
+    j = copy.deepcopy(base)
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+         "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    tok = Tokenizer.from_str(json.dumps(j))
+    for c in golden:
+        assert tok.encode(c["text"]).ids == c["ids"], c["name"]
+    out["split_sequence_equals_golden"] = True
+    write("gpt2_variants.json", out)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    added_variant()
+    gpt2_variants()
     special_cases()
     rmws()
     whole_files()
