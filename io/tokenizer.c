@@ -690,8 +690,9 @@ static int flush_spm_bytes(buf *out, buf *bytes)
 }
 
 /* SentencePieceProcessor::Decode: U+2581 -> ' ', the first piece loses one leading U+2581
- * (while no text has been produced yet), byte pieces fused into UTF-8. Control and unknown
- * pieces are dropped with skip_special, else written as their text. */
+ * (while no text has been produced yet), byte pieces fused into UTF-8 with U+FFFD per
+ * invalid byte. With skip_special, control pieces vanish (as in sentencepiece) and unknown
+ * pieces are dropped (as in HF); without it both are written as their text (as in HF). */
 static int decode_spm(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, buf *out)
 {
     buf bytes = {0};
@@ -705,9 +706,9 @@ static int decode_spm(const ftq_tokenizer *t, const int32_t *ids, size_t n, int 
             rc = buf_put(&bytes, &ch, 1);
             continue;
         }
-        if (skip_special && (f & TOKF_SPECIAL))
-            continue;
-        if ((rc = flush_spm_bytes(out, &bytes)))
+        if (skip_special && (f & TOKF_UNKNOWN))
+            continue; /* as if absent (HF drops it; sentencepiece would write " ⁇ ") */
+        if ((rc = flush_spm_bytes(out, &bytes))) /* a control piece ends a byte run even unseen */
             break;
         if (bos_ws_seen || out->n)
             is_bos_ws = 0;
@@ -715,7 +716,8 @@ static int decode_spm(const ftq_tokenizer *t, const int32_t *ids, size_t n, int 
         size_t len = t->piece_len[id];
         bos_ws_seen = 0;
         if (f & (TOKF_SPECIAL | TOKF_CONTROL | TOKF_UNKNOWN)) {
-            rc = buf_put(out, s, len);
+            if (!skip_special)
+                rc = buf_put(out, s, len);
             continue;
         }
         if (is_bos_ws && (t->spm_dummy_prefix || t->spm_remove_ws) && len >= 3 && memcmp(s, SPACE_SYMBOL, 3) == 0) {

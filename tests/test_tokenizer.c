@@ -194,9 +194,11 @@ static int check_decode(const ftq_tokenizer *t, const char *what, const cJSON *i
     size_t len = 0;
     int rc = ftq_tokenizer_decode(t, ids, n, skip, &text, &len);
     int ok = rc == FTQ_OK && len == strlen(expected) && memcmp(text, expected, len) == 0;
-    if (!ok)
+    if (!ok) {
         fprintf(stderr, "\n  [%s] %s: decode(skip_special=%d) = \"%s\" (rc %d), expected \"%s\"\n",
                 ftq_tokenizer_kind_name(t), what, skip, text ? text : "", rc, expected);
+        print_ids("ids", ids, n);
+    }
     free(ids);
     free(text);
     return ok;
@@ -731,6 +733,55 @@ static void test_bytelevel_map(void)
     CU_ASSERT_EQUAL(ftq_bytelevel_cp(' '), 0x120); /* 'Ġ' */
 }
 
+/* Seeded random strings and id sequences, through every loader of each tokenizer. */
+static void test_fuzz_fixture(void)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/fuzz.json"));
+    if (!fx)
+        return;
+    static const struct {
+        const char *name, *dir;
+        ftq_tokenizer_kind kinds[2];
+    } toks[] = {
+        {"gpt2", "tokenizers/gpt2", {FTQ_TOKENIZER_HF_JSON, FTQ_TOKENIZER_GPT2_FILES}},
+        {"llama2", "tokenizers/llama2", {FTQ_TOKENIZER_HF_JSON, FTQ_TOKENIZER_SPM}},
+        {"stories260K", "models/stories260K", {FTQ_TOKENIZER_HF_JSON, FTQ_TOKENIZER_SPM}},
+    };
+    int bad = 0, nenc = 0, ndec = 0;
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+        for (int k = 0; k < 2; k++) {
+            ftq_tokenizer *t = load_kind(toks[i].dir, toks[i].kinds[k]);
+            if (!t)
+                continue;
+            const cJSON *c;
+            cJSON_ArrayForEach(c, jget(fx, "encode"))
+            {
+                if (strcmp(jstr(c, "tokenizer"), toks[i].name) != 0)
+                    continue;
+                bad += !check_encode(t, "fuzz", jstr(c, "text"), 0, jget(c, "ids"));
+                nenc++;
+            }
+            cJSON_ArrayForEach(c, jget(fx, "decode"))
+            {
+                if (strcmp(jstr(c, "tokenizer"), toks[i].name) != 0)
+                    continue;
+                if (toks[i].kinds[k] == FTQ_TOKENIZER_SPM) {
+                    bad += !check_decode(t, "fuzz", jget(c, "ids"), 1, jstr(c, "sp"));
+                } else {
+                    bad += !check_decode(t, "fuzz", jget(c, "ids"), 1, jstr(c, "hf_skip"));
+                    bad += !check_decode(t, "fuzz", jget(c, "ids"), 0, jstr(c, "hf_keep"));
+                }
+                ndec++;
+            }
+            ftq_tokenizer_free(t);
+        }
+    }
+    ASSERT_INT_EQ(nenc, 6 * 300);
+    ASSERT_INT_EQ(ndec, 6 * 150);
+    ASSERT_INT_EQ(bad, 0);
+    cJSON_Delete(fx);
+}
+
 /* ---- API surface ----------------------------------------------------------------- */
 
 static void test_properties(void)
@@ -1069,6 +1120,7 @@ void test_register_tokenizer(void)
         {"added_token_options", test_added_token_options},
         {"gpt2_json_variants", test_gpt2_json_variants},
         {"decode_cases", test_decode_cases},
+        {"fuzz_fixture", test_fuzz_fixture},
         {"spm_remove_whitespace", test_spm_remove_whitespace},
         {"spm_literal_space_symbol", test_spm_literal_space_symbol},
         {"properties", test_properties},

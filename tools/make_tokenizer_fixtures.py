@@ -15,6 +15,8 @@ Writes (deterministically; package versions are recorded in each file):
                        derivative of the MIT-licensed stories260K model) + expected ids
   stories260K_added/   stories260K tokenizer.json plus added tokens with lstrip / rstrip /
                        normalized / single_word set + expected ids
+  fuzz.json            seeded random strings (tricky whitespace, digits, scripts, emoji) encoded by
+                       every reference, and random id sequences decoded by every reference
   gpt2_variants.json   ids of the golden strings through GPT-2 tokenizer.json variants that the
                        test builds itself (pre_tokenizer add_prefix_space, model ignore_merges)
 """
@@ -22,6 +24,7 @@ import copy
 import hashlib
 import json
 import os
+import random
 import re
 import struct
 import sys
@@ -247,8 +250,66 @@ def gpt2_variants():
     write("gpt2_variants.json", out)
 
 
+FUZZ_ATOMS = [
+    " ", " ", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u1680", "\u2000",
+    "\u2009", "\u2028", "\u2029", "\u202f", "\u3000", "\u200b", "\ufeff", "\u2581",
+    "a", "e", "s", "t", "the", "The", "ing", "Hello", "world", "don", "'", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d",
+    "'S", "\u2019", "\"", "0", "7", "42", "2024", "3.14", "\u00b2", "\u00bd", "\u2167", "\u0663", "\u0967",
+    ".", ",", "!", "?", "...", "--", "(", ")", "[", "]", "{", "}", "<", ">", "/", "\\", "_", "#", "@", "$", "%", "&",
+    "*", "+", "=", "|", "~", "^", "`", "\u00e9", "e\u0301", "\u00df", "\ufb01", "\u0153", "\u00fc", "Z\u00fcrich",
+    "\u4e2d\u6587", "\u65e5\u672c", "\ud55c\uad6d", "\u0416", "\u03a9", "\u0645\u0631", "\u05e9",
+    "\u0928\u092e\u0938\u094d\u0924\u0947", "\U0001f600", "\U0001f468\u200d\U0001f469", "\U0001f1e9\U0001f1ea",
+    "\U0001f44d\U0001f3fd", "\u00a9", "\u20ac", "\u2603", "\U00010348", "\x01", "\x7f",
+]
+SPECIAL_TEXTS = ["<s>", "</s>", "<unk>", "<|endoftext|>"]
+
+
+def fuzz():
+    rng = random.Random(20241122)
+    texts = []
+    while len(texts) < 300:
+        t = "".join(rng.choice(FUZZ_ATOMS) for _ in range(rng.randint(1, 14)))
+        if not any(sp in t for sp in SPECIAL_TEXTS):
+            texts.append(t)
+    enc = []
+    for name in TOKENIZERS:
+        tok = hf(name)
+        proc = sp(name) if name != "gpt2" else None
+        for t in texts:
+            ids = tok.encode(t, add_special_tokens=False).ids
+            if proc is not None:
+                assert proc.encode(t) == ids, (name, t)
+            enc.append({"tokenizer": name, "text": t, "ids": ids})
+    dec = []
+    for name in TOKENIZERS:
+        tok = hf(name)
+        proc = sp(name) if name != "gpt2" else None
+        n = tok.get_vocab_size()
+        while sum(d["tokenizer"] == name for d in dec) < 150:
+            ids = []
+            for _ in range(rng.randint(1, 10)):
+                r = rng.random()
+                if name == "gpt2":
+                    ids.append(rng.choice([50256, 220, 198, 13]) if r < 0.2 else rng.randrange(256) if r < 0.6
+                               else rng.randrange(n))
+                else:
+                    ids.append(rng.randrange(3) if r < 0.1 else 3 + rng.randrange(256) if r < 0.5
+                               else rng.choice([259, 29871] if name == "llama2" else [410]) if r < 0.6
+                               else rng.randrange(n))
+            if (188 if name == "gpt2" else 3) in ids:  # the byte 0x00 (see above)
+                continue
+            d = {"tokenizer": name, "ids": ids, "hf_skip": tok.decode(ids, skip_special_tokens=True),
+                 "hf_keep": tok.decode(ids, skip_special_tokens=False)}
+            if proc is not None:
+                d["sp"] = proc.decode([i for i in ids if not proc.is_unknown(i)])
+            dec.append(d)
+    write("fuzz.json", {"generator": "tools/make_tokenizer_fixtures.py", "versions": VERSIONS, "seed": 20241122,
+                        "encode": enc, "decode": dec})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    fuzz()
     added_variant()
     gpt2_variants()
     special_cases()
