@@ -90,6 +90,11 @@ int cmd_perplexity(int argc, char **argv)
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = 0;
+    int max_pos = ftq_model_get_config(m)->max_position;
+    if (max_pos > 0 && ctx > max_pos) { /* refuse before any work or output */
+        rc = cmd_fail(spec.name, "context %d exceeds the model's %d positions (-c)", ctx, max_pos);
+        goto out;
+    }
     if (ftq_read_file(file, &text, &len) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;

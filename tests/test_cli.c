@@ -8,9 +8,14 @@
 /* Run `ftq ARGS`; stdout and stderr captured (malloc'd). Returns the exit status. */
 static int ftq_run(const char *args, char **out, char **err)
 {
-    char errpath[4096], cmd[8192];
-    snprintf(errpath, sizeof errpath, "%s/cli-stderr.txt", test_tmpdir("cli"));
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", ftq_binary(), args, errpath);
+    char errpath[4200], cmd[16384];
+    if (snprintf(errpath, sizeof errpath, "%s/cli-stderr.txt", test_tmpdir("cli")) >= (int)sizeof errpath ||
+        snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", ftq_binary(), args, errpath) >= (int)sizeof cmd) {
+        CU_FAIL("command line too long");
+        *out = strdup("");
+        *err = strdup("");
+        return -1;
+    }
     int st = run_capture(cmd, out);
     size_t len = 0;
     if (ftq_read_file(errpath, err, &len) != FTQ_OK)
@@ -96,7 +101,7 @@ static void test_help(void)
 
 static void test_info(void)
 {
-    char args[4096];
+    char args[16384];
     snprintf(args, sizeof args, "info -m '%s' --json", shared_path("models/stories260K"));
     cJSON *j = run_json(args);
     if (!j)
@@ -128,7 +133,7 @@ static void test_info(void)
 
 static void test_tokenize(void)
 {
-    char args[4096];
+    char args[16384];
     snprintf(args, sizeof args, "tokenize -m '%s' -p 'Once upon a time' --json", shared_path("models/stories260K"));
     cJSON *j = run_json(args);
     if (!j)
@@ -171,7 +176,7 @@ static void test_perplexity(void)
     const cJSON *e = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "protocols"), "llamacpp_ctx128");
     size_t n = 0;
     double *running = json_doubles(cJSON_GetObjectItem(e, "running_ppl_first_8_chunks"), &n);
-    char args[4096];
+    char args[16384];
     snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' -c 128 --chunks 8 --json",
              shared_path("models/stories260K"), shared_path("data/tinystories/tinystories_sample.txt"));
     cJSON *j = run_json(args);
@@ -206,7 +211,7 @@ static void test_generate(void)
         return;
     size_t n = 0, m = 0;
     int32_t *want = json_ints(cJSON_GetObjectItem(cJSON_GetObjectItem(g, "greedy"), "new_ids"), &n);
-    char args[4096];
+    char args[16384];
     snprintf(args, sizeof args, "generate -m '%s' -p 'Once upon a time' -n 64 --temperature 0 --json",
              shared_path("models/stories260K"));
     cJSON *j = run_json(args);
@@ -244,7 +249,7 @@ static void test_generate(void)
 
 static void test_bad_input(void)
 {
-    char args[4096];
+    char args[16384];
     const char *st = shared_path("models/stories260K");
     expect_error("frobnicate", "unknown command 'frobnicate'");
     expect_error("perplexity --bogus", "unknown option '--bogus'");
@@ -270,8 +275,9 @@ static void test_bad_input(void)
     snprintf(args, sizeof args, "tokenize -m '%s'", st);
     expect_error(args, "exactly one of -f FILE or -p TEXT");
     /* a model directory whose tokenizer files are missing */
-    const char *dir = test_tmpdir("cli_notok");
-    char cmd[8192];
+    char dir[4096]; /* test_tmpdir's buffer is reused by ftq_run */
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("cli_notok"));
+    char cmd[16384];
     snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/model.safetensors' '%s/'", st, st, dir);
     CU_ASSERT_EQUAL(system(cmd), 0);
     snprintf(args, sizeof args, "generate -m '%s' -p hi", dir);
