@@ -1,10 +1,6 @@
-/* tok_bpe.c - the BPE merge engine: a doubly linked list of symbols plus a binary heap of
- * candidate adjacent pairs, so a word of n symbols costs O(n log n) (a llama-style
- * tokenizer hands us a whole file as one word). The heap orders by (key, left position):
- * key = merge rank (HF BPE) or -score of the merged piece (sentencepiece), so ties go to the
- * leftmost pair as both references do. Stale heap entries are detected, not removed: an
- * entry is live iff its left symbol is alive, still followed by its right symbol, and the
- * two still span the byte count recorded when the entry was pushed. */
+/* tok_bpe.c - the BPE merge engine: a linked list of symbols plus a heap of candidate pairs,
+ * O(n log n) per word (llama-style tokenizers hand over a whole file as one word).
+ * Invariant: pairs merge in (rank or -score, left position) order, i.e. leftmost on ties. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +135,9 @@ static int pair_cand(const ftq_tokenizer *t, const ftq_bpe_work *w, const char *
     return 1;
 }
 
+/* Stale heap entries are skipped, not removed: an entry is live iff its left symbol is
+ * alive, still followed by its right symbol, and the two still span the byte count recorded
+ * when the entry was pushed (a symbol only grows by absorbing its right neighbour). */
 static int merge_all(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s)
 {
     w->nh = 0;
@@ -286,7 +285,7 @@ int ftq_bpe_score(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t
     int rc;
     for (size_t i = 0; i < len;) {
         int32_t id = -1;
-        size_t n = t->user_defined.n ? user_defined_match(t, s + i, len - i, &id) : 0;
+        size_t n = t->user_first[(unsigned char)s[i]] ? user_defined_match(t, s + i, len - i, &id) : 0;
         int frozen = n > 0;
         if (!n)
             n = (size_t)ftq_utf8_len((unsigned char)s[i]);

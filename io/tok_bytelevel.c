@@ -1,8 +1,6 @@
-/* tok_bytelevel.c - GPT-2 byte-level pieces: OpenAI's bytes_to_unicode() mapping and a
- * hand-written scanner equivalent to the GPT-2 pre-tokenizer regex
- *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * Invariant: the scanner always consumes at least one code point, and its pieces tile the
- * input exactly as repeated regex matches (findall) would. */
+/* tok_bytelevel.c - GPT-2 byte level: bytes_to_unicode() and a hand-written scanner for
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * Invariant: pieces are non-empty and tile the input exactly as regex findall would. */
 #include "io/tok_internal.h"
 #include "io/unicode.h"
 

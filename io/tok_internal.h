@@ -100,6 +100,7 @@ struct ftq_tokenizer {
     int32_t byte_id[256];   /* id of "<0xXX>", -1 if absent */
     int32_t ascii_id[128];  /* id of each one-byte piece, -1 if absent (speeds up lookups) */
     ftq_ivec user_defined;  /* sentencepiece USER_DEFINED piece ids: matched whole, never merged */
+    uint8_t user_first[256]; /* first bytes of those pieces */
     size_t max_piece_len;   /* longest vocabulary piece in bytes */
 
     int norm; /* TOK_NORM_* */

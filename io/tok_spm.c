@@ -1,8 +1,6 @@
-/* tok_spm.c - sentencepiece tokenizer.model loader: a bounds-checked reader of the protobuf
- * wire format (varints, fixed32, length-delimited) for ModelProto {pieces = 1,
- * trainer_spec = 2, normalizer_spec = 3}, field numbers as in sentencepiece_model.proto.
- * Invariant: every read is checked against the end of its enclosing message, so a
- * truncated or corrupt file yields FTQ_EFORMAT naming the byte offset, never a crash. */
+/* tok_spm.c - sentencepiece tokenizer.model loader with its own protobuf wire-format reader
+ * (field numbers as in sentencepiece_model.proto). Invariant: every read is bounded by its
+ * enclosing message, so a truncated or corrupt file is FTQ_EFORMAT naming the byte offset. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,6 +246,8 @@ static int load_pieces(ftq_tokenizer *t, const spm_piece *pcs, size_t n, const c
         case SP_UNUSED: t->flags[id] = TOKF_MERGEABLE; break;
         case SP_USER_DEFINED:
             t->flags[id] = TOKF_MERGEABLE;
+            if (len)
+                t->user_first[(unsigned char)s[0]] = 1;
             rc = ftq_ivec_push(&t->user_defined, id);
             break;
         case SP_UNKNOWN: t->flags[id] = TOKF_UNKNOWN | TOKF_SPECIAL; break;

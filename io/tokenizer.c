@@ -1,8 +1,6 @@
-/* tokenizer.c - the public tokenizer API: choosing and loading the files of a model
- * directory, BOS/EOS configuration, added-token splitting, the encode pipeline
- * (normalizer -> pre-tokenizer -> BPE) and both decoders (HF decoder chain, sentencepiece).
- * Invariant: a loaded ftq_tokenizer is never written again; every encode/decode call keeps
- * its scratch space on its own stack/heap, so calls may run concurrently. */
+/* tokenizer.c - public tokenizer API: file choice, BOS/EOS config, added-token splitting,
+ * encode (normalizer -> pre-tokenizer -> BPE) and the HF / sentencepiece decoders.
+ * Invariant: a loaded tokenizer is never written again; calls keep scratch space private. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,6 +2,7 @@
  * the shared golden strings through every loader, whole corpus files (count + SHA-256 of the
  * ids from tests/fixtures/tokenizer, written by tools/make_tokenizer_fixtures.py), added
  * tokens, decode edge cases, and refusal of truncated, corrupt or unsupported files. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -554,25 +555,35 @@ static void test_decode_cases(void)
     cJSON_Delete(fx);
 }
 
-/* sentencepiece remove_extra_whitespaces = true (a variant of the stories260K model). */
-static void test_spm_remove_whitespace(void)
+/* A tokenizer.model variant next to an expected.json written with sentencepiece. */
+static void run_spm_fixture(const char *rel_dir, int n_cases)
 {
-    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/stories260K_rmws/expected.json"));
+    char rel[256];
+    snprintf(rel, sizeof rel, "%s/expected.json", rel_dir);
+    cJSON *fx = load_json(source_path(rel));
     ftq_tokenizer *t = NULL;
-    ASSERT_OK(ftq_tokenizer_load_kind(source_path("tests/fixtures/tokenizer/stories260K_rmws"), FTQ_TOKENIZER_SPM, &t));
-    int bad = 0;
+    ASSERT_OK(ftq_tokenizer_load_kind(source_path(rel_dir), FTQ_TOKENIZER_SPM, &t));
+    int bad = 0, n = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, jget(fx, "encode"))
     {
         bad += !check_encode(t, jstr(c, "text"), jstr(c, "text"), 0, jget(c, "ids"));
         bad += !check_decode(t, jstr(c, "text"), jget(c, "ids"), 1, jstr(c, "decoded"));
+        n++;
     }
     cJSON_ArrayForEach(c, jget(fx, "decode"))
     bad += !check_decode(t, "decode", jget(c, "ids"), 1, jstr(c, "decoded"));
+    ASSERT_INT_EQ(n, n_cases);
     ASSERT_INT_EQ(bad, 0);
     ftq_tokenizer_free(t);
     cJSON_Delete(fx);
 }
+
+/* sentencepiece remove_extra_whitespaces = true (a variant of the stories260K model). */
+static void test_spm_remove_whitespace(void) { run_spm_fixture("tests/fixtures/tokenizer/stories260K_rmws", 13); }
+
+/* USER_DEFINED pieces are cut out whole before merging and never merge further. */
+static void test_spm_user_defined(void) { run_spm_fixture("tests/fixtures/tokenizer/stories260K_user", 8); }
 
 /* A literal U+2581 encodes like a space, as in sentencepiece (and decodes as one). */
 static void test_spm_literal_space_symbol(void)
@@ -780,6 +791,74 @@ static void test_fuzz_fixture(void)
     ASSERT_INT_EQ(ndec, 6 * 150);
     ASSERT_INT_EQ(bad, 0);
     cJSON_Delete(fx);
+}
+
+typedef struct {
+    const ftq_tokenizer *t;
+    const char *text;
+    size_t len;
+    int32_t *ids;
+    size_t n;
+    char *back;
+    int rc;
+} enc_job;
+
+static void *enc_thread(void *arg)
+{
+    enc_job *j = arg;
+    j->rc = ftq_tokenizer_encode(j->t, j->text, j->len, 1, &j->ids, &j->n);
+    if (!j->rc)
+        j->rc = ftq_tokenizer_decode(j->t, j->ids, j->n, 1, &j->back, NULL);
+    return NULL;
+}
+
+/* A loaded tokenizer is shared read-only: concurrent calls give the single-thread result. */
+static void test_concurrent_encode(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_OK(ftq_read_file(shared_path("data/tinystories/tinystories_sample.txt"), &text, &len));
+    static const struct {
+        const char *dir;
+        ftq_tokenizer_kind kind;
+    } toks[] = {{"tokenizers/gpt2", FTQ_TOKENIZER_GPT2_FILES},
+                {"tokenizers/llama2", FTQ_TOKENIZER_HF_JSON},
+                {"models/stories260K", FTQ_TOKENIZER_SPM}};
+    for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
+        ftq_tokenizer *t = load_kind(toks[k].dir, toks[k].kind);
+        if (!t)
+            continue;
+        enum { NT = 4 };
+        enc_job jobs[NT + 1];
+        pthread_t th[NT];
+        for (int i = 0; i <= NT; i++)
+            jobs[i] = (enc_job){t, text, len - (size_t)i * 1000, NULL, 0, NULL, 0}; /* different lengths */
+        enc_thread(&jobs[NT]);
+        for (int i = 0; i < NT; i++)
+            CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, enc_thread, &jobs[i]), 0);
+        for (int i = 0; i < NT; i++)
+            pthread_join(th[i], NULL);
+        for (int i = 0; i <= NT; i++) {
+            enc_job ref = {t, text, jobs[i].len, NULL, 0, NULL, 0};
+            if (i < NT)
+                enc_thread(&ref);
+            else
+                ref = jobs[NT];
+            CU_ASSERT_EQUAL(jobs[i].rc, FTQ_OK);
+            CU_ASSERT(ids_equal(jobs[i].ids, jobs[i].n, ref.ids, ref.n));
+            CU_ASSERT(jobs[i].back && strlen(jobs[i].back) == jobs[i].len && memcmp(jobs[i].back, text, jobs[i].len) == 0);
+            if (i < NT) {
+                free(ref.ids);
+                free(ref.back);
+            }
+        }
+        for (int i = 0; i <= NT; i++) {
+            free(jobs[i].ids);
+            free(jobs[i].back);
+        }
+        ftq_tokenizer_free(t);
+    }
+    free(text);
 }
 
 /* ---- API surface ----------------------------------------------------------------- */
@@ -1122,7 +1201,9 @@ void test_register_tokenizer(void)
         {"decode_cases", test_decode_cases},
         {"fuzz_fixture", test_fuzz_fixture},
         {"spm_remove_whitespace", test_spm_remove_whitespace},
+        {"spm_user_defined", test_spm_user_defined},
         {"spm_literal_space_symbol", test_spm_literal_space_symbol},
+        {"concurrent_encode", test_concurrent_encode},
         {"properties", test_properties},
         {"load_picks_files", test_load_picks_files},
         {"missing_files", test_missing_files},

@@ -13,6 +13,7 @@ Writes (deterministically; package versions are recorded in each file):
   special_cases.json   added/special tokens in the text, decode edge cases (HF and sentencepiece)
   stories260K_rmws/    stories260K tokenizer.model with remove_extra_whitespaces=true (a
                        derivative of the MIT-licensed stories260K model) + expected ids
+  stories260K_user/    stories260K tokenizer.model plus two USER_DEFINED pieces + expected ids
   stories260K_added/   stories260K tokenizer.json plus added tokens with lstrip / rstrip /
                        normalized / single_word set + expected ids
   fuzz.json            seeded random strings (tricky whitespace, digits, scripts, emoji) encoded by
@@ -307,8 +308,38 @@ def fuzz():
                         "encode": enc, "decode": dec})
 
 
+USER_TEXTS = ["Lily and Lily", "Lilypad", " Lily", "xLilyx", "LiLily", "Lil", "<b>Lily</b>", "a <b> b"]
+
+
+def user_defined():
+    """stories260K tokenizer.model with two USER_DEFINED pieces appended (ids 512, 513)."""
+    path = os.path.join(SHARED, TOKENIZERS["stories260K"], "tokenizer.model")
+    m = spm_pb2.ModelProto()
+    with open(path, "rb") as f:
+        m.ParseFromString(f.read())
+    for piece in ("Lily", "<b>"):
+        p = m.pieces.add()
+        p.piece = piece
+        p.score = 0.0
+        p.type = spm_pb2.ModelProto.SentencePiece.USER_DEFINED
+    m.trainer_spec.vocab_size = len(m.pieces)
+    d = os.path.join(OUT, "stories260K_user")
+    os.makedirs(d, exist_ok=True)
+    blob = m.SerializeToString()
+    with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+        f.write(blob)
+    proc = spm.SentencePieceProcessor(model_proto=blob)
+    write("stories260K_user/expected.json", {
+        "generator": "tools/make_tokenizer_fixtures.py",
+        "versions": VERSIONS,
+        "what": "models/stories260K/tokenizer.model + USER_DEFINED pieces 'Lily' (512) and '<b>' (513)",
+        "encode": [{"text": t, "ids": proc.encode(t), "decoded": proc.decode(proc.encode(t))} for t in USER_TEXTS],
+    })
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    user_defined()
     fuzz()
     added_variant()
     gpt2_variants()
