@@ -403,6 +403,16 @@ static void run_whole_files(const char *tok_name, const char *dir, ftq_tokenizer
         ASSERT_OK(ftq_read_file(shared_path(WHOLE_FILES[f]), &text, &len));
         const cJSON *exp = fixture_for(fx, tok_name, WHOLE_FILES[f]);
         CU_ASSERT_PTR_NOT_NULL(exp);
+        sha256 fs;
+        char fhex[65];
+        sha256_init(&fs);
+        sha256_update(&fs, text, len);
+        sha256_hex(&fs, fhex);
+        const char *want_hex = jstr(jget(fx, "file_sha256"), WHOLE_FILES[f]);
+        if (!want_hex || strcmp(fhex, want_hex) != 0) {
+            fprintf(stderr, "\n  %s changed (sha256 %s): the fixture no longer describes it\n", WHOLE_FILES[f], fhex);
+            CU_FAIL("corpus file differs from the one the fixture was made from");
+        }
         int32_t *ids[2] = {NULL, NULL};
         size_t n[2] = {0, 0};
         ftq_tokenizer *ts[2] = {t1, t2};
