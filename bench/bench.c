@@ -87,46 +87,57 @@ static void free_list(tensor_list *l)
     free(l->t);
 }
 
+/* One tensor of layer i: "<prefix>.<i>.<suffix>". */
+static int add_layer(tensor_list *l, ftq_rng *rng, const char *prefix, int i, const char *suffix, int ndim,
+                     int64_t d0, int64_t d1, float fill)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s.%d.%s", prefix, i, suffix);
+    return add_tensor(l, rng, name, ndim, d0, d1, fill);
+}
+
 static int build_tensors(const shape *s, tensor_list *l)
 {
     ftq_rng rng;
     ftq_rng_seed(&rng, 1234);
-    char n[160];
     int rc = 0;
     const int H = s->hidden, F = s->ffn, hd = s->hidden / s->heads, kv = s->kv_heads * hd;
     if (strcmp(s->family, "gpt2") == 0) {
+        const char *p = "transformer.h";
         rc |= add_tensor(l, &rng, "transformer.wte.weight", 2, s->vocab, H, 0);
         rc |= add_tensor(l, &rng, "transformer.wpe.weight", 2, s->positions, H, 0);
         for (int i = 0; i < s->layers && !rc; i++) {
-#define T2(suffix, a, b, fill) (snprintf(n, sizeof n, "transformer.h.%d.%s", i, suffix), add_tensor(l, &rng, n, 2, a, b, fill))
-#define T1(suffix, a, fill) (snprintf(n, sizeof n, "transformer.h.%d.%s", i, suffix), add_tensor(l, &rng, n, 1, a, 0, fill))
-            rc |= T1("ln_1.weight", H, 1.0f) | T1("ln_1.bias", H, 1e-3f);
-            rc |= T2("attn.c_attn.weight", H, 3 * H, 0) | T1("attn.c_attn.bias", 3 * H, 1e-3f);
-            rc |= T2("attn.c_proj.weight", H, H, 0) | T1("attn.c_proj.bias", H, 1e-3f);
-            rc |= T1("ln_2.weight", H, 1.0f) | T1("ln_2.bias", H, 1e-3f);
-            rc |= T2("mlp.c_fc.weight", H, F, 0) | T1("mlp.c_fc.bias", F, 1e-3f);
-            rc |= T2("mlp.c_proj.weight", F, H, 0) | T1("mlp.c_proj.bias", H, 1e-3f);
+            rc |= add_layer(l, &rng, p, i, "ln_1.weight", 1, H, 0, 1.0f);
+            rc |= add_layer(l, &rng, p, i, "ln_1.bias", 1, H, 0, 1e-3f);
+            rc |= add_layer(l, &rng, p, i, "attn.c_attn.weight", 2, H, 3 * H, 0);
+            rc |= add_layer(l, &rng, p, i, "attn.c_attn.bias", 1, 3 * H, 0, 1e-3f);
+            rc |= add_layer(l, &rng, p, i, "attn.c_proj.weight", 2, H, H, 0);
+            rc |= add_layer(l, &rng, p, i, "attn.c_proj.bias", 1, H, 0, 1e-3f);
+            rc |= add_layer(l, &rng, p, i, "ln_2.weight", 1, H, 0, 1.0f);
+            rc |= add_layer(l, &rng, p, i, "ln_2.bias", 1, H, 0, 1e-3f);
+            rc |= add_layer(l, &rng, p, i, "mlp.c_fc.weight", 2, H, F, 0);
+            rc |= add_layer(l, &rng, p, i, "mlp.c_fc.bias", 1, F, 0, 1e-3f);
+            rc |= add_layer(l, &rng, p, i, "mlp.c_proj.weight", 2, F, H, 0);
+            rc |= add_layer(l, &rng, p, i, "mlp.c_proj.bias", 1, H, 0, 1e-3f);
         }
         rc |= add_tensor(l, &rng, "transformer.ln_f.weight", 1, H, 0, 1.0f);
         rc |= add_tensor(l, &rng, "transformer.ln_f.bias", 1, H, 0, 1e-3f);
     } else {
+        const char *p = "model.layers";
         rc |= add_tensor(l, &rng, "model.embed_tokens.weight", 2, s->vocab, H, 0);
         for (int i = 0; i < s->layers && !rc; i++) {
-#undef T2
-#undef T1
-#define T2(suffix, a, b, fill) (snprintf(n, sizeof n, "model.layers.%d.%s", i, suffix), add_tensor(l, &rng, n, 2, a, b, fill))
-#define T1(suffix, a, fill) (snprintf(n, sizeof n, "model.layers.%d.%s", i, suffix), add_tensor(l, &rng, n, 1, a, 0, fill))
-            rc |= T1("input_layernorm.weight", H, 1.0f);
-            rc |= T2("self_attn.q_proj.weight", H, H, 0) | T2("self_attn.k_proj.weight", kv, H, 0);
-            rc |= T2("self_attn.v_proj.weight", kv, H, 0) | T2("self_attn.o_proj.weight", H, H, 0);
-            rc |= T1("post_attention_layernorm.weight", H, 1.0f);
-            rc |= T2("mlp.gate_proj.weight", F, H, 0) | T2("mlp.up_proj.weight", F, H, 0);
-            rc |= T2("mlp.down_proj.weight", H, F, 0);
-#undef T2
-#undef T1
+            rc |= add_layer(l, &rng, p, i, "input_layernorm.weight", 1, H, 0, 1.0f);
+            rc |= add_layer(l, &rng, p, i, "self_attn.q_proj.weight", 2, H, H, 0);
+            rc |= add_layer(l, &rng, p, i, "self_attn.k_proj.weight", 2, kv, H, 0);
+            rc |= add_layer(l, &rng, p, i, "self_attn.v_proj.weight", 2, kv, H, 0);
+            rc |= add_layer(l, &rng, p, i, "self_attn.o_proj.weight", 2, H, H, 0);
+            rc |= add_layer(l, &rng, p, i, "post_attention_layernorm.weight", 1, H, 0, 1.0f);
+            rc |= add_layer(l, &rng, p, i, "mlp.gate_proj.weight", 2, F, H, 0);
+            rc |= add_layer(l, &rng, p, i, "mlp.up_proj.weight", 2, F, H, 0);
+            rc |= add_layer(l, &rng, p, i, "mlp.down_proj.weight", 2, H, F, 0);
         }
         rc |= add_tensor(l, &rng, "model.norm.weight", 1, H, 0, 1.0f);
-        rc |= add_tensor(l, &rng, "lm_head.weight", 2, s->vocab, H, 0);
+        /* tied output layer, as llama2.c's stories110M: 110M parameters */
     }
     return rc ? FTQ_ENOMEM : FTQ_OK;
 }
@@ -159,7 +170,7 @@ static int write_config(const shape *s, const char *dir)
                  "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
                  "  \"num_key_value_heads\": %d,\n  \"max_position_embeddings\": %d,\n"
                  "  \"rms_norm_eps\": 1e-05,\n  \"rope_theta\": 10000.0,\n  \"hidden_act\": \"silu\",\n"
-                 "  \"tie_word_embeddings\": false,\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
+                 "  \"tie_word_embeddings\": true,\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
                  "  \"torch_dtype\": \"float32\"\n}\n",
                  s->vocab, s->hidden, s->ffn, s->layers, s->heads, s->kv_heads, s->positions);
     int rc = write_text(path, buf);
