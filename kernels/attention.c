@@ -190,7 +190,7 @@ void ftq_attention_forward(float *out, float *scratch, const float *q, const flo
                            const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
                            int window)
 {
-    if (T >= FTQ_ATTN_SGEMM_MIN_T)
+    if (T >= FTQ_BATCH_MIN_T)
         attention_sgemm(out, scratch, q, k, v, T, pos0, n_heads, n_kv, hd, window);
     else
         attention_dots(out, scratch, q, k, v, T, pos0, n_heads, n_kv, hd, window);

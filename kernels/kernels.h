@@ -11,8 +11,15 @@
 
 /* ---- linear layers ------------------------------------------------------------------ */
 
-/* Work (T * in_dim * out_dim multiply-adds) from which ftq_linear_forward calls
- * cblas_sgemm; below it, and always for T == 1, it uses its own dot-product kernel. */
+/* Rows from which a chunk is "batched": ftq_linear_forward and ftq_attention_forward use
+ * cblas_sgemm (on OpenBLAS's threads) from FTQ_BATCH_MIN_T rows on, and their own
+ * dot-product kernels under OpenMP below it. Keeping the two thread pools apart matters:
+ * short OpenMP regions between multi-threaded sgemm calls make libgomp's spinning workers
+ * and OpenBLAS's fight for the cores (on 2 cores, 2 threads ran slower than 1). */
+#define FTQ_BATCH_MIN_T 8
+
+/* Work (T * in_dim * out_dim multiply-adds) from which a batched linear calls sgemm; below
+ * it the dot-product kernel is cheaper than sgemm's packing. */
 #define FTQ_SGEMM_MIN_WORK (64L * 64L * 64L)
 
 /* out[T, out_dim] = in[T, in_dim] @ w^T + bias, where w is [out_dim, in_dim] (nn.Linear)
@@ -84,11 +91,10 @@ void ftq_rope_forward_ref(float *x, const float *cos_t, const float *sin_t, int 
 void ftq_softmax_forward(float *x, int n);
 void ftq_softmax_forward_ref(float *x, int n);
 
-/* From this many query rows on, ftq_attention_forward uses sgemm per head (blocks of
+/* From FTQ_BATCH_MIN_T query rows on, ftq_attention_forward uses sgemm per head (blocks of
  * FTQ_ATTN_ROW_BLOCK rows, each against only the keys it can see); below it a per-head
  * dot-product loop under OpenMP. */
-#define FTQ_ATTN_SGEMM_MIN_T 8
-#define FTQ_ATTN_ROW_BLOCK 64
+#define FTQ_ATTN_ROW_BLOCK 128
 
 /* Causal grouped-query attention of T new queries at positions pos0..pos0+T-1.
  *   q    [T, n_heads * hd]            (row stride n_heads * hd)

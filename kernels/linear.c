@@ -1,7 +1,8 @@
 /* linear.c - y = x W^T + b against a weight tensor [out, in]: the single entry point that
- * every matmul with a weight goes through (quantized dtypes will plug in here). Large
- * products use one cblas_sgemm over all rows; small ones and T == 1 use an AVX2 (or scalar)
- * dot product per output under OpenMP. sgemm is never called inside a parallel region. */
+ * every matmul with a weight goes through (quantized dtypes will plug in here). Batched
+ * products (T >= FTQ_BATCH_MIN_T) use one cblas_sgemm over all rows; short chunks and tiny
+ * products use an AVX2 (or scalar) dot product per output under OpenMP, blocked so each
+ * weight row is read once per chunk. sgemm is never called inside a parallel region. */
 #include <assert.h>
 #include <cblas.h>
 
@@ -128,7 +129,7 @@ void ftq_linear_f32(float *out, const float *in, const float *w, const float *bi
 {
     if (T <= 0 || out_dim <= 0)
         return;
-    if (T == 1 || (long)T * in_dim * out_dim < FTQ_SGEMM_MIN_WORK) {
+    if (T < FTQ_BATCH_MIN_T || (long)T * in_dim * out_dim < FTQ_SGEMM_MIN_WORK) {
         linear_dots(out, in, w, bias, T, in_dim, out_dim);
         return;
     }

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "kernels/kernels.h"
 #include "model/model.h"
 
@@ -193,7 +197,19 @@ int ftq_session_eval(ftq_session *s, const int32_t *ids, int n, float *logits, i
             out = logits + (size_t)off * V;
         else if (logits && last)
             out = logits;
+#ifdef _OPENMP
+        /* A batched chunk spends its time in sgemm on OpenBLAS's threads; OpenMP regions
+         * between those calls would make the two pools spin against each other, so its
+         * elementwise kernels run on this thread (nthreads-var is per thread: restored). */
+        int saved = omp_get_max_threads();
+        if (T >= FTQ_BATCH_MIN_T)
+            omp_set_num_threads(1);
+#endif
         forward_chunk(s, ids + off, T, out, logits && all_logits);
+#ifdef _OPENMP
+        if (T >= FTQ_BATCH_MIN_T)
+            omp_set_num_threads(saved);
+#endif
     }
     return FTQ_OK;
 }

@@ -102,6 +102,9 @@ static void test_linear(void)
         linear_case(&r, 1, in, 1 + in % 9, in & 1); /* matvec, every tail, out not %4 */
     for (int out = 1; out <= 9; out++)
         linear_case(&r, 3, 17, out, 1);
+    /* batched rows (T >= FTQ_BATCH_MIN_T) but below the sgemm work threshold */
+    linear_case(&r, FTQ_BATCH_MIN_T, 17, 9, 1);
+    linear_case(&r, FTQ_BATCH_MIN_T + 1, 64, 64, 0);
     /* around the sgemm threshold (64^3 multiply-adds) */
     linear_case(&r, 63, 64, 64, 1);
     linear_case(&r, 64, 64, 64, 1);
@@ -294,7 +297,7 @@ static void test_softmax(void)
     }
 }
 
-/* Attention: sgemm path (T >= FTQ_ATTN_SGEMM_MIN_T) and dot path vs the naive double loop,
+/* Attention: sgemm path (T >= FTQ_BATCH_MIN_T) and dot path vs the naive double loop,
  * with GQA, offsets into a cache (pos0 > 0), row blocks that straddle FTQ_ATTN_ROW_BLOCK,
  * and a sliding window. Outputs are convex combinations of N(0,1) values: atol 2e-6. */
 static void attention_case(ftq_rng *r, int H, int KV, int hd, int T, int pos0, int window)
@@ -325,14 +328,14 @@ static void test_attention(void)
     ftq_rng r;
     ftq_rng_seed(&r, 9);
     int cfg[][3] = {{4, 4, 8}, {4, 2, 16}, {8, 2, 64}, {2, 1, 80}, {3, 3, 5}, {12, 12, 64}};
-    int Ts[] = {1, 2, 7, 8, 9, 65, 130};
+    int Ts[] = {1, 2, FTQ_BATCH_MIN_T - 1, FTQ_BATCH_MIN_T, 9, 65, FTQ_ATTN_ROW_BLOCK + 2};
     int pos0s[] = {0, 5, 70};
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
         for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
             for (size_t pi = 0; pi < 3; pi++)
                 attention_case(&r, cfg[c][0], cfg[c][1], cfg[c][2], Ts[ti], pos0s[pi], 0);
     /* sliding window (Mistral): only the last `window` keys are visible */
-    attention_case(&r, 4, 2, 16, 130, 0, 16);
+    attention_case(&r, 4, 2, 16, 2 * FTQ_ATTN_ROW_BLOCK + 3, 0, 16);
     attention_case(&r, 4, 2, 16, 9, 70, 16);
     attention_case(&r, 4, 2, 16, 1, 70, 16);
     attention_case(&r, 4, 2, 16, 65, 5, 1);
