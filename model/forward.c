@@ -109,6 +109,32 @@ static void act_forward(ftq_act act, float *x, size_t n)
     }
 }
 
+/* A stage over `rows` >= FTQ_BATCH_MIN_T rows spends its time in sgemm on OpenBLAS's
+ * threads; OpenMP regions between those calls would make the two pools spin against each
+ * other, so such a stage runs its elementwise kernels on this thread alone. nthreads-var
+ * is per thread, so this affects no other thread; solo_end restores it. */
+static int solo_begin(int rows)
+{
+#ifdef _OPENMP
+    if (rows >= FTQ_BATCH_MIN_T) {
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        return saved;
+    }
+#endif
+    (void)rows;
+    return 0;
+}
+
+static void solo_end(int saved)
+{
+#ifdef _OPENMP
+    if (saved > 0)
+        omp_set_num_threads(saved);
+#endif
+    (void)saved;
+}
+
 /* One chunk of T <= n_batch tokens at positions s->pos .. s->pos+T-1. logits: NULL, or
  * [T, V] (all_rows) or [V] for the last row. */
 static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logits, int all_rows)
@@ -119,6 +145,8 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
     const int hd = c->head_dim, Q = H * hd, K = KV * hd, half = hd / 2;
     const int llama = c->arch == FTQ_ARCH_LLAMA;
     const int pos0 = s->pos;
+
+    int solo = solo_begin(T);
 
     /* embeddings */
     const float *wte = ftq_tdata(&m->tok_emb), *wpe = ftq_tdata(&m->pos_emb);
@@ -165,10 +193,14 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
     }
 
+    solo_end(solo);
+
     if (logits) {
         int r0 = all_rows ? 0 : T - 1, rows = T - r0;
+        solo = solo_begin(rows);
         norm_forward(m, s->xb, s->x + (size_t)r0 * C, &m->norm_w, &m->norm_b, rows);
         ftq_linear_forward(logits, s->xb, &m->lm_head, NULL, rows, C, c->vocab_size);
+        solo_end(solo);
     }
     s->pos += T;
 }
@@ -197,19 +229,7 @@ int ftq_session_eval(ftq_session *s, const int32_t *ids, int n, float *logits, i
             out = logits + (size_t)off * V;
         else if (logits && last)
             out = logits;
-#ifdef _OPENMP
-        /* A batched chunk spends its time in sgemm on OpenBLAS's threads; OpenMP regions
-         * between those calls would make the two pools spin against each other, so its
-         * elementwise kernels run on this thread (nthreads-var is per thread: restored). */
-        int saved = omp_get_max_threads();
-        if (T >= FTQ_BATCH_MIN_T)
-            omp_set_num_threads(1);
-#endif
         forward_chunk(s, ids + off, T, out, logits && all_logits);
-#ifdef _OPENMP
-        if (T >= FTQ_BATCH_MIN_T)
-            omp_set_num_threads(saved);
-#endif
     }
     return FTQ_OK;
 }
