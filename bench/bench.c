@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -264,6 +266,54 @@ static double flops_per_token(const ftq_model_config *c, int T)
     return 2.0 * linear + 2.0 * c->n_layers * (double)T * q;
 }
 
+/* Perplexity throughput of one model: prints one table row. Returns an exit code. */
+static int ppl_one(const shape *s, const char *out_dir, const char *text, size_t len, int ctx, int chunks,
+                   int reps, double sg)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", out_dir, s->name);
+    ftq_model *m = NULL;
+    ftq_tokenizer *tk = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (ftq_model_load(dir, &m) != FTQ_OK || ftq_tokenizer_load(dir, &tk) != FTQ_OK ||
+        ftq_tokenizer_encode(tk, text, len, 0, &ids, &n) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+        ftq_model_free(m);
+        ftq_tokenizer_free(tk);
+        return 1;
+    }
+    ftq_ppl_params p = ftq_ppl_default_params();
+    p.n_ctx = ctx;
+    p.n_chunks = chunks;
+    p.add_bos = ftq_tokenizer_adds_bos(tk);
+    p.bos_id = ftq_tokenizer_bos(tk) >= 0 ? ftq_tokenizer_bos(tk) : 0;
+    double tps[32];
+    int r, rc = 0;
+    for (r = 0; r < reps && r < 32; r++) {
+        ftq_ppl_result res;
+        if (ftq_perplexity(m, ids, n, &p, &res) != FTQ_OK) {
+            fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+            rc = 1;
+            break;
+        }
+        tps[r] = res.tokens_per_second;
+    }
+    if (rc == 0) {
+        const ftq_model_config *c = ftq_model_get_config(m);
+        double med = median(tps, r), fpt = flops_per_token(c, ctx);
+        double gf = med * fpt / 1e9;
+        printf("%-12s %9.1fM %12.1f %10.1f %12.3f %9.1f %8.1f%% %10.0f\n", s->name,
+               ftq_model_param_count(m) / 1e6, ftq_checkpoint_total_bytes(ftq_model_get_checkpoint(m)) / 1e6,
+               med, fpt / 1e9, gf, 100.0 * gf / sg, ftq_peak_rss_bytes() / 1e6);
+        fflush(stdout);
+    }
+    free(ids);
+    ftq_tokenizer_free(tk);
+    ftq_model_free(m);
+    return rc;
+}
+
 static int bench_ppl(const char *out_dir, const char *text_path, int ctx, int chunks, int reps)
 {
     char *text = NULL;
@@ -283,56 +333,20 @@ static int bench_ppl(const char *out_dir, const char *text_path, int ctx, int ch
     printf("%-12s %10s %12s %10s %12s %9s %9s %10s\n", "model", "params", "file MB", "tok/s", "GFLOP/tok",
            "GFLOP/s", "of sgemm", "peak MB");
     int rc = 0;
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s/%s", out_dir, shapes[i].name);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] && rc == 0; i++) {
         if (make_model(&shapes[i], out_dir) != FTQ_OK) {
             fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
             rc = 1;
             break;
         }
-        ftq_model *m = NULL;
-        ftq_tokenizer *tk = NULL;
-        int32_t *ids = NULL;
-        size_t n = 0;
-        if (ftq_model_load(dir, &m) != FTQ_OK || ftq_tokenizer_load(dir, &tk) != FTQ_OK ||
-            ftq_tokenizer_encode(tk, text, len, 0, &ids, &n) != FTQ_OK) {
-            fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
-            ftq_model_free(m);
-            ftq_tokenizer_free(tk);
+        /* each model in its own process, so peak RSS is that model's */
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(ppl_one(&shapes[i], out_dir, text, len, ctx, chunks, reps, sg));
+        int st = 0;
+        if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
             rc = 1;
-            break;
-        }
-        ftq_ppl_params p = ftq_ppl_default_params();
-        p.n_ctx = ctx;
-        p.n_chunks = chunks;
-        p.add_bos = ftq_tokenizer_adds_bos(tk);
-        p.bos_id = ftq_tokenizer_bos(tk) >= 0 ? ftq_tokenizer_bos(tk) : 0;
-        double tps[32];
-        int r;
-        for (r = 0; r < reps && r < 32; r++) {
-            ftq_ppl_result res;
-            if (ftq_perplexity(m, ids, n, &p, &res) != FTQ_OK) {
-                fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
-                rc = 1;
-                break;
-            }
-            tps[r] = res.tokens_per_second;
-        }
-        if (r > 0) {
-            const ftq_model_config *c = ftq_model_get_config(m);
-            double med = median(tps, r), fpt = flops_per_token(c, ctx);
-            double gf = med * fpt / 1e9;
-            printf("%-12s %9.1fM %12.1f %10.1f %12.3f %9.1f %8.1f%% %10.0f\n", shapes[i].name,
-                   ftq_model_param_count(m) / 1e6,
-                   ftq_checkpoint_total_bytes(ftq_model_get_checkpoint(m)) / 1e6, med, fpt / 1e9, gf,
-                   100.0 * gf / sg, ftq_peak_rss_bytes() / 1e6);
-        }
-        free(ids);
-        ftq_tokenizer_free(tk);
-        ftq_model_free(m);
-        if (rc)
-            break;
     }
     free(text);
     return rc;
