@@ -113,6 +113,7 @@ typedef struct ftq_model_config {
     char torch_dtype[16];    /* "" if absent */
     /* sequence classification (issue: fine-tuning); 0 when not a classifier */
     int num_labels;
+    int is_classifier;       /* architectures[0] is *ForSequenceClassification */
 } ftq_model_config;
 
 /* Parse config.json text (`name` is used in messages). Unknown model_type or an option
@@ -120,6 +121,11 @@ typedef struct ftq_model_config {
  * the key. */
 int ftq_config_parse(const char *json, size_t len, const char *name, ftq_model_config *cfg);
 int ftq_config_load(const char *path, ftq_model_config *cfg);
+
+/* The label names of a classifier config (id2label ordered by id; "LABEL_<i>" where
+ * absent). *names is a malloc'd array of malloc'd strings; free with ftq_free_strings. */
+int ftq_config_load_labels(const char *path, char ***names, int *n);
+void ftq_free_strings(char **strings, int n);
 
 /* Number of parameters the config implies (embeddings counted once when tied). */
 int64_t ftq_config_param_count(const ftq_model_config *cfg);

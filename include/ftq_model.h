@@ -57,6 +57,14 @@ int ftq_session_ctx(const ftq_session *s);
  * range. */
 int ftq_session_eval(ftq_session *s, const int32_t *ids, int n, float *logits, int all_logits);
 
+/* Sequence classification with a classifier checkpoint (config architectures
+ * *ForSequenceClassification and a `score.weight` [num_labels, hidden] head, as HF saves
+ * LlamaForSequenceClassification / GPT2ForSequenceClassification): runs the n ids through
+ * a reset session and writes num_labels logits, pooled at the last token (HF pools at the
+ * last non-padding token). FTQ_EINVAL if the model has no head. */
+int ftq_model_classify(const ftq_model *m, ftq_session *s, const int32_t *ids, int n, float *logits);
+int ftq_model_num_labels(const ftq_model *m); /* 0 if the model has no classification head */
+
 #ifdef __cplusplus
 }
 #endif
