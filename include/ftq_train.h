@@ -20,7 +20,7 @@
  *     ftq_tmodel_zero_grad(tm);
  *     ftq_tmodel_forward(tm, ids, lengths, B, T, labels, &loss, NULL);
  *     ftq_tmodel_backward(tm, 1.0f);
- *     // optimizer over ftq_tmodel_params()/ftq_tmodel_grads() ...
+ *     // optimizer over ftq_tmodel_param_buffer() / ftq_tmodel_grad_buffer() ...
  *
  * Determinism: for the same inputs and thread count every function here gives bit-identical
  * results (no floating-point atomics, no OpenMP reductions whose order can vary).
@@ -80,8 +80,8 @@ void ftq_tmodel_zero_grad(ftq_tmodel *tm);
 
 /* The flat buffers. params has n entries; the trainable ones are params[offset ..
  * offset + n_trainable), and grads has n_trainable entries. */
-float *ftq_tmodel_params(ftq_tmodel *tm, size_t *n);
-float *ftq_tmodel_grads(ftq_tmodel *tm, size_t *n_trainable);
+float *ftq_tmodel_param_buffer(ftq_tmodel *tm, size_t *n);
+float *ftq_tmodel_grad_buffer(ftq_tmodel *tm, size_t *n_trainable);
 size_t ftq_tmodel_trainable_offset(const ftq_tmodel *tm);
 
 /* The trainable range as named segments (one per HF tensor), for weight decay (decay = 0
