@@ -151,6 +151,33 @@ static int copy_str(const cfg_ctx *c, const char *key, const char *s, char *dst,
     return FTQ_OK;
 }
 
+/* architectures[0] ending in "ForSequenceClassification" (LlamaForSequenceClassification,
+ * GPT2ForSequenceClassification, ...) marks a classifier checkpoint. HF omits id2label and
+ * num_labels from config.json when they are its defaults (2 labels), hence the default. */
+static int get_classifier(const cfg_ctx *c, ftq_model_config *cfg)
+{
+    const cJSON *a = get(c, "architectures");
+    char got[64];
+    if (!a)
+        return FTQ_OK;
+    if (!cJSON_IsArray(a))
+        return CBAD(c, "key \"architectures\" must be an array of strings, got %s", ftq_json_describe(a, got, sizeof got));
+    const cJSON *first = cJSON_GetArrayItem(a, 0);
+    if (!first)
+        return FTQ_OK;
+    if (!cJSON_IsString(first))
+        return CBAD(c, "key \"architectures\" must be an array of strings, got an element %s",
+                    ftq_json_describe(first, got, sizeof got));
+    static const char suffix[] = "ForSequenceClassification";
+    size_t n = strlen(first->valuestring), k = sizeof suffix - 1;
+    if (n < k || strcmp(first->valuestring + n - k, suffix) != 0)
+        return FTQ_OK;
+    cfg->is_classifier = 1;
+    if (cfg->num_labels == 0)
+        cfg->num_labels = 2;
+    return FTQ_OK;
+}
+
 static int parse_common_tail(const cfg_ctx *c, ftq_model_config *cfg)
 {
     int rc;
@@ -158,7 +185,7 @@ static int parse_common_tail(const cfg_ctx *c, ftq_model_config *cfg)
     if ((rc = get_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_token_id)) ||
         (rc = get_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_token_id)) ||
         (rc = get_token_id(c, "pad_token_id", cfg->vocab_size, &cfg->pad_token_id)) ||
-        (rc = get_num_labels(c, &cfg->num_labels)))
+        (rc = get_num_labels(c, &cfg->num_labels)) || (rc = get_classifier(c, cfg)))
         return rc;
     /* transformers >= 4.56 writes "dtype" instead of "torch_dtype". */
     const char *dkey = get(c, "torch_dtype") ? "torch_dtype" : "dtype";
@@ -419,7 +446,113 @@ int64_t ftq_config_param_count(const ftq_model_config *c)
         n = sat_add(n, sat_mul(c->n_layers, llama_layer_params(c)));
         n = sat_add(n, H);                                /* final norm */
     }
-    if (!c->tie_word_embeddings)
+    if (c->is_classifier)
+        n = sat_add(n, sat_mul(c->num_labels, H));        /* score, no lm_head */
+    else if (!c->tie_word_embeddings)
         n = sat_add(n, emb);                              /* lm_head */
     return n;
+}
+
+/* ---- label names ------------------------------------------------------------------ */
+
+void ftq_free_strings(char **strings, int n)
+{
+    if (!strings)
+        return;
+    for (int i = 0; i < n; i++)
+        free(strings[i]);
+    free(strings);
+}
+
+/* id2label keys are decimal ids ("0", "1", ...) in [0, n). */
+static int label_id(const char *key, int n)
+{
+    if (!*key || strlen(key) > 9)
+        return -1;
+    int v = 0;
+    for (const char *p = key; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if (key[0] == '0' && key[1])
+        return -1; /* no leading zeros: "01" would alias "1" */
+    return v < n ? v : -1;
+}
+
+int ftq_config_load_labels(const char *path, char ***names, int *n)
+{
+    if (!path || !names || !n)
+        return ftq_set_error(FTQ_EINVAL, "ftq_config_load_labels: NULL argument");
+    *names = NULL;
+    *n = 0;
+    ftq_model_config cfg;
+    int rc = ftq_config_load(path, &cfg);
+    if (rc != FTQ_OK)
+        return rc;
+    char *text = NULL, *file = NULL;
+    size_t len = 0;
+    if (ftq_is_dir(path) && !(file = ftq_path_join(path, "config.json")))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    const char *p = file ? file : path;
+    cJSON *root = NULL;
+    char **out = NULL;
+    int count = cfg.num_labels;
+    if ((rc = ftq_read_file(p, &text, &len)) != FTQ_OK)
+        goto done;
+    char why[96];
+    if (!(root = ftq_json_parse_strict(text, len, why, sizeof why, NULL))) {
+        rc = ftq_set_error(FTQ_EFORMAT, "invalid config '%s': %s", p, why);
+        goto done;
+    }
+    if (count > 0 && !(out = calloc((size_t)count, sizeof *out))) {
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        goto done;
+    }
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "id2label"), *it;
+    cfg_ctx ctx = {p, root};
+    if (!cJSON_IsObject(map))
+        map = NULL; /* ftq_config_load has checked it is an object or absent */
+    cJSON_ArrayForEach(it, map)
+    {
+        int id = label_id(it->string, count);
+        char got[64];
+        if (id < 0) {
+            rc = CBAD(&ctx, "key \"id2label\" has the key \"%.40s\" (expected label ids 0..%d)", it->string,
+                      count - 1);
+            goto done;
+        }
+        if (!cJSON_IsString(it)) {
+            rc = CBAD(&ctx, "key \"id2label\" maps \"%s\" to %s (expected a string)", it->string,
+                      ftq_json_describe(it, got, sizeof got));
+            goto done;
+        }
+        if (out[id]) {
+            rc = CBAD(&ctx, "key \"id2label\" names label %d twice", id);
+            goto done;
+        }
+        if (!(out[id] = strdup(it->valuestring))) {
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    for (int i = 0; i < count; i++) {
+        char buf[32];
+        if (out[i])
+            continue;
+        snprintf(buf, sizeof buf, "LABEL_%d", i);
+        if (!(out[i] = strdup(buf))) {
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    *names = out;
+    *n = count;
+    out = NULL;
+done:
+    ftq_free_strings(out, count);
+    cJSON_Delete(root);
+    free(text);
+    free(file);
+    return rc;
 }

@@ -112,4 +112,125 @@ void ftq_attention_forward_ref(float *out, float *scratch, const float *q, const
                                const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
                                int window);
 
+/* ==== training: forward helpers and backward passes ===================================
+ * (kernels/embedding.c, norm_backward.c, linear_backward.c, act_backward.c,
+ * rope_backward.c, attention_train.c, xent.c)
+ * Conventions (llm.c): parameter gradients ACCUMULATE (+=); activation gradients are
+ * overwritten unless a kernel says otherwise; a NULL gradient pointer skips that output.
+ * Reductions over rows (weight and bias gradients, the embedding scatter) give each
+ * output element to one thread, which sums the rows in ascending order, so results are
+ * bit-identical for any thread count and equal to the single-threaded order. Kernels that
+ * call sgemm must not be called from inside an OpenMP parallel region. */
+
+/* ---- embeddings ----------------------------------------------------------------------- */
+
+/* out[b, t] = wte[ids[b, t]] + wpe[t] (wpe NULL: no position embedding). */
+void ftq_embedding_forward(float *out, const int32_t *ids, const float *wte, const float *wpe,
+                           int B, int T, int C);
+/* dwte[ids[b, t]] += dout[b, t] (rows in ascending (b, t) order); dwpe[t] += sum_b dout[b, t].
+ * dwte or dwpe may be NULL. Fast path: OpenMP over channel blocks. */
+void ftq_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *ids,
+                            int B, int T, int C);
+void ftq_embedding_backward_ref(float *dwte, float *dwpe, const float *dout, const int32_t *ids,
+                                int B, int T, int C);
+
+/* ---- normalization backward ----------------------------------------------------------- */
+
+/* RMSNorm y = x * rstd * w (rstd saved by ftq_rmsnorm_forward):
+ *   dinp += rstd * (w dy) - rstd^3 / C * x * sum(w dy x)      (dinp NULL: skipped)
+ *   dweight += sum_t dy * x * rstd                              (dweight NULL: skipped) */
+void ftq_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const float *rstd, int T, int C);
+void ftq_rmsnorm_backward_ref(float *dinp, float *dweight, const float *dout, const float *inp,
+                              const float *weight, const float *rstd, int T, int C);
+
+/* LayerNorm y = (x - mean) * rstd * w + b (mean, rstd saved by ftq_layernorm_forward):
+ *   dinp += rstd * (w dy - mean(w dy) - xhat * mean(w dy xhat))
+ *   dweight += sum_t dy * xhat, dbias += sum_t dy          (each may be NULL) */
+void ftq_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, const float *mean,
+                            const float *rstd, int T, int C);
+void ftq_layernorm_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, const float *mean,
+                                const float *rstd, int T, int C);
+
+/* ---- linear backward ------------------------------------------------------------------ */
+
+/* For out = inp @ weight^T + bias (inp [T, in_dim], weight [out_dim, in_dim]):
+ *   dinp  = dout @ weight          (overwritten, or += if accumulate_dinp)
+ *   dweight += dout^T @ inp,  dbias += colsum(dout)
+ * Any of dinp, dweight, dbias may be NULL. Matmuls are single sgemm calls over all rows. */
+void ftq_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, int T, int in_dim, int out_dim,
+                         int accumulate_dinp);
+void ftq_linear_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, int T, int in_dim,
+                             int out_dim, int accumulate_dinp);
+/* dbias[o] += sum_t dout[t, o] (rows in ascending order). */
+void ftq_colsum_accumulate(float *dbias, const float *dout, int T, int out_dim);
+
+/* ---- elementwise backward ----------------------------------------------------------- */
+
+/* dinp = dout * f'(inp) for the activations above; dinp may equal dout. */
+void ftq_gelu_tanh_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void ftq_gelu_tanh_backward_ref(float *dinp, const float *inp, const float *dout, size_t n);
+void ftq_gelu_erf_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void ftq_relu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* out = silu(gate) * up: dgate = dout * up * silu'(gate), dup = dout * silu(gate).
+ * dgate may equal dout. */
+void ftq_silu_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
+                           const float *dout, size_t n);
+void ftq_silu_mul_backward_ref(float *dgate, float *dup, const float *gate, const float *up,
+                               const float *dout, size_t n);
+
+/* ---- rotary embedding backward ------------------------------------------------------ */
+
+/* In place on the gradient dx (same layout and tables as ftq_rope_forward): the inverse
+ * (transposed) rotation, (da, db) <- (da c + db s, db c - da s). */
+void ftq_rope_backward(float *dx, const float *cos_t, const float *sin_t, int T, int stride,
+                       int n_heads, int head_dim);
+void ftq_rope_backward_ref(float *dx, const float *cos_t, const float *sin_t, int T, int stride,
+                           int n_heads, int head_dim);
+
+/* ---- attention for training ----------------------------------------------------------- */
+
+/* Causal grouped-query self-attention over B independent sequences of T positions.
+ *   q    [B*T rows, row stride ldq]; query head h is columns h*hd .. h*hd+hd-1
+ *   k, v [B*T rows, row stride ldkv]; KV head g = h / (n_heads / n_kv)
+ *   out  [B*T rows, row stride ldo]
+ *   probs [B, n_heads, T, T]: row t holds the softmax over keys 0..t and zeros after
+ *         (saved for the backward pass).
+ * Scale 1/sqrt(hd). Per (b, h): one sgemm for the scores, the masked softmax, one sgemm
+ * for probs @ V. */
+void ftq_attention_train_forward(float *out, int ldo, float *probs, const float *q, int ldq,
+                                 const float *k, const float *v, int ldkv, int B, int T,
+                                 int n_heads, int n_kv, int hd);
+void ftq_attention_train_forward_ref(float *out, int ldo, float *probs, const float *q, int ldq,
+                                     const float *k, const float *v, int ldkv, int B, int T,
+                                     int n_heads, int n_kv, int hd);
+/* Backward: dq [B*T, lddq] is overwritten; dk, dv [B*T, lddkv] are overwritten with the
+ * sum over the query heads sharing each KV head, added in ascending head order.
+ * scratch: T*T floats. */
+void ftq_attention_train_backward(float *dq, int lddq, float *dk, float *dv, int lddkv,
+                                  float *scratch, const float *dout, int ldo, const float *probs,
+                                  const float *q, int ldq, const float *k, const float *v,
+                                  int ldkv, int B, int T, int n_heads, int n_kv, int hd);
+void ftq_attention_train_backward_ref(float *dq, int lddq, float *dk, float *dv, int lddkv,
+                                      float *scratch, const float *dout, int ldo,
+                                      const float *probs, const float *q, int ldq,
+                                      const float *k, const float *v, int ldkv, int B, int T,
+                                      int n_heads, int n_kv, int hd);
+
+/* ---- softmax cross-entropy ---------------------------------------------------------- */
+
+/* N rows of V logits against targets (a negative target, e.g. -100, is not scored). In
+ * place: each row of x becomes its softmax; losses[i] = logsumexp(row) - row[target]
+ * (0 for unscored rows). Returns the number of scored rows. */
+int ftq_xent_forward(float *x, float *losses, const int32_t *targets, int N, int V);
+int ftq_xent_forward_ref(float *x, float *losses, const int32_t *targets, int N, int V);
+/* In place on the softmax from ftq_xent_forward: x = (x - onehot(target)) * dloss for
+ * scored rows, 0 for unscored rows (the gradient of dloss * sum of losses). */
+void ftq_xent_backward(float *x, const int32_t *targets, float dloss, int N, int V);
+void ftq_xent_backward_ref(float *x, const int32_t *targets, float dloss, int N, int V);
+
 #endif

@@ -136,8 +136,10 @@ static void solo_end(int saved)
 }
 
 /* One chunk of T <= n_batch tokens at positions s->pos .. s->pos+T-1. logits: NULL, or
- * [T, V] (all_rows) or [V] for the last row. */
-static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logits, int all_rows)
+ * [T, V] (all_rows) or [V] for the last row. hidden: NULL or [C], the final-normed hidden
+ * state of the last row. */
+static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logits, int all_rows,
+                          float *hidden)
 {
     const ftq_model *m = s->m;
     const ftq_model_config *c = &m->cfg;
@@ -195,20 +197,28 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
 
     solo_end(solo);
 
-    if (logits) {
-        int r0 = all_rows ? 0 : T - 1, rows = T - r0;
+    if (logits || hidden) {
+        int r0 = logits && all_rows ? 0 : T - 1, rows = T - r0;
         solo = solo_begin(rows);
         norm_forward(m, s->xb, s->x + (size_t)r0 * C, &m->norm_w, &m->norm_b, rows);
-        ftq_linear_forward(logits, s->xb, &m->lm_head, NULL, rows, C, c->vocab_size);
+        if (logits)
+            ftq_linear_forward(logits, s->xb, &m->lm_head, NULL, rows, C, c->vocab_size);
+        if (hidden)
+            memcpy(hidden, s->xb + (size_t)(rows - 1) * C, sizeof(float) * (size_t)C);
         solo_end(solo);
     }
     s->pos += T;
 }
 
-int ftq_session_eval(ftq_session *s, const int32_t *ids, int n, float *logits, int all_logits)
+/* The common part of ftq_session_eval and ftq_session_eval_hidden. */
+static int eval_ids(ftq_session *s, const int32_t *ids, int n, float *logits, int all_logits,
+                    float *hidden)
 {
     if (!s || (n > 0 && !ids))
         return ftq_set_error(FTQ_EINVAL, "ftq_session_eval: NULL argument");
+    if (logits && !s->m->lm_head.data)
+        return ftq_set_error(FTQ_EINVAL, "the model has no language-model head (lm_head.weight): it is a "
+                             "sequence classifier");
     if (n < 0)
         return ftq_set_error(FTQ_EINVAL, "invalid token count %d", n);
     if (n > s->n_ctx - s->pos)
@@ -229,7 +239,41 @@ int ftq_session_eval(ftq_session *s, const int32_t *ids, int n, float *logits, i
             out = logits + (size_t)off * V;
         else if (logits && last)
             out = logits;
-        forward_chunk(s, ids + off, T, out, logits && all_logits);
+        forward_chunk(s, ids + off, T, out, logits && all_logits, last ? hidden : NULL);
     }
     return FTQ_OK;
+}
+
+int ftq_session_eval(ftq_session *s, const int32_t *ids, int n, float *logits, int all_logits)
+{
+    return eval_ids(s, ids, n, logits, all_logits, NULL);
+}
+
+int ftq_session_eval_hidden(ftq_session *s, const int32_t *ids, int n, float *hidden)
+{
+    if (n < 1 || !hidden)
+        return ftq_set_error(FTQ_EINVAL, "ftq_session_eval_hidden: needs at least one token and an output");
+    return eval_ids(s, ids, n, NULL, 0, hidden);
+}
+
+int ftq_model_classify(const ftq_model *m, ftq_session *s, const int32_t *ids, int n, float *logits)
+{
+    if (!m || !s || !ids || !logits)
+        return ftq_set_error(FTQ_EINVAL, "ftq_model_classify: NULL argument");
+    if (!m->score.data)
+        return ftq_set_error(FTQ_EINVAL, "the model has no classification head (score.weight)");
+    if (s->m != m)
+        return ftq_set_error(FTQ_EINVAL, "ftq_model_classify: the session belongs to another model");
+    if (n < 1)
+        return ftq_set_error(FTQ_EINVAL, "cannot classify an empty sequence");
+    const int C = m->cfg.hidden_size, NL = (int)m->score.shape[0];
+    float *h = malloc(sizeof(float) * (size_t)C);
+    if (!h)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    ftq_session_reset(s);
+    int rc = ftq_session_eval_hidden(s, ids, n, h);
+    if (rc == FTQ_OK)
+        ftq_linear_forward(logits, h, &m->score, NULL, 1, C, NL);
+    free(h);
+    return rc;
 }

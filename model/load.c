@@ -222,6 +222,26 @@ static int bind_transposed(walk *w, ftq_tensor *dst, const ftq_tensor *src, int6
             return rc_;                  \
     } while (0)
 
+/* The output heads. Causal LM: lm_head.weight (optional when tied: HF ties it to the
+ * embedding whether or not the file stores a copy). Sequence classifier (HF
+ * *ForSequenceClassification state dict): score.weight [num_labels, C] and no lm_head. */
+static int walk_heads(walk *w)
+{
+    const ftq_model_config *c = w->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size;
+    ftq_model *m = w->m;
+    const ftq_tensor *t;
+    if (c->is_classifier) {
+        TRY(need(w, &t, 0, 2, c->num_labels, C, "score.weight"));
+        TRY(bind_plain(w, m ? &m->score : NULL, t));
+        return FTQ_OK;
+    }
+    TRY(need(w, &t, c->tie_word_embeddings, 2, V, C, "lm_head.weight"));
+    if (!c->tie_word_embeddings)
+        TRY(bind_plain(w, m ? &m->lm_head : NULL, t));
+    return FTQ_OK;
+}
+
 static int walk_llama(walk *w)
 {
     const ftq_model_config *c = w->cfg;
@@ -263,11 +283,7 @@ static int walk_llama(walk *w)
     }
     TRY(need(w, &t, 0, 1, C, 0, "model.norm.weight"));
     TRY(bind_plain(w, m ? &m->norm_w : NULL, t));
-    /* tied: HF ties lm_head to the embedding whether or not the file stores a copy */
-    TRY(need(w, &t, c->tie_word_embeddings, 2, V, C, "lm_head.weight"));
-    if (!c->tie_word_embeddings)
-        TRY(bind_plain(w, m ? &m->lm_head : NULL, t));
-    return FTQ_OK;
+    return walk_heads(w);
 }
 
 static int walk_gpt2(walk *w)
@@ -318,10 +334,7 @@ static int walk_gpt2(walk *w)
     TRY(bind_plain(w, m ? &m->norm_w : NULL, t));
     TRY(need(w, &t, 0, 1, C, 0, "%sln_f.bias", p));
     TRY(bind_plain(w, m ? &m->norm_b : NULL, t));
-    TRY(need(w, &t, c->tie_word_embeddings, 2, V, C, "lm_head.weight"));
-    if (!c->tie_word_embeddings)
-        TRY(bind_plain(w, m ? &m->lm_head : NULL, t));
-    return FTQ_OK;
+    return walk_heads(w);
 }
 
 /* Non-parameter buffers that older exports carry: GPT-2's causal-mask buffers
@@ -375,6 +388,8 @@ static int check_config(const ftq_model_config *c, const char *label)
                              "model '%s': llama-family model needs an even head_dim and silu "
                              "(head_dim %d)",
                              label, c->head_dim);
+    if (c->is_classifier && c->num_labels < 1)
+        return ftq_set_error(FTQ_EFORMAT, "model '%s': sequence classifier without labels", label);
     if (c->arch != FTQ_ARCH_LLAMA && c->arch != FTQ_ARCH_GPT2)
         return ftq_set_error(FTQ_EUNSUPPORTED, "model '%s': unsupported architecture %d", label,
                              (int)c->arch);
@@ -459,6 +474,7 @@ static int64_t count_params(const ftq_model *m)
                 numel_or0(&m->norm_b);
     if (!m->cfg.tie_word_embeddings)
         n += numel_or0(&m->lm_head);
+    n += numel_or0(&m->score);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const ftq_tensor *t = (const ftq_tensor *)&m->layers[l];
         for (size_t i = 0; i < sizeof(ftq_layer_weights) / sizeof(ftq_tensor); i++)
@@ -504,5 +520,6 @@ int ftq_model_load(const char *dir, ftq_model **out)
 }
 
 const ftq_model_config *ftq_model_get_config(const ftq_model *m) { return &m->cfg; }
+int ftq_model_num_labels(const ftq_model *m) { return m && m->score.data ? (int)m->score.shape[0] : 0; }
 const ftq_checkpoint *ftq_model_get_checkpoint(const ftq_model *m) { return m->ck; }
 int64_t ftq_model_param_count(const ftq_model *m) { return m->n_params; }

@@ -32,7 +32,9 @@ struct ftq_model {
     ftq_tensor pos_emb;         /* [P, C] (GPT-2 only) */
     ftq_layer_weights *layers;  /* [n_layers] */
     ftq_tensor norm_w, norm_b;  /* final norm [C] (norm_b GPT-2 only) */
-    ftq_tensor lm_head;         /* [V, C]; the same data as tok_emb when tied */
+    ftq_tensor lm_head;         /* [V, C]; the same data as tok_emb when tied; absent (data
+                                   NULL) in an untied sequence classifier */
+    ftq_tensor score;           /* [num_labels, C] classifier head (score.weight), else absent */
     int64_t n_params;           /* embeddings counted once when tied */
     void **allocs;              /* every buffer the model owns */
     size_t n_allocs, cap_allocs;
@@ -55,6 +57,10 @@ struct ftq_session {
     float *scratch;              /* attention scores */
     void *mem;                   /* one allocation holding all of the above */
 };
+
+/* Run n ids through a reset session and write the final-normed hidden state of the last
+ * token (hidden_size floats): the input of the LM and classification heads. */
+int ftq_session_eval_hidden(ftq_session *s, const int32_t *ids, int n, float *hidden);
 
 static inline const float *ftq_tdata(const ftq_tensor *t) { return (const float *)t->data; }
 

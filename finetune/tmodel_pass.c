@@ -1,0 +1,333 @@
+/* tmodel_pass.c - forward (saving what the backward needs) and hand-written backward of the
+ * trainable model. Every matmul is one sgemm over all B*T rows; attention is per (row,
+ * head) on the saved Q/K/V. Thread discipline (as model/forward.c): a pass over >=
+ * FTQ_BATCH_MIN_T rows runs with OpenMP limited to the calling thread, so the elementwise
+ * kernels between sgemm calls run serially here while OpenBLAS owns the cores. */
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "finetune/tmodel.h"
+#include "kernels/kernels.h"
+
+static int solo_begin(int rows)
+{
+#ifdef _OPENMP
+    if (rows >= FTQ_BATCH_MIN_T) {
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        return saved;
+    }
+#endif
+    (void)rows;
+    return 0;
+}
+
+static void solo_end(int saved)
+{
+#ifdef _OPENMP
+    if (saved > 0)
+        omp_set_num_threads(saved);
+#endif
+    (void)saved;
+}
+
+/* ---- pieces ------------------------------------------------------------------------------ */
+
+static void norm_fwd(const ftq_tmodel *tm, float *out, float *mean, float *rstd, const float *in,
+                     const float *w, const float *b, int N)
+{
+    const ftq_model_config *c = &tm->cfg;
+    if (c->arch == FTQ_ARCH_GPT2)
+        ftq_layernorm_forward(out, mean, rstd, in, w, b, c->norm_eps, N, c->hidden_size);
+    else
+        ftq_rmsnorm_forward(out, rstd, in, w, c->norm_eps, N, c->hidden_size);
+}
+
+static void norm_bwd(const ftq_tmodel *tm, float *dinp, float *dw, float *db, const float *dout,
+                     const float *in, const float *w, const float *mean, const float *rstd, int N)
+{
+    const ftq_model_config *c = &tm->cfg;
+    if (c->arch == FTQ_ARCH_GPT2)
+        ftq_layernorm_backward(dinp, dw, db, dout, in, w, mean, rstd, N, c->hidden_size);
+    else
+        ftq_rmsnorm_backward(dinp, dw, dout, in, w, rstd, N, c->hidden_size);
+}
+
+/* out = a + b (out may alias a) */
+static void add_to(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+static void rope_rows(const ftq_tmodel *tm, float *x, int B, int T, int stride, int heads, int backward)
+{
+    const int hd = tm->cfg.head_dim;
+    for (int b = 0; b < B; b++) {
+        float *xb = x + (size_t)b * T * stride;
+        if (backward)
+            ftq_rope_backward(xb, tm->rope_cos, tm->rope_sin, T, stride, heads, hd);
+        else
+            ftq_rope_forward(xb, tm->rope_cos, tm->rope_sin, T, stride, heads, hd);
+    }
+}
+
+/* One block: xin -> x1 (after attention) -> xout. Frozen blocks pass the shared activation
+ * set and the same stream buffer for all three (in place). */
+static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float *xin, float *x1,
+                          float *xout, int B, int T)
+{
+    const ftq_model_config *c = &tm->cfg;
+    const ftq_tblock *w = &tm->w.blocks[l];
+    const int N = B * T, C = c->hidden_size, F = c->intermediate_size, H = c->n_heads;
+    const int KV = c->n_kv_heads, hd = c->head_dim, Q = H * hd, K = KV * hd, QKV = Q + 2 * K;
+    const int llama = c->arch == FTQ_ARCH_LLAMA;
+
+    norm_fwd(tm, a->h1, a->mean1, a->rstd1, xin, w->norm1_w, w->norm1_b, N);
+    ftq_linear_f32(a->qkv, a->h1, w->wqkv, w->bqkv, N, C, QKV);
+    if (llama) {
+        rope_rows(tm, a->qkv, B, T, QKV, H, 0);
+        rope_rows(tm, a->qkv + Q, B, T, QKV, KV, 0);
+    }
+    ftq_attention_train_forward(a->y, Q, a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T,
+                                H, KV, hd);
+    ftq_linear_f32(tm->tmp, a->y, w->wo, w->bo, N, Q, C);
+    add_to(x1, xin, tm->tmp, (size_t)N * C);
+
+    norm_fwd(tm, a->h2, a->mean2, a->rstd2, x1, w->norm2_w, w->norm2_b, N);
+    if (llama) {
+        ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, 2 * F);
+        for (int t = 0; t < N; t++)
+            ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
+                                 a->fc + (size_t)t * 2 * F + F, (size_t)F);
+    } else {
+        ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, F);
+        size_t n = (size_t)N * F;
+        switch (c->act) {
+        case FTQ_ACT_GELU:
+            ftq_gelu_erf_forward(a->act, a->fc, n);
+            break;
+        case FTQ_ACT_RELU:
+            ftq_relu_forward(a->act, a->fc, n);
+            break;
+        default:
+            ftq_gelu_tanh_forward(a->act, a->fc, n);
+            break;
+        }
+    }
+    ftq_linear_f32(tm->tmp, a->act, w->w_down, w->b_down, N, F, C);
+    add_to(xout, x1, tm->tmp, (size_t)N * C);
+}
+
+/* Backward of one block: tm->dres holds d loss / d xout on entry and d loss / d xin on exit
+ * (if need_dinp). Parameter gradients accumulate into tm->g.blocks[l]. */
+static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
+{
+    const ftq_model_config *c = &tm->cfg;
+    const ftq_tacts *a = &tm->acts[l];
+    const ftq_tblock *w = &tm->w.blocks[l], *g = &tm->g.blocks[l];
+    const int B = tm->B, T = tm->T, N = B * T;
+    const int C = c->hidden_size, F = c->intermediate_size, H = c->n_heads;
+    const int KV = c->n_kv_heads, hd = c->head_dim, Q = H * hd, K = KV * hd, QKV = Q + 2 * K;
+    const int llama = c->arch == FTQ_ARCH_LLAMA;
+    float *dres = tm->dres, *dh = tm->dh;
+
+    /* MLP: xout = x1 + down(act(fc(h2))) */
+    ftq_linear_backward(tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C, 0);
+    if (llama) {
+        for (int t = 0; t < N; t++) {
+            float *d = tm->dfc + (size_t)t * 2 * F;
+            const float *fc = a->fc + (size_t)t * 2 * F;
+            ftq_silu_mul_backward(d, d + F, fc, fc + F, tm->dact + (size_t)t * F, (size_t)F);
+        }
+        ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, 2 * F, 0);
+    } else {
+        size_t n = (size_t)N * F;
+        switch (c->act) {
+        case FTQ_ACT_GELU:
+            ftq_gelu_erf_backward(tm->dfc, a->fc, tm->dact, n);
+            break;
+        case FTQ_ACT_RELU:
+            ftq_relu_backward(tm->dfc, a->fc, tm->dact, n);
+            break;
+        default:
+            ftq_gelu_tanh_backward(tm->dfc, a->fc, tm->dact, n);
+            break;
+        }
+        ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, F, 0);
+    }
+    norm_bwd(tm, dres, g->norm2_w, g->norm2_b, dh, a->x1, w->norm2_w, a->mean2, a->rstd2, N);
+
+    /* attention: x1 = xin + o(attn(rope(qkv(h1)))) */
+    ftq_linear_backward(tm->dy, g->wo, g->bo, dres, a->y, w->wo, N, Q, C, 0);
+    ftq_attention_train_backward(tm->dqkv, QKV, tm->dqkv + Q, tm->dqkv + Q + K, QKV, tm->datt, tm->dy, Q,
+                                 a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T, H, KV, hd);
+    if (llama) {
+        rope_rows(tm, tm->dqkv, B, T, QKV, H, 1);
+        rope_rows(tm, tm->dqkv + Q, B, T, QKV, KV, 1);
+    }
+    ftq_linear_backward(dh, g->wqkv, g->bqkv, tm->dqkv, a->h1, w->wqkv, N, C, QKV, 0);
+    norm_bwd(tm, need_dinp ? dres : NULL, g->norm1_w, g->norm1_b, dh, a->x, w->norm1_w, a->mean1,
+             a->rstd1, N);
+}
+
+/* ---- forward -------------------------------------------------------------------------------- */
+
+static int check_inputs(const ftq_tmodel *tm, const int32_t *ids, const int32_t *lengths, int B, int T,
+                        const int32_t *targets)
+{
+    const int V = tm->cfg.vocab_size;
+    if (B < 1 || T < 1 || B > tm->p.max_batch || T > tm->p.max_seq)
+        return ftq_set_error(FTQ_EINVAL,
+                             "batch %d x sequence %d does not fit the model's training buffers (at most %d x %d)",
+                             B, T, tm->p.max_batch, tm->p.max_seq);
+    for (int i = 0; i < B * T; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ftq_set_error(FTQ_EINVAL, "token id %d at index %d is out of range (vocab size %d)",
+                                 (int)ids[i], i, V);
+    if (lengths)
+        for (int b = 0; b < B; b++)
+            if (lengths[b] < 1 || lengths[b] > T)
+                return ftq_set_error(FTQ_EINVAL, "length %d of row %d is outside 1..%d", (int)lengths[b], b, T);
+    if (targets) {
+        int n = tm->p.task == FTQ_TASK_LM ? B * T : B;
+        int hi = tm->p.task == FTQ_TASK_LM ? V : tm->NL;
+        for (int i = 0; i < n; i++)
+            if (targets[i] != FTQ_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= hi))
+                return ftq_set_error(FTQ_EINVAL, "target %d at index %d is out of range (%s %d)", (int)targets[i],
+                                     i, tm->p.task == FTQ_TASK_LM ? "vocab size" : "labels", hi);
+    }
+    return FTQ_OK;
+}
+
+int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *lengths, int B, int T,
+                       const int32_t *targets, float *loss, float *logits)
+{
+    if (!tm || !ids)
+        return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_forward: NULL argument");
+    tm->fwd_ok = 0;
+    int rc = check_inputs(tm, ids, lengths, B, T, targets);
+    if (rc != FTQ_OK)
+        return rc;
+    const ftq_model_config *c = &tm->cfg;
+    const int N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
+    const int classify = tm->p.task == FTQ_TASK_CLASSIFY;
+    tm->B = B;
+    tm->T = T;
+    memcpy(tm->ids, ids, sizeof(int32_t) * (size_t)N);
+    tm->has_targets = targets != NULL;
+    if (targets)
+        memcpy(tm->targets, targets, sizeof(int32_t) * (size_t)(classify ? B : N));
+
+    int solo = solo_begin(N);
+
+    /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
+    const int fb = tm->first_block;
+    float *stream = fb < L ? tm->acts[fb].x : tm->xf;
+    ftq_embedding_forward(stream, ids, tm->w.wte, tm->w.wpe, B, T, C);
+    for (int l = 0; l < L; l++) {
+        if (l < fb) {
+            block_forward(tm, l, &tm->shared, stream, stream, stream, B, T);
+        } else {
+            float *xout = l + 1 < L ? tm->acts[l + 1].x : tm->xf;
+            block_forward(tm, l, &tm->acts[l], tm->acts[l].x, tm->acts[l].x1, xout, B, T);
+        }
+    }
+    norm_fwd(tm, tm->hf, tm->meanf, tm->rstdf, tm->xf, tm->w.normf_w, tm->w.normf_b, N);
+
+    double sum = 0.0;
+    int scored = 0;
+    if (classify) {
+        const int NL = tm->NL;
+        for (int b = 0; b < B; b++) {
+            int row = b * T + (lengths ? lengths[b] : T) - 1;
+            tm->pool_row[b] = row;
+            memcpy(tm->pooled + (size_t)b * C, tm->hf + (size_t)row * C, sizeof(float) * (size_t)C);
+        }
+        ftq_linear_f32(tm->logits, tm->pooled, tm->w.score, NULL, B, C, NL);
+        if (logits)
+            memcpy(logits, tm->logits, sizeof(float) * (size_t)B * NL);
+        if (targets)
+            scored = ftq_xent_forward(tm->logits, tm->losses, targets, B, NL);
+        for (int b = 0; targets && b < B; b++)
+            sum += tm->losses[b];
+    } else if (targets) {
+        const float *lm = tm->w.lm_head ? tm->w.lm_head : tm->w.wte;
+        for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
+            int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
+            ftq_linear_f32(tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+            scored += ftq_xent_forward(tm->logits, tm->losses + r0, targets + r0, rows, V);
+        }
+        for (int i = 0; i < N; i++)
+            sum += tm->losses[i];
+    }
+    solo_end(solo);
+
+    tm->n_scored = scored;
+    if (loss)
+        *loss = scored > 0 ? (float)(sum / scored) : 0.0f;
+    tm->fwd_ok = 1;
+    return FTQ_OK;
+}
+
+/* ---- backward -------------------------------------------------------------------------------- */
+
+int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
+{
+    if (!tm)
+        return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_backward: NULL model");
+    if (!tm->fwd_ok || !tm->has_targets)
+        return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_backward needs a forward with targets before it "
+                             "(once per forward)");
+    tm->fwd_ok = 0; /* the logits buffer now holds gradients */
+    if (tm->n_scored == 0 || tm->n_train == 0)
+        return FTQ_OK;
+    const ftq_model_config *c = &tm->cfg;
+    const int B = tm->B, T = tm->T, N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
+    const float dloss = scale / (float)tm->n_scored;
+    int solo = solo_begin(N);
+
+    if (tm->p.task == FTQ_TASK_CLASSIFY) {
+        const int NL = tm->NL;
+        const int head_only = tm->p.mode == FTQ_TRAIN_HEAD;
+        ftq_xent_backward(tm->logits, tm->targets, dloss, B, NL);
+        ftq_linear_backward(head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits, tm->pooled,
+                            tm->w.score, B, C, NL, 0);
+        if (head_only) {
+            solo_end(solo);
+            return FTQ_OK;
+        }
+        memset(tm->dh, 0, sizeof(float) * (size_t)N * C);
+        for (int b = 0; b < B; b++)
+            memcpy(tm->dh + (size_t)tm->pool_row[b] * C, tm->dpooled + (size_t)b * C, sizeof(float) * (size_t)C);
+    } else {
+        const float *lm = tm->w.lm_head ? tm->w.lm_head : tm->w.wte;
+        float *glm = tm->w.lm_head ? tm->g.lm_head : tm->g.wte;
+        const int chunked = tm->chunk_rows < N;
+        for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
+            int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
+            if (chunked) { /* recompute this chunk's softmax */
+                ftq_linear_f32(tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+                ftq_xent_forward(tm->logits, tm->losses + r0, tm->targets + r0, rows, V);
+            }
+            ftq_xent_backward(tm->logits, tm->targets + r0, dloss, rows, V);
+            ftq_linear_backward(tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
+                                rows, C, V, 0);
+        }
+    }
+
+    memset(tm->dres, 0, sizeof(float) * (size_t)N * C);
+    norm_bwd(tm, tm->dres, tm->g.normf_w, tm->g.normf_b, tm->dh, tm->xf, tm->w.normf_w, tm->meanf,
+             tm->rstdf, N);
+    const int full = tm->p.mode == FTQ_TRAIN_FULL;
+    for (int l = L - 1; l >= tm->first_block; l--)
+        block_backward(tm, l, l > tm->first_block || full);
+    if (full)
+        ftq_embedding_backward(tm->g.wte, tm->g.wpe, tm->dres, tm->ids, B, T, C);
+    solo_end(solo);
+    return FTQ_OK;
+}
