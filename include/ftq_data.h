@@ -17,6 +17,13 @@
  *     "train.csv:17: expected 2 fields (text, label), got 3"
  *     "dev.tsv:4: label 'maybe' is not one of: negative, positive"
  * With skip_bad_rows such rows are skipped and counted instead (ftq_dataset_bad_rows).
+ *
+ * Details: CSV/TSV need a header row; a leading UTF-8 BOM is dropped, CRLF and LF both end
+ * lines, blank lines are skipped, texts are kept byte for byte (labels are trimmed). A CSV
+ * quote inside an unquoted field is literal; after a closing quote only the delimiter or the
+ * end of the line may follow. Integer labels above 65535 are treated as names. A source
+ * whose format is (or is guessed as) plain text is refused by ftq_dataset_load. Loading is
+ * reentrant; a loaded dataset is immutable and may be read from several threads.
  */
 #ifndef FTQ_DATA_H
 #define FTQ_DATA_H
@@ -65,8 +72,19 @@ const char *const *ftq_dataset_label_names(const ftq_dataset *d);
 size_t ftq_dataset_bad_rows(const ftq_dataset *d);
 const char *ftq_dataset_source(const ftq_dataset *d);
 
+/* Bytes the dataset holds (the text arena, the per-row arrays and the label names). If
+ * peak_load is not NULL it receives the largest parse buffer used while loading (the read
+ * block plus the longest row), which does not grow with the size of the source. */
+size_t ftq_dataset_memory(const ftq_dataset *d, size_t *peak_load);
+
+/* The format FTQ_DATA_AUTO picks for `source`: from its name, or for an archive given
+ * without a member from the name of the one file inside (the source is opened, its data is
+ * not read). Lets a caller choose between ftq_dataset_load and ftq_text_load. */
+int ftq_dataset_detect_format(const char *source, ftq_data_format *fmt);
+
 /* The whole text of a source (file or archive member), NUL-terminated, malloc'd. Invalid
- * UTF-8 is an error naming the byte offset. */
+ * UTF-8 is an error naming the byte offset. The bytes are returned as they are (a BOM is
+ * kept). */
 int ftq_text_load(const char *source, char **text, size_t *len);
 
 #ifdef __cplusplus
