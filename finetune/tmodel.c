@@ -24,7 +24,7 @@ ftq_tmodel_params ftq_tmodel_default_params(void)
     p.seed = 1234;
     p.init_std = 0.02f;
     p.max_batch = 4;
-    p.max_seq = 256;
+    p.max_seq = 0; /* ftq_tmodel_new: min(256, the model's max positions) */
     return p;
 }
 
@@ -404,6 +404,10 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     *out = NULL;
     if (!m || !p)
         return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_new: NULL argument");
+    ftq_tmodel_params pp = *p;
+    if (pp.max_seq == 0)
+        pp.max_seq = m->cfg.max_position < 256 ? m->cfg.max_position : 256;
+    p = &pp;
     int nl = 0, rc = check_params(m, p, &nl);
     if (rc != FTQ_OK)
         return rc;
