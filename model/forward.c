@@ -138,6 +138,14 @@ static void solo_end(int saved)
 /* One chunk of T <= n_batch tokens at positions s->pos .. s->pos+T-1. logits: NULL, or
  * [T, V] (all_rows) or [V] for the last row. hidden: NULL or [C], the final-normed hidden
  * state of the last row. */
+/* stats[j] += sum over the T rows of x[t][j]^2 */
+static void add_sumsq(double *stats, const float *x, int T, int dim)
+{
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < dim; j++)
+            stats[j] += (double)x[(size_t)t * dim + j] * x[(size_t)t * dim + j];
+}
+
 static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logits, int all_rows,
                           float *hidden)
 {
@@ -159,13 +167,21 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
             ftq_add_inplace(x, wpe + (size_t)(pos0 + t) * C, (size_t)C);
     }
 
-    for (int l = 0; l < c->n_layers; l++) {
+    ftq_act_stats *st = s->stats;
+    int n_layers = st && st->last_layer < c->n_layers ? st->last_layer + 1 : c->n_layers;
+    if (st) {
+        all_rows = 1;
+        st->tokens += T;
+    }
+    for (int l = 0; l < n_layers; l++) {
         const ftq_layer_weights *L = &m->layers[l];
         float *kc = s->k_cache + (size_t)l * s->n_ctx * K, *vc = s->v_cache + (size_t)l * s->n_ctx * K;
         /* in the last layer only the rows whose logits are wanted need more than K and V */
         int r0 = (l == c->n_layers - 1 && !all_rows) ? T - 1 : 0, Tq = T - r0;
 
         norm_forward(m, s->xb, s->x, &L->norm1_w, &L->norm1_b, T);
+        if (st)
+            add_sumsq(st->attn_in + (size_t)l * C, s->xb, T, C);
         ftq_linear_forward(kc + (size_t)pos0 * K, s->xb, &L->wk, ftq_tdata(&L->bk), T, C, K);
         ftq_linear_forward(vc + (size_t)pos0 * K, s->xb, &L->wv, ftq_tdata(&L->bv), T, C, K);
         ftq_linear_forward(s->q, s->xb + (size_t)r0 * C, &L->wq, ftq_tdata(&L->bq), Tq, C, Q);
@@ -179,10 +195,14 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
                               c->sliding_window);
 
         float *x = s->x + (size_t)r0 * C;
+        if (st)
+            add_sumsq(st->o_in + (size_t)l * Q, s->att, Tq, Q);
         ftq_linear_forward(s->xb, s->att, &L->wo, ftq_tdata(&L->bo), Tq, Q, C);
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
 
         norm_forward(m, s->xb, x, &L->norm2_w, &L->norm2_b, Tq);
+        if (st)
+            add_sumsq(st->mlp_in + (size_t)l * C, s->xb, Tq, C);
         if (llama) {
             ftq_linear_forward(s->hb, s->xb, &L->w_gate, ftq_tdata(&L->b_gate), Tq, C, F);
             ftq_linear_forward(s->hb2, s->xb, &L->w_up, ftq_tdata(&L->b_up), Tq, C, F);
@@ -191,13 +211,15 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
             ftq_linear_forward(s->hb, s->xb, &L->w_up, ftq_tdata(&L->b_up), Tq, C, F);
             act_forward(c->act, s->hb, (size_t)Tq * F);
         }
+        if (st)
+            add_sumsq(st->down_in + (size_t)l * F, s->hb, Tq, F);
         ftq_linear_forward(s->xb, s->hb, &L->w_down, ftq_tdata(&L->b_down), Tq, F, C);
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
     }
 
     solo_end(solo);
 
-    if (logits || hidden) {
+    if ((logits || hidden) && !st) {
         int r0 = logits && all_rows ? 0 : T - 1, rows = T - r0;
         solo = solo_begin(rows);
         norm_forward(m, s->xb, s->x + (size_t)r0 * C, &m->norm_w, &m->norm_b, rows);

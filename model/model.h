@@ -44,8 +44,20 @@ struct ftq_model {
  * straight into it, and Q.K^T for one head is one sgemm with leading dimension n_kv*hd),
  * RoPE tables and activations for up to n_batch rows; ftq_session_eval splits longer
  * inputs into chunks of n_batch. */
+/* Calibration statistics (pruning, quantization): per layer, the sum over tokens of x_j^2
+ * of the input of each kind of linear layer. Arrays are [n_layers][dim]. */
+typedef struct {
+    double *attn_in; /* [L][C]  input of q/k/v (GPT-2 c_attn) */
+    double *o_in;    /* [L][Q]  input of o_proj (attn.c_proj) */
+    double *mlp_in;  /* [L][C]  input of gate/up (mlp.c_fc) */
+    double *down_in; /* [L][F]  input of down_proj (mlp.c_proj) */
+    int64_t tokens;  /* rows accumulated (per layer) */
+    int last_layer;  /* the forward stops after this layer (and computes no logits) */
+} ftq_act_stats;
+
 struct ftq_session {
     const ftq_model *m;
+    ftq_act_stats *stats;        /* NULL, or statistics to accumulate (all rows, no logits) */
     int n_ctx, n_batch, pos;
     float *k_cache, *v_cache;    /* [L][n_ctx][n_kv*hd] */
     float *rope_cos, *rope_sin;  /* [n_ctx][hd/2] (llama only) */
