@@ -147,6 +147,19 @@ void ftq_atomic_abort(ftq_atomic_file *af);
 /* Copy a file (atomically, as above). */
 int ftq_copy_file(const char *src, const char *dst);
 
+/* Whole output directories (a model written by prune / quantize / finetune): files go
+ * into a fresh "<path>.tmp.<pid>" (returned malloc'd in *tmp_dir) and ftq_outdir_commit
+ * renames it to path (replacing an existing path only if replace) and frees tmp_dir;
+ * ftq_outdir_abort removes it. Without replace an existing path is an error up front. */
+int ftq_outdir_begin(const char *path, int replace, char **tmp_dir);
+int ftq_outdir_commit(char *tmp_dir, const char *path, int replace);
+void ftq_outdir_abort(char *tmp_dir);
+int ftq_remove_tree(const char *path);
+
+/* Copy the non-weight files of a model directory that exist (tokenizer files,
+ * generation_config.json, LICENSE; config.json too if with_config). */
+int ftq_copy_model_files(const char *src_dir, const char *dst_dir, int with_config);
+
 /* ---- random numbers -------------------------------------------------------------- */
 
 /* xoshiro256** seeded with splitmix64: reproducible across platforms. */

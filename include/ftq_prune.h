@@ -53,6 +53,54 @@ int ftq_prune_global(ftq_prune_span *spans, size_t n_spans, float sparsity);
 /* Zeros in w[0..n) (exact 0.0f or -0.0f). */
 int64_t ftq_count_zeros(const float *w, int64_t n);
 
+/* ---- whole models ------------------------------------------------------------------ */
+
+typedef enum {
+    FTQ_PRUNE_MAGNITUDE = 0,
+    FTQ_PRUNE_NM = 1,
+    FTQ_PRUNE_WANDA = 2,
+} ftq_prune_method;
+
+#define FTQ_PRUNE_GLOBAL 2 /* a third scope for whole models: one threshold over every linear */
+
+typedef struct {
+    ftq_prune_method method;
+    float sparsity;          /* magnitude / wanda */
+    int n, m;                /* nm; wanda with n:m when m > 0 */
+    int scope;               /* FTQ_PRUNE_TENSOR, FTQ_PRUNE_ROW or FTQ_PRUNE_GLOBAL (magnitude) */
+    const int32_t *calib;    /* wanda: calibration token ids (the whole text, no BOS) */
+    size_t n_calib;
+    int calib_ctx;           /* wanda: tokens per calibration window (default 256) */
+    int calib_bos;           /* BOS id to start each window with, -1 for none */
+    int include_embeddings;  /* also prune the token (and position) embeddings (magnitude, nm) */
+    int include_head;        /* also prune an untied lm_head / classifier score (magnitude, nm) */
+} ftq_prune_params;
+
+ftq_prune_params ftq_prune_default_params(void);
+
+typedef struct {
+    char *name;      /* HF tensor name */
+    int64_t numel;
+    int64_t zeros;   /* after pruning */
+} ftq_prune_tensor_report;
+
+typedef struct {
+    ftq_prune_tensor_report *tensors; /* the pruned tensors, in file order */
+    size_t n_tensors;
+    int64_t pruned_numel, pruned_zeros; /* over the pruned tensors */
+    int64_t model_numel, model_zeros;   /* over every parameter of the checkpoint */
+    int64_t calib_tokens;
+} ftq_prune_report;
+
+/* Prune the linear layers of the model in in_dir (embeddings, norms and heads stay dense
+ * unless asked) and write a normal HF checkpoint to out_dir (same tensor names, layouts
+ * and dtypes; config and tokenizer files copied), atomically as a whole directory.
+ * Wanda runs layer by layer: the calibration inputs of block l come from the model with
+ * blocks < l already pruned (as the reference implementation does). */
+int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_params *p,
+                    ftq_prune_report *report);
+void ftq_prune_report_free(ftq_prune_report *r);
+
 #ifdef __cplusplus
 }
 #endif

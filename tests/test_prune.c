@@ -185,6 +185,168 @@ static void test_errors(void)
     CU_ASSERT(strstr(ftq_last_error(), "index 5") != NULL);
 }
 
+/* ---- whole checkpoints ------------------------------------------------------------ */
+
+static int is_linear_name(const char *name)
+{
+    const char *keys[] = {"q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight",
+                          "gate_proj.weight", "up_proj.weight", "down_proj.weight", "c_attn.weight",
+                          "attn.c_proj.weight", "c_fc.weight", "mlp.c_proj.weight"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t a = strlen(name), b = strlen(keys[i]);
+        if (a >= b && strcmp(name + a - b, keys[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Prune src into a fresh dir; check every linear tensor reached `want` exactly (columns
+ * `blocks` wide for GPT-2 c_attn), kept values equal the source, other tensors identical. */
+static void check_pruned_checkpoint(const char *src, const char *name, ftq_prune_params *p, double want)
+{
+    char out[4096];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir(name));
+    ftq_prune_report rep;
+    ASSERT_OK(ftq_prune_model(src, out, p, &rep));
+    ftq_checkpoint *a = NULL, *b = NULL;
+    ASSERT_OK(ftq_checkpoint_open(src, &a));
+    ASSERT_OK(ftq_checkpoint_open(out, &b));
+    ASSERT_INT_EQ(ftq_checkpoint_count(b), ftq_checkpoint_count(a));
+    size_t n_lin = 0;
+    for (size_t i = 0; i < ftq_checkpoint_count(a); i++) {
+        const ftq_tensor *ta = ftq_checkpoint_tensor(a, i), *tb = ftq_checkpoint_find(b, ta->name);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(tb);
+        ASSERT_INT_EQ(tb->nbytes, ta->nbytes);
+        if (!is_linear_name(ta->name) || ta->ndim != 2) {
+            CU_ASSERT_EQUAL(memcmp(ta->data, tb->data, ta->nbytes), 0);
+            continue;
+        }
+        n_lin++;
+        const float *x = ta->data, *y = tb->data;
+        int64_t n = ftq_tensor_numel(ta), changed = 0;
+        for (int64_t k = 0; k < n; k++)
+            changed += y[k] != 0.0f && y[k] != x[k];
+        ASSERT_INT_EQ(changed, 0);
+        ASSERT_NEAR((double)ftq_count_zeros(y, n) / n, want, 0.5 / ta->shape[0]);
+    }
+    CU_ASSERT(n_lin > 0);
+    ASSERT_INT_EQ(rep.n_tensors, n_lin);
+    ASSERT_NEAR((double)rep.pruned_zeros / rep.pruned_numel, want, 1e-3);
+    /* the output is a loadable model */
+    ftq_model *m = NULL;
+    ASSERT_OK(ftq_model_load(out, &m));
+    ftq_model_free(m);
+    ftq_checkpoint_close(a);
+    ftq_checkpoint_close(b);
+    ftq_prune_report_free(&rep);
+}
+
+static void test_model_magnitude(void)
+{
+    ftq_prune_params p = ftq_prune_default_params();
+    p.sparsity = 0.5f;
+    p.scope = FTQ_PRUNE_TENSOR;
+    check_pruned_checkpoint(shared_path("models/stories260K"), "prune_mag_llama", &p, 0.5);
+    check_pruned_checkpoint(shared_path("golden/gpt2_tiny_random"), "prune_mag_gpt2", &p, 0.5);
+    p.method = FTQ_PRUNE_NM;
+    p.n = 2;
+    p.m = 4;
+    check_pruned_checkpoint(shared_path("golden/llama_tiny_random"), "prune_nm_llama", &p, 0.5);
+}
+
+/* GPT-2 c_attn [in, 3C] holds q | k | v column blocks: 2:4 runs along the input
+ * dimension, which is the file's first axis, so every 4 consecutive rows of one column
+ * keep exactly 2. */
+static void test_model_gpt2_nm_layout(void)
+{
+    ftq_prune_params p = ftq_prune_default_params();
+    p.method = FTQ_PRUNE_NM;
+    p.n = 2;
+    p.m = 4;
+    char out[4096];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir("prune_gpt2_nm"));
+    ftq_prune_report rep;
+    ASSERT_OK(ftq_prune_model(shared_path("golden/gpt2_tiny_random"), out, &p, &rep));
+    ftq_checkpoint *b = NULL;
+    ASSERT_OK(ftq_checkpoint_open(out, &b));
+    const ftq_tensor *t = ftq_checkpoint_find(b, "transformer.h.1.attn.c_attn.weight");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    const float *w = t->data;
+    int64_t in = t->shape[0], outd = t->shape[1], bad = 0;
+    for (int64_t col = 0; col < outd; col++)
+        for (int64_t g = 0; g < in; g += 4) {
+            int z = 0;
+            for (int k = 0; k < 4; k++)
+                z += w[(g + k) * outd + col] == 0.0f;
+            bad += z != 2;
+        }
+    ASSERT_INT_EQ(bad, 0);
+    ftq_checkpoint_close(b);
+    ftq_prune_report_free(&rep);
+}
+
+static void test_model_wanda(void)
+{
+    ftq_tokenizer *tok = NULL;
+    char *text = NULL;
+    size_t len = 0, n = 0;
+    int32_t *ids = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path("models/stories260K"), &tok));
+    ASSERT_OK(ftq_read_file(shared_path("data/tinyshakespeare/input.txt"), &text, &len));
+    ASSERT_OK(ftq_tokenizer_encode(tok, text, 20000, 0, &ids, &n)); /* the first 20 KB */
+    ftq_prune_params p = ftq_prune_default_params();
+    p.method = FTQ_PRUNE_WANDA;
+    p.sparsity = 0.5f;
+    p.calib = ids;
+    p.n_calib = n;
+    p.calib_ctx = 128;
+    p.calib_bos = 1;
+    check_pruned_checkpoint(shared_path("models/stories260K"), "prune_wanda", &p, 0.5);
+    /* wanda and row-wise magnitude choose different weights */
+    char out[4096];
+    snprintf(out, sizeof out, "%s/out", test_tmpdir("prune_wanda_vs_mag"));
+    ftq_prune_report rep;
+    ASSERT_OK(ftq_prune_model(shared_path("models/stories260K"), out, &p, &rep));
+    CU_ASSERT(rep.calib_tokens >= 128 * (int64_t)(n / 127) - 1);
+    ftq_prune_report_free(&rep);
+    ftq_checkpoint *w = NULL, *mag = NULL;
+    ASSERT_OK(ftq_checkpoint_open(out, &w));
+    char out2[4096];
+    snprintf(out2, sizeof out2, "%s/mag", test_tmpdir("prune_wanda_vs_mag2"));
+    ftq_prune_params pm = ftq_prune_default_params();
+    pm.scope = FTQ_PRUNE_ROW;
+    ASSERT_OK(ftq_prune_model(shared_path("models/stories260K"), out2, &pm, &rep));
+    ftq_prune_report_free(&rep);
+    ASSERT_OK(ftq_checkpoint_open(out2, &mag));
+    const ftq_tensor *a = ftq_checkpoint_find(w, "model.layers.2.mlp.down_proj.weight");
+    const ftq_tensor *b = ftq_checkpoint_find(mag, "model.layers.2.mlp.down_proj.weight");
+    CU_ASSERT(memcmp(a->data, b->data, a->nbytes) != 0);
+    ftq_checkpoint_close(w);
+    ftq_checkpoint_close(mag);
+    free(ids);
+    free(text);
+    ftq_tokenizer_free(tok);
+}
+
+static void test_model_errors(void)
+{
+    char out[4096];
+    snprintf(out, sizeof out, "%s", test_tmpdir("prune_exists")); /* exists already */
+    ftq_prune_params p = ftq_prune_default_params();
+    ftq_prune_report rep;
+    CU_ASSERT_EQUAL(ftq_prune_model(shared_path("models/stories260K"), out, &p, &rep), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "already exists") != NULL);
+    snprintf(out, sizeof out, "%s/new", test_tmpdir("prune_errs"));
+    p.method = FTQ_PRUNE_WANDA;
+    CU_ASSERT_EQUAL(ftq_prune_model(shared_path("models/stories260K"), out, &p, &rep), FTQ_EINVAL);
+    p.method = FTQ_PRUNE_NM;
+    p.n = 3;
+    p.m = 5; /* 64 is not a multiple of 5 */
+    CU_ASSERT_EQUAL(ftq_prune_model(shared_path("models/stories260K"), out, &p, &rep), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "q_proj") != NULL);
+    CU_ASSERT(!ftq_is_dir(out)); /* nothing half-written */
+}
+
 void test_register_prune(void)
 {
     static const test_case cases[] = {
@@ -196,6 +358,10 @@ void test_register_prune(void)
         {"wanda_uniform", test_wanda_uniform},
         {"global", test_global},
         {"errors", test_errors},
+        {"model_magnitude", test_model_magnitude},
+        {"model_gpt2_nm_layout", test_model_gpt2_nm_layout},
+        {"model_wanda", test_model_wanda},
+        {"model_errors", test_model_errors},
         {NULL, NULL},
     };
     test_add_suite("prune", cases);
