@@ -30,7 +30,7 @@ static const char *protocol_name(ftq_ppl_protocol p)
 
 int cmd_perplexity(int argc, char **argv)
 {
-    const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp";
+    const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp", *ref_dir = NULL;
     int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (config.json + safetensors + tokenizer)", 0, -1},
@@ -40,6 +40,7 @@ int cmd_perplexity(int argc, char **argv)
         {"stride", 0, OPT_INT, &stride, "S", "Hugging Face sliding window with stride S (implies --protocol stride)", 1, 1 << 20},
         {"protocol", 0, OPT_STR, &proto, "NAME", "llamacpp | llamacpp-no-leading-bos | full-window | stride", 0, -1},
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "never insert BOS (default: as the tokenizer does)", 0, -1},
+        {"ref-model", 0, OPT_STR, &ref_dir, "DIR", "also report KL divergence and top-1 agreement against this model", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
@@ -81,10 +82,17 @@ int cmd_perplexity(int argc, char **argv)
     p.n_chunks = chunks;
     p.stride = stride;
 
-    ftq_model *m = NULL;
+    ftq_model *m = NULL, *ref = NULL;
     ftq_tokenizer *tok = NULL;
     if (cmd_load(spec.name, model, &m, &tok))
         return 1;
+    if (ref_dir && ftq_model_load(ref_dir, &ref) != FTQ_OK) {
+        int rc = cmd_fail(spec.name, "--ref-model: %s", ftq_last_error());
+        ftq_tokenizer_free(tok);
+        ftq_model_free(m);
+        return rc;
+    }
+    p.ref = ref;
     char *text = NULL;
     size_t len = 0;
     int32_t *ids = NULL;
@@ -123,11 +131,15 @@ int cmd_perplexity(int argc, char **argv)
         printf("{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll\": %.8f, \"nll_stderr\": %.8f, "
                "\"tokens_scored\": %lld, \"chunks\": %d, \"ctx\": %d, \"protocol\": \"%s\", "
                "\"stride\": %d, \"bos\": %s, \"file_tokens\": %zu, \"tokens_evaluated\": %lld, "
-               "\"seconds\": %.3f, \"tokens_per_second\": %.1f, \"threads\": %d, \"model\": ",
+               "\"seconds\": %.3f, \"tokens_per_second\": %.1f, \"threads\": %d, ",
                res.ppl, res.ppl_stderr, res.nll, res.nll_stderr, (long long)res.tokens_scored,
                res.chunks, res.n_ctx, protocol_name(p.protocol),
                p.protocol == FTQ_PPL_STRIDE ? stride : 0, p.add_bos ? "true" : "false", n,
                (long long)res.tokens_evaluated, res.seconds, res.tokens_per_second, ftq_get_threads());
+        if (ref)
+            printf("\"kl\": %.8f, \"kl_stderr\": %.8f, \"top1_agree\": %.6f, \"ref_ppl\": %.6f, ", res.kl,
+                   res.kl_stderr, res.top1_agree, res.ref_ppl);
+        printf("\"model\": ");
         json_print_string(stdout, model);
         printf(", \"file\": ");
         json_print_string(stdout, file);
@@ -137,12 +149,16 @@ int cmd_perplexity(int argc, char **argv)
                fmt_count(res.tokens_scored), res.nll, res.nll_stderr);
         printf("%s tokens/s (%s tokens in %.2f s, %d threads)\n", fmt_count((long long)llround(res.tokens_per_second)),
                fmt_count(res.tokens_evaluated), res.seconds, ftq_get_threads());
+        if (ref)
+            printf("vs reference: KL %.6f +/- %.6f nats, top-1 agreement %.2f %%, reference PPL %.4f\n", res.kl,
+                   res.kl_stderr, 100 * res.top1_agree, res.ref_ppl);
         printf("PPL = %.4f +/- %.4f\n", res.ppl, res.ppl_stderr);
     }
 out:
     free(ids);
     free(text);
     ftq_tokenizer_free(tok);
+    ftq_model_free(ref);
     ftq_model_free(m);
     return rc;
 }

@@ -18,8 +18,28 @@ ftq_ppl_params ftq_ppl_default_params(void)
     return p;
 }
 
-/* -log softmax(row)[target] in double */
-static double token_nll(const float *row, int vocab, int target)
+typedef struct {
+    double sum, sum2;
+    int64_t n;
+} nll_acc;
+
+/* Accumulators of the reference comparison. */
+typedef struct {
+    nll_acc kl, ref_nll;
+    int64_t agree;
+} ref_acc;
+
+static int argmax_row(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+/* log-sum-exp of a row, in double */
+static double row_lse(const float *row, int vocab)
 {
     float mx = row[0];
     for (int i = 1; i < vocab; i++)
@@ -28,13 +48,22 @@ static double token_nll(const float *row, int vocab, int target)
     double s = 0.0;
     for (int i = 0; i < vocab; i++)
         s += exp((double)row[i] - mx);
-    return log(s) + mx - row[target];
+    return log(s) + mx;
 }
 
-typedef struct {
-    double sum, sum2;
-    int64_t n;
-} nll_acc;
+/* KL(P || Q) of two logit rows: sum p (log p - log q). */
+static double row_kl(const float *p_logits, const float *q_logits, int vocab)
+{
+    double lp = row_lse(p_logits, vocab), lq = row_lse(q_logits, vocab), kl = 0.0;
+    for (int i = 0; i < vocab; i++) {
+        double a = p_logits[i] - lp;
+        kl += exp(a) * (a - (q_logits[i] - lq));
+    }
+    return kl > 0.0 ? kl : 0.0; /* rounding can make an identical pair -1e-17 */
+}
+
+/* -log softmax(row)[target] in double */
+static double token_nll(const float *row, int vocab, int target) { return row_lse(row, vocab) - row[target]; }
 
 static void acc_add(nll_acc *a, double v)
 {
@@ -46,18 +75,34 @@ static void acc_add(nll_acc *a, double v)
 /* One window: evaluate ids[0..len) and score positions [j0, j1] (inclusive) of the
  * window, position j predicting ids[j + 1]. */
 static int score_window(ftq_session *s, const int32_t *ids, int len, int j0, int j1, int vocab,
-                        float *logits, nll_acc *acc)
+                        float *logits, nll_acc *acc, ftq_session *rs, float *ref_logits, ref_acc *racc,
+                        double *model_seconds)
 {
     ftq_session_reset(s);
+    double t0 = ftq_time_sec();
     int rc = ftq_session_eval(s, ids, len, logits, 1);
+    *model_seconds += ftq_time_sec() - t0;
     if (rc != FTQ_OK)
         return rc;
+    if (rs) {
+        ftq_session_reset(rs);
+        rc = ftq_session_eval(rs, ids, len, ref_logits, 1);
+        if (rc != FTQ_OK)
+            return ftq_wrap_error(rc, "reference model");
+    }
     for (int j = j0; j <= j1; j++) {
-        double v = token_nll(logits + (size_t)j * vocab, vocab, ids[j + 1]);
+        const float *row = logits + (size_t)j * vocab;
+        double v = token_nll(row, vocab, ids[j + 1]);
         if (!isfinite(v))
             return ftq_set_error(FTQ_ENUMERIC, "perplexity: non-finite log-likelihood at window "
                                                "position %d", j);
         acc_add(acc, v);
+        if (rs) {
+            const float *rrow = ref_logits + (size_t)j * vocab;
+            acc_add(&racc->kl, row_kl(rrow, row, vocab));
+            acc_add(&racc->ref_nll, token_nll(rrow, vocab, ids[j + 1]));
+            racc->agree += argmax_row(rrow, vocab) == argmax_row(row, vocab);
+        }
     }
     return FTQ_OK;
 }
@@ -80,6 +125,13 @@ static int check_params(const ftq_model *m, const ftq_ppl_params *p)
         return ftq_set_error(FTQ_EINVAL, "perplexity: BOS id %d outside the vocabulary", p->bos_id);
     if (p->n_chunks < 0)
         return ftq_set_error(FTQ_EINVAL, "perplexity: negative chunk count");
+    if (p->ref && ftq_model_get_config(p->ref)->vocab_size != cfg->vocab_size)
+        return ftq_set_error(FTQ_EINVAL, "perplexity: the reference model's vocabulary (%d) differs from the "
+                                         "model's (%d)", ftq_model_get_config(p->ref)->vocab_size, cfg->vocab_size);
+    if (p->ref && ftq_model_get_config(p->ref)->max_position > 0 &&
+        p->n_ctx > ftq_model_get_config(p->ref)->max_position)
+        return ftq_set_error(FTQ_EINVAL, "perplexity: context %d exceeds the reference model's %d positions",
+                             p->n_ctx, ftq_model_get_config(p->ref)->max_position);
     return FTQ_OK;
 }
 
@@ -102,8 +154,12 @@ int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
     int32_t *stream = malloc(sizeof(int32_t) * (stream_len + 1));
     int32_t *win = malloc(sizeof(int32_t) * (size_t)N);
     float *logits = malloc(sizeof(float) * (size_t)N * (size_t)vocab);
-    ftq_session *s = NULL;
-    if (!stream || !win || !logits) {
+    float *ref_logits = p->ref ? malloc(sizeof(float) * (size_t)N * (size_t)vocab) : NULL;
+    ftq_session *s = NULL, *rs = NULL;
+    ref_acc racc;
+    memset(&racc, 0, sizeof racc);
+    double model_seconds = 0.0;
+    if (!stream || !win || !logits || (p->ref && !ref_logits)) {
         rc = ftq_set_error(FTQ_ENOMEM, "perplexity: out of memory");
         goto done;
     }
@@ -111,6 +167,8 @@ int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
         stream[0] = p->bos_id;
     memcpy(stream + lead, tokens, sizeof(int32_t) * n_tokens);
     rc = ftq_session_new(m, N, &s);
+    if (rc == FTQ_OK && p->ref)
+        rc = ftq_session_new(p->ref, N, &rs);
     if (rc != FTQ_OK)
         goto done;
 
@@ -161,7 +219,7 @@ int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
             j1 = len - 2;
             prev_end = end;
         }
-        rc = score_window(s, win, len, j0, j1, vocab, logits, &acc);
+        rc = score_window(s, win, len, j0, j1, vocab, logits, &acc, rs, ref_logits, &racc, &model_seconds);
         if (rc != FTQ_OK)
             goto done;
         r->tokens_evaluated += len;
@@ -175,7 +233,7 @@ int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
         if (p->protocol == FTQ_PPL_STRIDE && prev_end == stream_len)
             break;
     }
-    r->seconds = ftq_time_sec() - t0;
+    r->seconds = p->ref ? model_seconds : ftq_time_sec() - t0;
     r->n_ctx = N;
     r->tokens_scored = acc.n;
     if (acc.n > 0) {
@@ -187,7 +245,16 @@ int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
         r->ppl_stderr = r->nll_stderr * r->ppl;
     }
     r->tokens_per_second = r->seconds > 0 ? (double)r->tokens_evaluated / r->seconds : 0.0;
+    if (p->ref && racc.kl.n > 0) {
+        double n = (double)racc.kl.n, mean = racc.kl.sum / n, var = racc.kl.sum2 / n - mean * mean;
+        r->kl = mean;
+        r->kl_stderr = n > 1 && var > 0 ? sqrt(var / (n - 1)) : 0.0;
+        r->top1_agree = (double)racc.agree / n;
+        r->ref_ppl = exp(racc.ref_nll.sum / n);
+    }
 done:
+    ftq_session_free(rs);
+    free(ref_logits);
     ftq_session_free(s);
     free(logits);
     free(win);

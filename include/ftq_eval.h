@@ -47,6 +47,10 @@ typedef struct {
     int bos_id;         /* the BOS id used when add_bos */
     ftq_progress_fn progress;
     void *progress_user;
+    /* Optional reference model (e.g. the f32 original of a quantized model): on every scored
+     * position the KL divergence KL(P_ref || P_model) and whether both argmaxes agree are
+     * accumulated. Same vocabulary required. */
+    const ftq_model *ref;
 } ftq_ppl_params;
 
 ftq_ppl_params ftq_ppl_default_params(void);
@@ -61,7 +65,12 @@ typedef struct {
     int n_ctx;
     int64_t tokens_evaluated; /* tokens run through the model */
     double seconds;
-    double tokens_per_second; /* tokens_evaluated / seconds */
+    double tokens_per_second; /* tokens_evaluated / seconds (model time, reference excluded) */
+    /* with a reference model */
+    double kl;            /* mean KL(P_ref || P_model) over the scored positions, nats */
+    double kl_stderr;
+    double top1_agree;    /* fraction of scored positions with the same argmax */
+    double ref_ppl;       /* the reference model's perplexity on the same positions */
 } ftq_ppl_result;
 
 /* tokens: the whole text tokenized once, without BOS. */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "include/ftq_prune.h"
 #include "tests/test_util.h"
 
 /* ---- sampler ----------------------------------------------------------------------- */
@@ -250,6 +251,50 @@ static void test_ppl_errors(void)
     CU_ASSERT_EQUAL(ftq_perplexity(model, toks, n_toks, &p, &r), FTQ_EINVAL);
 }
 
+/* Against itself: KL 0, full agreement, the same perplexity. Against a pruned copy: KL > 0,
+ * less agreement, and ref_ppl is the original's perplexity on the same positions. */
+static void test_ppl_ref_model(void)
+{
+    if (!load_stories())
+        return;
+    ftq_ppl_params p = ftq_ppl_default_params();
+    p.n_ctx = 128;
+    p.n_chunks = 20;
+    ftq_ppl_result a, b;
+    ASSERT_OK(ftq_perplexity(model, toks, n_toks, &p, &a));
+    p.ref = model;
+    ASSERT_OK(ftq_perplexity(model, toks, n_toks, &p, &b));
+    ASSERT_NEAR(b.kl, 0.0, 1e-9);
+    ASSERT_NEAR(b.top1_agree, 1.0, 0);
+    ASSERT_NEAR(b.ref_ppl / a.ppl - 1, 0, 1e-12);
+    ASSERT_NEAR(b.ppl / a.ppl - 1, 0, 1e-12);
+
+    char out[4096];
+    snprintf(out, sizeof out, "%s/pruned", test_tmpdir("eval_ref"));
+    ftq_prune_params pp = ftq_prune_default_params();
+    pp.sparsity = 0.3f;
+    ftq_prune_report rep;
+    ASSERT_OK(ftq_prune_model(shared_path("models/stories260K"), out, &pp, &rep));
+    ftq_prune_report_free(&rep);
+    ftq_model *pruned = NULL;
+    ASSERT_OK(ftq_model_load(out, &pruned));
+    ftq_ppl_result c;
+    ASSERT_OK(ftq_perplexity(pruned, toks, n_toks, &p, &c));
+    CU_ASSERT(c.kl > 1e-4);
+    CU_ASSERT(c.kl_stderr > 0);
+    CU_ASSERT(c.top1_agree < 1.0 && c.top1_agree > 0.3);
+    ASSERT_NEAR(c.ref_ppl / a.ppl - 1, 0, 1e-12);
+    CU_ASSERT(c.ppl > a.ppl); /* pruning 30 % costs something */
+    ftq_model_free(pruned);
+
+    ftq_model *gpt2 = NULL;
+    ASSERT_OK(ftq_model_load(shared_path("golden/gpt2_tiny_random"), &gpt2));
+    p.ref = gpt2;
+    CU_ASSERT_EQUAL(ftq_perplexity(model, toks, n_toks, &p, &c), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "vocabulary") != NULL);
+    ftq_model_free(gpt2);
+}
+
 static void test_cleanup(void)
 {
     ftq_model_free(model);
@@ -274,6 +319,7 @@ void test_register_eval(void)
         {"ppl_running_chunks", test_ppl_running_chunks},
         {"ppl_stride", test_ppl_stride},
         {"ppl_errors", test_ppl_errors},
+        {"ppl_ref_model", test_ppl_ref_model},
         {"cleanup", test_cleanup},
         {NULL, NULL},
     };
