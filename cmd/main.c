@@ -14,6 +14,8 @@ static const struct {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"perplexity", cmd_perplexity, "measure perplexity on a text file"},
     {"generate", cmd_generate, "generate text from a prompt"},
+    {"finetune", cmd_finetune, "fine-tune a model for classification or as a language model"},
+    {"classify", cmd_classify, "predict labels with a sequence-classification model"},
 };
 
 static void usage(FILE *fp)

@@ -112,6 +112,194 @@ typedef struct {
 void ftq_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
                       const ftq_adamw_params *ap, int64_t step, int decay);
 
+/* ---- trainer ----------------------------------------------------------------------
+ * The fine-tuning loop around the engine above: data -> batches -> forward / backward ->
+ * global-norm clipping -> AdamW with a warmup schedule, evaluation, checkpoints, resume.
+ *
+ *     ftq_train_config c = ftq_train_default_config();
+ *     c.model_dir = "models/stories260K";
+ *     c.train_source = "sst2/train.tsv"; c.dev_source = "sst2/dev.tsv";
+ *     c.output_dir = "out"; c.task = FTQ_TASK_CLASSIFY;
+ *     ftq_trainer *t = NULL;
+ *     if (ftq_trainer_new(&c, &t) != FTQ_OK) { ... ftq_last_error() ... }  // nothing written yet
+ *     ftq_train_result r;
+ *     int st = ftq_trainer_run(t, &r);  // FTQ_OK, FTQ_EINTERRUPTED (checkpoint saved), ...
+ *     ftq_train_result_free(&r);
+ *     ftq_trainer_free(t);
+ *
+ * Defaults follow Hugging Face's Trainer (docs/finetune.md): lr 5e-5, linear schedule, no
+ * warmup, weight decay 0, AdamW betas 0.9 / 0.999, eps 1e-8, max_grad_norm 1, 3 epochs,
+ * batch 8, gradient accumulation 1, seed 42; no dropout.
+ *
+ * Step arithmetic: an epoch is ceil(N / batch) micro-batches over a fresh seeded shuffle
+ * of the N examples (Fisher-Yates, ftq_rng); an optimizer step consumes grad_accum
+ * micro-batches (the last group of an epoch may be shorter) and averages their gradients.
+ * Optimizer step s (0-based) uses lr * ftq_schedule_factor(s). The same seed, arguments and
+ * thread count give bit-identical weights, also across --save-every / --resume.
+ */
+
+#include <signal.h> /* sig_atomic_t: the stop flag a SIGINT handler sets */
+
+typedef enum {
+    FTQ_SCHEDULE_CONSTANT = 0, /* HF get_constant_schedule_with_warmup */
+    FTQ_SCHEDULE_LINEAR = 1,   /* HF get_linear_schedule_with_warmup */
+    FTQ_SCHEDULE_COSINE = 2,   /* HF get_cosine_schedule_with_warmup (num_cycles 0.5) */
+} ftq_schedule;
+
+/* The learning-rate multiplier for 0-based optimizer step `step` (HF's lr_lambda):
+ *   warmup:   step < warmup -> step / max(1, warmup)
+ *   constant: 1
+ *   linear:   max(0, (total - step) / max(1, total - warmup))
+ *   cosine:   max(0, 0.5 * (1 + cos(pi * (step - warmup) / max(1, total - warmup)))) */
+double ftq_schedule_factor(ftq_schedule s, int64_t step, int64_t warmup, int64_t total);
+/* HF's get_warmup_steps: warmup_steps if > 0, else ceil(total * warmup_ratio). */
+int64_t ftq_schedule_warmup_steps(int64_t warmup_steps, double warmup_ratio, int64_t total);
+const char *ftq_schedule_name(ftq_schedule s); /* "constant", "linear", "cosine" */
+int ftq_schedule_from_name(const char *name, ftq_schedule *out); /* FTQ_EINVAL if unknown */
+
+/* Global L2 norm of n gradients, summed in double over fixed 64K-element chunks whose
+ * partial sums are added in order: the result does not depend on the thread count. */
+double ftq_grad_norm(const float *g, size_t n);
+/* torch.nn.utils.clip_grad_norm_: if max_norm > 0 and norm > max_norm, scale g by
+ * max_norm / (norm + 1e-6). Returns the norm before clipping (NaN / Inf are returned as
+ * they are and g is left alone). */
+double ftq_grad_clip(float *g, size_t n, double max_norm);
+
+/* Fisher-Yates shuffle of perm[0..n) in place, drawing j uniformly from [0, i] with
+ * ftq_rng_u64 (rejection sampling, no modulo bias). */
+void ftq_shuffle(uint32_t *perm, size_t n, ftq_rng *rng);
+
+/* ---- classification metrics ---- */
+
+typedef struct {
+    int num_labels;
+    int64_t n;           /* examples counted */
+    int64_t *confusion;  /* [num_labels x num_labels], row = true label, column = predicted */
+    double *precision, *recall, *f1; /* per label (0 when undefined, as sklearn's zero_division=0) */
+    double accuracy;
+    double macro_f1;     /* mean F1 over the labels present in the gold or the predicted labels
+                            (sklearn f1_score(average="macro") default) */
+} ftq_cls_metrics;
+
+/* gold / pred hold n labels in [0, num_labels); gold entries < 0 (unlabeled) are skipped.
+ * FTQ_EINVAL for a label out of range. Free with ftq_cls_metrics_free. */
+int ftq_cls_metrics_compute(const int32_t *gold, const int32_t *pred, size_t n, int num_labels,
+                            ftq_cls_metrics *out);
+void ftq_cls_metrics_free(ftq_cls_metrics *m);
+/* argmax with the lowest index on ties (NaN never wins). */
+int ftq_argmax(const float *v, int n);
+
+/* ---- the trainer ---- */
+
+typedef enum {
+    FTQ_TRAIN_EVENT_STEP = 0, /* after an optimizer step */
+    FTQ_TRAIN_EVENT_EVAL = 1, /* after a dev evaluation */
+    FTQ_TRAIN_EVENT_SAVE = 2, /* after a checkpoint was written (path in `path`) */
+} ftq_train_event;
+
+typedef struct {
+    ftq_train_event event;
+    int64_t step, total_steps;  /* completed optimizer steps */
+    double epoch;               /* fractional epochs done */
+    double loss;                /* STEP: mean loss of the step's micro-batches */
+    double lr;                  /* STEP: learning rate used by the step */
+    double grad_norm;           /* STEP: global norm before clipping */
+    double tokens_per_second;   /* training tokens (non-padding) per second of this run */
+    double elapsed, eta;        /* seconds */
+    /* EVAL: classify accuracy / macro_f1, lm dev loss and perplexity (NaN when absent) */
+    double accuracy, macro_f1, dev_loss, dev_ppl;
+    const char *path;           /* SAVE: the checkpoint directory */
+} ftq_train_progress;
+
+/* Called from the training thread. Returning non-zero stops the run like the stop flag. */
+typedef int (*ftq_train_progress_fn)(void *user, const ftq_train_progress *p);
+
+typedef struct {
+    /* what to train */
+    const char *model_dir;     /* HF checkpoint directory (config.json, safetensors, tokenizer) */
+    const char *train_source;  /* "PATH" or "ARCHIVE:MEMBER" (ftq_data.h) */
+    const char *dev_source;    /* NULL: classify has no dev metrics; lm holds out the last 10 %
+                                  of the training text (cut at a line start) */
+    const char *output_dir;    /* created when the first file is written */
+    const char *resume_dir;    /* NULL, or OUTDIR/checkpoint-STEP of a run with the same args */
+    const char *log_path;      /* NULL, or a JSON-lines metrics log (appended to on resume) */
+    const char *text_col, *label_col; /* NULL: the dataset reader's defaults */
+    int skip_bad_rows;
+    int64_t limit;             /* classify: first N rows; lm: first N blocks (0 = all) */
+    int64_t dev_limit;         /* the same for the dev set */
+    ftq_task task;             /* default FTQ_TASK_CLASSIFY */
+    ftq_train_mode mode;       /* default FTQ_TRAIN_FULL */
+    int freeze_layers;         /* frozen: K blocks (-1: n_layers / 2) */
+    int init_random;           /* HF _init_weights instead of the pretrained values */
+    /* optimization (HF TrainingArguments names in brackets) */
+    double lr;                 /* [learning_rate] 5e-5 */
+    ftq_schedule schedule;     /* [lr_scheduler_type] linear */
+    int64_t warmup_steps;      /* [warmup_steps] 0 */
+    double warmup_ratio;       /* [warmup_ratio] 0, used when warmup_steps is 0 */
+    double weight_decay;       /* [weight_decay] 0; never on norms, biases, embeddings */
+    double beta1, beta2, eps;  /* [adam_beta1/2, adam_epsilon] 0.9, 0.999, 1e-8 */
+    double max_grad_norm;      /* [max_grad_norm] 1.0; 0 = no clipping */
+    int epochs;                /* [num_train_epochs] 3, unless max_steps > 0 */
+    int64_t max_steps;         /* [max_steps] 0 = epochs decide */
+    int batch_size;            /* [per_device_train_batch_size] 8 (also the eval batch) */
+    int grad_accum;            /* [gradient_accumulation_steps] 1 */
+    int seq_len;               /* tokens per row / block; 0 = min(128, max positions) */
+    uint64_t seed;             /* [seed] 42: head init, random init, shuffling */
+    int64_t eval_every;        /* evaluate on dev every N steps (0 = only at the end) */
+    int64_t save_every;        /* checkpoint-STEP every N steps (0 = none) */
+    ftq_train_progress_fn progress;
+    void *progress_user;
+    const volatile sig_atomic_t *stop; /* non-zero -> checkpoint + FTQ_EINTERRUPTED */
+} ftq_train_config;
+
+ftq_train_config ftq_train_default_config(void);
+
+/* What ftq_trainer_new resolved (valid until ftq_trainer_free). */
+typedef struct {
+    int64_t train_examples, dev_examples; /* rows (classify) or blocks (lm) */
+    int64_t bad_rows;                     /* skipped with skip_bad_rows */
+    int64_t steps_per_epoch, total_steps, warmup_steps;
+    int64_t start_step;                   /* > 0 when resuming */
+    int epochs;                           /* epochs the run touches */
+    int seq_len, pad_id, num_labels, freeze_layers;
+    const char *const *label_names;       /* classify */
+    size_t n_params, n_trainable;
+    const char *output_dir;
+} ftq_train_plan;
+
+typedef struct {
+    int64_t steps;              /* optimizer steps done (including those before a resume) */
+    double epochs;              /* fractional epochs done */
+    double final_loss;          /* loss of the last step */
+    double train_loss;          /* mean step loss over the whole run (HF train_loss) */
+    int64_t train_tokens;       /* non-padding tokens run forward in training (this process) */
+    double tokens_per_second, seconds, train_seconds;
+    size_t peak_rss_bytes;
+    int has_dev;
+    ftq_cls_metrics dev;        /* classify with a dev set */
+    int64_t dev_examples;
+    /* lm: dev loss (mean NLL over scored tokens of the dev blocks, the tmodel forward) and
+     * perplexity exp(loss), before training and after; NaN when there is no dev text */
+    double dev_loss_before, dev_loss_after, ppl_before, ppl_after;
+    char *checkpoint;           /* last checkpoint directory written (malloc'd) or NULL */
+    char *output_dir;           /* where the final model went (malloc'd) or NULL */
+} ftq_train_result;
+
+typedef struct ftq_trainer ftq_trainer;
+
+/* Load the model, tokenizer, data (tokenized, packed) and a resume checkpoint; validate
+ * every option against them. Writes nothing. */
+int ftq_trainer_new(const ftq_train_config *c, ftq_trainer **out);
+const ftq_train_plan *ftq_trainer_plan(const ftq_trainer *t);
+/* Train, evaluate and save (final model into output_dir, checkpoints as configured).
+ * FTQ_EINTERRUPTED: the stop flag / callback stopped the run; a checkpoint was saved
+ * (r->checkpoint). FTQ_ENUMERIC: a non-finite loss or gradient norm; the message names the
+ * step and the last good checkpoint; nothing else is written. r is filled in every case
+ * and must be freed. Call once per trainer. */
+int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r);
+void ftq_trainer_free(ftq_trainer *t);
+void ftq_train_result_free(ftq_train_result *r);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,377 @@
+/* finetune.c - `ftq finetune`: fine-tune a checkpoint for sequence classification or as a
+ * causal LM and write an HF-loadable model directory. Option consistency is checked (and
+ * reported by flag name) before anything is loaded; the trainer validates against the
+ * model and data before anything is written. SIGINT saves a checkpoint and exits 130. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/cmds.h"
+#include "cmd/common.h"
+#include "cmd/opts.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+    signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+/* 1 if --name (or --name=...) appears among the arguments. */
+static int given(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1] == '-' && strncmp(argv[i] + 2, name, n) == 0 &&
+            (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
+            return 1;
+    return 0;
+}
+
+static void fmt_duration(double s, char *buf, size_t cap)
+{
+    long v = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (v >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", v / 3600, v / 60 % 60, v % 60);
+    else
+        snprintf(buf, cap, "%ld:%02ld", v / 60, v % 60);
+}
+
+typedef struct {
+    int json, tty;
+    int64_t every; /* non-TTY: a line every N steps */
+} progress_ctx;
+
+static int on_progress(void *user, const ftq_train_progress *p)
+{
+    progress_ctx *pc = user;
+    if (pc->json)
+        return 0;
+    char eta[32], label[160];
+    if (p->event == FTQ_TRAIN_EVENT_STEP) {
+        fmt_duration(p->eta, eta, sizeof eta);
+        snprintf(label, sizeof label, "epoch %.2f loss %.4f lr %.2e %s tok/s ETA %s", p->epoch, p->loss, p->lr,
+                 fmt_count((long long)llround(p->tokens_per_second)), eta);
+        if (pc->tty)
+            progress_bar((int)p->step, (int)p->total_steps, label);
+        else if (p->step % pc->every == 0 || p->step == p->total_steps)
+            fprintf(stderr, "step %lld/%lld %s\n", (long long)p->step, (long long)p->total_steps, label);
+    } else if (p->event == FTQ_TRAIN_EVENT_EVAL) {
+        progress_done();
+        if (!isnan(p->accuracy))
+            fprintf(stderr, "step %lld: dev accuracy %.4f, macro-F1 %.4f, loss %.4f\n", (long long)p->step,
+                    p->accuracy, p->macro_f1, p->dev_loss);
+        else
+            fprintf(stderr, "step %lld: dev loss %.4f, perplexity %.4f\n", (long long)p->step, p->dev_loss,
+                    p->dev_ppl);
+    } else if (p->event == FTQ_TRAIN_EVENT_SAVE) {
+        progress_done();
+        fprintf(stderr, "step %lld: saved %s\n", (long long)p->step, p->path);
+    }
+    return 0;
+}
+
+static void print_num(const char *key, double v)
+{
+    if (isfinite(v))
+        printf(", \"%s\": %.6g", key, v);
+    else
+        printf(", \"%s\": null", key);
+}
+
+static void print_confusion_json(const ftq_cls_metrics *m)
+{
+    printf("[");
+    for (int i = 0; i < m->num_labels; i++) {
+        printf("%s[", i ? ", " : "");
+        for (int j = 0; j < m->num_labels; j++)
+            printf("%s%lld", j ? ", " : "", (long long)m->confusion[i * m->num_labels + j]);
+        printf("]");
+    }
+    printf("]");
+}
+
+static void print_confusion_text(const ftq_cls_metrics *m, const char *const *names)
+{
+    int w = 8;
+    for (int i = 0; i < m->num_labels; i++)
+        if ((int)strlen(names[i]) + 2 > w)
+            w = (int)strlen(names[i]) + 2;
+    if (w > 24)
+        w = 24;
+    printf("confusion (rows: true label, columns: predicted)\n%*s", w, "");
+    for (int j = 0; j < m->num_labels; j++)
+        printf(" %*.*s", w, w, names[j]);
+    printf("\n");
+    for (int i = 0; i < m->num_labels; i++) {
+        printf("%*.*s", w, w, names[i]);
+        for (int j = 0; j < m->num_labels; j++)
+            printf(" %*lld", w, (long long)m->confusion[i * m->num_labels + j]);
+        printf("\n");
+    }
+}
+
+int cmd_finetune(int argc, char **argv)
+{
+    const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
+               *mode_s = "full", *text_col = NULL, *label_col = NULL, *init = "pretrained", *resume = NULL,
+               *log = NULL, *schedule_s = "linear";
+    int freeze = -1, epochs = 3, batch = 8, seq = 0, accum = 1, json = 0, skip_bad = 0;
+    int save_every = 0, eval_every = 0, max_steps = 0, warmup = 0, limit = 0, dev_limit = 0;
+    double lr = 5e-5, weight_decay = 0.0, max_grad_norm = 1.0, warmup_ratio = 0.0, beta1 = 0.9, beta2 = 0.999,
+           adam_eps = 1e-8;
+    uint64_t seed = 42;
+    const ftq_opt opts[] = {
+        {"model", 'm', OPT_STR, &model, "DIR", "source checkpoint (config.json + safetensors + tokenizer)", 0, -1},
+        {"data", 'd', OPT_STR, &data, "TRAIN", "training data: .csv/.tsv/.jsonl rows, or plain text for --task lm; "
+                                               "FILE or ARCHIVE:MEMBER", 0, -1},
+        {"dev", 0, OPT_STR, &dev, "DEV", "dev set (classify: labeled rows; lm: text, default the last 10% of TRAIN)", 0, -1},
+        {"output", 'o', OPT_STR, &output, "OUTDIR", "output model directory (default ./<model>-finetuned-<task>)", 0, -1},
+        {"task", 0, OPT_STR, &task_s, "TASK", "classify | lm", 0, -1},
+        {"mode", 0, OPT_STR, &mode_s, "MODE", "full | frozen (first K blocks + embeddings frozen) | head (only the "
+                                              "classification head)", 0, -1},
+        {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half of them)", -1, 1 << 20},
+        {"epochs", 0, OPT_INT, &epochs, "E", "passes over the training data", 1, 1 << 20},
+        {"max-steps", 0, OPT_INT, &max_steps, "N", "optimizer steps instead of --epochs (0 = use --epochs)", 0, 1 << 30},
+        {"lr", 0, OPT_FLOAT, &lr, "LR", "peak learning rate", 0, 1e300},
+        {"schedule", 0, OPT_STR, &schedule_s, "NAME", "constant | linear | cosine (after warmup)", 0, -1},
+        {"warmup", 0, OPT_INT, &warmup, "N", "warmup steps (lr rises linearly from 0)", 0, 1 << 30},
+        {"warmup-ratio", 0, OPT_FLOAT, &warmup_ratio, "R", "warmup as a fraction of the total steps", 0, 1},
+        {"weight-decay", 0, OPT_FLOAT, &weight_decay, "WD", "AdamW decoupled weight decay (never on norms, biases, "
+                                                            "embeddings)", 0, 1e6},
+        {"adam-beta1", 0, OPT_FLOAT, &beta1, "B1", "AdamW beta1", 0, 0.999999},
+        {"adam-beta2", 0, OPT_FLOAT, &beta2, "B2", "AdamW beta2", 0, 0.999999999},
+        {"adam-epsilon", 0, OPT_FLOAT, &adam_eps, "EPS", "AdamW epsilon", 1e-30, 1},
+        {"max-grad-norm", 0, OPT_FLOAT, &max_grad_norm, "N", "clip the global gradient norm (0 = off)", 0, 1e30},
+        {"batch", 0, OPT_INT, &batch, "B", "rows (or blocks) per micro-batch; also the eval batch", 1, 1 << 16},
+        {"grad-accum", 0, OPT_INT, &accum, "K", "micro-batches per optimizer step", 1, 1 << 16},
+        {"seq", 0, OPT_INT, &seq, "T", "max tokens per row / LM block length (0 = min(128, model positions))", 0, 1 << 24},
+        {"seed", 0, OPT_U64, &seed, "S", "seed for the new head, --init random and shuffling", 0, -1},
+        {"init", 0, OPT_STR, &init, "HOW", "pretrained | random (HF _init_weights, for from-scratch baselines)", 0, -1},
+        {"text-col", 0, OPT_STR, &text_col, "NAME", "text column (default: text, else sentence)", 0, -1},
+        {"label-col", 0, OPT_STR, &label_col, "NAME", "label column (default: label)", 0, -1},
+        {"skip-bad-rows", 0, OPT_FLAG, &skip_bad, NULL, "skip malformed rows instead of stopping at the first", 0, -1},
+        {"limit", 0, OPT_INT, &limit, "N", "use only the first N training rows (lm: blocks); 0 = all", 0, 1 << 30},
+        {"dev-limit", 0, OPT_INT, &dev_limit, "N", "use only the first N dev rows (lm: blocks); 0 = all", 0, 1 << 30},
+        {"eval-every", 0, OPT_INT, &eval_every, "N", "evaluate on the dev set every N steps (0 = at the end)", 0, 1 << 30},
+        {"save-every", 0, OPT_INT, &save_every, "N", "write OUTDIR/checkpoint-STEP every N steps (0 = never)", 0, 1 << 30},
+        {"resume", 0, OPT_STR, &resume, "DIR", "continue from OUTDIR/checkpoint-STEP (same arguments)", 0, -1},
+        {"log", 0, OPT_STR, &log, "FILE", "JSON-lines metrics log: one object per step and per evaluation", 0, -1},
+        {"json", 0, OPT_FLAG, &json, NULL, "print one JSON summary object at the end", 0, -1},
+        OPT_END,
+    };
+    const ftq_cmd_spec spec = {
+        "finetune",
+        "[-m DIR] -d TRAIN [--dev DEV] [-o OUTDIR] [--task classify|lm] [--mode full|frozen|head] "
+        "[--epochs E | --max-steps N] [--lr LR] [--batch B] [--seq T] [--json]",
+        "Fine-tune a checkpoint on the CPU and write a Hugging Face model directory (model.safetensors,\n"
+        "config.json, tokenizer files) that ftq and transformers load.",
+        "Tasks:\n"
+        "  classify  labeled rows (text and label columns); a head `score` [labels, hidden] on the\n"
+        "            last token (LlamaForSequenceClassification / GPT2ForSequenceClassification); rows\n"
+        "            truncated to --seq and right-padded with pad_token_id (else EOS).\n"
+        "  lm        plain text (documents = blank-line separated paragraphs, or rows of a table),\n"
+        "            each with BOS as the tokenizer adds it and EOS after, packed into blocks of --seq\n"
+        "            tokens; dev loss / perplexity (exp of the mean token NLL over the dev blocks)\n"
+        "            before and after.\n"
+        "Defaults follow Hugging Face's Trainer; an optimizer step is --grad-accum micro-batches.\n"
+        "Training is bit-for-bit reproducible for a seed and thread count ($FTQ_THREADS).\n"
+        "Ctrl-C saves OUTDIR/checkpoint-STEP and exits 130; --resume it with the same arguments\n"
+        "to finish with exactly the weights of an uninterrupted run. See docs/finetune.md.",
+        opts};
+    int r = opts_parse(&spec, argc, argv);
+    if (r)
+        return r < 0 ? 2 : 0;
+    if (opts_require(&spec, "data", data))
+        return 2;
+
+    ftq_train_config c = ftq_train_default_config();
+    if (strcmp(task_s, "classify") == 0)
+        c.task = FTQ_TASK_CLASSIFY;
+    else if (strcmp(task_s, "lm") == 0)
+        c.task = FTQ_TASK_LM;
+    else
+        return cmd_fail(spec.name, "unknown --task '%s' (expected classify or lm)", task_s) + 1;
+    if (strcmp(mode_s, "full") == 0)
+        c.mode = FTQ_TRAIN_FULL;
+    else if (strcmp(mode_s, "frozen") == 0)
+        c.mode = FTQ_TRAIN_FROZEN;
+    else if (strcmp(mode_s, "head") == 0)
+        c.mode = FTQ_TRAIN_HEAD;
+    else
+        return cmd_fail(spec.name, "unknown --mode '%s' (expected full, frozen or head)", mode_s) + 1;
+    if (ftq_schedule_from_name(schedule_s, &c.schedule) != FTQ_OK)
+        return cmd_fail(spec.name, "unknown --schedule '%s' (expected constant, linear or cosine)", schedule_s) + 1;
+    if (strcmp(init, "pretrained") != 0 && strcmp(init, "random") != 0)
+        return cmd_fail(spec.name, "unknown --init '%s' (expected pretrained or random)", init) + 1;
+    if (c.mode == FTQ_TRAIN_HEAD && c.task == FTQ_TASK_LM)
+        return cmd_fail(spec.name, "--mode head trains only a classification head; it needs --task classify") + 1;
+    if (given(argc, argv, "freeze-layers") && c.mode != FTQ_TRAIN_FROZEN)
+        return cmd_fail(spec.name, "--freeze-layers needs --mode frozen (mode is %s)", mode_s) + 1;
+    if (given(argc, argv, "epochs") && given(argc, argv, "max-steps"))
+        return cmd_fail(spec.name, "give --epochs or --max-steps, not both") + 1;
+    if (given(argc, argv, "warmup") && given(argc, argv, "warmup-ratio"))
+        return cmd_fail(spec.name, "give --warmup or --warmup-ratio, not both") + 1;
+    if (eval_every > 0 && c.task == FTQ_TASK_CLASSIFY && !dev)
+        return cmd_fail(spec.name, "--eval-every needs --dev for --task classify") + 1;
+    if (dev_limit > 0 && !dev && c.task == FTQ_TASK_CLASSIFY)
+        return cmd_fail(spec.name, "--dev-limit needs --dev") + 1;
+    if (resume && !ftq_is_dir(resume))
+        return cmd_fail(spec.name, "cannot resume from '%s': not a directory (--resume)", resume) + 1;
+
+    /* checks against the model's config, named by flag */
+    char *cfg_path = ftq_path_join(model, "config.json");
+    ftq_model_config mc;
+    int st = cfg_path ? ftq_config_load(cfg_path, &mc) : FTQ_ENOMEM;
+    free(cfg_path);
+    if (st != FTQ_OK)
+        return cmd_fail(spec.name, "%s", ftq_last_error());
+    if (mc.max_position > 0 && seq > mc.max_position)
+        return cmd_fail(spec.name, "--seq %d exceeds the model's %d positions", seq, mc.max_position) + 1;
+    if (freeze > mc.n_layers)
+        return cmd_fail(spec.name, "--freeze-layers %d exceeds the model's %d layers", freeze, mc.n_layers) + 1;
+
+    char default_out[4096];
+    if (!output) {
+        const char *base = strrchr(model, '/');
+        base = base && base[1] ? base + 1 : model;
+        size_t bl = strlen(base);
+        while (bl > 1 && base[bl - 1] == '/')
+            bl--;
+        snprintf(default_out, sizeof default_out, "%.*s-finetuned-%s", (int)bl, base, task_s);
+        output = default_out;
+    }
+    if (ftq_is_file(output))
+        return cmd_fail(spec.name, "output '%s' is a file, not a directory (-o)", output);
+
+    c.model_dir = model;
+    c.train_source = data;
+    c.dev_source = dev;
+    c.output_dir = output;
+    c.resume_dir = resume;
+    c.log_path = log;
+    c.text_col = text_col;
+    c.label_col = label_col;
+    c.skip_bad_rows = skip_bad;
+    c.limit = limit;
+    c.dev_limit = dev_limit;
+    c.freeze_layers = freeze;
+    c.init_random = strcmp(init, "random") == 0;
+    c.lr = lr;
+    c.warmup_steps = warmup;
+    c.warmup_ratio = warmup_ratio;
+    c.weight_decay = weight_decay;
+    c.beta1 = beta1;
+    c.beta2 = beta2;
+    c.eps = adam_eps;
+    c.max_grad_norm = max_grad_norm;
+    c.epochs = epochs;
+    c.max_steps = max_steps;
+    c.batch_size = batch;
+    c.grad_accum = accum;
+    c.seq_len = seq;
+    c.seed = seed;
+    c.eval_every = eval_every;
+    c.save_every = save_every;
+    progress_ctx pc = {json, isatty(STDERR_FILENO), 1};
+    c.progress = on_progress;
+    c.progress_user = &pc;
+    c.stop = &stop_flag;
+
+    ftq_trainer *t = NULL;
+    if (ftq_trainer_new(&c, &t) != FTQ_OK)
+        return cmd_fail(spec.name, "%s", ftq_last_error());
+    const ftq_train_plan *pl = ftq_trainer_plan(t);
+    pc.every = pl->total_steps / 20 > 0 ? pl->total_steps / 20 : 1;
+    if (!json) {
+        fprintf(stderr, "%s %s on %s %s (%s trainable parameters), seq %d, batch %d x %d, %s steps%s, lr %g "
+                "(%s, warmup %lld)\n",
+                c.task == FTQ_TASK_LM ? "lm" : "classify", mode_s, fmt_count(pl->train_examples),
+                c.task == FTQ_TASK_LM ? "blocks" : "rows", fmt_count((long long)pl->n_trainable), pl->seq_len,
+                batch, accum, fmt_count(pl->total_steps),
+                pl->start_step ? " (resumed)" : "", lr, schedule_s, (long long)pl->warmup_steps);
+        if (pl->bad_rows)
+            fprintf(stderr, "skipped %lld bad row%s\n", (long long)pl->bad_rows, pl->bad_rows == 1 ? "" : "s");
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    ftq_train_result res;
+    st = ftq_trainer_run(t, &res);
+    signal(SIGINT, SIG_DFL);
+    progress_done();
+    int rc = 0;
+    if (st == FTQ_EINTERRUPTED) {
+        fprintf(stderr, "ftq finetune: %s (continue with --resume '%s')\n", ftq_last_error(),
+                res.checkpoint ? res.checkpoint : "");
+        rc = 130;
+        goto out;
+    }
+    if (st != FTQ_OK) {
+        rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        goto out;
+    }
+    if (json) {
+        printf("{\"task\": \"%s\", \"mode\": \"%s\", \"steps\": %lld", c.task == FTQ_TASK_LM ? "lm" : "classify",
+               mode_s, (long long)res.steps);
+        print_num("epochs", res.epochs);
+        print_num("final_loss", res.final_loss);
+        print_num("train_loss", res.train_loss);
+        printf(", \"train_examples\": %lld, \"dev_examples\": %lld", (long long)pl->train_examples,
+               (long long)res.dev_examples);
+        if (c.task == FTQ_TASK_CLASSIFY && res.has_dev) {
+            print_num("accuracy", res.dev.accuracy);
+            print_num("macro_f1", res.dev.macro_f1);
+            printf(", \"confusion\": ");
+            print_confusion_json(&res.dev);
+        } else {
+            printf(", \"accuracy\": null, \"macro_f1\": null, \"confusion\": null");
+        }
+        if (c.task == FTQ_TASK_CLASSIFY) {
+            printf(", \"labels\": [");
+            for (int i = 0; i < pl->num_labels; i++) {
+                printf("%s", i ? ", " : "");
+                json_print_string(stdout, pl->label_names[i]);
+            }
+            printf("]");
+        }
+        print_num("dev_loss_before", res.dev_loss_before);
+        print_num("dev_loss_after", res.dev_loss_after);
+        print_num("ppl_before", res.ppl_before);
+        print_num("ppl_after", res.ppl_after);
+        print_num("tokens_per_second", res.tokens_per_second);
+        printf(", \"train_tokens\": %lld, \"peak_rss_bytes\": %zu", (long long)res.train_tokens, res.peak_rss_bytes);
+        print_num("seconds", res.seconds);
+        print_num("train_seconds", res.train_seconds);
+        printf(", \"trainable_parameters\": %zu, \"parameters\": %zu, \"seq\": %d, \"batch\": %d, \"grad_accum\": %d"
+               ", \"resumed_from_step\": %lld, \"threads\": %d, \"output_dir\": ",
+               pl->n_trainable, pl->n_params, pl->seq_len, batch, accum, (long long)pl->start_step, ftq_get_threads());
+        json_print_string(stdout, res.output_dir);
+        printf("}\n");
+    } else {
+        printf("trained %lld steps (%.2f epochs) in %.1f s: %s tokens/s, peak RSS %s MB\n", (long long)res.steps,
+               res.epochs, res.seconds, fmt_count((long long)llround(res.tokens_per_second)),
+               fmt_count((long long)(res.peak_rss_bytes >> 20)));
+        printf("train loss %.4f (last step %.4f)\n", res.train_loss, res.final_loss);
+        if (c.task == FTQ_TASK_CLASSIFY && res.has_dev) {
+            printf("dev: accuracy %.4f, macro-F1 %.4f (%lld rows)\n", res.dev.accuracy, res.dev.macro_f1,
+                   (long long)res.dev.n);
+            print_confusion_text(&res.dev, pl->label_names);
+        } else if (c.task == FTQ_TASK_LM && res.has_dev) {
+            printf("dev perplexity %.4f -> %.4f (loss %.4f -> %.4f, %lld blocks of %d)\n", res.ppl_before,
+                   res.ppl_after, res.dev_loss_before, res.dev_loss_after, (long long)res.dev_examples, pl->seq_len);
+        }
+        printf("saved %s\n", res.output_dir);
+    }
+out:
+    ftq_train_result_free(&res);
+    ftq_trainer_free(t);
+    return rc;
+}
