@@ -295,6 +295,10 @@ int cmd_finetune(int argc, char **argv)
                 c.task == FTQ_TASK_LM ? "blocks" : "rows", fmt_count((long long)pl->n_trainable), pl->seq_len,
                 batch, accum, fmt_count(pl->total_steps),
                 pl->start_step ? " (resumed)" : "", lr, schedule_s, (long long)pl->warmup_steps);
+        if (pl->checkpoint_threads && pl->checkpoint_threads != ftq_get_threads())
+            fprintf(stderr, "warning: the checkpoint was trained with %d threads, this run uses %d: the result "
+                    "will not be bit-identical to an uninterrupted run (set FTQ_THREADS=%d)\n",
+                    pl->checkpoint_threads, ftq_get_threads(), pl->checkpoint_threads);
         if (pl->bad_rows)
             fprintf(stderr, "skipped %lld bad row%s\n", (long long)pl->bad_rows, pl->bad_rows == 1 ? "" : "s");
     }

@@ -491,6 +491,9 @@ static int load_resume_state(ftq_trainer *t)
                            "epoch_index, batch_position or rng_state", dir);
         goto out;
     }
+    int64_t threads = 0;
+    if (get_i64(j, "threads", &threads))
+        t->plan.checkpoint_threads = (int)threads;
     const cJSON *dlb = cJSON_GetObjectItemCaseSensitive(j, "dev_loss_before");
     t->dev_loss_before = cJSON_IsNumber(dlb) ? dlb->valuedouble : NAN;
     const cJSON *h, *hist = cJSON_GetObjectItemCaseSensitive(j, "log_history");
@@ -820,6 +823,7 @@ static int write_state(ftq_trainer *t, const char *path)
     cJSON_AddNumberToObject(j, "steps_per_epoch", (double)t->plan.steps_per_epoch);
     cJSON_AddNumberToObject(j, "warmup_steps", (double)t->plan.warmup_steps);
     cJSON_AddNumberToObject(j, "train_examples", (double)t->train.n);
+    cJSON_AddNumberToObject(j, "threads", ftq_get_threads());
     if (isfinite(t->dev_loss_before))
         cJSON_AddNumberToObject(j, "dev_loss_before", t->dev_loss_before);
     cJSON_AddItemToObject(j, "args", args);

@@ -260,6 +260,8 @@ typedef struct {
     int64_t bad_rows;                     /* skipped with skip_bad_rows */
     int64_t steps_per_epoch, total_steps, warmup_steps;
     int64_t start_step;                   /* > 0 when resuming */
+    int checkpoint_threads;               /* resuming: the thread count the checkpoint was
+                                             trained with (bit-identity needs the same), else 0 */
     int epochs;                           /* epochs the run touches */
     int seq_len, pad_id, num_labels, freeze_layers;
     const char *const *label_names;       /* classify */
