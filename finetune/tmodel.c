@@ -337,6 +337,8 @@ static int alloc_acts(ftq_tmodel *tm)
                              "sequence %d",
                              (double)total * sizeof(float) / 1e6, tm->p.max_batch, tm->p.max_seq);
     }
+    /* touch every page now, so the first training step does not pay for the page faults */
+    memset(tm->act_mem, 0, total * sizeof(float));
     float *p = tm->act_mem;
     for (size_t i = 0; i < ns; i++) {
         *sl[i].ptr = p;

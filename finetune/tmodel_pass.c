@@ -320,10 +320,11 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         }
     }
 
-    memset(tm->dres, 0, sizeof(float) * (size_t)N * C);
-    norm_bwd(tm, tm->dres, tm->g.normf_w, tm->g.normf_b, tm->dh, tm->xf, tm->w.normf_w, tm->meanf,
-             tm->rstdf, N);
-    const int full = tm->p.mode == FTQ_TRAIN_FULL;
+    const int full = tm->p.mode == FTQ_TRAIN_FULL, below = full || tm->first_block < L;
+    if (below)
+        memset(tm->dres, 0, sizeof(float) * (size_t)N * C);
+    norm_bwd(tm, below ? tm->dres : NULL, tm->g.normf_w, tm->g.normf_b, tm->dh, tm->xf, tm->w.normf_w,
+             tm->meanf, tm->rstdf, N);
     for (int l = L - 1; l >= tm->first_block; l--)
         block_backward(tm, l, l > tm->first_block || full);
     if (full)

@@ -906,6 +906,79 @@ static void test_errors(void)
     ftq_model_free(m);
 }
 
+/* ---- classifier configs ------------------------------------------------------------------------- */
+
+#define CLS_BASE                                                                                              \
+    "\"model_type\":\"llama\",\"vocab_size\":100,\"hidden_size\":32,\"intermediate_size\":64,"                 \
+    "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"max_position_embeddings\":64"
+
+static int parse(const char *json, ftq_model_config *c) { return ftq_config_parse(json, strlen(json), "c.json", c); }
+
+/* architectures[0] *ForSequenceClassification -> is_classifier; HF leaves num_labels and
+ * id2label out of config.json when they are the defaults (2 labels); the parameter count
+ * has score instead of lm_head; label names from id2label, LABEL_i where absent. */
+static void test_config_classifier(void)
+{
+    ftq_model_config c;
+    ASSERT_OK(parse("{\"architectures\":[\"LlamaForSequenceClassification\"]," CLS_BASE "}", &c));
+    CU_ASSERT(c.is_classifier);
+    ASSERT_INT_EQ(c.num_labels, 2);
+    ASSERT_INT_EQ(ftq_config_param_count(&c), 100 * 32 + 1 * (4 * 32 * 32 + 3 * 32 * 64 + 2 * 32) + 32 + 2 * 32);
+    ASSERT_OK(parse("{\"architectures\":[\"LlamaForCausalLM\"]," CLS_BASE ",\"num_labels\":4}", &c));
+    CU_ASSERT(!c.is_classifier);
+    ASSERT_INT_EQ(c.num_labels, 4);
+    ASSERT_OK(parse("{\"architectures\":[\"GPT2ForSequenceClassification\"],\"model_type\":\"gpt2\",\"vocab_size\":10,"
+                    "\"n_embd\":8,\"n_layer\":1,\"n_head\":2,\"n_ctx\":16,\"id2label\":{\"0\":\"a\",\"1\":\"b\",\"2\":\"c\"}}",
+                    &c));
+    CU_ASSERT(c.is_classifier);
+    ASSERT_INT_EQ(c.num_labels, 3);
+    CU_ASSERT_EQUAL(parse("{\"architectures\":\"LlamaForCausalLM\"," CLS_BASE "}", &c), FTQ_EFORMAT);
+    CU_ASSERT_EQUAL(parse("{\"architectures\":[7]," CLS_BASE "}", &c), FTQ_EFORMAT);
+    ASSERT_OK(parse("{\"architectures\":[]," CLS_BASE "}", &c));
+    CU_ASSERT(!c.is_classifier);
+
+    const char *tmp = test_tmpdir("tmodel_labels");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    struct {
+        const char *json;
+        int rc, n;
+        const char *last;
+    } cases[] = {
+        {"{\"architectures\":[\"LlamaForSequenceClassification\"]," CLS_BASE ",\"id2label\":{\"1\":\"pos\",\"0\":\"neg\"}}",
+         FTQ_OK, 2, "pos"},
+        {"{\"architectures\":[\"LlamaForSequenceClassification\"]," CLS_BASE ",\"num_labels\":3}", FTQ_OK, 3, "LABEL_2"},
+        {"{\"architectures\":[\"LlamaForSequenceClassification\"]," CLS_BASE "}", FTQ_OK, 2, "LABEL_1"},
+        {"{" CLS_BASE "}", FTQ_OK, 0, NULL},
+        {"{\"architectures\":[\"LlamaForSequenceClassification\"]," CLS_BASE ",\"id2label\":{\"0\":\"a\",\"x\":\"b\"}}",
+         FTQ_EFORMAT, 0, NULL},
+        {"{\"architectures\":[\"LlamaForSequenceClassification\"]," CLS_BASE ",\"id2label\":{\"0\":\"a\",\"01\":\"b\"}}",
+         FTQ_EFORMAT, 0, NULL},
+        {"{\"architectures\":[\"LlamaForSequenceClassification\"]," CLS_BASE ",\"id2label\":{\"0\":\"a\",\"1\":2}}",
+         FTQ_EFORMAT, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        fputs(cases[i].json, f);
+        fclose(f);
+        char **names = NULL;
+        int n = -1;
+        int rc = ftq_config_load_labels(tmp, &names, &n);
+        if (rc != cases[i].rc)
+            fprintf(stderr, "\n  case %zu: rc %d (%s)\n", i, rc, ftq_last_error());
+        CU_ASSERT_EQUAL(rc, cases[i].rc);
+        if (rc == FTQ_OK) {
+            ASSERT_INT_EQ(n, cases[i].n);
+            if (cases[i].last && n > 0)
+                CU_ASSERT_STRING_EQUAL(names[n - 1], cases[i].last);
+        } else {
+            CU_ASSERT_PTR_NULL(names);
+        }
+        ftq_free_strings(names, n);
+    }
+}
+
 /* ---- AdamW ---------------------------------------------------------------------------------------- */
 
 /* PyTorch AdamW in double. */
@@ -998,6 +1071,7 @@ void test_register_tmodel(void)
         {"lm_chunks", test_lm_chunks},
         {"init_random", test_init_random},
         {"errors", test_errors},
+        {"config_classifier", test_config_classifier},
         {"adamw", test_adamw},
         {NULL, NULL},
     };
