@@ -131,7 +131,7 @@ int cmd_finetune(int argc, char **argv)
         {"data", 'd', OPT_STR, &data, "TRAIN", "training data: .csv/.tsv/.jsonl rows, or plain text for --task lm; "
                                                "FILE or ARCHIVE:MEMBER", 0, -1},
         {"dev", 0, OPT_STR, &dev, "DEV", "dev set (classify: labeled rows; lm: text, default the last 10% of TRAIN)", 0, -1},
-        {"output", 'o', OPT_STR, &output, "OUTDIR", "output model directory (default ./<model>-finetuned-<task>)", 0, -1},
+        {"output", 'o', OPT_STR, &output, "OUTDIR", "output model directory (default ./<model>-finetuned-<task>, or the parent of --resume)", 0, -1},
         {"task", 0, OPT_STR, &task_s, "TASK", "classify | lm", 0, -1},
         {"mode", 0, OPT_STR, &mode_s, "MODE", "full | frozen (first K blocks + embeddings frozen) | head (only the "
                                               "classification head)", 0, -1},
@@ -237,6 +237,18 @@ int cmd_finetune(int argc, char **argv)
         return cmd_fail(spec.name, "--freeze-layers %d exceeds the model's %d layers", freeze, mc.n_layers) + 1;
 
     char default_out[4096];
+    if (!output && resume) { /* continue in the directory that holds the checkpoint */
+        size_t n = strlen(resume);
+        while (n > 1 && resume[n - 1] == '/')
+            n--;
+        while (n > 0 && resume[n - 1] != '/')
+            n--;
+        if (n == 0) /* "checkpoint-4": the current directory */
+            snprintf(default_out, sizeof default_out, ".");
+        else /* "out/checkpoint-4" -> "out", "/checkpoint-4" -> "/" */
+            snprintf(default_out, sizeof default_out, "%.*s", n > 1 ? (int)n - 1 : 1, resume);
+        output = default_out;
+    }
     if (!output) {
         const char *base = strrchr(model, '/');
         base = base && base[1] ? base + 1 : model;

@@ -292,6 +292,9 @@ int ckpt_check_args(const cJSON *saved, const cJSON *now, const char *dir)
         char a[80], b[80];
         describe(it, a, sizeof a);
         describe(old, b, sizeof b);
+        if (!old && it->string[0] != '_')
+            return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': --%s %s was not an argument of the "
+                                 "checkpoint's run", dir, it->string, a);
         if (it->string[0] == '_') /* derived values name what they come from */
             return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': %s differs from the checkpoint's (%s vs %s)",
                                  dir, it->string + 1, a, b);
