@@ -930,8 +930,12 @@ static int save_final(ftq_trainer *t)
             char *a = ftq_path_join(tmp, files[i]), *b = ftq_path_join(t->c.output_dir, files[i]);
             if (!a || !b)
                 rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-            else if (ftq_is_file(a) && rename(a, b) != 0)
-                rc = ftq_set_error(FTQ_EIO, "cannot rename '%s' to '%s': %s", a, b, strerror(errno));
+            else if (ftq_is_file(a)) {
+                if (rename(a, b) != 0)
+                    rc = ftq_set_error(FTQ_EIO, "cannot rename '%s' to '%s': %s", a, b, strerror(errno));
+            } else if (ftq_is_file(b)) {
+                unlink(b); /* left by an earlier run of another model: it would shadow this one's */
+            }
             free(a);
             free(b);
         }

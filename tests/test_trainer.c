@@ -641,6 +641,39 @@ static void test_output_loads(void)
     ftq_train_result_free(&r);
 }
 
+/* A second run into the same OUTDIR replaces the model and drops the first model's
+ * tokenizer files that would shadow the new ones. */
+static void test_outdir_reuse(void)
+{
+    char out[4200], p[4400];
+    snprintf(out, sizeof out, "%s", test_tmpdir("trainer_reuse"));
+    ftq_train_config c = tiny_config("golden/gpt2_tiny_random", out);
+    c.max_steps = 1;
+    ftq_train_result r;
+    ASSERT_OK(train(&c, &r));
+    ftq_train_result_free(&r);
+    snprintf(p, sizeof p, "%s/vocab.json", out);
+    CU_ASSERT(ftq_is_file(p));
+    c = tiny_config("models/stories260K", out);
+    c.max_steps = 1;
+    ASSERT_OK(train(&c, &r));
+    ftq_train_result_free(&r);
+    CU_ASSERT(!ftq_is_file(p));
+    const char *want[] = {"model.safetensors", "config.json", "tokenizer.model", "tokenizer.json"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, want[i]);
+        CU_ASSERT(ftq_is_file(p));
+    }
+    ftq_model *m = NULL;
+    ftq_tokenizer *tok = NULL;
+    ASSERT_OK(ftq_model_load(out, &m));
+    ASSERT_OK(ftq_tokenizer_load(out, &tok));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tok), FTQ_TOKENIZER_HF_JSON);
+    ASSERT_INT_EQ(ftq_model_get_config(m)->arch, FTQ_ARCH_LLAMA);
+    ftq_tokenizer_free(tok);
+    ftq_model_free(m);
+}
+
 static void test_lm_run(void)
 {
     char out[4200];
@@ -785,6 +818,7 @@ void test_register_trainer(void)
         {"resume_exact", test_resume_exact},
         {"frozen_and_head", test_frozen_and_head},
         {"output_loads", test_output_loads},
+        {"outdir_reuse", test_outdir_reuse},
         {"lm_run", test_lm_run},
         {"nan_stops", test_nan_stops},
         {"stop_flag", test_stop_flag},
