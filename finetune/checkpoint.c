@@ -88,10 +88,33 @@ int ckpt_write_json(const char *path, const cJSON *j)
     char *text = cJSON_Print(j);
     if (!text)
         return ftq_set_error(FTQ_ENOMEM, "out of memory writing '%s'", path);
+    /* HF's layout (json.dumps indent=2): cJSON indents with tabs and writes ":\t"; strings
+     * never hold a raw tab (cJSON escapes it), so every tab is layout */
+    size_t n = 0;
+    for (const char *p = text; *p; p++)
+        n += *p == '\t' ? 2 : 1;
+    char *pretty = malloc(n + 1);
+    if (!pretty) {
+        cJSON_free(text);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory writing '%s'", path);
+    }
+    n = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p != '\t')
+            pretty[n++] = *p;
+        else if (p > text && p[-1] == ':')
+            pretty[n++] = ' ';
+        else {
+            pretty[n++] = ' ';
+            pretty[n++] = ' ';
+        }
+    }
+    pretty[n] = '\0';
+    cJSON_free(text);
+    text = pretty;
     ftq_atomic_file af;
     int rc = ftq_atomic_open(&af, path);
     if (rc == FTQ_OK) {
-        size_t n = strlen(text);
         if (fwrite(text, 1, n, af.fp) != n || fputc('\n', af.fp) == EOF) {
             rc = ftq_set_error(FTQ_EIO, "cannot write '%s': %s", path, strerror(errno));
             ftq_atomic_abort(&af);
@@ -99,7 +122,7 @@ int ckpt_write_json(const char *path, const cJSON *j)
             rc = ftq_atomic_commit(&af);
         }
     }
-    cJSON_free(text);
+    free(text);
     return rc;
 }
 

@@ -290,7 +290,9 @@ typedef struct {
 typedef struct ftq_trainer ftq_trainer;
 
 /* Load the model, tokenizer, data (tokenized, packed) and a resume checkpoint; validate
- * every option against them. Writes nothing. */
+ * every option against them. Writes nothing. The config is copied, but the strings it points
+ * to (and the stop flag) must outlive the trainer. A trainer is used from one thread; the
+ * kernels inside use $FTQ_THREADS / ftq_set_threads. */
 int ftq_trainer_new(const ftq_train_config *c, ftq_trainer **out);
 const ftq_train_plan *ftq_trainer_plan(const ftq_trainer *t);
 /* Train, evaluate and save (final model into output_dir, checkpoints as configured).
