@@ -1,0 +1,14 @@
+/* bench.h - entry points of the ftq_bench subcommands that live outside bench.c. Each takes
+ * the arguments after the subcommand name (argv[0] is the subcommand) and returns the exit
+ * status; speed numbers go to stdout and are reported, never asserted. */
+#ifndef FTQ_BENCH_BENCH_H
+#define FTQ_BENCH_BENCH_H
+
+/* ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]
+ * f32 (ftq_linear_f32, OpenBLAS sgemv / sgemm) against the int8 / int4 kernels of
+ * kernels/qlinear.h: GFLOP/s and GB/s of weight traffic, medians of --reps repetitions,
+ * for W = 768x768, 2048x768, 768x2048 and 32000x768 at T = 1 (weights streamed from DRAM
+ * and cache-hot) and T = 512 (bench/qbench.c). */
+int ftq_bench_qmatmul(int argc, char **argv);
+
+#endif

@@ -1,0 +1,158 @@
+/* qlinear.h - quantized weight matrices in the kernel layout, on-the-fly int8 activations,
+ * and y = x W^T + b on them (internal). Every path (scalar, AVX2, AVX-VNNI, AVX-512 VNNI)
+ * performs the same integer sums and the same float operations in the same order for each
+ * output, so all paths, thread counts and T-blockings give bit-identical results.
+ *
+ *     ftq_qmat w;                          // filled by ftq_qmat_pack (quant/quant.h)
+ *     void *scratch = malloc(ftq_qmat_scratch_bytes(&w, T));
+ *     ftq_qmat_mul(y, x, &w, bias, T, scratch);     // y [T, w.rows], x [T, w.cols]
+ *
+ * Schemes. A weight is value = d * (c - z) for an integer code c and zero code z:
+ *   FTQ_QSCHEME_Q8   int8 symmetric   q = c - z in [-127, 127]   (z = 0 on disk, 128 here)
+ *   FTQ_QSCHEME_Q4   int4 symmetric   c in [0, 15], z = 8        (q = c - 8 in [-8, 7])
+ *   FTQ_QSCHEME_Q4A  int4 asymmetric  c in [0, 15], z in [0, 15] per group
+ * with one f32 scale d per group of `group` consecutive input elements of a row.
+ *
+ * Kernel layout (this header): rows are cut into panels of FTQ_QPANEL = 16 output rows and
+ * the input dimension is zero-padded to kpad (a multiple of the activation block `ab`).
+ * A panel's codes are a run of 64-byte chunks, one zmm register (or two ymm) each; byte
+ * 4 * lane + i of a chunk belongs to output row 16 * panel + lane:
+ *   Q8       chunk j holds k = 4j .. 4j+3        byte = q + 128 (u8, so vpdpbusd can take
+ *            the weight as its unsigned operand; the 128 * sum(x) bias is removed per block)
+ *   Q4, Q4A  chunk j holds k = 8j .. 8j+7        byte = c(8j + i) | c(8j + 4 + i) << 4: the low
+ *            nibbles of a chunk are one 4-k step and the high nibbles the next, so one
+ *            AND and one shift unpack a whole register
+ * Lanes multiply four consecutive codes by four consecutive activations (one broadcast
+ * dword): no horizontal reduction anywhere, one output per lane.
+ * Scales d[panel][group][16] (f32) and, for Q4A, zero codes zp[panel][group][16] (u8).
+ * Padding holds the zero code (padded rows also scale 0); padded inputs meet zero
+ * activations, so padding never contributes.
+ *
+ * Activations are quantized per row and block of `ab` (32, 64 or 128) input elements:
+ * dx = max|x| / 127, qx = nearbyint(x * (1 / dx)) in [-127, 127], and sx = sum(qx). A block
+ * with max|x| < FTQ_QACT_AMAX_MIN quantizes to zero; a block holding a NaN or an Inf gets
+ * dx = NaN, so that row's outputs are NaN (as the f32 matmul would give NaN or Inf).
+ *
+ * Per output o and row t: acc = 0; for each activation block b of group g:
+ *     isum = sum_k (c[o][k] - z) * qx[t][k]                (exact int32)
+ *     acc  = fmaf((float)isum, d[o][g] * dx[t][b], acc)   (one rounding for the product)
+ * y[t][o] = acc (+ bias[o]). The integer part cannot overflow: |isum| <= 128 * 255 * 127.
+ */
+#ifndef FTQ_KERNELS_QLINEAR_H
+#define FTQ_KERNELS_QLINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ftq_core.h"
+
+/* Append-only: the scheme names are written to files (docs/quant-format.md). */
+typedef enum {
+    FTQ_QSCHEME_Q8 = 0,
+    FTQ_QSCHEME_Q4,
+    FTQ_QSCHEME_Q4A,
+    FTQ_QSCHEME_COUNT
+} ftq_qscheme;
+
+#define FTQ_QPANEL 16       /* output rows per panel (lanes of a zmm of int32) */
+#define FTQ_QCHUNK 64       /* bytes per panel chunk */
+#define FTQ_QACT_BLOCK 32   /* default (and smallest) activation block */
+#define FTQ_QACT_AMAX_MIN 1e-30f /* blocks below this quantize to zero (1/dx stays finite) */
+
+/* One chunk of a panel: b[lane][i], lane = output row within the panel. Q8 chunk j:
+ * b[l][i] = q(16p + l, 4j + i) + 128. Q4 / Q4A chunk j: b[l][i] = c(8j + i) | c(8j + 4 + i) << 4. */
+typedef struct {
+    uint8_t b[FTQ_QPANEL][4];
+} ftq_qchunk;
+_Static_assert(sizeof(ftq_qchunk) == FTQ_QCHUNK, "a chunk is one zmm (two ymm) register");
+
+/* The scales of one group of one panel: d[lane], one zmm (two ymm) of f32. */
+typedef struct {
+    float d[FTQ_QPANEL];
+} ftq_qscales;
+_Static_assert(sizeof(ftq_qscales) == 64, "a panel's group scales are one zmm register");
+
+/* Zero codes of one group of one panel (Q4A), widened to int32 lanes by the kernels. */
+typedef struct {
+    uint8_t z[FTQ_QPANEL];
+} ftq_qzeros;
+_Static_assert(sizeof(ftq_qzeros) == 16, "a panel's group zero codes are one xmm register");
+
+typedef struct {
+    ftq_qscheme scheme;
+    int rows;           /* output features (out_dim) */
+    int cols;           /* input features (in_dim) */
+    int group;          /* inputs per weight scale: a multiple of ab, or kpad for per-row */
+    int ab;             /* activation block: 32, 64 or 128 */
+    int kpad;           /* cols rounded up to a multiple of ab */
+    int npanels;        /* ceil(rows / 16) */
+    int ngroups;        /* scales per row: ceil(cols / group) (1 for per-row) */
+    size_t panel_bytes; /* kpad * 16 (Q8) or kpad * 8 (Q4, Q4A): kpad / 4 or kpad / 8 chunks */
+    uint8_t *qs;        /* [npanels][panel_bytes] = ftq_qchunk runs, 64-byte aligned */
+    float *d;           /* [npanels][ngroups] ftq_qscales, 64-byte aligned */
+    uint8_t *zp;        /* [npanels][ngroups] ftq_qzeros for Q4A, else NULL */
+    void *mem;          /* the one allocation holding qs, d and zp */
+    size_t mem_bytes;   /* its size */
+} ftq_qmat;
+
+/* Allocate a zero-filled matrix (codes = zero code, scales 0). group is 32, 64 or 128 (a
+ * multiple of ab) or 0 for one scale per row (Q8 only); ab is 32, 64 or 128, or 0 for
+ * FTQ_QACT_BLOCK. Returns FTQ_OK, FTQ_EINVAL (message names the bad value) or FTQ_ENOMEM.
+ * ftq_qmat_pack (quant/quant.h) fills it from a quantized tensor. */
+int ftq_qmat_alloc(ftq_qmat *m, ftq_qscheme scheme, int rows, int cols, int group, int ab);
+/* A deep copy of src into *dst (its own allocation). FTQ_OK or FTQ_ENOMEM. */
+int ftq_qmat_clone(ftq_qmat *dst, const ftq_qmat *src);
+/* Free the allocation and zero *m (NULL and zeroed matrices are fine). */
+void ftq_qmat_free(ftq_qmat *m);
+/* Bytes of weight data the kernels stream per product (codes + scales + zero codes). */
+size_t ftq_qmat_bytes(const ftq_qmat *m);
+
+/* ---- activations ---------------------------------------------------------------------- */
+
+typedef struct {
+    int T, kpad, ab, nblk; /* nblk = kpad / ab */
+    int8_t *qs;            /* [T][kpad], zero beyond the row's n inputs */
+    float *d;              /* [T][nblk] block scales dx */
+    int32_t *s;            /* [T][nblk] block sums of qs */
+} ftq_qact;
+
+/* Quantize one row of n floats into kpad codes (kpad a multiple of ab, n <= kpad), with the
+ * rule above. Scalar reference; the SIMD version used by the matmul is bit-identical. */
+void ftq_qact_quantize_row_ref(const float *x, int n, int kpad, int ab, int8_t *qs, float *d,
+                               int32_t *s);
+/* The same with AVX2 when the CPU has it (what every SIMD matmul path uses). */
+void ftq_qact_quantize_row(const float *x, int n, int kpad, int ab, int8_t *qs, float *d,
+                           int32_t *s);
+
+/* ---- matmul --------------------------------------------------------------------------- */
+
+typedef enum {
+    FTQ_QPATH_AUTO = 0,
+    FTQ_QPATH_SCALAR,
+    FTQ_QPATH_AVX2,       /* vpmaddubsw + vpmaddwd */
+    FTQ_QPATH_AVXVNNI,    /* 256-bit vpdpbusd */
+    FTQ_QPATH_AVX512VNNI, /* 512-bit vpdpbusd */
+    FTQ_QPATH_COUNT
+} ftq_qpath;
+
+/* 1 if `path` can run on this CPU (after FTQ_CPU_MASK); AUTO and SCALAR always can. */
+int ftq_qpath_supported(ftq_qpath path);
+/* The path AUTO picks: the widest supported one. */
+ftq_qpath ftq_qpath_best(void);
+/* "scalar", "avx2", "avxvnni", "avx512vnni" ("auto" for AUTO, "?" if out of range). */
+const char *ftq_qpath_name(ftq_qpath path);
+
+/* Scratch bytes ftq_qmat_mul needs for T rows (the quantized activations). */
+size_t ftq_qmat_scratch_bytes(const ftq_qmat *w, int T);
+
+/* y[T, w->rows] = x[T, w->cols] W^T (+ bias[w->rows] if not NULL). scratch holds
+ * ftq_qmat_scratch_bytes(w, T) bytes (any alignment); y must not alias x or scratch.
+ * OpenMP over panels and row chunks (disjoint writes); do not call from inside a parallel
+ * region. Thread-safe for distinct y and scratch. */
+void ftq_qmat_mul(float *y, const float *x, const ftq_qmat *w, const float *bias, int T,
+                  void *scratch);
+/* The same on a chosen path. FTQ_EUNSUPPORTED (with a message) if this CPU lacks it. */
+int ftq_qmat_mul_path(ftq_qpath path, float *y, const float *x, const ftq_qmat *w,
+                      const float *bias, int T, void *scratch);
+
+#endif

@@ -1,0 +1,608 @@
+/* quant.c - the scheme traits table, deterministic scalar quantizers (plain and search),
+ * dequantization, error measures, packing into the kernel layout and the reference matmul.
+ * Invariants: no division by a zero scale (a zero or sub-FLT_MIN scale stores 0 and the zero
+ * code); non-finite input and scales beyond f16 are refused, never written; the search
+ * keeps the plain result unless a candidate is strictly better. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftq.h"
+#include "quant/quant.h"
+
+#ifdef _OPENMP
+#define OMP(x) _Pragma(#x)
+#else
+#define OMP(x)
+#endif
+
+/* Elements below which a tensor is (de)quantized on the calling thread. */
+#define PAR_MIN_ELEMS 32768
+
+/* ---- group quantization primitives ---------------------------------------------------- */
+
+float ftq_qscale_f16(float d)
+{
+    float a = fabsf(d);
+    uint16_t h = ftq_f32_to_f16(a);
+    float v = ftq_f16_to_f32(h);
+    if (v < a) /* round the magnitude up; 0x7bff + 1 is +Inf */
+        v = ftq_f16_to_f32((uint16_t)(h + 1));
+    return d < 0 ? -v : v;
+}
+
+/* The scale a group stores for a raw scale d: 0 below FLT_MIN (so 1/d stays finite). */
+static float final_scale(float d, int f16)
+{
+    if (!(fabsf(d) >= FLT_MIN))
+        return 0.0f;
+    return f16 ? ftq_qscale_f16(d) : d;
+}
+
+static void group_codes(const float *x, int n, float d, int z, int cmin, int cmax, int *c)
+{
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) {
+        float r = nearbyintf(x[i] * id) + (float)z; /* clamp in float: no int overflow */
+        r = r < (float)cmin ? (float)cmin : r > (float)cmax ? (float)cmax : r;
+        c[i] = (int)r;
+    }
+}
+
+/* Squared error with the dequantization expression of ftq_dequantize_row. */
+static double group_sse(const float *x, int n, float d, int z, const int *c)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        double e = (double)x[i] - (double)(d * (float)(c[i] - z));
+        s += e * e;
+    }
+    return s;
+}
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Best candidate so far; try() replaces it only on a strictly smaller error, so the plain
+ * result (tried first) survives ties and the search is never worse. */
+typedef struct {
+    const float *x;
+    int n, cmin, cmax;
+    int *c, *work; /* best codes, scratch codes */
+    float d;
+    int z;
+    double sse;
+} best_t;
+
+static void try_cand(best_t *b, float d, int z)
+{
+    if (d == 0.0f || !isfinite(d))
+        return;
+    group_codes(b->x, b->n, d, z, b->cmin, b->cmax, b->work);
+    double e = group_sse(b->x, b->n, d, z, b->work);
+    if (e < b->sse) {
+        b->sse = e;
+        b->d = d;
+        b->z = z;
+        memcpy(b->c, b->work, sizeof(int) * (size_t)b->n);
+    }
+}
+
+/* Symmetric schemes. Plain: d = max|x| / qmax. Search: d = s * max|x| / (qmax + delta) for
+ * the delta grid and sign(s) of the traits, then a least-squares refit d = sum(x q) / sum(q^2)
+ * of the best codes. Returns 0, or 1 if the plain scale overflows f16 / f32. */
+static int sym_group(const ftq_qscheme_traits *tr, const float *x, int n, int search, int f16,
+                     int *c, int *work, float *dout, int *zout)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++)
+        amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    const int z = tr->zero;
+    float d0 = final_scale(amax / tr->qmax, f16);
+    *zout = z;
+    if (!isfinite(d0))
+        return 1;
+    group_codes(x, n, d0, z, tr->cmin, tr->cmax, c);
+    *dout = d0;
+    if (!search || d0 == 0.0f)
+        return 0;
+    best_t b = {x, n, tr->cmin, tr->cmax, c, work, d0, z, group_sse(x, n, d0, z, c)};
+    for (int s = 0; s < tr->search_signs; s++) {
+        for (int i = 0; i <= 2 * tr->delta_n; i++) {
+            if (s == 0 && i == tr->delta_n)
+                continue; /* the plain scale */
+            float div = tr->qmax + (float)(i - tr->delta_n) * tr->delta_step;
+            try_cand(&b, final_scale((s ? -amax : amax) / div, f16), z);
+        }
+    }
+    double sxq = 0.0, sqq = 0.0;
+    for (int i = 0; i < n; i++) {
+        double q = (double)(c[i] - z);
+        sxq += (double)x[i] * q;
+        sqq += q * q;
+    }
+    if (sqq > 0.0)
+        try_cand(&b, final_scale((float)(sxq / sqq), f16), z);
+    *dout = b.d;
+    return 0;
+}
+
+/* Asymmetric (q4a). Plain: [lo, hi] = [min(x, 0), max(x, 0)], d = (hi - lo) / 15,
+ * z = round(-lo / d). Search: d = (hi - lo) / (15 + delta) with the zero code aligning lo,
+ * aligning hi, or centring the range (each clipping a different end), then a least-squares
+ * refit of value = a * c + b over the best codes. */
+static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int search, int f16,
+                      int *c, int *work, float *dout, int *zout)
+{
+    float lo = 0.0f, hi = 0.0f;
+    for (int i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    float d0 = final_scale((hi - lo) / tr->qmax, f16);
+    if (!isfinite(d0))
+        return 1;
+    int z0 = d0 != 0.0f ? clampi((int)nearbyintf(-lo / d0), tr->cmin, tr->cmax) : 0;
+    group_codes(x, n, d0, z0, tr->cmin, tr->cmax, c);
+    *dout = d0;
+    *zout = z0;
+    if (!search || d0 == 0.0f)
+        return 0;
+    best_t b = {x, n, tr->cmin, tr->cmax, c, work, d0, z0, group_sse(x, n, d0, z0, c)};
+    for (int i = 0; i <= 2 * tr->delta_n; i++) {
+        float d = final_scale((hi - lo) / (tr->qmax + (float)(i - tr->delta_n) * tr->delta_step), f16);
+        if (d == 0.0f || !isfinite(d))
+            continue;
+        int zs[3] = {clampi((int)nearbyintf(-lo / d), tr->cmin, tr->cmax),
+                     clampi(tr->cmax - (int)nearbyintf(hi / d), tr->cmin, tr->cmax),
+                     clampi((int)nearbyintf(0.5f * (float)tr->cmax - 0.5f * (lo + hi) / d), tr->cmin, tr->cmax)};
+        for (int j = 0; j < 3; j++) {
+            if ((j == 1 && zs[1] == zs[0]) || (j == 2 && (zs[2] == zs[0] || zs[2] == zs[1])))
+                continue;
+            if (d == d0 && zs[j] == z0)
+                continue;
+            try_cand(&b, d, zs[j]);
+        }
+    }
+    double sc = 0.0, scc = 0.0, sx = 0.0, sxc = 0.0;
+    for (int i = 0; i < n; i++) {
+        sc += c[i];
+        scc += (double)c[i] * c[i];
+        sx += x[i];
+        sxc += (double)x[i] * c[i];
+    }
+    double det = n * scc - sc * sc;
+    if (det > 0.0) {
+        double a = (n * sxc - sc * sx) / det, off = (sx - a * sc) / n;
+        float d = final_scale((float)a, f16);
+        if (d > 0.0f && isfinite(d))
+            try_cand(&b, d, clampi((int)nearbyint(-off / d), tr->cmin, tr->cmax));
+    }
+    *dout = b.d;
+    *zout = b.z;
+    return 0;
+}
+
+typedef int (*group_fn)(const ftq_qscheme_traits *, const float *, int, int, int, int *, int *,
+                        float *, int *);
+
+static const struct {
+    ftq_qscheme_traits t;
+    group_fn quantize_group;
+} schemes[FTQ_QSCHEME_COUNT] = {
+    /*                 name   bits cmin cmax zero qmax  step  n  signs */
+    [FTQ_QSCHEME_Q8] = {{"q8", 8, -127, 127, 0, 127.0f, 1.0f, 10, 1}, sym_group},
+    [FTQ_QSCHEME_Q4] = {{"q4", 4, 0, 15, 8, 7.0f, 0.1f, 10, 2}, sym_group},
+    [FTQ_QSCHEME_Q4A] = {{"q4a", 4, 0, 15, -1, 15.0f, 0.1f, 10, 1}, asym_group},
+};
+
+const ftq_qscheme_traits *ftq_qscheme_info(ftq_qscheme s)
+{
+    if ((int)s < 0 || s >= FTQ_QSCHEME_COUNT)
+        return NULL;
+    return &schemes[s].t;
+}
+
+int ftq_qscheme_from_name(const char *name, ftq_qscheme *out)
+{
+    for (int i = 0; i < FTQ_QSCHEME_COUNT; i++) {
+        if (strcmp(schemes[i].t.name, name) == 0) {
+            *out = (ftq_qscheme)i;
+            return FTQ_OK;
+        }
+    }
+    return FTQ_ENOTFOUND;
+}
+
+/* ---- parameters and rows -------------------------------------------------------------- */
+
+ftq_quant_params ftq_quant_default_params(void)
+{
+    ftq_quant_params p = {FTQ_QSCHEME_Q8, 32, 0, 1};
+    return p;
+}
+
+int ftq_quant_params_check(const ftq_quant_params *p)
+{
+    if (!ftq_qscheme_info(p->scheme))
+        return ftq_set_error(FTQ_EINVAL, "unknown quantization scheme %d", (int)p->scheme);
+    if (p->group == FTQ_QGROUP_ROW) {
+        if (p->scheme != FTQ_QSCHEME_Q8)
+            return ftq_set_error(FTQ_EINVAL, "per-row scales need q8: %s takes a group of 32, 64 or 128",
+                                 ftq_qscheme_info(p->scheme)->name);
+    } else if (p->group != 32 && p->group != 64 && p->group != 128) {
+        return ftq_set_error(FTQ_EINVAL, "invalid group size %d: expected 32, 64, 128 or per row", p->group);
+    }
+    return FTQ_OK;
+}
+
+size_t ftq_qrow_bytes(ftq_qscheme s, int n)
+{
+    return s == FTQ_QSCHEME_Q8 ? (size_t)n : ((size_t)n + 1) / 2;
+}
+
+int ftq_qrow_groups(int group, int n) { return group == FTQ_QGROUP_ROW ? 1 : (n + group - 1) / group; }
+
+enum { ROW_OK = 0, ROW_NONFINITE, ROW_OVERFLOW, ROW_NOMEM };
+
+/* One row, no message: status ROW_*, *bad = element (non-finite) or group start (overflow). */
+static int quantize_row_impl(const ftq_quant_params *p, const float *x, int n, uint8_t *qs,
+                             float *scales, uint8_t *zeros, int *bad, int *codes, int *work)
+{
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(x[i])) {
+            *bad = i;
+            return ROW_NONFINITE;
+        }
+    }
+    const ftq_qscheme_traits *tr = &schemes[p->scheme].t;
+    const group_fn fn = schemes[p->scheme].quantize_group;
+    const int gsize = p->group == FTQ_QGROUP_ROW ? n : p->group;
+    memset(qs, 0, ftq_qrow_bytes(p->scheme, n));
+    for (int g = 0, k0 = 0; k0 < n; g++, k0 += gsize) {
+        int m = n - k0 < gsize ? n - k0 : gsize;
+        float d = 0.0f;
+        int z = 0;
+        if (fn(tr, x + k0, m, p->search, p->f16_scales, codes, work, &d, &z)) {
+            *bad = k0;
+            return ROW_OVERFLOW;
+        }
+        scales[g] = d;
+        if (zeros)
+            zeros[g] = (uint8_t)z;
+        for (int i = 0; i < m; i++) {
+            if (tr->bits == 8)
+                qs[k0 + i] = (uint8_t)(int8_t)codes[i];
+            else
+                ftq_q4_set(qs, k0 + i, codes[i]);
+        }
+    }
+    return ROW_OK;
+}
+
+/* The message of a failed row: "non-finite value nan at row 3, column 17" or "scale of
+ * row 3, columns 32..63 overflows f16 (|x| up to 2e+07)" (row < 0: a lone row, "index"). */
+static int row_error(int st, const float *x, int bad, const ftq_quant_params *p, int n, int row)
+{
+    char where[48] = "";
+    if (row >= 0)
+        snprintf(where, sizeof where, "row %d, ", row);
+    if (st == ROW_NONFINITE)
+        return ftq_set_error(FTQ_ENUMERIC, "non-finite value %g at %s%s %d", (double)x[bad], where,
+                             row >= 0 ? "column" : "index", bad);
+    if (st == ROW_OVERFLOW) {
+        int gsize = p->group == FTQ_QGROUP_ROW ? n : p->group;
+        int end = bad + gsize < n ? bad + gsize : n;
+        float mx = 0.0f;
+        for (int i = bad; i < end; i++)
+            mx = fabsf(x[i]) > mx ? fabsf(x[i]) : mx;
+        return ftq_set_error(FTQ_ENUMERIC, "scale of %s%s %d..%d overflows %s (|x| up to %g)", where,
+                             row >= 0 ? "columns" : "elements", bad, end - 1,
+                             p->f16_scales ? "f16" : "f32", (double)mx);
+    }
+    return ftq_set_error(FTQ_ENOMEM, "out of memory quantizing a row of %d", n);
+}
+
+int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *qs, float *scales,
+                     uint8_t *zeros, int *bad)
+{
+    int rc = ftq_quant_params_check(p);
+    if (rc != FTQ_OK)
+        return rc;
+    if (n <= 0)
+        return ftq_set_error(FTQ_EINVAL, "invalid row length %d", n);
+    if (p->scheme == FTQ_QSCHEME_Q4A && !zeros)
+        return ftq_set_error(FTQ_EINVAL, "q4a needs a zero-code buffer");
+    int gsize = p->group == FTQ_QGROUP_ROW ? n : p->group;
+    int *codes = malloc(sizeof(int) * 2 * (size_t)gsize);
+    if (!codes)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory quantizing a row of %d", n);
+    int b = -1;
+    int st = quantize_row_impl(p, x, n, qs, scales, p->scheme == FTQ_QSCHEME_Q4A ? zeros : NULL, &b,
+                               codes, codes + gsize);
+    free(codes);
+    if (bad)
+        *bad = b;
+    return st == ROW_OK ? FTQ_OK : row_error(st, x, b, p, n, -1);
+}
+
+void ftq_dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float *scales,
+                        const uint8_t *zeros, int n, float *out)
+{
+    const ftq_qscheme_traits *tr = &schemes[s].t;
+    const int gsize = group == FTQ_QGROUP_ROW ? n : group;
+    for (int g = 0, k0 = 0; k0 < n; g++, k0 += gsize) {
+        const float d = scales[g];
+        const int z = tr->zero >= 0 ? tr->zero : zeros[g];
+        const int end = k0 + gsize < n ? k0 + gsize : n;
+        for (int k = k0; k < end; k++) {
+            int c = tr->bits == 8 ? (int)(int8_t)qs[k] : ftq_q4_get(qs, k);
+            out[k] = d * (float)(c - z);
+        }
+    }
+}
+
+/* ---- tensors -------------------------------------------------------------------------- */
+
+void ftq_qtensor_free(ftq_qtensor *q)
+{
+    if (!q)
+        return;
+    free(q->mem);
+    memset(q, 0, sizeof *q);
+}
+
+static int qtensor_alloc(ftq_qtensor *q, ftq_qscheme s, int rows, int cols, int group)
+{
+    memset(q, 0, sizeof *q);
+    q->scheme = s;
+    q->rows = rows;
+    q->cols = cols;
+    q->group = group;
+    q->gsize = group == FTQ_QGROUP_ROW ? cols : group;
+    q->ngroups = ftq_qrow_groups(group, cols);
+    q->row_bytes = ftq_qrow_bytes(s, cols);
+    size_t nq = (size_t)rows * q->row_bytes, ns = (size_t)rows * q->ngroups;
+    size_t nq4 = (nq + 3) / 4 * 4;
+    size_t total = nq4 + ns * sizeof(float) + (s == FTQ_QSCHEME_Q4A ? ns : 0);
+    q->mem = malloc(total ? total : 1);
+    if (!q->mem)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for a quantized [%d, %d] tensor", rows, cols);
+    q->qs = q->mem;
+    q->scales = (float *)((char *)q->mem + nq4);
+    q->zeros = s == FTQ_QSCHEME_Q4A ? (uint8_t *)q->mem + nq4 + ns * sizeof(float) : NULL;
+    return FTQ_OK;
+}
+
+int ftq_qtensor_quantize(ftq_qtensor *q, const float *w, int rows, int cols,
+                         const ftq_quant_params *p)
+{
+    memset(q, 0, sizeof *q);
+    int rc = ftq_quant_params_check(p);
+    if (rc != FTQ_OK)
+        return rc;
+    if (rows <= 0 || cols <= 0)
+        return ftq_set_error(FTQ_EINVAL, "invalid tensor shape [%d, %d]", rows, cols);
+    if ((rc = qtensor_alloc(q, p->scheme, rows, cols, p->group)) != FTQ_OK)
+        return rc;
+    int *st = calloc((size_t)rows * 2, sizeof(int));
+    if (!st) {
+        ftq_qtensor_free(q);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory quantizing a [%d, %d] tensor", rows, cols);
+    }
+    const int gsize = q->gsize;
+    const int par = (size_t)rows * cols >= PAR_MIN_ELEMS;
+    (void)par;
+    OMP(omp parallel if (par))
+    {
+        int *codes = malloc(sizeof(int) * 2 * (size_t)gsize);
+        OMP(omp for schedule(dynamic, 16))
+        for (int r = 0; r < rows; r++) {
+            st[2 * r] = codes ? quantize_row_impl(p, w + (size_t)r * cols, cols, q->qs + (size_t)r * q->row_bytes,
+                                                  q->scales + (size_t)r * q->ngroups,
+                                                  q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL,
+                                                  &st[2 * r + 1], codes, codes + gsize)
+                              : ROW_NOMEM;
+        }
+        free(codes);
+    }
+    for (int r = 0; r < rows; r++) {
+        if (st[2 * r] != ROW_OK) {
+            const float *x = w + (size_t)r * cols;
+            int s = st[2 * r], b = st[2 * r + 1];
+            free(st);
+            ftq_qtensor_free(q);
+            return row_error(s, x, b, p, cols, r);
+        }
+    }
+    free(st);
+    return FTQ_OK;
+}
+
+void ftq_qtensor_dequantize(const ftq_qtensor *q, float *out)
+{
+    const int par = (size_t)q->rows * q->cols >= PAR_MIN_ELEMS;
+    (void)par;
+    OMP(omp parallel for schedule(static) if (par))
+    for (int r = 0; r < q->rows; r++)
+        ftq_dequantize_row(q->scheme, q->group, q->qs + (size_t)r * q->row_bytes,
+                           q->scales + (size_t)r * q->ngroups,
+                           q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL, q->cols,
+                           out + (size_t)r * q->cols);
+}
+
+size_t ftq_qtensor_file_bytes(const ftq_qtensor *q)
+{
+    size_t ns = (size_t)q->rows * q->ngroups;
+    return (size_t)q->rows * q->row_bytes + 2 * ns + (q->zeros ? ns : 0);
+}
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+void ftq_qerror_compute(const float *ref, const float *got, size_t n, ftq_qerror *e)
+{
+    double se = 0.0, sr = 0.0, mx = 0.0;
+    size_t mi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)ref[i] - (double)got[i];
+        se += d * d;
+        sr += (double)ref[i] * ref[i];
+        if (isnan(d)) { /* the first NaN wins */
+            if (!isnan(mx)) {
+                mx = NAN;
+                mi = i;
+            }
+        } else if (!isnan(mx) && fabs(d) > mx) {
+            mx = fabs(d);
+            mi = i;
+        }
+    }
+    e->rmse = n ? sqrt(se / (double)n) : 0.0;
+    e->rel_rmse = sr > 0.0 ? sqrt(se / sr) : 0.0;
+    e->max_abs = mx;
+    e->max_index = mi;
+}
+
+int ftq_qtensor_error(const ftq_qtensor *q, const float *w, ftq_qerror *e)
+{
+    float *row = malloc(sizeof(float) * (size_t)q->cols);
+    if (!row)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory measuring a quantized tensor");
+    double se = 0.0, sr = 0.0, mx = 0.0;
+    size_t mi = 0;
+    for (int r = 0; r < q->rows; r++) {
+        ftq_dequantize_row(q->scheme, q->group, q->qs + (size_t)r * q->row_bytes,
+                           q->scales + (size_t)r * q->ngroups,
+                           q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL, q->cols, row);
+        const float *x = w + (size_t)r * q->cols;
+        for (int k = 0; k < q->cols; k++) {
+            double d = (double)x[k] - (double)row[k];
+            se += d * d;
+            sr += (double)x[k] * x[k];
+            if (fabs(d) > mx) {
+                mx = fabs(d);
+                mi = (size_t)r * q->cols + k;
+            }
+        }
+    }
+    free(row);
+    size_t n = (size_t)q->rows * q->cols;
+    e->rmse = sqrt(se / (double)n);
+    e->rel_rmse = sr > 0.0 ? sqrt(se / sr) : 0.0;
+    e->max_abs = mx;
+    e->max_index = mi;
+    return FTQ_OK;
+}
+
+/* ---- kernel layout -------------------------------------------------------------------- */
+
+/* Code of element k of row r: q8 as the signed q, int4 as the nibble. */
+static int code_at(const ftq_qtensor *q, int r, int k)
+{
+    const uint8_t *row = q->qs + (size_t)r * q->row_bytes;
+    return q->scheme == FTQ_QSCHEME_Q8 ? (int)(int8_t)row[k] : ftq_q4_get(row, k);
+}
+
+int ftq_qmat_pack(ftq_qmat *m, const ftq_qtensor *q, int ab)
+{
+    int rc = ftq_qmat_alloc(m, q->scheme, q->rows, q->cols, q->group, ab);
+    if (rc != FTQ_OK)
+        return rc;
+    const int ng = m->ngroups, q8 = q->scheme == FTQ_QSCHEME_Q8;
+    const ftq_qscheme_traits *tr = &schemes[q->scheme].t;
+    for (int r = 0; r < q->rows; r++) {
+        const int p = r / FTQ_QPANEL, l = r % FTQ_QPANEL;
+        ftq_qchunk *panel = (ftq_qchunk *)(void *)(m->qs + (size_t)p * m->panel_bytes);
+        for (int g = 0; g < ng; g++) {
+            size_t src = (size_t)r * q->ngroups + g, dst = ((size_t)p * ng + g) * FTQ_QPANEL + l;
+            m->d[dst] = q->scales[src];
+            if (m->zp)
+                m->zp[dst] = q->zeros[src];
+        }
+        for (int k = 0; k < m->kpad; k++) {
+            int c;
+            if (k < q->cols)
+                c = code_at(q, r, k);
+            else /* padding: the zero code (activations are 0 there anyway) */
+                c = tr->zero >= 0 ? tr->zero : q->zeros[(size_t)r * q->ngroups + (k / q->gsize < ng ? k / q->gsize : ng - 1)];
+            if (q8) {
+                panel[k / 4].b[l][k % 4] = (uint8_t)(c + 128);
+            } else {
+                uint8_t *b = &panel[k / 8].b[l][k % 4];
+                int sh = (k % 8) / 4 * 4;
+                *b = (uint8_t)((*b & ~(15 << sh)) | (c << sh));
+            }
+        }
+    }
+    return FTQ_OK;
+}
+
+int ftq_qmat_quantize(ftq_qmat *m, const float *w, int rows, int cols, const ftq_quant_params *p,
+                      int ab)
+{
+    ftq_qtensor q;
+    memset(m, 0, sizeof *m);
+    int rc = ftq_qtensor_quantize(&q, w, rows, cols, p);
+    if (rc != FTQ_OK)
+        return rc;
+    rc = ftq_qmat_pack(m, &q, ab);
+    ftq_qtensor_free(&q);
+    return rc;
+}
+
+void ftq_qmat_dequantize(const ftq_qmat *m, float *out)
+{
+    const int q8 = m->scheme == FTQ_QSCHEME_Q8, bpg = m->group;
+    for (int r = 0; r < m->rows; r++) {
+        const int p = r / FTQ_QPANEL, l = r % FTQ_QPANEL;
+        const ftq_qchunk *panel = (const ftq_qchunk *)(const void *)(m->qs + (size_t)p * m->panel_bytes);
+        for (int k = 0; k < m->cols; k++) {
+            size_t gi = ((size_t)p * m->ngroups + k / bpg) * FTQ_QPANEL + l;
+            int c, z;
+            if (q8) {
+                c = panel[k / 4].b[l][k % 4];
+                z = 128;
+            } else {
+                c = (panel[k / 8].b[l][k % 4] >> ((k % 8) / 4 * 4)) & 15;
+                z = m->zp ? m->zp[gi] : 8;
+            }
+            out[(size_t)r * m->cols + k] = m->d[gi] * (float)(c - z);
+        }
+    }
+}
+
+int ftq_qtensor_matmul_ref(float *y, const float *x, const ftq_qtensor *w, int ab,
+                           const float *bias, int T)
+{
+    if (ab == 0)
+        ab = FTQ_QACT_BLOCK;
+    if (ab != 32 && ab != 64 && ab != 128)
+        return ftq_set_error(FTQ_EINVAL, "invalid activation block %d: expected 32, 64 or 128", ab);
+    if (w->group != FTQ_QGROUP_ROW && w->group % ab != 0)
+        return ftq_set_error(FTQ_EINVAL, "activation block %d does not divide the group size %d", ab, w->group);
+    const int cols = w->cols, kpad = (cols + ab - 1) / ab * ab, nblk = kpad / ab;
+    const ftq_qscheme_traits *tr = &schemes[w->scheme].t;
+    int8_t *qx = malloc((size_t)kpad + (sizeof(float) + sizeof(int32_t)) * (size_t)nblk);
+    if (!qx)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory in the quantized reference matmul");
+    float *dx = (float *)(void *)(qx + kpad); /* kpad is a multiple of 32: aligned */
+    int32_t *sx = (int32_t *)(void *)(dx + nblk);
+    for (int t = 0; t < T; t++) {
+        ftq_qact_quantize_row_ref(x + (size_t)t * cols, cols, kpad, ab, qx, dx, sx);
+        for (int o = 0; o < w->rows; o++) {
+            float acc = 0.0f;
+            for (int b = 0; b < nblk; b++) {
+                const int k0 = b * ab, k1 = k0 + ab < cols ? k0 + ab : cols, g = k0 / w->gsize;
+                const size_t gi = (size_t)o * w->ngroups + g;
+                const int z = tr->zero >= 0 ? tr->zero : w->zeros[gi];
+                int32_t isum = 0;
+                for (int k = k0; k < k1; k++)
+                    isum += (code_at(w, o, k) - z) * qx[k];
+                acc = fmaf((float)isum, w->scales[gi] * dx[b], acc);
+            }
+            y[(size_t)t * w->rows + o] = bias ? acc + bias[o] : acc;
+        }
+    }
+    free(qx);
+    return FTQ_OK;
+}
