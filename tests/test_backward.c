@@ -690,6 +690,63 @@ static void test_xent(void)
     }
 }
 
+/* ---- thread-count invariance ------------------------------------------------------------------ */
+
+/* The OpenMP paths split reductions by columns (each element summed by one thread in row
+ * order) and elementwise work by fixed chunks, so 1 and 2 threads give the same bits.
+ * Sizes are above every kernel's parallel threshold. */
+static void run_kernels(float *out, const float *x, const float *w, const float *dy, const int32_t *ids,
+                        const int32_t *tg, int T, int C)
+{
+    size_t n = (size_t)T * C, o = 0;
+    float mean[64], rstd[64], *y = malloc(n * sizeof(float));
+    memset(out, 0, sizeof(float) * (5 * n + 8 * (size_t)C));
+    ftq_layernorm_forward(y, mean, rstd, x, w, w, 1e-5f, T, C);
+    ftq_layernorm_backward(out + o, out + o + n, out + o + n + C, dy, x, w, mean, rstd, T, C);
+    o += n + 2 * (size_t)C;
+    ftq_rmsnorm_forward(y, rstd, x, w, 1e-5f, T, C);
+    ftq_rmsnorm_backward(out + o, out + o + n, dy, x, w, rstd, T, C);
+    o += n + (size_t)C;
+    ftq_colsum_accumulate(out + o, dy, T, C);
+    o += (size_t)C;
+    ftq_embedding_backward(out + o, out + o + 16 * (size_t)C, dy, ids, 4, T / 4, C); /* 16 tokens, 16 positions */
+    o += 32 * (size_t)C;
+    ftq_gelu_tanh_backward(out + o, x, dy, n);
+    o += n;
+    memcpy(y, x, n * sizeof(float));
+    ftq_xent_forward(y, out + o, tg, T, C);
+    ftq_xent_backward(y, tg, 0.5f, T, C);
+    memcpy(out + o + T, y, n * sizeof(float));
+    free(y);
+}
+
+static void test_thread_invariance(void)
+{
+    ftq_rng r;
+    ftq_rng_seed(&r, 110);
+    int T = 64, C = 768;
+    size_t n = (size_t)T * C, no = 5 * n + 8 * (size_t)C + 64 * (size_t)C;
+    float *x = randn(&r, n, 1.0f), *w = randn(&r, (size_t)C, 1.0f), *dy = randn(&r, n, 1.0f);
+    int32_t ids[64], tg[64];
+    for (int i = 0; i < T; i++) {
+        ids[i] = (int32_t)(ftq_rng_u64(&r) % 16);
+        tg[i] = i % 5 == 0 ? FTQ_IGNORE_INDEX : (int32_t)(ftq_rng_u64(&r) % (uint64_t)C);
+    }
+    float *a = malloc(no * sizeof(float)), *b = malloc(no * sizeof(float));
+    int saved = ftq_get_threads();
+    ftq_set_threads(1);
+    run_kernels(a, x, w, dy, ids, tg, T, C);
+    ftq_set_threads(2);
+    run_kernels(b, x, w, dy, ids, tg, T, C);
+    ftq_set_threads(saved);
+    CU_ASSERT(memcmp(a, b, (5 * n + 8 * (size_t)C) * sizeof(float)) == 0);
+    free(x);
+    free(w);
+    free(dy);
+    free(a);
+    free(b);
+}
+
 void test_register_backward(void)
 {
     static const test_case cases[] = {
@@ -702,6 +759,7 @@ void test_register_backward(void)
         {"rope", test_rope},
         {"attention", test_attention},
         {"xent", test_xent},
+        {"thread_invariance", test_thread_invariance},
         {NULL, NULL},
     };
     test_add_suite("backward", cases);
