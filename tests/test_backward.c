@@ -699,7 +699,7 @@ static void run_kernels(float *out, const float *x, const float *w, const float 
                         const int32_t *tg, int T, int C)
 {
     size_t n = (size_t)T * C, o = 0;
-    float mean[64], rstd[64], *y = malloc(n * sizeof(float));
+    float mean[128], rstd[128], *y = malloc(n * sizeof(float));
     memset(out, 0, sizeof(float) * (5 * n + 8 * (size_t)C));
     ftq_layernorm_forward(y, mean, rstd, x, w, w, 1e-5f, T, C);
     ftq_layernorm_backward(out + o, out + o + n, out + o + n + C, dy, x, w, mean, rstd, T, C);
@@ -709,8 +709,8 @@ static void run_kernels(float *out, const float *x, const float *w, const float 
     o += n + (size_t)C;
     ftq_colsum_accumulate(out + o, dy, T, C);
     o += (size_t)C;
-    ftq_embedding_backward(out + o, out + o + 16 * (size_t)C, dy, ids, 4, T / 4, C); /* 16 tokens, 16 positions */
-    o += 32 * (size_t)C;
+    ftq_embedding_backward(out + o, out + o + 16 * (size_t)C, dy, ids, 4, T / 4, C); /* 16 tokens, T/4 positions */
+    o += (16 + (size_t)T / 4) * C;
     ftq_gelu_tanh_backward(out + o, x, dy, n);
     o += n;
     memcpy(y, x, n * sizeof(float));
@@ -724,10 +724,10 @@ static void test_thread_invariance(void)
 {
     ftq_rng r;
     ftq_rng_seed(&r, 110);
-    int T = 64, C = 768;
+    int T = 128, C = 768;
     size_t n = (size_t)T * C, no = 5 * n + 8 * (size_t)C + 64 * (size_t)C;
     float *x = randn(&r, n, 1.0f), *w = randn(&r, (size_t)C, 1.0f), *dy = randn(&r, n, 1.0f);
-    int32_t ids[64], tg[64];
+    int32_t ids[128], tg[128];
     for (int i = 0; i < T; i++) {
         ids[i] = (int32_t)(ftq_rng_u64(&r) % 16);
         tg[i] = i % 5 == 0 ? FTQ_IGNORE_INDEX : (int32_t)(ftq_rng_u64(&r) % (uint64_t)C);
