@@ -231,20 +231,20 @@ static void run_scalar(const ftq_qmat *w, const ftq_qact *a, int p0, int p1, int
                 const int g = b / bpg;
                 const size_t gi = ((size_t)p * ng + g) * FTQ_QPANEL;
                 int32_t isum[FTQ_QPANEL] = {0};
-                for (int k = b * ab; k < (b + 1) * ab; k += q8 ? 4 : 8) {
-                    const uint8_t *c = wq + (size_t)k * (q8 ? 16 : 8);
-                    for (int l = 0; l < FTQ_QPANEL; l++) {
-                        int32_t sum = 0;
-                        for (int i = 0; i < 4; i++) {
-                            uint8_t byte = c[4 * l + i];
-                            if (q8) {
-                                sum += (int32_t)byte * xq[k + i];
-                            } else {
-                                sum += (int32_t)(byte & 15) * xq[k + i];
-                                sum += (int32_t)(byte >> 4) * xq[k + 4 + i];
-                            }
-                        }
-                        isum[l] += sum;
+                if (q8) {
+                    for (int k = b * ab; k < (b + 1) * ab; k += 4) {
+                        const uint8_t *c = wq + (size_t)k * 16;
+                        for (int i = 0; i < 4; i++)
+                            for (int l = 0; l < FTQ_QPANEL; l++)
+                                isum[l] += (int32_t)c[4 * l + i] * xq[k + i];
+                    }
+                } else {
+                    for (int k = b * ab; k < (b + 1) * ab; k += 8) {
+                        const uint8_t *c = wq + (size_t)k * 8;
+                        for (int i = 0; i < 4; i++)
+                            for (int l = 0; l < FTQ_QPANEL; l++)
+                                isum[l] += (int32_t)(c[4 * l + i] & 15) * xq[k + i] +
+                                           (int32_t)(c[4 * l + i] >> 4) * xq[k + 4 + i];
                     }
                 }
                 const float dx = a->d[(size_t)t * nblk + b];
@@ -516,18 +516,42 @@ static void qmat_mul(ftq_qpath path, float *y, const float *x, const ftq_qmat *w
     }
 }
 
+/* Scratch below this many bytes lives on the stack when the caller passes none. */
+#define STACK_SCRATCH 8192
+
+static int qmat_mul_alloc(ftq_qpath path, float *y, const float *x, const ftq_qmat *w,
+                          const float *bias, int T, void *scratch)
+{
+    if (scratch) {
+        qmat_mul(path, y, x, w, bias, T, scratch);
+        return FTQ_OK;
+    }
+    size_t need = ftq_qmat_scratch_bytes(w, T);
+    if (need <= STACK_SCRATCH) {
+        _Alignas(64) unsigned char buf[STACK_SCRATCH];
+        qmat_mul(path, y, x, w, bias, T, buf);
+        return FTQ_OK;
+    }
+    void *heap = malloc(need);
+    if (!heap)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for the activations of a [%d, %d] quantized matmul", T,
+                             w->cols);
+    qmat_mul(path, y, x, w, bias, T, heap);
+    free(heap);
+    return FTQ_OK;
+}
+
 int ftq_qmat_mul_path(ftq_qpath path, float *y, const float *x, const ftq_qmat *w,
                       const float *bias, int T, void *scratch)
 {
     if (!ftq_qpath_supported(path))
         return ftq_set_error(FTQ_EUNSUPPORTED, "quantized matmul path '%s' is not supported by this cpu (%s)",
                              ftq_qpath_name(path), ftq_cpu_features_str());
-    qmat_mul(path == FTQ_QPATH_AUTO ? ftq_qpath_best() : path, y, x, w, bias, T, scratch);
-    return FTQ_OK;
+    return qmat_mul_alloc(path == FTQ_QPATH_AUTO ? ftq_qpath_best() : path, y, x, w, bias, T, scratch);
 }
 
-void ftq_qmat_mul(float *y, const float *x, const ftq_qmat *w, const float *bias, int T,
-                  void *scratch)
+int ftq_qmat_mul(float *y, const float *x, const ftq_qmat *w, const float *bias, int T,
+                 void *scratch)
 {
-    qmat_mul(ftq_qpath_best(), y, x, w, bias, T, scratch);
+    return qmat_mul_alloc(ftq_qpath_best(), y, x, w, bias, T, scratch);
 }

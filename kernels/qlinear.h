@@ -146,11 +146,13 @@ const char *ftq_qpath_name(ftq_qpath path);
 size_t ftq_qmat_scratch_bytes(const ftq_qmat *w, int T);
 
 /* y[T, w->rows] = x[T, w->cols] W^T (+ bias[w->rows] if not NULL). scratch holds
- * ftq_qmat_scratch_bytes(w, T) bytes (any alignment); y must not alias x or scratch.
- * OpenMP over panels and row chunks (disjoint writes); do not call from inside a parallel
- * region. Thread-safe for distinct y and scratch. */
-void ftq_qmat_mul(float *y, const float *x, const ftq_qmat *w, const float *bias, int T,
-                  void *scratch);
+ * ftq_qmat_scratch_bytes(w, T) bytes (any alignment), or is NULL: then a stack buffer is
+ * used when it is large enough (generation-sized products) and otherwise one malloc per
+ * call. y must not alias x or scratch. OpenMP over panels and row chunks (disjoint writes);
+ * do not call from inside a parallel region. Thread-safe for distinct y and scratch.
+ * Returns FTQ_OK, or FTQ_ENOMEM (only possible with scratch == NULL). */
+int ftq_qmat_mul(float *y, const float *x, const ftq_qmat *w, const float *bias, int T,
+                 void *scratch);
 /* The same on a chosen path. FTQ_EUNSUPPORTED (with a message) if this CPU lacks it. */
 int ftq_qmat_mul_path(ftq_qpath path, float *y, const float *x, const ftq_qmat *w,
                       const float *bias, int T, void *scratch);

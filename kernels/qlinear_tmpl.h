@@ -82,6 +82,15 @@ QL_FN(tile)(const int kind, const int R, const int NP, const ftq_qmat *w, const 
             }
         }
         const int g = b / bpg;
+#ifdef QL_PF
+        if (R == 1) /* the scales (and zero codes) are streams of their own */
+            for (int p = 0; p < NP; p++) {
+                const size_t gf = ((size_t)(p0 + p) * ng + g) * FTQ_QPANEL + QL_PF / 4;
+                _mm_prefetch((const char *)(w->d + gf), _MM_HINT_T0);
+                if (kind == QL_FN(K_Q4A))
+                    _mm_prefetch((const char *)(w->zp + gf), _MM_HINT_T0);
+            }
+#endif
         for (int r = 0; r < R; r++) {
             const size_t ti = (size_t)(t0 + r) * nblk + b;
             const VF dx = VF_SET1(a->d[ti]);

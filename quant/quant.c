@@ -61,9 +61,14 @@ static double group_sse(const float *x, int n, float d, int z, const int *c)
     return s;
 }
 
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+/* round(v) clamped to [lo, hi], clamping before the conversion (v may be huge). */
+static int round_clamp(double v, int lo, int hi)
+{
+    v = nearbyint(v);
+    return v < lo ? lo : v > hi ? hi : (int)v;
+}
 
-/* Best candidate so far; try() replaces it only on a strictly smaller error, so the plain
+/* Best candidate so far; try_cand replaces it only on a strictly smaller error, so the plain
  * result (tried first) survives ties and the search is never worse. */
 typedef struct {
     const float *x;
@@ -142,7 +147,7 @@ static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int s
     float d0 = final_scale((hi - lo) / tr->qmax, f16);
     if (!isfinite(d0))
         return 1;
-    int z0 = d0 != 0.0f ? clampi((int)nearbyintf(-lo / d0), tr->cmin, tr->cmax) : 0;
+    int z0 = d0 != 0.0f ? round_clamp(-lo / d0, tr->cmin, tr->cmax) : 0;
     group_codes(x, n, d0, z0, tr->cmin, tr->cmax, c);
     *dout = d0;
     *zout = z0;
@@ -153,9 +158,9 @@ static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int s
         float d = final_scale((hi - lo) / (tr->qmax + (float)(i - tr->delta_n) * tr->delta_step), f16);
         if (d == 0.0f || !isfinite(d))
             continue;
-        int zs[3] = {clampi((int)nearbyintf(-lo / d), tr->cmin, tr->cmax),
-                     clampi(tr->cmax - (int)nearbyintf(hi / d), tr->cmin, tr->cmax),
-                     clampi((int)nearbyintf(0.5f * (float)tr->cmax - 0.5f * (lo + hi) / d), tr->cmin, tr->cmax)};
+        int zs[3] = {round_clamp(-lo / d, tr->cmin, tr->cmax),
+                     round_clamp(tr->cmax - nearbyintf(hi / d), tr->cmin, tr->cmax),
+                     round_clamp(0.5f * (float)tr->cmax - 0.5f * (lo + hi) / d, tr->cmin, tr->cmax)};
         for (int j = 0; j < 3; j++) {
             if ((j == 1 && zs[1] == zs[0]) || (j == 2 && (zs[2] == zs[0] || zs[2] == zs[1])))
                 continue;
@@ -176,7 +181,7 @@ static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int s
         double a = (n * sxc - sc * sx) / det, off = (sx - a * sc) / n;
         float d = final_scale((float)a, f16);
         if (d > 0.0f && isfinite(d))
-            try_cand(&b, d, clampi((int)nearbyint(-off / d), tr->cmin, tr->cmax));
+            try_cand(&b, d, round_clamp(-off / d, tr->cmin, tr->cmax));
     }
     *dout = b.d;
     *zout = b.z;

@@ -261,7 +261,11 @@ static void test_large_and_threads(void)
                     ASSERT_OK(ftq_qmat_mul_path(ps[pi], y, x, &m, NULL, T, scratch));
                     CU_ASSERT(memcmp(y, yref, sizeof(float) * T * out) == 0);
                 }
-                ftq_qmat_mul(y, x, &m, NULL, T, scratch);
+                ASSERT_OK(ftq_qmat_mul(y, x, &m, NULL, T, scratch));
+                CU_ASSERT(memcmp(y, yref, sizeof(float) * T * out) == 0);
+                /* no scratch: a stack buffer (T = 1) or one malloc (T = 70, 130) */
+                memset(y, 0, sizeof(float) * T * out);
+                ASSERT_OK(ftq_qmat_mul(y, x, &m, NULL, T, NULL));
                 CU_ASSERT(memcmp(y, yref, sizeof(float) * T * out) == 0);
             }
             ftq_set_threads(0);
@@ -301,7 +305,7 @@ static void test_vs_dequantized_f32(void)
             float *wd = malloc(sizeof(float) * out * in), *y = malloc(sizeof(float) * T * out);
             ftq_qmat_dequantize(&m, wd);
             void *scratch = malloc(ftq_qmat_scratch_bytes(&m, T));
-            ftq_qmat_mul(y, x, &m, NULL, T, scratch);
+            ASSERT_OK(ftq_qmat_mul(y, x, &m, NULL, T, scratch));
             const int ab = c.ab, kpad = m.kpad, nblk = kpad / ab;
             int8_t *qx = malloc((size_t)kpad);
             float dx[16];
@@ -369,7 +373,7 @@ static void test_nan_rows(void)
     ASSERT_OK(ftq_qmat_quantize(&m, w, out, in, &p, 0));
     float *y0 = malloc(sizeof(float) * T * out), *y = malloc(sizeof(float) * T * out);
     void *scratch = malloc(ftq_qmat_scratch_bytes(&m, T));
-    ftq_qmat_mul(y0, x, &m, NULL, T, scratch);
+    ASSERT_OK(ftq_qmat_mul(y0, x, &m, NULL, T, scratch));
     x[2 * in + 50] = NAN;
     x[4 * in + 3] = INFINITY;
     for (int pi = 0; pi < np; pi++) {
