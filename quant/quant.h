@@ -4,15 +4,18 @@
  * dequantization, error measures, packing into the kernel layout of kernels/qlinear.h, and
  * the scalar reference matmul every kernel path is tested against.
  *
- *     ftq_quant_params p = ftq_quant_default_params();      // int8, groups of 32, f16 scales
+ *     ftq_quant_params p = ftq_quant_default_params();   // q8, groups of 32, f16 scales
  *     p.scheme = FTQ_QSCHEME_Q4A; p.group = 128; p.search = 1;
- *     ftq_qtensor q;
- *     if (ftq_qtensor_quantize(&q, w, out_dim, in_dim, &p) != FTQ_OK)
- *         return ftq_wrap_error(FTQ_ENUMERIC, "cannot quantize '%s'", name);
+ *     ftq_qtensor q;                              // row-major, as in the file
+ *     int rc = ftq_qtensor_quantize(&q, w, out_dim, in_dim, &p);
+ *     if (rc != FTQ_OK)
+ *         return ftq_wrap_error(rc, "cannot quantize '%s'", name);
  *     ftq_qmat m;                                 // kernel layout
- *     ftq_qmat_pack(&m, &q, 0);
+ *     rc = ftq_qmat_pack(&m, &q, 0);
+ *     ftq_qtensor_free(&q);
+ *     ...
  *     ftq_qmat_mul(y, x, &m, bias, T, scratch);   // kernels/qlinear.h
- *     ftq_qmat_free(&m); ftq_qtensor_free(&q);
+ *     ftq_qmat_free(&m);
  *
  * Value of a weight: d * (c - z), c the stored code, z the zero code, d its group's scale:
  *   q8   c = q  in [-127, 127] (I8), z = 0; plain d = max|x| / 127
