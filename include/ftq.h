@@ -71,5 +71,7 @@ void ftq_clear_error(void);
 #include "ftq_eval.h"
 #include "ftq_data.h"
 #include "ftq_train.h"
+#include "ftq_quant.h"
+#include "ftq_prune.h"
 
 #endif
