@@ -9,6 +9,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_pipeline(int argc, char **argv);
 
 /* Apply $FTQ_THREADS (or all cores) to OpenMP and OpenBLAS. */
 void cmd_init_threads(void);

@@ -73,5 +73,6 @@ void ftq_clear_error(void);
 #include "ftq_train.h"
 #include "ftq_quant.h"
 #include "ftq_prune.h"
+#include "ftq_report.h"
 
 #endif
