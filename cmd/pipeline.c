@@ -532,7 +532,10 @@ int cmd_pipeline(int argc, char **argv)
     }
     last = dirs[n];
     char label_cfg[4200];
-    snprintf(label_cfg, sizeof label_cfg, "%s/config.json", last);
+    if (snprintf(label_cfg, sizeof label_cfg, "%s/config.json", last) >= (int)sizeof label_cfg) {
+        rc = cmd_fail(spec.name, "output path too long");
+        goto done;
+    }
     ej = (eval_job){last, "finetuned", &ep, dev, label_cfg};
     if (run_child(do_eval, &ej, &res) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
