@@ -17,6 +17,7 @@
 
 #include <cblas.h>
 
+#include "bench/bench.h"
 #include "include/ftq.h"
 
 #ifndef FTQ_SOURCE_DIR
@@ -356,6 +357,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: ftq_bench models [-o DIR]\n"
                     "       ftq_bench ppl [-o DIR] [--ctx N] [--chunks N] [--reps N] [--text FILE]\n"
+                    "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n"
                     "DIR defaults to ./bench-models; FILE to ../shared/data/wikitext-2-raw/wiki.test.raw;\n"
                     "$FTQ_THREADS sets the thread count.\n");
 }
@@ -365,6 +367,11 @@ int main(int argc, char **argv)
     if (argc < 2) {
         usage();
         return 2;
+    }
+    if (strcmp(argv[1], "train") == 0) {
+        const char *env = getenv("FTQ_THREADS");
+        ftq_set_threads(env ? atoi(env) : 0);
+        return ftq_bench_train(argc - 1, argv + 1);
     }
     const char *out = "bench-models";
     static char text_default[1024];

@@ -11,4 +11,10 @@
  * and cache-hot) and T = 512 (bench/qbench.c). */
 int ftq_bench_qmatmul(int argc, char **argv);
 
+/* ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]
+ * One full fine-tuning step (forward, backward, AdamW; causal LM) of the GPT-2 124M and
+ * 110M Llama checkpoints in DIR (written by `ftq_bench models`): tokens/s, s/step, MFU
+ * against the sgemm rate of the same run, peak RSS (bench/train_bench.c). */
+int ftq_bench_train(int argc, char **argv);
+
 #endif

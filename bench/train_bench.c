@@ -1,0 +1,168 @@
+/* train_bench.c - `ftq_bench train`: a full fine-tuning step (forward + backward + AdamW over
+ * every parameter, causal LM loss) of the GPT-2 124M and 110M Llama shapes at B x T tokens,
+ * reported as tokens/s, time per step, model-FLOPs utilization against the sgemm rate
+ * measured in the same run, and peak RSS (each model in its own process). Medians. */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench/bench.h"
+#include "include/ftq.h"
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double med(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double sgemm_rate(int M, int N, int K, int reps)
+{
+    float *A = calloc((size_t)M * K, 4), *B = calloc((size_t)N * K, 4), *C = calloc((size_t)M * N, 4);
+    double t[16];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+    for (int r = 0; r < reps && r < 16; r++) {
+        double t0 = ftq_time_sec();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+        t[r] = ftq_time_sec() - t0;
+    }
+    free(A);
+    free(B);
+    free(C);
+    return 2.0 * M * N * K / med(t, reps < 16 ? reps : 16) / 1e9;
+}
+
+/* Model FLOPs of one training step on B*T tokens: 6 x (matmul parameters, incl. the
+ * output layer) per token, plus the causal attention matmuls (forward 2 x layers x T x
+ * hidden per token on average, backward twice that). */
+static double step_flops(const ftq_model_config *c, int B, int T)
+{
+    double H = c->hidden_size, F = c->intermediate_size, q = (double)c->n_heads * c->head_dim;
+    double kv = (double)c->n_kv_heads * c->head_dim;
+    double per_layer = H * q + 2 * H * kv + q * H + (c->arch == FTQ_ARCH_GPT2 ? 2 * H * F : 3 * H * F);
+    double matmul = c->n_layers * per_layer + H * c->vocab_size;
+    double attn = 2.0 * c->n_layers * (double)T * q;
+    return (double)B * T * (6.0 * matmul + 3.0 * attn);
+}
+
+static int one_model(const char *dir, const char *name, int B, int T, int steps, double sg)
+{
+    ftq_model *m = NULL;
+    ftq_tmodel *tm = NULL;
+    if (ftq_model_load(dir, &m) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench train: %s (run 'ftq_bench models' first)\n", ftq_last_error());
+        return 1;
+    }
+    ftq_tmodel_params tp = ftq_tmodel_default_params();
+    tp.task = FTQ_TASK_LM;
+    tp.mode = FTQ_TRAIN_FULL;
+    tp.max_batch = B;
+    tp.max_seq = T;
+    if (ftq_tmodel_new(m, &tp, &tm) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
+        ftq_model_free(m);
+        return 1;
+    }
+    const ftq_model_config *c = ftq_tmodel_config(tm);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * T), *tg = malloc(sizeof(int32_t) * (size_t)B * T);
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 7);
+    for (int i = 0; i < B * T; i++)
+        ids[i] = (int32_t)(ftq_rng_u64(&rng) % (uint64_t)c->vocab_size);
+    for (int i = 0; i < B * T; i++)
+        tg[i] = (i + 1) % T ? ids[i + 1] : FTQ_IGNORE_INDEX;
+    size_t np = 0, ng = 0;
+    float *p = ftq_tmodel_param_buffer(tm, &np), *g = ftq_tmodel_grad_buffer(tm, &ng);
+    size_t off = ftq_tmodel_trainable_offset(tm);
+    float *mo = calloc(ng, sizeof(float)), *v = calloc(ng, sizeof(float));
+    ftq_adamw_params ap = {0.9f, 0.999f, 1e-8f, 0.0f};
+    double t[64], fwd[64];
+    int rc = 0;
+    if (steps > 64)
+        steps = 64;
+    for (int s = -1; s < steps && rc == 0; s++) { /* step -1 warms up */
+        double t0 = ftq_time_sec();
+        float loss = 0;
+        ftq_tmodel_zero_grad(tm);
+        rc |= ftq_tmodel_forward(tm, ids, NULL, B, T, tg, &loss, NULL);
+        double t1 = ftq_time_sec();
+        rc |= ftq_tmodel_backward(tm, 1.0f);
+        ftq_adamw_update(p + off, g, mo, v, ng, 1e-5f, &ap, s + 2, 1);
+        if (s >= 0) {
+            t[s] = ftq_time_sec() - t0;
+            fwd[s] = t1 - t0;
+        }
+    }
+    if (rc) {
+        fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
+    } else {
+        double ts = med(t, steps), tf = med(fwd, steps), fl = step_flops(c, B, T);
+        printf("%-12s %9.1fM %10.3f %8.3f %10.1f %10.1f %9.1f%% %10.0f\n", name, np / 1e6, ts, tf, B * T / ts,
+               fl / ts / 1e9, 100.0 * fl / ts / 1e9 / sg, ftq_peak_rss_bytes() / 1e6);
+    }
+    free(ids);
+    free(tg);
+    free(mo);
+    free(v);
+    ftq_tmodel_free(tm);
+    ftq_model_free(m);
+    return rc ? 1 : 0;
+}
+
+int ftq_bench_train(int argc, char **argv)
+{
+    const char *dir = "bench-models";
+    int B = 4, T = 256, steps = 5;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        char *end = NULL;
+        long x = strtol(argv[i + 1], &end, 10);
+        if (strcmp(argv[i], "-o") == 0) {
+            dir = argv[i + 1];
+            continue;
+        }
+        if (*end || x < 1 || x > 1 << 16) {
+            fprintf(stderr, "ftq_bench train: %s expects a positive integer, got '%s'\n", argv[i], argv[i + 1]);
+            return 2;
+        }
+        if (strcmp(argv[i], "--batch") == 0)
+            B = (int)x;
+        else if (strcmp(argv[i], "--seq") == 0)
+            T = (int)x;
+        else if (strcmp(argv[i], "--steps") == 0)
+            steps = (int)x;
+        else {
+            fprintf(stderr, "usage: ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n");
+            return 2;
+        }
+    }
+    double sg1 = sgemm_rate(1024, 1024, 1024, 5), sg2 = sgemm_rate(B * T, 3072, 768, 5);
+    double sg = sg1 > sg2 ? sg1 : sg2;
+    printf("cpu: %s; threads %d; B=%d T=%d; %d timed steps (median)\n", ftq_cpu_features_str(), ftq_get_threads(),
+           B, T, steps);
+    printf("sgemm: 1024^3 %.1f GFLOP/s, %dx3072x768 %.1f GFLOP/s -> reference %.1f GFLOP/s\n", sg1, B * T, sg2, sg);
+    printf("%-12s %10s %10s %8s %10s %10s %10s %10s\n", "model", "params", "s/step", "fwd s", "tok/s", "GFLOP/s",
+           "MFU", "peak MB");
+    const char *names[] = {"gpt2-124m", "llama-110m"};
+    int rc = 0;
+    for (int k = 0; k < 2; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(one_model(path, names[k], B, T, steps, sg));
+        int st = 0;
+        if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            rc = 1;
+    }
+    return rc;
+}
