@@ -157,6 +157,33 @@ static void build_layout(builder *b, marks *mk)
 
 /* ---- weights in ------------------------------------------------------------------------- */
 
+/* Every tensor the copy reads must be plain f32 (a quantized checkpoint cannot be
+ * fine-tuned: its weights are not the values the optimizer would update). */
+static int check_f32(const ftq_tensor *t)
+{
+    if (t->data && (t->dtype != FTQ_DTYPE_F32 || t->nbytes != (size_t)ftq_tensor_numel(t) * sizeof(float)))
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot fine-tune tensor '%s': its weights are not float32 "
+                             "(a quantized checkpoint)",
+                             t->name ? t->name : "?");
+    return FTQ_OK;
+}
+
+static int check_model_f32(const ftq_model *m)
+{
+    int rc;
+    const ftq_tensor *top[] = {&m->tok_emb, &m->pos_emb, &m->norm_w, &m->norm_b, &m->lm_head, &m->score};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if ((rc = check_f32(top[i])) != FTQ_OK)
+            return rc;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const ftq_tensor *t = (const ftq_tensor *)&m->layers[l];
+        for (size_t i = 0; i < sizeof(ftq_layer_weights) / sizeof(ftq_tensor); i++)
+            if ((rc = check_f32(&t[i])) != FTQ_OK)
+                return rc;
+    }
+    return FTQ_OK;
+}
+
 static void copy_t(float *dst, const ftq_tensor *t)
 {
     if (dst && t->data)
@@ -411,6 +438,8 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
         pp.max_seq = m->cfg.max_position < 256 ? m->cfg.max_position : 256;
     p = &pp;
     int nl = 0, rc = check_params(m, p, &nl);
+    if (rc == FTQ_OK && !p->init_random)
+        rc = check_model_f32(m);
     if (rc != FTQ_OK)
         return rc;
     const int L = m->cfg.n_layers;
