@@ -108,6 +108,7 @@ static int one_model(const char *dir, const char *name, int B, int T, int steps,
         double ts = med(t, steps), tf = med(fwd, steps), fl = step_flops(c, B, T);
         printf("%-12s %9.1fM %10.3f %8.3f %10.1f %10.1f %9.1f%% %10.0f\n", name, np / 1e6, ts, tf, B * T / ts,
                fl / ts / 1e9, 100.0 * fl / ts / 1e9 / sg, ftq_peak_rss_bytes() / 1e6);
+        fflush(stdout); /* the caller _exits */
     }
     free(ids);
     free(tg);
