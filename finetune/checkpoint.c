@@ -44,36 +44,6 @@ int ckpt_mkdir_p(const char *path, int *created)
     return FTQ_OK;
 }
 
-int ckpt_remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return errno == ENOENT ? FTQ_OK : ftq_set_error(FTQ_EIO, "cannot open '%s': %s", path, strerror(errno));
-    struct dirent *e;
-    int rc = FTQ_OK;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char *child = ftq_path_join(path, e->d_name);
-        if (!child) {
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-            break;
-        }
-        struct stat st;
-        if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = ckpt_remove_tree(child);
-        else if (unlink(child) != 0)
-            rc = ftq_set_error(FTQ_EIO, "cannot remove '%s': %s", child, strerror(errno));
-        free(child);
-        if (rc != FTQ_OK)
-            break;
-    }
-    closedir(d);
-    if (rc == FTQ_OK && rmdir(path) != 0)
-        rc = ftq_set_error(FTQ_EIO, "cannot remove '%s': %s", path, strerror(errno));
-    return rc;
-}
-
 void ckpt_fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -220,24 +190,6 @@ int ckpt_write_config(const char *src_config, const char *dst, const ftq_model_c
     if (rc == FTQ_OK)
         rc = ckpt_write_json(dst, j);
     cJSON_Delete(j);
-    return rc;
-}
-
-int ckpt_copy_tokenizer(const char *src_dir, const char *dst_dir)
-{
-    static const char *const files[] = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                                        "special_tokens_map.json", "vocab.json", "merges.txt",
-                                        "added_tokens.json", "generation_config.json"};
-    int rc = FTQ_OK;
-    for (size_t i = 0; rc == FTQ_OK && i < sizeof files / sizeof files[0]; i++) {
-        char *src = ftq_path_join(src_dir, files[i]), *dst = ftq_path_join(dst_dir, files[i]);
-        if (!src || !dst)
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-        else if (ftq_is_file(src))
-            rc = ftq_copy_file(src, dst);
-        free(src);
-        free(dst);
-    }
     return rc;
 }
 

@@ -776,7 +776,7 @@ static int write_model_files(ftq_trainer *t, const char *dir)
         rc = ckpt_write_config(t->src_config_path, cj, &t->src_cfg, t->c.task, (const char *const *)t->labels,
                                t->num_labels, t->plan.pad_id);
     if (rc == FTQ_OK)
-        rc = ckpt_copy_tokenizer(t->c.model_dir, dir);
+        rc = ftq_copy_model_files(t->c.model_dir, dir, 0);
     free(w);
     free(cj);
     return rc;
@@ -865,7 +865,7 @@ static int save_checkpoint(ftq_trainer *t)
     snprintf(dir, n, "%s/checkpoint-%lld", t->c.output_dir, (long long)t->step);
     snprintf(tmp, n, "%s.tmp.%ld", dir, (long)getpid());
     snprintf(old, n, "%s.old.%ld", dir, (long)getpid());
-    if ((rc = ckpt_remove_tree(tmp)) != FTQ_OK || (rc = ckpt_mkdir_p(tmp, NULL)) != FTQ_OK)
+    if ((rc = ftq_remove_tree(tmp)) != FTQ_OK || (rc = ckpt_mkdir_p(tmp, NULL)) != FTQ_OK)
         goto out;
     p1 = ftq_path_join(tmp, "optimizer.safetensors");
     p2 = ftq_path_join(tmp, "trainer_state.json");
@@ -889,14 +889,14 @@ static int save_checkpoint(ftq_trainer *t)
         goto out;
     }
     ckpt_fsync_dir(t->c.output_dir);
-    ckpt_remove_tree(old);
+    ftq_remove_tree(old);
     free(t->last_ckpt);
     t->last_ckpt = dir;
     dir = NULL;
     t->last_ckpt_step = t->step;
 out:
     if (rc != FTQ_OK && tmp)
-        ckpt_remove_tree(tmp);
+        ftq_remove_tree(tmp);
     free(dir);
     free(tmp);
     free(old);
@@ -920,7 +920,7 @@ static int save_final(ftq_trainer *t)
     if (!tmp)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     snprintf(tmp, n, "%s/.final.tmp.%ld", t->c.output_dir, (long)getpid());
-    if ((rc = ckpt_remove_tree(tmp)) == FTQ_OK && (rc = ckpt_mkdir_p(tmp, NULL)) == FTQ_OK)
+    if ((rc = ftq_remove_tree(tmp)) == FTQ_OK && (rc = ckpt_mkdir_p(tmp, NULL)) == FTQ_OK)
         rc = write_model_files(t, tmp);
     if (rc == FTQ_OK) {
         static const char *const files[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer.model",
@@ -941,7 +941,7 @@ static int save_final(ftq_trainer *t)
         }
         ckpt_fsync_dir(t->c.output_dir);
     }
-    ckpt_remove_tree(tmp);
+    ftq_remove_tree(tmp);
     free(tmp);
     return rc;
 }

@@ -53,8 +53,6 @@ void batch_fill(const ex_set *s, const uint32_t *idx, int b, int task, int32_t p
 
 /* mkdir -p; *created = 1 if the last component did not exist before. */
 int ckpt_mkdir_p(const char *path, int *created);
-/* rm -r of a directory the trainer wrote (regular files and subdirectories only). */
-int ckpt_remove_tree(const char *path);
 void ckpt_fsync_dir(const char *path);
 
 /* Write config.json for the output: the source config.json with the task's edits, unknown
@@ -62,9 +60,6 @@ void ckpt_fsync_dir(const char *path);
  * label2id, num_labels, pad_token_id, problem_type; both: torch_dtype "float32". */
 int ckpt_write_config(const char *src_config, const char *dst, const ftq_model_config *cfg, int task,
                       const char *const *labels, int num_labels, int pad_id);
-
-/* Copy the tokenizer / generation files that exist in src_dir to dst_dir. */
-int ckpt_copy_tokenizer(const char *src_dir, const char *dst_dir);
 
 /* optimizer.safetensors: F32 tensors "exp_avg" and "exp_avg_sq" of n elements, metadata
  * step. Reading checks the shapes. */
