@@ -373,7 +373,7 @@ int cmd_pipeline(int argc, char **argv)
     const char *model = default_model_dir(), *train = NULL, *dev = NULL, *eval = NULL, *out = NULL;
     const char *mode = "full", *prune = "none", *nm = NULL, *calib = NULL, *title = NULL;
     int freeze = -1, epochs = 1, max_steps = 0, batch = 32, seq = 64, limit = 0, ctx = 256, chunks = 0;
-    int group = 32, search = 0, json = 0;
+    int group = 32, search = 0, json = 0, force = 0;
     double lr = 1e-3, sparsity = 0.5;
     uint64_t seed = 42;
     const ftq_opt opts[] = {
@@ -400,6 +400,7 @@ int cmd_pipeline(int argc, char **argv)
         {"ctx", 'c', OPT_INT, &ctx, "CTX", "perplexity window (llama.cpp protocol)", 4, 1 << 20},
         {"chunks", 0, OPT_INT, &chunks, "N", "perplexity: only the first N windows (0 = all)", 0, 1 << 30},
         {"title", 0, OPT_STR, &title, "TEXT", "chart title", 0, -1},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace OUTDIR if it exists", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print the report as one JSON object", 0, -1},
         OPT_END,
     };
@@ -456,6 +457,8 @@ int cmd_pipeline(int argc, char **argv)
     }
     if (group != 32 && group != 64 && group != 128)
         return cmd_fail(spec.name, "--group must be 32, 64 or 128, got %d", group) + 1;
+    if (force && ftq_is_dir(out) && ftq_remove_tree(out) != FTQ_OK)
+        return cmd_fail(spec.name, "%s", ftq_last_error());
     if (mkdir(out, 0777) != 0)
         return cmd_fail(spec.name, "cannot create output '%s': %s", out,
                         errno == EEXIST ? "it already exists" : strerror(errno));
