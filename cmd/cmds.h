@@ -9,6 +9,8 @@ int cmd_generate(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_dequantize(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
 
 /* Apply $FTQ_THREADS (or all cores) to OpenMP and OpenBLAS. */

@@ -18,6 +18,8 @@ static const struct {
     {"classify", cmd_classify, "predict labels with a sequence-classification model"},
     {"pipeline", cmd_pipeline, "the main job: fine-tune, prune, quantize, and measure every stage"},
     {"prune", cmd_prune, "prune a model's linear layers (magnitude, N:M, Wanda)"},
+    {"quantize", cmd_quantize, "quantize a model to int8 / int4 weights"},
+    {"dequantize", cmd_dequantize, "turn a quantized model back into an ordinary HF checkpoint"},
 };
 
 static void usage(FILE *fp)

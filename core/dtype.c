@@ -172,6 +172,8 @@ static const ftq_dtype_traits traits[FTQ_DTYPE_COUNT] = {
     [FTQ_DTYPE_BOOL] = {"BOOL", 1, 1, 0, bool_to_f32, NULL},
     [FTQ_DTYPE_F8_E4M3] = {"F8_E4M3", 1, 1, 1, f8e4m3_to_f32, NULL},
     [FTQ_DTYPE_F8_E5M2] = {"F8_E5M2", 1, 1, 1, f8e5m2_to_f32, NULL},
+    /* in memory only (an ftq_qmat): block_size 0 keeps it out of files and conversions */
+    [FTQ_DTYPE_QMAT] = {"QMAT", 0, 0, 0, NULL, NULL},
 };
 
 const ftq_dtype_traits *ftq_dtype_info(ftq_dtype t)
@@ -184,7 +186,7 @@ const ftq_dtype_traits *ftq_dtype_info(ftq_dtype t)
 int ftq_dtype_from_name(const char *name, ftq_dtype *out)
 {
     for (int i = 0; i < FTQ_DTYPE_COUNT; i++) {
-        if (traits[i].name && strcmp(traits[i].name, name) == 0) {
+        if (traits[i].name && traits[i].block_size > 0 && strcmp(traits[i].name, name) == 0) {
             *out = (ftq_dtype)i;
             return FTQ_OK;
         }

@@ -35,6 +35,12 @@ typedef enum {
     FTQ_DTYPE_BOOL,
     FTQ_DTYPE_F8_E4M3,
     FTQ_DTYPE_F8_E5M2,
+    /* In memory only, never in a file: a quantized weight matrix [out, in] whose data
+     * points to an ftq_qmat (kernels/qlinear.h, int8 / int4 codes in the kernel layout).
+     * Its traits have block_size 0 and no conversions; ftq_dtype_from_name never returns it.
+     * The model's linear layers use it when loaded from a quantized checkpoint
+     * (docs/quant-format.md). */
+    FTQ_DTYPE_QMAT,
     FTQ_DTYPE_COUNT
 } ftq_dtype;
 
@@ -54,7 +60,8 @@ typedef struct {
 const ftq_dtype_traits *ftq_dtype_info(ftq_dtype t);
 
 /* Parse a safetensors dtype name ("F32", "BF16", ...). Returns FTQ_OK or FTQ_ENOTFOUND
- * (no message is set; callers name the file and tensor). */
+ * (no message is set; callers name the file and tensor). In-memory dtypes (QMAT) are
+ * never returned. */
 int ftq_dtype_from_name(const char *name, ftq_dtype *out);
 
 /* Scalar conversions (IEEE round-to-nearest-even, NaN preserved). */

@@ -19,11 +19,20 @@
 extern "C" {
 #endif
 
+/* What happens to embeddings and heads (docs/quant-format.md section 5):
+ *   KEEP  stored as they are (dtype and values)
+ *   INT8  q8 with groups of 32
+ *   INT4  the linear layers' int4 scheme and group when they are int4, else q4 with
+ *         groups of 32
+ *   SAME  exactly the linear layers' scheme and group
+ *   AUTO  (head only; the default) the output layer (lm_head, or the tied embedding used
+ *         as output) INT8, a classifier's score head KEEP */
 typedef enum {
     FTQ_QPOLICY_KEEP = 0, /* leave as stored */
     FTQ_QPOLICY_INT8 = 1,
     FTQ_QPOLICY_INT4 = 2,
     FTQ_QPOLICY_SAME = 3, /* the type of the linear layers */
+    FTQ_QPOLICY_AUTO = 4, /* head: lm_head INT8, classifier score KEEP */
 } ftq_qpolicy;
 
 typedef struct {
@@ -35,6 +44,7 @@ typedef struct {
     ftq_qpolicy head;       /* output layer (lm_head, tied or not) and classifier head */
 } ftq_quantize_params;
 
+/* bits 8, group 32, symmetric, no search, embeddings KEEP, head AUTO. */
 ftq_quantize_params ftq_quantize_default_params(void);
 
 typedef struct {
@@ -42,6 +52,7 @@ typedef struct {
     char scheme[24];   /* e.g. "q4a_g32", "q8_row", "f32" */
     double rmse, max_abs, rel_rmse;
     size_t bytes;      /* bytes in the output file */
+    int64_t numel;     /* elements of the tensor */
 } ftq_quantize_tensor_report;
 
 typedef struct {
@@ -49,20 +60,43 @@ typedef struct {
     size_t n_tensors;
     size_t in_bytes, out_bytes;          /* checkpoint sizes */
     double seconds;
+    /* over all quantized elements */
+    int64_t numel;
+    double rmse, rel_rmse, max_abs;
+    size_t q_in_bytes, q_out_bytes; /* the quantized tensors' bytes before / after */
+    int head_split;                 /* 1: a tied output layer got its own lm_head (config
+                                       tie_word_embeddings is then false) */
 } ftq_quantize_report;
 
-/* Quantize the model in in_dir into out_dir (a whole directory, written atomically; config
- * and tokenizer files copied). Refuses NaN / Inf weights naming the tensor. */
+/* Quantize the model in in_dir into out_dir (a whole directory that must not exist,
+ * written atomically; config and tokenizer files copied, config.json rewritten only to
+ * untie a split-off head). Every linear weight of every block is quantized; embeddings
+ * and heads per p; norms, biases and everything else kept as stored. Refuses NaN / Inf
+ * weights naming the tensor, impossible parameters (FTQ_EINVAL with a one-line message)
+ * and an already quantized input. report is filled on success (free it with
+ * ftq_quantize_report_free) and zeroed on failure. Not thread-safe against other calls
+ * that write out_dir; uses OpenMP inside. */
 int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quantize_params *p,
                        ftq_quantize_report *report);
 void ftq_quantize_report_free(ftq_quantize_report *r);
 
 /* Turn a quantized checkpoint back into an ordinary HF checkpoint with dtype F32, F16 or
- * BF16 weights (exactly the values the quantized model computes with). */
+ * BF16 weights (exactly the values the quantized model computes with; bit for bit with
+ * F32). Names and layouts are the original's (GPT-2 Conv1D [in, out], c_attn whole); a
+ * head split off a tied embedding stays a separate lm_head (tie_word_embeddings false).
+ * Every floating-point tensor of the output has `dtype`; config.json's torch_dtype says
+ * so. out_dir must not exist; it is written atomically. */
 int ftq_dequantize_model(const char *in_dir, const char *out_dir, ftq_dtype dtype);
 
-/* 1 if the checkpoint at path (file or directory) is an ftq quantized checkpoint. */
+/* 1 if the checkpoint at path (file or directory) is an ftq quantized checkpoint (carries
+ * ftq.quant metadata); 0 otherwise, also when it cannot be opened. */
 int ftq_is_quantized_checkpoint(const char *path);
+
+/* Number of quantized (FTQ_DTYPE_QMAT) weight tensors of a loaded model: 0 for an
+ * ordinary checkpoint. Code that needs f32 weights (fine-tuning, pruning) must refuse a
+ * model for which this is non-zero. */
+typedef struct ftq_model ftq_model;
+int ftq_model_quantized_count(const ftq_model *m);
 
 #ifdef __cplusplus
 }

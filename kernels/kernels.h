@@ -24,11 +24,20 @@
 
 /* out[T, out_dim] = in[T, in_dim] @ w^T + bias, where w is [out_dim, in_dim] (nn.Linear)
  * and bias is NULL or [out_dim]. The one entry point for every matmul against a weight:
- * it dispatches on w->dtype (only F32 today; the loader rejects anything else). `out` must
- * not alias `in`. Must not be called from inside an OpenMP parallel region (it calls
- * OpenBLAS and opens its own regions). */
+ * it dispatches on w->dtype: F32 (OpenBLAS / dot kernels), QMAT (data -> ftq_qmat; the
+ * int8 / int4 kernels of kernels/qlinear.h, OpenMP only). `out` must not alias `in`. Must
+ * not be called from inside an OpenMP parallel region (it calls OpenBLAS and opens its
+ * own regions).
+ * _ex takes the scratch of a quantized product (ftq_linear_scratch_bytes(w, T) bytes, any
+ * alignment; unused for F32) and returns FTQ_OK; with scratch NULL a QMAT product uses the
+ * stack or one malloc and may return FTQ_ENOMEM. The plain form passes NULL and fills
+ * `out` with NaN in that case. */
+int ftq_linear_forward_ex(float *out, const float *in, const ftq_tensor *w, const float *bias,
+                          int T, int in_dim, int out_dim, void *scratch);
 void ftq_linear_forward(float *out, const float *in, const ftq_tensor *w, const float *bias,
                         int T, int in_dim, int out_dim);
+/* Scratch bytes ftq_linear_forward_ex needs for T rows (0 for F32 weights). */
+size_t ftq_linear_scratch_bytes(const ftq_tensor *w, int T);
 
 /* The same on a raw f32 weight pointer, and its naive triple-loop reference. */
 void ftq_linear_f32(float *out, const float *in, const float *w, const float *bias, int T,

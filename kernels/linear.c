@@ -1,12 +1,16 @@
 /* linear.c - y = x W^T + b against a weight tensor [out, in]: the single entry point that
- * every matmul with a weight goes through (quantized dtypes will plug in here). Batched
- * products (T >= FTQ_BATCH_MIN_T) use one cblas_sgemm over all rows; short chunks and tiny
- * products use an AVX2 (or scalar) dot product per output under OpenMP, blocked so each
- * weight row is read once per chunk. sgemm is never called inside a parallel region. */
+ * every matmul with a weight goes through. F32: batched products (T >= FTQ_BATCH_MIN_T)
+ * use one cblas_sgemm over all rows; short chunks and tiny products use an AVX2 (or
+ * scalar) dot product per output under OpenMP, blocked so each weight row is read once per
+ * chunk. sgemm is never called inside a parallel region. QMAT (int8 / int4): the kernels of
+ * kernels/qlinear.h, OpenMP only, never OpenBLAS. */
 #include <assert.h>
+#include <math.h>
 #include <cblas.h>
 
+#include "ftq.h"
 #include "kernels/kernels.h"
+#include "kernels/qlinear.h"
 #include "kernels/simd.h"
 
 float ftq_dot_ref(const float *a, const float *b, int n)
@@ -144,17 +148,32 @@ void ftq_linear_f32(float *out, const float *in, const float *w, const float *bi
                 in_dim, beta, out, out_dim);
 }
 
-void ftq_linear_forward(float *out, const float *in, const ftq_tensor *w, const float *bias,
-                        int T, int in_dim, int out_dim)
+int ftq_linear_forward_ex(float *out, const float *in, const ftq_tensor *w, const float *bias,
+                          int T, int in_dim, int out_dim, void *scratch)
 {
     assert(w->ndim == 2 && w->shape[0] == out_dim && w->shape[1] == in_dim);
     switch (w->dtype) {
     case FTQ_DTYPE_F32:
         ftq_linear_f32(out, in, (const float *)w->data, bias, T, in_dim, out_dim);
-        break;
+        return FTQ_OK;
+    case FTQ_DTYPE_QMAT:
+        return ftq_qmat_mul(out, in, (const ftq_qmat *)w->data, bias, T, scratch);
     default:
         /* the loader converts or rejects every other dtype */
         assert(!"ftq_linear_forward: unsupported weight dtype");
-        break;
+        return ftq_set_error(FTQ_EUNSUPPORTED, "linear layer with unsupported weight dtype %d", (int)w->dtype);
     }
+}
+
+void ftq_linear_forward(float *out, const float *in, const ftq_tensor *w, const float *bias,
+                        int T, int in_dim, int out_dim)
+{
+    if (ftq_linear_forward_ex(out, in, w, bias, T, in_dim, out_dim, NULL) != FTQ_OK)
+        for (size_t i = 0; i < (size_t)T * (size_t)out_dim; i++) /* no memory for the activations */
+            out[i] = NAN;
+}
+
+size_t ftq_linear_scratch_bytes(const ftq_tensor *w, int T)
+{
+    return w && w->data && w->dtype == FTQ_DTYPE_QMAT ? ftq_qmat_scratch_bytes((const ftq_qmat *)w->data, T) : 0;
 }

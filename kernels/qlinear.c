@@ -108,6 +108,25 @@ size_t ftq_qmat_bytes(const ftq_qmat *m)
     return (size_t)m->npanels * m->panel_bytes + ng * sizeof(float) + (m->zp ? ng : 0);
 }
 
+void ftq_qmat_dequantize_row(const ftq_qmat *m, int r, float *out)
+{
+    const int q8 = m->scheme == FTQ_QSCHEME_Q8, bpg = m->group;
+    const int p = r / FTQ_QPANEL, l = r % FTQ_QPANEL;
+    const ftq_qchunk *panel = (const ftq_qchunk *)(const void *)(m->qs + (size_t)p * m->panel_bytes);
+    for (int k = 0; k < m->cols; k++) {
+        size_t gi = ((size_t)p * m->ngroups + k / bpg) * FTQ_QPANEL + l;
+        int c, z;
+        if (q8) {
+            c = panel[k / 4].b[l][k % 4];
+            z = 128;
+        } else {
+            c = (panel[k / 8].b[l][k % 4] >> ((k % 8) / 4 * 4)) & 15;
+            z = m->zp ? m->zp[gi] : 8;
+        }
+        out[k] = m->d[gi] * (float)(c - z);
+    }
+}
+
 /* ---- activations --------------------------------------------------------------------- */
 
 void ftq_qact_quantize_row_ref(const float *x, int n, int kpad, int ab, int8_t *qs, float *d,

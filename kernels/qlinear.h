@@ -106,6 +106,10 @@ int ftq_qmat_clone(ftq_qmat *dst, const ftq_qmat *src);
 void ftq_qmat_free(ftq_qmat *m);
 /* Bytes of weight data the kernels stream per product (codes + scales + zero codes). */
 size_t ftq_qmat_bytes(const ftq_qmat *m);
+/* out [cols] = row r (0 <= r < rows) of the weights, d * (c - z) in f32: the values every
+ * dequantization gives (ftq_qmat_dequantize, ftq_dequantize_row). What an embedding lookup
+ * in a quantized table reads. */
+void ftq_qmat_dequantize_row(const ftq_qmat *m, int r, float *out);
 
 /* ---- activations ---------------------------------------------------------------------- */
 

@@ -1,7 +1,8 @@
-/* forward.c - sessions (KV cache + preallocated activations) and the batched fp32 forward
- * pass of Llama-family and GPT-2 models. A chunk of T tokens goes through each layer at
- * once: every linear layer is one ftq_linear_forward over all T rows, attention works per
- * head on the cache. Nothing is allocated after ftq_session_new. */
+/* forward.c - sessions (KV cache + preallocated activations) and the batched forward pass
+ * of Llama-family and GPT-2 models. A chunk of T tokens goes through each layer at once:
+ * every linear layer is one ftq_linear_forward_ex over all T rows (f32 or int8 / int4
+ * weights), attention works per head on the cache. Nothing is allocated after
+ * ftq_session_new (quantized products use the session's qscratch). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,25 @@
 /* Rows per forward chunk: large enough for sgemm efficiency, small enough that the
  * activations and the attention scratch stay modest for long contexts. */
 #define MAX_BATCH 512
+
+/* The scratch of the largest quantized product of a chunk of up to n_batch rows. */
+static size_t session_qscratch_bytes(const ftq_model *m, int n_batch)
+{
+    size_t best = ftq_linear_scratch_bytes(&m->tok_emb, n_batch);
+    const ftq_tensor *heads[] = {&m->lm_head, &m->score};
+    for (int i = 0; i < 2; i++) {
+        size_t b = ftq_linear_scratch_bytes(heads[i], n_batch);
+        best = b > best ? b : best;
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const ftq_tensor *t = (const ftq_tensor *)&m->layers[l];
+        for (size_t i = 0; i < sizeof(ftq_layer_weights) / sizeof(ftq_tensor); i++) {
+            size_t b = ftq_linear_scratch_bytes(&t[i], n_batch);
+            best = b > best ? b : best;
+        }
+    }
+    return best;
+}
 
 int ftq_session_new(const ftq_model *m, int n_ctx, ftq_session **out)
 {
@@ -41,14 +61,17 @@ int ftq_session_new(const ftq_model *m, int n_ctx, ftq_session **out)
     size_t Q = (size_t)c->n_heads * c->head_dim, K = (size_t)c->n_kv_heads * c->head_dim;
     size_t half = (size_t)c->head_dim / 2;
     size_t cache = (size_t)c->n_layers * (size_t)n_ctx * K;
+    size_t qbytes = session_qscratch_bytes(m, s->n_batch);
     size_t rope = c->arch == FTQ_ARCH_LLAMA ? (size_t)n_ctx * half : 0;
     size_t sizes[] = {
         cache, cache, rope, rope, B * C, B * C, B * Q, B * Q, B * F,
         c->arch == FTQ_ARCH_LLAMA ? B * F : 0,
         ftq_attention_scratch_floats(s->n_batch, n_ctx, c->n_heads),
+        (qbytes + sizeof(float) - 1) / sizeof(float),
     };
+    float *qscratch = NULL;
     float **ptrs[] = {&s->k_cache, &s->v_cache, &s->rope_cos, &s->rope_sin, &s->x, &s->xb, &s->q,
-                      &s->att, &s->hb, &s->hb2, &s->scratch};
+                      &s->att, &s->hb, &s->hb2, &s->scratch, &qscratch};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         total += (sizes[i] + 15) & ~(size_t)15; /* 64-byte aligned offsets */
@@ -63,6 +86,7 @@ int ftq_session_new(const ftq_model *m, int n_ctx, ftq_session **out)
         *ptrs[i] = sizes[i] ? p : NULL;
         p += (sizes[i] + 15) & ~(size_t)15;
     }
+    s->qscratch = qscratch;
     if (rope)
         ftq_rope_table(s->rope_cos, s->rope_sin, n_ctx, c->head_dim, (double)c->rope_theta);
     *out = s;
@@ -146,8 +170,40 @@ static void add_sumsq(double *stats, const float *x, int T, int dim)
             stats[j] += (double)x[(size_t)t * dim + j] * x[(size_t)t * dim + j];
 }
 
-static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logits, int all_rows,
-                          float *hidden)
+/* One linear layer on the session's scratch. A quantized product runs on OpenMP alone
+ * (never OpenBLAS), so inside a solo stage it gets the saved thread count back. */
+static int lin(ftq_session *s, int solo, float *out, const float *in, const ftq_tensor *w,
+               const ftq_tensor *b, int T, int in_dim, int out_dim)
+{
+#ifdef _OPENMP
+    if (solo > 0 && w->dtype == FTQ_DTYPE_QMAT) {
+        omp_set_num_threads(solo);
+        int rc = ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
+        omp_set_num_threads(1);
+        return rc;
+    }
+#endif
+    (void)solo;
+    return ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
+}
+
+/* x[C] = row `r` of an embedding table (f32, or quantized: dequantized on the fly). */
+static void embed_row(float *x, const ftq_tensor *e, int r, int C)
+{
+    if (e->dtype == FTQ_DTYPE_QMAT)
+        ftq_qmat_dequantize_row((const ftq_qmat *)e->data, r, x);
+    else
+        memcpy(x, ftq_tdata(e) + (size_t)r * C, sizeof(float) * (size_t)C);
+}
+
+#define TRYF(expr)                      \
+    do {                                \
+        if ((rc = (expr)) != FTQ_OK)    \
+            goto done;                  \
+    } while (0)
+
+static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logits, int all_rows,
+                         float *hidden)
 {
     const ftq_model *m = s->m;
     const ftq_model_config *c = &m->cfg;
@@ -156,15 +212,17 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
     const int llama = c->arch == FTQ_ARCH_LLAMA;
     const int pos0 = s->pos;
 
+    int rc = FTQ_OK;
     int solo = solo_begin(T);
 
-    /* embeddings */
-    const float *wte = ftq_tdata(&m->tok_emb), *wpe = ftq_tdata(&m->pos_emb);
+    /* embeddings (s->xb holds a dequantized position row) */
     for (int t = 0; t < T; t++) {
         float *x = s->x + (size_t)t * C;
-        memcpy(x, wte + (size_t)ids[t] * C, sizeof(float) * C);
-        if (wpe)
-            ftq_add_inplace(x, wpe + (size_t)(pos0 + t) * C, (size_t)C);
+        embed_row(x, &m->tok_emb, ids[t], C);
+        if (m->pos_emb.data) {
+            embed_row(s->xb, &m->pos_emb, pos0 + t, C);
+            ftq_add_inplace(x, s->xb, (size_t)C);
+        }
     }
 
     ftq_act_stats *st = s->stats;
@@ -182,9 +240,9 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
         norm_forward(m, s->xb, s->x, &L->norm1_w, &L->norm1_b, T);
         if (st)
             add_sumsq(st->attn_in + (size_t)l * C, s->xb, T, C);
-        ftq_linear_forward(kc + (size_t)pos0 * K, s->xb, &L->wk, ftq_tdata(&L->bk), T, C, K);
-        ftq_linear_forward(vc + (size_t)pos0 * K, s->xb, &L->wv, ftq_tdata(&L->bv), T, C, K);
-        ftq_linear_forward(s->q, s->xb + (size_t)r0 * C, &L->wq, ftq_tdata(&L->bq), Tq, C, Q);
+        TRYF(lin(s, solo, kc + (size_t)pos0 * K, s->xb, &L->wk, &L->bk, T, C, K));
+        TRYF(lin(s, solo, vc + (size_t)pos0 * K, s->xb, &L->wv, &L->bv, T, C, K));
+        TRYF(lin(s, solo, s->q, s->xb + (size_t)r0 * C, &L->wq, &L->bq, Tq, C, Q));
         if (llama) {
             ftq_rope_forward(s->q, s->rope_cos + (size_t)(pos0 + r0) * half,
                              s->rope_sin + (size_t)(pos0 + r0) * half, Tq, Q, H, hd);
@@ -197,39 +255,42 @@ static void forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logi
         float *x = s->x + (size_t)r0 * C;
         if (st)
             add_sumsq(st->o_in + (size_t)l * Q, s->att, Tq, Q);
-        ftq_linear_forward(s->xb, s->att, &L->wo, ftq_tdata(&L->bo), Tq, Q, C);
+        TRYF(lin(s, solo, s->xb, s->att, &L->wo, &L->bo, Tq, Q, C));
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
 
         norm_forward(m, s->xb, x, &L->norm2_w, &L->norm2_b, Tq);
         if (st)
             add_sumsq(st->mlp_in + (size_t)l * C, s->xb, Tq, C);
         if (llama) {
-            ftq_linear_forward(s->hb, s->xb, &L->w_gate, ftq_tdata(&L->b_gate), Tq, C, F);
-            ftq_linear_forward(s->hb2, s->xb, &L->w_up, ftq_tdata(&L->b_up), Tq, C, F);
+            TRYF(lin(s, solo, s->hb, s->xb, &L->w_gate, &L->b_gate, Tq, C, F));
+            TRYF(lin(s, solo, s->hb2, s->xb, &L->w_up, &L->b_up, Tq, C, F));
             ftq_silu_mul_forward(s->hb, s->hb, s->hb2, (size_t)Tq * F);
         } else {
-            ftq_linear_forward(s->hb, s->xb, &L->w_up, ftq_tdata(&L->b_up), Tq, C, F);
+            TRYF(lin(s, solo, s->hb, s->xb, &L->w_up, &L->b_up, Tq, C, F));
             act_forward(c->act, s->hb, (size_t)Tq * F);
         }
         if (st)
             add_sumsq(st->down_in + (size_t)l * F, s->hb, Tq, F);
-        ftq_linear_forward(s->xb, s->hb, &L->w_down, ftq_tdata(&L->b_down), Tq, F, C);
+        TRYF(lin(s, solo, s->xb, s->hb, &L->w_down, &L->b_down, Tq, F, C));
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
     }
 
     solo_end(solo);
+    solo = 0;
 
     if ((logits || hidden) && !st) {
         int r0 = logits && all_rows ? 0 : T - 1, rows = T - r0;
         solo = solo_begin(rows);
         norm_forward(m, s->xb, s->x + (size_t)r0 * C, &m->norm_w, &m->norm_b, rows);
         if (logits)
-            ftq_linear_forward(logits, s->xb, &m->lm_head, NULL, rows, C, c->vocab_size);
+            TRYF(lin(s, solo, logits, s->xb, &m->lm_head, NULL, rows, C, c->vocab_size));
         if (hidden)
             memcpy(hidden, s->xb + (size_t)(rows - 1) * C, sizeof(float) * (size_t)C);
-        solo_end(solo);
     }
     s->pos += T;
+done:
+    solo_end(solo);
+    return rc;
 }
 
 /* The common part of ftq_session_eval and ftq_session_eval_hidden. */
@@ -261,7 +322,9 @@ static int eval_ids(ftq_session *s, const int32_t *ids, int n, float *logits, in
             out = logits + (size_t)off * V;
         else if (logits && last)
             out = logits;
-        forward_chunk(s, ids + off, T, out, logits && all_logits, last ? hidden : NULL);
+        int rc = forward_chunk(s, ids + off, T, out, logits && all_logits, last ? hidden : NULL);
+        if (rc != FTQ_OK)
+            return rc;
     }
     return FTQ_OK;
 }
@@ -295,7 +358,7 @@ int ftq_model_classify(const ftq_model *m, ftq_session *s, const int32_t *ids, i
     ftq_session_reset(s);
     int rc = ftq_session_eval_hidden(s, ids, n, h);
     if (rc == FTQ_OK)
-        ftq_linear_forward(logits, h, &m->score, NULL, 1, C, NL);
+        rc = ftq_linear_forward_ex(logits, h, &m->score, NULL, 1, C, NL, s->qscratch);
     free(h);
     return rc;
 }

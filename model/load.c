@@ -1,12 +1,16 @@
 /* load.c - checks a checkpoint against a config and binds its tensors to an ftq_model.
  * One walk over the tensors the config implies serves both ftq_model_validate (check only)
  * and ftq_model_load (check, then view / convert / transpose into the model); it reports
- * the first missing, misshapen or unsupported tensor, then any tensor nobody asked for. */
+ * the first missing, misshapen or unsupported tensor, then any tensor nobody asked for.
+ * In a quantized checkpoint (docs/quant-format.md) a listed NAME is found through the
+ * quantization index (quant/qcheckpoint.h) and bound as an FTQ_DTYPE_QMAT tensor packed
+ * for the int8 / int4 kernels; only linear weights, embeddings and heads may be quantized. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/model.h"
+#include "quant/qcheckpoint.h"
 
 /* ---- the walk ------------------------------------------------------------------------- */
 
@@ -18,6 +22,8 @@ typedef struct {
     const char *prefix;   /* GPT-2: "transformer." or "" */
     const ftq_tensor **used;
     size_t n_used;
+    const ftq_qindex *qix; /* NULL unless the checkpoint is quantized */
+    int q_ok;             /* the tensors looked up now may be quantized */
 } walk;
 
 static int is_float_dtype(ftq_dtype d)
@@ -49,6 +55,9 @@ static int need(walk *w, const ftq_tensor **out, int optional, int ndim, int64_t
     ftq_shape_str(want, ndim, ws, sizeof ws);
     *out = NULL;
     const ftq_tensor *t = ftq_checkpoint_find(w->ck, name);
+    const ftq_qentry *qe = t ? NULL : ftq_qindex_find(w->qix, name);
+    if (qe)
+        t = &qe->view;
     if (!t) {
         if (optional)
             return FTQ_OK;
@@ -61,6 +70,19 @@ static int need(walk *w, const ftq_tensor **out, int optional, int ndim, int64_t
     if (!ok)
         return ftq_set_error(FTQ_EFORMAT, "model '%s': tensor '%s' has shape %s, expected %s", w->label,
                              name, ftq_shape_str(t->shape, t->ndim, gs, sizeof gs), ws);
+    if (qe) {
+        if (!w->q_ok)
+            return ftq_set_error(FTQ_EUNSUPPORTED,
+                                 "model '%s': tensor '%s' is quantized, but only linear weights, "
+                                 "embeddings and heads can be",
+                                 w->label, name);
+        w->used[w->n_used++] = qe->qweight;
+        w->used[w->n_used++] = qe->qscale;
+        if (qe->qzero)
+            w->used[w->n_used++] = qe->qzero;
+        *out = t;
+        return FTQ_OK;
+    }
     if (!is_float_dtype(t->dtype))
         return ftq_set_error(FTQ_EUNSUPPORTED,
                              "model '%s': tensor '%s' has unsupported dtype %s (expected F32, F16, "
@@ -93,6 +115,53 @@ static int oom(const walk *w, const char *name)
 {
     return ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory converting tensor '%s'", w->label,
                          name);
+}
+
+/* dst = rows [row0, row0 + rows) of a quantized entry's [out, in] matrix, packed for the
+ * kernels (the file's row-major codes and exact f16 scales, freed after packing). */
+static int bind_qmat(walk *w, ftq_tensor *dst, const ftq_qentry *e, int row0, int rows)
+{
+    ftq_model *m = w->m;
+    ftq_qmat **grown = realloc(m->qmats, (m->n_qmats + 1) * sizeof *grown);
+    ftq_qmat *qm = model_alloc(m, sizeof *qm);
+    char *name = model_alloc(m, strlen(e->name) + 1);
+    if (grown)
+        m->qmats = grown;
+    if (!grown || !qm || !name)
+        return oom(w, e->name);
+    memset(qm, 0, sizeof *qm);
+    m->qmats[m->n_qmats++] = qm;
+    strcpy(name, e->name);
+    ftq_qtensor q;
+    int rc = ftq_qentry_read(e, row0, rows, &q);
+    if (rc == FTQ_OK)
+        rc = ftq_qmat_pack(qm, &q, 0);
+    ftq_qtensor_free(&q);
+    if (rc != FTQ_OK)
+        return ftq_wrap_error(rc, "model '%s': tensor '%s'", w->label, e->name);
+    memset(dst, 0, sizeof *dst);
+    dst->name = name;
+    dst->dtype = FTQ_DTYPE_QMAT;
+    dst->ndim = 2;
+    dst->shape[0] = rows;
+    dst->shape[1] = e->cols;
+    dst->nbytes = ftq_qmat_bytes(qm);
+    dst->data = qm;
+    dst->owned = 1;
+    m->n_quantized++;
+    return FTQ_OK;
+}
+
+/* A quantized entry must be stored in the orientation the architecture reads it in. */
+static int check_orientation(const walk *w, const ftq_qentry *e, int transposed)
+{
+    if (e->transposed == transposed)
+        return FTQ_OK;
+    return ftq_set_error(FTQ_EFORMAT,
+                         "model '%s': quantized tensor '%s' is %smarked transposed, but a %s model "
+                         "stores it %s",
+                         w->label, e->name, e->transposed ? "" : "not ", w->cfg->model_type,
+                         transposed ? "[in, out] (Conv1D)" : "[out, in]");
 }
 
 static void describe(ftq_tensor *dst, const ftq_tensor *src, int ndim, int64_t d0, int64_t d1,
@@ -131,8 +200,13 @@ static int f32_of(walk *w, const ftq_tensor *src, const float **data, int *owned
 /* dst = src as it is (same shape). */
 static int bind_plain(walk *w, ftq_tensor *dst, const ftq_tensor *src)
 {
+    const ftq_qentry *qe = ftq_qindex_entry_of(w->qix, src);
+    if (qe && check_orientation(w, qe, 0) != FTQ_OK)
+        return FTQ_EFORMAT;
     if (!w->m || !src)
         return FTQ_OK;
+    if (qe)
+        return bind_qmat(w, dst, qe, 0, qe->rows);
     const float *d = NULL;
     int owned = 0, rc = f32_of(w, src, &d, &owned);
     if (rc != FTQ_OK)
@@ -189,8 +263,13 @@ static int bind_slice1d(walk *w, ftq_tensor *dst, const ftq_tensor *src, int64_t
 /* GPT-2 Conv1D: src is [in, out_total]; dst = columns [c0, c0 + out) transposed to [out, in]. */
 static int bind_transposed(walk *w, ftq_tensor *dst, const ftq_tensor *src, int64_t c0, int64_t out)
 {
+    const ftq_qentry *qe = ftq_qindex_entry_of(w->qix, src);
+    if (qe && check_orientation(w, qe, 1) != FTQ_OK)
+        return FTQ_EFORMAT;
     if (!w->m || !src)
         return FTQ_OK;
+    if (qe) /* the file holds the [out_total, in] transpose: a range of its rows */
+        return bind_qmat(w, dst, qe, (int)c0, (int)out);
     int64_t in = src->shape[0], ld = src->shape[1];
     const float *s = NULL;
     float *tmp;
@@ -231,6 +310,7 @@ static int walk_heads(walk *w)
     int64_t C = c->hidden_size, V = c->vocab_size;
     ftq_model *m = w->m;
     const ftq_tensor *t;
+    w->q_ok = 1;
     if (c->is_classifier) {
         TRY(need(w, &t, 0, 2, c->num_labels, C, "score.weight"));
         TRY(bind_plain(w, m ? &m->score : NULL, t));
@@ -239,6 +319,7 @@ static int walk_heads(walk *w)
     TRY(need(w, &t, c->tie_word_embeddings, 2, V, C, "lm_head.weight"));
     if (!c->tie_word_embeddings)
         TRY(bind_plain(w, m ? &m->lm_head : NULL, t));
+    w->q_ok = 0;
     return FTQ_OK;
 }
 
@@ -249,13 +330,18 @@ static int walk_llama(walk *w)
     int64_t Q = (int64_t)c->n_heads * c->head_dim, K = (int64_t)c->n_kv_heads * c->head_dim;
     ftq_model *m = w->m;
     const ftq_tensor *t;
+    w->q_ok = 1;
     TRY(need(w, &t, 0, 2, V, C, "model.embed_tokens.weight"));
     TRY(bind_plain(w, m ? &m->tok_emb : NULL, t));
+    w->q_ok = 0;
     for (int l = 0; l < c->n_layers; l++) {
         ftq_layer_weights *L = m ? &m->layers[l] : NULL;
+        /* q_ok: only the 2-D (linear) weights may be quantized */
 #define LAYER(field, nd, d0, d1, suffix)                                                \
     do {                                                                                \
+        w->q_ok = (nd) == 2;                                                            \
         TRY(need(w, &t, 0, nd, d0, d1, "model.layers.%d." suffix, l));                  \
+        w->q_ok = 0;                                                                    \
         TRY(bind_plain(w, L ? &L->field : NULL, t));                                    \
     } while (0)
         LAYER(norm1_w, 1, C, 0, "input_layernorm.weight");
@@ -293,13 +379,21 @@ static int walk_gpt2(walk *w)
     ftq_model *m = w->m;
     const char *p = w->prefix;
     const ftq_tensor *t;
+    w->q_ok = 1;
     TRY(need(w, &t, 0, 2, V, C, "%swte.weight", p));
     TRY(bind_plain(w, m ? &m->tok_emb : NULL, t));
     TRY(need(w, &t, 0, 2, P, C, "%swpe.weight", p));
     TRY(bind_plain(w, m ? &m->pos_emb : NULL, t));
+    w->q_ok = 0;
     for (int l = 0; l < c->n_layers; l++) {
         ftq_layer_weights *L = m ? &m->layers[l] : NULL;
-#define NEED(nd, d0, d1, suffix) TRY(need(w, &t, 0, nd, d0, d1, "%sh.%d." suffix, p, l))
+        /* q_ok: only the 2-D (Conv1D) weights may be quantized */
+#define NEED(nd, d0, d1, suffix)                                                 \
+    do {                                                                         \
+        w->q_ok = (nd) == 2;                                                     \
+        TRY(need(w, &t, 0, nd, d0, d1, "%sh.%d." suffix, p, l));                 \
+        w->q_ok = 0;                                                             \
+    } while (0)
         NEED(1, C, 0, "ln_1.weight");
         TRY(bind_plain(w, L ? &L->norm1_w : NULL, t));
         NEED(1, C, 0, "ln_1.bias");
@@ -402,15 +496,22 @@ static int run_walk(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
     TRY(check_config(cfg, label));
     size_t n = ftq_checkpoint_count(ck);
     walk w = {.cfg = cfg, .ck = ck, .label = label, .m = m, .prefix = ""};
-    /* each expected name is looked up once, so at most n of them are found */
+    ftq_qindex *qix = NULL;
+    TRY(ftq_qindex_open(ck, label, &qix));
+    w.qix = qix;
+    /* each expected name is looked up once and uses one tensor, or a quantized entry's two
+     * or three parts: at most n tensors */
     w.used = malloc(sizeof(*w.used) * (n + 1));
-    if (!w.used)
+    if (!w.used) {
+        ftq_qindex_free(qix);
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
     int rc;
     if (cfg->arch == FTQ_ARCH_GPT2) {
-        w.prefix = ftq_checkpoint_find(ck, "transformer.wte.weight") ? "transformer."
-                   : ftq_checkpoint_find(ck, "wte.weight")         ? ""
-                                                                  : "transformer.";
+        /* wte may be quantized: look in the index too */
+        int has_p = ftq_checkpoint_find(ck, "transformer.wte.weight") || ftq_qindex_find(qix, "transformer.wte.weight");
+        int has_bare = ftq_checkpoint_find(ck, "wte.weight") || ftq_qindex_find(qix, "wte.weight");
+        w.prefix = has_p ? "transformer." : has_bare ? "" : "transformer.";
         rc = walk_gpt2(&w);
     } else {
         rc = walk_llama(&w);
@@ -428,6 +529,7 @@ static int run_walk(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
         }
     }
     free(w.used);
+    ftq_qindex_free(qix);
     return rc;
 }
 
@@ -457,6 +559,9 @@ void ftq_model_free(ftq_model *m)
 {
     if (!m)
         return;
+    for (size_t i = 0; i < m->n_qmats; i++)
+        ftq_qmat_free(m->qmats[i]);
+    free(m->qmats);
     for (size_t i = 0; i < m->n_allocs; i++)
         free(m->allocs[i]);
     free(m->allocs);

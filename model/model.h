@@ -1,5 +1,7 @@
 /* model.h - the ftq_model and ftq_session structs (internal). Invariants: every weight is
- * an F32 ftq_tensor; every linear weight has shape [out, in] (nn.Linear); a tensor the
+ * an F32 ftq_tensor, except that linear weights, embeddings and heads loaded from a
+ * quantized checkpoint are FTQ_DTYPE_QMAT (data -> an ftq_qmat the model owns, listed in
+ * `qmats`); every linear weight has shape [out, in] (nn.Linear); a tensor the
  * architecture lacks has data == NULL and ndim == 0. Descriptor names are borrowed from
  * the checkpoint (kept open by the model); data is either a zero-copy view of the mmap
  * (owned == 0) or memory the model allocated (owned == 1, freed through `allocs`). */
@@ -7,6 +9,7 @@
 #define FTQ_MODEL_INTERNAL_H
 
 #include "ftq.h"
+#include "kernels/qlinear.h"
 
 /* One transformer block. Llama: norm = RMSNorm (norm*_b absent), MLP =
  * w_down(silu(w_gate x) * w_up x). GPT-2: norm = LayerNorm, MLP = w_down(act(w_up x + b_up))
@@ -38,6 +41,9 @@ struct ftq_model {
     int64_t n_params;           /* embeddings counted once when tied */
     void **allocs;              /* every buffer the model owns */
     size_t n_allocs, cap_allocs;
+    ftq_qmat **qmats;           /* quantized matrices (their structs are in allocs) */
+    size_t n_qmats;
+    int n_quantized;            /* tensors of the model that are QMAT (tied head once) */
 };
 
 /* A session: the KV cache [layer][pos][n_kv * hd] (the K/V projections write their rows
@@ -67,6 +73,7 @@ struct ftq_session {
     float *att;                  /* [B, Q] attention output */
     float *hb, *hb2;             /* [B, F] MLP hidden (hb2 llama only) */
     float *scratch;              /* attention scores */
+    void *qscratch;              /* activations of the quantized matmuls (NULL if none) */
     void *mem;                   /* one allocation holding all of the above */
 };
 

@@ -357,9 +357,15 @@ void ftq_qtensor_free(ftq_qtensor *q)
     memset(q, 0, sizeof *q);
 }
 
-static int qtensor_alloc(ftq_qtensor *q, ftq_qscheme s, int rows, int cols, int group)
+int ftq_qtensor_alloc(ftq_qtensor *q, ftq_qscheme s, int rows, int cols, int group)
 {
     memset(q, 0, sizeof *q);
+    ftq_quant_params p = {s, group, 0, 1};
+    int rc = ftq_quant_params_check(&p);
+    if (rc != FTQ_OK)
+        return rc;
+    if (rows <= 0 || cols <= 0)
+        return ftq_set_error(FTQ_EINVAL, "invalid tensor shape [%d, %d]", rows, cols);
     q->scheme = s;
     q->rows = rows;
     q->cols = cols;
@@ -388,7 +394,7 @@ int ftq_qtensor_quantize(ftq_qtensor *q, const float *w, int rows, int cols,
         return rc;
     if (rows <= 0 || cols <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid tensor shape [%d, %d]", rows, cols);
-    if ((rc = qtensor_alloc(q, p->scheme, rows, cols, p->group)) != FTQ_OK)
+    if ((rc = ftq_qtensor_alloc(q, p->scheme, rows, cols, p->group)) != FTQ_OK)
         return rc;
     int *st = calloc((size_t)rows * 2, sizeof(int));
     if (!st) {
@@ -557,23 +563,8 @@ int ftq_qmat_quantize(ftq_qmat *m, const float *w, int rows, int cols, const ftq
 
 void ftq_qmat_dequantize(const ftq_qmat *m, float *out)
 {
-    const int q8 = m->scheme == FTQ_QSCHEME_Q8, bpg = m->group;
-    for (int r = 0; r < m->rows; r++) {
-        const int p = r / FTQ_QPANEL, l = r % FTQ_QPANEL;
-        const ftq_qchunk *panel = (const ftq_qchunk *)(const void *)(m->qs + (size_t)p * m->panel_bytes);
-        for (int k = 0; k < m->cols; k++) {
-            size_t gi = ((size_t)p * m->ngroups + k / bpg) * FTQ_QPANEL + l;
-            int c, z;
-            if (q8) {
-                c = panel[k / 4].b[l][k % 4];
-                z = 128;
-            } else {
-                c = (panel[k / 8].b[l][k % 4] >> ((k % 8) / 4 * 4)) & 15;
-                z = m->zp ? m->zp[gi] : 8;
-            }
-            out[(size_t)r * m->cols + k] = m->d[gi] * (float)(c - z);
-        }
-    }
+    for (int r = 0; r < m->rows; r++)
+        ftq_qmat_dequantize_row(m, r, out + (size_t)r * m->cols);
 }
 
 int ftq_qtensor_matmul_ref(float *y, const float *x, const ftq_qtensor *w, int ab,

@@ -134,6 +134,10 @@ typedef struct {
     void *mem;        /* owning allocation */
 } ftq_qtensor;
 
+/* Allocate a tensor's buffers (contents undefined) for the layout above: what a file reader
+ * fills. FTQ_EINVAL (bad scheme / group / shape) or FTQ_ENOMEM; *q is zeroed on failure. */
+int ftq_qtensor_alloc(ftq_qtensor *q, ftq_qscheme scheme, int rows, int cols, int group);
+
 /* Quantize w [rows, cols] (OpenMP over rows). On failure *q is zeroed and the message
  * names the row and column ("non-finite value inf at row 3, column 17"); the caller adds
  * the tensor name with ftq_wrap_error. FTQ_EINVAL, FTQ_ENUMERIC or FTQ_ENOMEM. */
@@ -169,6 +173,7 @@ int ftq_qmat_quantize(ftq_qmat *m, const float *w, int rows, int cols, const ftq
                       int ab);
 /* out [rows, cols] = the weights m holds (scalar; to check packing). */
 void ftq_qmat_dequantize(const ftq_qmat *m, float *out);
+
 
 /* Scalar reference of ftq_qmat_mul computed from the row-major tensor with the same
  * activation quantization (block ab, 0 for 32) and the same per-output float sequence, so

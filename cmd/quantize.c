@@ -1,0 +1,143 @@
+/* quantize.c - `ftq quantize`: a model's linear layers (and optionally embeddings and
+ * heads) to int8 / int4 in ftq's quantized safetensors format, with the weight error per
+ * tensor and the sizes before and after. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cmds.h"
+#include "cmd/common.h"
+#include "cmd/opts.h"
+#include "include/ftq_quant.h"
+
+static const char *const POLICY_NAMES[] = {"keep", "int8", "int4", "same", "auto"};
+
+static int parse_policy(const char *s, int allow_auto, ftq_qpolicy *out)
+{
+    for (int i = 0; i <= FTQ_QPOLICY_AUTO; i++)
+        if (strcmp(s, POLICY_NAMES[i]) == 0 && (allow_auto || i != FTQ_QPOLICY_AUTO)) {
+            *out = (ftq_qpolicy)i;
+            return 0;
+        }
+    return -1;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    const char *model = default_model_dir(), *out = NULL, *type = "int8", *emb = "keep", *head = "auto";
+    int group = -1, asym = 0, search = 0, json = 0, show = 0;
+    const ftq_opt opts[] = {
+        {"model", 'm', OPT_STR, &model, "DIR", "model directory (F32, F16 or BF16 weights)", 0, -1},
+        {"output", 'o', OPT_STR, &out, "OUT", "output directory (must not exist)", 0, -1},
+        {"type", 0, OPT_STR, &type, "TYPE", "int8 | int4 (the linear layers; default int8)", 0, -1},
+        {"group", 0, OPT_INT, &group, "G", "weights per scale: 32 (default), 64, 128; 0 = one per row (int8)", -1, 1 << 20},
+        {"asym", 0, OPT_FLAG, &asym, NULL, "int4 with a zero point per group (q4a) instead of symmetric (q4)", 0, -1},
+        {"search", 0, OPT_FLAG, &search, NULL, "per group, search the scale with the least squared error", 0, -1},
+        {"embeddings", 0, OPT_STR, &emb, "P", "token / position embeddings: keep (default) | int8 | int4 | same", 0, -1},
+        {"head", 0, OPT_STR, &head, "P", "output layer: auto (default) | keep | int8 | int4 | same", 0, -1},
+        {"tensors", 0, OPT_FLAG, &show, NULL, "print the error of every quantized tensor", 0, -1},
+        {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
+        OPT_END,
+    };
+    const ftq_cmd_spec spec = {
+        "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--search] [--embeddings P] [--head P]",
+        "Quantize a model to int8 or int4 weights (docs/quant-format.md). The output directory holds\n"
+        "model.safetensors in ftq's quantized format plus the config and tokenizer files; ftq loads it\n"
+        "like any model (perplexity, generate, classify), 'ftq dequantize' turns it back into an\n"
+        "ordinary HF checkpoint.",
+        "What is quantized (the default policy):\n"
+        "  linear layers   every q/k/v/o and MLP weight of every block: --type, --group, --asym\n"
+        "                  (int8: q8, symmetric codes in [-127, 127]; int4: q4, codes in [-8, 7],\n"
+        "                  or q4a, codes in [0, 15] with a zero point); one f16 scale per group\n"
+        "  output layer    --head auto: lm_head to int8 (groups of 32) even with --type int4,\n"
+        "                  because the output layer is the most quantization-sensitive matrix\n"
+        "                  (llama.cpp keeps it at higher precision too). A tied head (the\n"
+        "                  embedding used as output) is then stored as a separate quantized\n"
+        "                  lm_head and config.json gets tie_word_embeddings false; the embedding\n"
+        "                  stays as stored for lookups. A classifier's score head is kept.\n"
+        "  embeddings      --embeddings keep: as stored\n"
+        "  norms, biases   always kept as stored\n"
+        "Policies for --head / --embeddings: keep (as stored), int8 (q8, groups of 32), int4 (the\n"
+        "linear layers' int4 scheme and group with --type int4, else q4 with groups of 32), same\n"
+        "(exactly the linear layers' scheme). --head int8/int4/same also applies to a score head.\n"
+        "Quantized embeddings are dequantized row by row at lookup. When a tied embedding and\n"
+        "the head get the same quantization they stay tied (one matrix).\n"
+        "Errors are measured against the source weights: RMSE, max |error| and relative RMSE\n"
+        "(RMSE / RMS of the weights). NaN / Inf weights are refused, naming the tensor.",
+        opts};
+    int r = opts_parse(&spec, argc, argv);
+    if (r)
+        return r < 0 ? 2 : 0;
+    if (opts_require(&spec, "output", out))
+        return 2;
+    ftq_quantize_params p = ftq_quantize_default_params();
+    if (strcmp(type, "int8") == 0)
+        p.bits = 8;
+    else if (strcmp(type, "int4") == 0)
+        p.bits = 4;
+    else
+        return cmd_fail(spec.name, "unknown --type '%s' (expected int8 or int4)", type) + 1;
+    if (asym && p.bits == 8)
+        return cmd_fail(spec.name, "--asym applies to --type int4 only (int8 is symmetric)") + 1;
+    if (group == 0 && p.bits == 4)
+        return cmd_fail(spec.name, "--group 0 (one scale per row) needs --type int8; int4 takes 32, 64 or 128") + 1;
+    if (group != -1 && group != 0 && group != 32 && group != 64 && group != 128)
+        return cmd_fail(spec.name, "--group %d is not supported (expected 32, 64 or 128, or 0 for per row with int8)",
+                        group) + 1;
+    p.group = group == -1 ? 32 : group;
+    p.asym = asym;
+    p.search = search;
+    if (parse_policy(emb, 0, &p.embeddings))
+        return cmd_fail(spec.name, "unknown --embeddings '%s' (expected keep, int8, int4 or same)", emb) + 1;
+    if (parse_policy(head, 1, &p.head))
+        return cmd_fail(spec.name, "unknown --head '%s' (expected auto, keep, int8, int4 or same)", head) + 1;
+
+    ftq_quantize_report rep;
+    if (ftq_quantize_model(model, out, &p, &rep) != FTQ_OK)
+        return cmd_fail(spec.name, "%s", ftq_last_error());
+    double ratio = rep.out_bytes ? (double)rep.in_bytes / (double)rep.out_bytes : 0;
+    double qratio = rep.q_out_bytes ? (double)rep.q_in_bytes / (double)rep.q_out_bytes : 0;
+    if (json) {
+        printf("{\"output\": ");
+        json_print_string(stdout, out);
+        printf(", \"type\": \"%s\", \"group\": %d, \"asym\": %s, \"search\": %s, \"embeddings\": \"%s\", "
+               "\"head\": \"%s\", \"head_split\": %s, \"in_bytes\": %zu, \"out_bytes\": %zu, \"ratio\": %.4f, "
+               "\"quantized_in_bytes\": %zu, \"quantized_out_bytes\": %zu, \"quantized_ratio\": %.4f, "
+               "\"quantized_params\": %lld, \"rmse\": %.6g, \"rel_rmse\": %.6g, \"max_abs\": %.6g, "
+               "\"seconds\": %.3f, \"tensors\": [",
+               type, p.group, asym ? "true" : "false", search ? "true" : "false", POLICY_NAMES[p.embeddings],
+               POLICY_NAMES[p.head], rep.head_split ? "true" : "false", rep.in_bytes, rep.out_bytes, ratio,
+               rep.q_in_bytes, rep.q_out_bytes, qratio, (long long)rep.numel, rep.rmse, rep.rel_rmse, rep.max_abs,
+               rep.seconds);
+        for (size_t i = 0; i < rep.n_tensors; i++) {
+            const ftq_quantize_tensor_report *t = &rep.tensors[i];
+            printf("%s{\"name\": ", i ? ", " : "");
+            json_print_string(stdout, t->name);
+            printf(", \"scheme\": \"%s\", \"numel\": %lld, \"rmse\": %.6g, \"max_abs\": %.6g, \"rel_rmse\": %.6g, "
+                   "\"bytes\": %zu}",
+                   t->scheme, (long long)t->numel, t->rmse, t->max_abs, t->rel_rmse, t->bytes);
+        }
+        printf("]}\n");
+    } else {
+        if (show) {
+            printf("  %-48s %-9s %12s %10s %10s %8s %12s\n", "tensor", "scheme", "weights", "rmse", "max |err|",
+                   "rel", "bytes");
+            for (size_t i = 0; i < rep.n_tensors; i++) {
+                const ftq_quantize_tensor_report *t = &rep.tensors[i];
+                printf("  %-48s %-9s %12s %10.3g %10.3g %7.3f%% %12s\n", t->name, t->scheme, fmt_count(t->numel),
+                       t->rmse, t->max_abs, 100 * t->rel_rmse, fmt_count((long long)t->bytes));
+            }
+        }
+        printf("quantized %zu tensors (%s weights): rmse %.3g, relative %.3f %%, max |error| %.3g\n", rep.n_tensors,
+               fmt_count(rep.numel), rep.rmse, 100 * rep.rel_rmse, rep.max_abs);
+        printf("  their bytes %s -> %s (%.2fx)\n", fmt_count((long long)rep.q_in_bytes),
+               fmt_count((long long)rep.q_out_bytes), qratio);
+        printf("file: %s -> %s bytes (%.2fx)\n", fmt_count((long long)rep.in_bytes), fmt_count((long long)rep.out_bytes),
+               ratio);
+        if (rep.head_split)
+            printf("the tied output layer is stored as a separate lm_head (config: tie_word_embeddings false)\n");
+        printf("wrote %s (%.2f s)\n", out, rep.seconds);
+    }
+    ftq_quantize_report_free(&rep);
+    return 0;
+}

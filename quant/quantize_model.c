@@ -1,0 +1,605 @@
+/* quantize_model.c - a whole checkpoint to int8 / int4 (docs/quant-format.md): the model is
+ * loaded (so every linear weight is [out, in] f32, GPT-2 Conv1D already transposed), each
+ * selected weight is quantized row by row, and the file is written in the source's tensor
+ * order with each quantized NAME replaced by its qweight / qscale / qzero parts and every
+ * other tensor copied byte for byte. The output directory appears only when complete. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "model/model.h"
+#include "quant/qcheckpoint.h"
+
+ftq_quantize_params ftq_quantize_default_params(void)
+{
+    ftq_quantize_params p;
+    memset(&p, 0, sizeof p);
+    p.bits = 8;
+    p.group = 32;
+    p.embeddings = FTQ_QPOLICY_KEEP;
+    p.head = FTQ_QPOLICY_AUTO;
+    return p;
+}
+
+void ftq_quantize_report_free(ftq_quantize_report *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_tensors; i++)
+        free(r->tensors[i].name);
+    free(r->tensors);
+    memset(r, 0, sizeof *r);
+}
+
+int ftq_model_quantized_count(const ftq_model *m) { return m ? m->n_quantized : 0; }
+
+int ftq_is_quantized_checkpoint(const char *path)
+{
+    ftq_checkpoint *ck = NULL;
+    if (!path || ftq_checkpoint_open(path, &ck) != FTQ_OK) {
+        ftq_clear_error();
+        return 0;
+    }
+    int q = 0;
+    for (size_t i = 0; i < ftq_checkpoint_nfiles(ck) && !q; i++) {
+        const ftq_st_file *f = ftq_checkpoint_file(ck, i);
+        q = ftq_st_metadata_get(f, FTQ_QUANT_KEY_VERSION) || ftq_st_metadata_get(f, FTQ_QUANT_KEY_TENSORS);
+    }
+    ftq_checkpoint_close(ck);
+    return q;
+}
+
+/* ---- parameters ---------------------------------------------------------------------- */
+
+static int check_params(const ftq_quantize_params *p)
+{
+    if (p->bits != 8 && p->bits != 4)
+        return ftq_set_error(FTQ_EINVAL, "cannot quantize to %d bits: expected 8 (int8) or 4 (int4)", p->bits);
+    if (p->asym && p->bits == 8)
+        return ftq_set_error(FTQ_EINVAL, "asymmetric scales are for int4 only: int8 is symmetric");
+    if (p->group == 0 && p->bits == 4)
+        return ftq_set_error(FTQ_EINVAL, "per-row scales (group 0) need int8: int4 takes a group of 32, 64 or 128");
+    if (p->group != 0 && p->group != 32 && p->group != 64 && p->group != 128)
+        return ftq_set_error(FTQ_EINVAL, "invalid group size %d: expected 32, 64 or 128 (or 0, one scale per row, "
+                             "for int8)", p->group);
+    if ((int)p->embeddings < FTQ_QPOLICY_KEEP || p->embeddings > FTQ_QPOLICY_SAME)
+        return ftq_set_error(FTQ_EINVAL, "invalid embeddings policy %d: expected keep, int8, int4 or same",
+                             (int)p->embeddings);
+    if ((int)p->head < FTQ_QPOLICY_KEEP || p->head > FTQ_QPOLICY_AUTO)
+        return ftq_set_error(FTQ_EINVAL, "invalid head policy %d: expected keep, int8, int4, same or auto", (int)p->head);
+    return FTQ_OK;
+}
+
+/* The quantization a policy means; 0 for KEEP. */
+static int resolve(const ftq_quantize_params *p, ftq_qpolicy pol, ftq_quant_params *out)
+{
+    *out = ftq_quant_default_params();
+    out->search = p->search;
+    out->f16_scales = 1;
+    ftq_qscheme lin = p->bits == 8 ? FTQ_QSCHEME_Q8 : p->asym ? FTQ_QSCHEME_Q4A : FTQ_QSCHEME_Q4;
+    switch (pol) {
+    case FTQ_QPOLICY_KEEP:
+        return 0;
+    case FTQ_QPOLICY_INT8:
+    case FTQ_QPOLICY_AUTO:
+        out->scheme = FTQ_QSCHEME_Q8;
+        out->group = 32;
+        return 1;
+    case FTQ_QPOLICY_INT4:
+        out->scheme = p->bits == 4 ? lin : FTQ_QSCHEME_Q4;
+        out->group = p->bits == 4 ? p->group : 32;
+        return 1;
+    case FTQ_QPOLICY_SAME:
+        out->scheme = lin;
+        out->group = p->group;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- jobs: the tensors to quantize ---------------------------------------------------- */
+
+typedef struct {
+    const char *name;        /* NAME in the output file */
+    const char *copied_from; /* split-off tied head: the embedding's name */
+    const ftq_tensor *src;   /* the checkpoint tensor it comes from (dtype, bytes) */
+    const float *w;          /* [rows, cols] f32 */
+    float *owned;            /* w when assembled here */
+    int rows, cols;
+    int transposed;
+    int quantize;            /* 0: written as stored (a split head kept in floating point) */
+    ftq_quant_params qp;
+    ftq_qtensor q;
+    ftq_qerror err;
+    uint16_t *scales16;      /* [rows][ngroups] */
+} job;
+
+typedef struct {
+    job *j;
+    size_t n, cap;
+} jobs;
+
+static job *add_job(jobs *js)
+{
+    if (js->n == js->cap) {
+        size_t cap = js->cap ? 2 * js->cap : 32;
+        job *g = realloc(js->j, cap * sizeof *g);
+        if (!g)
+            return NULL;
+        js->j = g;
+        js->cap = cap;
+    }
+    job *j = &js->j[js->n++];
+    memset(j, 0, sizeof *j);
+    return j;
+}
+
+static void free_jobs(jobs *js)
+{
+    for (size_t i = 0; i < js->n; i++) {
+        free(js->j[i].owned);
+        free(js->j[i].scales16);
+        ftq_qtensor_free(&js->j[i].q);
+    }
+    free(js->j);
+}
+
+static job *find_job(const jobs *js, const char *name)
+{
+    for (size_t i = 0; i < js->n; i++)
+        if (strcmp(js->j[i].name, name) == 0)
+            return &js->j[i];
+    return NULL;
+}
+
+/* One model tensor into the job of its checkpoint name: GPT-2's q, k and v (the column
+ * blocks of c_attn) arrive one after another and are stacked as rows. */
+static int take(jobs *js, const ftq_model *m, const ftq_tensor *t, const ftq_quant_params *qp, int transposed)
+{
+    if (!t->data)
+        return FTQ_OK;
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    job *last = js->n ? &js->j[js->n - 1] : NULL;
+    if (last && strcmp(last->name, t->name) == 0) {
+        float *w = malloc(sizeof(float) * (size_t)(last->rows + rows) * (size_t)cols);
+        if (!w)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        memcpy(w, last->w, sizeof(float) * (size_t)last->rows * cols);
+        memcpy(w + (size_t)last->rows * cols, t->data, sizeof(float) * (size_t)rows * cols);
+        free(last->owned);
+        last->owned = w;
+        last->w = w;
+        last->rows += rows;
+        return FTQ_OK;
+    }
+    job *j = add_job(js);
+    if (!j)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    j->name = t->name;
+    j->src = ftq_checkpoint_find(m->ck, t->name);
+    j->w = t->data;
+    j->rows = rows;
+    j->cols = cols;
+    j->quantize = 1;
+    j->qp = *qp;
+    j->transposed = transposed;
+    return FTQ_OK;
+}
+
+static int same_quant(int qa, const ftq_quant_params *a, int qb, const ftq_quant_params *b)
+{
+    return qa == qb && (!qa || (a->scheme == b->scheme && a->group == b->group && a->search == b->search));
+}
+
+/* Every weight the parameters select, in model order. *split: a tied head gets its own
+ * lm_head (its quantization differs from the embedding's). */
+static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, jobs *js, int *split)
+{
+    const ftq_model_config *c = &m->cfg;
+    const int conv1d = c->arch == FTQ_ARCH_GPT2; /* block weights stored [in, out] */
+    ftq_quant_params lin, emb, head;
+    resolve(p, FTQ_QPOLICY_SAME, &lin);
+    int q_emb = resolve(p, p->embeddings, &emb);
+    int q_head = resolve(p, p->head, &head);
+    int rc = FTQ_OK;
+    for (int l = 0; l < c->n_layers && rc == FTQ_OK; l++) {
+        const ftq_layer_weights *L = &m->layers[l];
+        const ftq_tensor *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0] && rc == FTQ_OK; i++)
+            rc = take(js, m, lw[i], &lin, conv1d);
+    }
+    if (rc == FTQ_OK && q_emb)
+        rc = take(js, m, &m->tok_emb, &emb, 0);
+    if (rc == FTQ_OK && q_emb)
+        rc = take(js, m, &m->pos_emb, &emb, 0);
+    *split = 0;
+    if (rc != FTQ_OK)
+        return rc;
+    if (c->is_classifier) {
+        if (p->head == FTQ_QPOLICY_AUTO)
+            q_head = 0; /* a score head is tiny and decides every prediction */
+        if (q_head)
+            rc = take(js, m, &m->score, &head, 0);
+    } else if (!c->tie_word_embeddings) {
+        if (q_head)
+            rc = take(js, m, &m->lm_head, &head, 0);
+    } else if (!same_quant(q_emb, &emb, q_head, &head)) {
+        /* tied, but the output layer is stored differently from the lookup table */
+        job *j = add_job(js);
+        if (!j)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        j->name = "lm_head.weight";
+        j->copied_from = m->tok_emb.name;
+        j->src = ftq_checkpoint_find(m->ck, m->tok_emb.name);
+        j->w = m->tok_emb.data;
+        j->rows = (int)m->tok_emb.shape[0];
+        j->cols = (int)m->tok_emb.shape[1];
+        j->quantize = q_head;
+        j->qp = head;
+        *split = 1;
+    }
+    return rc;
+}
+
+/* ---- checks and quantization ---------------------------------------------------------- */
+
+/* NaN / Inf anywhere in a floating-point tensor the output carries. */
+static int check_finite(const ftq_tensor *t)
+{
+    const ftq_dtype_traits *tr = ftq_dtype_info(t->dtype);
+    if (!tr || !tr->is_float || !tr->to_f32 || tr->block_size != 1)
+        return FTQ_OK;
+    size_t n = (size_t)ftq_tensor_numel(t), chunk = 4096;
+    float buf[4096];
+    for (size_t i0 = 0; i0 < n; i0 += chunk) {
+        size_t k = n - i0 < chunk ? n - i0 : chunk;
+        tr->to_f32((const char *)t->data + i0 * tr->block_bytes, buf, k);
+        for (size_t i = 0; i < k; i++)
+            if (!isfinite(buf[i]))
+                return ftq_set_error(FTQ_ENUMERIC, "cannot quantize: tensor '%s' holds a non-finite value %g at "
+                                     "index %zu", t->name, (double)buf[i], i0 + i);
+    }
+    return FTQ_OK;
+}
+
+static int quantize_job(job *j)
+{
+    if (!j->quantize)
+        return FTQ_OK;
+    int rc = ftq_qtensor_quantize(&j->q, j->w, j->rows, j->cols, &j->qp);
+    if (rc != FTQ_OK) {
+        if (j->transposed) /* name the file's coordinates: row r, column c of [out, in] is [c][r] */
+            return ftq_wrap_error(rc, "cannot quantize tensor '%s' (its [out, in] transpose)", j->name);
+        return ftq_wrap_error(rc, "cannot quantize tensor '%s'", j->name);
+    }
+    rc = ftq_qtensor_error(&j->q, j->w, &j->err);
+    if (rc != FTQ_OK)
+        return rc;
+    size_t ns = (size_t)j->q.rows * j->q.ngroups;
+    j->scales16 = malloc(2 * (ns ? ns : 1));
+    if (!j->scales16)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ns; i++)
+        j->scales16[i] = ftq_f32_to_f16(j->q.scales[i]); /* exact: the scales are f16 values */
+    return FTQ_OK;
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
+
+typedef struct {
+    ftq_tensor *t;
+    size_t n, cap;
+    char **names; /* owned part names */
+    size_t n_names;
+} outlist;
+
+static ftq_tensor *out_add(outlist *o)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 64;
+        ftq_tensor *g = realloc(o->t, cap * sizeof *g);
+        char **gn = realloc(o->names, 3 * cap * sizeof *gn);
+        if (g)
+            o->t = g;
+        if (gn)
+            o->names = gn;
+        if (!g || !gn)
+            return NULL;
+        o->cap = cap;
+    }
+    ftq_tensor *t = &o->t[o->n++];
+    memset(t, 0, sizeof *t);
+    return t;
+}
+
+static void out_free(outlist *o)
+{
+    for (size_t i = 0; i < o->n_names; i++)
+        free(o->names[i]);
+    free(o->names);
+    free(o->t);
+}
+
+static int add_part(outlist *o, const char *name, const char *suffix, ftq_dtype dt, int64_t d0, int64_t d1,
+                    void *data, size_t *bytes)
+{
+    ftq_tensor *t = out_add(o);
+    char *pn = ftq_qpart_name(name, suffix);
+    if (!t || !pn) {
+        free(pn);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    o->names[o->n_names++] = pn;
+    t->name = pn;
+    t->dtype = dt;
+    t->ndim = 2;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->nbytes = (size_t)d0 * (size_t)d1 * ftq_dtype_info(dt)->block_bytes;
+    t->data = data;
+    *bytes += t->nbytes;
+    return FTQ_OK;
+}
+
+/* The tensors of one job: its parts, or (a split head kept in floating point) a copy of
+ * the source tensor under the job's name. */
+static int emit_job(outlist *o, const job *j, size_t *bytes)
+{
+    *bytes = 0;
+    if (!j->quantize) {
+        ftq_tensor *t = out_add(o);
+        if (!t)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        *t = *j->src;
+        t->name = (char *)j->name;
+        t->owned = 0;
+        *bytes = t->nbytes;
+        return FTQ_OK;
+    }
+    const ftq_qtensor *q = &j->q;
+    int rc = add_part(o, j->name, ".qweight", q->scheme == FTQ_QSCHEME_Q8 ? FTQ_DTYPE_I8 : FTQ_DTYPE_U8, q->rows,
+                      (int64_t)q->row_bytes, q->qs, bytes);
+    if (rc == FTQ_OK)
+        rc = add_part(o, j->name, ".qscale", FTQ_DTYPE_F16, q->rows, q->ngroups, j->scales16, bytes);
+    if (rc == FTQ_OK && q->zeros)
+        rc = add_part(o, j->name, ".qzero", FTQ_DTYPE_U8, q->rows, q->ngroups, q->zeros, bytes);
+    return rc;
+}
+
+static cJSON *entry_json(const job *j)
+{
+    cJSON *e = cJSON_CreateObject(), *sh = cJSON_CreateArray();
+    const ftq_dtype_traits *tr = ftq_dtype_info(j->src ? j->src->dtype : FTQ_DTYPE_F32);
+    if (!e || !sh || !cJSON_AddItemToObject(e, "scheme", cJSON_CreateString(ftq_qscheme_info(j->q.scheme)->name)) ||
+        !cJSON_AddItemToObject(e, "group", cJSON_CreateNumber(j->q.group)) ||
+        !cJSON_AddItemToArray(sh, cJSON_CreateNumber(j->rows)) || !cJSON_AddItemToArray(sh, cJSON_CreateNumber(j->cols)) ||
+        !cJSON_AddItemToObject(e, "shape", sh) ||
+        !cJSON_AddItemToObject(e, "transposed", cJSON_CreateBool(j->transposed)) ||
+        !cJSON_AddItemToObject(e, "search", cJSON_CreateBool(j->qp.search)) ||
+        !cJSON_AddItemToObject(e, "source_dtype", cJSON_CreateString(tr ? tr->name : "F32")) ||
+        (j->copied_from && !cJSON_AddItemToObject(e, "copied_from", cJSON_CreateString(j->copied_from)))) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    return e;
+}
+
+int ftq_qconfig_write(const char *src, const char *dst, int untie, const char *torch_dtype)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = ftq_read_file(src, &text, &len);
+    if (rc != FTQ_OK)
+        return rc;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return ftq_set_error(FTQ_EFORMAT, "cannot rewrite '%s': not a JSON object", src);
+    }
+    int ok = 1;
+    if (untie) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "tie_word_embeddings");
+        ok = cJSON_AddBoolToObject(j, "tie_word_embeddings", 0) != NULL;
+    }
+    if (ok && torch_dtype) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
+        ok = cJSON_AddStringToObject(j, "torch_dtype", torch_dtype) != NULL;
+    }
+    char *out = ok ? cJSON_Print(j) : NULL;
+    cJSON_Delete(j);
+    if (!out)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory writing '%s'", dst);
+    ftq_atomic_file af;
+    rc = ftq_atomic_open(&af, dst);
+    if (rc == FTQ_OK) {
+        /* cJSON indents with tabs and writes ":\t"; strings never hold a raw tab */
+        for (const char *p = out; *p; p++) {
+            if (*p != '\t')
+                fputc(*p, af.fp);
+            else
+                fputs(p > out && p[-1] == ':' ? " " : "  ", af.fp);
+        }
+        fputc('\n', af.fp);
+        rc = ftq_atomic_commit(&af);
+    }
+    cJSON_free(out);
+    return rc;
+}
+
+static size_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+static int write_output(const ftq_model *m, jobs *js, int split, const char *dir, ftq_quantize_report *r)
+{
+    const ftq_checkpoint *ck = m->ck;
+    size_t nt = ftq_checkpoint_count(ck);
+    outlist o = {0};
+    cJSON *list = cJSON_CreateObject();
+    r->tensors = calloc(js->n ? js->n : 1, sizeof *r->tensors);
+    int rc = list && r->tensors ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i <= nt && rc == FTQ_OK; i++) {
+        const ftq_tensor *ft = i < nt ? ftq_checkpoint_tensor(ck, i) : NULL;
+        job *j = NULL;
+        if (ft) {
+            j = find_job(js, ft->name);
+            if (split && !j && strcmp(ft->name, "lm_head.weight") == 0)
+                continue; /* a stored copy of the tied head: replaced by the split-off one */
+            if (!j) {
+                ftq_tensor *t = out_add(&o);
+                if (!t) {
+                    rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                    break;
+                }
+                *t = *ft;
+                t->owned = 0;
+                continue;
+            }
+            if (j->copied_from) /* the split head is emitted last */
+                continue;
+        } else {
+            for (size_t k = 0; k < js->n; k++)
+                if (js->j[k].copied_from)
+                    j = &js->j[k];
+            if (!j)
+                break;
+        }
+        size_t bytes = 0;
+        rc = emit_job(&o, j, &bytes);
+        if (rc != FTQ_OK || !j->quantize)
+            continue;
+        cJSON *e = entry_json(j);
+        if (!e || !cJSON_AddItemToObject(list, j->name, e)) {
+            cJSON_Delete(e);
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            break;
+        }
+        ftq_quantize_tensor_report *tr = &r->tensors[r->n_tensors++];
+        tr->name = strdup(j->name);
+        ftq_qscheme_label(j->q.scheme, j->q.group, tr->scheme, sizeof tr->scheme);
+        tr->rmse = j->err.rmse;
+        tr->max_abs = j->err.max_abs;
+        tr->rel_rmse = j->err.rel_rmse;
+        tr->bytes = bytes;
+        tr->numel = (int64_t)j->rows * j->cols;
+        if (!tr->name)
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        /* totals over every quantized element */
+        double se = j->err.rmse * j->err.rmse * (double)tr->numel;
+        double ref = j->err.rel_rmse > 0 ? se / (j->err.rel_rmse * j->err.rel_rmse) : 0;
+        r->rmse += se;       /* sum of squared errors for now */
+        r->rel_rmse += ref;  /* sum of squared references for now */
+        r->numel += tr->numel;
+        r->max_abs = j->err.max_abs > r->max_abs ? j->err.max_abs : r->max_abs;
+        r->q_out_bytes += bytes;
+        r->q_in_bytes += j->copied_from ? (size_t)j->rows * j->cols * (j->src ? ftq_dtype_info(j->src->dtype)->block_bytes : 4)
+                                        : (j->src ? j->src->nbytes : 0);
+    }
+    if (r->numel > 0) {
+        double se = r->rmse, sr = r->rel_rmse;
+        r->rmse = sqrt(se / (double)r->numel);
+        r->rel_rmse = sr > 0 ? sqrt(se / sr) : 0;
+    }
+    char *path = ftq_path_join(dir, "model.safetensors");
+    char *list_text = rc == FTQ_OK ? cJSON_PrintUnformatted(list) : NULL;
+    if (rc == FTQ_OK && (!path || !list_text))
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    if (rc == FTQ_OK) {
+        /* the source's metadata, then ours */
+        const ftq_st_file *f0 = ftq_checkpoint_file(ck, 0);
+        size_t nm = ftq_st_metadata_count(f0), k = 0;
+        const char **meta = calloc(2 * nm + 7, sizeof(char *));
+        if (!meta) {
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        } else {
+            meta[k++] = "format";
+            meta[k++] = "pt";
+            for (size_t i = 0; i < nm; i++) {
+                const char *key = ftq_st_metadata_key(f0, i);
+                if (strcmp(key, "format") == 0 || strncmp(key, "ftq.quant.", 10) == 0)
+                    continue;
+                meta[k++] = key;
+                meta[k++] = ftq_st_metadata_value(f0, i);
+            }
+            meta[k++] = FTQ_QUANT_KEY_VERSION;
+            meta[k++] = FTQ_QUANT_VERSION;
+            meta[k++] = FTQ_QUANT_KEY_TENSORS;
+            meta[k++] = list_text;
+            rc = ftq_st_write(path, o.t, o.n, (const char *const *)meta);
+            free(meta);
+        }
+    }
+    if (rc == FTQ_OK)
+        r->out_bytes = file_size(path);
+    cJSON_free(list_text);
+    free(path);
+    cJSON_Delete(list);
+    out_free(&o);
+    return rc;
+}
+
+int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quantize_params *p,
+                       ftq_quantize_report *report)
+{
+    if (!report)
+        return ftq_set_error(FTQ_EINVAL, "ftq_quantize_model: NULL report");
+    memset(report, 0, sizeof *report);
+    if (!in_dir || !out_dir || !p)
+        return ftq_set_error(FTQ_EINVAL, "ftq_quantize_model: NULL argument");
+    int rc = check_params(p);
+    if (rc != FTQ_OK)
+        return rc;
+    double t0 = ftq_time_sec();
+    if (ftq_is_quantized_checkpoint(in_dir))
+        return ftq_set_error(FTQ_EINVAL, "cannot quantize '%s': it is already quantized (dequantize it first)", in_dir);
+    ftq_model *m = NULL;
+    if ((rc = ftq_model_load(in_dir, &m)) != FTQ_OK)
+        return rc;
+    char *tmp = NULL;
+    jobs js = {0};
+    int split = 0;
+    rc = ftq_outdir_begin(out_dir, 0, &tmp);
+    if (rc == FTQ_OK)
+        rc = select_jobs(m, p, &js, &split);
+    /* NaN / Inf: in the weights to quantize (named by the quantizer) and in all others */
+    for (size_t i = 0; i < ftq_checkpoint_count(m->ck) && rc == FTQ_OK; i++) {
+        const ftq_tensor *t = ftq_checkpoint_tensor(m->ck, i);
+        if (!find_job(&js, t->name))
+            rc = check_finite(t);
+    }
+    for (size_t i = 0; i < js.n && rc == FTQ_OK; i++)
+        rc = quantize_job(&js.j[i]);
+    if (rc == FTQ_OK)
+        rc = write_output(m, &js, split, tmp, report);
+    if (rc == FTQ_OK) {
+        char *src = ftq_path_join(in_dir, "config.json"), *dst = ftq_path_join(tmp, "config.json");
+        rc = !src || !dst ? ftq_set_error(FTQ_ENOMEM, "out of memory")
+             : split     ? ftq_qconfig_write(src, dst, 1, NULL)
+                         : ftq_copy_file(src, dst);
+        free(src);
+        free(dst);
+    }
+    if (rc == FTQ_OK)
+        rc = ftq_copy_model_files(in_dir, tmp, 0);
+    if (rc == FTQ_OK) {
+        rc = ftq_outdir_commit(tmp, out_dir, 0);
+        tmp = NULL;
+    }
+    ftq_outdir_abort(tmp);
+    if (rc == FTQ_OK) {
+        report->in_bytes = ftq_checkpoint_total_bytes(m->ck);
+        report->head_split = split;
+        report->seconds = ftq_time_sec() - t0;
+    }
+    free_jobs(&js);
+    ftq_model_free(m);
+    if (rc != FTQ_OK)
+        ftq_quantize_report_free(report);
+    return rc;
+}
