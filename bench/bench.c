@@ -5,6 +5,11 @@
  *   ftq_bench ppl [-o DIR] [--ctx N] [--chunks N] [--reps N] [--text FILE]
  *                                       perplexity throughput of both models next to the
  *                                       sgemm GFLOP/s OpenBLAS reaches in the same run
+ *   ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]
+ *                                       the 110M Llama in f32, int8 and int4 side by side:
+ *                                       perplexity throughput, greedy generation speed,
+ *                                       file size and peak RSS (each model in its own process)
+ *   ftq_bench qmatmul ...               the quantized matmul kernels (bench/qbench.c)
  *
  * Weights are normal(0, 0.02) (norm weights 1): speed does not depend on the values.
  * Every number is the median of --reps repetitions.
@@ -353,11 +358,218 @@ static int bench_ppl(const char *out_dir, const char *text_path, int ctx, int ch
     return rc;
 }
 
+/* ---- f32 vs int8 vs int4 ------------------------------------------------------------ */
+
+typedef struct {
+    const char *label;  /* table row */
+    const char *suffix; /* directory suffix, "" for the source */
+    int bits, group, asym;
+} qvariant;
+
+static const qvariant qvariants[] = {
+    {"f32", "", 0, 0, 0},
+    {"int8 q8_g32", "-int8", 8, 32, 0},
+    {"int4 q4_g32", "-int4", 4, 32, 0},
+};
+#define NQVARIANTS (int)(sizeof qvariants / sizeof qvariants[0])
+
+typedef struct {
+    double ppl_tps, gen_tps, ppl, file_mb, rss_mb;
+} qresult;
+
+/* Runs fn(arg) in a child process (so its peak RSS is its own); the child sends its
+ * qresult back through a pipe. Returns 0 on success. */
+static int in_child(int (*fn)(const void *, qresult *), const void *arg, qresult *out)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        qresult r;
+        memset(&r, 0, sizeof r);
+        int rc = fn(arg, &r);
+        if (rc == 0 && write(fd[1], &r, sizeof r) != (ssize_t)sizeof r)
+            rc = 1;
+        close(fd[1]);
+        _exit(rc);
+    }
+    close(fd[1]);
+    int st = 0, ok = pid > 0 && read(fd[0], out, sizeof *out) == (ssize_t)sizeof *out;
+    close(fd[0]);
+    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || !ok)
+        return -1;
+    return 0;
+}
+
+typedef struct {
+    const char *src, *dst;
+    const qvariant *v;
+} qjob;
+
+static int quantize_child(const void *arg, qresult *r)
+{
+    const qjob *j = arg;
+    ftq_quantize_params p = ftq_quantize_default_params();
+    p.bits = j->v->bits;
+    p.group = j->v->group;
+    p.asym = j->v->asym;
+    ftq_quantize_report rep;
+    if (ftq_quantize_model(j->src, j->dst, &p, &rep) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+        return 1;
+    }
+    fprintf(stderr, "quantized %s in %.1f s (weights: relative RMSE %.3f %%)\n", j->dst, rep.seconds,
+            100 * rep.rel_rmse);
+    r->file_mb = rep.out_bytes / 1e6;
+    ftq_quantize_report_free(&rep);
+    return 0;
+}
+
+typedef struct {
+    const char *dir;
+    const char *text;
+    size_t len;
+    int ctx, chunks, reps, gen;
+} qmeasure;
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b])
+            b = i;
+    return b;
+}
+
+/* Perplexity throughput (median over reps) and greedy generation: `gen` tokens one at a
+ * time after an 8-token prompt; tokens/s of the generated tokens (median over reps). */
+static int measure_child(const void *arg, qresult *r)
+{
+    const qmeasure *q = arg;
+    ftq_model *m = NULL;
+    ftq_tokenizer *tk = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (ftq_model_load(q->dir, &m) != FTQ_OK || ftq_tokenizer_load(q->dir, &tk) != FTQ_OK ||
+        ftq_tokenizer_encode(tk, q->text, q->len, 0, &ids, &n) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+        ftq_model_free(m);
+        ftq_tokenizer_free(tk);
+        free(ids);
+        return 1;
+    }
+    int rc = 0, V = ftq_model_get_config(m)->vocab_size;
+    ftq_ppl_params p = ftq_ppl_default_params();
+    p.n_ctx = q->ctx;
+    p.n_chunks = q->chunks;
+    p.add_bos = ftq_tokenizer_adds_bos(tk);
+    p.bos_id = ftq_tokenizer_bos(tk) >= 0 ? ftq_tokenizer_bos(tk) : 0;
+    double tps[32], gts[32];
+    int reps = q->reps < 32 ? q->reps : 32;
+    for (int i = 0; i < reps && rc == 0; i++) {
+        ftq_ppl_result res;
+        if (ftq_perplexity(m, ids, n, &p, &res) != FTQ_OK) {
+            fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+            rc = 1;
+            break;
+        }
+        tps[i] = res.tokens_per_second;
+        r->ppl = res.ppl;
+    }
+    enum { N_PROMPT = 8 };
+    ftq_session *s = NULL;
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    if (rc == 0 && (!logits || n < N_PROMPT || ftq_session_new(m, N_PROMPT + q->gen, &s) != FTQ_OK)) {
+        fprintf(stderr, "ftq_bench: cannot set up generation: %s\n", ftq_last_error());
+        rc = 1;
+    }
+    for (int i = 0; i < reps && rc == 0; i++) {
+        int32_t prompt[N_PROMPT];
+        prompt[0] = p.bos_id;
+        memcpy(prompt + 1, ids, sizeof(int32_t) * (N_PROMPT - 1));
+        ftq_session_reset(s);
+        rc = ftq_session_eval(s, prompt, N_PROMPT, logits, 0) != FTQ_OK;
+        double t0 = ftq_time_sec();
+        for (int k = 0; k < q->gen && rc == 0; k++) {
+            int32_t next = argmax(logits, V);
+            rc = ftq_session_eval(s, &next, 1, logits, 0) != FTQ_OK;
+        }
+        gts[i] = q->gen / (ftq_time_sec() - t0);
+    }
+    if (rc == 0) {
+        r->ppl_tps = median(tps, reps);
+        r->gen_tps = median(gts, reps);
+        r->file_mb = ftq_checkpoint_total_bytes(ftq_model_get_checkpoint(m)) / 1e6;
+        r->rss_mb = ftq_peak_rss_bytes() / 1e6;
+    }
+    ftq_session_free(s);
+    free(logits);
+    free(ids);
+    ftq_tokenizer_free(tk);
+    ftq_model_free(m);
+    return rc;
+}
+
+static int bench_quant(const char *out_dir, const char *text_path, int ctx, int chunks, int reps, int gen)
+{
+    const shape *sh = &shapes[1]; /* llama-110m */
+    char *text = NULL;
+    size_t len = 0;
+    if (make_model(sh, out_dir) != FTQ_OK || ftq_read_file(text_path, &text, &len) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+        return 1;
+    }
+    char dirs[NQVARIANTS][1024];
+    qresult res[NQVARIANTS];
+    int rc = 0;
+    for (int i = 0; i < NQVARIANTS && rc == 0; i++) {
+        snprintf(dirs[i], sizeof dirs[i], "%s/%s%s", out_dir, sh->name, qvariants[i].suffix);
+        if (!qvariants[i].bits)
+            continue;
+        if (ftq_is_dir(dirs[i])) /* always from the current source, with this build's quantizer */
+            ftq_remove_tree(dirs[i]);
+        qjob j = {dirs[0], dirs[i], &qvariants[i]};
+        qresult qr;
+        if (in_child(quantize_child, &j, &qr) != 0)
+            rc = 1;
+    }
+    printf("cpu: %s; threads %d; %s; perplexity ctx %d x %d chunks; generation %d tokens after 8 (greedy); "
+           "medians of %d\n",
+           ftq_cpu_features_str(), ftq_get_threads(), sh->name, ctx, chunks, gen, reps);
+    printf("%-12s %9s %10s %8s %10s %8s %9s %10s\n", "model", "file MB", "ppl tok/s", "x f32", "gen tok/s", "x f32",
+           "peak MB", "ppl");
+    for (int i = 0; i < NQVARIANTS && rc == 0; i++) {
+        qmeasure q = {dirs[i], text, len, ctx, chunks, reps, gen};
+        if (in_child(measure_child, &q, &res[i]) != 0) {
+            rc = 1;
+            break;
+        }
+        printf("%-12s %9.1f %10.1f %7.2fx %10.2f %7.2fx %9.0f %10.4g\n", qvariants[i].label, res[i].file_mb,
+               res[i].ppl_tps, res[i].ppl_tps / res[0].ppl_tps, res[i].gen_tps, res[i].gen_tps / res[0].gen_tps,
+               res[i].rss_mb, res[i].ppl);
+        fflush(stdout);
+    }
+    if (rc == 0)
+        printf("goals: int8 generation >= 2x f32: %.2fx (%s); int4 >= 3x: %.2fx (%s); int8 prompt processing "
+               ">= f32: %.2fx (%s)\n",
+               res[1].gen_tps / res[0].gen_tps, res[1].gen_tps >= 2 * res[0].gen_tps ? "met" : "not met",
+               res[2].gen_tps / res[0].gen_tps, res[2].gen_tps >= 3 * res[0].gen_tps ? "met" : "not met",
+               res[1].ppl_tps / res[0].ppl_tps, res[1].ppl_tps >= res[0].ppl_tps ? "met" : "not met");
+    free(text);
+    return rc;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: ftq_bench models [-o DIR]\n"
                     "       ftq_bench ppl [-o DIR] [--ctx N] [--chunks N] [--reps N] [--text FILE]\n"
                     "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n"
+                    "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
+                    "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
                     "DIR defaults to ./bench-models; FILE to ../shared/data/wikitext-2-raw/wiki.test.raw;\n"
                     "$FTQ_THREADS sets the thread count.\n");
 }
@@ -373,11 +585,13 @@ int main(int argc, char **argv)
         ftq_set_threads(env ? atoi(env) : 0);
         return ftq_bench_train(argc - 1, argv + 1);
     }
+    if (strcmp(argv[1], "qmatmul") == 0)
+        return ftq_bench_qmatmul(argc - 1, argv + 1);
     const char *out = "bench-models";
     static char text_default[1024];
     snprintf(text_default, sizeof text_default, "%s/../shared/data/wikitext-2-raw/wiki.test.raw", FTQ_SOURCE_DIR);
     const char *text = text_default;
-    int ctx = 512, chunks = 4, reps = 3;
+    int ctx = 512, chunks = 4, reps = 3, gen = 128, chunks_set = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -391,13 +605,18 @@ int main(int argc, char **argv)
             out = v;
         else if (strcmp(a, "--text") == 0)
             text = v;
-        else if (strcmp(a, "--ctx") == 0 || strcmp(a, "--chunks") == 0 || strcmp(a, "--reps") == 0) {
+        else if (strcmp(a, "--ctx") == 0 || strcmp(a, "--chunks") == 0 || strcmp(a, "--reps") == 0 ||
+                 strcmp(a, "--gen") == 0) {
             long x = strtol(v, &end, 10);
             if (!*v || *end || x < 1 || x > 1 << 20) {
                 fprintf(stderr, "ftq_bench: %s expects a positive integer, got '%s'\n", a, v);
                 return 2;
             }
-            *(strcmp(a, "--ctx") == 0 ? &ctx : strcmp(a, "--chunks") == 0 ? &chunks : &reps) = (int)x;
+            *(strcmp(a, "--ctx") == 0      ? &ctx
+              : strcmp(a, "--chunks") == 0 ? &chunks
+              : strcmp(a, "--gen") == 0    ? &gen
+                                           : &reps) = (int)x;
+            chunks_set |= strcmp(a, "--chunks") == 0;
         } else {
             usage();
             return 2;
@@ -415,6 +634,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "ppl") == 0)
         return bench_ppl(out, text, ctx, chunks, reps);
+    if (strcmp(argv[1], "quant") == 0)
+        return bench_quant(out, text, ctx, chunks_set ? chunks : 2, reps, gen);
     usage();
     return 2;
 }

@@ -11,6 +11,9 @@
  * and cache-hot) and T = 512 (bench/qbench.c). */
 int ftq_bench_qmatmul(int argc, char **argv);
 
+/* ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE] lives
+ * in bench.c (it shares the checkpoint writer): the 110M Llama in f32, int8 and int4. */
+
 /* ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]
  * One full fine-tuning step (forward, backward, AdamW; causal LM) of the GPT-2 124M and
  * 110M Llama checkpoints in DIR (written by `ftq_bench models`): tokens/s, s/step, MFU
