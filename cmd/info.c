@@ -1,6 +1,8 @@
 /* info.c - `ftq info`: what a checkpoint holds. A directory is validated against its
  * config.json (every expected tensor present with the right shape); a single
- * .safetensors file is listed with its metadata, no config needed. */
+ * .safetensors file is listed with its metadata, no config needed. A quantized checkpoint
+ * (docs/quant-format.md) is validated as the loader does and shown per original tensor:
+ * its scheme, original shape and bytes in place of the qweight / qscale / qzero parts. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,29 @@ static const char *act_name(ftq_act a)
     case FTQ_ACT_RELU: return "relu";
     }
     return "?";
+}
+
+/* The quantized entry whose qweight part is `name`, or NULL. */
+static const ftq_quant_tensor_info *qentry_of_part(const ftq_quant_tensor_info *ql, size_t nq, const char *name,
+                                                   const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    if (n <= k || strcmp(name + n - k, suffix) != 0)
+        return NULL;
+    for (size_t i = 0; i < nq; i++) {
+        size_t b = strlen(ql[i].name);
+        if (b > 7 && strcmp(ql[i].name + b - 7, ".weight") == 0)
+            b -= 7;
+        if (b == n - k && strncmp(ql[i].name, name, b) == 0)
+            return &ql[i];
+    }
+    return NULL;
+}
+
+static int is_qpart(const ftq_quant_tensor_info *ql, size_t nq, const char *name)
+{
+    return qentry_of_part(ql, nq, name, ".qweight") || qentry_of_part(ql, nq, name, ".qscale") ||
+           qentry_of_part(ql, nq, name, ".qzero");
 }
 
 static void print_config_text(const ftq_model_config *c)
@@ -98,18 +123,29 @@ int cmd_info(int argc, char **argv)
         ftq_checkpoint_close(ck);
         return rc;
     }
+    ftq_quant_tensor_info *ql = NULL;
+    size_t nq = 0;
+    if (ftq_quant_checkpoint_list(ck, &ql, &nq) != FTQ_OK) {
+        int rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        ftq_checkpoint_close(ck);
+        return rc;
+    }
     if (is_dir && ftq_tokenizer_load(path, &tok) != FTQ_OK)
         tok = NULL; /* info works without a tokenizer; it is reported as absent */
 
-    /* parameter count and dtype histogram */
-    size_t nt = ftq_checkpoint_count(ck);
+    /* parameter count (a quantized tensor counts its original elements) and dtype histogram */
+    size_t nt = ftq_checkpoint_count(ck), qbytes = 0;
     long long params = 0;
     int dtype_count[FTQ_DTYPE_COUNT] = {0};
     for (size_t i = 0; i < nt; i++) {
         const ftq_tensor *t = ftq_checkpoint_tensor(ck, i);
         dtype_count[t->dtype]++;
-        if (!is_legacy_buffer(t->name))
+        if (!is_legacy_buffer(t->name) && !is_qpart(ql, nq, t->name))
             params += ftq_tensor_numel(t);
+    }
+    for (size_t i = 0; i < nq; i++) {
+        params += ql[i].rows * ql[i].cols;
+        qbytes += ql[i].bytes;
     }
     size_t bytes = ftq_checkpoint_total_bytes(ck);
     char shape[128];
@@ -142,6 +178,18 @@ int cmd_info(int argc, char **argv)
             printf("}}");
         }
         printf("]");
+        if (nq) {
+            printf(", \"quantization\": {\"version\": \"1\", \"bytes\": %zu, \"tensors\": [", qbytes);
+            for (size_t i = 0; i < nq; i++) {
+                printf("%s{\"name\": ", i ? ", " : "");
+                json_print_string(stdout, ql[i].name);
+                printf(", \"scheme\": \"%s\", \"shape\": [%lld, %lld], \"quantized_shape\": [%lld, %lld], "
+                       "\"transposed\": %s, \"bytes\": %zu}",
+                       ql[i].scheme, (long long)ql[i].shape[0], (long long)ql[i].shape[1], (long long)ql[i].rows,
+                       (long long)ql[i].cols, ql[i].transposed ? "true" : "false", ql[i].bytes);
+            }
+            printf("]}");
+        }
         if (tok) {
             printf(", \"tokenizer\": {\"kind\": ");
             json_print_string(stdout, ftq_tokenizer_kind_name(tok));
@@ -175,8 +223,27 @@ int cmd_info(int argc, char **argv)
             const ftq_st_file *f = ftq_checkpoint_file(ck, i);
             printf("  %s (%s bytes, %zu tensors)", ftq_st_path(f), fmt_count((long long)ftq_st_file_size(f)),
                    ftq_st_count(f));
-            for (size_t k = 0; k < ftq_st_metadata_count(f); k++)
-                printf("%s%s=%s", k ? ", " : " metadata ", ftq_st_metadata_key(f, k), ftq_st_metadata_value(f, k));
+            for (size_t k = 0; k < ftq_st_metadata_count(f); k++) {
+                const char *key = ftq_st_metadata_key(f, k);
+                if (strcmp(key, "ftq.quant.tensors") == 0) /* long; shown per tensor below */
+                    printf("%s%s=(%zu tensors)", k ? ", " : " metadata ", key, nq);
+                else
+                    printf("%s%s=%s", k ? ", " : " metadata ", key, ftq_st_metadata_value(f, k));
+            }
+            printf("\n");
+        }
+        if (nq) {
+            /* schemes with their counts, in order of first appearance */
+            printf("quantized:    %zu tensors, %s bytes:", nq, fmt_count((long long)qbytes));
+            for (size_t i = 0; i < nq; i++) {
+                int seen = 0, count = 0;
+                for (size_t j = 0; j < nq; j++) {
+                    seen |= j < i && strcmp(ql[j].scheme, ql[i].scheme) == 0;
+                    count += strcmp(ql[j].scheme, ql[i].scheme) == 0;
+                }
+                if (!seen)
+                    printf(" %s x%d", ql[i].scheme, count);
+            }
             printf("\n");
         }
         if (is_dir) {
@@ -188,14 +255,23 @@ int cmd_info(int argc, char **argv)
                 printf("tokenizer:    none (%s)\n", ftq_last_error());
         }
         if (!no_tensors) {
-            printf("tensors:\n  %-52s %-6s %-18s %12s\n", "name", "dtype", "shape", "bytes");
+            /* a quantized tensor is one row (its scheme, original shape, all parts' bytes) */
+            int w = nq ? 9 : 6;
+            printf("tensors:\n  %-52s %-*s %-18s %12s\n", "name", w, "dtype", "shape", "bytes");
             for (size_t i = 0; i < nt; i++) {
                 const ftq_tensor *t = ftq_checkpoint_tensor(ck, i);
-                printf("  %-52s %-6s %-18s %12zu\n", t->name, ftq_dtype_info(t->dtype)->name,
-                       ftq_shape_str(t->shape, t->ndim, shape, sizeof shape), t->nbytes);
+                const ftq_quant_tensor_info *q = qentry_of_part(ql, nq, t->name, ".qweight");
+                if (q)
+                    printf("  %-52s %-*s %-18s %12zu%s%s\n", q->name, w, q->scheme, ftq_shape_str(q->shape, 2, shape, sizeof shape),
+                           q->bytes, q->transposed ? "  (stored [out, in])" : "",
+                           q->copied_from ? "  (split off the tied embedding)" : "");
+                else if (!is_qpart(ql, nq, t->name))
+                    printf("  %-52s %-*s %-18s %12zu\n", t->name, w, ftq_dtype_info(t->dtype)->name,
+                           ftq_shape_str(t->shape, t->ndim, shape, sizeof shape), t->nbytes);
             }
         }
     }
+    ftq_quant_tensor_info_free(ql, nq);
     ftq_tokenizer_free(tok);
     ftq_checkpoint_close(ck);
     return 0;

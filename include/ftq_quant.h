@@ -13,7 +13,7 @@
 #ifndef FTQ_QUANT_H
 #define FTQ_QUANT_H
 
-#include "ftq_core.h"
+#include "ftq_io.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -91,6 +91,23 @@ int ftq_dequantize_model(const char *in_dir, const char *out_dir, ftq_dtype dtyp
 /* 1 if the checkpoint at path (file or directory) is an ftq quantized checkpoint (carries
  * ftq.quant metadata); 0 otherwise, also when it cannot be opened. */
 int ftq_is_quantized_checkpoint(const char *path);
+
+/* One quantized tensor of a checkpoint, as its metadata describes it (for `ftq info`). */
+typedef struct {
+    char *name;          /* NAME, the original tensor's HF name */
+    char scheme[24];     /* "q8_g32", "q4a_g128", "q8_row", ... */
+    int64_t rows, cols;  /* the quantized matrix [out, in] */
+    int64_t shape[2];    /* NAME's shape in the HF layout ([in, out] when transposed) */
+    int transposed;      /* GPT-2 Conv1D: stored as the transpose of NAME */
+    size_t bytes;        /* qweight + qscale + qzero bytes in the file */
+    char *copied_from;   /* a head split off a tied embedding: the embedding's name, else NULL */
+} ftq_quant_tensor_info;
+
+/* The quantized tensors of an open checkpoint, sorted by name, after the same validation
+ * the loader does (FTQ_EFORMAT / FTQ_EUNSUPPORTED naming file and tensor). *list is NULL
+ * and *n 0 for an ordinary checkpoint. Free with ftq_quant_tensor_info_free. */
+int ftq_quant_checkpoint_list(const ftq_checkpoint *ck, ftq_quant_tensor_info **list, size_t *n);
+void ftq_quant_tensor_info_free(ftq_quant_tensor_info *list, size_t n);
 
 /* Number of quantized (FTQ_DTYPE_QMAT) weight tensors of a loaded model: 0 for an
  * ordinary checkpoint. Code that needs f32 weights (fine-tuning, pruning) must refuse a

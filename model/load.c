@@ -134,8 +134,10 @@ static int bind_qmat(walk *w, ftq_tensor *dst, const ftq_qentry *e, int row0, in
     strcpy(name, e->name);
     ftq_qtensor q;
     int rc = ftq_qentry_read(e, row0, rows, &q);
-    if (rc == FTQ_OK)
+    if (rc == FTQ_OK) {
+        ftq_qcheckpoint_release((const char *)e->qweight->data + (size_t)row0 * q.row_bytes, (size_t)rows * q.row_bytes);
         rc = ftq_qmat_pack(qm, &q, 0);
+    }
     ftq_qtensor_free(&q);
     if (rc != FTQ_OK)
         return ftq_wrap_error(rc, "model '%s': tensor '%s'", w->label, e->name);

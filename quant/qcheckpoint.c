@@ -5,11 +5,24 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "io/json_util.h"
 #include "quant/qcheckpoint.h"
 
 static const char *const PART_SUFFIX[3] = {".qweight", ".qscale", ".qzero"};
+
+void ftq_qcheckpoint_release(const void *p, size_t n)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0 || n == 0)
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(ps - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
 
 char *ftq_qscheme_label(ftq_qscheme s, int group, char *buf, size_t cap)
 {
@@ -157,6 +170,7 @@ static int check_values(const vctx *c, const ftq_qentry *e)
             if (q[i] == -128)
                 return QBAD(c, e->name, "q8 code -128 at row %zu, column %zu (codes are in [-127, 127])",
                             i / (size_t)e->cols, i % (size_t)e->cols);
+        ftq_qcheckpoint_release(q, n); /* scanned only: not kept resident */
     }
     return FTQ_OK;
 }
@@ -350,4 +364,54 @@ int ftq_qentry_read(const ftq_qentry *e, int row0, int n, ftq_qtensor *q)
     if (q->zeros)
         memcpy(q->zeros, (const uint8_t *)e->qzero->data + s0, ns);
     return FTQ_OK;
+}
+
+/* ---- the public listing ----------------------------------------------------------------- */
+
+void ftq_quant_tensor_info_free(ftq_quant_tensor_info *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++) {
+        free(list[i].name);
+        free(list[i].copied_from);
+    }
+    free(list);
+}
+
+int ftq_quant_checkpoint_list(const ftq_checkpoint *ck, ftq_quant_tensor_info **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    if (!ck)
+        return ftq_set_error(FTQ_EINVAL, "ftq_quant_checkpoint_list: NULL checkpoint");
+    const ftq_st_file *f0 = ftq_checkpoint_nfiles(ck) ? ftq_checkpoint_file(ck, 0) : NULL;
+    ftq_qindex *ix = NULL;
+    int rc = ftq_qindex_open(ck, f0 ? ftq_st_path(f0) : "?", &ix);
+    if (rc != FTQ_OK || !ix)
+        return rc;
+    ftq_quant_tensor_info *l = calloc(ix->n ? ix->n : 1, sizeof *l);
+    if (!l)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; l && i < ix->n && rc == FTQ_OK; i++) {
+        const ftq_qentry *e = &ix->e[i];
+        ftq_quant_tensor_info *t = &l[i];
+        t->name = strdup(e->name);
+        t->copied_from = e->copied_from ? strdup(e->copied_from) : NULL;
+        if (!t->name || (e->copied_from && !t->copied_from))
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        ftq_qscheme_label(e->scheme, e->group, t->scheme, sizeof t->scheme);
+        t->rows = e->rows;
+        t->cols = e->cols;
+        t->shape[0] = e->view.shape[0];
+        t->shape[1] = e->view.shape[1];
+        t->transposed = e->transposed;
+        t->bytes = e->qweight->nbytes + e->qscale->nbytes + (e->qzero ? e->qzero->nbytes : 0);
+    }
+    if (rc == FTQ_OK) {
+        *list = l;
+        *n = ix->n;
+    } else {
+        ftq_quant_tensor_info_free(l, ix->n);
+    }
+    ftq_qindex_free(ix);
+    return rc;
 }
