@@ -186,6 +186,13 @@ static void attention_sgemm(float *out, float *scratch, const float *q, const fl
     }
 }
 
+void ftq_attention_forward_omp(float *out, float *scratch, const float *q, const float *k,
+                               const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
+                               int window)
+{
+    attention_dots(out, scratch, q, k, v, T, pos0, n_heads, n_kv, hd, window);
+}
+
 void ftq_attention_forward(float *out, float *scratch, const float *q, const float *k,
                            const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
                            int window)

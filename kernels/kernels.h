@@ -116,6 +116,11 @@ void ftq_attention_forward(float *out, float *scratch, const float *q, const flo
                            const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
                            int window);
 size_t ftq_attention_scratch_floats(int T, int n_keys, int n_heads);
+/* The same for any T with OpenMP over heads and no OpenBLAS call: for forward passes whose
+ * matmuls all run on OpenMP (quantized models), so the two thread pools never alternate. */
+void ftq_attention_forward_omp(float *out, float *scratch, const float *q, const float *k,
+                               const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
+                               int window);
 /* Naive double-loop reference (scratch: n_keys floats). */
 void ftq_attention_forward_ref(float *out, float *scratch, const float *q, const float *k,
                                const float *v, int T, int pos0, int n_heads, int n_kv, int hd,

@@ -213,7 +213,10 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
     const int pos0 = s->pos;
 
     int rc = FTQ_OK;
-    int solo = solo_begin(T);
+    /* A quantized model's blocks never call OpenBLAS (int8/int4 kernels and attention on
+     * OpenMP), so they keep every OpenMP thread instead of entering a solo stage. */
+    const int quantized = c->n_layers > 0 && m->layers[0].wq.dtype == FTQ_DTYPE_QMAT;
+    int solo = quantized ? 0 : solo_begin(T);
 
     /* embeddings (s->xb holds a dequantized position row) */
     for (int t = 0; t < T; t++) {
@@ -249,8 +252,12 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
             ftq_rope_forward(kc + (size_t)pos0 * K, s->rope_cos + (size_t)pos0 * half,
                              s->rope_sin + (size_t)pos0 * half, T, K, KV, hd);
         }
-        ftq_attention_forward(s->att, s->scratch, s->q, kc, vc, Tq, pos0 + r0, H, KV, hd,
-                              c->sliding_window);
+        if (quantized)
+            ftq_attention_forward_omp(s->att, s->scratch, s->q, kc, vc, Tq, pos0 + r0, H, KV, hd,
+                                      c->sliding_window);
+        else
+            ftq_attention_forward(s->att, s->scratch, s->q, kc, vc, Tq, pos0 + r0, H, KV, hd,
+                                  c->sliding_window);
 
         float *x = s->x + (size_t)r0 * C;
         if (st)
