@@ -114,6 +114,42 @@ void ftq_attention_forward_ref(float *out, float *scratch, const float *q, const
     }
 }
 
+#if FTQ_HAVE_X86
+/* One head over all T query rows, head_dim a multiple of 8: FMA dot products for the
+ * scores, FMA accumulation of the value rows. sc holds the row's scores. */
+FTQ_AVX2 static void head_rows_avx2(float *out, float *sc, const float *q, const float *k,
+                                    const float *v, int T, int pos0, int h, int kh, int qs, int ks,
+                                    int hd, int window, float scale)
+{
+    for (int t = 0; t < T; t++) {
+        int p = pos0 + t, lo = first_key(p, window), n = p - lo + 1;
+        const float *qh = q + (size_t)t * qs + (size_t)h * hd;
+        const float *kb = k + (size_t)lo * ks + (size_t)kh * hd;
+        for (int j = 0; j < n; j++) {
+            const float *kj = kb + (size_t)j * ks;
+            __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qh), _mm256_loadu_ps(kj));
+            for (int i = 8; i < hd; i += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(kj + i), acc);
+            sc[j] = ftq_hsum256(acc) * scale;
+        }
+        ftq_softmax_forward(sc, n);
+        float *oh = out + (size_t)t * qs + (size_t)h * hd;
+        const float *vb = v + (size_t)lo * ks + (size_t)kh * hd;
+        for (int i = 0; i < hd; i += 8) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            int j = 0;
+            for (; j + 2 <= n; j += 2) {
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), _mm256_loadu_ps(vb + (size_t)j * ks + i), a0);
+                a1 = _mm256_fmadd_ps(_mm256_set1_ps(sc[j + 1]), _mm256_loadu_ps(vb + (size_t)(j + 1) * ks + i), a1);
+            }
+            if (j < n)
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), _mm256_loadu_ps(vb + (size_t)j * ks + i), a0);
+            _mm256_storeu_ps(oh + i, _mm256_add_ps(a0, a1));
+        }
+    }
+}
+#endif
+
 /* Decoding / short chunks: heads in parallel, scratch row h holds head h's scores. */
 static void attention_dots(float *out, float *scratch, const float *q, const float *k,
                            const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
@@ -123,13 +159,21 @@ static void attention_dots(float *out, float *scratch, const float *q, const flo
     int n_keys = pos0 + T;
     float scale = 1.0f / sqrtf((float)hd);
     long work = (long)T * n_heads * n_keys * hd;
+    int avx2 = ftq_use_avx2();
     (void)work;
+    (void)avx2;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (work > 32768)
 #endif
     for (int h = 0; h < n_heads; h++) {
         float *sc = scratch + (size_t)h * n_keys;
         int kh = h / group;
+#if FTQ_HAVE_X86
+        if (avx2 && hd % 8 == 0) {
+            head_rows_avx2(out, sc, q, k, v, T, pos0, h, kh, qs, ks, hd, window, scale);
+            continue;
+        }
+#endif
         for (int t = 0; t < T; t++) {
             int p = pos0 + t, lo = first_key(p, window), n = p - lo + 1;
             const float *qh = q + (size_t)t * qs + (size_t)h * hd;

@@ -297,7 +297,8 @@ static void test_softmax(void)
     }
 }
 
-/* Attention: sgemm path (T >= FTQ_BATCH_MIN_T) and dot path vs the naive double loop,
+/* Attention: sgemm path (T >= FTQ_BATCH_MIN_T), dot path and the OpenMP-only path (AVX2 for
+ * head_dim % 8 == 0) vs the naive double loop,
  * with GQA, offsets into a cache (pos0 > 0), row blocks that straddle FTQ_ATTN_ROW_BLOCK,
  * and a sliding window. Outputs are convex combinations of N(0,1) values: atol 2e-6. */
 static void attention_case(ftq_rng *r, int H, int KV, int hd, int T, int pos0, int window)
@@ -312,6 +313,11 @@ static void attention_case(ftq_rng *r, int H, int KV, int hd, int T, int pos0, i
     ftq_attention_forward_ref(o2, sc2, q, k, v, T, pos0, H, KV, hd, window);
     char what[128];
     snprintf(what, sizeof what, "attention H=%d KV=%d hd=%d T=%d pos0=%d window=%d", H, KV, hd, T,
+             pos0, window);
+    check_close(what, o, o2, (size_t)T * H * hd, 2e-6, 1e-5);
+    /* the OpenMP-only path (quantized models) at every T */
+    ftq_attention_forward_omp(o, sc, q, k, v, T, pos0, H, KV, hd, window);
+    snprintf(what, sizeof what, "attention_omp H=%d KV=%d hd=%d T=%d pos0=%d window=%d", H, KV, hd, T,
              pos0, window);
     check_close(what, o, o2, (size_t)T * H * hd, 2e-6, 1e-5);
     free(q);
