@@ -246,11 +246,21 @@ static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, jobs *j
 
 /* ---- checks and quantization ---------------------------------------------------------- */
 
-/* NaN / Inf anywhere in a floating-point tensor the output carries. */
+static int ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+/* NaN / Inf anywhere in a floating-point tensor the output carries (the legacy buffers the
+ * loader ignores, GPT-2's attention masks and Llama's rotary inv_freq, are not weights). */
 static int check_finite(const ftq_tensor *t)
 {
     const ftq_dtype_traits *tr = ftq_dtype_info(t->dtype);
     if (!tr || !tr->is_float || !tr->to_f32 || tr->block_size != 1)
+        return FTQ_OK;
+    if (ends_with(t->name, ".attn.bias") || ends_with(t->name, ".attn.masked_bias") ||
+        ends_with(t->name, ".rotary_emb.inv_freq"))
         return FTQ_OK;
     size_t n = (size_t)ftq_tensor_numel(t), chunk = 4096;
     float buf[4096];
