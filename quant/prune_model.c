@@ -343,6 +343,11 @@ int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_par
     int rc = ftq_model_load(in_dir, &m);
     if (rc != FTQ_OK)
         return rc;
+    if (ftq_model_quantized_count(m) > 0) {
+        ftq_model_free(m);
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot prune '%s': it is quantized (prune before quantizing, or "
+                                               "dequantize it first)", in_dir);
+    }
     char *tmp = NULL;
     slots ss = {NULL, 0};
     rc = ftq_outdir_begin(out_dir, 0, &tmp);

@@ -345,6 +345,17 @@ static void test_model_errors(void)
     CU_ASSERT_EQUAL(ftq_prune_model(shared_path("models/stories260K"), out, &p, &rep), FTQ_EINVAL);
     CU_ASSERT(strstr(ftq_last_error(), "q_proj") != NULL);
     CU_ASSERT(!ftq_is_dir(out)); /* nothing half-written */
+    /* a quantized checkpoint is refused, not read as floats */
+    char q[4096];
+    snprintf(q, sizeof q, "%s/q8", test_tmpdir("prune_quantized"));
+    ftq_quantize_params qp = ftq_quantize_default_params();
+    ftq_quantize_report qr;
+    ASSERT_OK(ftq_quantize_model(shared_path("models/stories260K"), q, &qp, &qr));
+    ftq_quantize_report_free(&qr);
+    p = ftq_prune_default_params();
+    CU_ASSERT_EQUAL(ftq_prune_model(q, out, &p, &rep), FTQ_EUNSUPPORTED);
+    CU_ASSERT(strstr(ftq_last_error(), "quantized") != NULL);
+    CU_ASSERT(!ftq_is_dir(out));
 }
 
 void test_register_prune(void)
