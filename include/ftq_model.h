@@ -1,5 +1,6 @@
 /* ftq_model.h - Llama-family and GPT-2-family causal language models: loading from a
- * Hugging Face checkpoint directory and the fp32 forward pass with a KV cache.
+ * Hugging Face checkpoint directory (or an ftq int8 / int4 quantized one) and the forward
+ * pass with a KV cache (fp32 activations; int8 / int4 weights on their own kernels).
  *
  *     ftq_model *m = NULL;
  *     ftq_model_load("models/stories260K", &m);
