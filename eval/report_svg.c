@@ -67,7 +67,7 @@ static void bar_panel(FILE *fp, double x0, double y0, double w, double h, const 
     fprintf(fp, "<text x=\"%.1f\" y=\"14\" class=\"ptitle\">%s%s</text>\n", w / 2, ps->title,
             ps->lower_is_better ? " (lower is better)" : "");
     fprintf(fp, "<text x=\"%.1f\" y=\"30\" class=\"unit\">%s</text>\n", w / 2, ps->unit);
-    double top = 44, bottom = h - 34, ph = bottom - top;
+    double top = 44, bottom = h - 40, ph = bottom - top;
     fprintf(fp, "<line x1=\"4\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>\n", bottom, w - 4, bottom);
     double slot = (w - 8) / (n > 0 ? n : 1), bw = slot * 0.66;
     for (int i = 0; i < n; i++) {
@@ -82,7 +82,8 @@ static void bar_panel(FILE *fp, double x0, double y0, double w, double h, const 
         } else {
             fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"val\">n/a</text>\n", x + bw / 2, bottom - 4);
         }
-        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"lab\">", x + bw / 2, bottom + 16);
+        /* alternate rows so long stage names never collide */
+        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"lab\">", x + bw / 2, bottom + 14 + (i % 2) * 12);
         escape(fp, st[i].name);
         fprintf(fp, "</text>\n");
     }
@@ -113,8 +114,8 @@ static void loss_panel(FILE *fp, double x0, double y0, double w, double h, const
         fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">%.3g</text>\n", left - 6, y + 4, v);
     }
     fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"lab\">step (1 .. %d)</text>\n", (left + right) / 2, h - 6, n);
-    /* raw loss, thin, and a moving average over ~2 % of the run, thick */
-    int win = n / 50 > 1 ? n / 50 : 1;
+    /* raw loss, thin, and a moving average over ~5 % of the run, thick */
+    int win = n / 20 > 1 ? n / 20 : 1;
     for (int pass = 0; pass < 2; pass++) {
         fprintf(fp, "<polyline class=\"%s\" points=\"", pass ? "avg" : "raw");
         double acc = 0;
