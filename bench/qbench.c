@@ -16,7 +16,7 @@
 #include "bench/bench.h"
 #include "include/ftq.h"
 #include "kernels/kernels.h"
-#include "quant/quant.h"
+#include "kernels/quant.h"
 
 enum { M_F32_LINEAR, M_F32_BLAS, M_QUANT };
 

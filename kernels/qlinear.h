@@ -3,7 +3,7 @@
  * performs the same integer sums and the same float operations in the same order for each
  * output, so all paths, thread counts and T-blockings give bit-identical results.
  *
- *     ftq_qmat w;                          // filled by ftq_qmat_pack (quant/quant.h)
+ *     ftq_qmat w;                          // filled by ftq_qmat_pack (kernels/quant.h)
  *     void *scratch = malloc(ftq_qmat_scratch_bytes(&w, T));
  *     ftq_qmat_mul(y, x, &w, bias, T, scratch);     // y [T, w.rows], x [T, w.cols]
  *
@@ -98,7 +98,7 @@ typedef struct {
 /* Allocate a zero-filled matrix (codes = zero code, scales 0). group is 32, 64 or 128 (a
  * multiple of ab) or 0 for one scale per row (Q8 only); ab is 32, 64 or 128, or 0 for
  * FTQ_QACT_BLOCK. Returns FTQ_OK, FTQ_EINVAL (message names the bad value) or FTQ_ENOMEM.
- * ftq_qmat_pack (quant/quant.h) fills it from a quantized tensor. */
+ * ftq_qmat_pack (kernels/quant.h) fills it from a quantized tensor. */
 int ftq_qmat_alloc(ftq_qmat *m, ftq_qscheme scheme, int rows, int cols, int group, int ab);
 /* A deep copy of src into *dst (its own allocation). FTQ_OK or FTQ_ENOMEM. */
 int ftq_qmat_clone(ftq_qmat *dst, const ftq_qmat *src);

@@ -3,14 +3,14 @@
  * and ftq_model_load (check, then view / convert / transpose into the model); it reports
  * the first missing, misshapen or unsupported tensor, then any tensor nobody asked for.
  * In a quantized checkpoint (docs/quant-format.md) a listed NAME is found through the
- * quantization index (quant/qcheckpoint.h) and bound as an FTQ_DTYPE_QMAT tensor packed
+ * quantization index (model/qcheckpoint.h) and bound as an FTQ_DTYPE_QMAT tensor packed
  * for the int8 / int4 kernels; only linear weights, embeddings and heads may be quantized. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/model.h"
-#include "quant/qcheckpoint.h"
+#include "model/qcheckpoint.h"
 
 /* ---- the walk ------------------------------------------------------------------------- */
 

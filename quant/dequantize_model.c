@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/qcheckpoint.h"
+#include "model/qcheckpoint.h"
 
 static const char *torch_name(ftq_dtype d)
 {

@@ -11,7 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "model/model.h"
-#include "quant/qcheckpoint.h"
+#include "model/qcheckpoint.h"
 
 ftq_quantize_params ftq_quantize_default_params(void)
 {

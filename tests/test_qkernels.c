@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/quant.h"
+#include "kernels/quant.h"
 #include "tests/test_util.h"
 
 static float *randn(ftq_rng *r, size_t n, float scale)

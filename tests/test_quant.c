@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/quant.h"
+#include "kernels/quant.h"
 #include "tests/test_util.h"
 
 enum { DATA_NORMAL, DATA_UNIFORM, DATA_HEAVY, DATA_COUNT };

@@ -1,5 +1,5 @@
 /* test_quant_model.c - quantized checkpoints end to end (quant/quantize_model.c,
- * quant/dequantize_model.c, quant/qcheckpoint.c, the loader and forward on QMAT weights):
+ * quant/dequantize_model.c, model/qcheckpoint.c, the loader and forward on QMAT weights):
  * quantize -> load -> logits against the dequantized F32 twin, exact dequantization against
  * the format's formula, perplexity of int8 stories260K, search, metadata, malformed files,
  * NaN refusal, classifier and generation on quantized models, parameter errors.
@@ -18,7 +18,7 @@
 
 #include "include/ftq_quant.h"
 #include "model/model.h"
-#include "quant/qcheckpoint.h"
+#include "model/qcheckpoint.h"
 #include "tests/test_util.h"
 
 #define STORIES "models/stories260K"

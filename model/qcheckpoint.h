@@ -18,7 +18,7 @@
 #define FTQ_QUANT_QCHECKPOINT_H
 
 #include "ftq.h"
-#include "quant/quant.h"
+#include "kernels/quant.h"
 
 #define FTQ_QUANT_VERSION "1"
 #define FTQ_QUANT_KEY_VERSION "ftq.quant.version"

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "io/json_util.h"
-#include "quant/qcheckpoint.h"
+#include "model/qcheckpoint.h"
 
 static const char *const PART_SUFFIX[3] = {".qweight", ".qscale", ".qzero"};
 

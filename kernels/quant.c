@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "ftq.h"
-#include "quant/quant.h"
+#include "kernels/quant.h"
 
 #ifdef _OPENMP
 #define OMP(x) _Pragma(#x)
