@@ -13,28 +13,6 @@
 #include "finetune/tmodel.h"
 #include "kernels/kernels.h"
 
-static int solo_begin(int rows)
-{
-#ifdef _OPENMP
-    if (rows >= FTQ_BATCH_MIN_T) {
-        int saved = omp_get_max_threads();
-        omp_set_num_threads(1);
-        return saved;
-    }
-#endif
-    (void)rows;
-    return 0;
-}
-
-static void solo_end(int saved)
-{
-#ifdef _OPENMP
-    if (saved > 0)
-        omp_set_num_threads(saved);
-#endif
-    (void)saved;
-}
-
 /* ---- pieces ------------------------------------------------------------------------------ */
 
 static void norm_fwd(const ftq_tmodel *tm, float *out, float *mean, float *rstd, const float *in,
@@ -223,7 +201,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     if (targets)
         memcpy(tm->targets, targets, sizeof(int32_t) * (size_t)(classify ? B : N));
 
-    int solo = solo_begin(N);
+    int solo = ftq_sgemm_stage_begin(N);
 
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
     const int fb = tm->first_block;
@@ -265,7 +243,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
         for (int i = 0; i < N; i++)
             sum += tm->losses[i];
     }
-    solo_end(solo);
+    ftq_sgemm_stage_end(solo);
 
     tm->n_scored = scored;
     if (loss)
@@ -289,7 +267,7 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
     const ftq_model_config *c = &tm->cfg;
     const int B = tm->B, T = tm->T, N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
     const float dloss = scale / (float)tm->n_scored;
-    int solo = solo_begin(N);
+    int solo = ftq_sgemm_stage_begin(N);
 
     if (tm->p.task == FTQ_TASK_CLASSIFY) {
         const int NL = tm->NL;
@@ -298,7 +276,7 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         ftq_linear_backward(head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits, tm->pooled,
                             tm->w.score, B, C, NL, 0);
         if (head_only) {
-            solo_end(solo);
+            ftq_sgemm_stage_end(solo);
             return FTQ_OK;
         }
         memset(tm->dh, 0, sizeof(float) * (size_t)N * C);
@@ -329,6 +307,6 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         block_backward(tm, l, l > tm->first_block || full);
     if (full)
         ftq_embedding_backward(tm->g.wte, tm->g.wpe, tm->dres, tm->ids, B, T, C);
-    solo_end(solo);
+    ftq_sgemm_stage_end(solo);
     return FTQ_OK;
 }

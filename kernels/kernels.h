@@ -20,6 +20,12 @@
 
 /* Work (T * in_dim * out_dim multiply-adds) from which a batched linear calls sgemm; below
  * it the dot-product kernel is cheaper than sgemm's packing. */
+/* Keep OpenMP and OpenBLAS apart: a stage of `rows` >= FTQ_BATCH_MIN_T rows (its matmuls on
+ * OpenBLAS's threads) runs its OpenMP kernels on the calling thread only. Returns what
+ * ftq_sgemm_stage_end needs to restore (0 = nothing changed). Never nest two stages. */
+int ftq_sgemm_stage_begin(int rows);
+void ftq_sgemm_stage_end(int saved);
+
 #define FTQ_SGEMM_MIN_WORK (64L * 64L * 64L)
 
 /* out[T, out_dim] = in[T, in_dim] @ w^T + bias, where w is [out_dim, in_dim] (nn.Linear)

@@ -13,6 +13,10 @@
 #include "kernels/qlinear.h"
 #include "kernels/simd.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 float ftq_dot_ref(const float *a, const float *b, int n)
 {
     float s = 0.0f;
@@ -176,4 +180,30 @@ void ftq_linear_forward(float *out, const float *in, const ftq_tensor *w, const 
 size_t ftq_linear_scratch_bytes(const ftq_tensor *w, int T)
 {
     return w && w->data && w->dtype == FTQ_DTYPE_QMAT ? ftq_qmat_scratch_bytes((const ftq_qmat *)w->data, T) : 0;
+}
+
+/* A stage over `rows` >= FTQ_BATCH_MIN_T rows spends its time in sgemm on OpenBLAS's
+ * threads; OpenMP regions between those calls would make the two pools spin against each
+ * other, so such a stage runs its elementwise kernels on this thread alone. nthreads-var
+ * is per thread, so this affects no other thread; ftq_sgemm_stage_end restores it. */
+int ftq_sgemm_stage_begin(int rows)
+{
+#ifdef _OPENMP
+    if (rows >= FTQ_BATCH_MIN_T) {
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        return saved;
+    }
+#endif
+    (void)rows;
+    return 0;
+}
+
+void ftq_sgemm_stage_end(int saved)
+{
+#ifdef _OPENMP
+    if (saved > 0)
+        omp_set_num_threads(saved);
+#endif
+    (void)saved;
 }

@@ -133,32 +133,6 @@ static void act_forward(ftq_act act, float *x, size_t n)
     }
 }
 
-/* A stage over `rows` >= FTQ_BATCH_MIN_T rows spends its time in sgemm on OpenBLAS's
- * threads; OpenMP regions between those calls would make the two pools spin against each
- * other, so such a stage runs its elementwise kernels on this thread alone. nthreads-var
- * is per thread, so this affects no other thread; solo_end restores it. */
-static int solo_begin(int rows)
-{
-#ifdef _OPENMP
-    if (rows >= FTQ_BATCH_MIN_T) {
-        int saved = omp_get_max_threads();
-        omp_set_num_threads(1);
-        return saved;
-    }
-#endif
-    (void)rows;
-    return 0;
-}
-
-static void solo_end(int saved)
-{
-#ifdef _OPENMP
-    if (saved > 0)
-        omp_set_num_threads(saved);
-#endif
-    (void)saved;
-}
-
 /* One chunk of T <= n_batch tokens at positions s->pos .. s->pos+T-1. logits: NULL, or
  * [T, V] (all_rows) or [V] for the last row. hidden: NULL or [C], the final-normed hidden
  * state of the last row. */
@@ -216,7 +190,7 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
     /* A quantized model's blocks never call OpenBLAS (int8/int4 kernels and attention on
      * OpenMP), so they keep every OpenMP thread instead of entering a solo stage. */
     const int quantized = c->n_layers > 0 && m->layers[0].wq.dtype == FTQ_DTYPE_QMAT;
-    int solo = quantized ? 0 : solo_begin(T);
+    int solo = quantized ? 0 : ftq_sgemm_stage_begin(T);
 
     /* embeddings (s->xb holds a dequantized position row) */
     for (int t = 0; t < T; t++) {
@@ -282,12 +256,12 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
     }
 
-    solo_end(solo);
+    ftq_sgemm_stage_end(solo);
     solo = 0;
 
     if ((logits || hidden) && !st) {
         int r0 = logits && all_rows ? 0 : T - 1, rows = T - r0;
-        solo = solo_begin(rows);
+        solo = ftq_sgemm_stage_begin(rows);
         norm_forward(m, s->xb, s->x + (size_t)r0 * C, &m->norm_w, &m->norm_b, rows);
         if (logits)
             TRYF(lin(s, solo, logits, s->xb, &m->lm_head, NULL, rows, C, c->vocab_size));
@@ -296,7 +270,7 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
     }
     s->pos += T;
 done:
-    solo_end(solo);
+    ftq_sgemm_stage_end(solo);
     return rc;
 }
 
