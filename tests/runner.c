@@ -140,6 +140,33 @@ int run_capture(const char *cmd, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+int ftq_run(const char *args, char **out, char **err)
+{
+    static char err_path[4200];
+    static char cmd[40000];
+    if (!err_path[0]) /* one file for every call: test_tmpdir would wipe a caller's dir */
+        snprintf(err_path, sizeof err_path, "%s/stderr.txt", test_tmpdir("ftq-run"));
+    if (snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", ftq_binary(), args, err_path) >= (int)sizeof cmd) {
+        CU_FAIL("command line too long");
+        *out = strdup("");
+        *err = strdup("");
+        return -1;
+    }
+    int st = run_capture(cmd, out);
+    size_t len = 0;
+    if (ftq_read_file(err_path, err, &len) != FTQ_OK)
+        *err = strdup("");
+    return st;
+}
+
+int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     int a = 1;

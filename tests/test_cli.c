@@ -5,32 +5,6 @@
 
 #include "tests/test_util.h"
 
-/* Run `ftq ARGS`; stdout and stderr captured (malloc'd). Returns the exit status. */
-static int ftq_run(const char *args, char **out, char **err)
-{
-    char errpath[4200], cmd[16384];
-    if (snprintf(errpath, sizeof errpath, "%s/cli-stderr.txt", test_tmpdir("cli")) >= (int)sizeof errpath ||
-        snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", ftq_binary(), args, errpath) >= (int)sizeof cmd) {
-        CU_FAIL("command line too long");
-        *out = strdup("");
-        *err = strdup("");
-        return -1;
-    }
-    int st = run_capture(cmd, out);
-    size_t len = 0;
-    if (ftq_read_file(errpath, err, &len) != FTQ_OK)
-        *err = strdup("");
-    return st;
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
-}
-
 /* Expect failure with a single stderr line containing `phrase`. */
 static void expect_error(const char *args, const char *phrase)
 {

@@ -8,35 +8,6 @@
 
 #include "tests/test_util.h"
 
-static char err_path[4200];
-
-/* Run `ftq ARGS`; stdout and stderr captured (malloc'd). Returns the exit status. */
-static int ftq_run(const char *args, char **out, char **err)
-{
-    char cmd[40000];
-    if (!err_path[0])
-        snprintf(err_path, sizeof err_path, "%s/stderr.txt", test_tmpdir("ftcli_stderr"));
-    if (snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", ftq_binary(), args, err_path) >= (int)sizeof cmd) {
-        CU_FAIL("command line too long");
-        *out = strdup("");
-        *err = strdup("");
-        return -1;
-    }
-    int st = run_capture(cmd, out);
-    size_t len = 0;
-    if (ftq_read_file(err_path, err, &len) != FTQ_OK)
-        *err = strdup("");
-    return st;
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
-}
-
 static int sh(const char *fmt, const char *a, const char *b)
 {
     char cmd[16384];

@@ -35,6 +35,13 @@ int32_t *json_ints(const cJSON *arr, size_t *n);
 /* Run a shell command, capture stdout (malloc'd) and exit status. */
 int run_capture(const char *cmd, char **out);
 
+/* Run `ftq ARGS` (ARGS is shell text); stdout and stderr captured (malloc'd). Returns the
+ * exit status. */
+int ftq_run(const char *args, char **out, char **err);
+
+/* Newlines in s. */
+int count_lines(const char *s);
+
 #define ASSERT_OK(expr)                                                                   \
     do {                                                                                  \
         int rc_ = (expr);                                                                 \
