@@ -50,6 +50,13 @@ const char *ftq_st_metadata_key(const ftq_st_file *f, size_t i);
 const char *ftq_st_metadata_value(const ftq_st_file *f, size_t i);
 const char *ftq_st_metadata_get(const ftq_st_file *f, const char *key); /* NULL if absent */
 
+/* Drop the resident pages of bytes [p, p + n) of the file mapping (whole pages inside the
+ * range only); touching them again reads them back from the file. A no-op for memory that
+ * is not this file's mapping (ftq_st_open_memory images included). For tensor data the
+ * caller has copied or transformed and will not read again, so peak memory stays near the
+ * model's own size. */
+void ftq_st_release(const ftq_st_file *f, const void *p, size_t n);
+
 /* Write tensors to `path` atomically (temp file, fsync, rename): the header is padded
  * with spaces to a multiple of 8 bytes, tensors are stored in the given order, back to
  * back. `metadata` is NULL or a NULL-terminated array of key, value, key, value, ...
@@ -73,6 +80,8 @@ const ftq_tensor *ftq_checkpoint_find(const ftq_checkpoint *c, const char *name)
 size_t ftq_checkpoint_nfiles(const ftq_checkpoint *c);
 const ftq_st_file *ftq_checkpoint_file(const ftq_checkpoint *c, size_t i);
 size_t ftq_checkpoint_total_bytes(const ftq_checkpoint *c); /* sum of file sizes */
+/* ftq_st_release on whichever file of the checkpoint holds [p, p + n). */
+void ftq_checkpoint_release(const ftq_checkpoint *c, const void *p, size_t n);
 
 /* ---- config.json ----------------------------------------------------------------- */
 

@@ -22,6 +22,12 @@ struct ftq_checkpoint {
 
 size_t ftq_checkpoint_count(const ftq_checkpoint *c) { return c->n; }
 size_t ftq_checkpoint_nfiles(const ftq_checkpoint *c) { return c->nfiles; }
+
+void ftq_checkpoint_release(const ftq_checkpoint *c, const void *p, size_t n)
+{
+    for (size_t i = 0; i < c->nfiles; i++)
+        ftq_st_release(ftq_checkpoint_file(c, i), p, n);
+}
 size_t ftq_checkpoint_total_bytes(const ftq_checkpoint *c) { return c->total_bytes; }
 
 const ftq_tensor *ftq_checkpoint_tensor(const ftq_checkpoint *c, size_t i)

@@ -135,7 +135,8 @@ static int bind_qmat(walk *w, ftq_tensor *dst, const ftq_qentry *e, int row0, in
     ftq_qtensor q;
     int rc = ftq_qentry_read(e, row0, rows, &q);
     if (rc == FTQ_OK) {
-        ftq_qcheckpoint_release((const char *)e->qweight->data + (size_t)row0 * q.row_bytes, (size_t)rows * q.row_bytes);
+        ftq_checkpoint_release(w->ck, (const char *)e->qweight->data + (size_t)row0 * q.row_bytes,
+                               (size_t)rows * q.row_bytes);
         rc = ftq_qmat_pack(qm, &q, 0);
     }
     ftq_qtensor_free(&q);
@@ -290,6 +291,9 @@ static int bind_transposed(walk *w, ftq_tensor *dst, const ftq_tensor *src, int6
                 for (int64_t o = o0; o < out && o < o0 + B; o++)
                     d[o * in + i] = s[i * ld + c0 + o];
     free(tmp);
+    /* the file's [in, out] copy is not read again (c_attn's other column blocks fault the
+     * pages back in from the page cache): keeps GPT-2's peak memory near its own size */
+    ftq_checkpoint_release(w->ck, src->data, src->nbytes);
     describe(dst, src, 2, out, in, d, 1);
     return FTQ_OK;
 }

@@ -13,17 +13,6 @@
 
 static const char *const PART_SUFFIX[3] = {".qweight", ".qscale", ".qzero"};
 
-void ftq_qcheckpoint_release(const void *p, size_t n)
-{
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0 || n == 0)
-        return;
-    uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
-    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(ps - 1);
-    if (b > a)
-        madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 char *ftq_qscheme_label(ftq_qscheme s, int group, char *buf, size_t cap)
 {
     const ftq_qscheme_traits *tr = ftq_qscheme_info(s);
@@ -170,7 +159,7 @@ static int check_values(const vctx *c, const ftq_qentry *e)
             if (q[i] == -128)
                 return QBAD(c, e->name, "q8 code -128 at row %zu, column %zu (codes are in [-127, 127])",
                             i / (size_t)e->cols, i % (size_t)e->cols);
-        ftq_qcheckpoint_release(q, n); /* scanned only: not kept resident */
+        ftq_checkpoint_release(c->ck, q, n); /* scanned only: not kept resident */
     }
     return FTQ_OK;
 }

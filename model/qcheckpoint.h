@@ -64,12 +64,6 @@ int ftq_qindex_is_part(const ftq_qindex *ix, const char *name);
  * F16 exactly). FTQ_EINVAL for a bad range, FTQ_ENOMEM. */
 int ftq_qentry_read(const ftq_qentry *e, int row0, int n, ftq_qtensor *q);
 
-/* Drop the whole pages of [p, p + n), which must lie in a tensor of a checkpoint opened by
- * ftq_checkpoint_open (a read-only, never written file mapping), from the resident set:
- * clean file pages, faulted in again from the file if touched later. The loader calls it
- * once it holds a packed copy, so a model's peak memory is not file + packed copy. */
-void ftq_qcheckpoint_release(const void *p, size_t n);
-
 /* "q4a_g32", "q8_row", ... into buf. Returns buf. */
 char *ftq_qscheme_label(ftq_qscheme s, int group, char *buf, size_t cap);
 

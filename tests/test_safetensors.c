@@ -718,9 +718,36 @@ static void test_checkpoint_open_forms(void)
     ftq_checkpoint_close(c);
 }
 
+/* Releasing pages keeps a mapped tensor readable with the same bytes; on a memory image it
+ * is a no-op (it must never zero memory the caller owns). */
+static void test_release(void)
+{
+    const char *path = shared_path("models/stories260K/model.safetensors");
+    ftq_st_file *f = NULL;
+    ASSERT_OK(ftq_st_open(path, &f));
+    const ftq_tensor *t = ftq_st_find(f, "model.embed_tokens.weight");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    unsigned char *copy = malloc(t->nbytes);
+    memcpy(copy, t->data, t->nbytes);
+    ftq_st_release(f, t->data, t->nbytes);
+    CU_ASSERT_EQUAL(memcmp(copy, t->data, t->nbytes), 0);
+    ftq_st_close(f);
+    char *data = NULL;
+    size_t len = 0;
+    ASSERT_OK(ftq_read_file(path, &data, &len));
+    ASSERT_OK(ftq_st_open_memory(data, len, "image", &f));
+    t = ftq_st_find(f, "model.embed_tokens.weight");
+    ftq_st_release(f, t->data, t->nbytes);
+    CU_ASSERT_EQUAL(memcmp(copy, t->data, t->nbytes), 0);
+    ftq_st_close(f);
+    free(data);
+    free(copy);
+}
+
 void test_register_safetensors(void)
 {
     static const test_case cases[] = {
+        {"release", test_release},
         {"stories260K", test_stories260K},
         {"golden_files", test_golden_files},
         {"open_memory", test_open_memory},
