@@ -167,6 +167,40 @@ int count_lines(const char *s)
     return n;
 }
 
+void ftq_expect_error(const char *args, const char *phrase, const char *outdir)
+{
+    char *out = NULL, *err = NULL;
+    int st = ftq_run(args, &out, &err);
+    if (st == 0 || count_lines(err) != 1 || !strstr(err, phrase))
+        fprintf(stderr, "\n  ftq %s\n  exit %d, stderr: %s", args, st, err);
+    CU_ASSERT(st != 0);
+    CU_ASSERT_EQUAL(count_lines(err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, phrase));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "error"));
+    if (outdir && ftq_is_dir(outdir)) {
+        fprintf(stderr, "\n  ftq %s left '%s' behind\n", args, outdir);
+        CU_FAIL("output directory left behind");
+    }
+    free(out);
+    free(err);
+}
+
+cJSON *ftq_run_json(const char *args)
+{
+    char *out = NULL, *err = NULL;
+    int st = ftq_run(args, &out, &err);
+    if (st != 0)
+        fprintf(stderr, "\n  ftq %s -> %d: %s", args, st, err);
+    CU_ASSERT_EQUAL(st, 0);
+    cJSON *j = cJSON_Parse(out);
+    if (!j)
+        fprintf(stderr, "\n  not JSON: %.300s", out);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    free(out);
+    free(err);
+    return j;
+}
+
 int main(int argc, char **argv)
 {
     int a = 1;

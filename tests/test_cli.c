@@ -5,37 +5,6 @@
 
 #include "tests/test_util.h"
 
-/* Expect failure with a single stderr line containing `phrase`. */
-static void expect_error(const char *args, const char *phrase)
-{
-    char *out = NULL, *err = NULL;
-    int st = ftq_run(args, &out, &err);
-    if (st == 0 || count_lines(err) != 1 || !strstr(err, phrase))
-        fprintf(stderr, "\n  ftq %s\n  exit %d, stderr: %s", args, st, err);
-    CU_ASSERT(st != 0);
-    CU_ASSERT_EQUAL(count_lines(err), 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, phrase));
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "error"));
-    free(out);
-    free(err);
-}
-
-static cJSON *run_json(const char *args)
-{
-    char *out = NULL, *err = NULL;
-    int st = ftq_run(args, &out, &err);
-    if (st != 0)
-        fprintf(stderr, "\n  ftq %s -> %d: %s", args, st, err);
-    CU_ASSERT_EQUAL(st, 0);
-    cJSON *j = cJSON_Parse(out);
-    if (!j)
-        fprintf(stderr, "\n  not JSON: %.200s", out);
-    CU_ASSERT_PTR_NOT_NULL(j);
-    free(out);
-    free(err);
-    return j;
-}
-
 static void test_help(void)
 {
     char *a = NULL, *b = NULL, *e1 = NULL, *e2 = NULL;
@@ -77,7 +46,7 @@ static void test_info(void)
 {
     char args[16384];
     snprintf(args, sizeof args, "info -m '%s' --json", shared_path("models/stories260K"));
-    cJSON *j = run_json(args);
+    cJSON *j = ftq_run_json(args);
     if (!j)
         return;
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "parameters")->valuedouble, 260032);
@@ -90,7 +59,7 @@ static void test_info(void)
     cJSON_Delete(j);
     /* a single file: tensors and metadata, no config */
     snprintf(args, sizeof args, "info -m '%s' --json", shared_path("golden/gpt2_tiny_random/model.safetensors"));
-    j = run_json(args);
+    j = ftq_run_json(args);
     if (!j)
         return;
     CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "kind")->valuestring, "safetensors");
@@ -98,7 +67,7 @@ static void test_info(void)
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "tensor_count")->valueint, 28);
     cJSON_Delete(j);
     snprintf(args, sizeof args, "info -m '%s' --json --no-tensors", shared_path("golden/gpt2_tiny_random"));
-    j = run_json(args);
+    j = ftq_run_json(args);
     if (!j)
         return;
     CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "model_type")->valuestring, "gpt2");
@@ -109,7 +78,7 @@ static void test_tokenize(void)
 {
     char args[16384];
     snprintf(args, sizeof args, "tokenize -m '%s' -p 'Once upon a time' --json", shared_path("models/stories260K"));
-    cJSON *j = run_json(args);
+    cJSON *j = ftq_run_json(args);
     if (!j)
         return;
     size_t n = 0;
@@ -122,7 +91,7 @@ static void test_tokenize(void)
     free(ids);
     cJSON_Delete(j);
     snprintf(args, sizeof args, "tokenize -m '%s' -p 'Hello, my dog is cute' --json", shared_path("tokenizers/gpt2"));
-    j = run_json(args);
+    j = ftq_run_json(args);
     if (!j)
         return;
     ids = json_ints(cJSON_GetObjectItem(j, "ids"), &n);
@@ -135,7 +104,7 @@ static void test_tokenize(void)
     /* the whole sample file with --no-bos: the golden token count */
     snprintf(args, sizeof args, "tokenize -m '%s' -f '%s' --no-bos --json", shared_path("models/stories260K"),
              shared_path("data/tinystories/tinystories_sample.txt"));
-    j = run_json(args);
+    j = ftq_run_json(args);
     if (!j)
         return;
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "count")->valueint, 100707);
@@ -153,7 +122,7 @@ static void test_perplexity(void)
     char args[16384];
     snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' -c 128 --chunks 8 --json",
              shared_path("models/stories260K"), shared_path("data/tinystories/tinystories_sample.txt"));
-    cJSON *j = run_json(args);
+    cJSON *j = ftq_run_json(args);
     if (j && n == 8) {
         ASSERT_NEAR(cJSON_GetObjectItem(j, "ppl")->valuedouble / running[7] - 1, 0, 2e-4);
         ASSERT_INT_EQ(cJSON_GetObjectItem(j, "chunks")->valueint, 8);
@@ -169,7 +138,7 @@ static void test_perplexity(void)
     /* --stride selects HF's sliding window */
     snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' -c 128 --stride 64 --chunks 3 --json",
              shared_path("models/stories260K"), shared_path("data/tinystories/tinystories_sample.txt"));
-    j = run_json(args);
+    j = ftq_run_json(args);
     if (j) {
         CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "protocol")->valuestring, "stride");
         ASSERT_INT_EQ(cJSON_GetObjectItem(j, "tokens_scored")->valueint, 127 + 64 + 64);
@@ -188,7 +157,7 @@ static void test_generate(void)
     char args[16384];
     snprintf(args, sizeof args, "generate -m '%s' -p 'Once upon a time' -n 64 --temperature 0 --json",
              shared_path("models/stories260K"));
-    cJSON *j = run_json(args);
+    cJSON *j = ftq_run_json(args);
     if (j) {
         int32_t *got = json_ints(cJSON_GetObjectItem(j, "new_ids"), &m);
         ASSERT_INT_EQ(m, n);
@@ -225,29 +194,29 @@ static void test_bad_input(void)
 {
     char args[16384];
     const char *st = shared_path("models/stories260K");
-    expect_error("frobnicate", "unknown command 'frobnicate'");
-    expect_error("perplexity --bogus", "unknown option '--bogus'");
+    ftq_expect_error("frobnicate", "unknown command 'frobnicate'", NULL);
+    ftq_expect_error("perplexity --bogus", "unknown option '--bogus'", NULL);
     snprintf(args, sizeof args, "perplexity -m '%s' -f x -c abc", st);
-    expect_error(args, "--ctx expects an integer, got 'abc'");
+    ftq_expect_error(args, "--ctx expects an integer, got 'abc'", NULL);
     snprintf(args, sizeof args, "perplexity -m '%s' -c 1 -f x", st);
-    expect_error(args, "--ctx must be in");
+    ftq_expect_error(args, "--ctx must be in", NULL);
     snprintf(args, sizeof args, "perplexity -m '%s'", st);
-    expect_error(args, "missing required option --file");
+    ftq_expect_error(args, "missing required option --file", NULL);
     snprintf(args, sizeof args, "perplexity -m '%s' -f /nonexistent/text.txt", st);
-    expect_error(args, "'/nonexistent/text.txt'");
+    ftq_expect_error(args, "'/nonexistent/text.txt'", NULL);
     snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' -c 4096", st,
              shared_path("data/tinystories/tinystories_sample.txt"));
-    expect_error(args, "exceeds the model's 512 positions");
+    ftq_expect_error(args, "exceeds the model's 512 positions", NULL);
     snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' --protocol fancy", st,
              shared_path("data/tinystories/tinystories_sample.txt"));
-    expect_error(args, "unknown --protocol 'fancy'");
-    expect_error("info -m /nonexistent/model", "/nonexistent/model");
+    ftq_expect_error(args, "unknown --protocol 'fancy'", NULL);
+    ftq_expect_error("info -m /nonexistent/model", "/nonexistent/model", NULL);
     snprintf(args, sizeof args, "generate -m '%s' -p hi --top-p 2", st);
-    expect_error(args, "--top-p must be in");
+    ftq_expect_error(args, "--top-p must be in", NULL);
     snprintf(args, sizeof args, "generate -m '%s' -p hi --seed -3", st);
-    expect_error(args, "--seed expects a non-negative integer");
+    ftq_expect_error(args, "--seed expects a non-negative integer", NULL);
     snprintf(args, sizeof args, "tokenize -m '%s'", st);
-    expect_error(args, "exactly one of -f FILE or -p TEXT");
+    ftq_expect_error(args, "exactly one of -f FILE or -p TEXT", NULL);
     /* a model directory whose tokenizer files are missing */
     char dir[4096]; /* test_tmpdir's buffer is reused by ftq_run */
     snprintf(dir, sizeof dir, "%s", test_tmpdir("cli_notok"));
@@ -255,12 +224,12 @@ static void test_bad_input(void)
     snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/model.safetensors' '%s/'", st, st, dir);
     CU_ASSERT_EQUAL(system(cmd), 0);
     snprintf(args, sizeof args, "generate -m '%s' -p hi", dir);
-    expect_error(args, "tokenizer");
+    ftq_expect_error(args, "tokenizer", NULL);
     /* a truncated safetensors file */
     snprintf(cmd, sizeof cmd, "head -c 3000 '%s/model.safetensors' > '%s/model.safetensors'", st, dir);
     CU_ASSERT_EQUAL(system(cmd), 0);
     snprintf(args, sizeof args, "info -m '%s'", dir);
-    expect_error(args, "model.safetensors");
+    ftq_expect_error(args, "model.safetensors", NULL);
 }
 
 void test_register_cli(void)

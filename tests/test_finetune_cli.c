@@ -25,25 +25,6 @@ static const char *workdir(const char *name)
     return dir;
 }
 
-/* Expect failure with a single stderr line containing `phrase`, and no `outdir`. */
-static void expect_error(const char *args, const char *phrase, const char *outdir)
-{
-    char *out = NULL, *err = NULL;
-    int st = ftq_run(args, &out, &err);
-    if (st == 0 || count_lines(err) != 1 || !strstr(err, phrase))
-        fprintf(stderr, "\n  ftq %s\n  exit %d, stderr: %s", args, st, err);
-    CU_ASSERT(st != 0);
-    CU_ASSERT_EQUAL(count_lines(err), 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, phrase));
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "error"));
-    if (outdir && ftq_is_dir(outdir)) {
-        fprintf(stderr, "\n  ftq %s left '%s' behind\n", args, outdir);
-        CU_FAIL("output directory left behind");
-    }
-    free(out);
-    free(err);
-}
-
 static void test_help(void)
 {
     const char *cmds[] = {"finetune", "classify"};
@@ -106,11 +87,11 @@ static void test_impossible_options(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(args, sizeof args, "%s %s", base, cases[i].extra);
-        expect_error(args, cases[i].phrase, out);
+        ftq_expect_error(args, cases[i].phrase, out);
     }
     /* missing -d */
     snprintf(args, sizeof args, "finetune -m '%s' -o '%s'", shared_path("models/stories260K"), out);
-    expect_error(args, "--data", out);
+    ftq_expect_error(args, "--data", out);
 }
 
 static void test_bad_data(void)
@@ -125,11 +106,11 @@ static void test_bad_data(void)
                        "printf 'sentence\\tlabel\\nfine\\tpos\\nhmm\\tmaybe\\n' > '%s/d.tsv'", dir, dir), 0);
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s/t.tsv' --dev '%s/d.tsv' -o '%s' --max-steps 1", model, dir,
              dir, out);
-    expect_error(args, "maybe", out);
+    ftq_expect_error(args, "maybe", out);
     /* a malformed CSV row, named by line */
     CU_ASSERT_EQUAL(sh("printf 'text,label\\ngood movie,1\\nbad,movie,0\\n' > '%s/bad.csv'%s", dir, ""), 0);
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s/bad.csv' -o '%s' --max-steps 1", model, dir, out);
-    expect_error(args, ":3", out);
+    ftq_expect_error(args, ":3", out);
     /* ... which --skip-bad-rows skips and counts */
     char *o = NULL, *e = NULL;
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s/bad.csv' -o '%s/skip' --max-steps 1 --skip-bad-rows", model,
@@ -141,7 +122,7 @@ static void test_bad_data(void)
     /* a single label is refused */
     CU_ASSERT_EQUAL(sh("printf 'text,label\\ngood movie,pos\\nfine,pos\\n' > '%s/one.csv'%s", dir, ""), 0);
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s/one.csv' -o '%s' --max-steps 1", model, dir, out);
-    expect_error(args, "at least 2", out);
+    ftq_expect_error(args, "at least 2", out);
     /* a model directory without tokenizer files */
     char nt[4300];
     snprintf(nt, sizeof nt, "%s/notok", dir);
@@ -149,10 +130,10 @@ static void test_bad_data(void)
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/config.json' '%s/model.safetensors' '%s/'", nt, model, model, nt);
     CU_ASSERT_EQUAL(system(cmd), 0);
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s/train.tsv' -o '%s' --max-steps 1", nt, dir, out);
-    expect_error(args, "tokenizer", out);
+    ftq_expect_error(args, "tokenizer", out);
     /* a missing training file */
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s/nope.tsv' -o '%s'", model, dir, out);
-    expect_error(args, "nope.tsv", out);
+    ftq_expect_error(args, "nope.tsv", out);
     /* a label out of range for a model that already has a 2-label head */
     char cls[4300];
     snprintf(cls, sizeof cls, "%s/cls", dir);
@@ -162,30 +143,14 @@ static void test_bad_data(void)
     free(e);
     CU_ASSERT_EQUAL(sh("printf 'sentence\\tlabel\\ngood\\t1\\nbad\\t7\\n' > '%s/r.tsv'%s", dir, ""), 0);
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s/r.tsv' -o '%s' --max-steps 1", cls, dir, out);
-    expect_error(args, "7", out);
+    ftq_expect_error(args, "7", out);
     snprintf(args, sizeof args, "classify -m '%s' -d '%s/r.tsv'", cls, dir);
-    expect_error(args, "7", NULL);
+    ftq_expect_error(args, "7", NULL);
     /* classify without a head, and without input */
     snprintf(args, sizeof args, "classify -m '%s' -p hello", model);
-    expect_error(args, "no classification head", NULL);
+    ftq_expect_error(args, "no classification head", NULL);
     snprintf(args, sizeof args, "classify -m '%s'", cls);
-    expect_error(args, "-p TEXT or -d FILE", NULL);
-}
-
-static cJSON *run_json(const char *args)
-{
-    char *out = NULL, *err = NULL;
-    int st = ftq_run(args, &out, &err);
-    if (st != 0)
-        fprintf(stderr, "\n  ftq %s -> %d: %s", args, st, err);
-    CU_ASSERT_EQUAL(st, 0);
-    cJSON *j = cJSON_Parse(out);
-    if (!j)
-        fprintf(stderr, "\n  not JSON: %.300s", out);
-    CU_ASSERT_PTR_NOT_NULL(j);
-    free(out);
-    free(err);
-    return j;
+    ftq_expect_error(args, "-p TEXT or -d FILE", NULL);
 }
 
 static void test_train_and_classify(void)
@@ -201,7 +166,7 @@ static void test_train_and_classify(void)
              "finetune -m '%s' -d '%s/data.tar.gz:train.tsv' --dev '%s/dev.tsv' -o '%s' --epochs 2 --lr 1e-3 "
              "--eval-every 4 --log '%s' --json",
              shared_path("models/stories260K"), dir, dir, out, lg);
-    cJSON *j = run_json(args);
+    cJSON *j = ftq_run_json(args);
     if (!j)
         return;
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "steps")->valueint, 12); /* 48 rows / 8, 2 epochs */
@@ -237,14 +202,14 @@ static void test_train_and_classify(void)
     /* classify loads it; the dev accuracy is the one finetune reported (same rows, same
      * truncation; the logits differ only by float rounding) */
     snprintf(args, sizeof args, "classify -m '%s' -d '%s/dev.tsv' --seq 128 --json", out, dir);
-    j = run_json(args);
+    j = ftq_run_json(args);
     if (!j)
         return;
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "examples")->valueint, 40);
     ASSERT_NEAR(cJSON_GetObjectItem(j, "accuracy")->valuedouble, acc_train, 0.051);
     cJSON_Delete(j);
     snprintf(args, sizeof args, "classify -m '%s' -p 'a gorgeous , witty , seductive movie .' --json", out);
-    j = run_json(args);
+    j = ftq_run_json(args);
     if (!j)
         return;
     const char *label = cJSON_GetObjectItem(j, "label")->valuestring;
@@ -305,9 +270,9 @@ static void test_resume_cli(void)
     }
     /* a different argument that matters is refused by name; one that does not is fine */
     snprintf(args, sizeof args, "%s -o '%s/C' --resume '%s/B/checkpoint-3' --batch 4", common, dir, dir);
-    expect_error(args, "--batch", NULL);
+    ftq_expect_error(args, "--batch", NULL);
     snprintf(args, sizeof args, "%s -o '%s/C' --resume '%s/B/checkpoint-3' --seed 1", common, dir, dir);
-    expect_error(args, "--seed", NULL);
+    ftq_expect_error(args, "--seed", NULL);
     snprintf(args, sizeof args, "%s -o '%s/C' --resume '%s/B/checkpoint-3' --eval-every 100 --dev '%s/dev.tsv'",
              common, dir, dir, dir);
     CU_ASSERT_EQUAL(ftq_run(args, &o, &e), 0);

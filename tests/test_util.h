@@ -42,6 +42,14 @@ int ftq_run(const char *args, char **out, char **err);
 /* Newlines in s. */
 int count_lines(const char *s);
 
+/* `ftq ARGS` must fail with exactly one stderr line that contains `phrase` and "error";
+ * if outdir is not NULL, no directory may exist there afterwards (nothing half-written). */
+void ftq_expect_error(const char *args, const char *phrase, const char *outdir);
+
+/* `ftq ARGS` must succeed and print one JSON value on stdout; returns it (or NULL after a
+ * failed assertion). */
+cJSON *ftq_run_json(const char *args);
+
 #define ASSERT_OK(expr)                                                                   \
     do {                                                                                  \
         int rc_ = (expr);                                                                 \
