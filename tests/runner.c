@@ -167,6 +167,16 @@ int count_lines(const char *s)
     return n;
 }
 
+ftq_model *test_load_model(const char *dir)
+{
+    ftq_model *m = NULL;
+    int rc = ftq_model_load(dir, &m);
+    if (rc != FTQ_OK)
+        fprintf(stderr, "\n  cannot load '%s': %s\n", dir, ftq_last_error());
+    CU_ASSERT_EQUAL(rc, FTQ_OK);
+    return m;
+}
+
 void ftq_expect_error(const char *args, const char *phrase, const char *outdir)
 {
     char *out = NULL, *err = NULL;

@@ -12,16 +12,6 @@
 #define LLAMA_DIR "golden/llama_tiny_random"
 #define STORIES_DIR "models/stories260K"
 
-static ftq_model *load(const char *dir)
-{
-    ftq_model *m = NULL;
-    int rc = ftq_model_load(dir, &m);
-    if (rc != FTQ_OK)
-        fprintf(stderr, "\n  cannot load '%s': %s\n", dir, ftq_last_error());
-    CU_ASSERT_EQUAL(rc, FTQ_OK);
-    return m;
-}
-
 /* All n x vocab logits of ids in one batched call on a fresh session. */
 static float *eval_all(const ftq_model *m, const int32_t *ids, int n)
 {
@@ -62,7 +52,7 @@ static double max_abs_diff_json(const float *got, const cJSON *arr, size_t n)
  * moves logits by 2e-5). */
 static void test_golden_gpt2(void)
 {
-    ftq_model *m = load(shared_path(GPT2_DIR));
+    ftq_model *m = test_load_model(shared_path(GPT2_DIR));
     cJSON *j = load_json(shared_path(GPT2_DIR "/golden_logits.json"));
     if (!m || !j)
         goto done;
@@ -97,7 +87,7 @@ done:
 /* Llama tiny random (GQA, untied, eps 1e-6): all positions x 512 within 5e-6 absolute. */
 static void test_golden_llama(void)
 {
-    ftq_model *m = load(shared_path(LLAMA_DIR));
+    ftq_model *m = test_load_model(shared_path(LLAMA_DIR));
     cJSON *j = load_json(shared_path(LLAMA_DIR "/golden_logits.json"));
     if (!m || !j)
         goto done;
@@ -130,7 +120,7 @@ done:
  * prompt (the README measured a float32 torch forward at 1.6e-5). */
 static void test_golden_stories(void)
 {
-    ftq_model *m = load(shared_path(STORIES_DIR));
+    ftq_model *m = test_load_model(shared_path(STORIES_DIR));
     cJSON *j = load_json(shared_path("golden/stories260K_logits.json"));
     if (!m || !j)
         goto done;
@@ -175,7 +165,7 @@ static int argmax(const float *x, int n)
 /* 64 greedy steps through the KV cache (one token per eval) reproduce greedy.new_ids. */
 static void test_greedy_stories(void)
 {
-    ftq_model *m = load(shared_path(STORIES_DIR));
+    ftq_model *m = test_load_model(shared_path(STORIES_DIR));
     cJSON *j = load_json(shared_path("golden/stories260K_logits.json"));
     if (!m || !j)
         goto done;
@@ -234,7 +224,7 @@ static double row_scaled_diff(const float *got, const float *ref, size_t n, int 
  * row_scaled_diff <= 1e-5. */
 static void kv_case(const char *dir, int n)
 {
-    ftq_model *m = load(dir);
+    ftq_model *m = test_load_model(dir);
     if (!m)
         return;
     const int V = ftq_model_get_config(m)->vocab_size;
@@ -287,7 +277,7 @@ static void test_kv_cache(void)
  * (row_scaled_diff <= 1e-5). */
 static void test_long_context(void)
 {
-    ftq_model *m = load(shared_path(STORIES_DIR));
+    ftq_model *m = test_load_model(shared_path(STORIES_DIR));
     if (!m)
         return;
     const int V = ftq_model_get_config(m)->vocab_size, n = 700;
@@ -320,7 +310,7 @@ static void test_long_context(void)
 
 static void test_session_errors(void)
 {
-    ftq_model *m = load(shared_path(GPT2_DIR));
+    ftq_model *m = test_load_model(shared_path(GPT2_DIR));
     if (!m)
         return;
     ftq_session *s = NULL;
@@ -349,7 +339,7 @@ static void test_param_count(void)
 {
     const char *dirs[] = {GPT2_DIR, LLAMA_DIR, STORIES_DIR};
     for (int i = 0; i < 3; i++) {
-        ftq_model *m = load(shared_path(dirs[i]));
+        ftq_model *m = test_load_model(shared_path(dirs[i]));
         if (!m)
             continue;
         ASSERT_INT_EQ(ftq_model_param_count(m), ftq_config_param_count(ftq_model_get_config(m)));
@@ -420,7 +410,7 @@ static int strip_transformer_prefix(ftq_tensor *t, void *user)
 
 static void expect_same_logits(const char *dir_a, const char *dir_b, double tol)
 {
-    ftq_model *a = load(dir_a), *b = load(dir_b);
+    ftq_model *a = test_load_model(dir_a), *b = test_load_model(dir_b);
     if (a && b) {
         int32_t ids[9] = {15496, 11, 616, 3290, 318, 13779, 0, 1, 2};
         int n = 9, V = ftq_model_get_config(a)->vocab_size;
@@ -461,7 +451,7 @@ static void test_gpt2_naming(void)
          .data = &masked_bias},
     };
     ASSERT_OK(write_variant(shared_path(GPT2_DIR), dir, strip_transformer_prefix, NULL, extra, 1, 2));
-    ftq_model *m = load(dir);
+    ftq_model *m = test_load_model(dir);
     if (m) {
         /* misaligned F32 -> converted copies; the transposed weights are always owned */
         CU_ASSERT(m->tok_emb.owned == 1);
@@ -469,7 +459,7 @@ static void test_gpt2_naming(void)
         CU_ASSERT(m->layers[0].wq.owned == 1);
         ftq_model_free(m);
     }
-    ftq_model *g = load(shared_path(GPT2_DIR));
+    ftq_model *g = test_load_model(shared_path(GPT2_DIR));
     if (g) {
         CU_ASSERT(g->tok_emb.owned == 0); /* aligned F32: a view of the mmap */
         CU_ASSERT(g->lm_head.data == g->tok_emb.data);
@@ -510,7 +500,7 @@ static void test_dtypes(void)
     const char *d16 = test_tmpdir("model_llama_bf16");
     dtype_edit e16 = {FTQ_DTYPE_BF16};
     ASSERT_OK(write_variant(shared_path(LLAMA_DIR), d16, convert_dtype, &e16, NULL, 0, 0));
-    ftq_model *m = load(d16);
+    ftq_model *m = test_load_model(d16);
     if (m) {
         CU_ASSERT(m->layers[0].wq.dtype == FTQ_DTYPE_F32 && m->layers[0].wq.owned);
         ftq_model_free(m);
@@ -716,7 +706,7 @@ static double *ref_forward(const char *dir, const int32_t *ids, int T)
 /* Max |ftq - reference| over all n x V logits of `dir`. */
 static double diff_vs_ref(const char *dir, const int32_t *ids, int n)
 {
-    ftq_model *m = load(dir);
+    ftq_model *m = test_load_model(dir);
     double *ref = ref_forward(dir, ids, n);
     double d = INFINITY;
     if (m && ref) {
@@ -853,7 +843,7 @@ static void test_variants(void)
             ids[t] = gpt2 ? VARIANT_IDS[t] * 97 : VARIANT_IDS[t];
         double d = diff_vs_ref(dir, ids, N_VARIANT_IDS);
         /* the variant must matter: its logits move away from the unmodified model's */
-        ftq_model *a = load(dir), *b = load(shared_path(V[i].src));
+        ftq_model *a = test_load_model(dir), *b = test_load_model(shared_path(V[i].src));
         double moved = 0.0;
         if (a && b) {
             float *la = eval_all(a, ids, N_VARIANT_IDS), *lb = eval_all(b, ids, N_VARIANT_IDS);

@@ -12,16 +12,6 @@
 #define GPT2_DIR "golden/gpt2_tiny_random"
 #define LLAMA_DIR "golden/llama_tiny_random"
 
-static ftq_model *load(const char *dir)
-{
-    ftq_model *m = NULL;
-    int rc = ftq_model_load(dir, &m);
-    if (rc != FTQ_OK)
-        fprintf(stderr, "\n  cannot load '%s': %s\n", dir, ftq_last_error());
-    CU_ASSERT_EQUAL(rc, FTQ_OK);
-    return m;
-}
-
 static ftq_tmodel *tmodel(const ftq_model *m, const ftq_tmodel_params *p)
 {
     ftq_tmodel *tm = NULL;
@@ -60,7 +50,7 @@ static void golden_case(const char *dir)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/golden_loss_grads.json", dir);
-    ftq_model *m = load(shared_path(dir));
+    ftq_model *m = test_load_model(shared_path(dir));
     cJSON *j = load_json(shared_path(path));
     ftq_tmodel *tm = NULL;
     int32_t *ids = NULL, *tg = NULL;
@@ -369,7 +359,7 @@ static void fd_model(ftq_tmodel *tm, const int32_t *ids, const int32_t *lengths,
  * at lengths[b] - 1), a new 3-label head, Llama (GQA, RMSNorm, RoPE) and GPT-2. */
 static void classify_fd_case(const char *dir)
 {
-    ftq_model *m = load(shared_path(dir));
+    ftq_model *m = test_load_model(shared_path(dir));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -402,7 +392,7 @@ static void test_classify_fd_gpt2(void) { classify_fd_case(GPT2_DIR); }
 /* LM with B = 2 and ignored targets (padding, prompt masking) against the reference. */
 static void test_lm_fd_batch(void)
 {
-    ftq_model *m = load(shared_path(LLAMA_DIR));
+    ftq_model *m = test_load_model(shared_path(LLAMA_DIR));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -454,7 +444,7 @@ static void run_batch(ftq_tmodel *tm, int classify)
 static void frozen_case(const char *dir, ftq_task task, ftq_train_mode mode, int K, const char *first_name,
                         size_t want_segments)
 {
-    ftq_model *m = load(shared_path(dir));
+    ftq_model *m = test_load_model(shared_path(dir));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -514,7 +504,7 @@ static void test_head(void)
 {
     frozen_case(LLAMA_DIR, FTQ_TASK_CLASSIFY, FTQ_TRAIN_HEAD, 0, "score.weight", 1);
     frozen_case(GPT2_DIR, FTQ_TASK_CLASSIFY, FTQ_TRAIN_HEAD, 0, "score.weight", 1);
-    ftq_model *m = load(shared_path(LLAMA_DIR));
+    ftq_model *m = test_load_model(shared_path(LLAMA_DIR));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -578,7 +568,7 @@ static void write_config(const char *src_dir, const char *dir, const char *arch,
  * byte the original. */
 static void roundtrip_case(const char *dir, const char *tmpname)
 {
-    ftq_model *m = load(shared_path(dir));
+    ftq_model *m = test_load_model(shared_path(dir));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -591,7 +581,7 @@ static void roundtrip_case(const char *dir, const char *tmpname)
     snprintf(out, sizeof out, "%s/model.safetensors", tmp);
     ASSERT_OK(ftq_tmodel_save_weights(tm, out));
     write_config(shared_path(dir), tmp, NULL, NULL, 0);
-    m2 = load(tmp);
+    m2 = test_load_model(tmp);
     if (!m2)
         goto done;
     const ftq_checkpoint *a = ftq_model_get_checkpoint(m), *b = ftq_model_get_checkpoint(m2);
@@ -634,7 +624,7 @@ static void test_roundtrip_gpt2(void) { roundtrip_case(GPT2_DIR, "tmodel_rt_gpt2
  * labels come back from id2label; a tmodel built from the checkpoint starts from its head. */
 static void classifier_case(const char *dir, const char *arch, const char *tmpname)
 {
-    ftq_model *m = load(shared_path(dir));
+    ftq_model *m = test_load_model(shared_path(dir));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -662,7 +652,7 @@ static void classifier_case(const char *dir, const char *arch, const char *tmpna
     ASSERT_OK(ftq_tmodel_save_weights(tm, out));
     static const char *const labels[3] = {"negative", "neutral", "positive"};
     write_config(shared_path(dir), tmp, arch, labels, 3);
-    m2 = load(tmp);
+    m2 = test_load_model(tmp);
     if (!m2)
         goto done;
     const ftq_model_config *c2 = ftq_model_get_config(m2);
@@ -741,7 +731,7 @@ static void test_determinism(void)
     int saved = ftq_get_threads();
     ftq_set_threads(2);
     for (int d = 0; d < 2; d++) {
-        ftq_model *m = load(shared_path(dirs[d]));
+        ftq_model *m = test_load_model(shared_path(dirs[d]));
         if (!m)
             continue;
         ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -792,7 +782,7 @@ static void test_determinism(void)
  * loss and gradients as one chunk, to float rounding. */
 static void test_lm_chunks(void)
 {
-    ftq_model *m = load(shared_path(GPT2_DIR));
+    ftq_model *m = test_load_model(shared_path(GPT2_DIR));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -820,7 +810,7 @@ static void test_lm_chunks(void)
 /* init_random: HF _init_weights statistics, seeded and reproducible. */
 static void test_init_random(void)
 {
-    ftq_model *m = load(shared_path(GPT2_DIR));
+    ftq_model *m = test_load_model(shared_path(GPT2_DIR));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();
@@ -870,7 +860,7 @@ static void test_init_random(void)
 /* Bad inputs are refused with a message, not computed. */
 static void test_errors(void)
 {
-    ftq_model *m = load(shared_path(LLAMA_DIR));
+    ftq_model *m = test_load_model(shared_path(LLAMA_DIR));
     if (!m)
         return;
     ftq_tmodel_params p = ftq_tmodel_default_params();

@@ -42,6 +42,9 @@ int ftq_run(const char *args, char **out, char **err);
 /* Newlines in s. */
 int count_lines(const char *s);
 
+/* ftq_model_load(dir), failing the current test (and printing why) if it cannot. */
+ftq_model *test_load_model(const char *dir);
+
 /* `ftq ARGS` must fail with exactly one stderr line that contains `phrase` and "error";
  * if outdir is not NULL, no directory may exist there afterwards (nothing half-written). */
 void ftq_expect_error(const char *args, const char *phrase, const char *outdir);
