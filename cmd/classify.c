@@ -27,12 +27,7 @@ static void softmax(const float *x, int n, double *p)
 
 static void print_table(const ftq_cls_metrics *m, char **names)
 {
-    int w = 8;
-    for (int i = 0; i < m->num_labels; i++)
-        if ((int)strlen(names[i]) + 2 > w)
-            w = (int)strlen(names[i]) + 2;
-    if (w > 24)
-        w = 24;
+    int w = label_width((const char *const *)names, m->num_labels);
     printf("%*s %9s %9s %9s %9s\n", w, "label", "precision", "recall", "f1", "support");
     for (int i = 0; i < m->num_labels; i++) {
         long long support = 0;
@@ -40,16 +35,7 @@ static void print_table(const ftq_cls_metrics *m, char **names)
             support += m->confusion[i * m->num_labels + j];
         printf("%*.*s %9.4f %9.4f %9.4f %9lld\n", w, w, names[i], m->precision[i], m->recall[i], m->f1[i], support);
     }
-    printf("confusion (rows: true label, columns: predicted)\n%*s", w, "");
-    for (int j = 0; j < m->num_labels; j++)
-        printf(" %*.*s", w, w, names[j]);
-    printf("\n");
-    for (int i = 0; i < m->num_labels; i++) {
-        printf("%*.*s", w, w, names[i]);
-        for (int j = 0; j < m->num_labels; j++)
-            printf(" %*lld", w, (long long)m->confusion[i * m->num_labels + j]);
-        printf("\n");
-    }
+    print_confusion_text(stdout, m, (const char *const *)names);
 }
 
 int cmd_classify(int argc, char **argv)
@@ -215,14 +201,9 @@ int cmd_classify(int argc, char **argv)
     if (json) {
         printf("{\"examples\": %zu, \"labeled\": %zu", rows, labeled);
         if (labeled) {
-            printf(", \"accuracy\": %.6f, \"macro_f1\": %.6f, \"confusion\": [", met.accuracy, met.macro_f1);
-            for (int i = 0; i < nl; i++) {
-                printf("%s[", i ? ", " : "");
-                for (int j = 0; j < nl; j++)
-                    printf("%s%lld", j ? ", " : "", (long long)met.confusion[i * nl + j]);
-                printf("]");
-            }
-            printf("], \"f1\": [");
+            printf(", \"accuracy\": %.6f, \"macro_f1\": %.6f, \"confusion\": ", met.accuracy, met.macro_f1);
+            print_confusion_json(stdout, &met);
+            printf(", \"f1\": [");
             for (int i = 0; i < nl; i++)
                 printf("%s%.6f", i ? ", " : "", met.f1[i]);
             printf("]");

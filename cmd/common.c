@@ -90,6 +90,42 @@ void progress_done(void)
     }
 }
 
+int label_width(const char *const *names, int n)
+{
+    int w = 8;
+    for (int i = 0; i < n; i++)
+        if ((int)strlen(names[i]) + 2 > w)
+            w = (int)strlen(names[i]) + 2;
+    return w > 24 ? 24 : w;
+}
+
+void print_confusion_json(FILE *fp, const ftq_cls_metrics *m)
+{
+    fprintf(fp, "[");
+    for (int i = 0; i < m->num_labels; i++) {
+        fprintf(fp, "%s[", i ? ", " : "");
+        for (int j = 0; j < m->num_labels; j++)
+            fprintf(fp, "%s%lld", j ? ", " : "", (long long)m->confusion[i * m->num_labels + j]);
+        fprintf(fp, "]");
+    }
+    fprintf(fp, "]");
+}
+
+void print_confusion_text(FILE *fp, const ftq_cls_metrics *m, const char *const *names)
+{
+    int w = label_width(names, m->num_labels);
+    fprintf(fp, "confusion (rows: true label, columns: predicted)\n%*s", w, "");
+    for (int j = 0; j < m->num_labels; j++)
+        fprintf(fp, " %*.*s", w, w, names[j]);
+    fprintf(fp, "\n");
+    for (int i = 0; i < m->num_labels; i++) {
+        fprintf(fp, "%*.*s", w, w, names[i]);
+        for (int j = 0; j < m->num_labels; j++)
+            fprintf(fp, " %*lld", w, (long long)m->confusion[i * m->num_labels + j]);
+        fprintf(fp, "\n");
+    }
+}
+
 void json_print_ids(FILE *fp, const int32_t *ids, size_t n)
 {
     fputc('[', fp);

@@ -23,6 +23,12 @@ const char *fmt_count(long long v);
 void progress_bar(int done, int total, const char *label);
 void progress_done(void);
 
+/* Classification metrics: the column width for label names (8..24), the confusion matrix
+ * as a JSON array of rows, and as a text table with the label names. */
+int label_width(const char *const *names, int n);
+void print_confusion_json(FILE *fp, const ftq_cls_metrics *m);
+void print_confusion_text(FILE *fp, const ftq_cls_metrics *m, const char *const *names);
+
 /* Print a malloc'd int32 array as a JSON array. */
 void json_print_ids(FILE *fp, const int32_t *ids, size_t n);
 

@@ -84,38 +84,6 @@ static void print_num(const char *key, double v)
         printf(", \"%s\": null", key);
 }
 
-static void print_confusion_json(const ftq_cls_metrics *m)
-{
-    printf("[");
-    for (int i = 0; i < m->num_labels; i++) {
-        printf("%s[", i ? ", " : "");
-        for (int j = 0; j < m->num_labels; j++)
-            printf("%s%lld", j ? ", " : "", (long long)m->confusion[i * m->num_labels + j]);
-        printf("]");
-    }
-    printf("]");
-}
-
-static void print_confusion_text(const ftq_cls_metrics *m, const char *const *names)
-{
-    int w = 8;
-    for (int i = 0; i < m->num_labels; i++)
-        if ((int)strlen(names[i]) + 2 > w)
-            w = (int)strlen(names[i]) + 2;
-    if (w > 24)
-        w = 24;
-    printf("confusion (rows: true label, columns: predicted)\n%*s", w, "");
-    for (int j = 0; j < m->num_labels; j++)
-        printf(" %*.*s", w, w, names[j]);
-    printf("\n");
-    for (int i = 0; i < m->num_labels; i++) {
-        printf("%*.*s", w, w, names[i]);
-        for (int j = 0; j < m->num_labels; j++)
-            printf(" %*lld", w, (long long)m->confusion[i * m->num_labels + j]);
-        printf("\n");
-    }
-}
-
 int cmd_finetune(int argc, char **argv)
 {
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
@@ -346,7 +314,7 @@ int cmd_finetune(int argc, char **argv)
             print_num("accuracy", res.dev.accuracy);
             print_num("macro_f1", res.dev.macro_f1);
             printf(", \"confusion\": ");
-            print_confusion_json(&res.dev);
+            print_confusion_json(stdout, &res.dev);
         } else {
             printf(", \"accuracy\": null, \"macro_f1\": null, \"confusion\": null");
         }
@@ -379,7 +347,7 @@ int cmd_finetune(int argc, char **argv)
         if (c.task == FTQ_TASK_CLASSIFY && res.has_dev) {
             printf("dev: accuracy %.4f, macro-F1 %.4f (%lld rows)\n", res.dev.accuracy, res.dev.macro_f1,
                    (long long)res.dev.n);
-            print_confusion_text(&res.dev, pl->label_names);
+            print_confusion_text(stdout, &res.dev, pl->label_names);
         } else if (c.task == FTQ_TASK_LM && res.has_dev) {
             printf("dev perplexity %.4f -> %.4f (loss %.4f -> %.4f, %lld blocks of %d)\n", res.ppl_before,
                    res.ppl_after, res.dev_loss_before, res.dev_loss_after, (long long)res.dev_examples, pl->seq_len);
