@@ -13,6 +13,26 @@
 
 static const char *const PART_SUFFIX[3] = {".qweight", ".qscale", ".qzero"};
 
+const char **ftq_qmeta_carry(const ftq_checkpoint *ck, size_t extra, size_t *n)
+{
+    const ftq_st_file *f0 = ftq_checkpoint_file(ck, 0);
+    size_t nm = ftq_st_metadata_count(f0), k = 0;
+    const char **meta = calloc(2 * nm + 2 * extra + 3, sizeof(char *));
+    if (!meta)
+        return NULL;
+    meta[k++] = "format";
+    meta[k++] = "pt";
+    for (size_t i = 0; i < nm; i++) {
+        const char *key = ftq_st_metadata_key(f0, i);
+        if (strcmp(key, "format") == 0 || strncmp(key, "ftq.quant.", 10) == 0)
+            continue;
+        meta[k++] = key;
+        meta[k++] = ftq_st_metadata_value(f0, i);
+    }
+    *n = k;
+    return meta;
+}
+
 char *ftq_qscheme_label(ftq_qscheme s, int group, char *buf, size_t cap)
 {
     const ftq_qscheme_traits *tr = ftq_qscheme_info(s);

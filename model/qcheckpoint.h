@@ -64,6 +64,12 @@ int ftq_qindex_is_part(const ftq_qindex *ix, const char *name);
  * F16 exactly). FTQ_EINVAL for a bad range, FTQ_ENOMEM. */
 int ftq_qentry_read(const ftq_qentry *e, int row0, int n, ftq_qtensor *q);
 
+/* The metadata a rewritten checkpoint carries over from its first file: "format" = "pt"
+ * first, then every source key except "format" and ftq.quant.*, then `extra` free key /
+ * value slots and the NULL terminator. *n is the number of strings filled. Strings point
+ * into the checkpoint. NULL on out of memory. Free the array with free(). */
+const char **ftq_qmeta_carry(const ftq_checkpoint *ck, size_t extra, size_t *n);
+
 /* "q4a_g32", "q8_row", ... into buf. Returns buf. */
 char *ftq_qscheme_label(ftq_qscheme s, int group, char *buf, size_t cap);
 

@@ -110,22 +110,12 @@ static int write_checkpoint(const ftq_checkpoint *ck, const ftq_qindex *ix, ftq_
         n++;
     }
     if (rc == FTQ_OK) {
-        const ftq_st_file *f0 = ftq_checkpoint_file(ck, 0);
-        size_t nm = ftq_st_metadata_count(f0), k = 0;
-        const char **meta = calloc(2 * nm + 3, sizeof(char *));
+        size_t k = 0;
+        const char **meta = ftq_qmeta_carry(ck, 0, &k);
         char *path = ftq_path_join(dir, "model.safetensors");
         if (!meta || !path) {
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         } else {
-            meta[k++] = "format";
-            meta[k++] = "pt";
-            for (size_t j = 0; j < nm; j++) {
-                const char *key = ftq_st_metadata_key(f0, j);
-                if (strcmp(key, "format") == 0 || strncmp(key, "ftq.quant.", 10) == 0)
-                    continue;
-                meta[k++] = key;
-                meta[k++] = ftq_st_metadata_value(f0, j);
-            }
             rc = ftq_st_write(path, outs, n, (const char *const *)meta);
         }
         free(meta);

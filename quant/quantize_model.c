@@ -522,21 +522,11 @@ static int write_output(const ftq_model *m, jobs *js, int split, const char *dir
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (rc == FTQ_OK) {
         /* the source's metadata, then ours */
-        const ftq_st_file *f0 = ftq_checkpoint_file(ck, 0);
-        size_t nm = ftq_st_metadata_count(f0), k = 0;
-        const char **meta = calloc(2 * nm + 7, sizeof(char *));
+        size_t k = 0;
+        const char **meta = ftq_qmeta_carry(ck, 2, &k);
         if (!meta) {
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         } else {
-            meta[k++] = "format";
-            meta[k++] = "pt";
-            for (size_t i = 0; i < nm; i++) {
-                const char *key = ftq_st_metadata_key(f0, i);
-                if (strcmp(key, "format") == 0 || strncmp(key, "ftq.quant.", 10) == 0)
-                    continue;
-                meta[k++] = key;
-                meta[k++] = ftq_st_metadata_value(f0, i);
-            }
             meta[k++] = FTQ_QUANT_KEY_VERSION;
             meta[k++] = FTQ_QUANT_VERSION;
             meta[k++] = FTQ_QUANT_KEY_TENSORS;
