@@ -118,16 +118,17 @@ void ftq_train_result_free(ftq_train_result *r)
 
 /* ---- setup ------------------------------------------------------------------------ */
 
-static int has_suffix_ci(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcasecmp(s + a - b, suf) == 0;
-}
-
+/* Rows (CSV / TSV / JSONL) or plain text: the dataset reader's own choice, which also looks
+ * inside an archive given without a member. A source it cannot open is treated as text, so
+ * the text loader reports the problem. */
 static int is_table_source(const char *src)
 {
-    return has_suffix_ci(src, ".csv") || has_suffix_ci(src, ".tsv") || has_suffix_ci(src, ".jsonl") ||
-           has_suffix_ci(src, ".json");
+    ftq_data_format fmt = FTQ_DATA_TEXT;
+    if (ftq_dataset_detect_format(src, &fmt) != FTQ_OK) {
+        ftq_clear_error();
+        return 0;
+    }
+    return fmt != FTQ_DATA_TEXT;
 }
 
 static const char *task_name(int task) { return task == FTQ_TASK_LM ? "lm" : "classify"; }

@@ -162,6 +162,15 @@ static void test_train_and_classify(void)
     snprintf(lg, sizeof lg, "%s/log.jsonl", dir);
     /* the training set from inside a .tar.gz */
     CU_ASSERT_EQUAL(sh("cd '%s' && tar czf data.tar.gz train.tsv%s", dir, ""), 0);
+    /* an archive holding one file needs no member name: its rows are read as rows */
+    char one[4300];
+    snprintf(one, sizeof one, "%s/one", dir);
+    snprintf(args, sizeof args, "finetune -m '%s' -d '%s/data.tar.gz' -o '%s' --max-steps 1 --json",
+             shared_path("models/stories260K"), dir, one);
+    cJSON *j1 = ftq_run_json(args);
+    if (j1)
+        ASSERT_INT_EQ(cJSON_GetObjectItem(j1, "train_examples")->valueint, 48);
+    cJSON_Delete(j1);
     snprintf(args, sizeof args,
              "finetune -m '%s' -d '%s/data.tar.gz:train.tsv' --dev '%s/dev.tsv' -o '%s' --epochs 2 --lr 1e-3 "
              "--eval-every 4 --log '%s' --json",
