@@ -98,11 +98,6 @@ int cmd_perplexity(int argc, char **argv)
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = 0;
-    int max_pos = ftq_model_get_config(m)->max_position;
-    if (max_pos > 0 && ctx > max_pos) { /* refuse before any work or output */
-        rc = cmd_fail(spec.name, "context %d exceeds the model's %d positions (-c)", ctx, max_pos);
-        goto out;
-    }
     if (ftq_read_file(file, &text, &len) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
@@ -115,6 +110,10 @@ int cmd_perplexity(int argc, char **argv)
     double t_tok = ftq_time_sec() - t0;
     p.add_bos = !no_bos && ftq_tokenizer_adds_bos(tok) && ftq_tokenizer_bos(tok) >= 0;
     p.bos_id = p.add_bos ? ftq_tokenizer_bos(tok) : 0;
+    if (ftq_perplexity_check(m, &p) != FTQ_OK) { /* refuse before any output */
+        rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        goto out;
+    }
     if (!json) {
         p.progress = on_progress;
         fprintf(stderr, "%s: %s tokens in %.2f s; protocol %s, ctx %d%s\n", file, fmt_count((long long)n),

@@ -107,7 +107,7 @@ static int score_window(ftq_session *s, const int32_t *ids, int len, int j0, int
     return FTQ_OK;
 }
 
-static int check_params(const ftq_model *m, const ftq_ppl_params *p)
+int ftq_perplexity_check(const ftq_model *m, const ftq_ppl_params *p)
 {
     const ftq_model_config *cfg = ftq_model_get_config(m);
     int min_ctx = p->protocol == FTQ_PPL_LLAMACPP || p->protocol == FTQ_PPL_LLAMACPP_NO_LEADING_BOS ? 4 : 2;
@@ -139,7 +139,7 @@ int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
                    const ftq_ppl_params *p, ftq_ppl_result *r)
 {
     memset(r, 0, sizeof *r);
-    int rc = check_params(m, p);
+    int rc = ftq_perplexity_check(m, p);
     if (rc != FTQ_OK)
         return rc;
     const int N = p->n_ctx;

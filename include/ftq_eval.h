@@ -73,6 +73,10 @@ typedef struct {
     double ref_ppl;       /* the reference model's perplexity on the same positions */
 } ftq_ppl_result;
 
+/* The parameter checks ftq_perplexity makes first (context against the model's positions,
+ * stride, BOS id, reference model), so a caller can refuse before doing any work. */
+int ftq_perplexity_check(const ftq_model *m, const ftq_ppl_params *p);
+
 /* tokens: the whole text tokenized once, without BOS. */
 int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
                    const ftq_ppl_params *p, ftq_ppl_result *r);
