@@ -10,17 +10,6 @@
 #include "io/unicode.h"
 #include "tests/test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* ---- sha256 (FIPS 180-4), only for hashing id sequences in this test ------------- */
 
 typedef struct {
@@ -417,16 +406,13 @@ static void run_whole_files(const char *tok_name, const char *dir, ftq_tokenizer
         size_t n[2] = {0, 0};
         ftq_tokenizer *ts[2] = {t1, t2};
         for (int k = 0; k < 2; k++) {
-            double t0 = ftq_time_sec();
+            /* encoding speed is measured by `ftq_bench tokenize`, never asserted here */
             int rc = ftq_tokenizer_encode(ts[k], text, len, 0, &ids[k], &n[k]);
-            double dt = ftq_time_sec() - t0;
             if (rc)
                 fprintf(stderr, "\n  %s\n", ftq_last_error());
             CU_ASSERT_EQUAL(rc, FTQ_OK);
-            fprintf(stderr, "\n    %-11s %-40s %-48s %7zu tokens %6.3f s", tok_name, WHOLE_FILES[f],
-                    ftq_tokenizer_kind_name(ts[k]), n[k], dt);
-            if (!SANITIZED)
-                CU_ASSERT(dt < 2.0);
+            fprintf(stderr, "\n    %-11s %-40s %-48s %7zu tokens", tok_name, WHOLE_FILES[f],
+                    ftq_tokenizer_kind_name(ts[k]), n[k]);
             char hex[65];
             ids_sha256(ids[k], n[k], hex);
             if (exp) {
