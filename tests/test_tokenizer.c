@@ -1117,6 +1117,29 @@ static void test_json_errors(void)
               "\"WordPiece\"}}", FTQ_EUNSUPPORTED, "WordPiece");
     json_case("tokj_regex", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": "
               "\"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \" \"}}", FTQ_EUNSUPPORTED, "Regex");
+    /* ids are checked against the entries the file defines before anything is allocated for
+     * them (a 68-byte file with id 1e8 used to allocate 1.7 GB), and must have no holes or
+     * duplicates */
+    json_case("tokj_bigid", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":100000000},\"merges\":[]}}",
+              FTQ_EFORMAT, "token id 100000000 is out of range (the files define 2 tokens, so ids must be 0..1)");
+    json_case("tokj_bigid9", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1000000000},\"merges\":[]}}",
+              FTQ_EFORMAT, "token id 1000000000 is out of range");
+    json_case("tokj_gap", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":2,\"c\":3},\"merges\":[]}}",
+              FTQ_EFORMAT, "tokenizer.json': token id 3 is out of range (the files define 3 tokens");
+    /* an added token that repeats a vocab id leaves room for a hole: refused as one */
+    json_case("tokj_hole", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"c\":2},\"merges\":[]},"
+              "\"added_tokens\":[{\"id\":0,\"content\":\"a\"}]}",
+              FTQ_EFORMAT, "tokenizer.json': no token has id 1 (ids must run 0..2 without holes)");
+    json_case("tokj_dupid", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}}",
+              FTQ_EFORMAT, "id 0 is given to both 'a' and 'b'");
+    json_case("tokj_dupkey", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"a\":1},\"merges\":[]}}",
+              FTQ_EFORMAT, "token 'a' appears twice (ids 0 and 1)");
+    json_case("tokj_addedbig", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+              "\"added_tokens\":[{\"id\":2000000000,\"content\":\"<x>\"}]}",
+              FTQ_EFORMAT, "token id 2000000000 is out of range (the files define 2 tokens");
+    json_case("tokj_addednext", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+              "\"added_tokens\":[{\"id\":0,\"content\":\"a\"},{\"id\":3,\"content\":\"<x>\"}]}",
+              FTQ_EFORMAT, "token id 3 is out of range (the files define 3 tokens");
 
     /* a minimal valid file: pair-form merges, no pre-tokenizer, no decoder (join with ' ') */
     const char *dir = test_tmpdir("tokj_mini");
@@ -1140,6 +1163,39 @@ static void test_json_errors(void)
     free(text);
     free(ids);
     ftq_tokenizer_free(t);
+}
+
+/* vocab.json + merges.txt and tokenizer_config.json's added_tokens_decoder: the same id
+ * bounds as tokenizer.json */
+static void gpt2_files_case(const char *name, const char *vocab, const char *cfg, const char *needle)
+{
+    const char *dir = test_tmpdir(name);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, vocab, strlen(vocab)), 0);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, "#version: 0.2\n", 14), 0);
+    if (cfg) {
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        CU_ASSERT_EQUAL_FATAL(write_file(path, cfg, strlen(cfg)), 0);
+    }
+    ftq_tokenizer *t = NULL;
+    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GPT2_FILES, &t), FTQ_EFORMAT, needle);
+    CU_ASSERT_PTR_NULL(t);
+}
+
+static void test_id_bounds(void)
+{
+    gpt2_files_case("tokg_bigid", "{\"a\": 0, \"b\": 100000000}", NULL,
+                    "vocab.json': token id 100000000 is out of range (the files define 2 tokens");
+    gpt2_files_case("tokg_gap", "{\"a\": 0, \"b\": 2}", NULL, "vocab.json': token id 2 is out of range");
+    gpt2_files_case("tokg_dup", "{\"a\": 0, \"b\": 0}", NULL, "id 0 is given to both 'a' and 'b'");
+    gpt2_files_case("tokg_cfgbig", "{\"a\": 0, \"b\": 1}",
+                    "{\"added_tokens_decoder\": {\"1000000000\": {\"content\": \"<x>\"}}}",
+                    "tokenizer_config.json': token id 1000000000 is out of range (the files define 3 tokens");
+    gpt2_files_case("tokg_cfghole", "{\"a\": 0, \"b\": 1}",
+                    "{\"added_tokens_decoder\": {\"0\": {\"content\": \"a\"}, \"3\": {\"content\": \"<y>\"}}}",
+                    "tokenizer_config.json': no token has id 2");
 }
 
 static void test_invalid_utf8(void)
@@ -1206,6 +1262,7 @@ void test_register_tokenizer(void)
         {"spm_truncated", test_spm_truncated},
         {"spm_unigram_unsupported", test_spm_unigram_unsupported},
         {"json_errors", test_json_errors},
+        {"id_bounds", test_id_bounds},
         {"invalid_utf8", test_invalid_utf8},
         {"whole_files_gpt2", test_whole_files_gpt2},
         {"whole_files_llama2", test_whole_files_llama2},
