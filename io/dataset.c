@@ -1147,7 +1147,7 @@ int ftq_text_load(const char *source, char **text, size_t *len)
     int rc = ftq_source_open(source, &s);
     if (rc != FTQ_OK)
         return rc;
-    int64_t size = ftq_source_size(s);
+    int64_t size = ftq_source_size_hint(s); /* an archive member's claimed size is capped */
     size_t cap = size >= 0 && (uint64_t)size < SIZE_MAX - 2 ? (size_t)size + 1 : READ_BLOCK;
     size_t n = 0;
     char *buf = malloc(cap);
