@@ -478,6 +478,24 @@ static void test_labels(void)
     p.n_label_names = 2;
     const char *f = write_str("dev2.tsv", "sentence\tlabel\na\tpositive\nb\t1\nc\tmaybe\n");
     EXPECT_ERR(f, &p, FTQ_EFORMAT, at(f, 4), "label 'maybe' is not one of: negative, positive");
+    /* integer class names: an integer in the dev set must be one of them, never an index
+     * (train labels {-1, 0}: a dev "1" used to count as class "0") */
+    const char *tn = write_str("tneg.tsv", "sentence\tlabel\na\t-1\nb\t0\nc\t-1\n");
+    d = load_ok(tn, NULL);
+    ASSERT_INT_EQ(ftq_dataset_num_labels(d), 2);
+    ASSERT_STR_EQ(ftq_dataset_label_names(d)[0], "-1");
+    ASSERT_STR_EQ(ftq_dataset_label_names(d)[1], "0");
+    p = ftq_dataset_default_params();
+    p.label_names = ftq_dataset_label_names(d);
+    p.n_label_names = ftq_dataset_num_labels(d);
+    const char *dn = write_str("dneg.tsv", "sentence\tlabel\nx\t0\ny\t-1\nz\t1\n");
+    EXPECT_ERR(dn, &p, FTQ_EFORMAT, at(dn, 4), "label '1' is not one of: -1, 0");
+    const char *dn2 = write_str("dneg2.tsv", "sentence\tlabel\nx\t0\ny\t-1\n");
+    d2 = load_ok(dn2, &p);
+    ASSERT_INT_EQ(ftq_dataset_label(d2, 0), 1);
+    ASSERT_INT_EQ(ftq_dataset_label(d2, 1), 0);
+    ftq_dataset_free(d2);
+    ftq_dataset_free(d);
     /* huge integers are not class ids: they become names */
     const char *g = write_str("g.tsv", "sentence\tlabel\na\t70000\nb\t5\n");
     d = load_ok(g, NULL);
