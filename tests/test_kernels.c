@@ -117,6 +117,8 @@ static void test_linear(void)
 
 static void test_rmsnorm(void)
 {
+    if (!test_require_cpu(FTQ_CPU_AVX2 | FTQ_CPU_FMA, "avx2 rmsnorm"))
+        return;
     ftq_rng r;
     ftq_rng_seed(&r, 3);
     int Ts[] = {1, 3, 7};
@@ -143,6 +145,8 @@ static void test_rmsnorm(void)
 
 static void test_layernorm(void)
 {
+    if (!test_require_cpu(FTQ_CPU_AVX2 | FTQ_CPU_FMA, "avx2 layernorm"))
+        return;
     ftq_rng r;
     ftq_rng_seed(&r, 4);
     int Ts[] = {1, 3, 7};
@@ -183,6 +187,8 @@ static float *act_inputs(ftq_rng *r, size_t n)
 
 static void test_gelu_tanh(void)
 {
+    if (!test_require_cpu(FTQ_CPU_AVX2 | FTQ_CPU_FMA, "avx2 gelu_tanh"))
+        return;
     ftq_rng r;
     ftq_rng_seed(&r, 5);
     for (size_t n = 1; n <= 20000; n = n < 67 ? n + 1 : n * 7 + 3) {
