@@ -1190,7 +1190,8 @@ int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r)
     }
     if ((rc = save_final(t)) != FTQ_OK)
         goto done;
-    r->output_dir = strdup(t->c.output_dir);
+    if (!(r->output_dir = strdup(t->c.output_dir)))
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
 done:
     r->steps = t->step;
     r->epochs = (double)t->epoch + (double)t->pos / (double)t->nb;
@@ -1208,8 +1209,8 @@ done:
     r->dev_loss_before = t->dev_loss_before;
     r->ppl_before = exp(t->dev_loss_before);
     r->ppl_after = exp(r->dev_loss_after);
-    if (t->last_ckpt)
-        r->checkpoint = strdup(t->last_ckpt);
+    if (t->last_ckpt && !(r->checkpoint = strdup(t->last_ckpt)) && rc == FTQ_OK)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory"); /* else keep the first error */
     if (t->log) {
         fclose(t->log);
         t->log = NULL;

@@ -115,6 +115,33 @@ static void test_linear(void)
     linear_case(&r, 129, 64, 176, 0);
 }
 
+/* A weight that does not match the layer is refused with a message, never read past
+ * (these were asserts, compiled out in release builds). */
+static void test_linear_refusals(void)
+{
+    float w[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, 1, 1}, y[4] = {0};
+    ftq_tensor wt = {.name = "blk.0.wq", .dtype = FTQ_DTYPE_F32, .ndim = 2, .shape = {2, 3},
+                     .nbytes = sizeof w, .data = w};
+    ASSERT_OK(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 2, NULL));
+    ASSERT_NEAR(y[0], 6.0, 0.0);
+    ASSERT_NEAR(y[1], 15.0, 0.0);
+    /* a layer that expects [4, 3] */
+    ASSERT_INT_EQ(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 4, NULL), FTQ_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "'blk.0.wq'"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "expected [4, 3]"));
+    /* fewer bytes than the shape says */
+    wt.nbytes = 5 * sizeof(float);
+    ASSERT_INT_EQ(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 2, NULL), FTQ_EINVAL);
+    wt.nbytes = sizeof w;
+    /* a dtype the loader should have converted */
+    wt.dtype = FTQ_DTYPE_F16;
+    ASSERT_INT_EQ(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 2, NULL), FTQ_EUNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "F16"));
+    /* the void form fills the output with NaN instead of leaving it stale */
+    ftq_linear_forward(y, x, &wt, NULL, 1, 3, 2);
+    CU_ASSERT(isnan(y[0]) && isnan(y[1]));
+}
+
 static void test_rmsnorm(void)
 {
     if (!test_require_cpu(FTQ_CPU_AVX2 | FTQ_CPU_FMA, "avx2 rmsnorm"))
@@ -383,6 +410,7 @@ void test_register_kernels(void)
     static const test_case cases[] = {
         {"dot", test_dot},
         {"linear", test_linear},
+        {"linear_refusals", test_linear_refusals},
         {"rmsnorm", test_rmsnorm},
         {"layernorm", test_layernorm},
         {"gelu_tanh", test_gelu_tanh},
