@@ -3,7 +3,9 @@
  * the k-th allocation fail. Each operation below is run once to count its allocations, then
  * once per k with the k-th one failing: it must return an error with a message (or succeed
  * with a complete result, where a fallback exists), never crash, and free what it allocated
- * (the sanitizer build checks leaks). cJSON allocates through its own hooks, pointed here as well. */
+ * (the sanitizer build checks leaks). The long operations try every n-th allocation;
+ * FTQ_TEST_ALLOC_ALL=1 tries them all. cJSON allocates through its own hooks, pointed here
+ * as well. */
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -83,6 +85,8 @@ static void sweep_n(const char *name, op_fn op, long max_runs)
     CU_ASSERT_EQUAL_FATAL(rc, FTQ_OK);
     CU_ASSERT(total > 0);
     int bad = 0, failed = 0;
+    if (getenv("FTQ_TEST_ALLOC_ALL")) /* every allocation, however long it takes */
+        max_runs = 0;
     long stride = max_runs > 0 && total > max_runs ? (total + max_runs - 2) / (max_runs - 1) : 1;
     for (long k = 1; k <= total; k = k < total && k + stride > total ? total : k + stride) {
         clear_out();
