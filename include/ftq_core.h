@@ -108,12 +108,14 @@ enum {
     FTQ_CPU_AMX = 1 << 8,
 };
 
-/* Bit set of FTQ_CPU_* detected at run time (cached after the first call). The
- * environment variable FTQ_CPU_MASK (decimal or 0x hex) ANDs the result, so tests and
- * benchmarks can force the scalar paths. */
+/* Bit set of FTQ_CPU_* detected at run time, once per process (the first call from any
+ * thread; thread-safe). The environment variable FTQ_CPU_MASK (decimal or 0x hex) ANDs
+ * the result, so tests and benchmarks can force the scalar paths; it is read at that first
+ * call, so a test that needs another mask runs a child process. */
 unsigned ftq_cpu_features(void);
 
-/* Human-readable list, e.g. "avx2 fma f16c avx512f avx512vnni". */
+/* Human-readable list, e.g. "avx2 fma f16c avx512f avx512vnni" (a static string built
+ * once with the features; thread-safe). */
 const char *ftq_cpu_features_str(void);
 
 /* Threads used by OpenMP regions and by OpenBLAS (0 = all cores). Sets both so they do

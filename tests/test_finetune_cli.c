@@ -366,6 +366,7 @@ static void test_nan_cli(void)
     CU_ASSERT(!ftq_is_file(p));
     snprintf(p, sizeof p, "%s/checkpoint-1/trainer_state.json", out);
     CU_ASSERT(ftq_is_file(p));
+    CU_ASSERT(ftq_is_dir(out)); /* else find fails and wc still prints 0 */
     snprintf(args, sizeof args, "find '%s' -name '*.tmp*' | wc -l", out);
     CU_ASSERT_EQUAL(run_capture(args, &o), 0);
     ASSERT_INT_EQ(atoi(o), 0);
@@ -377,11 +378,13 @@ static void test_sigint(void)
     const char *w = workdir("ftcli_sigint");
     char dir[4200], cmd[16384];
     snprintf(dir, sizeof dir, "%s", w);
-    /* start a long run, wait for its first logged step, then Ctrl-C it */
+    /* start a long run, wait for its first logged step, then Ctrl-C it. The wait has no
+     * time limit (a loaded machine may take long for one step); it ends when the log has a
+     * line or the process has exited (then the exit status is not 130 and the test fails) */
     snprintf(cmd, sizeof cmd,
              "cd '%s' && ('%s' finetune -m '%s' -d train.tsv -o out --max-steps 1000000 --log log.jsonl --json "
-             ">stdout.txt 2>stderr.txt & pid=$!; i=0; while [ ! -s log.jsonl ] && [ $i -lt 300 ]; do sleep 0.05; "
-             "i=$((i+1)); done; kill -INT $pid; wait $pid; echo $?)",
+             ">stdout.txt 2>stderr.txt & pid=$!; while [ ! -s log.jsonl ] && kill -0 $pid 2>/dev/null; do "
+             "sleep 0.05; done; kill -INT $pid; wait $pid; echo $?)",
              dir, ftq_binary(), shared_path("models/stories260K"));
     char *o = NULL;
     run_capture(cmd, &o);

@@ -410,7 +410,11 @@ static void test_ppl_int8(void)
     fprintf(stderr, "\n    stories260K ppl (32 x 256): f32 %.4f, int8 %.4f (%+.3f %%), int4 g32 search %.4f (%+.2f %%)", f,
             a, 100 * (a / f - 1), b, 100 * (b / f - 1));
     CU_ASSERT(fabs(a / f - 1) <= 0.005);
-    CU_ASSERT(b / f - 1 < 0.25); /* sanity only: int4 of a 64-wide model is far lossier */
+    /* int4 of a 64-wide model is far lossier: measured +8.27 % (SIMD and scalar paths agree
+     * to 5e-4 relative); bound 12 % (was 25 %, which no plausible regression would cross),
+     * and it must cost more than int8 */
+    CU_ASSERT(b / f - 1 < 0.12);
+    CU_ASSERT(b > a);
     free(ids);
 }
 
