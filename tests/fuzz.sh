@@ -8,7 +8,8 @@
 #
 # Environment: FUZZ_FLAGS extra libFuzzer flags (e.g. "-fork=1 -ignore_crashes=1" to keep a
 # long run going past findings); FUZZ_LOG_DIR keeps the logs and the grown corpora there
-# (default: a temp dir, removed); FUZZ_SKIP_BUILD=1 uses build-fuzz/ as it is.
+# (default: a temp dir, removed); FUZZ_BUILD_DIR the build directory (default build-fuzz);
+# FUZZ_SKIP_BUILD=1 uses the build directory as it is.
 # Crash inputs are kept in build-fuzz/artifacts/NAME/ (reproduce: build-fuzz/fuzz/fuzz_NAME FILE).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ if ! command -v clang >/dev/null 2>&1; then
   exit 2
 fi
 
-build=build-fuzz
+build=${FUZZ_BUILD_DIR:-build-fuzz}
 if [ "${FUZZ_SKIP_BUILD:-0}" != 1 ]; then
   CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFTQ_FUZZ=ON -DFTQ_OPENMP=OFF \
     -DFTQ_BUILD_TESTS=OFF -DFTQ_BUILD_BENCH=OFF >/dev/null || exit 2
