@@ -118,6 +118,15 @@ shared_seeds() {
   esac
 }
 
+# "KIND at FUNCTION FILE:LINE" of a sanitizer / libFuzzer report (first ftq frame).
+describe() {
+  grep -o -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer): [a-z-]+|out-of-memory \(malloc\([0-9]+\)\)|out-of-memory \(used: [0-9]+Mb|ERROR: libFuzzer: (timeout|deadly signal)|runtime error: .*'
+}
+frame() {
+  grep -m1 -E "#[0-9]+ 0x[0-9a-f]+ in [a-zA-Z_][a-zA-Z0-9_]* $src/(core|io|kernels|model|quant|eval|finetune)/" |
+    sed -E "s|.* in ([^ ]+) $src/([^ ]+).*|\\1 \\2|"
+}
+
 passed=0
 failed=0
 for t in "${targets[@]}"; do
@@ -147,10 +156,15 @@ for t in "${targets[@]}"; do
     echo "fuzz_$t: ${execs:-0} execs, ${cov:-cov: ?} in ${secs}s: ok"
     passed=$((passed + 1))
   else
-    what=$(grep -o -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer): [a-z-]+|out-of-memory \(malloc\([0-9]+\)\)|out-of-memory \(used: [0-9]+Mb|ERROR: libFuzzer: (timeout|deadly signal)|runtime error: .*' "$log")
-    top=$(grep -m1 -E "#[0-9]+ 0x[0-9a-f]+ in [a-zA-Z_][a-zA-Z0-9_]* $src/(core|io|kernels|model|quant|eval|finetune)/" "$log" \
-      | sed -E 's/.* in ([^ ]+) .*\/(([a-z]+\/)?[^\/]+:[0-9]+).*/\1 \2/')
-    echo "fuzz_$t: ${execs:-0} execs, ${cov:-cov: ?}: FAILED (${what:-exit $rc}${top:+ at $top}; inputs in $arts/, log $log)"
+    what=$(describe <"$log")
+    top=$(frame <"$log")
+    newest=$(ls -t "$arts" | head -1)
+    if [ -z "$what" ] && [ -n "$newest" ]; then # -fork mode: the report is in the child's log
+      rep=$("$bin" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 "$arts/$newest" 2>&1)
+      what=$(describe <<<"$rep")
+      top=$(frame <<<"$rep")
+    fi
+    echo "fuzz_$t: ${execs:-0} execs, ${cov:-cov: ?}: FAILED ($((after - before)) new input(s); ${what:-exit $rc}${top:+ at $top}; inputs in $arts/, log $log)"
     failed=$((failed + 1))
     keep=1
   fi
