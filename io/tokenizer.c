@@ -385,7 +385,8 @@ static int bytelevel_word(const ftq_tokenizer *t, enc_ctx *c, const char *s, siz
         int rc = ftq_ivec_reserve(out, (size_t)cnt);
         if (rc)
             return rc;
-        memcpy(out->v + out->n, c->cache_ids.v + off + 1, (size_t)cnt * sizeof(int32_t));
+        if (cnt) /* a word may give no ids (bytes missing from the vocab): out->v may be NULL */
+            memcpy(out->v + out->n, c->cache_ids.v + off + 1, (size_t)cnt * sizeof(int32_t));
         out->n += (size_t)cnt;
         return FTQ_OK;
     }
@@ -402,7 +403,8 @@ static int bytelevel_word(const ftq_tokenizer *t, enc_ctx *c, const char *s, siz
     if ((rc = ftq_ivec_reserve(&c->cache_ids, cnt + 1)))
         return rc;
     c->cache_ids.v[c->cache_ids.n++] = (int32_t)cnt;
-    memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
+    if (cnt)
+        memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
     c->cache_ids.n += cnt;
     return ftq_strmap_put(&c->cache, s, n, off);
 }

@@ -991,6 +991,41 @@ static int write_file(const char *path, const void *data, size_t n)
     return fclose(fp) == 0 && w == n ? 0 : -1;
 }
 
+/* Found by tests/fuzz/fuzz_tokenizer_config: a GPT-2 vocabulary without the bytes of a word
+ * gives that word no ids (HF drops what it cannot map when there is no unk token); encoding
+ * it, and the same word again from the pre-token cache, used to compute NULL + 0 (undefined
+ * behaviour, caught by the sanitizer run of this suite). */
+static void test_gpt2_word_without_ids(void)
+{
+    const char *dir = test_tmpdir("tok_gpt2_noids");
+    char path[4096];
+    static const char vocab[] = "{\"a\": 0, \"b\": 1}";
+    static const char merges[] = "#version: 0.2\n";
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, vocab, sizeof vocab - 1), 0);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, merges, sizeof merges - 1), 0);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GPT2_FILES, &t));
+    if (!t)
+        return;
+    int32_t *ids = NULL;
+    size_t n = 99;
+    ASSERT_OK(ftq_tokenizer_encode(t, "xy", 2, 0, &ids, &n)); /* first word: nothing maps */
+    ASSERT_INT_EQ((int)n, 0);
+    free(ids);
+    ids = NULL;
+    ASSERT_OK(ftq_tokenizer_encode(t, "xy xy", 5, 0, &ids, &n)); /* "xy" again, now from the cache */
+    ASSERT_INT_EQ((int)n, 0);
+    free(ids);
+    ids = NULL;
+    const int32_t want[] = {0, 1, 0}; /* 'a', 'b', 'a': spaces ("\u0120") and 'x' have no id */
+    ASSERT_OK(ftq_tokenizer_encode(t, "ab xy a", 7, 0, &ids, &n));
+    CU_ASSERT(ids_equal(ids, n, want, 3));
+    free(ids);
+    ftq_tokenizer_free(t);
+}
+
 /* Every prefix of the stories260K tokenizer.model is refused with a format error. */
 static void test_spm_truncated(void)
 {
@@ -1260,6 +1295,7 @@ void test_register_tokenizer(void)
         {"load_picks_files", test_load_picks_files},
         {"missing_files", test_missing_files},
         {"spm_truncated", test_spm_truncated},
+        {"gpt2_word_without_ids", test_gpt2_word_without_ids},
         {"spm_unigram_unsupported", test_spm_unigram_unsupported},
         {"json_errors", test_json_errors},
         {"id_bounds", test_id_bounds},
