@@ -8,6 +8,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_dequantize(int argc, char **argv);

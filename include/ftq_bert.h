@@ -73,9 +73,26 @@ int ftq_bert_pool(const ftq_bert *m, ftq_bert_ws *ws, ftq_pool pool, int normali
 /* Classifier logits [B, num_labels] of the last forward, pooled as the config says. */
 int ftq_bert_classify(const ftq_bert *m, ftq_bert_ws *ws, float *logits);
 
+/* Tokenize a text (b NULL) or a pair with the tokenizer's template, truncating the texts
+ * (longest first, special tokens kept) to max_len tokens; *truncated = 1 if anything was
+ * cut. *ids and *types are malloc'd. */
+typedef struct ftq_tokenizer ftq_tokenizer;
+int ftq_bert_tokenize(const ftq_tokenizer *tk, const char *a, const char *b, int max_len, int32_t **ids,
+                      int32_t **types, size_t *n, int *truncated);
+
+/* Run n texts (texts2 NULL, or the second text of each pair) in right-padded batches of at
+ * most `batch` rows of at most max_len tokens; after each forward fn(user, first row, B, ws)
+ * reads the workspace (e.g. ftq_bert_pool) and returns 0 to go on. Counts truncated texts
+ * and real tokens (either pointer may be NULL). */
+typedef int (*ftq_bert_batch_fn)(void *user, size_t row0, int B, ftq_bert_ws *ws);
+int ftq_bert_run_texts(const ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts, const char *const *texts2,
+                       size_t n, int max_len, int batch, ftq_bert_batch_fn fn, void *user, size_t *n_truncated,
+                       int64_t *n_tokens);
+
 /* sentence-transformers pooling of a directory: modules.json + 1_Pooling/config.json (mean,
- * cls or max; Normalize if listed). Without those files: mean, normalized. */
-int ftq_bert_st_pooling(const char *dir, ftq_pool *pool, int *normalize);
+ * cls or max; Normalize if listed). Without those files: mean, normalized. *max_seq (may be
+ * NULL) gets sentence_bert_config.json's max_seq_length, or 0 if absent. */
+int ftq_bert_st_pooling(const char *dir, ftq_pool *pool, int *normalize, int *max_seq);
 
 #ifdef __cplusplus
 }

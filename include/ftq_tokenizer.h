@@ -57,6 +57,12 @@ int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, i
 int ftq_tokenizer_encode_pair(const ftq_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
                               int add_special, int32_t **ids, int32_t **type_ids, size_t *n);
 int ftq_tokenizer_has_pair_template(const ftq_tokenizer *t);
+/* Put already-encoded texts (no special tokens) into the template: b NULL for a single
+ * text (prefix A suffix), else the pair template. Lets callers truncate A / B first. */
+int ftq_tokenizer_apply_template(const ftq_tokenizer *t, const int32_t *a, size_t na, const int32_t *b, size_t nb,
+                                 int32_t **ids, int32_t **type_ids, size_t *n);
+/* Special tokens the template adds for one text (pair = 0) or a pair (pair = 1). */
+int ftq_tokenizer_num_special(const ftq_tokenizer *t, int pair);
 
 /* Decode ids to UTF-8 (*text malloc'd and NUL-terminated). skip_special = 1 drops special
  * tokens (HF skip_special_tokens=True). Out-of-range ids are FTQ_EINVAL. */

@@ -523,10 +523,27 @@ int ftq_bert_classify(const ftq_bert *m, ftq_bert_ws *ws, float *logits)
 
 /* ---- sentence-transformers pooling ------------------------------------------------------ */
 
-int ftq_bert_st_pooling(const char *dir, ftq_pool *pool, int *normalize)
+int ftq_bert_st_pooling(const char *dir, ftq_pool *pool, int *normalize, int *max_seq)
 {
     *pool = FTQ_POOL_MEAN;
     *normalize = 1;
+    if (max_seq) {
+        *max_seq = 0;
+        char *sp = ftq_path_join(dir, "sentence_bert_config.json");
+        cJSON *sj = NULL;
+        if (sp && ftq_is_file(sp)) {
+            int rc = read_json(sp, &sj);
+            int64_t v;
+            if (!rc && ftq_json_int(cJSON_GetObjectItemCaseSensitive(sj, "max_seq_length"), 1, 1 << 20, &v))
+                *max_seq = (int)v;
+            cJSON_Delete(sj);
+            if (rc) {
+                free(sp);
+                return rc;
+            }
+        }
+        free(sp);
+    }
     char *mp = ftq_path_join(dir, "modules.json");
     if (!mp)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");

@@ -55,8 +55,9 @@ static void test_minilm_config(void)
     CU_ASSERT_STRING_EQUAL(c->prefix, "");
     ASSERT_INT_EQ(ftq_bert_param_count(m), 22713216); /* sentence-transformers' count */
     ftq_pool pool;
-    int norm;
-    ASSERT_OK(ftq_bert_st_pooling(shared_path(MINILM), &pool, &norm));
+    int norm, max_seq;
+    ASSERT_OK(ftq_bert_st_pooling(shared_path(MINILM), &pool, &norm, &max_seq));
+    ASSERT_INT_EQ(max_seq, 256);
     CU_ASSERT_EQUAL(pool, FTQ_POOL_MEAN);
     CU_ASSERT_EQUAL(norm, 1);
     ftq_bert_free(m);
@@ -296,6 +297,52 @@ static void test_bad_checkpoints(void)
     free(cfg);
 }
 
+/* `ftq embed -d FILE --json` on the golden sentences (one per line), in input order. */
+static void test_cli_embed(void)
+{
+    cJSON *j = load_json(shared_path("golden/minilm/outputs.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    const char *dir = test_tmpdir("bert_embed");
+    char path[1024], args[4096];
+    snprintf(path, sizeof path, "%s/texts.txt", dir);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(j, "single")) fprintf(f, "%s\n", cJSON_GetObjectItem(s, "text")->valuestring);
+    fclose(f);
+    snprintf(args, sizeof args, "embed -m '%s' -d '%s' --batch 2 --json", shared_path(MINILM), path);
+    cJSON *out = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    ASSERT_INT_EQ(cJSON_GetObjectItem(out, "dim")->valueint, 384);
+    const cJSON *embs = cJSON_GetObjectItem(out, "embeddings");
+    ASSERT_INT_EQ(cJSON_GetArraySize(embs), 5);
+    double worst = 0;
+    int i = 0;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(j, "single"))
+    {
+        size_t n = 0;
+        double *got = json_doubles(cJSON_GetArrayItem(embs, i++), &n);
+        CU_ASSERT_FATAL(n == 384);
+        float g[384];
+        for (int d = 0; d < 384; d++)
+            g[d] = (float)got[d];
+        worst = fmax(worst, max_diff_json(g, cJSON_GetObjectItem(s, "embedding"), 384));
+        free(got);
+    }
+    CU_ASSERT(worst <= 1e-5);
+    cJSON_Delete(out);
+    snprintf(args, sizeof args, "embed -m '%s' -d '%s' --similarity --json", shared_path(MINILM), path);
+    out = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    const cJSON *m = cJSON_GetObjectItem(out, "similarity");
+    ASSERT_INT_EQ(cJSON_GetArraySize(m), 5);
+    ASSERT_NEAR(cJSON_GetArrayItem(cJSON_GetArrayItem(m, 2), 2)->valuedouble, 1.0, 1e-5);
+    cJSON_Delete(out);
+    snprintf(args, sizeof args, "embed -m '%s' -p hello", shared_path("models/stories260K"));
+    ftq_expect_error(args, "not an encoder", NULL);
+    cJSON_Delete(j);
+}
+
 void test_register_bert(void)
 {
     static const test_case cases[] = {{"minilm_config", test_minilm_config},
@@ -305,6 +352,7 @@ void test_register_bert(void)
                                       {"tiny_classifier_logits", test_tiny_classifier_logits},
                                       {"attention_kernel", test_attention_kernel},
                                       {"bad_checkpoints", test_bad_checkpoints},
+                                      {"cli_embed", test_cli_embed},
                                       {NULL, NULL}};
     test_add_suite("bert", cases);
 }
