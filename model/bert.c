@@ -326,6 +326,7 @@ void ftq_bert_ws_free(ftq_bert_ws *ws)
     if (!ws)
         return;
     free(ws->mem);
+    free(ws->bwd);
     free(ws->lens);
     free(ws->ids);
     free(ws->types);

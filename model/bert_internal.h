@@ -62,6 +62,7 @@ struct ftq_bert_ws {
     float *cls_in, *pool_pre, *pooled, *feat; /* [rows, C] */
     float *logits;    /* [rows, labels] */
     float *mem;
+    float *bwd;       /* backward scratch (finetune/bert_train.c), allocated on first use */
 };
 
 /* Per-layer slices of a workspace (layer l; inference reuses one slot). */

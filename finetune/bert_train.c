@@ -1,0 +1,210 @@
+/* bert_train.c - BERT sequence-classifier training: the backward pass of the encoder
+ * (model/bert.c's forward in reverse), the training loop (full / frozen / head-only on a
+ * feature cache) and saving a BertForSequenceClassification directory.
+ * Invariant: gradients are laid out exactly like the parameter buffer and only ever added
+ * to; activation gradients live in the workspace's backward scratch. */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "finetune/trainer_internal.h"
+#include "include/ftq_bert_train.h"
+#include "kernels/attention_enc.h"
+#include "kernels/kernels.h"
+#include "model/bert_internal.h"
+
+size_t ftq_bert_num_params(const ftq_bert *m) { return m->n_params; }
+float *ftq_bert_params(ftq_bert *m) { return m->params; }
+
+const char *ftq_bert_tensor_info(const ftq_bert *m, int i, size_t *off, size_t *numel)
+{
+    if (i < 0 || i >= m->n_tensors)
+        return NULL;
+    *off = m->tensors[i].off;
+    *numel = m->tensors[i].numel;
+    return m->tensors[i].name;
+}
+
+/* ---- the classifier head ------------------------------------------------------------ */
+
+int ftq_bert_add_head(ftq_bert *m, int n_labels, ftq_pool pool, uint64_t seed)
+{
+    ftq_bert_config *c = &m->cfg;
+    if (n_labels < 1 || n_labels > (1 << 16))
+        return ftq_set_error(FTQ_EINVAL, "classifier with %d labels", n_labels);
+    if (pool == FTQ_POOL_POOLER && !c->has_pooler)
+        return ftq_set_error(FTQ_EINVAL, "pooling 'pooler' on a model without a pooler (use mean or cls)");
+    if (pool == FTQ_POOL_MAX)
+        return ftq_set_error(FTQ_EINVAL, "max pooling is not offered for classification (use pooler, mean or cls)");
+    int keep = m->n_tensors; /* drop an existing head: it is always the last two tensors */
+    if (c->num_labels)
+        keep -= 2;
+    size_t off = keep ? m->tensors[keep - 1].off + ((m->tensors[keep - 1].numel + 15) & ~(size_t)15) : 0;
+    size_t C = (size_t)c->hidden, nw = (size_t)n_labels * C, total = off + ((nw + 15) & ~(size_t)15) +
+                                                                          (((size_t)n_labels + 15) & ~(size_t)15);
+    float *p = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
+    if (!p)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    memcpy(p, m->params, off * sizeof(float));
+    free(m->params);
+    m->params = p;
+    m->n_params = total;
+    m->n_tensors = keep;
+    c->num_labels = n_labels;
+    c->pool = pool;
+    static const char *const names[2] = {"classifier.weight", "classifier.bias"};
+    for (int k = 0; k < 2; k++) {
+        ftq_bert_tensor *t = &m->tensors[m->n_tensors++];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", names[k]);
+        t->ndim = 2 - k;
+        t->shape[0] = n_labels;
+        t->shape[1] = k ? 0 : (int64_t)C;
+        t->numel = k ? (size_t)n_labels : nw;
+        t->off = k ? off + ((nw + 15) & ~(size_t)15) : off;
+        t->layer = -1;
+        t->field = k ? offsetof(ftq_bert_views, cls_b) : offsetof(ftq_bert_views, cls_w);
+    }
+    ftq_bert_bind(m, m->params, &m->w, m->w.L);
+    ftq_rng r;
+    ftq_rng_seed(&r, seed);
+    for (size_t i = 0; i < nw; i++)
+        m->w.cls_w[i] = 0.02f * ftq_rng_normal(&r);
+    memset(m->w.cls_b, 0, sizeof(float) * (size_t)n_labels);
+    return FTQ_OK;
+}
+
+/* ---- backward ------------------------------------------------------------------------ */
+
+enum { S_DX, S_DY, S_DR, S_DQ, S_DK, S_DV, S_DATT, S_DF, S_N };
+
+int ftq_bert_loss_grad(ftq_bert *m, ftq_bert_ws *ws, const int32_t *labels, float *grads, int first_layer,
+                       double *loss)
+{
+    const ftq_bert_config *c = &m->cfg;
+    if (!ws->train)
+        return ftq_set_error(FTQ_EINVAL, "bert backward: the workspace was not made for training");
+    if (!c->num_labels)
+        return ftq_set_error(FTQ_EINVAL, "bert backward: the model has no classifier head");
+    int B = ws->B, T = ws->T, C = c->hidden, F = c->ffn, H = c->n_heads, NL = c->num_labels, N = B * T;
+    int L = c->n_layers;
+    for (int b = 0; b < B; b++)
+        if (labels[b] < 0 || labels[b] >= NL)
+            return ftq_set_error(FTQ_EINVAL, "bert backward: label %ld of row %d is not in 0..%d", (long)labels[b], b,
+                                 NL - 1);
+    size_t nc = ws->nc, nf = ws->nf;
+    if (!ws->bwd && !(ws->bwd = malloc(sizeof(float) * ((S_N - 1) * nc + nf + 4 * (size_t)ws->max_rows * C))))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for the bert backward pass");
+    float *sc[S_N];
+    for (int i = 0; i < S_DF; i++)
+        sc[i] = ws->bwd + (size_t)i * nc;
+    sc[S_DF] = ws->bwd + (size_t)S_DF * nc;
+    float *dfeat = sc[S_DF] + nf, *dpre = dfeat + (size_t)ws->max_rows * C, *dlog = dpre + (size_t)ws->max_rows * C;
+
+    ftq_bert_layer *gl = malloc(sizeof *gl * (size_t)L);
+    if (!gl)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    ftq_bert_views g;
+    ftq_bert_bind(m, grads, &g, gl);
+    const ftq_bert_views *w = &m->w;
+
+    /* classifier: logits = feat W^T + b; mean cross-entropy */
+    int rc = ftq_bert_classify(m, ws, ws->logits);
+    if (rc) {
+        free(gl);
+        return rc;
+    }
+    double tot = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = ws->logits + (size_t)b * NL;
+        double mx = z[0], s = 0;
+        for (int i = 1; i < NL; i++)
+            mx = z[i] > mx ? z[i] : mx;
+        for (int i = 0; i < NL; i++)
+            s += exp((double)z[i] - mx);
+        tot += mx + log(s) - z[labels[b]];
+        for (int i = 0; i < NL; i++)
+            dlog[(size_t)b * NL + i] = (float)((exp((double)z[i] - mx) / s - (i == labels[b])) / B);
+    }
+    *loss = tot / B;
+    ftq_linear_backward(dfeat, g.cls_w, g.cls_b, dlog, ws->feat, w->cls_w, B, C, NL, 0);
+    if (first_layer > L) {
+        free(gl);
+        return FTQ_OK;
+    }
+
+    /* pooling -> dY, the gradient of the last hidden state */
+    float *dy = sc[S_DY];
+    memset(dy, 0, sizeof(float) * (size_t)N * C);
+    for (int b = 0; b < B; b++) {
+        float *d0 = dy + (size_t)b * T * C;
+        const float *df = dfeat + (size_t)b * C;
+        if (c->pool == FTQ_POOL_MEAN) {
+            for (int t = 0; t < ws->lens[b]; t++)
+                for (int d = 0; d < C; d++)
+                    d0[(size_t)t * C + d] = df[d] / ws->lens[b];
+        } else if (c->pool == FTQ_POOL_CLS) {
+            memcpy(d0, df, sizeof(float) * (size_t)C);
+        } else {
+            const float *pz = ws->feat + (size_t)b * C; /* tanh output */
+            for (int d = 0; d < C; d++)
+                dpre[(size_t)b * C + d] = df[d] * (1.0f - pz[d] * pz[d]);
+        }
+    }
+    if (c->pool == FTQ_POOL_POOLER) {
+        float *dcls = dfeat; /* reuse: dfeat is no longer needed */
+        ftq_linear_backward(dcls, g.pool_w, g.pool_b, dpre, ws->cls_in, w->pool_w, B, C, C, 0);
+        for (int b = 0; b < B; b++)
+            memcpy(dy + (size_t)b * T * C, dcls + (size_t)b * C, sizeof(float) * (size_t)C);
+    }
+
+    size_t pr = (size_t)ws->max_rows * H * ws->max_T * ws->max_T;
+    int stop = first_layer < 0 ? 0 : first_layer;
+    for (int l = L - 1; l >= stop; l--) {
+        const ftq_bert_layer *W = &w->L[l];
+        ftq_bert_layer *G = &gl[l];
+        size_t s = (size_t)l;
+        const float *x = ftq_bert_x(ws, l), *q = ws->q + s * nc, *k = ws->k + s * nc, *v = ws->v + s * nc;
+        const float *att = ws->att + s * nc, *r1 = ws->r1 + s * nc, *h1 = ws->h1 + s * nc, *r2 = ws->r2 + s * nc;
+        const float *f = ws->f + s * nf, *gg = ws->g + s * nf;
+        const float *m1 = ws->ln1_mean + s * (nc / C), *s1 = ws->ln1_rstd + s * (nc / C);
+        const float *m2 = ws->ln2_mean + s * (nc / C), *s2 = ws->ln2_rstd + s * (nc / C);
+        float *dr = sc[S_DR], *dx = sc[S_DX], *dff = sc[S_DF];
+        /* y = LN2(r2) */
+        memset(dr, 0, sizeof(float) * (size_t)N * C);
+        ftq_layernorm_backward(dr, G->ln2_w, G->ln2_b, dy, r2, W->ln2_w, m2, s2, N, C);
+        /* r2 = gelu(f) W2^T + b2 + h1 */
+        ftq_linear_backward(dff, G->w2, G->b2, dr, gg, W->w2, N, F, C, 0);
+        ftq_gelu_erf_backward(dff, f, dff, (size_t)N * F);
+        memcpy(dx, dr, sizeof(float) * (size_t)N * C); /* dh1: residual */
+        ftq_linear_backward(dx, G->w1, G->b1, dff, h1, W->w1, N, C, F, 1);
+        /* h1 = LN1(r1) */
+        memset(dr, 0, sizeof(float) * (size_t)N * C);
+        ftq_layernorm_backward(dr, G->ln1_w, G->ln1_b, dx, r1, W->ln1_w, m1, s1, N, C);
+        /* r1 = att Wo^T + bo + x */
+        ftq_linear_backward(sc[S_DATT], G->wo, G->bo, dr, att, W->wo, N, C, C, 0);
+        ftq_attention_enc_backward(sc[S_DQ], sc[S_DK], sc[S_DV], sc[S_DATT], ws->probs + s * pr, q, k, v, C, ws->lens,
+                                   B, T, H, c->head_dim);
+        memcpy(dy, dr, sizeof(float) * (size_t)N * C); /* dx: residual, becomes the next dY */
+        ftq_linear_backward(dy, G->wq, G->bq, sc[S_DQ], x, W->wq, N, C, C, 1);
+        ftq_linear_backward(dy, G->wk, G->bk, sc[S_DK], x, W->wk, N, C, C, 1);
+        ftq_linear_backward(dy, G->wv, G->bv, sc[S_DV], x, W->wv, N, C, C, 1);
+    }
+    if (first_layer <= 0) { /* embeddings: x0 = LN(wte[id] + wpe[t] + wtt[type]) */
+        float *de = sc[S_DX];
+        memset(de, 0, sizeof(float) * (size_t)N * C);
+        ftq_layernorm_backward(de, g.eln_w, g.eln_b, dy, ws->emb, w->eln_w, ws->emb_mean, ws->emb_rstd, N, C);
+        ftq_embedding_backward(g.wte, g.wpe, de, ws->ids, B, T, C);
+        for (int i = 0; i < N; i++) {
+            float *dt = g.wtt + (size_t)ws->types[i] * C;
+            const float *src = de + (size_t)i * C;
+            for (int d = 0; d < C; d++)
+                dt[d] += src[d];
+        }
+    }
+    free(gl);
+    return FTQ_OK;
+}
