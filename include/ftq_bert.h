@@ -89,6 +89,10 @@ int ftq_bert_run_texts(const ftq_bert *m, const ftq_tokenizer *tk, const char *c
                        size_t n, int max_len, int batch, ftq_bert_batch_fn fn, void *user, size_t *n_truncated,
                        int64_t *n_tokens);
 
+/* The n_labels label names of dir/config.json's id2label ("LABEL_<i>" where absent); free
+ * with ftq_free_strings(names, n_labels). */
+int ftq_bert_load_labels(const char *dir, int n_labels, char ***names);
+
 /* sentence-transformers pooling of a directory: modules.json + 1_Pooling/config.json (mean,
  * cls or max; Normalize if listed). Without those files: mean, normalized. *max_seq (may be
  * NULL) gets sentence_bert_config.json's max_seq_length, or 0 if absent. */

@@ -412,6 +412,7 @@ int ftq_bert_forward(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, con
     ws->B = B;
     ws->T = T;
 
+    int solo = ftq_sgemm_stage_begin(N); /* matmuls on OpenBLAS's threads, the rest on this one */
     float *emb = ws->emb ? ws->emb : ftq_bert_x(ws, 1); /* inference: slot 1 is free until layer 0 writes it */
     for (int i = 0; i < N; i++) {
         const float *a = w->wte + (size_t)ws->ids[i] * C, *p = w->wpe + (size_t)(i % T) * C,
@@ -446,6 +447,7 @@ int ftq_bert_forward(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, con
         ftq_layernorm_forward(y, ws->ln2_mean + s * ws->nc / C, ws->ln2_rstd + s * ws->nc / C, r2, L->ln2_w,
                               L->ln2_b, c->eps, N, C);
     }
+    ftq_sgemm_stage_end(solo);
     return FTQ_OK;
 }
 
@@ -595,5 +597,38 @@ int ftq_bert_st_pooling(const char *dir, ftq_pool *pool, int *normalize, int *ma
     cJSON_Delete(list);
     cJSON_Delete(pc);
     free(mp);
+    return rc;
+}
+
+/* ---- labels ------------------------------------------------------------------------------ */
+
+int ftq_bert_load_labels(const char *dir, int n_labels, char ***names)
+{
+    *names = NULL;
+    char *p = ftq_path_join(dir, "config.json");
+    cJSON *j = NULL;
+    int rc = p ? read_json(p, &j) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    char **out = rc ? NULL : calloc((size_t)(n_labels > 0 ? n_labels : 1), sizeof *out);
+    if (!rc && !out)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    const cJSON *id2 = rc ? NULL : cJSON_GetObjectItemCaseSensitive(j, "id2label");
+    for (int i = 0; !rc && i < n_labels; i++) {
+        char key[16], buf[32];
+        snprintf(key, sizeof key, "%d", i);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(id2, key);
+        snprintf(buf, sizeof buf, "LABEL_%d", i);
+        out[i] = strdup(cJSON_IsString(v) ? v->valuestring : buf);
+        if (!out[i])
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    if (rc && out) {
+        for (int i = 0; i < n_labels; i++)
+            free(out[i]);
+        free(out);
+        out = NULL;
+    }
+    *names = out;
+    cJSON_Delete(j);
+    free(p);
     return rc;
 }
