@@ -373,3 +373,91 @@ out:
     ftq_bert_free(m);
     return rc;
 }
+
+int cmd_info_bert(int argc, char **argv)
+{
+    const char *model = default_model_dir();
+    int json = 0, no_tensors = 0;
+    const ftq_opt opts[] = {
+        {"model", 'm', OPT_STR, &model, "DIR", "BERT encoder directory", 0, -1},
+        {"no-tensors", 0, OPT_FLAG, &no_tensors, NULL, "do not list the tensors", 0, -1},
+        {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
+        OPT_END,
+    };
+    const ftq_cmd_spec spec = {"info", "-m BERT_DIR [--no-tensors] [--json]",
+                               "Show a BERT encoder's config, parameters, pooling, head and tensors.", NULL, opts};
+    int r = opts_parse(&spec, argc, argv);
+    if (r)
+        return r < 0 ? 2 : 0;
+    ftq_bert *m = NULL;
+    ftq_tokenizer *tok = NULL;
+    char **names = NULL;
+    if (ftq_bert_load(model, &m) != FTQ_OK)
+        return cmd_fail(spec.name, "%s", ftq_last_error());
+    const ftq_bert_config *c = ftq_bert_get_config(m);
+    ftq_pool st_pool;
+    int st_norm = 0, st_seq = 0, rc = 0;
+    if (ftq_tokenizer_load(model, &tok) != FTQ_OK || ftq_bert_st_pooling(model, &st_pool, &st_norm, &st_seq) != FTQ_OK ||
+        (c->num_labels && ftq_bert_load_labels(model, c->num_labels, &names) != FTQ_OK)) {
+        rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        goto out;
+    }
+    static const char *const pools[] = {"pooler", "mean", "cls", "max"};
+    const char *arch = c->num_labels ? "BertForSequenceClassification" : "BertModel";
+    if (json) {
+        printf("{\"architecture\": \"%s\", \"model_type\": \"bert\", \"config\": {\"vocab_size\": %d, \"hidden_size\": %d, "
+               "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"intermediate_size\": %d, "
+               "\"max_position_embeddings\": %d, \"type_vocab_size\": %d, \"layer_norm_eps\": %g, \"prefix\": \"%s\", "
+               "\"pooler\": %s}, \"parameters\": %lld, \"embedding_pooling\": \"%s\", \"normalize\": %s",
+               arch, c->vocab_size, c->hidden, c->n_layers, c->n_heads, c->ffn, c->max_position, c->type_vocab,
+               (double)c->eps, c->prefix, c->has_pooler ? "true" : "false", (long long)ftq_bert_param_count(m),
+               pools[st_pool], st_norm ? "true" : "false");
+        if (c->num_labels) {
+            printf(", \"num_labels\": %d, \"classifier_pooling\": \"%s\", \"labels\": [", c->num_labels, pools[c->pool]);
+            for (int i = 0; i < c->num_labels; i++) {
+                printf("%s", i ? ", " : "");
+                json_print_string(stdout, names[i]);
+            }
+            printf("]");
+        }
+        printf(", \"tokenizer\": ");
+        json_print_string(stdout, ftq_tokenizer_kind_name(tok));
+        if (!no_tensors) {
+            printf(", \"tensors\": [");
+            size_t off, numel;
+            const char *nm;
+            for (int i = 0; (nm = ftq_bert_tensor_info(m, i, &off, &numel)); i++) {
+                printf("%s{\"name\": ", i ? ", " : "");
+                json_print_string(stdout, nm);
+                printf(", \"numel\": %zu}", numel);
+            }
+            printf("]");
+        }
+        printf("}\n");
+    } else {
+        printf("architecture: bert (%s%s)\n", arch, c->prefix[0] ? ", names with the bert. prefix" : "");
+        printf("config:       vocab %d, hidden %d, layers %d, heads %d, head_dim %d, ffn %d, positions %d, types %d\n",
+               c->vocab_size, c->hidden, c->n_layers, c->n_heads, c->head_dim, c->ffn, c->max_position, c->type_vocab);
+        printf("              layer_norm eps %g, activation gelu (erf), post-LN, %s\n", (double)c->eps,
+               c->has_pooler ? "pooler" : "no pooler");
+        printf("parameters:   %s\n", fmt_count(ftq_bert_param_count(m)));
+        printf("embeddings:   %s pooling%s (sentence-transformers)\n", pools[st_pool], st_norm ? ", normalized" : "");
+        if (c->num_labels) {
+            printf("classifier:   %d labels (", c->num_labels);
+            for (int i = 0; i < c->num_labels; i++)
+                printf("%s%s", i ? ", " : "", names[i]);
+            printf("), pooled by %s\n", pools[c->pool]);
+        }
+        printf("tokenizer:    %s, vocab %d\n", ftq_tokenizer_kind_name(tok), ftq_tokenizer_vocab_size(tok));
+        size_t off, numel;
+        const char *nm;
+        for (int i = 0; !no_tensors && (nm = ftq_bert_tensor_info(m, i, &off, &numel)); i++)
+            printf("  %-64s %12s\n", nm, fmt_count((long long)numel));
+    }
+out:
+    if (names)
+        ftq_free_strings(names, c->num_labels);
+    ftq_tokenizer_free(tok);
+    ftq_bert_free(m);
+    return rc;
+}

@@ -343,6 +343,35 @@ static void test_cli_embed(void)
     cJSON_Delete(j);
 }
 
+static void test_cli_info_tokenize(void)
+{
+    char args[2048];
+    snprintf(args, sizeof args, "info -m '%s' --json --no-tensors", shared_path(MINILM));
+    cJSON *j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "architecture")->valuestring, "BertModel");
+    ASSERT_INT_EQ((long long)cJSON_GetObjectItem(j, "parameters")->valuedouble, 22713216);
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "info -m '%s' --json", shared_path("golden/bert_tiny_random"));
+    j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    ASSERT_INT_EQ(cJSON_GetObjectItem(j, "num_labels")->valueint, 3);
+    ASSERT_INT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tensors")), 41);
+    cJSON_Delete(j);
+    /* ftq tokenize adds [CLS]/[SEP] as HF does, --no-special leaves them out */
+    snprintf(args, sizeof args, "tokenize -m '%s' -p 'Hello, world!' --json", shared_path(MINILM));
+    j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    ASSERT_INT_EQ(cJSON_GetObjectItem(j, "count")->valueint, 6);
+    ASSERT_INT_EQ(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "ids"), 0)->valueint, 101);
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "tokenize -m '%s' -p 'Hello, world!' --no-special --json", shared_path(MINILM));
+    j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    ASSERT_INT_EQ(cJSON_GetObjectItem(j, "count")->valueint, 4);
+    cJSON_Delete(j);
+}
+
 void test_register_bert(void)
 {
     static const test_case cases[] = {{"minilm_config", test_minilm_config},
@@ -353,6 +382,7 @@ void test_register_bert(void)
                                       {"attention_kernel", test_attention_kernel},
                                       {"bad_checkpoints", test_bad_checkpoints},
                                       {"cli_embed", test_cli_embed},
+                                      {"cli_info_tokenize", test_cli_info_tokenize},
                                       {NULL, NULL}};
     test_add_suite("bert", cases);
 }
