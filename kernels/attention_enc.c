@@ -8,11 +8,12 @@
 #include "kernels/attention_enc.h"
 #include "kernels/kernels.h"
 
-static void head_forward(float *out, float *p, const float *q, const float *k, const float *v, int ld, int len,
-                         int T, int hd, float scale)
+/* p: the [T, T] probabilities to keep (pstride T), or one reused row (pstride 0). */
+static void head_forward(float *out, float *p, size_t pstride, const float *q, const float *k, const float *v, int ld,
+                         int len, int T, int hd, float scale)
 {
     for (int i = 0; i < T; i++) {
-        float *pi = p + (size_t)i * T, mx = -INFINITY;
+        float *pi = p + (size_t)i * pstride, mx = -INFINITY;
         for (int j = 0; j < len; j++) {
             pi[j] = ftq_dot(q + (size_t)i * ld, k + (size_t)j * ld, hd) * scale;
             mx = pi[j] > mx ? pi[j] : mx;
@@ -42,25 +43,29 @@ void ftq_attention_enc_forward(float *out, float *probs, const float *q, const f
                                const int *lens, int B, int T, int H, int hd)
 {
     float scale = 1.0f / sqrtf((float)hd);
-    float *own = NULL;
-    if (!probs) { /* inference: one T x T block per (b, h) is more than needed but simple */
-        own = malloc(sizeof(float) * (size_t)B * H * T * T);
-        if (!own) {
-            for (size_t i = 0; i < (size_t)B * T; i++)
-                for (int c = 0; c < H * hd; c++)
-                    out[i * ld + c] = NAN;
-            return;
+    int failed = 0;
+#pragma omp parallel
+    {
+        float *row = probs ? NULL : malloc(sizeof(float) * (size_t)T); /* inference: one row at a time */
+        if (!probs && !row) {
+#pragma omp atomic write
+            failed = 1;
         }
-        probs = own;
+#pragma omp for schedule(dynamic, 1)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            size_t row0 = (size_t)b * T;
+            if (probs || row)
+                head_forward(out + row0 * ld + h * hd, probs ? probs + (size_t)bh * T * T : row, probs ? (size_t)T : 0,
+                             q + row0 * ld + h * hd, k + row0 * ld + h * hd, v + row0 * ld + h * hd, ld, lens[b], T,
+                             hd, scale);
+        }
+        free(row);
     }
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H;
-        size_t row0 = (size_t)b * T;
-        head_forward(out + row0 * ld + h * hd, probs + (size_t)bh * T * T, q + row0 * ld + h * hd,
-                     k + row0 * ld + h * hd, v + row0 * ld + h * hd, ld, lens[b], T, hd, scale);
-    }
-    free(own);
+    if (failed)
+        for (size_t i = 0; i < (size_t)B * T; i++)
+            for (int c = 0; c < H * hd; c++)
+                out[i * ld + c] = NAN;
 }
 
 void ftq_attention_enc_forward_ref(float *out, float *probs, const float *q, const float *k, const float *v,

@@ -356,7 +356,7 @@ int ftq_bert_ws_new(const ftq_bert *m, int max_rows, int max_T, int train, ftq_b
         nl * N * C, nl * N * C, nl * N * C, nl * N * C, nl * N * C, nl * N * C, nl * N * C, /* q k v att r1 h1 r2 */
         nl * N * F, nl * N * F,                  /* f g */
         nl * N, nl * N, nl * N, nl * N,          /* ln stats */
-        nl * (size_t)max_rows * H * max_T * max_T, /* probs */
+        train ? L * (size_t)max_rows * H * max_T * max_T : 0, /* probs (training only) */
         (size_t)max_rows * C, (size_t)max_rows * C, (size_t)max_rows * C, (size_t)max_rows * C,
         (size_t)max_rows * (size_t)(c->num_labels ? c->num_labels : 1)};
     float **ptrs[] = {&ws->emb, &ws->emb_mean, &ws->emb_rstd, &ws->x, &ws->q, &ws->k, &ws->v, &ws->att,
@@ -435,7 +435,7 @@ int ftq_bert_forward(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, con
         ftq_linear_f32(k, x, L->wk, L->bk, N, C, C);
         ftq_linear_f32(v, x, L->wv, L->bv, N, C, C);
         /* probs are laid out [B, H, T, T] for the current T */
-        ftq_attention_enc_forward(att, ws->probs + s * pr, q, k, v, C, lens, B, T, H, c->head_dim);
+        ftq_attention_enc_forward(att, ws->probs ? ws->probs + s * pr : NULL, q, k, v, C, lens, B, T, H, c->head_dim);
         ftq_linear_f32(r1, att, L->wo, L->bo, N, C, C);
         ftq_add_inplace(r1, x, (size_t)N * C);
         ftq_layernorm_forward(h1, ws->ln1_mean + s * ws->nc / C, ws->ln1_rstd + s * ws->nc / C, r1, L->ln1_w,

@@ -242,6 +242,9 @@ static void test_attention_kernel(void)
     for (int i = 0; i < B * H * T * T; i++)
         d = fmax(d, fabs(p1[i] - p2[i]));
     CU_ASSERT(d <= 1e-5);
+    float o3[B * T * LD]; /* inference path: probabilities not kept, same output */
+    ftq_attention_enc_forward(o3, NULL, q, k, v, LD, lens, B, T, H, HD);
+    CU_ASSERT(memcmp(o1, o3, sizeof o1) == 0);
     /* masked keys get exactly zero probability */
     CU_ASSERT(p1[((1 * H + 0) * T + 0) * T + 3] == 0.0f && p1[((2 * H + 2) * T + 6) * T + 1] == 0.0f);
 }
