@@ -233,11 +233,48 @@ static void test_train_save_classify(void)
     ftq_expect_error(args, "already exists", NULL);
 }
 
+/* Sentence pairs: --text-col A --text2-col B train on [CLS] A [SEP] B [SEP]. */
+static void test_train_pairs(void)
+{
+    const char *dir = test_tmpdir("bert_pairs");
+    char data[1024], out[1024], args[4096];
+    snprintf(data, sizeof data, "%s/pairs.tsv", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    FILE *f = fopen(data, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("premise\thypothesis\tlabel\n", f);
+    static const char *const rows[][3] = {{"a man plays a guitar", "someone plays music", "yes"},
+                                          {"a man plays a guitar", "nobody is playing", "no"},
+                                          {"the cat sleeps", "an animal rests", "yes"},
+                                          {"the cat sleeps", "the cat is running", "no"},
+                                          {"children are in a park", "kids are outside", "yes"},
+                                          {"children are in a park", "the children are asleep at home", "no"}};
+    for (int i = 0; i < 6; i++)
+        fprintf(f, "%s\t%s\t%s\n", rows[i][0], rows[i][1], rows[i][2]);
+    fclose(f);
+    snprintf(args, sizeof args,
+             "finetune -m '%s' -d '%s' --dev '%s' -o '%s' --text-col premise --text2-col hypothesis --epochs 10 "
+             "--batch 2 --seq 24 --lr 1e-3 --json",
+             shared_path(TINY), data, data, out);
+    cJSON *j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    ASSERT_INT_EQ(cJSON_GetObjectItem(j, "steps")->valueint, 30);
+    CU_ASSERT(isfinite(cJSON_GetObjectItem(j, "final_loss")->valuedouble));
+    double acc = cJSON_GetObjectItem(j, "dev_accuracy")->valuedouble;
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "classify -m '%s' -d '%s' --text-col premise --text2-col hypothesis --json", out, data);
+    j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    ASSERT_NEAR(cJSON_GetObjectItem(j, "accuracy")->valuedouble, acc, 1e-9);
+    cJSON_Delete(j);
+}
+
 void test_register_bert_train(void)
 {
     static const test_case cases[] = {{"tiny_grads", test_tiny_grads},
                                       {"attention_backward_fd", test_attention_backward_fd},
                                       {"train_save_classify", test_train_save_classify},
+                                      {"train_pairs", test_train_pairs},
                                       {NULL, NULL}};
     test_add_suite("bert_train", cases);
 }
