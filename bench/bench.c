@@ -568,6 +568,7 @@ static void usage(void)
     fprintf(stderr, "usage: ftq_bench models [-o DIR]\n"
                     "       ftq_bench ppl [-o DIR] [--ctx N] [--chunks N] [--reps N] [--text FILE]\n"
                     "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n"
+                    "       ftq_bench bert [-m DIR] [--batch B] [--seq T] [--reps N]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
                     "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
                     "       ftq_bench tokenize [--reps N]\n"
@@ -585,6 +586,11 @@ int main(int argc, char **argv)
         const char *env = getenv("FTQ_THREADS");
         ftq_set_threads(env ? atoi(env) : 0);
         return ftq_bench_train(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "bert") == 0) {
+        const char *env = getenv("FTQ_THREADS");
+        ftq_set_threads(env ? atoi(env) : 0);
+        return ftq_bench_bert(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "qmatmul") == 0)
         return ftq_bench_qmatmul(argc - 1, argv + 1);

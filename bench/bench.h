@@ -26,4 +26,10 @@ int ftq_bench_train(int argc, char **argv);
  * tokens/s and MB/s (bench/tokbench.c). */
 int ftq_bench_tokenize(int argc, char **argv);
 
+/* ftq_bench bert [-m DIR] [--batch B] [--seq T] [--reps N]
+ * A BERT encoder (default the shared all-MiniLM-L6-v2): forward and full training step on
+ * B x T tokens, tokens/s and the fraction of the sgemm rate of the same run
+ * (bench/bert_bench.c). */
+int ftq_bench_bert(int argc, char **argv);
+
 #endif

@@ -90,6 +90,8 @@ static void print_num(const char *key, double v)
 
 int cmd_finetune(int argc, char **argv)
 {
+    if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
+        return cmd_finetune_bert(argc, argv);
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
                *mode_s = "full", *text_col = NULL, *label_col = NULL, *init = "pretrained", *resume = NULL,
                *log = NULL, *schedule_s = "linear";

@@ -86,6 +86,8 @@ static void print_config_json(const ftq_model_config *c)
 
 int cmd_info(int argc, char **argv)
 {
+    if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
+        return cmd_info_bert(argc, argv);
     const char *path = default_model_dir();
     int json = 0, no_tensors = 0;
     const ftq_opt opts[] = {

@@ -55,6 +55,8 @@ void ftq_tokenizer_free(ftq_tokenizer *t)
     free(t->added);
     free(t->prefix.v);
     free(t->suffix.v);
+    free(t->tmpl_single);
+    free(t->tmpl_pair);
     free(t);
 }
 
@@ -416,6 +418,8 @@ static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, 
         return FTQ_OK;
     if (t->model == TOK_MODEL_BPE_SCORE)
         return ftq_bpe_score(t, c->bpe, s, len, out);
+    if (t->model == TOK_MODEL_WORDPIECE)
+        return ftq_tok_wordpiece_encode(t, s, len, out);
     if (t->pretok != TOK_PRE_BYTELEVEL)
         return ftq_bpe_rank(t, c->bpe, s, len, 0, out);
     if (t->bl_add_prefix_space && s[0] != ' ') {
@@ -452,6 +456,8 @@ static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_
         rc = spm_normalize(t, s, len, &b);
         ns = b.p;
         nl = b.n;
+    } else if (t->norm == TOK_NORM_BERT) {
+        rc = ftq_tok_bert_normalize(t, s, len, &ns, &nl);
     } else {
         rc = ftq_tok_normalize_ops(t->norm_ops, t->n_norm_ops, s, len, &ns, &nl);
     }
@@ -654,6 +660,10 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
         case TOK_DEC_FUSE:
             rc = buf_put(&tmp, s, n);
             break;
+        case TOK_DEC_WORDPIECE:
+            rc = ftq_tok_wordpiece_decode_token(op, i == 0, s, n, &tmp.p, &tmp.n);
+            tmp.cap = tmp.p ? tmp.n + 1 : 0;
+            break;
         case TOK_DEC_STRIP: {
             size_t a = 0, b = n;
             for (int k = 0; k < op->start && b - a >= op->alen && memcmp(s + a, op->a, op->alen) == 0; k++)
@@ -668,7 +678,13 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
     }
     if (!rc && op->op == TOK_DEC_BYTEFALLBACK)
         rc = flush_fallback(out, &tmp);
-    else if (!rc && op->op == TOK_DEC_FUSE)
+    else if (!rc && op->op == TOK_DEC_WORDPIECE && op->start) {
+        char *w = NULL;
+        size_t wn = 0;
+        if (!(rc = ftq_tok_wordpiece_cleanup(tmp.p ? tmp.p : "", tmp.n, &w, &wn)))
+            rc = toks_add(out, w, wn);
+        free(w);
+    } else if (!rc && (op->op == TOK_DEC_FUSE || op->op == TOK_DEC_WORDPIECE))
         rc = toks_add(out, tmp.p ? tmp.p : "", tmp.n);
     else if (!rc && op->op == TOK_DEC_BYTELEVEL && !(rc = put_lossy(&out->b, tmp.p ? tmp.p : "", tmp.n)))
         rc = toks_end(out);
@@ -1028,6 +1044,7 @@ int ftq_tokenizer_load_kind(const char *dir, ftq_tokenizer_kind kind, ftq_tokeni
     case FTQ_TOKENIZER_HF_JSON: rc = ftq_tok_load_hf_json(t, dir); break;
     case FTQ_TOKENIZER_SPM: rc = ftq_tok_load_spm(t, dir); break;
     case FTQ_TOKENIZER_GPT2_FILES: rc = ftq_tok_load_gpt2_files(t, dir); break;
+    case FTQ_TOKENIZER_VOCAB_TXT: rc = ftq_tok_load_vocab_txt(t, dir); break;
     default: rc = ftq_set_error(FTQ_EINVAL, "unknown tokenizer kind %d", (int)kind); break;
     }
     if (!rc)
@@ -1049,9 +1066,10 @@ int ftq_tokenizer_load(const char *dir, ftq_tokenizer **out)
     if (!dir || !out)
         return ftq_set_error(FTQ_EINVAL, "cannot load tokenizer: NULL argument");
     *out = NULL;
-    static const char *const files[] = {"tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt"};
-    int have[4];
-    for (int i = 0; i < 4; i++) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt",
+                                        "vocab.txt"};
+    int have[5];
+    for (int i = 0; i < 5; i++) {
         char *p = ftq_path_join(dir, files[i]);
         if (!p)
             return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -1064,8 +1082,11 @@ int ftq_tokenizer_load(const char *dir, ftq_tokenizer **out)
         return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, out);
     if (have[2] && have[3])
         return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GPT2_FILES, out);
+    if (have[4])
+        return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_VOCAB_TXT, out);
     return ftq_set_error(FTQ_ENOTFOUND,
-                         "no tokenizer in '%s': looked for tokenizer.json, tokenizer.model, vocab.json + merges.txt",
+                         "no tokenizer in '%s': looked for tokenizer.json, tokenizer.model, vocab.json + merges.txt, "
+                         "vocab.txt",
                          dir);
 }
 

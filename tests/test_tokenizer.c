@@ -1138,8 +1138,10 @@ static void test_json_errors(void)
     json_case("tokj_notjson", "{\"model\": {\"type\": \"BPE\",", FTQ_EFORMAT, "not valid json");
     json_case("tokj_unigram", "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", FTQ_EUNSUPPORTED,
               "Unigram");
-    json_case("tokj_wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", FTQ_EUNSUPPORTED,
-              "WordPiece");
+    json_case("tokj_wordlevel", "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}}", FTQ_EUNSUPPORTED,
+              "WordLevel");
+    json_case("tokj_wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", FTQ_EFORMAT,
+              "unk_token");
     json_case("tokj_novocab", "{\"model\": {\"type\": \"BPE\", \"merges\": []}}", FTQ_EFORMAT, "vocab");
     json_case("tokj_nomodel", "{\"normalizer\": null}", FTQ_EFORMAT, "model");
     json_case("tokj_badmerge", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a c\"]}}",
@@ -1149,7 +1151,7 @@ static void test_json_errors(void)
     json_case("tokj_metaspace", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"pre_tokenizer\": {\"type\": "
               "\"Metaspace\"}}", FTQ_EUNSUPPORTED, "Metaspace");
     json_case("tokj_decoder", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"decoder\": {\"type\": "
-              "\"WordPiece\"}}", FTQ_EUNSUPPORTED, "WordPiece");
+              "\"CTC\"}}", FTQ_EUNSUPPORTED, "CTC");
     json_case("tokj_regex", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": "
               "\"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \" \"}}", FTQ_EUNSUPPORTED, "Regex");
     /* ids are checked against the entries the file defines before anything is allocated for
