@@ -30,9 +30,7 @@ static void print_table(const ftq_cls_metrics *m, char **names)
     int w = label_width((const char *const *)names, m->num_labels);
     printf("%*s %9s %9s %9s %9s\n", w, "label", "precision", "recall", "f1", "support");
     for (int i = 0; i < m->num_labels; i++) {
-        long long support = 0;
-        for (int j = 0; j < m->num_labels; j++)
-            support += m->confusion[i * m->num_labels + j];
+        long long support = (long long)m->support[i];
         printf("%*.*s %9.4f %9.4f %9.4f %9lld\n", w, w, names[i], m->precision[i], m->recall[i], m->f1[i], support);
     }
     print_confusion_text(stdout, m, (const char *const *)names);

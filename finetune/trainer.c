@@ -576,6 +576,12 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
         }
         if ((rc = same_shape_config(&t->src_cfg, &ck_cfg, c->resume_dir)) != FTQ_OK)
             goto fail;
+        /* its labels are used below: only a classifier's are checked against its weights */
+        if (c->task == FTQ_TASK_CLASSIFY && !ck_cfg.is_classifier) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': its config.json is not a sequence classifier "
+                               "(expected the checkpoint of a --task classify run)", c->resume_dir);
+            goto fail;
+        }
     }
     if ((rc = ftq_model_load(weights_dir, &t->model)) != FTQ_OK)
         goto fail;

@@ -262,6 +262,9 @@ static void test_refusals(void)
     EXPECT("{" LLAMA_BASE ",\"head_dim\":7}", FTQ_EFORMAT, "key \"head_dim\" must be even");
     EXPECT("{" LLAMA_BASE ",\"num_labels\":3,\"id2label\":{\"0\":\"a\"}}", FTQ_EFORMAT,
            "key \"num_labels\" is 3 but \"id2label\" has 1 entries");
+    /* a stated limit: num_labels sizes a head, metrics and label tables */
+    EXPECT("{" LLAMA_BASE ",\"num_labels\":16777216}", FTQ_EUNSUPPORTED, "key \"num_labels\" is 16777216, more than ftq supports (at most 65536)");
+    EXPECT("{" LLAMA_BASE ",\"num_labels\":65537}", FTQ_EUNSUPPORTED, "(at most 65536)");
     EXPECT("{" LLAMA_BASE ",\"torch_dtype\":\"a-very-long-dtype-name\"}", FTQ_EUNSUPPORTED, "key \"torch_dtype\"");
     EXPECT("{\"model_type\":\"qwen2\",\"vocab_size\":100,\"hidden_size\":32,\"intermediate_size\":64,"
            "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"max_position_embeddings\":64,"
