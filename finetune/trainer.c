@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "finetune/trainer_internal.h"
+#include "io/json_util.h"
 
 typedef struct {
     int64_t step;
@@ -477,11 +478,8 @@ static int parse_u64_hex(const cJSON *v, uint64_t *out)
 
 static int get_i64(const cJSON *j, const char *key, int64_t *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0)
-        return 0;
-    *out = (int64_t)v->valuedouble;
-    return 1;
+    /* range-checked before the cast: "global_step": 1e300 would be undefined */
+    return ftq_json_int(cJSON_GetObjectItemCaseSensitive(j, key), 0, INT64_MAX, out);
 }
 
 static int load_resume_state(ftq_trainer *t)
