@@ -387,7 +387,7 @@ int ftq_config_load(const char *path, ftq_model_config *cfg)
     if (ftq_is_dir(path) && !(file = ftq_path_join(path, "config.json")))
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     const char *p = file ? file : path;
-    int rc = ftq_read_file(p, &text, &len);
+    int rc = ftq_read_file_max(p, FTQ_MAX_CONFIG_BYTES, &text, &len);
     if (rc == FTQ_OK)
         rc = ftq_config_parse(text, len, p, cfg);
     free(text);
@@ -501,7 +501,7 @@ int ftq_config_load_labels(const char *path, char ***names, int *n)
     cJSON *root = NULL;
     char **out = NULL;
     int count = cfg.num_labels;
-    if ((rc = ftq_read_file(p, &text, &len)) != FTQ_OK)
+    if ((rc = ftq_read_file_max(p, FTQ_MAX_CONFIG_BYTES, &text, &len)) != FTQ_OK)
         goto done;
     char why[96];
     if (!(root = ftq_json_parse_strict(text, len, why, sizeof why, NULL))) {

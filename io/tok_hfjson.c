@@ -423,7 +423,7 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
     char *data = NULL;
     size_t size = 0;
     cJSON *root = NULL;
-    int rc = ftq_is_file(path) ? ftq_read_file(path, &data, &size)
+    int rc = ftq_is_file(path) ? ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &data, &size)
                                : ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer: '%s' not found", path);
     if (!rc) {
         root = cJSON_ParseWithLength(data, size);

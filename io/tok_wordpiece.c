@@ -371,9 +371,9 @@ int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir)
     cJSON *cfg = NULL;
     int rc = path && cpath ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (!rc)
-        rc = ftq_is_file(path) ? ftq_read_file(path, &data, &size)
+        rc = ftq_is_file(path) ? ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &data, &size)
                                : ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer: '%s' not found", path);
-    if (!rc && ftq_is_file(cpath) && !(rc = ftq_read_file(cpath, &cdata, &csize))) {
+    if (!rc && ftq_is_file(cpath) && !(rc = ftq_read_file_max(cpath, FTQ_MAX_CONFIG_BYTES, &cdata, &csize))) {
         cfg = cJSON_ParseWithLength(cdata, csize);
         if (!cJSON_IsObject(cfg))
             rc = ftq_set_error(FTQ_EFORMAT, "cannot parse '%s': not a json object", cpath);
