@@ -250,6 +250,12 @@ int ftq_bert_load(const char *dir, ftq_bert **out)
             rc = ftq_set_error(FTQ_ENOTFOUND, "model '%s': missing tensor 'classifier.weight' (a %d-label classifier)",
                                dir, c->num_labels);
     }
+    /* config numbers size nothing before the file's tensors back them: the tables below are
+     * bounded by the tensors the file holds (every layer has some), the parameter buffer is
+     * sized only after every expected tensor was found with its shape */
+    if (!rc && (size_t)c->n_layers > ftq_checkpoint_count(ck))
+        rc = ftq_set_error(FTQ_EFORMAT, "model '%s': config.json says %d layers but the checkpoint holds only %zu "
+                           "tensors", dir, c->n_layers, ftq_checkpoint_count(ck));
     if (!rc) {
         size_t cap = 5 + 16 * (size_t)c->n_layers + 4;
         m->tensors = calloc(cap, sizeof *m->tensors);
@@ -269,9 +275,25 @@ int ftq_bert_load(const char *dir, ftq_bert **out)
         for (size_t i = 0; c->num_labels && i < 2; i++)
             add_tensor(m, &HEAD[i], "", -1, &off);
         m->n_params = off;
-        if (off > ((size_t)1 << 33) || !(m->params = aligned_alloc(64, (off * sizeof(float) + 63) & ~(size_t)63)))
-            rc = ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory for %zu parameters", dir, off);
     }
+    /* every expected tensor present with its shape before the parameter buffer is sized */
+    for (int i = 0; !rc && i < m->n_tensors; i++) {
+        const ftq_bert_tensor *t = &m->tensors[i];
+        const ftq_tensor *s = ftq_checkpoint_find(ck, t->name);
+        char ws[64], gs[64];
+        ftq_shape_str(t->shape, t->ndim, ws, sizeof ws);
+        if (!s) {
+            rc = ftq_set_error(FTQ_ENOTFOUND, "model '%s': missing tensor '%s' (expected shape %s)", dir, t->name, ws);
+            break;
+        }
+        int ok = s->ndim == t->ndim && s->shape[0] == t->shape[0] && (t->ndim == 1 || s->shape[1] == t->shape[1]);
+        if (!ok)
+            rc = ftq_set_error(FTQ_EFORMAT, "model '%s': tensor '%s' has shape %s, expected %s", dir, t->name,
+                               ftq_shape_str(s->shape, s->ndim, gs, sizeof gs), ws);
+    }
+    if (!rc && (m->n_params > ((size_t)1 << 33) ||
+                !(m->params = aligned_alloc(64, (m->n_params * sizeof(float) + 63) & ~(size_t)63))))
+        rc = ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory for %zu parameters", dir, m->n_params);
     for (int i = 0; !rc && i < m->n_tensors; i++) {
         const ftq_bert_tensor *t = &m->tensors[i];
         const ftq_tensor *s = ftq_checkpoint_find(ck, t->name);

@@ -277,6 +277,20 @@ static void test_bad_checkpoints(void)
     CU_ASSERT_EQUAL(ftq_bert_load(dir, &m), FTQ_ENOTFOUND);
     CU_ASSERT(strstr(ftq_last_error(), "bert.encoder.layer.2.attention.self.query.weight") != NULL);
     CU_ASSERT_PTR_NULL(m);
+    /* a layer count the tensors cannot back is refused before the tables are sized by it */
+    p = strstr(cfg, "\"num_hidden_layers\": 3");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    char *big = malloc(strlen(cfg) + 16);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    snprintf(big, strlen(cfg) + 16, "%.*s\"num_hidden_layers\": 1000%s", (int)(p - cfg), cfg, p + 22);
+    write_text(dir, "config.json", big);
+    free(big);
+    CU_ASSERT_EQUAL(ftq_bert_load(dir, &m), FTQ_EFORMAT);
+    if (!strstr(ftq_last_error(), "config.json says 1000 layers"))
+        fprintf(stderr, "\n  %s\n", ftq_last_error());
+    CU_ASSERT(strstr(ftq_last_error(), "config.json says 1000 layers but the checkpoint holds only") != NULL);
+    CU_ASSERT_PTR_NULL(m);
+    p = strstr(cfg, "\"num_hidden_layers\": 3");
     /* one layer: layer 1's tensors are unexpected */
     p[21] = '1';
     write_text(dir, "config.json", cfg);
