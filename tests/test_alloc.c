@@ -1,11 +1,11 @@
 /* test_alloc.c - allocation failures: the test binary is linked with --wrap for malloc,
- * calloc, realloc, strdup, strndup and posix_memalign (CMakeLists.txt), so a test can make
- * the k-th allocation fail. Each operation below is run once to count its allocations, then
- * once per k with the k-th one failing: it must return an error with a message (or succeed
- * with a complete result, where a fallback exists), never crash, and free what it allocated
- * (the sanitizer build checks leaks). The long operations try every n-th allocation;
- * FTQ_TEST_ALLOC_ALL=1 tries them all. cJSON allocates through its own hooks, pointed here
- * as well. */
+ * calloc, realloc, strdup, strndup, posix_memalign and aligned_alloc (CMakeLists.txt), so
+ * a test can make the k-th allocation fail. Each operation below is run once to count its
+ * allocations, then once per k with the k-th one failing: it must return an error with a
+ * message (or succeed with a complete result, where a fallback exists), never crash, and
+ * free what it allocated (the sanitizer build checks leaks). The long operations try every
+ * n-th allocation; FTQ_TEST_ALLOC_ALL=1 tries them all. cJSON allocates through its own
+ * hooks, pointed here as well. */
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -20,6 +20,7 @@ void *__real_realloc(void *p, size_t n);
 char *__real_strdup(const char *s);
 char *__real_strndup(const char *s, size_t n);
 int __real_posix_memalign(void **p, size_t align, size_t n);
+void *__real_aligned_alloc(size_t align, size_t n);
 
 /* 0: off; otherwise the allocation number (1-based, since arming) that fails */
 static atomic_long fail_at;
@@ -41,6 +42,7 @@ void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
 int __wrap_posix_memalign(void **p, size_t align, size_t n);
+void *__wrap_aligned_alloc(size_t align, size_t n);
 
 void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
 void *__wrap_calloc(size_t n, size_t m) { return should_fail() ? NULL : __real_calloc(n, m); }
@@ -51,6 +53,8 @@ int __wrap_posix_memalign(void **p, size_t align, size_t n)
 {
     return should_fail() ? 12 /* ENOMEM */ : __real_posix_memalign(p, align, n);
 }
+
+void *__wrap_aligned_alloc(size_t align, size_t n) { return should_fail() ? NULL : __real_aligned_alloc(align, n); }
 
 static void *cjson_malloc(size_t n) { return __wrap_malloc(n); }
 
