@@ -1152,6 +1152,18 @@ int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r)
     int rc = open_log(t), cb_stop = 0;
     if (rc != FTQ_OK)
         goto done;
+    /* checkpoint-N.tmp.PID/ and the like of a run that was killed mid-write */
+    char **stale = NULL;
+    int n_stale = 0;
+    rc = ftq_sweep_stale(t->c.output_dir, NULL, &stale, &n_stale);
+    for (int i = 0; i < n_stale && t->c.progress; i++) {
+        ftq_train_progress sp = progress_base(t, FTQ_TRAIN_EVENT_CLEANUP, t_start);
+        sp.path = stale[i];
+        t->c.progress(t->c.progress_user, &sp);
+    }
+    ftq_free_strings(stale, n_stale);
+    if (rc != FTQ_OK)
+        goto done;
     if (t->c.task == FTQ_TASK_LM && t->step == 0 && t->dev.n > 0) {
         double l = NAN;
         if ((rc = do_eval(t, t_start, &cb_stop, NULL, &l)) != FTQ_OK)

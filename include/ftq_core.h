@@ -165,6 +165,14 @@ int ftq_outdir_commit(char *tmp_dir, const char *path, int replace);
 void ftq_outdir_abort(char *tmp_dir);
 int ftq_remove_tree(const char *path);
 
+/* Leftovers of killed runs: removes the entries of dir named STEM.tmp.PID or STEM.old.PID
+ * (any STEM when stem is NULL; a file or a whole directory) whose process PID no longer
+ * exists on this machine. Entries of live processes (this one included) are kept. The
+ * removed paths are returned in *removed (malloc'd array of malloc'd strings, free with
+ * ftq_free_strings; NULL when none) so the caller can say so. A missing dir is not an
+ * error. Not thread-safe against another writer of the same directory's temp names. */
+int ftq_sweep_stale(const char *dir, const char *stem, char ***removed, int *n_removed);
+
 /* Copy the non-weight files of a model directory that exist (tokenizer files,
  * generation_config.json, LICENSE; config.json too if with_config). */
 int ftq_copy_model_files(const char *src_dir, const char *dst_dir, int with_config);
