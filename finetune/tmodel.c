@@ -491,10 +491,10 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     tm->params = aligned_alloc(64, round16(tm->n_params) * sizeof(float));
     tm->grads = aligned_alloc(64, round16(tm->n_train ? tm->n_train : 1) * sizeof(float));
     if (!tm->segs || !tm->names || !tm->params || !tm->grads) {
+        double mb = (double)(tm->n_params + tm->n_train) * sizeof(float) / 1e6; /* read before the free */
         free(mk);
         ftq_tmodel_free(tm);
-        return ftq_set_error(FTQ_ENOMEM, "out of memory allocating %.1f MB of parameters and gradients",
-                             (double)(tm->n_params + tm->n_train) * sizeof(float) / 1e6);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory allocating %.1f MB of parameters and gradients", mb);
     }
     build_layout(&b, mk);
     free(mk);

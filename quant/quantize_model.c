@@ -379,18 +379,37 @@ static int emit_job(outlist *o, const job *j, size_t *bytes)
     return rc;
 }
 
+/* Add v under key (or to the array with key NULL); 0 if v is NULL or cJSON runs out of
+ * memory, v freed then (cJSON_AddItem* leave a failed item to the caller). */
+static int add_item(cJSON *o, const char *key, cJSON *v)
+{
+    if (v && (key ? cJSON_AddItemToObject(o, key, v) : cJSON_AddItemToArray(o, v)))
+        return 1;
+    cJSON_Delete(v);
+    return 0;
+}
+
 static cJSON *entry_json(const job *j)
 {
     cJSON *e = cJSON_CreateObject(), *sh = cJSON_CreateArray();
     const ftq_dtype_traits *tr = ftq_dtype_info(j->src ? j->src->dtype : FTQ_DTYPE_F32);
-    if (!e || !sh || !cJSON_AddItemToObject(e, "scheme", cJSON_CreateString(ftq_qscheme_info(j->q.scheme)->name)) ||
-        !cJSON_AddItemToObject(e, "group", cJSON_CreateNumber(j->q.group)) ||
-        !cJSON_AddItemToArray(sh, cJSON_CreateNumber(j->rows)) || !cJSON_AddItemToArray(sh, cJSON_CreateNumber(j->cols)) ||
-        !cJSON_AddItemToObject(e, "shape", sh) ||
-        !cJSON_AddItemToObject(e, "transposed", cJSON_CreateBool(j->transposed)) ||
-        !cJSON_AddItemToObject(e, "search", cJSON_CreateBool(j->qp.search)) ||
-        !cJSON_AddItemToObject(e, "source_dtype", cJSON_CreateString(tr ? tr->name : "F32")) ||
-        (j->copied_from && !cJSON_AddItemToObject(e, "copied_from", cJSON_CreateString(j->copied_from)))) {
+    if (!e || !sh) {
+        cJSON_Delete(e);
+        cJSON_Delete(sh);
+        return NULL;
+    }
+    /* every add is made (and frees what it could not attach): no leak on a failed one */
+    int ok = add_item(sh, NULL, cJSON_CreateNumber(j->rows));
+    ok &= add_item(sh, NULL, cJSON_CreateNumber(j->cols));
+    ok &= add_item(e, "scheme", cJSON_CreateString(ftq_qscheme_info(j->q.scheme)->name));
+    ok &= add_item(e, "group", cJSON_CreateNumber(j->q.group));
+    ok &= add_item(e, "shape", sh);
+    ok &= add_item(e, "transposed", cJSON_CreateBool(j->transposed));
+    ok &= add_item(e, "search", cJSON_CreateBool(j->qp.search));
+    ok &= add_item(e, "source_dtype", cJSON_CreateString(tr ? tr->name : "F32"));
+    if (j->copied_from)
+        ok &= add_item(e, "copied_from", cJSON_CreateString(j->copied_from));
+    if (!ok) {
         cJSON_Delete(e);
         return NULL;
     }

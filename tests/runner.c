@@ -330,6 +330,7 @@ int main(int argc, char **argv)
     unsigned fails = CU_get_number_of_failures();
     printf("\nElapsed time = %.3f seconds\n", ftq_time_sec() - t0);
     printf("\n%u passed, %u failed, %u skipped\n", n_passed, n_failed, n_skipped);
+    fflush(stdout); /* LeakSanitizer ends the process at exit without flushing stdio */
     CU_cleanup_registry();
     return fails > 255 ? 255 : (int)fails;
 }

@@ -1,11 +1,11 @@
 /* test_alloc.c - allocation failures: the test binary is linked with --wrap for malloc,
- * calloc, realloc, strdup, strndup and posix_memalign (CMakeLists.txt), so a test can make
- * the k-th allocation fail. Each operation below is run once to count its allocations, then
- * once per k with the k-th one failing: it must return an error with a message (or succeed
- * with a complete result, where a fallback exists), never crash, and free what it allocated
- * (the sanitizer build checks leaks). The long operations try every n-th allocation;
- * FTQ_TEST_ALLOC_ALL=1 tries them all. cJSON allocates through its own hooks, pointed here
- * as well. */
+ * calloc, realloc, strdup, strndup, posix_memalign and aligned_alloc (CMakeLists.txt), so
+ * a test can make the k-th allocation fail. Each operation below is run once to count its
+ * allocations, then once per k with the k-th one failing: it must return an error with a
+ * message (or succeed with a complete result, where a fallback exists), never crash, and
+ * free what it allocated (the sanitizer build checks leaks). The long operations try every
+ * n-th allocation; FTQ_TEST_ALLOC_ALL=1 tries them all. cJSON allocates through its own
+ * hooks, pointed here as well. */
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -20,6 +20,7 @@ void *__real_realloc(void *p, size_t n);
 char *__real_strdup(const char *s);
 char *__real_strndup(const char *s, size_t n);
 int __real_posix_memalign(void **p, size_t align, size_t n);
+void *__real_aligned_alloc(size_t align, size_t n);
 
 /* 0: off; otherwise the allocation number (1-based, since arming) that fails */
 static atomic_long fail_at;
@@ -41,6 +42,7 @@ void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
 int __wrap_posix_memalign(void **p, size_t align, size_t n);
+void *__wrap_aligned_alloc(size_t align, size_t n);
 
 void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
 void *__wrap_calloc(size_t n, size_t m) { return should_fail() ? NULL : __real_calloc(n, m); }
@@ -52,16 +54,21 @@ int __wrap_posix_memalign(void **p, size_t align, size_t n)
     return should_fail() ? 12 /* ENOMEM */ : __real_posix_memalign(p, align, n);
 }
 
+void *__wrap_aligned_alloc(size_t align, size_t n) { return should_fail() ? NULL : __real_aligned_alloc(align, n); }
+
 static void *cjson_malloc(size_t n) { return __wrap_malloc(n); }
 
 typedef int (*op_fn)(void);
 
-static char out_dir[4200]; /* output of the operations that write; removed before each run */
+/* outputs of the operations that write; removed before each run */
+static char out_dir[4200], out_dir2[4200];
 
 static void clear_out(void)
 {
-    char cmd[4300];
-    if (out_dir[0] && snprintf(cmd, sizeof cmd, "rm -rf '%s'", out_dir) < (int)sizeof cmd && system(cmd) != 0)
+    char cmd[8600];
+    if (out_dir[0] && snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", out_dir, out_dir2[0] ? out_dir2 : out_dir) <
+                          (int)sizeof cmd &&
+        system(cmd) != 0)
         fprintf(stderr, "\n  cannot remove %s\n", out_dir);
 }
 
@@ -114,7 +121,7 @@ static void sweep_n(const char *name, op_fn op, long max_runs)
     ASSERT_INT_EQ(bad, 0);
     CU_ASSERT(failed > 0);
     clear_out();
-    out_dir[0] = '\0';
+    out_dir[0] = out_dir2[0] = '\0';
 }
 
 static void sweep(const char *name, op_fn op) { sweep_n(name, op, 0); }
@@ -234,6 +241,33 @@ static int op_train(void)
     return rc;
 }
 
+/* quantize (int4 g32, search), load and run the quantized model, dequantize to BF16 */
+static int op_quant_model(void)
+{
+    ftq_quantize_params p = ftq_quantize_default_params();
+    p.bits = 4;
+    p.group = 32;
+    p.search = 1;
+    ftq_quantize_report rep;
+    int rc = ftq_quantize_model(shared_path("golden/llama_tiny_random"), out_dir, &p, &rep);
+    if (rc != FTQ_OK)
+        return rc;
+    ftq_quantize_report_free(&rep);
+    ftq_model *m = NULL;
+    ftq_session *s = NULL;
+    if ((rc = ftq_model_load(out_dir, &m)) == FTQ_OK && (rc = ftq_session_new(m, 16, &s)) == FTQ_OK) {
+        int32_t ids[5] = {1, 7, 9, 11, 13};
+        float *logits = malloc(sizeof(float) * 5 * (size_t)ftq_model_get_config(m)->vocab_size);
+        rc = logits ? ftq_session_eval(s, ids, 5, logits, 1) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        free(logits);
+    }
+    ftq_session_free(s);
+    ftq_model_free(m);
+    if (rc == FTQ_OK)
+        rc = ftq_dequantize_model(out_dir, out_dir2, FTQ_DTYPE_BF16);
+    return rc;
+}
+
 static void test_config(void) { sweep("config", op_config); }
 static void test_model(void) { sweep("model", op_model); }
 static void test_tokenizer(void) { sweep("tokenizer", op_tokenizer); }
@@ -244,6 +278,13 @@ static void test_prune(void)
 {
     snprintf(out_dir, sizeof out_dir, "%s/out", test_tmpdir("alloc_prune"));
     sweep_n("prune", op_prune, 300);
+}
+static void test_quant_model(void)
+{
+    const char *d = test_tmpdir("alloc_quant_model");
+    snprintf(out_dir, sizeof out_dir, "%s/q", d);
+    snprintf(out_dir2, sizeof out_dir2, "%s/d", d);
+    sweep_n("quant_model", op_quant_model, 120); /* ~0.1 s a run */
 }
 static void test_train(void)
 {
@@ -261,6 +302,7 @@ void test_register_alloc(void)
         {"quantize", test_quantize},
         {"perplexity", test_perplexity},
         {"prune", test_prune},
+        {"quant_model", test_quant_model},
         {"train", test_train},
         {NULL, NULL},
     };

@@ -59,6 +59,7 @@ static void test_golden_gpt2(void)
     const int V = ftq_model_get_config(m)->vocab_size;
     ASSERT_INT_EQ(V, 50257);
     double worst = 0.0;
+    int np = 0;
     const cJSON *p;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts"))
     {
@@ -76,7 +77,9 @@ static void test_golden_gpt2(void)
         }
         free(ids);
         free(lg);
+        np++;
     }
+    ASSERT_INT_EQ(np, 3); /* an empty or renamed list must not pass */
     fprintf(stderr, "[gpt2 max |d| %.3g] ", worst);
     CU_ASSERT(worst <= 5e-6);
 done:
@@ -93,6 +96,7 @@ static void test_golden_llama(void)
         goto done;
     const int V = ftq_model_get_config(m)->vocab_size;
     double worst = 0.0;
+    int np = 0;
     const cJSON *p;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts"))
     {
@@ -108,7 +112,9 @@ static void test_golden_llama(void)
         }
         free(ids);
         free(lg);
+        np++;
     }
+    ASSERT_INT_EQ(np, 3);
     fprintf(stderr, "[llama max |d| %.3g] ", worst);
     CU_ASSERT(worst <= 5e-6);
 done:

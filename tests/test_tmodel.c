@@ -99,10 +99,12 @@ static void golden_case(const char *dir)
     }
     ASSERT_INT_EQ(count, ftq_tmodel_segment_count(tm)); /* every tensor has a golden norm */
 
+    int n_full = 0; /* an empty or renamed list must not pass */
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "full_grads"))
     {
         const ftq_param_segment *s = find_seg(tm, it->string);
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        n_full++;
         size_t nv;
         double *v = json_doubles(cJSON_GetObjectItem(it, "values"), &nv);
         ASSERT_INT_EQ(nv, s->size);
@@ -121,6 +123,7 @@ static void golden_case(const char *dir)
         CU_ASSERT(bad == 0);
         free(v);
     }
+    ASSERT_INT_EQ(n_full, 2);
     fprintf(stderr, "[max rel err %.2e] ", worst);
 done:
     free(ids);

@@ -259,12 +259,13 @@ static void test_gpt2_pretokens(void)
     cJSON *g = load_json(shared_path("golden/tokenize_gpt2.json"));
     if (!g)
         return;
-    int bad = 0;
+    int bad = 0, cases = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, jget(g, "cases"))
     {
         const char *text = jstr(c, "text");
         size_t len = strlen(text), p = 0;
+        cases += jget(c, "pretokens") != NULL;
         const cJSON *pt;
         cJSON_ArrayForEach(pt, jget(c, "pretokens"))
         {
@@ -282,6 +283,7 @@ static void test_gpt2_pretokens(void)
             bad++;
         }
     }
+    ASSERT_INT_EQ(cases, 82); /* every case has its pretokens: an empty list must not pass */
     ASSERT_INT_EQ(bad, 0);
     cJSON_Delete(g);
 }
