@@ -571,6 +571,7 @@ static void usage(void)
                     "       ftq_bench bert [-m DIR] [--batch B] [--seq T] [--reps N]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
                     "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
+                    "       ftq_bench tokenize [--reps N]\n"
                     "DIR defaults to ./bench-models; FILE to ../shared/data/wikitext-2-raw/wiki.test.raw;\n"
                     "$FTQ_THREADS sets the thread count.\n");
 }
@@ -593,6 +594,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "qmatmul") == 0)
         return ftq_bench_qmatmul(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tokenize") == 0)
+        return ftq_bench_tokenize(argc - 1, argv + 1);
     const char *out = "bench-models";
     static char text_default[1024];
     snprintf(text_default, sizeof text_default, "%s/../shared/data/wikitext-2-raw/wiki.test.raw", FTQ_SOURCE_DIR);

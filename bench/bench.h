@@ -26,4 +26,10 @@ int ftq_bench_train(int argc, char **argv);
  * (bench/bert_bench.c). */
 int ftq_bench_bert(int argc, char **argv);
 
+/* ftq_bench tokenize [--reps N]
+ * Whole-file encoding time of every tokenizer loader (GPT-2, Llama-2, stories260K) on
+ * WikiText-2 test, the TinyStories sample and Tiny Shakespeare: median of N runs,
+ * tokens/s and MB/s (bench/tokbench.c). */
+int ftq_bench_tokenize(int argc, char **argv);
+
 #endif

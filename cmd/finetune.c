@@ -50,6 +50,10 @@ typedef struct {
 static int on_progress(void *user, const ftq_train_progress *p)
 {
     progress_ctx *pc = user;
+    if (p->event == FTQ_TRAIN_EVENT_CLEANUP) { /* said in --json mode too: it is on stderr */
+        fprintf(stderr, "removed '%s': left by a run that was killed while writing it\n", p->path);
+        return 0;
+    }
     if (pc->json)
         return 0;
     char eta[32], label[160];

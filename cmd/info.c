@@ -113,6 +113,8 @@ int cmd_info(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     if (is_dir) {
         char *cfg_path = ftq_path_join(path, "config.json");
+        if (!cfg_path)
+            return cmd_fail(spec.name, "out of memory");
         int st = ftq_config_load(cfg_path, &cfg);
         free(cfg_path);
         if (st != FTQ_OK)

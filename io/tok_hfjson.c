@@ -328,9 +328,7 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
     {
         if (!is_id(it))
             return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': vocab entry '%s' has no valid id", path, it->string);
-        int32_t id = (int32_t)it->valuedouble;
-        size_t len = strlen(it->string);
-        if ((rc = ftq_tok_set_piece(t, id, it->string, len)) || (rc = ftq_strmap_put(&t->vocab, it->string, len, id)))
+        if ((rc = ftq_tok_add_vocab(t, (int32_t)it->valuedouble, it->string, strlen(it->string))))
             return rc;
     }
     const cJSON *unk = get(m, "unk_token");
@@ -432,6 +430,11 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
         }
     }
     t->decoder = TOK_DEC_CHAIN;
+    /* ids are bounded by the entries the file defines: vocab plus added tokens */
+    if (!rc)
+        rc = ftq_tok_allow_ids(t, path,
+                               (size_t)cJSON_GetArraySize(get(get(root, "model"), "vocab")) +
+                                   (size_t)cJSON_GetArraySize(get(root, "added_tokens")));
     if (!rc)
         rc = load_model(t, get(root, "model"), path);
     if (!rc)

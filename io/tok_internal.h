@@ -93,6 +93,11 @@ struct ftq_tokenizer {
     char name[96];
 
     int32_t n_vocab;
+    /* Ids at or beyond id_limit are refused before anything is allocated for them: each
+     * loader raises it by the number of entries its file defines (ftq_tok_allow_ids), so no
+     * allocation is sized by an id read from a file. src names that file in messages. */
+    int32_t id_limit;
+    char src[512];
     char **piece; /* id -> bytes (NUL-terminated), NULL for a hole */
     uint32_t *piece_len;
     float *score;   /* sentencepiece scores (NULL otherwise) */
@@ -145,6 +150,11 @@ struct ftq_tokenizer {
 ftq_tokenizer *ftq_tok_alloc(void);
 int ftq_tok_enable_scores(ftq_tokenizer *t); /* before the first ftq_tok_set_piece */
 int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
+/* Name the file being read (for messages) and allow n more ids (the entries it defines). */
+int ftq_tok_allow_ids(ftq_tokenizer *t, const char *path, size_t n);
+/* A vocabulary entry: refuses an id or a text given twice, then sets the piece and maps
+ * text -> id. */
+int ftq_tok_add_vocab(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
 int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_gpt2_files(ftq_tokenizer *t, const char *dir);

@@ -383,6 +383,11 @@ int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir)
     if (!rc && ftq_utf8_invalid_offset(data, size) != size)
         rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': invalid utf-8 at byte offset %zu", path,
                            ftq_utf8_invalid_offset(data, size));
+    size_t lines = 0;
+    for (size_t i = 0; !rc && i < size; i++)
+        lines += data[i] == '\n';
+    if (!rc) /* ids are line numbers: one per line, plus an unterminated last line */
+        rc = ftq_tok_allow_ids(t, path, lines + (size && data[size - 1] != '\n'));
     int32_t id = 0;
     for (size_t i = 0; !rc && i < size; id++) {
         const char *nl = memchr(data + i, '\n', size - i);

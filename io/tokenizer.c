@@ -92,11 +92,23 @@ static int grow_ids(ftq_tokenizer *t, size_t need)
     return FTQ_OK;
 }
 
+int ftq_tok_allow_ids(ftq_tokenizer *t, const char *path, size_t n)
+{
+    snprintf(t->src, sizeof t->src, "%s", path);
+    if (n > (size_t)(INT32_MAX - 1 - t->id_limit))
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': %zu vocabulary entries exceed the id range", path, n);
+    t->id_limit += (int32_t)n;
+    return FTQ_OK;
+}
+
 /* Set the text of id (replacing any previous text); extends n_vocab. Not added to the map. */
 int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len)
 {
-    if (id < 0 || id >= INT32_MAX - 1)
-        return ftq_set_error(FTQ_EFORMAT, "token id %ld out of range", (long)id);
+    if (id < 0 || id >= t->id_limit)
+        return ftq_set_error(FTQ_EFORMAT,
+                             "cannot load '%s': token id %ld is out of range (the files define %ld tokens, so ids "
+                             "must be 0..%ld)",
+                             t->src[0] ? t->src : "tokenizer", (long)id, (long)t->id_limit, (long)t->id_limit - 1);
     int rc = grow_ids(t, (size_t)id + 1);
     if (rc)
         return rc;
@@ -111,6 +123,19 @@ int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len)
     if (id >= t->n_vocab)
         t->n_vocab = id + 1;
     return FTQ_OK;
+}
+
+int ftq_tok_add_vocab(ftq_tokenizer *t, int32_t id, const char *s, size_t len)
+{
+    int32_t other;
+    if (id >= 0 && id < t->n_vocab && t->piece[id])
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': id %ld is given to both '%.40s' and '%.40s'", t->src,
+                             (long)id, t->piece[id], s);
+    if (ftq_strmap_get(&t->vocab, s, len, &other))
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': token '%.40s' appears twice (ids %ld and %ld)", t->src,
+                             s, (long)other, (long)id);
+    int rc = ftq_tok_set_piece(t, id, s, len);
+    return rc ? rc : ftq_strmap_put(&t->vocab, s, len, id);
 }
 
 static char *dup_bytes(const char *s, size_t n)
@@ -362,7 +387,8 @@ static int bytelevel_word(const ftq_tokenizer *t, enc_ctx *c, const char *s, siz
         int rc = ftq_ivec_reserve(out, (size_t)cnt);
         if (rc)
             return rc;
-        memcpy(out->v + out->n, c->cache_ids.v + off + 1, (size_t)cnt * sizeof(int32_t));
+        if (cnt) /* a word may give no ids (bytes missing from the vocab): out->v may be NULL */
+            memcpy(out->v + out->n, c->cache_ids.v + off + 1, (size_t)cnt * sizeof(int32_t));
         out->n += (size_t)cnt;
         return FTQ_OK;
     }
@@ -379,7 +405,8 @@ static int bytelevel_word(const ftq_tokenizer *t, enc_ctx *c, const char *s, siz
     if ((rc = ftq_ivec_reserve(&c->cache_ids, cnt + 1)))
         return rc;
     c->cache_ids.v[c->cache_ids.n++] = (int32_t)cnt;
-    memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
+    if (cnt)
+        memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
     c->cache_ids.n += cnt;
     return ftq_strmap_put(&c->cache, s, n, off);
 }
@@ -902,8 +929,16 @@ static int configure(ftq_tokenizer *t, const char *dir)
         rc = read_json_opt(dir, "special_tokens_map.json", &stm);
     if (!rc)
         rc = read_json_opt(dir, "config.json", &mc);
-    if (!rc && t->kind != FTQ_TOKENIZER_HF_JSON)
-        rc = config_added_tokens(t, cfg, stm);
+    if (!rc && t->kind != FTQ_TOKENIZER_HF_JSON) {
+        /* added_tokens_decoder may define ids beyond the vocabulary, one per entry */
+        char *p = ftq_path_join(dir, "tokenizer_config.json");
+        rc = p ? ftq_tok_allow_ids(t, p, (size_t)cJSON_GetArraySize(
+                                             cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder")))
+               : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        free(p);
+        if (!rc)
+            rc = config_added_tokens(t, cfg, stm);
+    }
     if (rc)
         goto done;
     if (t->kind == FTQ_TOKENIZER_GPT2_FILES)
@@ -938,10 +973,22 @@ done:
 }
 
 /* Lookup tables and added-token match strings, once the vocabulary is complete. */
+static int check_holes(const ftq_tokenizer *t)
+{
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (!t->piece[i])
+            return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': no token has id %ld (ids must run 0..%ld without holes)",
+                                 t->src, (long)i, (long)t->n_vocab - 1);
+    return FTQ_OK;
+}
+
 static int finalize(ftq_tokenizer *t)
 {
     int32_t id;
     char name[8];
+    int hrc = check_holes(t);
+    if (hrc)
+        return hrc;
     for (int b = 0; b < 256; b++) {
         snprintf(name, sizeof name, "<0x%02X>", b);
         t->byte_id[b] = ftq_strmap_get(&t->vocab, name, 6, &id) ? id : -1;
@@ -1000,6 +1047,8 @@ int ftq_tokenizer_load_kind(const char *dir, ftq_tokenizer_kind kind, ftq_tokeni
     case FTQ_TOKENIZER_VOCAB_TXT: rc = ftq_tok_load_vocab_txt(t, dir); break;
     default: rc = ftq_set_error(FTQ_EINVAL, "unknown tokenizer kind %d", (int)kind); break;
     }
+    if (!rc)
+        rc = check_holes(t); /* named after the model's own file, before tokenizer_config.json adds */
     if (!rc)
         rc = configure(t, dir);
     if (!rc)
