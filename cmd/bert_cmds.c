@@ -249,7 +249,10 @@ int cmd_finetune_bert(int argc, char **argv)
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
     }
-    double tps = rep.seconds > 0 ? (double)rep.tokens * p.epochs / rep.seconds : 0;
+    /* training tokens/s; head-only: the one forward pass over the data that computes the cache */
+    double tps = p.mode == FTQ_BERT_HEAD ? (rep.feature_seconds > 0 ? (double)rep.tokens / rep.feature_seconds : 0)
+                 : rep.seconds > 0      ? (double)rep.tokens / rep.seconds /* tokens of every epoch */
+                                        : 0;
     if (json) {
         printf("{\"output\": ");
         json_print_string(stdout, output);

@@ -57,7 +57,7 @@ typedef struct {
 ftq_bert_train_params ftq_bert_train_default_params(void);
 
 typedef struct {
-    int64_t steps, tokens; /* optimizer steps, real (unpadded) training tokens */
+    int64_t steps, tokens; /* optimizer steps; real (unpadded) tokens: every epoch, or the one feature pass (HEAD) */
     size_t truncated;      /* training texts cut to max_len */
     double seconds, last_loss, mean_loss;
     double feature_seconds; /* HEAD: the one forward pass over the data */
