@@ -72,9 +72,9 @@ int ftq_bert_train(ftq_bert *m, const ftq_tokenizer *tk, const char *const *text
                    const int32_t *labels, size_t n, const ftq_bert_train_params *p, ftq_bert_progress_fn fn,
                    void *user, ftq_bert_train_report *report);
 
-/* Predict labels for n texts: pred[n] (argmax). */
+/* Predict labels for n texts: pred[n] (argmax); logits [n, num_labels] too unless NULL. */
 int ftq_bert_predict(const ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts, const char *const *texts2,
-                     size_t n, int max_len, int batch, int32_t *pred);
+                     size_t n, int max_len, int batch, int32_t *pred, float *logits);
 
 /* Write out_dir (atomically: a temp directory renamed at the end; FTQ_EEXIST-like error if
  * it exists): config.json from src_dir's with architectures BertForSequenceClassification,
