@@ -612,6 +612,10 @@ int ftq_model_load(const char *dir, ftq_model **out)
     free(cfg_path);
     if (rc == FTQ_OK)
         rc = ftq_checkpoint_open(dir, &m->ck);
+    /* validate first: num_hidden_layers sizes the layer table, and only the tensors the file
+     * holds bound it (16777216 layers used to reserve 35 GB before "missing tensor") */
+    if (rc == FTQ_OK)
+        rc = run_walk(&m->cfg, m->ck, dir, NULL);
     if (rc == FTQ_OK && m->cfg.n_layers > 0 &&
         !(m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
