@@ -238,7 +238,7 @@ int cmd_finetune_bert(int argc, char **argv)
     if (dev) {
         pred = malloc(sizeof *pred * (dv.n + 1));
         double t0 = ftq_time_sec();
-        if (!pred || ftq_bert_predict(m, tok, dv.t1, dv.t2, dv.n, p.max_len, 64, pred) != FTQ_OK) {
+        if (!pred || ftq_bert_predict(m, tok, dv.t1, dv.t2, dv.n, p.max_len, 64, pred, NULL) != FTQ_OK) {
             rc = cmd_fail(spec.name, "%s: %s", dev, pred ? ftq_last_error() : "out of memory");
             goto out;
         }
@@ -249,7 +249,10 @@ int cmd_finetune_bert(int argc, char **argv)
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
     }
-    double tps = rep.seconds > 0 ? (double)rep.tokens * p.epochs / rep.seconds : 0;
+    /* training tokens/s; head-only: the one forward pass over the data that computes the cache */
+    double tps = p.mode == FTQ_BERT_HEAD ? (rep.feature_seconds > 0 ? (double)rep.tokens / rep.feature_seconds : 0)
+                 : rep.seconds > 0      ? (double)rep.tokens / rep.seconds /* tokens of every epoch */
+                                        : 0;
     if (json) {
         printf("{\"output\": ");
         json_print_string(stdout, output);
@@ -310,6 +313,7 @@ int cmd_classify_bert(int argc, char **argv)
     int n_names = 0, rc = 0;
     rows rw = {0};
     int32_t *pred = NULL;
+    float *logits = NULL;
     if (ftq_bert_load(model, &m) != FTQ_OK || ftq_tokenizer_load(model, &tok) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
@@ -340,15 +344,25 @@ int cmd_classify_bert(int argc, char **argv)
         goto out;
     }
     pred = malloc(sizeof *pred * (rw.n + 1));
+    logits = malloc(sizeof *logits * (rw.n + 1) * (size_t)c->num_labels);
     double t0 = ftq_time_sec();
-    if (!pred || ftq_bert_predict(m, tok, rw.t1, rw.t2, rw.n, T, batch, pred) != FTQ_OK) {
-        rc = cmd_fail(spec.name, "%s", pred ? ftq_last_error() : "out of memory");
+    if (!pred || !logits || ftq_bert_predict(m, tok, rw.t1, rw.t2, rw.n, T, batch, pred, logits) != FTQ_OK) {
+        rc = cmd_fail(spec.name, "%s", pred && logits ? ftq_last_error() : "out of memory");
         goto out;
     }
     double secs = ftq_time_sec() - t0;
     size_t labeled = 0;
     double acc = accuracy(rw.labels, pred, rw.n, &labeled);
-    if (json) {
+    if (prompt && json) {
+        printf("{\"label\": ");
+        json_print_string(stdout, names[pred[0]]);
+        printf(", \"label_id\": %d, \"logits\": [", (int)pred[0]);
+        for (int i = 0; i < c->num_labels; i++)
+            printf("%s%.7g", i ? ", " : "", logits[i]);
+        printf("]}\n");
+    } else if (prompt) {
+        printf("%s\n", names[pred[0]]);
+    } else if (json) {
         printf("{\"examples\": %zu, \"labeled\": %zu", rw.n, labeled);
         if (labeled)
             printf(", \"accuracy\": %.6f", acc);
@@ -366,6 +380,7 @@ int cmd_classify_bert(int argc, char **argv)
     }
 out:
     free(pred);
+    free(logits);
     rows_free(&rw);
     if (names)
         ftq_free_strings(names, n_names);

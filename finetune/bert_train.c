@@ -516,7 +516,7 @@ static int train_head_cached(ftq_bert *m, const ftq_tokenizer *tk, const char *c
 typedef struct {
     const ftq_bert *m;
     int32_t *pred;
-    float *logits;
+    float *logits, *all; /* one batch; every row (NULL: not kept) */
 } pred_ctx;
 
 static int pred_batch(void *user, size_t row0, int B, ftq_bert_ws *ws)
@@ -530,16 +530,18 @@ static int pred_batch(void *user, size_t row0, int B, ftq_bert_ws *ws)
         for (int i = 1; i < NL; i++)
             best = z[i] > z[best] ? i : best;
         pc->pred[row0 + (size_t)b] = best;
+        if (pc->all)
+            memcpy(pc->all + (row0 + (size_t)b) * NL, z, sizeof *z * (size_t)NL);
     }
     return rc;
 }
 
 int ftq_bert_predict(const ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts, const char *const *texts2,
-                     size_t n, int max_len, int batch, int32_t *pred)
+                     size_t n, int max_len, int batch, int32_t *pred, float *logits)
 {
     if (!m->cfg.num_labels)
         return ftq_set_error(FTQ_EINVAL, "bert predict: the model has no classifier head");
-    pred_ctx pc = {m, pred, malloc(sizeof(float) * (size_t)(batch > 0 ? batch : 1) * m->cfg.num_labels)};
+    pred_ctx pc = {m, pred, malloc(sizeof(float) * (size_t)(batch > 0 ? batch : 1) * m->cfg.num_labels), logits};
     if (!pc.logits)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     int rc = ftq_bert_run_texts(m, tk, texts, texts2, n, max_len, batch, pred_batch, &pc, NULL, NULL);

@@ -57,7 +57,7 @@ typedef struct {
 ftq_bert_train_params ftq_bert_train_default_params(void);
 
 typedef struct {
-    int64_t steps, tokens; /* optimizer steps, real (unpadded) training tokens */
+    int64_t steps, tokens; /* optimizer steps; real (unpadded) tokens: every epoch, or the one feature pass (HEAD) */
     size_t truncated;      /* training texts cut to max_len */
     double seconds, last_loss, mean_loss;
     double feature_seconds; /* HEAD: the one forward pass over the data */
@@ -72,9 +72,9 @@ int ftq_bert_train(ftq_bert *m, const ftq_tokenizer *tk, const char *const *text
                    const int32_t *labels, size_t n, const ftq_bert_train_params *p, ftq_bert_progress_fn fn,
                    void *user, ftq_bert_train_report *report);
 
-/* Predict labels for n texts: pred[n] (argmax). */
+/* Predict labels for n texts: pred[n] (argmax); logits [n, num_labels] too unless NULL. */
 int ftq_bert_predict(const ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts, const char *const *texts2,
-                     size_t n, int max_len, int batch, int32_t *pred);
+                     size_t n, int max_len, int batch, int32_t *pred, float *logits);
 
 /* Write out_dir (atomically: a temp directory renamed at the end; FTQ_EEXIST-like error if
  * it exists): config.json from src_dir's with architectures BertForSequenceClassification,

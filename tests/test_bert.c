@@ -389,6 +389,26 @@ static void test_cli_info_tokenize(void)
     cJSON_Delete(j);
 }
 
+/* `ftq classify -p TEXT --json` on bert_tiny_random: the golden logits of that text. */
+static void test_cli_classify_logits(void)
+{
+    cJSON *g = load_json(shared_path("golden/bert_tiny_random/golden.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    for (int i = 0; i < 3; i++) {
+        char args[2048];
+        snprintf(args, sizeof args, "classify -m '%s' -p '%s' --json", shared_path("golden/bert_tiny_random"),
+                 cJSON_GetArrayItem(cJSON_GetObjectItem(g, "texts"), i)->valuestring);
+        cJSON *j = ftq_run_json(args);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        const cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "logits"), i);
+        for (int k = 0; k < 3; k++)
+            ASSERT_NEAR(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "logits"), k)->valuedouble,
+                        cJSON_GetArrayItem(want, k)->valuedouble, 2e-6);
+        cJSON_Delete(j);
+    }
+    cJSON_Delete(g);
+}
+
 void test_register_bert(void)
 {
     static const test_case cases[] = {{"minilm_config", test_minilm_config},
@@ -400,6 +420,7 @@ void test_register_bert(void)
                                       {"bad_checkpoints", test_bad_checkpoints},
                                       {"cli_embed", test_cli_embed},
                                       {"cli_info_tokenize", test_cli_info_tokenize},
+                                      {"cli_classify_logits", test_cli_classify_logits},
                                       {NULL, NULL}};
     test_add_suite("bert", cases);
 }
