@@ -282,12 +282,13 @@ out:
 
 int cmd_classify_bert(int argc, char **argv)
 {
-    const char *model = default_model_dir(), *prompt = NULL, *data = NULL, *text_col = NULL, *text2_col = NULL,
-               *label_col = NULL;
+    const char *model = default_model_dir(), *prompt = NULL, *prompt2 = NULL, *data = NULL, *text_col = NULL,
+               *text2_col = NULL, *label_col = NULL;
     int json = 0, limit = 0, seq = 0, batch = 32;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "BertForSequenceClassification directory", 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "classify one text", 0, -1},
+        {"text2", 0, OPT_STR, &prompt2, "TEXT", "with -p: the second text of a pair ([CLS] A [SEP] B [SEP])", 0, -1},
         {"data", 'd', OPT_STR, &data, "FILE", "classify every row of a .csv/.tsv/.jsonl; labeled rows are scored", 0, -1},
         {"text-col", 0, OPT_STR, &text_col, "NAME", "text column (default: text, else sentence)", 0, -1},
         {"text2-col", 0, OPT_STR, &text2_col, "NAME", "second text of a pair", 0, -1},
@@ -298,7 +299,7 @@ int cmd_classify_bert(int argc, char **argv)
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
-    const ftq_cmd_spec spec = {"classify", "-m BERT_DIR (-p TEXT | -d FILE) [--json]",
+    const ftq_cmd_spec spec = {"classify", "-m BERT_DIR (-p TEXT [--text2 TEXT] | -d FILE) [--json]",
                                "Predict labels with a BERT sequence classifier ([CLS] text [SEP], pooled as the "
                                "config says).",
                                NULL, opts};
@@ -307,6 +308,8 @@ int cmd_classify_bert(int argc, char **argv)
         return r < 0 ? 2 : 0;
     if ((prompt != NULL) == (data != NULL))
         return cmd_fail(spec.name, "give exactly one of -p TEXT or -d FILE") + 1;
+    if (prompt2 && !prompt)
+        return cmd_fail(spec.name, "--text2 goes with -p (for -d use --text2-col)") + 1;
     ftq_bert *m = NULL;
     ftq_tokenizer *tok = NULL;
     char **names = NULL;
@@ -332,12 +335,15 @@ int cmd_classify_bert(int argc, char **argv)
     if (prompt) {
         rw.n = 1;
         rw.t1 = malloc(sizeof *rw.t1);
+        rw.t2 = prompt2 ? malloc(sizeof *rw.t2) : NULL;
         rw.labels = malloc(sizeof *rw.labels);
-        if (!rw.t1 || !rw.labels) {
+        if (!rw.t1 || (prompt2 && !rw.t2) || !rw.labels) {
             rc = cmd_fail(spec.name, "out of memory");
             goto out;
         }
         rw.t1[0] = prompt;
+        if (prompt2)
+            rw.t2[0] = prompt2;
         rw.labels[0] = -1;
     } else if ((rc = rows_load(spec.name, data, text_col, text2_col, label_col, (const char *const *)names, n_names, 0,
                                limit, &rw))) {

@@ -409,6 +409,61 @@ static void test_cli_classify_logits(void)
     cJSON_Delete(g);
 }
 
+/* `ftq classify -p A --text2 B --json` scores the pair [CLS] A [SEP] B [SEP] with token types
+ * 0 for [CLS] A [SEP] and 1 for B [SEP], as HF's tokenizer(a, b) does: the logits of those ids
+ * (built here from the golden ids of A and B) through the library. */
+static void test_cli_classify_pair(void)
+{
+    cJSON *g = load_json(shared_path("golden/bert_tiny_random/golden.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    const cJSON *texts = cJSON_GetObjectItem(g, "texts"), *rows = cJSON_GetObjectItem(g, "input_ids"),
+                *masks = cJSON_GetObjectItem(g, "attention_mask");
+    int32_t ids[32], types[32], zeros[32] = {0};
+    int len = 0;
+    for (int k = 0; k < 2; k++) { /* text 0 whole, then text 2 without its [CLS] */
+        int r = k ? 2 : 0;
+        size_t n = 0, nm = 0;
+        int32_t *row = json_ints(cJSON_GetArrayItem(rows, r), &n), *mk = json_ints(cJSON_GetArrayItem(masks, r), &nm);
+        for (size_t i = k ? 1 : 0; i < nm && mk[i]; i++) {
+            CU_ASSERT_FATAL(len < 32);
+            types[len] = k;
+            ids[len++] = row[i];
+        }
+        free(row);
+        free(mk);
+    }
+    CU_ASSERT_FATAL(len == 12);
+    ftq_bert *m = NULL;
+    ASSERT_OK(ftq_bert_load(shared_path("golden/bert_tiny_random"), &m));
+    ftq_bert_ws *ws = NULL;
+    float want[3], untyped[3];
+    ASSERT_OK(ftq_bert_ws_new(m, 1, len, 0, &ws));
+    ASSERT_OK(ftq_bert_forward(m, ws, ids, types, &len, 1, len));
+    ASSERT_OK(ftq_bert_classify(m, ws, want));
+    ASSERT_OK(ftq_bert_forward(m, ws, ids, zeros, &len, 1, len));
+    ASSERT_OK(ftq_bert_classify(m, ws, untyped));
+    char args[2048];
+    snprintf(args, sizeof args, "classify -m '%s' -p '%s' --text2 '%s' --json", shared_path("golden/bert_tiny_random"),
+             cJSON_GetArrayItem(texts, 0)->valuestring, cJSON_GetArrayItem(texts, 2)->valuestring);
+    cJSON *j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    double d = 0, dt = 0;
+    for (int k = 0; k < 3; k++) {
+        d = fmax(d, fabs(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "logits"), k)->valuedouble - want[k]));
+        dt = fmax(dt, fabs((double)want[k] - untyped[k]));
+    }
+    printf("\n    pair logits max |diff| %.3g (token types move them by %.3g) ", d, dt);
+    CU_ASSERT(d <= 1e-6);
+    CU_ASSERT(dt > 1e-5); /* the comparison can tell the pair's token types from none */
+    cJSON_Delete(j);
+    /* --text2 without -p is a usage error */
+    snprintf(args, sizeof args, "classify -m '%s' -d x.tsv --text2 b", shared_path("golden/bert_tiny_random"));
+    ftq_expect_error(args, "--text2 goes with -p", NULL);
+    ftq_bert_ws_free(ws);
+    ftq_bert_free(m);
+    cJSON_Delete(g);
+}
+
 void test_register_bert(void)
 {
     static const test_case cases[] = {{"minilm_config", test_minilm_config},
@@ -421,6 +476,7 @@ void test_register_bert(void)
                                       {"cli_embed", test_cli_embed},
                                       {"cli_info_tokenize", test_cli_info_tokenize},
                                       {"cli_classify_logits", test_cli_classify_logits},
+                                      {"cli_classify_pair", test_cli_classify_pair},
                                       {NULL, NULL}};
     test_add_suite("bert", cases);
 }
