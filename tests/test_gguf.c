@@ -1,0 +1,477 @@
+/* test_gguf.c - the GGUF reader: dequantization of every type against the gguf Python
+ * package (tests/fixtures/gguf, written by tools/make_gguf_fixtures.py), every metadata
+ * value type, malformed files (each a one-line error naming the file and the problem), and
+ * SmolLM2-135M from its GGUF against ../shared/golden/smollm2. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+static const char *fixture(const char *name)
+{
+    static char buf[4][1024];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "tests/fixtures/gguf/%s", name);
+    return source_path(b);
+}
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    char *d = NULL;
+    if (ftq_read_file(path, &d, n) != FTQ_OK) {
+        fprintf(stderr, "\n  cannot read %s: %s\n", path, ftq_last_error());
+        return NULL;
+    }
+    return (unsigned char *)d;
+}
+
+/* ---- dequantization against gguf.quants.dequantize ---------------------------------- */
+
+static void test_dequant_types(void)
+{
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open(fixture("dequant.gguf"), &g));
+    static const char *const names[] = {"f32",  "f16",  "bf16", "q4_0", "q4_1", "q5_0", "q5_1",
+                                        "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"};
+    static const uint32_t types[] = {FTQ_GGML_F32,  FTQ_GGML_F16,  FTQ_GGML_BF16, FTQ_GGML_Q4_0, FTQ_GGML_Q4_1,
+                                     FTQ_GGML_Q5_0, FTQ_GGML_Q5_1, FTQ_GGML_Q8_0, FTQ_GGML_Q2_K, FTQ_GGML_Q3_K,
+                                     FTQ_GGML_Q4_K, FTQ_GGML_Q5_K, FTQ_GGML_Q6_K};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char en[64];
+        snprintf(en, sizeof en, "%s.expect", names[k]);
+        const ftq_gguf_tensor *t = ftq_gguf_find_tensor(g, names[k]), *e = ftq_gguf_find_tensor(g, en);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        ASSERT_INT_EQ(t->type, types[k]);
+        ASSERT_INT_EQ(e->type, FTQ_GGML_F32);
+        ASSERT_INT_EQ(t->ne[0], 512);
+        ASSERT_INT_EQ(t->ne[1], 2);
+        ASSERT_INT_EQ(t->numel, e->numel);
+        const ftq_ggml_traits *tr = ftq_ggml_type_info(t->type);
+        ASSERT_INT_EQ(t->nbytes, (size_t)t->numel / tr->block_size * tr->type_size);
+        float *got = malloc(sizeof(float) * (size_t)t->numel), *want = malloc(sizeof(float) * (size_t)t->numel);
+        ASSERT_OK(ftq_gguf_tensor_to_f32(t, got));
+        ASSERT_OK(ftq_gguf_tensor_to_f32(e, want));
+        /* bit-exact: the same float operations in the same order as ggml / gguf-py */
+        size_t bad = 0, first = 0;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (memcmp(&got[i], &want[i], 4) != 0 && bad++ == 0)
+                first = (size_t)i;
+        if (bad)
+            fprintf(stderr, "\n  %s: %zu of %lld values differ, first at %zu: %.9g vs %.9g\n", names[k], bad,
+                    (long long)t->numel, first, got[first], want[first]);
+        CU_ASSERT_EQUAL(bad, 0);
+        free(got);
+        free(want);
+    }
+    ftq_gguf_close(g);
+}
+
+/* ---- metadata ------------------------------------------------------------------------ */
+
+static void test_metadata(void)
+{
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open(fixture("meta.gguf"), &g));
+    ASSERT_INT_EQ(ftq_gguf_version(g), 3);
+    ASSERT_INT_EQ(ftq_gguf_alignment(g), 64);
+    ASSERT_INT_EQ(ftq_gguf_data_offset(g) % 64, 0);
+    ASSERT_INT_EQ(ftq_gguf_kv_count(g), 18);
+    CU_ASSERT_STRING_EQUAL(ftq_gguf_kv_key(g, 0), "general.architecture");
+    int64_t v;
+    static const struct {
+        const char *key;
+        int64_t val;
+        ftq_gguf_type type;
+    } ints[] = {
+        {"t.u8", 200, FTQ_GGUF_UINT8},          {"t.i8", -100, FTQ_GGUF_INT8},
+        {"t.u16", 60000, FTQ_GGUF_UINT16},      {"t.i16", -30000, FTQ_GGUF_INT16},
+        {"t.u32", 4000000000LL, FTQ_GGUF_UINT32}, {"t.i32", -2000000000LL, FTQ_GGUF_INT32},
+        {"t.i64", -(1LL << 40), FTQ_GGUF_INT64},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        ASSERT_OK(ftq_gguf_get_int(g, ints[i].key, &v));
+        ASSERT_INT_EQ(v, ints[i].val);
+        ASSERT_INT_EQ(ftq_gguf_find(g, ints[i].key)->type, ints[i].type);
+    }
+    /* 2^63 + 5 does not fit an int64: a type error naming the key, not a wrapped value */
+    CU_ASSERT_EQUAL(ftq_gguf_get_int(g, "t.u64", &v), FTQ_EFORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "'t.u64'"));
+    const ftq_gguf_value *u64 = ftq_gguf_find(g, "t.u64");
+    uint64_t raw;
+    memcpy(&raw, u64->p, 8);
+    CU_ASSERT(raw == (1ULL << 63) + 5);
+    double f;
+    ASSERT_OK(ftq_gguf_get_float(g, "t.f32", &f));
+    CU_ASSERT_EQUAL(f, 0.25);
+    ASSERT_OK(ftq_gguf_get_float(g, "t.f64", &f));
+    CU_ASSERT_EQUAL(f, -1.5e300);
+    int b = 0;
+    ASSERT_OK(ftq_gguf_get_bool(g, "t.bool", &b));
+    CU_ASSERT_EQUAL(b, 1);
+    const char *s;
+    size_t len;
+    ASSERT_OK(ftq_gguf_get_str(g, "t.str", &s, &len));
+    CU_ASSERT(len == 6 && memcmp(s, "h\xc3\xa9llo", 6) == 0);
+    CU_ASSERT_EQUAL(ftq_gguf_get_int(g, "t.str", &v), FTQ_EFORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "key 't.str' is string"));
+    CU_ASSERT_EQUAL(ftq_gguf_get_int(g, "no.such.key", &v), FTQ_ENOTFOUND);
+
+    ftq_gguf_cursor c;
+    ftq_gguf_value e, e2;
+    const ftq_gguf_value *a = ftq_gguf_find(g, "t.arr_i32");
+    CU_ASSERT_FATAL(a && a->type == FTQ_GGUF_ARRAY && a->elem_type == FTQ_GGUF_INT32 && a->n == 3);
+    ftq_gguf_cursor_init(&c, a);
+    int64_t want_i[] = {1, -2, 3};
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_FATAL(ftq_gguf_array_next(&c, &e));
+        ASSERT_OK(ftq_gguf_value_int(&e, &v));
+        ASSERT_INT_EQ(v, want_i[i]);
+    }
+    CU_ASSERT_FALSE(ftq_gguf_array_next(&c, &e));
+    a = ftq_gguf_find(g, "t.arr_str");
+    CU_ASSERT_FATAL(a && a->elem_type == FTQ_GGUF_STRING && a->n == 3);
+    const char *want_s[] = {"a", "", "xyz"};
+    ftq_gguf_cursor_init(&c, a);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_FATAL(ftq_gguf_array_next(&c, &e));
+        CU_ASSERT(e.type == FTQ_GGUF_STRING && e.len == strlen(want_s[i]) && memcmp(e.p, want_s[i], e.len) == 0);
+    }
+    a = ftq_gguf_find(g, "t.arr_nested");
+    CU_ASSERT_FATAL(a && a->elem_type == FTQ_GGUF_ARRAY && a->n == 2);
+    ftq_gguf_cursor_init(&c, a);
+    CU_ASSERT_FATAL(ftq_gguf_array_next(&c, &e));
+    CU_ASSERT(e.type == FTQ_GGUF_ARRAY && e.elem_type == FTQ_GGUF_STRING && e.n == 2);
+    ftq_gguf_cursor c2;
+    ftq_gguf_cursor_init(&c2, &e);
+    CU_ASSERT(ftq_gguf_array_next(&c2, &e2) && e2.len == 1 && e2.p[0] == 'p');
+    CU_ASSERT(ftq_gguf_array_next(&c2, &e2) && e2.len == 1 && e2.p[0] == 'q');
+    CU_ASSERT_FALSE(ftq_gguf_array_next(&c2, &e2));
+    CU_ASSERT_FATAL(ftq_gguf_array_next(&c, &e));
+    CU_ASSERT(e.n == 1);
+    CU_ASSERT_FALSE(ftq_gguf_array_next(&c, &e));
+    a = ftq_gguf_find(g, "t.arr_f32");
+    CU_ASSERT_FATAL(a && a->elem_type == FTQ_GGUF_FLOAT32 && a->n == 2);
+    ftq_gguf_cursor_init(&c, a);
+    CU_ASSERT(ftq_gguf_array_next(&c, &e) && ftq_gguf_value_float(&e, &f) == FTQ_OK && f == 0.5);
+    CU_ASSERT(ftq_gguf_array_next(&c, &e) && ftq_gguf_value_float(&e, &f) == FTQ_OK && f == 1.5);
+
+    /* tensors: ggml order ne[0] contiguous, offsets aligned to 64 */
+    ASSERT_INT_EQ(ftq_gguf_tensor_count(g), 3);
+    const ftq_gguf_tensor *t = ftq_gguf_find_tensor(g, "c");
+    CU_ASSERT_FATAL(t != NULL);
+    CU_ASSERT(t->n_dims == 3 && t->ne[0] == 4 && t->ne[1] == 3 && t->ne[2] == 2 && t->ne[3] == 1);
+    CU_ASSERT_EQUAL(t->offset % 64, 0);
+    float x[24];
+    ASSERT_OK(ftq_gguf_tensor_to_f32(t, x));
+    for (int i = 0; i < 24; i++)
+        CU_ASSERT_EQUAL(x[i], (float)i);
+    t = ftq_gguf_find_tensor(g, "b");
+    CU_ASSERT_FATAL(t != NULL);
+    ASSERT_OK(ftq_gguf_tensor_to_f32(t, x));
+    CU_ASSERT(t->type == FTQ_GGML_F16 && x[0] == 1.0f && x[1] == -2.0f);
+    CU_ASSERT_PTR_NULL(ftq_gguf_find_tensor(g, "d"));
+    ftq_gguf_close(g);
+}
+
+/* Version 2 has the same layout as version 3 (which only added big-endian files). */
+static void test_version2(void)
+{
+    size_t n;
+    unsigned char *d = slurp(fixture("meta.gguf"), &n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    d[4] = 2;
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open_memory(d, n, "v2.gguf", &g));
+    ASSERT_INT_EQ(ftq_gguf_version(g), 2);
+    ASSERT_INT_EQ(ftq_gguf_tensor_count(g), 3);
+    ftq_gguf_close(g);
+    free(d);
+}
+
+/* ---- malformed files ---------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+} bb;
+
+static void put(bb *b, const void *s, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = 2 * (b->n + n) + 64;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+static void u32(bb *b, uint32_t v) { put(b, &v, 4); }
+static void u64(bb *b, uint64_t v) { put(b, &v, 8); }
+static void str(bb *b, const char *s)
+{
+    u64(b, strlen(s));
+    put(b, s, strlen(s));
+}
+static void header(bb *b, uint64_t n_tensors, uint64_t n_kv)
+{
+    put(b, "GGUF", 4);
+    u32(b, 3);
+    u64(b, n_tensors);
+    u64(b, n_kv);
+}
+/* A tensor descriptor: name, dims (ggml order), type, offset. */
+static void tinfo(bb *b, const char *name, int nd, const uint64_t *ne, uint32_t type, uint64_t off)
+{
+    str(b, name);
+    u32(b, (uint32_t)nd);
+    for (int i = 0; i < nd; i++)
+        u64(b, ne[i]);
+    u32(b, type);
+    u64(b, off);
+}
+static void pad(bb *b, size_t a)
+{
+    while (b->n % a)
+        put(b, "", 1);
+}
+
+static void expect_fail_at(const bb *b, int status, const char *phrase, int line)
+{
+    ftq_gguf *g = NULL;
+    int rc = ftq_gguf_open_memory(b->p, b->n, "bad.gguf", &g);
+    const char *msg = ftq_last_error();
+    int ok = rc == status && g == NULL && strstr(msg, phrase) && strstr(msg, "cannot read 'bad.gguf'") &&
+             !strchr(msg, '\n');
+    if (!ok)
+        fprintf(stderr, "\n  line %d: status %d (expected %d), message \"%s\" (expected to contain \"%s\")\n", line,
+                rc, status, msg, phrase);
+    CU_ASSERT(ok);
+    ftq_gguf_close(g);
+}
+#define EXPECT_FAIL(b, status, phrase) expect_fail_at((b), (status), (phrase), __LINE__)
+
+static void test_malformed(void)
+{
+    bb b = {0};
+    uint64_t ne2[2] = {32, 2}, ne1[1] = {32};
+    float zeros[64] = {0};
+
+    put(&b, "GGUG", 4);
+    u32(&b, 3);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "no GGUF magic");
+    b.n = 0;
+    put(&b, "GGUF", 4);
+    u32(&b, 1);
+    EXPECT_FAIL(&b, FTQ_EUNSUPPORTED, "version 1 is not supported");
+    b.n = 0;
+    put(&b, "GGUF", 4);
+    u32(&b, 0x03000000);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "GGUF version 50331648");
+
+    /* absurd counts are refused before anything is allocated from them */
+    b.n = 0;
+    header(&b, 0, UINT64_MAX);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "metadata count 18446744073709551615");
+    b.n = 0;
+    header(&b, 1ULL << 60, 0);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor count 1152921504606846976");
+    b.n = 0;
+    header(&b, 0, 1);
+    u64(&b, 1ULL << 40);
+    put(&b, "k", 1);
+    put(&b, zeros, 16);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "metadata key at byte 24 has length 1099511627776");
+    b.n = 0;
+    header(&b, 0, 1);
+    str(&b, "k");
+    u32(&b, FTQ_GGUF_ARRAY);
+    u32(&b, FTQ_GGUF_UINT64);
+    u64(&b, 1ULL << 61);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "key 'k' array at byte 37 has 2305843009213693952 elements of uint64");
+    b.n = 0;
+    header(&b, 0, 1);
+    str(&b, "k");
+    u32(&b, FTQ_GGUF_ARRAY);
+    u32(&b, FTQ_GGUF_STRING);
+    u64(&b, 2);
+    str(&b, "x");
+    u64(&b, 100);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "string value at byte 58 has length 100");
+    /* nesting deeper than FTQ_GGUF_MAX_DEPTH */
+    b.n = 0;
+    header(&b, 0, 1);
+    str(&b, "deep");
+    u32(&b, FTQ_GGUF_ARRAY);
+    for (int i = 0; i < 20; i++) {
+        u32(&b, FTQ_GGUF_ARRAY);
+        u64(&b, 1);
+    }
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "key 'deep' nests arrays deeper than 8");
+
+    /* unknown value types, bad bools, duplicate keys, bad alignment */
+    b.n = 0;
+    header(&b, 0, 1);
+    str(&b, "k");
+    u32(&b, 13);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "key 'k' has unknown value type 13");
+    b.n = 0;
+    header(&b, 0, 1);
+    str(&b, "k");
+    u32(&b, FTQ_GGUF_BOOL);
+    put(&b, "\x02", 1);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "key 'k' bool at byte 37 is 2");
+    b.n = 0;
+    header(&b, 0, 2);
+    str(&b, "k");
+    u32(&b, FTQ_GGUF_UINT8);
+    put(&b, "\x01", 1);
+    str(&b, "k");
+    u32(&b, FTQ_GGUF_UINT8);
+    put(&b, "\x01", 1);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "metadata key 'k' appears twice");
+    b.n = 0;
+    header(&b, 0, 1);
+    str(&b, "general.alignment");
+    u32(&b, FTQ_GGUF_UINT32);
+    u32(&b, 48);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "general.alignment is 48");
+    b.n = 0;
+    header(&b, 0, 1);
+    str(&b, "general.alignment");
+    u32(&b, FTQ_GGUF_UINT64);
+    u64(&b, 64);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "key 'general.alignment' is uint64");
+
+    /* tensor descriptors */
+    b.n = 0;
+    header(&b, 1, 0);
+    tinfo(&b, "w", 2, ne2, 99, 0);
+    EXPECT_FAIL(&b, FTQ_EUNSUPPORTED, "tensor 'w' has ggml type 99");
+    b.n = 0;
+    header(&b, 1, 0);
+    tinfo(&b, "w", 5, ne2, 0, 0);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor 'w' has 5 dimensions");
+    b.n = 0;
+    header(&b, 1, 0);
+    uint64_t huge[2] = {1ULL << 40, 1ULL << 40};
+    tinfo(&b, "w", 2, huge, 0, 0);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor 'w' dimension 1 is 1099511627776 (element count overflows");
+    b.n = 0;
+    header(&b, 1, 0);
+    uint64_t odd[1] = {33};
+    tinfo(&b, "w", 1, odd, FTQ_GGML_Q4_0, 0);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "row of 33 elements is not a multiple of the Q4_0 block size 32");
+    b.n = 0;
+    header(&b, 1, 0);
+    tinfo(&b, "w", 1, ne1, 0, 16);
+    put(&b, zeros, 256);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor 'w' offset 16 is not a multiple of the alignment 32");
+    /* data past the end of the file */
+    b.n = 0;
+    header(&b, 1, 0);
+    tinfo(&b, "w", 2, ne2, 0, 0);
+    pad(&b, 32);
+    put(&b, zeros, 64 * 4 - 4);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor 'w' data [0, 256) ends past the end of the data section (252 bytes");
+    b.n = 0;
+    header(&b, 1, 0);
+    tinfo(&b, "w", 1, ne1, 0, 1ULL << 62);
+    pad(&b, 32);
+    put(&b, zeros, 128);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor 'w' data [4611686018427387904, ");
+    /* overlapping tensors, duplicate names */
+    b.n = 0;
+    header(&b, 2, 0);
+    tinfo(&b, "a", 1, ne1, 0, 0);
+    tinfo(&b, "b", 1, ne1, 0, 96);
+    pad(&b, 32);
+    put(&b, zeros, 256);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensors 'a' [0, 128) and 'b' [96, 224) overlap");
+    b.n = 0;
+    header(&b, 2, 0);
+    tinfo(&b, "a", 1, ne1, 0, 0);
+    tinfo(&b, "a", 1, ne1, 0, 128);
+    pad(&b, 32);
+    put(&b, zeros, 256);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor name 'a' appears twice");
+    b.n = 0;
+    header(&b, 1, 0);
+    tinfo(&b, "", 1, ne1, 0, 0);
+    put(&b, zeros, 64);
+    EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor 0 name at byte 24 has 0 bytes");
+
+    /* a well-formed crafted file opens: the builder itself is right */
+    b.n = 0;
+    header(&b, 2, 1);
+    str(&b, "empty");
+    u32(&b, FTQ_GGUF_ARRAY);
+    u32(&b, FTQ_GGUF_STRING);
+    u64(&b, 0);
+    tinfo(&b, "a", 1, ne1, 0, 0);
+    tinfo(&b, "b", 1, ne1, 0, 128);
+    pad(&b, 32);
+    put(&b, zeros, 256);
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open_memory(b.p, b.n, "good.gguf", &g));
+    CU_ASSERT_EQUAL(ftq_gguf_find(g, "empty")->n, 0);
+    ftq_gguf_close(g);
+    free(b.p);
+}
+
+/* Every prefix of a valid file that cuts into the header or a tensor's data is refused with
+ * a message, never read past (the writer's padding after the last tensor may be cut). */
+static void test_truncate_every_length(void)
+{
+    size_t n, end = 0;
+    unsigned char *d = slurp(fixture("meta.gguf"), &n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    ftq_gguf *whole = NULL;
+    ASSERT_OK(ftq_gguf_open_memory(d, n, "meta.gguf", &whole));
+    for (size_t i = 0; i < ftq_gguf_tensor_count(whole); i++) {
+        const ftq_gguf_tensor *t = ftq_gguf_tensor_at(whole, i);
+        if (ftq_gguf_data_offset(whole) + t->offset + t->nbytes > end)
+            end = ftq_gguf_data_offset(whole) + t->offset + t->nbytes;
+    }
+    ftq_gguf_close(whole);
+    CU_ASSERT_FATAL(end > 0 && end <= n);
+    size_t fails = 0;
+    for (size_t len = 0; len < end; len++) {
+        unsigned char *cut = malloc(len ? len : 1); /* exact size: ASan catches any over-read */
+        memcpy(cut, d, len);
+        ftq_gguf *g = NULL;
+        int rc = ftq_gguf_open_memory(cut, len, "cut.gguf", &g);
+        if (rc != FTQ_EFORMAT || g || !strstr(ftq_last_error(), "cannot read 'cut.gguf'")) {
+            if (fails++ < 3)
+                fprintf(stderr, "\n  length %zu: status %d, message \"%s\"\n", len, rc, ftq_last_error());
+        }
+        ftq_gguf_close(g);
+        free(cut);
+    }
+    CU_ASSERT_EQUAL(fails, 0);
+    free(d);
+}
+
+static void test_open_errors(void)
+{
+    ftq_gguf *g = NULL;
+    CU_ASSERT_EQUAL(ftq_gguf_open(fixture("no-such.gguf"), &g), FTQ_EIO);
+    CU_ASSERT_PTR_NULL(g);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "no-such.gguf"));
+    CU_ASSERT_TRUE(ftq_gguf_is_file(fixture("meta.gguf")));
+    CU_ASSERT_FALSE(ftq_gguf_is_file(source_path("README.md")));
+}
+
+void test_register_gguf(void)
+{
+    static const test_case cases[] = {
+        {"dequant_types", test_dequant_types},
+        {"metadata", test_metadata},
+        {"version2", test_version2},
+        {"malformed", test_malformed},
+        {"truncate_every_length", test_truncate_every_length},
+        {"open_errors", test_open_errors},
+        {NULL, NULL},
+    };
+    test_add_suite("gguf", cases);
+}
