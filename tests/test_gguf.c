@@ -462,6 +462,129 @@ static void test_open_errors(void)
     CU_ASSERT_FALSE(ftq_gguf_is_file(source_path("README.md")));
 }
 
+
+/* ---- SmolLM2-135M (Q4_1 GGUF) against ../shared/golden/smollm2 ------------------------ */
+
+#define SMOLLM2 "models/SmolLM2-135M-Instruct-Q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static void test_smollm2_config(void)
+{
+    ftq_model_config c;
+    ftq_checkpoint *ck = NULL;
+    ASSERT_OK(ftq_gguf_checkpoint_open(shared_path(SMOLLM2), &c, &ck));
+    CU_ASSERT_STRING_EQUAL(c.model_type, "llama");
+    CU_ASSERT(c.n_layers == 30 && c.hidden_size == 576 && c.intermediate_size == 1536 && c.n_heads == 9 &&
+              c.n_kv_heads == 3 && c.head_dim == 64 && c.vocab_size == 49152 && c.max_position == 8192);
+    CU_ASSERT(c.tie_word_embeddings && !c.qkv_bias && c.bos_token_id == 1 && c.eos_token_id == 2);
+    CU_ASSERT_EQUAL(c.rope_theta, 100000.0f);
+    CU_ASSERT_EQUAL(c.norm_eps, 1e-5f);
+    /* HF names, [out, in] shapes; 30 x 9 + embedding + final norm */
+    ASSERT_INT_EQ(ftq_checkpoint_count(ck), 272);
+    const ftq_tensor *k = ftq_checkpoint_find(ck, "model.layers.29.self_attn.k_proj.weight");
+    CU_ASSERT_FATAL(k != NULL);
+    CU_ASSERT(k->dtype == FTQ_DTYPE_F32 && k->ndim == 2 && k->shape[0] == 192 && k->shape[1] == 576);
+    CU_ASSERT_PTR_NULL(ftq_checkpoint_find(ck, "lm_head.weight"));
+    /* the Q/K un-permutation: HF row h*64 + i*32 + j is GGUF row h*64 + 2j + i */
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open(shared_path(SMOLLM2), &g));
+    const ftq_gguf_tensor *gk = ftq_gguf_find_tensor(g, "blk.29.attn_k.weight");
+    float *raw = malloc(sizeof(float) * (size_t)gk->numel);
+    ASSERT_OK(ftq_gguf_tensor_to_f32(gk, raw));
+    const float *hf = k->data;
+    int bad = 0;
+    for (int h = 0; h < 3; h++)
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 32; j++)
+                bad += memcmp(hf + (size_t)(h * 64 + i * 32 + j) * 576, raw + (size_t)(h * 64 + 2 * j + i) * 576,
+                              576 * sizeof(float)) != 0;
+    CU_ASSERT_EQUAL(bad, 0);
+    free(raw);
+    ftq_gguf_close(g);
+    ftq_checkpoint_close(ck);
+}
+
+/* Logits of the four golden prompts (HF transformers fp32 on the same dequantized weights):
+ * the top-10 logits and the logsumexp at every position within 2e-3 absolute (fp32 sums in
+ * a different order over 30 layers; logits are ~30 in size), the top-1 id exactly, and the
+ * greedy continuation token for token. */
+static void test_smollm2_logits(void)
+{
+    cJSON *gold = load_json(shared_path("golden/smollm2/logits.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gold);
+    ftq_model *m = test_load_model(shared_path(SMOLLM2));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    int V = ftq_model_get_config(m)->vocab_size;
+    ftq_session *s = NULL;
+    ASSERT_OK(ftq_session_new(m, 128, &s));
+    const cJSON *pr;
+    cJSON_ArrayForEach(pr, cJSON_GetObjectItem(gold, "prompts"))
+    {
+        size_t n = 0, ng = 0;
+        int32_t *ids = json_ints(cJSON_GetObjectItem(pr, "ids"), &n);
+        int32_t *greedy = json_ints(cJSON_GetObjectItem(pr, "greedy32"), &ng);
+        float *logits = malloc(sizeof(float) * (size_t)V * n);
+        ftq_session_reset(s);
+        ASSERT_OK(ftq_session_eval(s, ids, (int)n, logits, 1));
+        const cJSON *pos;
+        size_t p = 0;
+        double worst = 0;
+        cJSON_ArrayForEach(pos, cJSON_GetObjectItem(pr, "positions"))
+        {
+            const float *row = logits + (size_t)V * p++;
+            size_t nt, nl;
+            int32_t *tid = json_ints(cJSON_GetObjectItem(pos, "top10_ids"), &nt);
+            double *tl = json_doubles(cJSON_GetObjectItem(pos, "top10_logits"), &nl);
+            double mx = row[0], sum = 0;
+            int arg = 0;
+            for (int v = 1; v < V; v++)
+                if (row[v] > mx) {
+                    mx = row[v];
+                    arg = v;
+                }
+            for (int v = 0; v < V; v++)
+                sum += exp(row[v] - mx);
+            double lse = mx + log(sum);
+            ASSERT_INT_EQ(arg, tid[0]);
+            for (size_t k = 0; k < nt; k++)
+                worst = fmax(worst, fabs(row[tid[k]] - tl[k]));
+            worst = fmax(worst, fabs(lse - cJSON_GetObjectItem(pos, "logsumexp")->valuedouble));
+            free(tid);
+            free(tl);
+        }
+        if (worst > 2e-3)
+            fprintf(stderr, "\n  '%s': largest logit difference %.3g\n", cJSON_GetObjectItem(pr, "prompt")->valuestring,
+                    worst);
+        CU_ASSERT(worst <= 2e-3);
+        /* greedy continuation: argmax of the last row, then one token at a time */
+        const float *last = logits + (size_t)V * (n - 1);
+        float *row = malloc(sizeof(float) * (size_t)V);
+        memcpy(row, last, sizeof(float) * (size_t)V);
+        size_t same = 0;
+        for (size_t k = 0; k < ng; k++) {
+            int arg = 0;
+            for (int v = 1; v < V; v++)
+                if (row[v] > row[arg])
+                    arg = v;
+            if (arg != greedy[k])
+                break;
+            same++;
+            if (k + 1 < ng)
+                ASSERT_OK(ftq_session_eval(s, &greedy[k], 1, row, 0));
+        }
+        if (same != ng)
+            fprintf(stderr, "\n  '%s': greedy continuation differs at token %zu of %zu\n",
+                    cJSON_GetObjectItem(pr, "prompt")->valuestring, same, ng);
+        CU_ASSERT_EQUAL(same, ng);
+        free(row);
+        free(logits);
+        free(ids);
+        free(greedy);
+    }
+    ftq_session_free(s);
+    ftq_model_free(m);
+    cJSON_Delete(gold);
+}
+
 void test_register_gguf(void)
 {
     static const test_case cases[] = {
@@ -471,6 +594,8 @@ void test_register_gguf(void)
         {"malformed", test_malformed},
         {"truncate_every_length", test_truncate_every_length},
         {"open_errors", test_open_errors},
+        {"smollm2_config", test_smollm2_config},
+        {"smollm2_logits", test_smollm2_logits},
         {NULL, NULL},
     };
     test_add_suite("gguf", cases);
