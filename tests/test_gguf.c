@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/tok_internal.h"
 #include "test_util.h"
 
 static const char *fixture(const char *name)
@@ -585,6 +586,126 @@ static void test_smollm2_logits(void)
     cJSON_Delete(gold);
 }
 
+/* Every case of golden/smollm2/tokenize.json (HF tokenizers on SmolLM2's tokenizer.json),
+ * ids exactly; then the three whole files by count and sha256 of the space-joined ids
+ * (digits split one per token: the first difference would show at WikiText token 238,941). */
+static void test_smollm2_tokenize(void)
+{
+    cJSON *gold = load_json(shared_path("golden/smollm2/tokenize.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gold);
+    ftq_tokenizer *tk = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path(SMOLLM2), &tk));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tk), FTQ_TOKENIZER_GGUF);
+    CU_ASSERT_EQUAL(ftq_tokenizer_vocab_size(tk), 49152);
+    CU_ASSERT_EQUAL(ftq_tokenizer_bos(tk), 1);
+    CU_ASSERT_EQUAL(ftq_tokenizer_eos(tk), 2);
+    CU_ASSERT_FALSE(ftq_tokenizer_adds_bos(tk)); /* tokenizer.ggml.add_bos_token false */
+    const cJSON *c;
+    int bad = 0, cases = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(gold, "cases"))
+    {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        size_t nw = 0, n = 0;
+        int32_t *want = json_ints(cJSON_GetObjectItem(c, "ids"), &nw), *ids = NULL;
+        ASSERT_OK(ftq_tokenizer_encode(tk, text, strlen(text), 1, &ids, &n));
+        cases++;
+        if (n != nw || (n && memcmp(ids, want, n * sizeof *ids) != 0)) {
+            if (bad++ < 3)
+                fprintf(stderr, "\n  case '%s': %zu ids, expected %zu\n", cJSON_GetObjectItem(c, "name")->valuestring,
+                        n, nw);
+        }
+        /* decode gives the text back (byte-level BPE is lossless) */
+        char *back = NULL;
+        size_t blen = 0;
+        ASSERT_OK(ftq_tokenizer_decode(tk, ids, n, 0, &back, &blen));
+        CU_ASSERT(blen == strlen(text) && memcmp(back, text, blen) == 0);
+        free(back);
+        free(ids);
+        free(want);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(cases >= 80);
+    const cJSON *wf;
+    cJSON_ArrayForEach(wf, cJSON_GetObjectItem(gold, "whole_files"))
+    {
+        char *text = NULL;
+        size_t len = 0, n = 0;
+        ASSERT_OK(ftq_read_file(shared_path(wf->string), &text, &len));
+        int32_t *ids = NULL;
+        ASSERT_OK(ftq_tokenizer_encode(tk, text, len, 0, &ids, &n));
+        ASSERT_INT_EQ(n, cJSON_GetObjectItem(wf, "count")->valueint);
+        size_t nf = 0;
+        int32_t *first = json_ints(cJSON_GetObjectItem(wf, "first20"), &nf);
+        CU_ASSERT(n >= nf && memcmp(ids, first, nf * sizeof *ids) == 0);
+        char *path = ftq_path_join(test_tmpdir("gguf_tok"), "ids.txt");
+        FILE *f = fopen(path, "wb");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        for (size_t i = 0; i < n; i++)
+            fprintf(f, i ? " %d" : "%d", (int)ids[i]);
+        fclose(f);
+        char cmd[1200], *out = NULL;
+        snprintf(cmd, sizeof cmd, "sha256sum '%s'", path);
+        CU_ASSERT_EQUAL(run_capture(cmd, &out), 0);
+        const char *want = cJSON_GetObjectItem(wf, "sha256_of_space_joined_ids")->valuestring;
+        int ok = out && strncmp(out, want, 64) == 0;
+        if (!ok)
+            fprintf(stderr, "\n  %s: sha256 %.64s, expected %s\n", wf->string, out ? out : "?", want);
+        CU_ASSERT(ok);
+        free(out);
+        free(path);
+        free(first);
+        free(ids);
+        free(text);
+    }
+    ftq_tokenizer_free(tk);
+    cJSON_Delete(gold);
+}
+
+/* The regex pre-tokenizers of tokenizer.ggml.pre names, on text whose splits differ between
+ * them (pieces worked out from each tokenizer.json's Split regex by hand). */
+typedef struct {
+    char buf[512];
+    size_t n;
+} pieces;
+
+static int collect(void *user, const char *s, size_t len)
+{
+    pieces *p = user;
+    if (p->n + len + 2 < sizeof p->buf) {
+        memcpy(p->buf + p->n, s, len);
+        p->n += len;
+        p->buf[p->n++] = '|';
+        p->buf[p->n] = '\0';
+    }
+    return FTQ_OK;
+}
+
+static void expect_split(const char *pre, const char *text, const char *want)
+{
+    ftq_tok_regex *r = NULL;
+    ASSERT_OK(ftq_tok_pre_regex(pre, strlen(pre), &r));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    pieces p = {{0}, 0};
+    ASSERT_OK(ftq_tok_regex_split(r, text, strlen(text), collect, &p));
+    if (strcmp(p.buf, want) != 0)
+        fprintf(stderr, "\n  %s: \"%s\", expected \"%s\"\n", pre, p.buf, want);
+    CU_ASSERT_STRING_EQUAL(p.buf, want);
+    ftq_tok_regex_free(r);
+}
+
+static void test_pre_regex(void)
+{
+    const char *text = "Hello World's 12345 I'M\n\n  x";
+    expect_split("llama-bpe", text, "Hello| World|'s| |123|45| I|'M|\n\n| | x|");
+    expect_split("qwen2", text, "Hello| World|'s| |1|2|3|4|5| I|'M|\n\n| | x|");
+    expect_split("smollm", text, "Hello| World|'s| |1|2|3|4|5| I|'|M|\n\n | x|");
+    expect_split("smollm", "abc123x", "abc|1|2|3|x|");
+    ftq_tok_regex *r = (ftq_tok_regex *)1;
+    ASSERT_OK(ftq_tok_pre_regex("gpt-2", 5, &r)); /* the built-in GPT-2 scanner */
+    CU_ASSERT_PTR_NULL(r);
+    CU_ASSERT_EQUAL(ftq_tok_pre_regex("no-such", 7, &r), FTQ_ENOTFOUND);
+}
+
 void test_register_gguf(void)
 {
     static const test_case cases[] = {
@@ -596,6 +717,8 @@ void test_register_gguf(void)
         {"open_errors", test_open_errors},
         {"smollm2_config", test_smollm2_config},
         {"smollm2_logits", test_smollm2_logits},
+        {"smollm2_tokenize", test_smollm2_tokenize},
+        {"pre_regex", test_pre_regex},
         {NULL, NULL},
     };
     test_add_suite("gguf", cases);
