@@ -8,11 +8,14 @@ reference reader/writer, llama.cpp's gguf-py):
                                      holds gguf.quants.dequantize() of it
   tests/fixtures/gguf/meta.gguf      every metadata value type, nested arrays, alignment 64,
                                      three small tensors (the values are asserted in the test)
+  tests/fuzz/corpus/gguf/            seeds of tests/fuzz/fuzz_gguf.c: meta.gguf, and quant.gguf
+                                     (tokenizer-like arrays, one block of several quantized types)
 
 Usage: pip install gguf numpy && python3 tools/make_gguf_fixtures.py
 Deterministic (fixed seed); regenerate only as a reviewed change.
 """
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -101,10 +104,30 @@ def write_meta(path):
     w.close()
 
 
+def write_fuzz_seed(path):
+    rng = np.random.default_rng(1)
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(1)
+    w.add_array("tokenizer.ggml.tokens", ["a", "b", "ab"])
+    w.add_array("tokenizer.ggml.merges", ["a b"])
+    for name, qt in [("q4_0", T.Q4_0), ("q8_0", T.Q8_0), ("q4_k", T.Q4_K), ("q6_k", T.Q6_K)]:
+        _, ts = gguf.GGML_QUANT_SIZES[qt]
+        w.add_tensor(name, rng.integers(0, 256, size=(1, ts), dtype=np.uint8), raw_dtype=qt)
+    w.add_tensor("f16", np.ones(8, dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     write_dequant(os.path.join(OUT, "dequant.gguf"))
     write_meta(os.path.join(OUT, "meta.gguf"))
+    seeds = os.path.join(os.path.dirname(OUT), "..", "fuzz", "corpus", "gguf")
+    os.makedirs(seeds, exist_ok=True)
+    shutil.copyfile(os.path.join(OUT, "meta.gguf"), os.path.join(seeds, "meta.gguf"))
+    write_fuzz_seed(os.path.join(seeds, "quant.gguf"))
     for f in ("dequant.gguf", "meta.gguf"):
         r = gguf.GGUFReader(os.path.join(OUT, f))
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes,", len(r.tensors), "tensors,", len(r.fields), "keys")
