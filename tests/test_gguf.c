@@ -464,6 +464,178 @@ static void test_open_errors(void)
 }
 
 
+/* ---- tokenizers from GGUF metadata built here ------------------------------------------ */
+
+static void kv_str(bb *b, const char *k, const char *v)
+{
+    str(b, k);
+    u32(b, FTQ_GGUF_STRING);
+    str(b, v);
+}
+static void kv_u32(bb *b, const char *k, uint32_t v)
+{
+    str(b, k);
+    u32(b, FTQ_GGUF_UINT32);
+    u32(b, v);
+}
+static void kv_bool(bb *b, const char *k, int v)
+{
+    str(b, k);
+    u32(b, FTQ_GGUF_BOOL);
+    unsigned char c = (unsigned char)v;
+    put(b, &c, 1);
+}
+
+static const char *write_tmp(const bb *b, const char *name)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/%s", test_tmpdir("gguf_files"), name);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL(f);
+    if (f) {
+        fwrite(b->p, 1, b->n, f);
+        fclose(f);
+    }
+    return path;
+}
+
+/* stories260K's sentencepiece model written as GGUF metadata (tokens, scores, token types
+ * as llama.cpp's converter maps them) must encode and decode exactly as the tokenizer.model
+ * it came from, on the TinyStories sample and on text with spaces, digits and bytes. */
+static void test_spm_from_gguf(void)
+{
+    ftq_tokenizer *ref = NULL, *tk = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(source_path("datasets/stories260K"), FTQ_TOKENIZER_SPM, &ref));
+    int32_t n = ref->n_vocab;
+    bb b = {0};
+    header(&b, 0, 8);
+    kv_str(&b, "general.architecture", "llama");
+    kv_str(&b, "tokenizer.ggml.model", "llama");
+    str(&b, "tokenizer.ggml.tokens");
+    u32(&b, FTQ_GGUF_ARRAY);
+    u32(&b, FTQ_GGUF_STRING);
+    u64(&b, (uint64_t)n);
+    for (int32_t i = 0; i < n; i++)
+        str(&b, ref->piece[i]);
+    str(&b, "tokenizer.ggml.scores");
+    u32(&b, FTQ_GGUF_ARRAY);
+    u32(&b, FTQ_GGUF_FLOAT32);
+    u64(&b, (uint64_t)n);
+    for (int32_t i = 0; i < n; i++)
+        put(&b, &ref->score[i], 4);
+    str(&b, "tokenizer.ggml.token_type");
+    u32(&b, FTQ_GGUF_ARRAY);
+    u32(&b, FTQ_GGUF_INT32);
+    u64(&b, (uint64_t)n);
+    for (int32_t i = 0; i < n; i++) {
+        int f = ref->flags[i];
+        u32(&b, f & TOKF_CONTROL ? 3 : f & TOKF_UNKNOWN ? 2 : f & TOKF_BYTE ? 6 : 1);
+    }
+    kv_u32(&b, "tokenizer.ggml.bos_token_id", (uint32_t)ref->bos_id);
+    kv_u32(&b, "tokenizer.ggml.eos_token_id", (uint32_t)ref->eos_id);
+    kv_bool(&b, "tokenizer.ggml.add_bos_token", 1);
+    const char *path = write_tmp(&b, "spm.gguf");
+    ASSERT_OK(ftq_tokenizer_load(path, &tk));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tk), FTQ_TOKENIZER_GGUF);
+    CU_ASSERT_EQUAL(ftq_tokenizer_bos(tk), ftq_tokenizer_bos(ref));
+    CU_ASSERT_EQUAL(ftq_tokenizer_eos(tk), ftq_tokenizer_eos(ref));
+    CU_ASSERT_TRUE(ftq_tokenizer_adds_bos(tk));
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_OK(ftq_read_file(source_path("datasets/tinystories_sample.txt"), &text, &len));
+    const char *extra[] = {"  two  spaces\tand tabs\n", "digits 12345 and \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "x"};
+    for (int k = -1; k < 3; k++) {
+        const char *s = k < 0 ? text : extra[k];
+        size_t sl = k < 0 ? len : strlen(s), na = 0, nb = 0;
+        int32_t *a = NULL, *c = NULL;
+        ASSERT_OK(ftq_tokenizer_encode(ref, s, sl, 1, &a, &na));
+        ASSERT_OK(ftq_tokenizer_encode(tk, s, sl, 1, &c, &nb));
+        CU_ASSERT(na == nb && memcmp(a, c, na * sizeof *a) == 0);
+        if (k < 0)
+            CU_ASSERT(na > 1000);
+        char *da = NULL, *dc = NULL;
+        size_t la = 0, lc = 0;
+        ASSERT_OK(ftq_tokenizer_decode(ref, a, na, 1, &da, &la));
+        ASSERT_OK(ftq_tokenizer_decode(tk, c, nb, 1, &dc, &lc));
+        CU_ASSERT(la == lc && memcmp(da, dc, la) == 0);
+        free(da);
+        free(dc);
+        free(a);
+        free(c);
+    }
+    free(text);
+    free(b.p);
+    ftq_tokenizer_free(tk);
+    ftq_tokenizer_free(ref);
+}
+
+static void expect_tok_fail_at(const bb *b, int status, const char *phrase, int line)
+{
+    ftq_tokenizer *tk = NULL;
+    int rc = ftq_tokenizer_load(write_tmp(b, "bad_tok.gguf"), &tk);
+    const char *msg = ftq_last_error();
+    int ok = rc == status && !tk && strstr(msg, phrase) && !strchr(msg, '\n');
+    if (!ok)
+        fprintf(stderr, "\n  line %d: status %d (expected %d), message \"%s\" (expected \"%s\")\n", line, rc, status,
+                msg, phrase);
+    CU_ASSERT(ok);
+    ftq_tokenizer_free(tk);
+}
+#define EXPECT_TOK_FAIL(b, status, phrase) expect_tok_fail_at((b), (status), (phrase), __LINE__)
+
+/* A tiny byte-level vocabulary: "a", "b", "ab"; merges as given. */
+static void tiny_bpe(bb *b, const char *model, const char *pre, const char *merge, int n_types)
+{
+    b->n = 0;
+    header(b, 0, pre ? 5 : 4);
+    kv_str(b, "tokenizer.ggml.model", model);
+    if (pre)
+        kv_str(b, "tokenizer.ggml.pre", pre);
+    str(b, "tokenizer.ggml.tokens");
+    u32(b, FTQ_GGUF_ARRAY);
+    u32(b, FTQ_GGUF_STRING);
+    u64(b, 3);
+    str(b, "a");
+    str(b, "b");
+    str(b, "ab");
+    str(b, "tokenizer.ggml.token_type");
+    u32(b, FTQ_GGUF_ARRAY);
+    u32(b, FTQ_GGUF_INT32);
+    u64(b, (uint64_t)n_types);
+    for (int i = 0; i < n_types; i++)
+        u32(b, 1);
+    str(b, "tokenizer.ggml.merges");
+    u32(b, FTQ_GGUF_ARRAY);
+    u32(b, FTQ_GGUF_STRING);
+    u64(b, 1);
+    str(b, merge);
+}
+
+static void test_tokenizer_errors(void)
+{
+    bb b = {0};
+    tiny_bpe(&b, "gpt2", "qwen2", "a b", 3);
+    ftq_tokenizer *tk = NULL;
+    ASSERT_OK(ftq_tokenizer_load(write_tmp(&b, "tiny.gguf"), &tk));
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ASSERT_OK(ftq_tokenizer_encode(tk, "abba", 4, 1, &ids, &n));
+    CU_ASSERT(n == 3 && ids[0] == 2 && ids[1] == 1 && ids[2] == 0); /* "ab" merged, no BOS by default */
+    free(ids);
+    ftq_tokenizer_free(tk);
+    tiny_bpe(&b, "bert", "qwen2", "a b", 3);
+    EXPECT_TOK_FAIL(&b, FTQ_EUNSUPPORTED, "tokenizer model 'bert' is not supported");
+    tiny_bpe(&b, "gpt2", "jais", "a b", 3);
+    EXPECT_TOK_FAIL(&b, FTQ_EUNSUPPORTED, "pre-tokenizer 'jais' (tokenizer.ggml.pre) is not supported");
+    tiny_bpe(&b, "gpt2", NULL, "a b", 2);
+    EXPECT_TOK_FAIL(&b, FTQ_EFORMAT, "key 'tokenizer.ggml.token_type' has 2 entries (expected one per token: 3)");
+    tiny_bpe(&b, "gpt2", NULL, "a c", 3);
+    EXPECT_TOK_FAIL(&b, FTQ_EFORMAT, "merge 0 'a c' joins tokens that are not in the vocabulary");
+    tiny_bpe(&b, "gpt2", NULL, "ab", 3);
+    EXPECT_TOK_FAIL(&b, FTQ_EFORMAT, "merge 0 is not two tokens separated by a space");
+    free(b.p);
+}
+
 /* ---- SmolLM2-135M (Q4_1 GGUF) against ../shared/golden/smollm2 ------------------------ */
 
 #define SMOLLM2 "models/SmolLM2-135M-Instruct-Q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -706,6 +878,41 @@ static void test_pre_regex(void)
     CU_ASSERT_EQUAL(ftq_tok_pre_regex("no-such", 7, &r), FTQ_ENOTFOUND);
 }
 
+/* WikiText-2 test perplexity, llama.cpp protocol, ctx 512, the first 40 chunks (no BOS: the
+ * file's add_bos_token is false), against the golden README's f32 value 23.5111 (HF
+ * transformers fp32 on the same dequantized weights; llama.cpp F32 gives 23.5120) within
+ * 1e-4 relative. All 40 chunks are run because the golden has no value for fewer; that is
+ * 20,480 tokens through a 135M model, about 45 s of CPU time in the release build. */
+static void test_smollm2_perplexity(void)
+{
+    ftq_model *m = test_load_model(shared_path(SMOLLM2));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    ftq_tokenizer *tk = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path(SMOLLM2), &tk));
+    char *text = NULL;
+    size_t len = 0, n = 0;
+    ASSERT_OK(ftq_read_file(shared_path("data/wikitext-2-raw/wiki.test.raw"), &text, &len));
+    int32_t *ids = NULL;
+    ASSERT_OK(ftq_tokenizer_encode(tk, text, len, 0, &ids, &n));
+    ASSERT_INT_EQ(n, 303415);
+    ftq_ppl_params p = ftq_ppl_default_params();
+    p.protocol = FTQ_PPL_LLAMACPP;
+    p.n_ctx = 512;
+    p.n_chunks = 40;
+    p.add_bos = ftq_tokenizer_adds_bos(tk);
+    p.bos_id = ftq_tokenizer_bos(tk);
+    CU_ASSERT_FALSE(p.add_bos);
+    ftq_ppl_result r;
+    ASSERT_OK(ftq_perplexity(m, ids, n, &p, &r));
+    ASSERT_INT_EQ(r.chunks, 40);
+    ASSERT_INT_EQ(r.tokens_scored, 10200);
+    ASSERT_NEAR(r.ppl, 23.5111, 23.5111 * 1e-4);
+    free(ids);
+    free(text);
+    ftq_tokenizer_free(tk);
+    ftq_model_free(m);
+}
+
 void test_register_gguf(void)
 {
     static const test_case cases[] = {
@@ -719,6 +926,9 @@ void test_register_gguf(void)
         {"smollm2_logits", test_smollm2_logits},
         {"smollm2_tokenize", test_smollm2_tokenize},
         {"pre_regex", test_pre_regex},
+        {"spm_from_gguf", test_spm_from_gguf},
+        {"tokenizer_errors", test_tokenizer_errors},
+        {"smollm2_perplexity", test_smollm2_perplexity},
         {NULL, NULL},
     };
     test_add_suite("gguf", cases);
