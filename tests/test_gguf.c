@@ -913,6 +913,39 @@ static void test_smollm2_perplexity(void)
     ftq_model_free(m);
 }
 
+/* The CLI on a .gguf file: info reads its config and tokenizer; tokenize gives the golden
+ * ids; commands that would write a model directory refuse it in one line, writing nothing. */
+static void test_cli(void)
+{
+    char args[2048];
+    const char *m = shared_path(SMOLLM2);
+    snprintf(args, sizeof args, "info -m '%s' --json --no-tensors", m);
+    cJSON *j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "kind")->valuestring, "gguf");
+    CU_ASSERT_EQUAL(cJSON_GetObjectItem(j, "parameters")->valuedouble, 134515008.0);
+    CU_ASSERT_EQUAL(cJSON_GetObjectItem(j, "file_bytes")->valuedouble, 98362432.0);
+    const cJSON *tk = cJSON_GetObjectItem(j, "tokenizer");
+    CU_ASSERT(tk && cJSON_GetObjectItem(tk, "vocab_size")->valueint == 49152 && !cJSON_IsTrue(cJSON_GetObjectItem(tk, "adds_bos")));
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "tokenize -m '%s' -p 'Lily and Ben went to the park.' --json", m);
+    j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    size_t n = 0;
+    int32_t *ids = json_ints(cJSON_GetObjectItem(j, "ids"), &n);
+    static const int32_t want[] = {43490, 284, 5465, 3514, 288, 260, 5949, 30};
+    CU_ASSERT(n == 8 && memcmp(ids, want, sizeof want) == 0);
+    free(ids);
+    cJSON_Delete(j);
+    const char *out = test_tmpdir("gguf_cli");
+    char dst[1200];
+    snprintf(dst, sizeof dst, "%s/q", out);
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int8", m, dst);
+    ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
+    snprintf(args, sizeof args, "prune -m '%s' -o '%s' --sparsity 0.5", m, dst);
+    ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
+}
+
 void test_register_gguf(void)
 {
     static const test_case cases[] = {
@@ -929,6 +962,7 @@ void test_register_gguf(void)
         {"spm_from_gguf", test_spm_from_gguf},
         {"tokenizer_errors", test_tokenizer_errors},
         {"smollm2_perplexity", test_smollm2_perplexity},
+        {"cli", test_cli},
         {NULL, NULL},
     };
     test_add_suite("gguf", cases);
