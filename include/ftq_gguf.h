@@ -156,6 +156,10 @@ const ftq_gguf_tensor *ftq_gguf_find_tensor(const ftq_gguf *g, const char *name)
 /* Dequantize a whole tensor into dst (numel floats), bit-exactly as ggml does. */
 int ftq_gguf_tensor_to_f32(const ftq_gguf_tensor *t, float *dst);
 
+/* Drop the resident pages of bytes [p, p + n) of the file mapping (whole pages inside the
+ * range; a no-op for ftq_gguf_open_memory images): for tensor data already converted. */
+void ftq_gguf_release(const ftq_gguf *g, const void *p, size_t n);
+
 /* Name of a value type ("uint32", "array", ...). */
 const char *ftq_gguf_type_name(ftq_gguf_type t);
 

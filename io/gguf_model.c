@@ -255,6 +255,7 @@ static int convert_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_
     dst->data = d;
     dst->owned = 1;
     int rc = ftq_gguf_tensor_to_f32(src, d);
+    ftq_gguf_release(g, src->data, src->nbytes); /* keeps peak memory near the f32 model's size */
     if (!rc && permute) {
         int64_t rows = src->ne[1], cols = src->n_dims > 1 ? src->ne[0] : 1;
         if (src->n_dims == 1)
