@@ -351,7 +351,8 @@ static void test_malformed(void)
     EXPECT_FAIL(&b, FTQ_EUNSUPPORTED, "tensor 'w' has ggml type 99");
     b.n = 0;
     header(&b, 1, 0);
-    tinfo(&b, "w", 5, ne2, 0, 0);
+    uint64_t ne5[5] = {1, 1, 1, 1, 1};
+    tinfo(&b, "w", 5, ne5, 0, 0);
     EXPECT_FAIL(&b, FTQ_EFORMAT, "tensor 'w' has 5 dimensions");
     b.n = 0;
     header(&b, 1, 0);
