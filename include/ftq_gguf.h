@@ -21,6 +21,7 @@
 #define FTQ_GGUF_H
 
 #include "ftq_io.h"
+#include "ftq_tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -163,12 +164,46 @@ void ftq_gguf_release(const ftq_gguf *g, const void *p, size_t n);
 /* Name of a value type ("uint32", "array", ...). */
 const char *ftq_gguf_type_name(ftq_gguf_type t);
 
+/* ---- writing ------------------------------------------------------------------------ */
+
+/* A GGUF v3 file in the making: metadata is copied as added, tensor data is borrowed until
+ * ftq_gguf_writer_write (which writes atomically, tensors aligned to 32 bytes). Adders other
+ * than ftq_gguf_writer_tensor record an out-of-memory failure for write to report. */
+typedef struct ftq_gguf_writer ftq_gguf_writer;
+int ftq_gguf_writer_new(ftq_gguf_writer **out);
+void ftq_gguf_writer_free(ftq_gguf_writer *w);
+void ftq_gguf_writer_str(ftq_gguf_writer *w, const char *key, const char *v);
+void ftq_gguf_writer_u32(ftq_gguf_writer *w, const char *key, uint32_t v);
+void ftq_gguf_writer_f32(ftq_gguf_writer *w, const char *key, float v);
+void ftq_gguf_writer_bool(ftq_gguf_writer *w, const char *key, int v);
+/* lens NULL: NUL-terminated strings. */
+void ftq_gguf_writer_str_array(ftq_gguf_writer *w, const char *key, const char *const *s, const size_t *lens,
+                               size_t n);
+/* elem: FTQ_GGUF_INT32, FTQ_GGUF_UINT32 or FTQ_GGUF_FLOAT32. */
+void ftq_gguf_writer_array(ftq_gguf_writer *w, const char *key, ftq_gguf_type elem, const void *v, size_t n);
+/* ne in ggml order (ne[0] contiguous); nbytes must match type and shape. */
+int ftq_gguf_writer_tensor(ftq_gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *ne,
+                           const void *data, size_t nbytes);
+int ftq_gguf_writer_write(const ftq_gguf_writer *w, const char *path);
+
+/* ggml's reference quantizers (quantize_row_q8_0_ref / _q4_0_ref): nblocks blocks of 32. */
+void ftq_ggml_quantize_q8_0(const float *x, void *dst, size_t nblocks);
+void ftq_ggml_quantize_q4_0(const float *x, void *dst, size_t nblocks);
+
 /* ---- GGUF as a model source --------------------------------------------------------- */
 
 /* Read a GGUF model: the config from its `<arch>.*` keys and a checkpoint whose tensors
  * carry Hugging Face names and f32 data (dequantized; Q/K rows un-permuted), as the model
  * loader expects from a safetensors directory. cfg may be NULL. Architectures: llama. */
 int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg, ftq_checkpoint **out);
+
+/* Write a llama-family model (config + checkpoint with Hugging Face names, as ftq loads it)
+ * and its tokenizer as a GGUF file llama.cpp reads: the general.* / llama.* /
+ * tokenizer.ggml.* keys, blk.N.* names, Q/K rows permuted as llama.cpp's converter does.
+ * type: FTQ_GGML_F32, F16, Q8_0 or Q4_0 for the 2-D weights (1-D tensors stay F32; a matrix
+ * whose rows are not a multiple of 32 falls back to F16). Refuses quantized ftq checkpoints. */
+int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok,
+                    uint32_t type, const char *path);
 
 #ifdef __cplusplus
 }

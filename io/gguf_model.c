@@ -5,8 +5,10 @@
  * reports it as an unexpected tensor. Invariant: the checkpoint owns every tensor it lists. */
 #include "ftq.h"
 #include "io/checkpoint_src.h"
+#include "io/tok_internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -304,5 +306,178 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_ch
         ftq_tensors_free(ts, done);
     if (!rc && cfg_out)
         *cfg_out = cfg;
+    return rc;
+}
+
+/* ---- the reverse: a checkpoint as a GGUF file ----------------------------------------- */
+
+/* HF name -> GGUF name through the same table (*layer >= 0 when the pattern has "%d"). */
+static const name_row *to_gguf_name(const arch_row *a, const char *hf, char *out, size_t cap)
+{
+    int layer;
+    for (const name_row *r = a->names; r->gguf; r++)
+        if (match(r->hf, hf, &layer)) {
+            if (layer >= 0)
+                snprintf(out, cap, r->gguf, layer);
+            else
+                snprintf(out, cap, "%s", r->gguf);
+            return r;
+        }
+    return NULL;
+}
+
+/* llama.cpp's converter permutation (the inverse of unpermute). */
+static void permute_rows(const float *src, float *dst, int64_t rows, int64_t cols, int heads)
+{
+    int64_t hd = rows / heads, half = hd / 2;
+    for (int h = 0; h < heads; h++)
+        for (int64_t j = 0; j < half; j++)
+            for (int i = 0; i < 2; i++)
+                memcpy(dst + (h * hd + 2 * j + i) * cols, src + (h * hd + i * half + j) * cols,
+                       sizeof(float) * (size_t)cols);
+}
+
+static uint32_t file_type_of(uint32_t type)
+{
+    switch (type) {
+    case FTQ_GGML_F16: return 1;
+    case FTQ_GGML_Q4_0: return 2;
+    case FTQ_GGML_Q8_0: return 7;
+    default: return 0;
+    }
+}
+
+int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok, uint32_t type,
+                    const char *path)
+{
+    if (!cfg || !ck || !tok || !path)
+        return ftq_set_error(FTQ_EINVAL, "ftq_gguf_export: NULL argument");
+    if (type != FTQ_GGML_F32 && type != FTQ_GGML_F16 && type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0)
+        return ftq_set_error(FTQ_EINVAL, "cannot export '%s': tensor type %u is not one ftq writes "
+                             "(f32, f16, q8_0, q4_0)", path, type);
+    if (cfg->arch != FTQ_ARCH_LLAMA || strcmp(cfg->model_type, "llama") != 0 || cfg->sliding_window ||
+        cfg->is_classifier || cfg->mlp_bias)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': only plain llama causal LMs are written as "
+                             "GGUF (this is a %s%s model)", path, cfg->model_type,
+                             cfg->is_classifier ? " sequence classifier" : "");
+    const arch_row *a = &archs[0];
+    ftq_gguf_writer *w = NULL;
+    int rc = ftq_gguf_writer_new(&w);
+    if (rc)
+        return rc;
+    ftq_gguf_writer_str(w, "general.architecture", a->arch);
+    ftq_gguf_writer_str(w, "general.type", "model");
+    ftq_gguf_writer_u32(w, "general.file_type", file_type_of(type));
+    ftq_gguf_writer_u32(w, "general.quantization_version", 2);
+    char key[128];
+#define KU32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_u32(w, key, (uint32_t)(v)))
+#define KF32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_f32(w, key, (v)))
+    KU32("block_count", cfg->n_layers);
+    KU32("context_length", cfg->max_position);
+    KU32("embedding_length", cfg->hidden_size);
+    KU32("feed_forward_length", cfg->intermediate_size);
+    KU32("attention.head_count", cfg->n_heads);
+    KU32("attention.head_count_kv", cfg->n_kv_heads);
+    KF32("rope.freq_base", cfg->rope_theta);
+    KF32("attention.layer_norm_rms_epsilon", cfg->norm_eps);
+    KU32("vocab_size", cfg->vocab_size);
+    KU32("rope.dimension_count", cfg->head_dim);
+    if (cfg->head_dim * cfg->n_heads != cfg->hidden_size)
+        KU32("attention.key_length", cfg->head_dim);
+#undef KU32
+#undef KF32
+    rc = ftq_tok_gguf_describe(tok, w);
+    size_t n = ftq_checkpoint_count(ck), nbuf = 0;
+    void **bufs = calloc(n ? 2 * n : 1, sizeof *bufs);
+    if (!rc && !bufs)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {
+        const ftq_tensor *t = ftq_checkpoint_tensor(ck, i);
+        char gname[FTQ_GGUF_MAX_NAME + 8];
+        const name_row *r = to_gguf_name(a, t->name, gname, sizeof gname);
+        if (!r && strstr(t->name, "rotary_emb.inv_freq"))
+            continue; /* a buffer, not a parameter */
+        if (r && strcmp(r->hf, "lm_head.weight") == 0 && cfg->tie_word_embeddings)
+            continue; /* tied: llama.cpp uses token_embd */
+        if (!r) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' has no GGUF name (an ftq-quantized "
+                               "checkpoint must be dequantized first)", path, t->name);
+            break;
+        }
+        const ftq_dtype_traits *tr = ftq_dtype_info(t->dtype);
+        if (!tr || !tr->to_f32 || tr->block_size != 1 || t->ndim < 1 || t->ndim > 2) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' of dtype %s", path, t->name,
+                               tr ? tr->name : "?");
+            break;
+        }
+        int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->shape[t->ndim - 1];
+        size_t numel = (size_t)(rows * cols);
+        /* f32 values of the tensor: the checkpoint's own when F32, else a converted copy;
+         * Q and K rows permuted into a second copy */
+        const float *f = t->data;
+        float *conv = NULL, *perm = NULL;
+        if (t->dtype != FTQ_DTYPE_F32 || ((uintptr_t)t->data & 3)) {
+            if (!(conv = malloc(sizeof(float) * (numel ? numel : 1)))) {
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                break;
+            }
+            ftq_tensor_to_f32(t, conv);
+            f = conv;
+        }
+        if (r->permute) {
+            if (!(perm = malloc(sizeof(float) * (numel ? numel : 1)))) {
+                free(conv);
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                break;
+            }
+            /* a bias is a column of rows */
+            permute_rows(f, perm, t->ndim == 2 ? rows : cols, t->ndim == 2 ? cols : 1,
+                         r->permute == 1 ? cfg->n_heads : cfg->n_kv_heads);
+            free(conv);
+            conv = NULL;
+            f = perm;
+        }
+        for (size_t k = 0; k < numel && !rc; k++)
+            if (!isfinite(f[k]))
+                rc = ftq_set_error(FTQ_ENUMERIC, "cannot export '%s': tensor '%s' holds a non-finite value at %zu",
+                                   path, t->name, k);
+        uint32_t tt = t->ndim == 2 ? type : FTQ_GGML_F32;
+        if ((tt == FTQ_GGML_Q8_0 || tt == FTQ_GGML_Q4_0) && cols % 32)
+            tt = FTQ_GGML_F16;
+        const ftq_ggml_traits *gt = ftq_ggml_type_info(tt);
+        size_t nbytes = numel / gt->block_size * gt->type_size;
+        void *q = NULL;
+        if (!rc && tt != FTQ_GGML_F32) {
+            if (!(q = malloc(nbytes ? nbytes : 1)))
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            else if (tt == FTQ_GGML_F16)
+                ftq_dtype_info(FTQ_DTYPE_F16)->from_f32(f, q, numel);
+            else if (tt == FTQ_GGML_Q8_0)
+                ftq_ggml_quantize_q8_0(f, q, numel / 32);
+            else
+                ftq_ggml_quantize_q4_0(f, q, numel / 32);
+        }
+        const void *data = q ? q : (const void *)f;
+        if (q) { /* the f32 copies are not written */
+            free(conv);
+            free(perm);
+            bufs[nbuf++] = q;
+        } else {
+            if (conv)
+                bufs[nbuf++] = conv;
+            if (perm)
+                bufs[nbuf++] = perm;
+        }
+        if (rc)
+            break;
+        int64_t ne[2] = {cols, rows};
+        rc = ftq_gguf_writer_tensor(w, gname, tt, t->ndim, ne, data, nbytes);
+    }
+    if (!rc)
+        rc = ftq_gguf_writer_write(w, path);
+    for (size_t i = 0; i < nbuf; i++)
+        free(bufs[i]);
+    free(bufs);
+    ftq_gguf_writer_free(w);
     return rc;
 }

@@ -250,6 +250,7 @@ static int setup_bpe(ftq_tokenizer *t, const ftq_gguf *g)
                     "default, gpt-2, smollm, starcoder, llama-bpe or qwen2)", (int)(plen > 64 ? 64 : plen), pre);
     if (rc)
         return rc;
+    snprintf(t->gguf_pre, sizeof t->gguf_pre, "%.*s", (int)(plen < sizeof t->gguf_pre ? plen : 0), pre);
     t->model = TOK_MODEL_BPE_RANK;
     t->pretok = TOK_PRE_BYTELEVEL;
     t->bl_use_regex = 1;
@@ -328,5 +329,116 @@ int ftq_tok_load_gguf(ftq_tokenizer *t, const char *path)
     if (!rc && add_eos && t->eos_id >= 0)
         rc = ftq_ivec_push(&t->suffix, t->eos_id);
     ftq_gguf_close(g);
+    return rc;
+}
+
+/* ---- the reverse: tokenizer.ggml.* keys for a loaded tokenizer ------------------------- */
+
+typedef struct {
+    int32_t rank, a, b;
+} merge_ent;
+
+static int cmp_merge(const void *x, const void *y)
+{
+    const merge_ent *p = x, *q = y;
+    return (p->rank > q->rank) - (p->rank < q->rank);
+}
+
+static int is_added(const ftq_tokenizer *t, int32_t id, int *special)
+{
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].id == id) {
+            *special = t->added[i].special;
+            return 1;
+        }
+    return 0;
+}
+
+int ftq_tok_gguf_describe(const ftq_tokenizer *t, ftq_gguf_writer *w)
+{
+    int spm = t->model == TOK_MODEL_BPE_SCORE;
+    if (spm ? t->norm != TOK_NORM_SPM || !t->score
+            : t->model != TOK_MODEL_BPE_RANK || t->pretok != TOK_PRE_BYTELEVEL || t->norm != TOK_NORM_NONE ||
+                  t->bl_add_prefix_space || !t->bl_use_regex)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot describe tokenizer '%s' in GGUF: only byte-level BPE with "
+                             "GPT-2 style splitting and sentencepiece BPE are supported", t->name);
+    int32_t n = t->n_vocab;
+    const char **tokens = malloc((size_t)n * sizeof *tokens);
+    size_t *lens = malloc((size_t)n * sizeof *lens);
+    int32_t *types = malloc((size_t)n * sizeof *types);
+    merge_ent *merges = NULL;
+    int rc = tokens && lens && types ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (int32_t i = 0; !rc && i < n; i++) {
+        if (!t->piece[i]) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot describe tokenizer '%s' in GGUF: token id %ld is unused",
+                               t->name, (long)i);
+            break;
+        }
+        tokens[i] = t->piece[i];
+        lens[i] = t->piece_len[i];
+        int f = t->flags[i], special = 0;
+        types[i] = f & TOKF_UNKNOWN ? TT_UNKNOWN : f & TOKF_CONTROL ? TT_CONTROL : f & TOKF_BYTE ? TT_BYTE : TT_NORMAL;
+        if (types[i] == TT_NORMAL && is_added(t, i, &special))
+            types[i] = special ? TT_CONTROL : TT_USER_DEFINED;
+        for (size_t k = 0; types[i] == TT_NORMAL && k < t->user_defined.n; k++)
+            if (t->user_defined.v[k] == i)
+                types[i] = TT_USER_DEFINED;
+    }
+    if (!rc) {
+        ftq_gguf_writer_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
+        if (!spm)
+            ftq_gguf_writer_str(w, "tokenizer.ggml.pre", t->gguf_pre[0] ? t->gguf_pre : "gpt-2");
+        ftq_gguf_writer_str_array(w, "tokenizer.ggml.tokens", tokens, lens, (size_t)n);
+        ftq_gguf_writer_array(w, "tokenizer.ggml.token_type", FTQ_GGUF_INT32, types, (size_t)n);
+        if (spm) {
+            ftq_gguf_writer_array(w, "tokenizer.ggml.scores", FTQ_GGUF_FLOAT32, t->score, (size_t)n);
+            ftq_gguf_writer_bool(w, "tokenizer.ggml.add_space_prefix", t->spm_dummy_prefix);
+            if (t->unk_id >= 0)
+                ftq_gguf_writer_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk_id);
+        }
+    }
+    if (!rc && !spm) {
+        size_t nm = 0;
+        if (!(merges = malloc((t->merges.n ? t->merges.n : 1) * sizeof *merges)))
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        for (size_t i = 0; !rc && i < t->merges.cap; i++)
+            if (t->merges.keys[i] != UINT64_MAX)
+                merges[nm++] = (merge_ent){t->merges.rank[i], (int32_t)(t->merges.keys[i] >> 32),
+                                           (int32_t)(uint32_t)t->merges.keys[i]};
+        if (!rc)
+            qsort(merges, nm, sizeof *merges, cmp_merge);
+        char **ms = rc ? NULL : calloc(nm ? nm : 1, sizeof *ms);
+        if (!rc && !ms)
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        for (size_t i = 0; !rc && i < nm; i++) {
+            const char *a = t->piece[merges[i].a], *b = t->piece[merges[i].b];
+            size_t la = t->piece_len[merges[i].a], lb = t->piece_len[merges[i].b];
+            if (!(ms[i] = malloc(la + lb + 2))) {
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                break;
+            }
+            memcpy(ms[i], a, la);
+            ms[i][la] = ' ';
+            memcpy(ms[i] + la + 1, b, lb);
+            ms[i][la + lb + 1] = '\0';
+        }
+        if (!rc)
+            ftq_gguf_writer_str_array(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL, nm);
+        for (size_t i = 0; ms && i < nm; i++)
+            free(ms[i]);
+        free(ms);
+    }
+    if (!rc) {
+        if (t->bos_id >= 0)
+            ftq_gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)t->bos_id);
+        if (t->eos_id >= 0)
+            ftq_gguf_writer_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos_id);
+        ftq_gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", t->prefix.n > 0);
+        ftq_gguf_writer_bool(w, "tokenizer.ggml.add_eos_token", t->suffix.n > 0);
+    }
+    free(merges);
+    free(tokens);
+    free(lens);
+    free(types);
     return rc;
 }

@@ -124,6 +124,7 @@ struct ftq_tokenizer {
     ftq_ivec prefix, suffix; /* ids add_special puts around the text */
 
     struct ftq_tok_regex *pre_regex; /* byte-level BPE: regex split stages (NULL: the GPT-2 scanner) */
+    char gguf_pre[32];               /* its tokenizer.ggml.pre name ("" for the GPT-2 scanner) */
 };
 
 /* Loaders fill a zeroed tokenizer from ftq_tok_alloc. */
@@ -145,6 +146,10 @@ int ftq_tok_regex_split(const ftq_tok_regex *r, const char *s, size_t len, ftq_t
 /* The split stages of a GGUF tokenizer.ggml.pre name (tok_gguf.c): FTQ_OK with *out NULL for
  * GPT-2's regex (the built-in scanner), FTQ_ENOTFOUND (no message) for an unknown name. */
 int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out);
+/* Add the tokenizer.ggml.* keys describing t (tok_gguf.c). FTQ_EUNSUPPORTED for a tokenizer
+ * GGUF cannot describe (normalizers, non-byte-level BPE without scores). */
+struct ftq_gguf_writer;
+int ftq_tok_gguf_describe(const ftq_tokenizer *t, struct ftq_gguf_writer *w);
 int ftq_tok_add_added(ftq_tokenizer *t, int32_t id, const char *content, int special, int lstrip,
                       int rstrip, int single_word, int normalized);
 

@@ -947,6 +947,154 @@ static void test_cli(void)
     ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
 }
 
+/* ---- export -------------------------------------------------------------------------------- */
+
+/* ggml's reference Q8_0 / Q4_0 quantizers: ftq's bytes equal gguf.quants.quantize()'s. */
+static void test_quantize_ref(void)
+{
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open(fixture("quantize.gguf"), &g));
+    const ftq_gguf_tensor *x = ftq_gguf_find_tensor(g, "x"), *q8 = ftq_gguf_find_tensor(g, "x.q8_0"),
+                          *q4 = ftq_gguf_find_tensor(g, "x.q4_0");
+    CU_ASSERT_FATAL(x && q8 && q4 && x->numel == 1024 && q8->type == FTQ_GGML_Q8_0 && q4->type == FTQ_GGML_Q4_0);
+    unsigned char buf[34 * 32];
+    ftq_ggml_quantize_q8_0(x->data, buf, 32);
+    CU_ASSERT(q8->nbytes == 34 * 32 && memcmp(buf, q8->data, q8->nbytes) == 0);
+    ftq_ggml_quantize_q4_0(x->data, buf, 32);
+    CU_ASSERT(q4->nbytes == 18 * 32 && memcmp(buf, q4->data, q4->nbytes) == 0);
+    ftq_gguf_close(g);
+}
+
+/* Tensors of two checkpoints: same names and shapes, f32 values equal bit for bit. */
+static void expect_same_tensors(const ftq_checkpoint *a, const ftq_checkpoint *b)
+{
+    ASSERT_INT_EQ(ftq_checkpoint_count(b), ftq_checkpoint_count(a));
+    int bad = 0;
+    for (size_t i = 0; i < ftq_checkpoint_count(a); i++) {
+        const ftq_tensor *ta = ftq_checkpoint_tensor(a, i), *tb = ftq_checkpoint_find(b, ta->name);
+        if (!tb || tb->ndim != ta->ndim || ftq_tensor_numel(tb) != ftq_tensor_numel(ta)) {
+            if (bad++ < 3)
+                fprintf(stderr, "\n  tensor '%s' missing or reshaped\n", ta->name);
+            continue;
+        }
+        size_t n = (size_t)ftq_tensor_numel(ta);
+        float *fa = malloc(4 * n), *fb = malloc(4 * n);
+        ftq_tensor_to_f32(ta, fa);
+        ftq_tensor_to_f32(tb, fb);
+        if (memcmp(fa, fb, 4 * n) != 0 && bad++ < 3)
+            fprintf(stderr, "\n  tensor '%s' differs\n", ta->name);
+        free(fa);
+        free(fb);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+static void expect_same_encoding(const ftq_tokenizer *a, const ftq_tokenizer *b, const char *text, size_t len)
+{
+    int32_t *ia = NULL, *ib = NULL;
+    size_t na = 0, nb = 0;
+    ASSERT_OK(ftq_tokenizer_encode(a, text, len, 1, &ia, &na));
+    ASSERT_OK(ftq_tokenizer_encode(b, text, len, 1, &ib, &nb));
+    CU_ASSERT(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0);
+    free(ia);
+    free(ib);
+}
+
+/* stories260K (HF directory, sentencepiece tokenizer.model) -> f32 GGUF -> ftq: the same
+ * tensors bit for bit (the Q/K permutation undone exactly) and the same token ids; q8_0 and
+ * q4_0 files hold ggml's quantization of the same weights. */
+static void test_export_roundtrip(void)
+{
+    const char *dir = source_path("datasets/stories260K");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/st.gguf", test_tmpdir("gguf_export"));
+    char args[2200];
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type f32 --json", dir, out);
+    cJSON *j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    ftq_model_config c0, c1;
+    ftq_checkpoint *a = NULL, *b = NULL;
+    ASSERT_OK(ftq_config_load(source_path("datasets/stories260K/config.json"), &c0));
+    ASSERT_OK(ftq_checkpoint_open(dir, &a));
+    ASSERT_OK(ftq_gguf_checkpoint_open(out, &c1, &b));
+    CU_ASSERT(c1.n_layers == c0.n_layers && c1.hidden_size == c0.hidden_size && c1.n_heads == c0.n_heads &&
+              c1.n_kv_heads == c0.n_kv_heads && c1.vocab_size == c0.vocab_size && c1.rope_theta == c0.rope_theta &&
+              c1.norm_eps == c0.norm_eps && c1.tie_word_embeddings == c0.tie_word_embeddings);
+    expect_same_tensors(a, b);
+    ftq_checkpoint_close(b);
+    ftq_tokenizer *ta = NULL, *tb = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &ta));
+    ASSERT_OK(ftq_tokenizer_load(out, &tb));
+    CU_ASSERT_EQUAL(ftq_tokenizer_adds_bos(tb), ftq_tokenizer_adds_bos(ta));
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_OK(ftq_read_file(source_path("datasets/tinystories_sample.txt"), &text, &len));
+    expect_same_encoding(ta, tb, text, len);
+    ftq_tokenizer_free(tb);
+
+    /* q4_0: every 2-D weight is ggml's Q4_0 of the original (permuted for Q/K), norms F32 */
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type q4_0 --json", dir, out);
+    j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open(out, &g));
+    const ftq_gguf_tensor *gq = ftq_gguf_find_tensor(g, "blk.1.ffn_up.weight"),
+                          *gn = ftq_gguf_find_tensor(g, "blk.1.ffn_norm.weight");
+    CU_ASSERT_FATAL(gq && gn && gq->type == FTQ_GGML_Q4_0 && gn->type == FTQ_GGML_F32);
+    const ftq_tensor *up = ftq_checkpoint_find(a, "model.layers.1.mlp.up_proj.weight");
+    size_t n = (size_t)ftq_tensor_numel(up);
+    float *f = malloc(4 * n);
+    unsigned char *q = malloc(n / 32 * 18);
+    ftq_tensor_to_f32(up, f);
+    ftq_ggml_quantize_q4_0(f, q, n / 32);
+    CU_ASSERT(gq->nbytes == n / 32 * 18 && memcmp(q, gq->data, gq->nbytes) == 0);
+    free(f);
+    free(q);
+    ftq_gguf_close(g);
+    /* the q4_0 file loads and runs */
+    ftq_model *m = test_load_model(out);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    ftq_model_free(m);
+    free(text);
+    ftq_tokenizer_free(ta);
+    ftq_checkpoint_close(a);
+}
+
+/* SmolLM2's byte-level BPE (tokens, merges rebuilt from the merge table, pre-tokenizer name,
+ * control tokens) survives GGUF -> ftq -> GGUF: the re-read tokenizer gives the same ids. */
+static void test_export_smollm2_tokenizer(void)
+{
+    char out[1024], args[2200];
+    snprintf(out, sizeof out, "%s/s.gguf", test_tmpdir("gguf_export_s"));
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type q4_0 --json", shared_path(SMOLLM2), out);
+    cJSON *j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    ftq_tokenizer *ta = NULL, *tb = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path(SMOLLM2), &ta));
+    ASSERT_OK(ftq_tokenizer_load(out, &tb));
+    CU_ASSERT_STRING_EQUAL(ftq_tokenizer_kind_name(tb), ftq_tokenizer_kind_name(ta));
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_OK(ftq_read_file(source_path("datasets/tinystories_sample.txt"), &text, &len));
+    expect_same_encoding(ta, tb, text, len);
+    const char *t2 = "<|im_start|>user\nIn 1997, 42 people walked 3.5 km.<|im_end|>";
+    expect_same_encoding(ta, tb, t2, strlen(t2));
+    free(text);
+    ftq_tokenizer_free(ta);
+    ftq_tokenizer_free(tb);
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open(out, &g));
+    ASSERT_INT_EQ(ftq_gguf_tensor_count(g), 272);
+    const char *s;
+    size_t sl;
+    ASSERT_OK(ftq_gguf_get_str(g, "tokenizer.ggml.pre", &s, &sl));
+    CU_ASSERT(sl == 6 && memcmp(s, "smollm", 6) == 0);
+    ftq_gguf_close(g);
+}
+
 void test_register_gguf(void)
 {
     static const test_case cases[] = {
@@ -964,6 +1112,9 @@ void test_register_gguf(void)
         {"tokenizer_errors", test_tokenizer_errors},
         {"smollm2_perplexity", test_smollm2_perplexity},
         {"cli", test_cli},
+        {"quantize_ref", test_quantize_ref},
+        {"export_roundtrip", test_export_roundtrip},
+        {"export_smollm2_tokenizer", test_export_smollm2_tokenizer},
         {NULL, NULL},
     };
     test_add_suite("gguf", cases);

@@ -8,6 +8,9 @@ reference reader/writer, llama.cpp's gguf-py):
                                      holds gguf.quants.dequantize() of it
   tests/fixtures/gguf/meta.gguf      every metadata value type, nested arrays, alignment 64,
                                      three small tensors (the values are asserted in the test)
+  tests/fixtures/gguf/quantize.gguf  "x" [4, 256] F32 (with an all-zero block and an integer one)
+                                     and gguf.quants.quantize() of it as "x.q8_0" / "x.q4_0"
+                                     (as Q8_0 / Q4_0 tensors): ggml's reference quantizers
   tests/fuzz/corpus/gguf/            seeds of tests/fuzz/fuzz_gguf.c: meta.gguf, and quant.gguf
                                      (tokenizer-like arrays, one block of several quantized types)
 
@@ -104,6 +107,22 @@ def write_meta(path):
     w.close()
 
 
+def write_quantize(path):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 256)).astype(np.float32)
+    x[1, :32] = 0.0  # an all-zero block: scale 0, no division
+    x[2, :32] = np.arange(32, dtype=np.float32) - 16.0  # small integers, max at -16
+    w = gguf.GGUFWriter(path, "test")
+    w.add_tensor("x", x)
+    for name, qt in (("x.q8_0", T.Q8_0), ("x.q4_0", T.Q4_0)):
+        q = gguf.quants.quantize(x, qt)
+        w.add_tensor(name, q, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def write_fuzz_seed(path):
     rng = np.random.default_rng(1)
     w = gguf.GGUFWriter(path, "llama")
@@ -124,6 +143,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     write_dequant(os.path.join(OUT, "dequant.gguf"))
     write_meta(os.path.join(OUT, "meta.gguf"))
+    write_quantize(os.path.join(OUT, "quantize.gguf"))
     seeds = os.path.join(os.path.dirname(OUT), "..", "fuzz", "corpus", "gguf")
     os.makedirs(seeds, exist_ok=True)
     shutil.copyfile(os.path.join(OUT, "meta.gguf"), os.path.join(seeds, "meta.gguf"))
