@@ -945,6 +945,13 @@ static void test_cli(void)
     ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
     snprintf(args, sizeof args, "prune -m '%s' -o '%s' --sparsity 0.5", m, dst);
     ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
+    snprintf(args, sizeof args, "finetune -m '%s' -d '%s' --task lm -o '%s'", m,
+             source_path("datasets/tinystories_sample.txt"), dst);
+    ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
+    snprintf(args, sizeof args, "pipeline -m '%s' -d '%s' --dev '%s' -f '%s' -o '%s'", m,
+             source_path("datasets/sst2_train_4k.tsv"), source_path("datasets/sst2_dev.tsv"),
+             source_path("datasets/tinystories_sample.txt"), dst);
+    ftq_expect_error(args, "the pipeline from a GGUF file is not supported yet", dst);
 }
 
 /* ---- export -------------------------------------------------------------------------------- */
