@@ -568,8 +568,10 @@ static void usage(void)
     fprintf(stderr, "usage: ftq_bench models [-o DIR]\n"
                     "       ftq_bench ppl [-o DIR] [--ctx N] [--chunks N] [--reps N] [--text FILE]\n"
                     "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n"
+                    "       ftq_bench bert [-m DIR] [--batch B] [--seq T] [--reps N]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
                     "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
+                    "       ftq_bench tokenize [--reps N]\n"
                     "DIR defaults to ./bench-models; FILE to ../shared/data/wikitext-2-raw/wiki.test.raw;\n"
                     "$FTQ_THREADS sets the thread count.\n");
 }
@@ -585,8 +587,15 @@ int main(int argc, char **argv)
         ftq_set_threads(env ? atoi(env) : 0);
         return ftq_bench_train(argc - 1, argv + 1);
     }
+    if (strcmp(argv[1], "bert") == 0) {
+        const char *env = getenv("FTQ_THREADS");
+        ftq_set_threads(env ? atoi(env) : 0);
+        return ftq_bench_bert(argc - 1, argv + 1);
+    }
     if (strcmp(argv[1], "qmatmul") == 0)
         return ftq_bench_qmatmul(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tokenize") == 0)
+        return ftq_bench_tokenize(argc - 1, argv + 1);
     const char *out = "bench-models";
     static char text_default[1024];
     snprintf(text_default, sizeof text_default, "%s/../shared/data/wikitext-2-raw/wiki.test.raw", FTQ_SOURCE_DIR);

@@ -20,4 +20,16 @@ int ftq_bench_qmatmul(int argc, char **argv);
  * against the sgemm rate of the same run, peak RSS (bench/train_bench.c). */
 int ftq_bench_train(int argc, char **argv);
 
+/* ftq_bench tokenize [--reps N]
+ * Whole-file encoding time of every tokenizer loader (GPT-2, Llama-2, stories260K) on
+ * WikiText-2 test, the TinyStories sample and Tiny Shakespeare: median of N runs,
+ * tokens/s and MB/s (bench/tokbench.c). */
+int ftq_bench_tokenize(int argc, char **argv);
+
+/* ftq_bench bert [-m DIR] [--batch B] [--seq T] [--reps N]
+ * A BERT encoder (default the shared all-MiniLM-L6-v2): forward and full training step on
+ * B x T tokens, tokens/s and the fraction of the sgemm rate of the same run
+ * (bench/bert_bench.c). */
+int ftq_bench_bert(int argc, char **argv);
+
 #endif

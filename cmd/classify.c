@@ -40,6 +40,8 @@ static void print_table(const ftq_cls_metrics *m, char **names)
 
 int cmd_classify(int argc, char **argv)
 {
+    if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
+        return cmd_classify_bert(argc, argv);
     const char *model = default_model_dir(), *prompt = NULL, *data = NULL, *text_col = NULL, *label_col = NULL;
     int json = 0, limit = 0, seq = 0, skip_bad = 0;
     const ftq_opt opts[] = {

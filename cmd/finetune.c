@@ -50,6 +50,10 @@ typedef struct {
 static int on_progress(void *user, const ftq_train_progress *p)
 {
     progress_ctx *pc = user;
+    if (p->event == FTQ_TRAIN_EVENT_CLEANUP) { /* said in --json mode too: it is on stderr */
+        fprintf(stderr, "removed '%s': left by a run that was killed while writing it\n", p->path);
+        return 0;
+    }
     if (pc->json)
         return 0;
     char eta[32], label[160];
@@ -86,6 +90,8 @@ static void print_num(const char *key, double v)
 
 int cmd_finetune(int argc, char **argv)
 {
+    if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
+        return cmd_finetune_bert(argc, argv);
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
                *mode_s = "full", *text_col = NULL, *label_col = NULL, *init = "pretrained", *resume = NULL,
                *log = NULL, *schedule_s = "linear";

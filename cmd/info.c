@@ -86,6 +86,8 @@ static void print_config_json(const ftq_model_config *c)
 
 int cmd_info(int argc, char **argv)
 {
+    if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
+        return cmd_info_bert(argc, argv);
     const char *path = default_model_dir();
     int json = 0, no_tensors = 0;
     const ftq_opt opts[] = {
@@ -112,6 +114,8 @@ int cmd_info(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     if (is_dir && !is_gguf) {
         char *cfg_path = ftq_path_join(path, "config.json");
+        if (!cfg_path)
+            return cmd_fail(spec.name, "out of memory");
         int st = ftq_config_load(cfg_path, &cfg);
         free(cfg_path);
         if (st != FTQ_OK)

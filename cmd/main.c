@@ -16,6 +16,7 @@ static const struct {
     {"generate", cmd_generate, "generate text from a prompt"},
     {"finetune", cmd_finetune, "fine-tune a model for classification or as a language model"},
     {"classify", cmd_classify, "predict labels with a sequence-classification model"},
+    {"embed", cmd_embed, "sentence embeddings from a BERT encoder (sentence-transformers pooling)"},
     {"pipeline", cmd_pipeline, "the main job: fine-tune, prune, quantize, and measure every stage"},
     {"prune", cmd_prune, "prune a model's linear layers (magnitude, N:M, Wanda)"},
     {"quantize", cmd_quantize, "quantize a model to int8 / int4 weights"},

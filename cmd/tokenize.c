@@ -14,6 +14,7 @@ int cmd_tokenize(int argc, char **argv)
         {"file", 'f', OPT_STR, &file, "FILE", "tokenize the whole file", 0, -1},
         {"prompt", 'p', OPT_STR, &text, "TEXT", "tokenize TEXT", 0, -1},
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not add BOS/EOS even if the tokenizer would", 0, -1},
+        {"no-special", 0, OPT_FLAG, &no_bos, NULL, "the same: no BOS/EOS, no [CLS]/[SEP]", 0, -1},
         {"pieces", 0, OPT_FLAG, &pieces, NULL, "print 'id<TAB>piece' per line instead of the ids", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print {\"ids\": [...], \"count\": N}", 0, -1},
         OPT_END,
@@ -21,7 +22,8 @@ int cmd_tokenize(int argc, char **argv)
     const ftq_cmd_spec spec = {"tokenize", "[-m DIR] (-f FILE | -p TEXT) [--no-bos] [--json]",
                                "Print the token ids of the whole input, as Hugging Face's tokenizer for "
                                "the model gives them\n(tokenizer.json, else tokenizer.model, else "
-                               "vocab.json + merges.txt).",
+                               "vocab.json + merges.txt, else vocab.txt);\nan encoder's [CLS] ... [SEP] "
+                               "are added unless --no-special.",
                                NULL, opts};
     int r = opts_parse(&spec, argc, argv);
     if (r)

@@ -1,7 +1,11 @@
 /* cpu.c - run-time CPU feature detection (cpuid + xgetbv) and thread settings.
- * Features are only reported when the OS saves the matching register state. */
+ * Features are only reported when the OS saves the matching register state. Detection
+ * (with FTQ_CPU_MASK applied) and the feature string are computed exactly once per process
+ * under pthread_once, then only read, so any thread may call these at any time. */
 #include "ftq.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,25 +68,13 @@ static unsigned detect(void)
 static unsigned detect(void) { return 0; }
 #endif
 
+/* Written once by init_features (under pthread_once), read-only afterwards. */
 static unsigned features;
-static int features_done;
+static char features_str[160];
+static pthread_once_t features_once = PTHREAD_ONCE_INIT;
 
-unsigned ftq_cpu_features(void)
+static void init_features(void)
 {
-    if (!features_done) {
-        unsigned f = detect();
-        const char *mask = getenv("FTQ_CPU_MASK");
-        if (mask && *mask)
-            f &= (unsigned)strtoul(mask, NULL, 0);
-        features = f;
-        features_done = 1;
-    }
-    return features;
-}
-
-const char *ftq_cpu_features_str(void)
-{
-    static char buf[160];
     static const struct {
         unsigned bit;
         const char *name;
@@ -93,25 +85,41 @@ const char *ftq_cpu_features_str(void)
         {FTQ_CPU_AVX512BF16, "avx512bf16"}, {FTQ_CPU_AVXVNNI, "avxvnni"},
         {FTQ_CPU_AMX, "amx"},
     };
-    unsigned f = ftq_cpu_features();
-    buf[0] = '\0';
+    unsigned f = detect();
+    const char *mask = getenv("FTQ_CPU_MASK");
+    if (mask && *mask)
+        f &= (unsigned)strtoul(mask, NULL, 0);
+    features = f;
+    size_t len = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (f & names[i].bit) {
-            if (buf[0])
-                strcat(buf, " ");
-            strcat(buf, names[i].name);
+            int k = snprintf(features_str + len, sizeof features_str - len, "%s%s", len ? " " : "",
+                             names[i].name);
+            if (k > 0 && (size_t)k < sizeof features_str - len)
+                len += (size_t)k;
         }
     }
-    if (!buf[0])
-        strcpy(buf, "scalar");
-    return buf;
+    if (!len)
+        snprintf(features_str, sizeof features_str, "scalar");
+}
+
+unsigned ftq_cpu_features(void)
+{
+    pthread_once(&features_once, init_features);
+    return features;
+}
+
+const char *ftq_cpu_features_str(void)
+{
+    pthread_once(&features_once, init_features);
+    return features_str;
 }
 
 /* OpenBLAS is linked by the library; its thread setter is declared here to avoid pulling
  * cblas.h into a core file. */
 void openblas_set_num_threads(int num_threads);
 
-static int n_threads;
+static atomic_int n_threads; /* 0: not set, OpenMP's default */
 
 void ftq_set_threads(int n)
 {
@@ -123,14 +131,15 @@ void ftq_set_threads(int n)
     if (n <= 0)
         n = 1;
 #endif
-    n_threads = n;
+    atomic_store_explicit(&n_threads, n, memory_order_relaxed);
     openblas_set_num_threads(n);
 }
 
 int ftq_get_threads(void)
 {
-    if (n_threads > 0)
-        return n_threads;
+    int n = atomic_load_explicit(&n_threads, memory_order_relaxed);
+    if (n > 0)
+        return n;
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else

@@ -3,8 +3,11 @@
 #define _XOPEN_SOURCE 700
 #include "include/ftq.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,53 @@ int ftq_remove_tree(const char *path)
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         return ftq_set_error(FTQ_EIO, "cannot remove '%s': %s", path, strerror(errno));
     return FTQ_OK;
+}
+
+/* "STEM.tmp.PID" / "STEM.old.PID" -> PID (0 if name is not of that form or not of stem) */
+static long stale_pid(const char *name, const char *stem)
+{
+    const char *dot = NULL;
+    for (const char *p = name; *p; p++)
+        if (strncmp(p, ".tmp.", 5) == 0 || strncmp(p, ".old.", 5) == 0)
+            dot = p; /* the last one: STEM may itself contain ".tmp." */
+    if (!dot || !dot[5] || strspn(dot + 5, "0123456789") != strlen(dot + 5) || strlen(dot + 5) > 9)
+        return 0;
+    if (stem && ((size_t)(dot - name) != strlen(stem) || strncmp(name, stem, strlen(stem)) != 0))
+        return 0;
+    return strtol(dot + 5, NULL, 10);
+}
+
+int ftq_sweep_stale(const char *dir, const char *stem, char ***removed, int *n_removed)
+{
+    *removed = NULL;
+    *n_removed = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return FTQ_OK;
+    int rc = FTQ_OK;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && rc == FTQ_OK) {
+        long pid = stale_pid(e->d_name, stem);
+        if (pid <= 0 || pid == (long)getpid() || pid > INT32_MAX)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) /* alive, or not ours to judge */
+            continue;
+        char *p = ftq_path_join(dir, e->d_name);
+        char **nr = p ? realloc(*removed, (size_t)(*n_removed + 1) * sizeof *nr) : NULL;
+        if (!nr) {
+            free(p);
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            break;
+        }
+        *removed = nr;
+        if ((rc = ftq_remove_tree(p)) != FTQ_OK) {
+            free(p);
+            break;
+        }
+        nr[(*n_removed)++] = p;
+    }
+    closedir(d);
+    return rc;
 }
 
 int ftq_outdir_begin(const char *path, int replace, char **tmp_dir)

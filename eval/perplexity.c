@@ -29,7 +29,7 @@ typedef struct {
     int64_t agree;
 } ref_acc;
 
-static int argmax_row(const float *x, int n)
+int ftq_logits_argmax(const float *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++)
@@ -52,7 +52,7 @@ static double row_lse(const float *row, int vocab)
 }
 
 /* KL(P || Q) of two logit rows: sum p (log p - log q). */
-static double row_kl(const float *p_logits, const float *q_logits, int vocab)
+double ftq_logits_kl(const float *p_logits, const float *q_logits, int vocab)
 {
     double lp = row_lse(p_logits, vocab), lq = row_lse(q_logits, vocab), kl = 0.0;
     for (int i = 0; i < vocab; i++) {
@@ -99,9 +99,9 @@ static int score_window(ftq_session *s, const int32_t *ids, int len, int j0, int
         acc_add(acc, v);
         if (rs) {
             const float *rrow = ref_logits + (size_t)j * vocab;
-            acc_add(&racc->kl, row_kl(rrow, row, vocab));
+            acc_add(&racc->kl, ftq_logits_kl(rrow, row, vocab));
             acc_add(&racc->ref_nll, token_nll(rrow, vocab, ids[j + 1]));
-            racc->agree += argmax_row(rrow, vocab) == argmax_row(row, vocab);
+            racc->agree += ftq_logits_argmax(rrow, vocab) == ftq_logits_argmax(row, vocab);
         }
     }
     return FTQ_OK;

@@ -67,7 +67,8 @@ int ex_build_classify(const ftq_dataset *d, const ftq_tokenizer *tok, int seq, s
                 continue;
             }
             if (st[i] != FTQ_OK)
-                rc = ftq_set_error(st[i], "%s:%zu: %s", ftq_dataset_source(d), ftq_dataset_line(d, i), errs[i]);
+                rc = ftq_set_error(st[i], "%s:%zu: %s", ftq_dataset_source(d), ftq_dataset_line(d, i),
+                                   errs[i] ? errs[i] : "out of memory"); /* strdup of the message failed */
             else
                 rc = ftq_set_error(FTQ_EFORMAT, "%s:%zu: the text has no tokens (empty text and no BOS)",
                                    ftq_dataset_source(d), ftq_dataset_line(d, i));
@@ -194,7 +195,7 @@ int ex_build_lm(const char *const *docs, const size_t *lens, size_t ndocs, const
     size_t total = 0;
     for (size_t i = 0; i < ndocs; i++) {
         if (st[i] != FTQ_OK) {
-            rc = ftq_set_error(st[i], "document %zu: %s", i + 1, errs[i]);
+            rc = ftq_set_error(st[i], "document %zu: %s", i + 1, errs[i] ? errs[i] : "out of memory");
             goto done;
         }
         total += n_ids[i] + (size_t)add_eos;

@@ -125,15 +125,38 @@ static const char *family_prefix(const ftq_model_config *cfg)
     return "Llama";
 }
 
+/* Set obj[key] = val, taking ownership of val (freed on failure). */
 static int set_item(cJSON *obj, const char *key, cJSON *val)
 {
     if (!val)
         return ftq_set_error(FTQ_ENOMEM, "out of memory editing config.json");
-    if (cJSON_GetObjectItemCaseSensitive(obj, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, val);
-    else
-        cJSON_AddItemToObject(obj, key, val);
+    cJSON_bool ok = cJSON_GetObjectItemCaseSensitive(obj, key) ? cJSON_ReplaceItemInObjectCaseSensitive(obj, key, val)
+                                                               : cJSON_AddItemToObject(obj, key, val);
+    if (!ok) {
+        cJSON_Delete(val);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory editing config.json");
+    }
     return FTQ_OK;
+}
+
+/* Add v to the array or under key of obj; 0 (v freed) if v is NULL or cJSON runs out. */
+static int add_item(cJSON *obj, const char *key, cJSON *v)
+{
+    if (v && (key ? cJSON_AddItemToObject(obj, key, v) : cJSON_AddItemToArray(obj, v)))
+        return 1;
+    cJSON_Delete(v);
+    return 0;
+}
+
+/* ["s"], or NULL when out of memory. */
+static cJSON *string_array1(const char *s)
+{
+    cJSON *a = cJSON_CreateArray();
+    if (a && !add_item(a, NULL, cJSON_CreateString(s))) {
+        cJSON_Delete(a);
+        a = NULL;
+    }
+    return a;
 }
 
 int ckpt_write_config(const char *src_config, const char *dst, const ftq_model_config *cfg, int task,
@@ -146,21 +169,28 @@ int ckpt_write_config(const char *src_config, const char *dst, const ftq_model_c
     char arch[64];
     if (task == FTQ_TASK_CLASSIFY) {
         snprintf(arch, sizeof arch, "%sForSequenceClassification", family_prefix(cfg));
-        cJSON *archs = cJSON_CreateArray();
-        if (archs)
-            cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
-        rc = set_item(j, "architectures", archs);
-        cJSON *id2label = cJSON_CreateObject(), *label2id = cJSON_CreateObject();
-        for (int i = 0; rc == FTQ_OK && id2label && label2id && i < num_labels; i++) {
+        rc = set_item(j, "architectures", string_array1(arch));
+        /* complete maps or none (a label missing from config.json would change the model) */
+        cJSON *id2label = rc == FTQ_OK ? cJSON_CreateObject() : NULL;
+        cJSON *label2id = rc == FTQ_OK ? cJSON_CreateObject() : NULL;
+        int ok = id2label && label2id;
+        for (int i = 0; ok && i < num_labels; i++) {
             char key[16];
             snprintf(key, sizeof key, "%d", i);
-            cJSON_AddItemToObject(id2label, key, cJSON_CreateString(labels[i]));
-            cJSON_AddItemToObject(label2id, labels[i], cJSON_CreateNumber(i));
+            ok &= add_item(id2label, key, cJSON_CreateString(labels[i]));
+            ok &= add_item(label2id, labels[i], cJSON_CreateNumber(i));
         }
-        if (rc == FTQ_OK)
-            rc = set_item(j, "id2label", id2label);
-        if (rc == FTQ_OK)
-            rc = set_item(j, "label2id", label2id);
+        if (rc == FTQ_OK && !ok) {
+            cJSON_Delete(id2label);
+            cJSON_Delete(label2id);
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory editing config.json");
+        } else if (rc == FTQ_OK) {
+            rc = set_item(j, "id2label", id2label); /* owns id2label from here */
+            if (rc == FTQ_OK)
+                rc = set_item(j, "label2id", label2id);
+            else
+                cJSON_Delete(label2id);
+        }
         if (rc == FTQ_OK)
             rc = set_item(j, "num_labels", cJSON_CreateNumber(num_labels));
         if (rc == FTQ_OK)
@@ -176,10 +206,7 @@ int ckpt_write_config(const char *src_config, const char *dst, const ftq_model_c
             snprintf(arch, sizeof arch, "%s", cfg->arch == FTQ_ARCH_GPT2 ? "GPT2LMHeadModel" : "");
             if (!arch[0])
                 snprintf(arch, sizeof arch, "%sForCausalLM", family_prefix(cfg));
-            cJSON *archs = cJSON_CreateArray();
-            if (archs)
-                cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
-            rc = set_item(j, "architectures", archs);
+            rc = set_item(j, "architectures", string_array1(arch));
             const char *drop[] = {"id2label", "label2id", "num_labels", "problem_type"};
             for (int i = 0; i < 4; i++)
                 cJSON_DeleteItemFromObjectCaseSensitive(j, drop[i]);

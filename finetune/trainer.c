@@ -378,44 +378,57 @@ static float initializer_range(const char *config_path, float fallback)
     return r;
 }
 
+/* Add `v` under `k` (or to an array with k NULL); 0 if v is NULL or cJSON is out of memory,
+ * with v freed either way, so builders can `ok &= add_item(...)` and give up once at the end. */
+static int add_item(cJSON *o, const char *k, cJSON *v)
+{
+    if (v && (k ? cJSON_AddItemToObject(o, k, v) : cJSON_AddItemToArray(o, v)))
+        return 1;
+    cJSON_Delete(v);
+    return 0;
+}
+
 static cJSON *build_args(const ftq_trainer *t)
 {
     const ftq_train_config *c = &t->c;
     cJSON *a = cJSON_CreateObject();
     if (!a)
         return NULL;
-    cJSON_AddStringToObject(a, "task", task_name(c->task));
-    cJSON_AddStringToObject(a, "mode", mode_name(c->mode));
+    int ok = 1; /* every key or none: a missing key would let a resume accept any value */
+    ok &= cJSON_AddStringToObject(a, "task", task_name(c->task)) != NULL;
+    ok &= cJSON_AddStringToObject(a, "mode", mode_name(c->mode)) != NULL;
     if (c->mode == FTQ_TRAIN_FROZEN)
-        cJSON_AddNumberToObject(a, "freeze-layers", t->plan.freeze_layers);
-    cJSON_AddStringToObject(a, "init", c->init_random ? "random" : "pretrained");
-    cJSON_AddNumberToObject(a, "lr", c->lr);
-    cJSON_AddStringToObject(a, "schedule", ftq_schedule_name(c->schedule));
-    cJSON_AddNumberToObject(a, "warmup", (double)c->warmup_steps);
-    cJSON_AddNumberToObject(a, "warmup-ratio", c->warmup_ratio);
-    cJSON_AddNumberToObject(a, "weight-decay", c->weight_decay);
-    cJSON_AddNumberToObject(a, "adam-beta1", c->beta1);
-    cJSON_AddNumberToObject(a, "adam-beta2", c->beta2);
-    cJSON_AddNumberToObject(a, "adam-epsilon", c->eps);
-    cJSON_AddNumberToObject(a, "max-grad-norm", c->max_grad_norm);
-    cJSON_AddNumberToObject(a, "batch", c->batch_size);
-    cJSON_AddNumberToObject(a, "grad-accum", c->grad_accum);
-    cJSON_AddNumberToObject(a, "seq", t->plan.seq_len);
+        ok &= cJSON_AddNumberToObject(a, "freeze-layers", t->plan.freeze_layers) != NULL;
+    ok &= cJSON_AddStringToObject(a, "init", c->init_random ? "random" : "pretrained") != NULL;
+    ok &= cJSON_AddNumberToObject(a, "lr", c->lr) != NULL;
+    ok &= cJSON_AddStringToObject(a, "schedule", ftq_schedule_name(c->schedule)) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "warmup", (double)c->warmup_steps) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "warmup-ratio", c->warmup_ratio) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "weight-decay", c->weight_decay) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "adam-beta1", c->beta1) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "adam-beta2", c->beta2) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "adam-epsilon", c->eps) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "max-grad-norm", c->max_grad_norm) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "batch", c->batch_size) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "grad-accum", c->grad_accum) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "seq", t->plan.seq_len) != NULL;
     char buf[128];
     snprintf(buf, sizeof buf, "%" PRIu64, c->seed);
-    cJSON_AddStringToObject(a, "seed", buf);
+    ok &= cJSON_AddStringToObject(a, "seed", buf) != NULL;
     if (c->max_steps > 0)
-        cJSON_AddNumberToObject(a, "max-steps", (double)c->max_steps);
+        ok &= cJSON_AddNumberToObject(a, "max-steps", (double)c->max_steps) != NULL;
     else
-        cJSON_AddNumberToObject(a, "epochs", c->epochs);
-    cJSON_AddNumberToObject(a, "limit", (double)c->limit);
+        ok &= cJSON_AddNumberToObject(a, "epochs", c->epochs) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "limit", (double)c->limit) != NULL;
     snprintf(buf, sizeof buf, "%zu examples, fingerprint %016" PRIx64, t->train.n, ex_fingerprint(&t->train));
-    cJSON_AddStringToObject(a, "_training data", buf);
-    cJSON_AddNumberToObject(a, "_pad token id", t->plan.pad_id);
+    ok &= cJSON_AddStringToObject(a, "_training data", buf) != NULL;
+    ok &= cJSON_AddNumberToObject(a, "_pad token id", t->plan.pad_id) != NULL;
     if (c->task == FTQ_TASK_CLASSIFY) {
-        cJSON *l = cJSON_CreateStringArray((const char *const *)t->labels, t->num_labels);
-        if (l)
-            cJSON_AddItemToObject(a, "_labels", l);
+        ok &= add_item(a, "_labels", cJSON_CreateStringArray((const char *const *)t->labels, t->num_labels));
+    }
+    if (!ok) {
+        cJSON_Delete(a);
+        return NULL;
     }
     return a;
 }
@@ -815,37 +828,40 @@ static int write_state(ftq_trainer *t, const char *path)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
     char buf[32];
-    cJSON_AddStringToObject(j, "format", "ftq-trainer-state");
-    cJSON_AddNumberToObject(j, "version", 1);
-    cJSON_AddNumberToObject(j, "global_step", (double)t->step);
-    cJSON_AddNumberToObject(j, "epoch", (double)t->epoch + (double)t->pos / (double)t->nb);
-    cJSON_AddNumberToObject(j, "epoch_index", (double)t->epoch);
-    cJSON_AddNumberToObject(j, "batch_position", (double)t->pos);
+    int ok = 1; /* a state file missing a key or a log entry is never written */
+    ok &= cJSON_AddStringToObject(j, "format", "ftq-trainer-state") != NULL;
+    ok &= cJSON_AddNumberToObject(j, "version", 1) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "global_step", (double)t->step) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "epoch", (double)t->epoch + (double)t->pos / (double)t->nb) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "epoch_index", (double)t->epoch) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "batch_position", (double)t->pos) != NULL;
     for (int i = 0; i < 4; i++)
-        cJSON_AddItemToArray(rng, cJSON_CreateString(hex64(t->rng_epoch.s[i], buf)));
-    cJSON_AddItemToObject(j, "rng_state", rng);
-    cJSON_AddNumberToObject(j, "learning_rate", t->n_hist ? t->hist[t->n_hist - 1].lr : 0.0);
-    cJSON_AddNumberToObject(j, "total_steps", (double)t->plan.total_steps);
-    cJSON_AddNumberToObject(j, "steps_per_epoch", (double)t->plan.steps_per_epoch);
-    cJSON_AddNumberToObject(j, "warmup_steps", (double)t->plan.warmup_steps);
-    cJSON_AddNumberToObject(j, "train_examples", (double)t->train.n);
-    cJSON_AddNumberToObject(j, "threads", ftq_get_threads());
+        ok &= add_item(rng, NULL, cJSON_CreateString(hex64(t->rng_epoch.s[i], buf)));
+    ok &= add_item(j, "rng_state", rng);
+    ok &= cJSON_AddNumberToObject(j, "learning_rate", t->n_hist ? t->hist[t->n_hist - 1].lr : 0.0) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "total_steps", (double)t->plan.total_steps) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "steps_per_epoch", (double)t->plan.steps_per_epoch) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "warmup_steps", (double)t->plan.warmup_steps) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "train_examples", (double)t->train.n) != NULL;
+    ok &= cJSON_AddNumberToObject(j, "threads", ftq_get_threads()) != NULL;
     if (isfinite(t->dev_loss_before))
-        cJSON_AddNumberToObject(j, "dev_loss_before", t->dev_loss_before);
-    cJSON_AddItemToObject(j, "args", args);
-    for (size_t i = 0; i < t->n_hist; i++) {
+        ok &= cJSON_AddNumberToObject(j, "dev_loss_before", t->dev_loss_before) != NULL;
+    ok &= add_item(j, "args", args);
+    for (size_t i = 0; ok && i < t->n_hist; i++) {
         cJSON *e = cJSON_CreateObject();
-        if (!e)
+        if (!e) {
+            ok = 0;
             break;
-        cJSON_AddNumberToObject(e, "step", (double)t->hist[i].step);
-        cJSON_AddNumberToObject(e, "epoch", t->hist[i].epoch);
-        cJSON_AddNumberToObject(e, "loss", t->hist[i].loss);
-        cJSON_AddNumberToObject(e, "learning_rate", t->hist[i].lr);
-        cJSON_AddNumberToObject(e, "grad_norm", t->hist[i].grad_norm);
-        cJSON_AddItemToArray(hist, e);
+        }
+        ok &= cJSON_AddNumberToObject(e, "step", (double)t->hist[i].step) != NULL;
+        ok &= cJSON_AddNumberToObject(e, "epoch", t->hist[i].epoch) != NULL;
+        ok &= cJSON_AddNumberToObject(e, "loss", t->hist[i].loss) != NULL;
+        ok &= cJSON_AddNumberToObject(e, "learning_rate", t->hist[i].lr) != NULL;
+        ok &= cJSON_AddNumberToObject(e, "grad_norm", t->hist[i].grad_norm) != NULL;
+        ok &= add_item(hist, NULL, e);
     }
-    cJSON_AddItemToObject(j, "log_history", hist);
-    int rc = ckpt_write_json(path, j);
+    ok &= add_item(j, "log_history", hist);
+    int rc = ok ? ckpt_write_json(path, j) : ftq_set_error(FTQ_ENOMEM, "out of memory writing '%s'", path);
     cJSON_Delete(j);
     return rc;
 }
@@ -1141,6 +1157,18 @@ int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r)
     int rc = open_log(t), cb_stop = 0;
     if (rc != FTQ_OK)
         goto done;
+    /* checkpoint-N.tmp.PID/ and the like of a run that was killed mid-write */
+    char **stale = NULL;
+    int n_stale = 0;
+    rc = ftq_sweep_stale(t->c.output_dir, NULL, &stale, &n_stale);
+    for (int i = 0; i < n_stale && t->c.progress; i++) {
+        ftq_train_progress sp = progress_base(t, FTQ_TRAIN_EVENT_CLEANUP, t_start);
+        sp.path = stale[i];
+        t->c.progress(t->c.progress_user, &sp);
+    }
+    ftq_free_strings(stale, n_stale);
+    if (rc != FTQ_OK)
+        goto done;
     if (t->c.task == FTQ_TASK_LM && t->step == 0 && t->dev.n > 0) {
         double l = NAN;
         if ((rc = do_eval(t, t_start, &cb_stop, NULL, &l)) != FTQ_OK)
@@ -1195,7 +1223,8 @@ int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r)
     }
     if ((rc = save_final(t)) != FTQ_OK)
         goto done;
-    r->output_dir = strdup(t->c.output_dir);
+    if (!(r->output_dir = strdup(t->c.output_dir)))
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
 done:
     r->steps = t->step;
     r->epochs = (double)t->epoch + (double)t->pos / (double)t->nb;
@@ -1213,8 +1242,8 @@ done:
     r->dev_loss_before = t->dev_loss_before;
     r->ppl_before = exp(t->dev_loss_before);
     r->ppl_after = exp(r->dev_loss_after);
-    if (t->last_ckpt)
-        r->checkpoint = strdup(t->last_ckpt);
+    if (t->last_ckpt && !(r->checkpoint = strdup(t->last_ckpt)) && rc == FTQ_OK)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory"); /* else keep the first error */
     if (t->log) {
         fclose(t->log);
         t->log = NULL;

@@ -69,6 +69,7 @@ void ftq_clear_error(void);
 #include "ftq_gguf.h"
 #include "ftq_tokenizer.h"
 #include "ftq_model.h"
+#include "ftq_bert.h"
 #include "ftq_eval.h"
 #include "ftq_data.h"
 #include "ftq_train.h"

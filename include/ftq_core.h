@@ -108,12 +108,14 @@ enum {
     FTQ_CPU_AMX = 1 << 8,
 };
 
-/* Bit set of FTQ_CPU_* detected at run time (cached after the first call). The
- * environment variable FTQ_CPU_MASK (decimal or 0x hex) ANDs the result, so tests and
- * benchmarks can force the scalar paths. */
+/* Bit set of FTQ_CPU_* detected at run time, once per process (the first call from any
+ * thread; thread-safe). The environment variable FTQ_CPU_MASK (decimal or 0x hex) ANDs
+ * the result, so tests and benchmarks can force the scalar paths; it is read at that first
+ * call, so a test that needs another mask runs a child process. */
 unsigned ftq_cpu_features(void);
 
-/* Human-readable list, e.g. "avx2 fma f16c avx512f avx512vnni". */
+/* Human-readable list, e.g. "avx2 fma f16c avx512f avx512vnni" (a static string built
+ * once with the features; thread-safe). */
 const char *ftq_cpu_features_str(void);
 
 /* Threads used by OpenMP regions and by OpenBLAS (0 = all cores). Sets both so they do
@@ -162,6 +164,14 @@ int ftq_outdir_begin(const char *path, int replace, char **tmp_dir);
 int ftq_outdir_commit(char *tmp_dir, const char *path, int replace);
 void ftq_outdir_abort(char *tmp_dir);
 int ftq_remove_tree(const char *path);
+
+/* Leftovers of killed runs: removes the entries of dir named STEM.tmp.PID or STEM.old.PID
+ * (any STEM when stem is NULL; a file or a whole directory) whose process PID no longer
+ * exists on this machine. Entries of live processes (this one included) are kept. The
+ * removed paths are returned in *removed (malloc'd array of malloc'd strings, free with
+ * ftq_free_strings; NULL when none) so the caller can say so. A missing dir is not an
+ * error. Not thread-safe against another writer of the same directory's temp names. */
+int ftq_sweep_stale(const char *dir, const char *stem, char ***removed, int *n_removed);
 
 /* Copy the non-weight files of a model directory that exist (tokenizer files,
  * generation_config.json, LICENSE; config.json too if with_config). */

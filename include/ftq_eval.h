@@ -77,6 +77,12 @@ typedef struct {
  * stride, BOS id, reference model), so a caller can refuse before doing any work. */
 int ftq_perplexity_check(const ftq_model *m, const ftq_ppl_params *p);
 
+/* The per-position measures of the reference comparison: KL(P || Q) in nats of the
+ * softmaxes of two logit rows (double accumulation, log-sum-exp shifted, so large logits
+ * are fine; clamped at 0), and the argmax of a row (the lowest index on ties). */
+double ftq_logits_kl(const float *p_logits, const float *q_logits, int vocab);
+int ftq_logits_argmax(const float *row, int vocab);
+
 /* tokens: the whole text tokenized once, without BOS. */
 int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
                    const ftq_ppl_params *p, ftq_ppl_result *r);

@@ -3,7 +3,8 @@
  * Supported files (ftq_tokenizer_load picks from what the model directory holds, in
  * this order): tokenizer.json (BPE: GPT-2 style ByteLevel + regex, or SentencePiece
  * style Prepend/Replace normalizer with byte_fallback; added/special tokens),
- * tokenizer.model (SentencePiece protobuf, BPE type), vocab.json + merges.txt (GPT-2).
+ * tokenizer.model (SentencePiece protobuf, BPE type), vocab.json + merges.txt (GPT-2),
+ * vocab.txt (BERT WordPiece; tokenizer.json may also hold a WordPiece model).
  * tokenizer_config.json (add_bos_token / add_eos_token) and special_tokens_map.json /
  * config.json decide BOS/EOS.
  *
@@ -32,7 +33,8 @@ typedef enum {
     FTQ_TOKENIZER_HF_JSON = 0,   /* tokenizer.json */
     FTQ_TOKENIZER_SPM = 1,       /* tokenizer.model */
     FTQ_TOKENIZER_GPT2_FILES = 2, /* vocab.json + merges.txt */
-    FTQ_TOKENIZER_GGUF = 3        /* tokenizer.ggml.* metadata of a .gguf file */
+    FTQ_TOKENIZER_VOCAB_TXT = 3,  /* vocab.txt (+ tokenizer_config.json): BERT WordPiece */
+    FTQ_TOKENIZER_GGUF = 4        /* tokenizer.ggml.* metadata of a .gguf file */
 } ftq_tokenizer_kind;
 
 /* Load from a model directory, choosing the files as described above, or from a .gguf
@@ -49,6 +51,20 @@ void ftq_tokenizer_free(ftq_tokenizer *t); /* NULL is fine */
  * UTF-8 is an FTQ_EFORMAT error naming the byte offset. */
 int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, int add_special,
                          int32_t **ids, size_t *n);
+
+/* Encode a pair of texts (sentence A, sentence B) as the tokenizer's pair template says,
+ * e.g. BERT's [CLS] A [SEP] B [SEP] with token types 0..0 1..1 (add_special = 0: A B with
+ * types 0 / 1). *ids and *type_ids (may be NULL) are malloc'd. FTQ_EUNSUPPORTED if
+ * add_special and the tokenizer has no pair template. */
+int ftq_tokenizer_encode_pair(const ftq_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                              int add_special, int32_t **ids, int32_t **type_ids, size_t *n);
+int ftq_tokenizer_has_pair_template(const ftq_tokenizer *t);
+/* Put already-encoded texts (no special tokens) into the template: b NULL for a single
+ * text (prefix A suffix), else the pair template. Lets callers truncate A / B first. */
+int ftq_tokenizer_apply_template(const ftq_tokenizer *t, const int32_t *a, size_t na, const int32_t *b, size_t nb,
+                                 int32_t **ids, int32_t **type_ids, size_t *n);
+/* Special tokens the template adds for one text (pair = 0) or a pair (pair = 1). */
+int ftq_tokenizer_num_special(const ftq_tokenizer *t, int pair);
 
 /* Decode ids to UTF-8 (*text malloc'd and NUL-terminated). skip_special = 1 drops special
  * tokens (HF skip_special_tokens=True). Out-of-range ids are FTQ_EINVAL. */

@@ -195,6 +195,8 @@ typedef enum {
     FTQ_TRAIN_EVENT_STEP = 0, /* after an optimizer step */
     FTQ_TRAIN_EVENT_EVAL = 1, /* after a dev evaluation */
     FTQ_TRAIN_EVENT_SAVE = 2, /* after a checkpoint was written (path in `path`) */
+    FTQ_TRAIN_EVENT_CLEANUP = 3, /* before training: removed `path`, a temporary checkpoint or
+                                    model file left in the output directory by a killed run */
 } ftq_train_event;
 
 typedef struct {

@@ -280,6 +280,11 @@ const char *ftq_source_name(const ftq_source *s) { return s->name; }
 const char *ftq_source_spec(const ftq_source *s) { return s->spec; }
 int64_t ftq_source_size(const ftq_source *s) { return s->size; }
 
+int64_t ftq_source_size_hint(const ftq_source *s)
+{
+    return s->ar && s->size > FTQ_SOURCE_HINT_MAX ? FTQ_SOURCE_HINT_MAX : s->size;
+}
+
 void ftq_source_close(ftq_source *s)
 {
     if (!s)

@@ -34,8 +34,16 @@ const char *ftq_source_name(const ftq_source *s);
 /* The source as given to ftq_source_open (for messages). */
 const char *ftq_source_spec(const ftq_source *s);
 
-/* Size of the data in bytes, or -1 if the archive does not record it. */
+/* Size of the data in bytes: a plain file's size, or what an archive header claims for a
+ * member (-1 if it records none). A member's claim is untrusted (a 1 KB zip may claim
+ * 3.4 GB): use ftq_source_size_hint to size an allocation. */
 int64_t ftq_source_size(const ftq_source *s);
+
+/* A size a reader may allocate up front: a plain file's size, an archive member's claim
+ * capped at FTQ_SOURCE_HINT_MAX (the reader grows its buffer as the data really arrives),
+ * or -1 if unknown. */
+#define FTQ_SOURCE_HINT_MAX ((int64_t)1 << 20)
+int64_t ftq_source_size_hint(const ftq_source *s);
 
 /* For an archive opened without a member: scan the rest of the archive and fail if another
  * regular file follows. Call it when abandoning a read early (e.g. on a parse error), so the

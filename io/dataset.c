@@ -250,6 +250,7 @@ typedef struct {
     char delim;
     int quoting;
     int fixed;          /* labels come from p->label_names */
+    int by_index;       /* fixed names none of which is an integer: "0".."n-1" may name them */
     label_set labels;   /* fixed names, or the distinct labels seen */
 
     /* the current row: fields NUL-terminated one after another in rb; field i is
@@ -421,7 +422,7 @@ static int resolve_label(loader *L, const char *s, size_t n, int32_t *out, int *
     if (L->fixed) {
         long k = set_find(&L->labels, s, n);
         long v;
-        if (k < 0 && parse_uint(s, n, &v) && v < (long)L->labels.n)
+        if (k < 0 && L->by_index && parse_uint(s, n, &v) && v < (long)L->labels.n)
             k = v;
         if (k >= 0) {
             *out = (int32_t)k;
@@ -1063,10 +1064,15 @@ int ftq_dataset_load(const char *source, const ftq_dataset_params *params, ftq_d
         return ftq_set_error(FTQ_ENOMEM, "cannot load '%s': out of memory", source);
     }
     if (p->label_names) {
-        L.fixed = 1;
+        /* an integer in the data names a class by index only when no class name is itself
+         * an integer: with names {"-1", "0"}, a "1" is an unknown label, not class "0" */
+        L.fixed = L.by_index = 1;
         for (int i = 0; i < p->n_label_names && rc == FTQ_OK; i++) {
             size_t before = L.labels.n;
             const char *nm = p->label_names[i];
+            const char *digits = nm[0] == '-' || nm[0] == '+' ? nm + 1 : nm;
+            if (digits[0] && strspn(digits, "0123456789") == strlen(digits))
+                L.by_index = 0;
             if (set_add(&L.labels, nm, strlen(nm)) < 0)
                 rc = oom(&L);
             else if (L.labels.n == before)
@@ -1147,7 +1153,7 @@ int ftq_text_load(const char *source, char **text, size_t *len)
     int rc = ftq_source_open(source, &s);
     if (rc != FTQ_OK)
         return rc;
-    int64_t size = ftq_source_size(s);
+    int64_t size = ftq_source_size_hint(s); /* an archive member's claimed size is capped */
     size_t cap = size >= 0 && (uint64_t)size < SIZE_MAX - 2 ? (size_t)size + 1 : READ_BLOCK;
     size_t n = 0;
     char *buf = malloc(cap);

@@ -83,6 +83,30 @@ size_t ftq_json_check_text(const char *s, size_t len)
     return len;
 }
 
+size_t ftq_json_find_nonint(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        char c = s[i];
+        if (c == '"') { /* skip the string, escapes included */
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\')
+                    i++;
+            i++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t start = i;
+            for (; i < len && (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
+                               (s[i] >= '0' && s[i] <= '9'));
+                 i++)
+                if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')
+                    return start;
+        } else {
+            i++;
+        }
+    }
+    return len;
+}
+
 int ftq_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out)
 {
     if (!cJSON_IsNumber(v))

@@ -24,6 +24,12 @@ cJSON *ftq_json_parse_strict(const char *text, size_t len, char *why, size_t why
  * than tab, CR, LF; JSON forbids them inside strings), or len if the text is clean. */
 size_t ftq_json_check_text(const char *s, size_t len);
 
+/* First offset in the JSON text s[0..len) of a number written with a fraction or an
+ * exponent ("8.0", "0.5", "8e0"), outside strings, or len if every number is an integer
+ * literal. For formats whose numbers are all integers (safetensors headers: serde reads
+ * them as usize and refuses the others); cJSON keeps only the double. */
+size_t ftq_json_find_nonint(const char *s, size_t len);
+
 /* 1 if v is a number holding an integer in [lo, hi], storing it in *out; 0 otherwise (NaN,
  * fractions, values beyond 2^53 whose integrality cJSON cannot preserve, non-numbers). */
 int ftq_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out);

@@ -160,11 +160,19 @@ static int check_prefix(const vctx *c, const unsigned char *data, size_t len, ui
 
 static int parse_header(const vctx *c, const char *text, size_t len, cJSON **out)
 {
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) /* cJSON would skip it; safetensors refuses it */
+        return BAD(c, FTQ_EFORMAT, "header starts with a UTF-8 byte-order mark (expected '{')");
     size_t bad = ftq_json_check_text(text, len);
     if (bad < len)
         return BAD(c, FTQ_EFORMAT,
                    "header has byte 0x%02x at offset %zu (expected UTF-8 JSON without control characters)",
                    (unsigned char)text[bad], bad);
+    size_t num = ftq_json_find_nonint(text, len);
+    if (num < len) {
+        size_t n = strspn(text + num, "-+.eE0123456789");
+        return BAD(c, FTQ_EFORMAT, "header has the number %.*s at offset %zu (expected integers only: shapes and "
+                   "data_offsets)", (int)(n > 24 ? 24 : n), text + num, num);
+    }
     char why[96];
     cJSON *root = ftq_json_parse_strict(text, len, why, sizeof why, NULL);
     if (!root)

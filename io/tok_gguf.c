@@ -90,7 +90,7 @@ static int load_tokens(ftq_tokenizer *t, const ftq_gguf *g, int spm, int32_t *n_
     if ((rc = get_array(g, "tokenizer.ggml.token_type", FTQ_GGUF_INT32, tokens->n, 0, &types)) ||
         (rc = get_array(g, "tokenizer.ggml.scores", FTQ_GGUF_FLOAT32, tokens->n, spm, &scores)))
         return rc;
-    if (spm && (rc = ftq_tok_enable_scores(t)))
+    if ((rc = ftq_tok_allow_ids(t, path, (size_t)n)) || (spm && (rc = ftq_tok_enable_scores(t))))
         return rc;
     ftq_gguf_cursor ct, cy, cs;
     ftq_gguf_cursor_init(&ct, tokens);

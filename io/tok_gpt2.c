@@ -22,16 +22,17 @@ static int load_vocab(ftq_tokenizer *t, const char *path)
         return ftq_set_error(FTQ_EFORMAT, "cannot parse '%s': not a non-empty json object", path);
     }
     const cJSON *it;
+    rc = ftq_tok_allow_ids(t, path, (size_t)cJSON_GetArraySize(root));
     cJSON_ArrayForEach(it, root)
     {
+        if (rc)
+            break;
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (v < 0 || v >= INT32_MAX - 1 || v != (double)(int32_t)v) {
             rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': entry '%s' has no valid id", path, it->string);
             break;
         }
-        size_t len = strlen(it->string);
-        if ((rc = ftq_tok_set_piece(t, (int32_t)v, it->string, len)) ||
-            (rc = ftq_strmap_put(&t->vocab, it->string, len, (int32_t)v)))
+        if ((rc = ftq_tok_add_vocab(t, (int32_t)v, it->string, strlen(it->string))))
             break;
     }
     cJSON_Delete(root);

@@ -1,5 +1,6 @@
-/* tok_hfjson.c - Hugging Face tokenizer.json loader (model BPE only) with the normalizers,
- * pre-tokenizers, post-processors and decoders that GPT-2 and Llama style files use.
+/* tok_hfjson.c - Hugging Face tokenizer.json loader (models BPE and WordPiece) with the
+ * normalizers, pre-tokenizers, post-processors and decoders that GPT-2, Llama and BERT style
+ * files use.
  * Invariant: anything the file asks for that ftq does not implement is refused at load
  * time with FTQ_EUNSUPPORTED naming the component, never silently approximated. */
 #include <cjson/cJSON.h>
@@ -96,6 +97,13 @@ static int load_normalizer(ftq_tokenizer *t, const cJSON *n, const char *path)
         }
         return rc;
     }
+    if (strcmp(ty, "BertNormalizer") == 0) {
+        if (t->norm != TOK_NORM_NONE)
+            return unsupported(path, "normalizer", "BertNormalizer in a Sequence");
+        return ftq_tok_bert_normalizer_from_json(t, n);
+    }
+    if (t->norm == TOK_NORM_BERT)
+        return unsupported(path, "normalizer", "BertNormalizer in a Sequence");
     ftq_tok_op op = {0};
     if (strcmp(ty, "Prepend") == 0) {
         op.op = TOK_NORM_PREPEND;
@@ -121,6 +129,10 @@ static int load_pretokenizer(ftq_tokenizer *t, const cJSON *p, const char *path)
         t->pretok = TOK_PRE_BYTELEVEL;
         t->bl_add_prefix_space = flag(p, "add_prefix_space", 1);
         t->bl_use_regex = flag(p, "use_regex", 1);
+        return FTQ_OK;
+    }
+    if (strcmp(ty, "BertPreTokenizer") == 0) {
+        t->pretok = TOK_PRE_BERT;
         return FTQ_OK;
     }
     if (strcmp(ty, "Sequence") != 0)
@@ -167,6 +179,15 @@ static int load_decoder(ftq_tokenizer *t, const cJSON *d, const char *path)
         op.op = TOK_DEC_BYTEFALLBACK;
     } else if (strcmp(ty, "Fuse") == 0) {
         op.op = TOK_DEC_FUSE;
+    } else if (strcmp(ty, "WordPiece") == 0) {
+        op.op = TOK_DEC_WORDPIECE;
+        op.start = flag(d, "cleanup", 1);
+        const cJSON *pre = get(d, "prefix");
+        const char *ps = cJSON_IsString(pre) ? pre->valuestring : "##";
+        op.alen = strlen(ps);
+        if (!(op.a = malloc(op.alen + 1)))
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        memcpy(op.a, ps, op.alen + 1);
     } else if (strcmp(ty, "Replace") == 0) {
         if ((rc = replace_op(d, path, "decoder", TOK_DEC_REPLACE, &op)))
             return rc;
@@ -199,6 +220,37 @@ static int32_t special_id(const ftq_tokenizer *t, const cJSON *specials, const c
     return ftq_strmap_get(&t->vocab, name, strlen(name), &id) ? id : -1;
 }
 
+/* A TemplateProcessing template: [{"SpecialToken": {"id", "type_id"}} | {"Sequence": {"id": "A"|"B",
+ * "type_id"}}, ...] (at most 16 items). */
+static int parse_template(const ftq_tokenizer *t, const cJSON *arr, const cJSON *specials, const char *path,
+                          ftq_tok_tmpl *out, int *n)
+{
+    const cJSON *it;
+    *n = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *sp = get(it, "SpecialToken"), *sq = get(it, "Sequence");
+        const cJSON *o = sp ? sp : sq, *id = get(o, "id"), *ty = get(o, "type_id");
+        if (*n >= 16)
+            return bad(path, "TemplateProcessing template with more than 16 items");
+        if (!cJSON_IsString(id))
+            return bad(path, "TemplateProcessing item is neither SpecialToken nor Sequence");
+        ftq_tok_tmpl x = {0, cJSON_IsNumber(ty) && ty->valuedouble >= 0 && ty->valuedouble < 256 ? (int)ty->valuedouble : 0};
+        if (sq) {
+            if (strcmp(id->valuestring, "A") != 0 && strcmp(id->valuestring, "B") != 0)
+                return bad(path, "TemplateProcessing sequence is neither A nor B");
+            x.id = id->valuestring[0] == 'A' ? FTQ_TMPL_A : FTQ_TMPL_B;
+        } else {
+            x.id = special_id(t, specials, id->valuestring);
+            if (x.id < 0)
+                return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': post_processor token '%s' is not in the "
+                                     "vocabulary", path, id->valuestring);
+        }
+        out[(*n)++] = x;
+    }
+    return FTQ_OK;
+}
+
 static int load_post(ftq_tokenizer *t, const cJSON *p, const char *path)
 {
     if (!p || cJSON_IsNull(p))
@@ -217,35 +269,27 @@ static int load_post(ftq_tokenizer *t, const cJSON *p, const char *path)
         return rc;
     }
     if (strcmp(ty, "TemplateProcessing") == 0) {
-        const cJSON *it, *specials = get(p, "special_tokens");
-        int seen_a = 0;
-        t->prefix.n = t->suffix.n = 0;
-        cJSON_ArrayForEach(it, get(p, "single"))
-        {
-            const cJSON *sp = get(get(it, "SpecialToken"), "id");
-            if (get(it, "Sequence")) {
-                seen_a = 1;
-            } else if (cJSON_IsString(sp)) {
-                int32_t id = special_id(t, specials, sp->valuestring);
-                if (id < 0)
-                    return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': post_processor token '%s' is not in the "
-                                         "vocabulary", path, sp->valuestring);
-                if ((rc = ftq_ivec_push(seen_a ? &t->suffix : &t->prefix, id)))
-                    return rc;
-            } else {
-                return bad(path, "TemplateProcessing item is neither SpecialToken nor Sequence");
-            }
-        }
+        const cJSON *specials = get(p, "special_tokens");
+        ftq_tok_tmpl single[16], pair[16];
+        int ns = 0, np = 0;
+        if ((rc = parse_template(t, get(p, "single"), specials, path, single, &ns)) ||
+            (rc = parse_template(t, get(p, "pair"), specials, path, pair, &np)))
+            return rc;
+        if ((rc = ftq_tok_set_templates(t, single, ns, np ? pair : NULL, np)))
+            return ftq_set_error(rc, "cannot load '%s': post_processor: %s", path, ftq_last_error());
         return FTQ_OK;
     }
     if (strcmp(ty, "RobertaProcessing") == 0 || strcmp(ty, "BertProcessing") == 0) {
         const cJSON *cls = get(p, "cls"), *sep = get(p, "sep");
         if (!cJSON_IsNumber(cJSON_GetArrayItem(cls, 1)) || !cJSON_IsNumber(cJSON_GetArrayItem(sep, 1)))
             return bad(path, "post_processor without cls/sep ids");
-        t->prefix.n = t->suffix.n = 0;
-        if ((rc = ftq_ivec_push(&t->prefix, (int32_t)cJSON_GetArrayItem(cls, 1)->valuedouble)))
-            return rc;
-        return ftq_ivec_push(&t->suffix, (int32_t)cJSON_GetArrayItem(sep, 1)->valuedouble);
+        int32_t c = (int32_t)cJSON_GetArrayItem(cls, 1)->valuedouble, e = (int32_t)cJSON_GetArrayItem(sep, 1)->valuedouble;
+        if (strcmp(ty, "BertProcessing") == 0) {
+            const ftq_tok_tmpl pair[] = {{c, 0}, {FTQ_TMPL_A, 0}, {e, 0}, {FTQ_TMPL_B, 1}, {e, 1}};
+            return ftq_tok_set_templates(t, pair, 3, pair, 5);
+        }
+        const ftq_tok_tmpl pair[] = {{c, 0}, {FTQ_TMPL_A, 0}, {e, 0}, {e, 0}, {FTQ_TMPL_B, 0}, {e, 0}};
+        return ftq_tok_set_templates(t, pair, 3, pair, 6);
     }
     return unsupported(path, "post_processor", ty);
 }
@@ -257,6 +301,8 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
     if (!cJSON_IsObject(m))
         return bad(path, "'model' is missing");
     const cJSON *ty = get(m, "type");
+    if (cJSON_IsString(ty) && strcmp(ty->valuestring, "WordPiece") == 0)
+        return ftq_tok_wordpiece_from_json(t, m, path);
     if (cJSON_IsString(ty) && strcmp(ty->valuestring, "BPE") != 0)
         return ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': model type '%s' is not supported (only BPE)", path,
                              ty->valuestring);
@@ -282,9 +328,7 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
     {
         if (!is_id(it))
             return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': vocab entry '%s' has no valid id", path, it->string);
-        int32_t id = (int32_t)it->valuedouble;
-        size_t len = strlen(it->string);
-        if ((rc = ftq_tok_set_piece(t, id, it->string, len)) || (rc = ftq_strmap_put(&t->vocab, it->string, len, id)))
+        if ((rc = ftq_tok_add_vocab(t, (int32_t)it->valuedouble, it->string, strlen(it->string))))
             return rc;
     }
     const cJSON *unk = get(m, "unk_token");
@@ -386,6 +430,11 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
         }
     }
     t->decoder = TOK_DEC_CHAIN;
+    /* ids are bounded by the entries the file defines: vocab plus added tokens */
+    if (!rc)
+        rc = ftq_tok_allow_ids(t, path,
+                               (size_t)cJSON_GetArraySize(get(get(root, "model"), "vocab")) +
+                                   (size_t)cJSON_GetArraySize(get(root, "added_tokens")));
     if (!rc)
         rc = load_model(t, get(root, "model"), path);
     if (!rc)
@@ -398,7 +447,13 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
         rc = load_post(t, get(root, "post_processor"), path);
     if (!rc)
         rc = load_decoder(t, get(root, "decoder"), path);
-    if (!rc)
+    if (!rc && t->model == TOK_MODEL_WORDPIECE && t->pretok == TOK_PRE_BYTELEVEL)
+        rc = unsupported(path, "pre_tokenizer", "ByteLevel with a WordPiece model");
+    if (!rc && t->model != TOK_MODEL_WORDPIECE && (t->pretok == TOK_PRE_BERT || t->norm == TOK_NORM_BERT))
+        rc = unsupported(path, "pre_tokenizer/normalizer", "BertPreTokenizer or BertNormalizer with a BPE model");
+    if (!rc && t->model == TOK_MODEL_WORDPIECE)
+        snprintf(t->name, sizeof t->name, "tokenizer.json (WordPiece%s)", t->bert_lowercase ? ", uncased" : "");
+    else if (!rc)
         snprintf(t->name, sizeof t->name, "tokenizer.json (BPE%s%s)",
                  t->pretok == TOK_PRE_BYTELEVEL ? ", ByteLevel" : "", t->byte_fallback ? ", byte fallback" : "");
     cJSON_Delete(root);

@@ -58,19 +58,26 @@ void ftq_pairmap_free(ftq_pairmap *m);
 /* ---- the tokenizer --------------------------------------------------------------- */
 
 enum { TOKF_SPECIAL = 1, TOKF_BYTE = 2, TOKF_MERGEABLE = 4, TOKF_UNKNOWN = 8, TOKF_CONTROL = 16 };
-enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE };
-enum { TOK_NORM_NONE, TOK_NORM_OPS, TOK_NORM_SPM };
+enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE, TOK_MODEL_WORDPIECE };
+enum { TOK_NORM_NONE, TOK_NORM_OPS, TOK_NORM_SPM, TOK_NORM_BERT };
 enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE };
-enum { TOK_PRE_NONE, TOK_PRE_BYTELEVEL };
+enum { TOK_PRE_NONE, TOK_PRE_BYTELEVEL, TOK_PRE_BERT };
 enum { TOK_DEC_CHAIN, TOK_DEC_SPM };
-enum { TOK_DEC_BYTELEVEL, TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP };
+enum { TOK_DEC_BYTELEVEL, TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP, TOK_DEC_WORDPIECE };
 
 typedef struct {
     int op;         /* TOK_NORM_* or TOK_DEC_* */
     char *a, *b;    /* prepend text / replace pattern; replace content */
     size_t alen, blen;
-    int start, stop; /* Strip: how many `a` characters to drop at each end */
+    int start, stop; /* Strip: how many `a` characters to drop at each end; WordPiece: start = cleanup */
 } ftq_tok_op;
+
+/* One item of a TemplateProcessing template: a special token id or a sequence. */
+enum { FTQ_TMPL_A = -1, FTQ_TMPL_B = -2 };
+typedef struct {
+    int32_t id; /* token id, or FTQ_TMPL_A / FTQ_TMPL_B */
+    int type;   /* token type id */
+} ftq_tok_tmpl;
 
 typedef struct {
     int32_t id;
@@ -86,6 +93,11 @@ struct ftq_tokenizer {
     char name[96];
 
     int32_t n_vocab;
+    /* Ids at or beyond id_limit are refused before anything is allocated for them: each
+     * loader raises it by the number of entries its file defines (ftq_tok_allow_ids), so no
+     * allocation is sized by an id read from a file. src names that file in messages. */
+    int32_t id_limit;
+    char src[512];
     char **piece; /* id -> bytes (NUL-terminated), NULL for a hole */
     uint32_t *piece_len;
     float *score;   /* sentencepiece scores (NULL otherwise) */
@@ -123,6 +135,16 @@ struct ftq_tokenizer {
     int32_t bos_id, eos_id;
     ftq_ivec prefix, suffix; /* ids add_special puts around the text */
 
+    /* WordPiece / BertNormalizer (tok_wordpiece.c) */
+    char wp_prefix[16]; /* continuing_subword_prefix, "##" */
+    size_t wp_prefix_len;
+    int wp_max_chars; /* max_input_chars_per_word */
+    int bert_clean, bert_chinese, bert_strip_accents, bert_lowercase;
+
+    /* TemplateProcessing (tok_template.c): single and pair templates with type ids */
+    ftq_tok_tmpl *tmpl_single, *tmpl_pair;
+    int n_tmpl_single, n_tmpl_pair;
+
     struct ftq_tok_regex *pre_regex; /* byte-level BPE: regex split stages (NULL: the GPT-2 scanner) */
     char gguf_pre[32];               /* its tokenizer.ggml.pre name ("" for the GPT-2 scanner) */
 };
@@ -131,9 +153,15 @@ struct ftq_tokenizer {
 ftq_tokenizer *ftq_tok_alloc(void);
 int ftq_tok_enable_scores(ftq_tokenizer *t); /* before the first ftq_tok_set_piece */
 int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
+/* Name the file being read (for messages) and allow n more ids (the entries it defines). */
+int ftq_tok_allow_ids(ftq_tokenizer *t, const char *path, size_t n);
+/* A vocabulary entry: refuses an id or a text given twice, then sets the piece and maps
+ * text -> id. */
+int ftq_tok_add_vocab(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
 int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_gpt2_files(ftq_tokenizer *t, const char *dir);
+int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_gguf(ftq_tokenizer *t, const char *path); /* tok_gguf.c: tokenizer.ggml.* metadata */
 
 /* Regex pre-tokenizer (tok_regex.c): Split(pattern, Isolated) stages with Oniguruma; fn gets
@@ -152,6 +180,24 @@ struct ftq_gguf_writer;
 int ftq_tok_gguf_describe(const ftq_tokenizer *t, struct ftq_gguf_writer *w);
 int ftq_tok_add_added(ftq_tokenizer *t, int32_t id, const char *content, int special, int lstrip,
                       int rstrip, int single_word, int normalized);
+
+/* WordPiece pieces (tok_wordpiece.c); `j` arguments are cJSON objects of tokenizer.json. */
+struct cJSON;
+int ftq_tok_wordpiece_from_json(ftq_tokenizer *t, const struct cJSON *model, const char *path);
+int ftq_tok_bert_normalizer_from_json(ftq_tokenizer *t, const struct cJSON *normalizer);
+/* BertNormalizer over s[0..len) (valid UTF-8); *out malloc'd. */
+int ftq_tok_bert_normalize(const ftq_tokenizer *t, const char *s, size_t len, char **out, size_t *out_len);
+/* BertPreTokenizer (when t->pretok is TOK_PRE_BERT) + WordPiece over normalized text. */
+int ftq_tok_wordpiece_encode(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out);
+/* WordPiece decoder (op->a = prefix, op->start = cleanup): append one token to the malloc'd
+ * *out (*n_out bytes); then the cleanup over the whole text (result malloc'd). */
+int ftq_tok_wordpiece_decode_token(const ftq_tok_op *op, int first, const char *s, size_t n, char **out,
+                                   size_t *n_out);
+int ftq_tok_wordpiece_cleanup(const char *s, size_t n, char **out, size_t *out_len);
+/* Replace the single/pair templates (copied); the single one also sets prefix/suffix. A
+ * template may hold FTQ_TMPL_A once (single) or A and B once each (pair). */
+int ftq_tok_set_templates(ftq_tokenizer *t, const ftq_tok_tmpl *single, int n_single, const ftq_tok_tmpl *pair,
+                          int n_pair);
 
 /* Apply a list of Prepend/Replace normalizers to s (result malloc'd). */
 int ftq_tok_normalize_ops(const ftq_tok_op *ops, int n, const char *s, size_t len, char **out,

@@ -231,6 +231,8 @@ static int parse_normalizer(pb *r, normalizer_spec *ns)
 static int load_pieces(ftq_tokenizer *t, const spm_piece *pcs, size_t n, const char *path)
 {
     int rc = ftq_tok_enable_scores(t);
+    if (!rc)
+        rc = ftq_tok_allow_ids(t, path, n);
     for (size_t i = 0; i < n && !rc; i++) {
         const char *s = (const char *)pcs[i].text.p + pcs[i].text.pos;
         size_t len = pcs[i].text.end - pcs[i].text.pos;

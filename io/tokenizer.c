@@ -55,6 +55,8 @@ void ftq_tokenizer_free(ftq_tokenizer *t)
     free(t->added);
     free(t->prefix.v);
     free(t->suffix.v);
+    free(t->tmpl_single);
+    free(t->tmpl_pair);
     ftq_tok_regex_free(t->pre_regex);
     free(t);
 }
@@ -91,11 +93,23 @@ static int grow_ids(ftq_tokenizer *t, size_t need)
     return FTQ_OK;
 }
 
+int ftq_tok_allow_ids(ftq_tokenizer *t, const char *path, size_t n)
+{
+    snprintf(t->src, sizeof t->src, "%s", path);
+    if (n > (size_t)(INT32_MAX - 1 - t->id_limit))
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': %zu vocabulary entries exceed the id range", path, n);
+    t->id_limit += (int32_t)n;
+    return FTQ_OK;
+}
+
 /* Set the text of id (replacing any previous text); extends n_vocab. Not added to the map. */
 int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len)
 {
-    if (id < 0 || id >= INT32_MAX - 1)
-        return ftq_set_error(FTQ_EFORMAT, "token id %ld out of range", (long)id);
+    if (id < 0 || id >= t->id_limit)
+        return ftq_set_error(FTQ_EFORMAT,
+                             "cannot load '%s': token id %ld is out of range (the files define %ld tokens, so ids "
+                             "must be 0..%ld)",
+                             t->src[0] ? t->src : "tokenizer", (long)id, (long)t->id_limit, (long)t->id_limit - 1);
     int rc = grow_ids(t, (size_t)id + 1);
     if (rc)
         return rc;
@@ -110,6 +124,19 @@ int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len)
     if (id >= t->n_vocab)
         t->n_vocab = id + 1;
     return FTQ_OK;
+}
+
+int ftq_tok_add_vocab(ftq_tokenizer *t, int32_t id, const char *s, size_t len)
+{
+    int32_t other;
+    if (id >= 0 && id < t->n_vocab && t->piece[id])
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': id %ld is given to both '%.40s' and '%.40s'", t->src,
+                             (long)id, t->piece[id], s);
+    if (ftq_strmap_get(&t->vocab, s, len, &other))
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': token '%.40s' appears twice (ids %ld and %ld)", t->src,
+                             s, (long)other, (long)id);
+    int rc = ftq_tok_set_piece(t, id, s, len);
+    return rc ? rc : ftq_strmap_put(&t->vocab, s, len, id);
 }
 
 static char *dup_bytes(const char *s, size_t n)
@@ -361,7 +388,8 @@ static int bytelevel_word(const ftq_tokenizer *t, enc_ctx *c, const char *s, siz
         int rc = ftq_ivec_reserve(out, (size_t)cnt);
         if (rc)
             return rc;
-        memcpy(out->v + out->n, c->cache_ids.v + off + 1, (size_t)cnt * sizeof(int32_t));
+        if (cnt) /* a word may give no ids (bytes missing from the vocab): out->v may be NULL */
+            memcpy(out->v + out->n, c->cache_ids.v + off + 1, (size_t)cnt * sizeof(int32_t));
         out->n += (size_t)cnt;
         return FTQ_OK;
     }
@@ -378,7 +406,8 @@ static int bytelevel_word(const ftq_tokenizer *t, enc_ctx *c, const char *s, siz
     if ((rc = ftq_ivec_reserve(&c->cache_ids, cnt + 1)))
         return rc;
     c->cache_ids.v[c->cache_ids.n++] = (int32_t)cnt;
-    memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
+    if (cnt)
+        memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
     c->cache_ids.n += cnt;
     return ftq_strmap_put(&c->cache, s, n, off);
 }
@@ -402,6 +431,8 @@ static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, 
         return FTQ_OK;
     if (t->model == TOK_MODEL_BPE_SCORE)
         return ftq_bpe_score(t, c->bpe, s, len, out);
+    if (t->model == TOK_MODEL_WORDPIECE)
+        return ftq_tok_wordpiece_encode(t, s, len, out);
     if (t->pretok != TOK_PRE_BYTELEVEL)
         return ftq_bpe_rank(t, c->bpe, s, len, 0, out);
     if (t->bl_add_prefix_space && s[0] != ' ') {
@@ -442,6 +473,8 @@ static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_
         rc = spm_normalize(t, s, len, &b);
         ns = b.p;
         nl = b.n;
+    } else if (t->norm == TOK_NORM_BERT) {
+        rc = ftq_tok_bert_normalize(t, s, len, &ns, &nl);
     } else {
         rc = ftq_tok_normalize_ops(t->norm_ops, t->n_norm_ops, s, len, &ns, &nl);
     }
@@ -644,6 +677,10 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
         case TOK_DEC_FUSE:
             rc = buf_put(&tmp, s, n);
             break;
+        case TOK_DEC_WORDPIECE:
+            rc = ftq_tok_wordpiece_decode_token(op, i == 0, s, n, &tmp.p, &tmp.n);
+            tmp.cap = tmp.p ? tmp.n + 1 : 0;
+            break;
         case TOK_DEC_STRIP: {
             size_t a = 0, b = n;
             for (int k = 0; k < op->start && b - a >= op->alen && memcmp(s + a, op->a, op->alen) == 0; k++)
@@ -658,7 +695,13 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
     }
     if (!rc && op->op == TOK_DEC_BYTEFALLBACK)
         rc = flush_fallback(out, &tmp);
-    else if (!rc && op->op == TOK_DEC_FUSE)
+    else if (!rc && op->op == TOK_DEC_WORDPIECE && op->start) {
+        char *w = NULL;
+        size_t wn = 0;
+        if (!(rc = ftq_tok_wordpiece_cleanup(tmp.p ? tmp.p : "", tmp.n, &w, &wn)))
+            rc = toks_add(out, w, wn);
+        free(w);
+    } else if (!rc && (op->op == TOK_DEC_FUSE || op->op == TOK_DEC_WORDPIECE))
         rc = toks_add(out, tmp.p ? tmp.p : "", tmp.n);
     else if (!rc && op->op == TOK_DEC_BYTELEVEL && !(rc = put_lossy(&out->b, tmp.p ? tmp.p : "", tmp.n)))
         rc = toks_end(out);
@@ -903,8 +946,16 @@ static int configure(ftq_tokenizer *t, const char *dir)
         rc = read_json_opt(dir, "special_tokens_map.json", &stm);
     if (!rc)
         rc = read_json_opt(dir, "config.json", &mc);
-    if (!rc && t->kind != FTQ_TOKENIZER_HF_JSON)
-        rc = config_added_tokens(t, cfg, stm);
+    if (!rc && t->kind != FTQ_TOKENIZER_HF_JSON) {
+        /* added_tokens_decoder may define ids beyond the vocabulary, one per entry */
+        char *p = ftq_path_join(dir, "tokenizer_config.json");
+        rc = p ? ftq_tok_allow_ids(t, p, (size_t)cJSON_GetArraySize(
+                                             cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder")))
+               : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        free(p);
+        if (!rc)
+            rc = config_added_tokens(t, cfg, stm);
+    }
     if (rc)
         goto done;
     if (t->kind == FTQ_TOKENIZER_GPT2_FILES)
@@ -939,10 +990,22 @@ done:
 }
 
 /* Lookup tables and added-token match strings, once the vocabulary is complete. */
+static int check_holes(const ftq_tokenizer *t)
+{
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (!t->piece[i])
+            return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': no token has id %ld (ids must run 0..%ld without holes)",
+                                 t->src, (long)i, (long)t->n_vocab - 1);
+    return FTQ_OK;
+}
+
 static int finalize(ftq_tokenizer *t)
 {
     int32_t id;
     char name[8];
+    int hrc = check_holes(t);
+    if (hrc)
+        return hrc;
     for (int b = 0; b < 256; b++) {
         snprintf(name, sizeof name, "<0x%02X>", b);
         t->byte_id[b] = ftq_strmap_get(&t->vocab, name, 6, &id) ? id : -1;
@@ -999,9 +1062,12 @@ int ftq_tokenizer_load_kind(const char *dir, ftq_tokenizer_kind kind, ftq_tokeni
     case FTQ_TOKENIZER_HF_JSON: rc = ftq_tok_load_hf_json(t, dir); break;
     case FTQ_TOKENIZER_SPM: rc = ftq_tok_load_spm(t, dir); break;
     case FTQ_TOKENIZER_GPT2_FILES: rc = ftq_tok_load_gpt2_files(t, dir); break;
+    case FTQ_TOKENIZER_VOCAB_TXT: rc = ftq_tok_load_vocab_txt(t, dir); break;
     case FTQ_TOKENIZER_GGUF: rc = ftq_tok_load_gguf(t, dir); break;
     default: rc = ftq_set_error(FTQ_EINVAL, "unknown tokenizer kind %d", (int)kind); break;
     }
+    if (!rc)
+        rc = check_holes(t); /* named after the model's own file, before tokenizer_config.json adds */
     if (!rc && kind != FTQ_TOKENIZER_GGUF) /* a GGUF file carries its own BOS/EOS flags */
         rc = configure(t, dir);
     if (!rc)
@@ -1021,9 +1087,10 @@ int ftq_tokenizer_load(const char *dir, ftq_tokenizer **out)
     *out = NULL;
     if (ftq_gguf_is_file(dir))
         return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GGUF, out);
-    static const char *const files[] = {"tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt"};
-    int have[4];
-    for (int i = 0; i < 4; i++) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt",
+                                        "vocab.txt"};
+    int have[5];
+    for (int i = 0; i < 5; i++) {
         char *p = ftq_path_join(dir, files[i]);
         if (!p)
             return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -1036,8 +1103,11 @@ int ftq_tokenizer_load(const char *dir, ftq_tokenizer **out)
         return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, out);
     if (have[2] && have[3])
         return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GPT2_FILES, out);
+    if (have[4])
+        return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_VOCAB_TXT, out);
     return ftq_set_error(FTQ_ENOTFOUND,
-                         "no tokenizer in '%s': looked for tokenizer.json, tokenizer.model, vocab.json + merges.txt",
+                         "no tokenizer in '%s': looked for tokenizer.json, tokenizer.model, vocab.json + merges.txt, "
+                         "vocab.txt",
                          dir);
 }
 

@@ -4,7 +4,6 @@
  * scalar) dot product per output under OpenMP, blocked so each weight row is read once per
  * chunk. sgemm is never called inside a parallel region. QMAT (int8 / int4): the kernels of
  * kernels/qlinear.h, OpenMP only, never OpenBLAS. */
-#include <assert.h>
 #include <math.h>
 #include <cblas.h>
 
@@ -155,17 +154,35 @@ void ftq_linear_f32(float *out, const float *in, const float *w, const float *bi
 int ftq_linear_forward_ex(float *out, const float *in, const ftq_tensor *w, const float *bias,
                           int T, int in_dim, int out_dim, void *scratch)
 {
-    assert(w->ndim == 2 && w->shape[0] == out_dim && w->shape[1] == in_dim);
+    /* Checked, not asserted: the shapes come from files (the loader checks them too, but an
+     * assert vanishes under NDEBUG and a mismatch would read past the weights). */
+    const char *name = w->name ? w->name : "?";
+    if (w->ndim != 2 || w->shape[0] != out_dim || w->shape[1] != in_dim) {
+        char sb[96];
+        return ftq_set_error(FTQ_EINVAL, "linear layer '%s': weight shape %s, expected [%d, %d]", name,
+                             ftq_shape_str(w->shape, w->ndim, sb, sizeof sb), out_dim, in_dim);
+    }
+    if (!w->data)
+        return ftq_set_error(FTQ_EINVAL, "linear layer '%s': weight has no data", name);
     switch (w->dtype) {
     case FTQ_DTYPE_F32:
+        if (w->nbytes < sizeof(float) * (size_t)out_dim * (size_t)in_dim)
+            return ftq_set_error(FTQ_EINVAL, "linear layer '%s': %zu bytes of weights, expected %zu", name,
+                                 w->nbytes, sizeof(float) * (size_t)out_dim * (size_t)in_dim);
         ftq_linear_f32(out, in, (const float *)w->data, bias, T, in_dim, out_dim);
         return FTQ_OK;
-    case FTQ_DTYPE_QMAT:
-        return ftq_qmat_mul(out, in, (const ftq_qmat *)w->data, bias, T, scratch);
-    default:
-        /* the loader converts or rejects every other dtype */
-        assert(!"ftq_linear_forward: unsupported weight dtype");
-        return ftq_set_error(FTQ_EUNSUPPORTED, "linear layer with unsupported weight dtype %d", (int)w->dtype);
+    case FTQ_DTYPE_QMAT: {
+        const ftq_qmat *q = (const ftq_qmat *)w->data;
+        if (q->rows != out_dim || q->cols != in_dim)
+            return ftq_set_error(FTQ_EINVAL, "linear layer '%s': quantized weight [%d, %d], expected [%d, %d]",
+                                 name, q->rows, q->cols, out_dim, in_dim);
+        return ftq_qmat_mul(out, in, q, bias, T, scratch);
+    }
+    default: { /* the loader converts or rejects every other dtype */
+        const ftq_dtype_traits *tr = ftq_dtype_info(w->dtype);
+        return ftq_set_error(FTQ_EUNSUPPORTED, "linear layer '%s': unsupported weight dtype %s", name,
+                             tr ? tr->name : "?");
+    }
     }
 }
 

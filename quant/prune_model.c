@@ -259,9 +259,9 @@ static int write_output(const ftq_model *m, const slots *ss, const char *dir, ft
 {
     const ftq_checkpoint *ck = m->ck;
     size_t nt = ftq_checkpoint_count(ck);
-    ftq_tensor *outs = calloc(nt, sizeof(ftq_tensor));
-    void **bufs = calloc(nt, sizeof(void *));
-    r->tensors = calloc(nt, sizeof(ftq_prune_tensor_report));
+    ftq_tensor *outs = calloc(nt ? nt : 1, sizeof(ftq_tensor)); /* calloc(0) may be NULL */
+    void **bufs = calloc(nt ? nt : 1, sizeof(void *));
+    r->tensors = calloc(nt ? nt : 1, sizeof(ftq_prune_tensor_report));
     int rc = outs && bufs && r->tensors ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
     for (size_t i = 0; i < nt && rc == FTQ_OK; i++) {
         const ftq_tensor *ft = ftq_checkpoint_tensor(ck, i);
@@ -276,7 +276,11 @@ static int write_output(const ftq_model *m, const slots *ss, const char *dir, ft
         if (rc != FTQ_OK || !f) {
             if (rc == FTQ_OK && tr->is_float && tr->to_f32 && n > 0) { /* count zeros of untouched tensors */
                 float *tmp = malloc(sizeof(float) * (size_t)n);
-                if (tmp && ftq_tensor_to_f32(ft, tmp) == FTQ_OK)
+                if (!tmp) { /* the report would silently undercount */
+                    rc = ftq_set_error(FTQ_ENOMEM, "out of memory reading '%s'", ft->name);
+                    break;
+                }
+                if (ftq_tensor_to_f32(ft, tmp) == FTQ_OK)
                     r->model_zeros += ftq_count_zeros(tmp, n);
                 free(tmp);
             }
@@ -287,16 +291,25 @@ static int write_output(const ftq_model *m, const slots *ss, const char *dir, ft
         r->pruned_numel += n;
         r->pruned_zeros += z;
         ftq_prune_tensor_report *tr_out = &r->tensors[r->n_tensors++];
-        tr_out->name = strdup(ft->name);
+        if (!(tr_out->name = strdup(ft->name))) {
+            free(f);
+            r->n_tensors--;
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            break;
+        }
         tr_out->numel = n;
         tr_out->zeros = z;
         if (ft->dtype == FTQ_DTYPE_F32) {
             bufs[i] = f;
         } else { /* back to the file's dtype; exact zeros stay zeros */
-            bufs[i] = malloc(ft->nbytes);
-            if (!bufs[i] || !tr->from_f32) {
+            if (!tr->from_f32) {
                 free(f);
                 rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot write pruned tensor '%s' as %s", ft->name, tr->name);
+                break;
+            }
+            if (!(bufs[i] = malloc(ft->nbytes ? ft->nbytes : 1))) { /* was reported as EUNSUPPORTED */
+                free(f);
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory writing pruned tensor '%s'", ft->name);
                 break;
             }
             tr->from_f32(f, bufs[i], (size_t)n);

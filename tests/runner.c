@@ -1,8 +1,12 @@
 /* runner.c - the CUnit test runner. Usage: ftq_tests [-l] [SUITE[:TEST]]...
- * With no argument every suite runs; names select suites (or single tests). The exit
- * code is the number of failed assertions (capped at 255), so 0 means all passed. */
+ * With no argument every suite runs; names select suites (or single tests). A test that
+ * calls test_skip (a path this CPU lacks) is reported as SKIPPED and counted apart, never
+ * as passed. The last line is "N passed, N failed, N skipped"; the exit code is the number
+ * of failed assertions (capped at 255), so 0 means all passed. */
 #define _POSIX_C_SOURCE 200809L
-#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+#include <CUnit/TestRun.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,11 +36,37 @@ static int selected(const char *suite, const char *test)
 
 static int list_only;
 
+/* CUnit's cleanup hook returns int; the suites' cleanups are void. One slot per suite. */
+#define MAX_CLEANUPS 64
+static void (*cleanups[MAX_CLEANUPS])(void);
+static int n_cleanups;
+
+#define CLEANUP_THUNK(i) \
+    static int cleanup_##i(void) { cleanups[i](); return 0; }
+CLEANUP_THUNK(0) CLEANUP_THUNK(1) CLEANUP_THUNK(2) CLEANUP_THUNK(3)
+CLEANUP_THUNK(4) CLEANUP_THUNK(5) CLEANUP_THUNK(6) CLEANUP_THUNK(7)
+static int (*const cleanup_thunks[])(void) = {cleanup_0, cleanup_1, cleanup_2, cleanup_3,
+                                              cleanup_4, cleanup_5, cleanup_6, cleanup_7};
+
 void test_add_suite(const char *name, const test_case *cases)
+{
+    test_add_suite_cleanup(name, cases, NULL);
+}
+
+void test_add_suite_cleanup(const char *name, const test_case *cases, void (*cleanup)(void))
 {
     if (!selected(name, NULL))
         return;
-    CU_pSuite s = list_only ? NULL : CU_add_suite(name, NULL, NULL);
+    CU_CleanupFunc cf = NULL;
+    if (cleanup && !list_only) {
+        if (n_cleanups >= (int)(sizeof cleanup_thunks / sizeof cleanup_thunks[0])) {
+            fprintf(stderr, "runner: too many suites with a cleanup (%s)\n", name);
+            exit(255);
+        }
+        cleanups[n_cleanups] = cleanup;
+        cf = cleanup_thunks[n_cleanups++];
+    }
+    CU_pSuite s = list_only ? NULL : CU_add_suite(name, NULL, cf);
     for (const test_case *c = cases; c->name; c++) {
         if (!selected(name, c->name))
             continue;
@@ -211,6 +241,70 @@ cJSON *ftq_run_json(const char *args)
     return j;
 }
 
+/* ---- skips and the report ------------------------------------------------------------ */
+
+static char skip_reason[512];
+static int skipped_current;
+static unsigned n_passed, n_failed, n_skipped;
+
+void test_skip(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (!skipped_current) /* the first reason is the one reported */
+        vsnprintf(skip_reason, sizeof skip_reason, fmt, ap);
+    va_end(ap);
+    skipped_current = 1;
+}
+
+int test_require_cpu(unsigned features, const char *what)
+{
+    unsigned have = ftq_cpu_features();
+    if ((have & features) == features)
+        return 1;
+    test_skip("%s: this cpu (after FTQ_CPU_MASK) lacks it (has: %s)", what, ftq_cpu_features_str());
+    return 0;
+}
+
+static void on_suite_start(const CU_pSuite suite) { printf("Suite: %s\n", suite->pName); }
+
+static void on_test_start(const CU_pTest test, const CU_pSuite suite)
+{
+    (void)suite;
+    skipped_current = 0;
+    skip_reason[0] = '\0';
+    printf("  Test: %s ...", test->pName);
+    fflush(stdout);
+}
+
+static void on_test_complete(const CU_pTest test, const CU_pSuite suite, const CU_pFailureRecord failure)
+{
+    (void)test;
+    (void)suite;
+    if (failure) {
+        n_failed++;
+        printf("FAILED\n");
+        int i = 1;
+        for (CU_pFailureRecord f = failure; f; f = f->pNext)
+            printf("    %d. %s:%u  - %s\n", i++, f->strFileName ? f->strFileName : "",
+                   f->uiLineNumber, f->strCondition ? f->strCondition : "");
+        if (skipped_current)
+            printf("    (also SKIPPED: %s)\n", skip_reason);
+    } else if (skipped_current) {
+        n_skipped++;
+        printf("SKIPPED: %s\n", skip_reason);
+    } else {
+        n_passed++;
+        printf("passed\n");
+    }
+    fflush(stdout);
+}
+
+static void on_suite_cleanup_failure(const CU_pSuite suite)
+{
+    printf("Suite %s: cleanup failed\n", suite->pName);
+}
+
 int main(int argc, char **argv)
 {
     int a = 1;
@@ -227,12 +321,15 @@ int main(int argc, char **argv)
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 255;
     register_all_suites();
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
+    CU_set_suite_start_handler(on_suite_start);
+    CU_set_test_start_handler(on_test_start);
+    CU_set_test_complete_handler(on_test_complete);
+    CU_set_suite_cleanup_failure_handler(on_suite_cleanup_failure);
+    double t0 = ftq_time_sec();
+    CU_run_all_tests();
     unsigned fails = CU_get_number_of_failures();
-    unsigned tests_failed = CU_get_number_of_tests_failed();
-    unsigned tests_run = CU_get_number_of_tests_run();
-    printf("\n%u passed, %u failed\n", tests_run - tests_failed, tests_failed);
+    printf("\nElapsed time = %.3f seconds\n", ftq_time_sec() - t0);
+    printf("\n%u passed, %u failed, %u skipped\n", n_passed, n_failed, n_skipped);
     CU_cleanup_registry();
     return fails > 255 ? 255 : (int)fails;
 }

@@ -28,13 +28,13 @@ static void test_help(void)
         free(e2);
     }
     char *out = NULL, *err = NULL;
-    ftq_run("perplexity --help", &out, &err);
+    CU_ASSERT_EQUAL(ftq_run("perplexity --help", &out, &err), 0);
     const char *flags[] = {"--model", "--file", "--ctx", "--chunks", "--stride", "--json"};
     for (int i = 0; i < 6; i++)
         CU_ASSERT_PTR_NOT_NULL(strstr(out, flags[i]));
     free(out);
     free(err);
-    ftq_run("generate --help", &out, &err);
+    CU_ASSERT_EQUAL(ftq_run("generate --help", &out, &err), 0);
     const char *gflags[] = {"--prompt", "--n-predict", "--temperature", "--top-k", "--top-p", "--seed"};
     for (int i = 0; i < 6; i++)
         CU_ASSERT_PTR_NOT_NULL(strstr(out, gflags[i]));

@@ -1,4 +1,6 @@
 /* test_core.c - dtype conversions, the traits table, errors, atomic files, RNG. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,6 +136,71 @@ static void test_rng(void)
     CU_ASSERT(u >= 0.0f && u < 1.0f);
 }
 
+/* CPU features are detected once and read without races: threads hammering
+ * ftq_cpu_features / ftq_cpu_features_str always see the complete, same answer (the old
+ * code rebuilt the string in a shared static buffer on every call). */
+typedef struct {
+    unsigned want;
+    const char *want_str;
+    pthread_barrier_t *start;
+    int bad;
+} cpu_race_arg;
+
+static void *cpu_race_thread(void *p)
+{
+    cpu_race_arg *a = p;
+    pthread_barrier_wait(a->start);
+    for (int i = 0; i < 20000; i++) {
+        const char *s = ftq_cpu_features_str();
+        a->bad += ftq_cpu_features() != a->want || strcmp(s, a->want_str) != 0;
+    }
+    return NULL;
+}
+
+static void test_cpu_features_threads(void)
+{
+    char want_str[256];
+    snprintf(want_str, sizeof want_str, "%s", ftq_cpu_features_str());
+    CU_ASSERT(want_str[0] != '\0');
+    enum { NT = 4 };
+    pthread_t th[NT];
+    cpu_race_arg args[NT];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, NT);
+    for (int i = 0; i < NT; i++) {
+        args[i] = (cpu_race_arg){ftq_cpu_features(), want_str, &start, 0};
+        CU_ASSERT_FATAL(pthread_create(&th[i], NULL, cpu_race_thread, &args[i]) == 0);
+    }
+    int bad = 0;
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+    }
+    pthread_barrier_destroy(&start);
+    ASSERT_INT_EQ(bad, 0);
+}
+
+/* FTQ_CPU_MASK still masks the detected set: 0 forces the scalar paths, 0x3 keeps at most
+ * avx2 and fma (checked in a child process, as detection happens once per process). */
+static void test_cpu_mask(void)
+{
+    char cmd[4200], *out = NULL;
+    snprintf(cmd, sizeof cmd, "FTQ_CPU_MASK=0 '%s' --version", ftq_binary());
+    ASSERT_INT_EQ(run_capture(cmd, &out), 0);
+    if (!strstr(out, "(cpu: scalar)"))
+        fprintf(stderr, "\n  FTQ_CPU_MASK=0: %s", out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "(cpu: scalar)"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "FTQ_CPU_MASK=0x3 '%s' --version", ftq_binary());
+    ASSERT_INT_EQ(run_capture(cmd, &out), 0);
+    unsigned f = ftq_cpu_features() & 3u;
+    const char *want = f == 3 ? "(cpu: avx2 fma)" : f == 1 ? "(cpu: avx2)" : f == 2 ? "(cpu: fma)" : "(cpu: scalar)";
+    if (!strstr(out, want))
+        fprintf(stderr, "\n  FTQ_CPU_MASK=0x3: %s (expected %s)", out, want);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+    free(out);
+}
+
 void test_register_core(void)
 {
     static const test_case cases[] = {
@@ -144,6 +211,8 @@ void test_register_core(void)
         {"errors", test_errors},
         {"atomic_file", test_atomic_file},
         {"rng", test_rng},
+        {"cpu_features_threads", test_cpu_features_threads},
+        {"cpu_mask", test_cpu_mask},
         {NULL, NULL},
     };
     test_add_suite("core", cases);

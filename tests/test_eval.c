@@ -251,6 +251,41 @@ static void test_ppl_errors(void)
     CU_ASSERT_EQUAL(ftq_perplexity(model, toks, n_toks, &p, &r), FTQ_EINVAL);
 }
 
+/* KL and top-1 agreement on logits small enough to do by hand. Float logits such as ln 2
+ * are rounded (relative 3e-8), which moves the probabilities by about that much: tol 1e-7.
+ *   row 0: P = softmax(0, ln 2, 0) = (1/4, 1/2, 1/4), Q = softmax(0, 0, 0) = (1/3, 1/3, 1/3)
+ *          KL = 2 (1/4) ln(3/4) + (1/2) ln(3/2) = (1/2) ln(9/8); argmax 1 vs 0 (tie -> 0)
+ *   row 1: P = softmax(ln 3, 0, 0) = (3/5, 1/5, 1/5), Q = softmax(ln 2, 0, ln 2)
+ *          = (2/5, 1/5, 2/5); KL = (3/5) ln(3/2) + (1/5) ln(1/2); argmax 0 vs 0 (tie -> 0)
+ *   row 2: P = Q + 1000 (exact in float): the same distribution, KL 0 (exp(1000) would
+ *          overflow without the max shift), argmax equal
+ * mean KL = ((1/2) ln(9/8) + (3/5) ln(3/2) - (1/5) ln 2) / 3, agreement 2/3. */
+static void test_kl_by_hand(void)
+{
+    const float l2 = (float)log(2.0), l3 = (float)log(3.0);
+    const float P[3][3] = {{0, l2, 0}, {l3, 0, 0}, {1000.5f, 999, 1002}};
+    const float Q[3][3] = {{0, 0, 0}, {l2, 0, l2}, {0.5f, -1, 2}};
+    const double kl_want[3] = {0.5 * log(9.0 / 8.0), 0.6 * log(1.5) - 0.2 * log(2.0), 0.0};
+    const int agree_want[3] = {0, 1, 1};
+    double kl_sum = 0.0;
+    int agree = 0;
+    for (int r = 0; r < 3; r++) {
+        double kl = ftq_logits_kl(P[r], Q[r], 3);
+        ASSERT_NEAR(kl, kl_want[r], 1e-7);
+        int a = ftq_logits_argmax(P[r], 3) == ftq_logits_argmax(Q[r], 3);
+        ASSERT_INT_EQ(a, agree_want[r]);
+        kl_sum += kl;
+        agree += a;
+    }
+    ASSERT_NEAR(kl_sum / 3, (0.5 * log(1.125) + 0.6 * log(1.5) - 0.2 * log(2.0)) / 3, 1e-7);
+    ASSERT_NEAR(kl_sum / 3, 0.0545137155, 1e-7); /* the same, evaluated: (0.0588915 + 0.1046496) / 3 */
+    ASSERT_NEAR((double)agree / 3, 2.0 / 3.0, 0.0);
+    ASSERT_INT_EQ(ftq_logits_argmax(P[0], 3), 1);
+    ASSERT_INT_EQ(ftq_logits_argmax(Q[0], 3), 0);
+    /* KL is not symmetric: KL(Q || P) of row 0 = (2/3) ln(4/3) + (1/3) ln(2/3) */
+    ASSERT_NEAR(ftq_logits_kl(Q[0], P[0], 3), 2.0 / 3 * log(4.0 / 3) + 1.0 / 3 * log(2.0 / 3), 1e-7);
+}
+
 /* Against itself: KL 0, full agreement, the same perplexity. Against a pruned copy: KL > 0,
  * less agreement, and ref_ppl is the original's perplexity on the same positions. */
 static void test_ppl_ref_model(void)
@@ -285,6 +320,59 @@ static void test_ppl_ref_model(void)
     CU_ASSERT(c.top1_agree < 1.0 && c.top1_agree > 0.3);
     ASSERT_NEAR(c.ref_ppl / a.ppl - 1, 0, 1e-12);
     CU_ASSERT(c.ppl > a.ppl); /* pruning 30 % costs something */
+    /* the same numbers computed here from the two models' logits: llama.cpp protocol, each
+     * chunk of 128 stream tokens with BOS first, positions 64..126 scored; KL in double
+     * with a plain softmax (no shared code with eval/perplexity.c) */
+    {
+        const int N = 128, V = ftq_model_get_config(model)->vocab_size;
+        ftq_session *sm = NULL, *sr = NULL;
+        ASSERT_OK(ftq_session_new(pruned, N, &sm));
+        ASSERT_OK(ftq_session_new(model, N, &sr));
+        float *lm = malloc(sizeof(float) * N * V), *lr = malloc(sizeof(float) * N * V);
+        double *pr = malloc(sizeof(double) * V), *pm = malloc(sizeof(double) * V);
+        int32_t win[128];
+        double kl_sum = 0.0;
+        long n = 0, agree = 0;
+        for (int ch = 0; ch < c.chunks; ch++) {
+            for (int j = 0; j < N; j++) /* stream = BOS + tokens */
+                win[j] = (size_t)ch * N + j == 0 ? 1 : toks[(size_t)ch * N + j - 1];
+            win[0] = 1;
+            ftq_session_reset(sm);
+            ftq_session_reset(sr);
+            ASSERT_OK(ftq_session_eval(sm, win, N, lm, 1));
+            ASSERT_OK(ftq_session_eval(sr, win, N, lr, 1));
+            for (int j = N / 2; j <= N - 2; j++) {
+                const float *a1 = lr + (size_t)j * V, *b1 = lm + (size_t)j * V;
+                double ma = -INFINITY, mb = -INFINITY, za = 0, zb = 0, kl = 0;
+                int ia = 0, ib = 0;
+                for (int i = 0; i < V; i++) {
+                    ia = a1[i] > a1[ia] ? i : ia;
+                    ib = b1[i] > b1[ib] ? i : ib;
+                    ma = a1[i] > ma ? a1[i] : ma;
+                    mb = b1[i] > mb ? b1[i] : mb;
+                }
+                for (int i = 0; i < V; i++) {
+                    za += (pr[i] = exp(a1[i] - ma));
+                    zb += (pm[i] = exp(b1[i] - mb));
+                }
+                for (int i = 0; i < V; i++)
+                    if (pr[i] > 0)
+                        kl += pr[i] / za * log((pr[i] / za) / (pm[i] / zb));
+                kl_sum += kl;
+                agree += ia == ib;
+                n++;
+            }
+        }
+        ASSERT_INT_EQ(n, c.tokens_scored);
+        ASSERT_NEAR(c.kl / (kl_sum / n) - 1, 0, 1e-9); /* double sums, different order */
+        ASSERT_NEAR(c.top1_agree, (double)agree / n, 0.0);
+        free(lm);
+        free(lr);
+        free(pr);
+        free(pm);
+        ftq_session_free(sm);
+        ftq_session_free(sr);
+    }
     ftq_model_free(pruned);
 
     ftq_model *gpt2 = NULL;
@@ -295,13 +383,13 @@ static void test_ppl_ref_model(void)
     ftq_model_free(gpt2);
 }
 
-static void test_cleanup(void)
+/* Suite cleanup (not a test: it asserts nothing): frees what load_stories shared. */
+static void suite_cleanup(void)
 {
     ftq_model_free(model);
     model = NULL;
     free(toks);
     toks = NULL;
-    CU_PASS("freed");
 }
 
 void test_register_eval(void)
@@ -319,9 +407,9 @@ void test_register_eval(void)
         {"ppl_running_chunks", test_ppl_running_chunks},
         {"ppl_stride", test_ppl_stride},
         {"ppl_errors", test_ppl_errors},
+        {"kl_by_hand", test_kl_by_hand},
         {"ppl_ref_model", test_ppl_ref_model},
-        {"cleanup", test_cleanup},
         {NULL, NULL},
     };
-    test_add_suite("eval", cases);
+    test_add_suite_cleanup("eval", cases, suite_cleanup);
 }

@@ -5,6 +5,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/test_util.h"
 
@@ -292,6 +295,50 @@ static void test_resume_cli(void)
     CU_ASSERT(files_equal(a, b));
 }
 
+/* A run killed while writing a checkpoint leaves checkpoint-N.tmp.PID/ behind; the next
+ * run in that output directory removes those of dead processes and says so, and keeps
+ * those of live ones (pid 1 is always alive). */
+static void test_stale_tmp(void)
+{
+    const char *w = workdir("ftcli_stale");
+    char dir[4200], args[16384], p[4400];
+    snprintf(dir, sizeof dir, "%s", w);
+    pid_t dead = fork(); /* a pid that certainly ended: a child reaped at once */
+    CU_ASSERT_FATAL(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    CU_ASSERT_EQUAL(waitpid(dead, NULL, 0), dead);
+    const char *stale[] = {"checkpoint-3.tmp.%ld", ".final.tmp.%ld", "model.safetensors.tmp.%ld"};
+    char names[3][64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(names[i], sizeof names[i], stale[i], (long)dead);
+        snprintf(p, sizeof p, "%s/out/%s", dir, names[i]);
+        char cmd[9000];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s' && echo x > '%s/model.safetensors'", p, p);
+        CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    }
+    snprintf(p, sizeof p, "%s/out/checkpoint-2.tmp.1", dir);
+    CU_ASSERT_EQUAL_FATAL(mkdir(p, 0755), 0);
+    snprintf(args, sizeof args, "finetune -m '%s' -d '%s/train.tsv' --max-steps 1 -o '%s/out' --json",
+             shared_path("models/stories260K"), dir, dir);
+    char *o = NULL, *e = NULL;
+    CU_ASSERT_EQUAL(ftq_run(args, &o, &e), 0);
+    for (int i = 0; i < 3; i++) {
+        char said[4500];
+        snprintf(said, sizeof said, "removed '%s/out/%s': left by a run that was killed", dir, names[i]);
+        if (!strstr(e, said))
+            fprintf(stderr, "\n  expected \"%s\" in:\n%s", said, e);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e, said));
+        snprintf(p, sizeof p, "%s/out/%s", dir, names[i]);
+        CU_ASSERT(!ftq_is_dir(p));
+    }
+    snprintf(p, sizeof p, "%s/out/checkpoint-2.tmp.1", dir);
+    CU_ASSERT(ftq_is_dir(p));
+    CU_ASSERT_PTR_NULL(strstr(e, "checkpoint-2.tmp.1"));
+    free(o);
+    free(e);
+}
+
 static void test_nan_cli(void)
 {
     const char *w = workdir("ftcli_nan");
@@ -319,6 +366,7 @@ static void test_nan_cli(void)
     CU_ASSERT(!ftq_is_file(p));
     snprintf(p, sizeof p, "%s/checkpoint-1/trainer_state.json", out);
     CU_ASSERT(ftq_is_file(p));
+    CU_ASSERT(ftq_is_dir(out)); /* else find fails and wc still prints 0 */
     snprintf(args, sizeof args, "find '%s' -name '*.tmp*' | wc -l", out);
     CU_ASSERT_EQUAL(run_capture(args, &o), 0);
     ASSERT_INT_EQ(atoi(o), 0);
@@ -330,11 +378,13 @@ static void test_sigint(void)
     const char *w = workdir("ftcli_sigint");
     char dir[4200], cmd[16384];
     snprintf(dir, sizeof dir, "%s", w);
-    /* start a long run, wait for its first logged step, then Ctrl-C it */
+    /* start a long run, wait for its first logged step, then Ctrl-C it. The wait has no
+     * time limit (a loaded machine may take long for one step); it ends when the log has a
+     * line or the process has exited (then the exit status is not 130 and the test fails) */
     snprintf(cmd, sizeof cmd,
              "cd '%s' && ('%s' finetune -m '%s' -d train.tsv -o out --max-steps 1000000 --log log.jsonl --json "
-             ">stdout.txt 2>stderr.txt & pid=$!; i=0; while [ ! -s log.jsonl ] && [ $i -lt 300 ]; do sleep 0.05; "
-             "i=$((i+1)); done; kill -INT $pid; wait $pid; echo $?)",
+             ">stdout.txt 2>stderr.txt & pid=$!; while [ ! -s log.jsonl ] && kill -0 $pid 2>/dev/null; do "
+             "sleep 0.05; done; kill -INT $pid; wait $pid; echo $?)",
              dir, ftq_binary(), shared_path("models/stories260K"));
     char *o = NULL;
     run_capture(cmd, &o);
@@ -362,6 +412,7 @@ void test_register_finetune_cli(void)
         {"bad_data", test_bad_data},
         {"train_and_classify", test_train_and_classify},
         {"resume", test_resume_cli},
+        {"stale_tmp", test_stale_tmp},
         {"nan", test_nan_cli},
         {"sigint", test_sigint},
         {NULL, NULL},

@@ -115,8 +115,37 @@ static void test_linear(void)
     linear_case(&r, 129, 64, 176, 0);
 }
 
+/* A weight that does not match the layer is refused with a message, never read past
+ * (these were asserts, compiled out in release builds). */
+static void test_linear_refusals(void)
+{
+    float w[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, 1, 1}, y[4] = {0};
+    ftq_tensor wt = {.name = "blk.0.wq", .dtype = FTQ_DTYPE_F32, .ndim = 2, .shape = {2, 3},
+                     .nbytes = sizeof w, .data = w};
+    ASSERT_OK(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 2, NULL));
+    ASSERT_NEAR(y[0], 6.0, 0.0);
+    ASSERT_NEAR(y[1], 15.0, 0.0);
+    /* a layer that expects [4, 3] */
+    ASSERT_INT_EQ(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 4, NULL), FTQ_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "'blk.0.wq'"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "expected [4, 3]"));
+    /* fewer bytes than the shape says */
+    wt.nbytes = 5 * sizeof(float);
+    ASSERT_INT_EQ(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 2, NULL), FTQ_EINVAL);
+    wt.nbytes = sizeof w;
+    /* a dtype the loader should have converted */
+    wt.dtype = FTQ_DTYPE_F16;
+    ASSERT_INT_EQ(ftq_linear_forward_ex(y, x, &wt, NULL, 1, 3, 2, NULL), FTQ_EUNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "F16"));
+    /* the void form fills the output with NaN instead of leaving it stale */
+    ftq_linear_forward(y, x, &wt, NULL, 1, 3, 2);
+    CU_ASSERT(isnan(y[0]) && isnan(y[1]));
+}
+
 static void test_rmsnorm(void)
 {
+    if (!test_require_cpu(FTQ_CPU_AVX2 | FTQ_CPU_FMA, "avx2 rmsnorm"))
+        return;
     ftq_rng r;
     ftq_rng_seed(&r, 3);
     int Ts[] = {1, 3, 7};
@@ -143,6 +172,8 @@ static void test_rmsnorm(void)
 
 static void test_layernorm(void)
 {
+    if (!test_require_cpu(FTQ_CPU_AVX2 | FTQ_CPU_FMA, "avx2 layernorm"))
+        return;
     ftq_rng r;
     ftq_rng_seed(&r, 4);
     int Ts[] = {1, 3, 7};
@@ -183,6 +214,8 @@ static float *act_inputs(ftq_rng *r, size_t n)
 
 static void test_gelu_tanh(void)
 {
+    if (!test_require_cpu(FTQ_CPU_AVX2 | FTQ_CPU_FMA, "avx2 gelu_tanh"))
+        return;
     ftq_rng r;
     ftq_rng_seed(&r, 5);
     for (size_t n = 1; n <= 20000; n = n < 67 ? n + 1 : n * 7 + 3) {
@@ -377,6 +410,7 @@ void test_register_kernels(void)
     static const test_case cases[] = {
         {"dot", test_dot},
         {"linear", test_linear},
+        {"linear_refusals", test_linear_refusals},
         {"rmsnorm", test_rmsnorm},
         {"layernorm", test_layernorm},
         {"gelu_tanh", test_gelu_tanh},

@@ -24,7 +24,7 @@ static void test_pipeline_run(void)
     const cJSON *stages = cJSON_GetObjectItem(j, "stages");
     ASSERT_INT_EQ(cJSON_GetArraySize(stages), 5);
     const char *names[] = {"base", "finetuned", "pruned", "int8", "int4"};
-    double size[5], ppl[5];
+    double size[5], ppl[5], acc5[5] = {0}, f1_5[5] = {0};
     for (int i = 0; i < 5; i++) {
         const cJSON *s = cJSON_GetArrayItem(stages, i);
         CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(s, "stage")->valuestring, names[i]);
@@ -38,8 +38,11 @@ static void test_pipeline_run(void)
         if (i == 0) {
             CU_ASSERT(cJSON_IsNull(acc)); /* no classification head yet */
         } else {
-            CU_ASSERT(cJSON_IsNumber(acc) && acc->valuedouble > 0.3 && acc->valuedouble <= 1.0);
+            CU_ASSERT(cJSON_IsNumber(acc) && acc->valuedouble >= 0.0 && acc->valuedouble <= 1.0);
             ASSERT_INT_EQ(cJSON_GetObjectItem(s, "dev_examples")->valueint, 872);
+            acc5[i] = cJSON_IsNumber(acc) ? acc->valuedouble : -1;
+            const cJSON *f1 = cJSON_GetObjectItem(s, "macro_f1");
+            f1_5[i] = cJSON_IsNumber(f1) ? f1->valuedouble : -1;
         }
     }
     /* the base model's perplexity on 3 chunks of 128: llama.cpp's running value after chunk 3 */
@@ -50,6 +53,29 @@ static void test_pipeline_run(void)
         ASSERT_NEAR(ppl[0] / cJSON_GetArrayItem(run, 2)->valuedouble - 1, 0, 2e-4);
         cJSON_Delete(g);
     }
+    /* Accuracy. Six steps on 96 rows do not learn SST-2: measured 0.4954-0.5011 on the 872
+     * dev rows for every stage (chance, sd 0.017), so no bar on the value can test learning
+     * (the old "> 0.3" could not fail; learning is tested in the trainer and finetune_cli
+     * suites). What can fail: the reported accuracy and macro-F1 are those `ftq classify`
+     * computes independently from the saved stage (same rows, --seq 64 as the pipeline):
+     * measured identical to the printed 6 decimals, tolerance 1e-6; and quantizing the
+     * pruned model flips few predictions: measured |d accuracy| <= 0.0011 (1 row), bound
+     * 0.01 (9 rows) to allow rounding-order differences between CPU paths. */
+    const char *check[2] = {"finetuned", "int4"};
+    const int check_i[2] = {1, 4};
+    for (int k = 0; k < 2; k++) {
+        char args[8192];
+        snprintf(args, sizeof args, "classify -m '%s/%s' -d '%s' --seq 64 --json", out, check[k],
+                 source_path("datasets/sst2_dev.tsv"));
+        cJSON *c = ftq_run_json(args);
+        if (!c)
+            continue;
+        ASSERT_NEAR(cJSON_GetObjectItem(c, "accuracy")->valuedouble, acc5[check_i[k]], 1e-6);
+        ASSERT_NEAR(cJSON_GetObjectItem(c, "macro_f1")->valuedouble, f1_5[check_i[k]], 1e-6);
+        cJSON_Delete(c);
+    }
+    ASSERT_NEAR(acc5[3], acc5[2], 0.01);
+    ASSERT_NEAR(acc5[4], acc5[2], 0.01);
     CU_ASSERT(size[3] < 0.5 * size[2]); /* int8 */
     CU_ASSERT(size[4] < size[3]);       /* int4 */
     const cJSON *tr = cJSON_GetObjectItem(j, "training");

@@ -410,8 +410,58 @@ static void test_ppl_int8(void)
     fprintf(stderr, "\n    stories260K ppl (32 x 256): f32 %.4f, int8 %.4f (%+.3f %%), int4 g32 search %.4f (%+.2f %%)", f,
             a, 100 * (a / f - 1), b, 100 * (b / f - 1));
     CU_ASSERT(fabs(a / f - 1) <= 0.005);
-    CU_ASSERT(b / f - 1 < 0.25); /* sanity only: int4 of a 64-wide model is far lossier */
+    /* int4 of a 64-wide model is far lossier: measured +8.27 % (SIMD and scalar paths agree
+     * to 5e-4 relative); bound 12 % (was 25 %, which no plausible regression would cross),
+     * and it must cost more than int8 */
+    CU_ASSERT(b / f - 1 < 0.12);
+    CU_ASSERT(b > a);
     free(ids);
+}
+
+/* A quantized perplexity agrees across dispatch paths: scalar (FTQ_CPU_MASK=0), AVX2+FMA
+ * (0x3) and everything this CPU has, each in its own process, 1 and 2 threads. The int8 /
+ * int4 matmuls are bit-identical on every path (test_qkernels); what differs is the f32
+ * work around them: the SIMD attention, RMSNorm and SiLU sum in another order and the SIMD
+ * SiLU uses a polynomial exp (Cephes, ~2 ulp). On the f32 model that moves the NLL by 1e-8;
+ * with int8 activations a few values land on the other side of a rounding boundary and move
+ * by a whole quantization step, so the scalar path's perplexity differs from the SIMD
+ * paths': 1.7e-4 relative on 20 x 256 tokens (each f32 kernel alone moving it by 2e-4..4e-4
+ * in either direction), 1.9e-3 (int8) and 9.6e-4 (int4) on the 8 x 128 tokens here, and the
+ * thread count changes nothing: rounding, not a bug. The bar is 5e-3 relative, 2.6x the
+ * largest gap measured; a broken kernel moves it by percents. */
+static void test_paths_agree(void)
+{
+    char q8[1024], q4[1024], args[4096];
+    ftq_quantize_params p = qparams(8, 32, 0, 0);
+    ASSERT_OK(quantize(shared_path(STORIES), out_path("qm_paths8", "q", q8, sizeof q8), &p, NULL));
+    p = qparams(4, 32, 0, 0);
+    ASSERT_OK(quantize(shared_path(STORIES), out_path("qm_paths4", "q", q4, sizeof q4), &p, NULL));
+    const char *models[2] = {q8, q4};
+    static const struct {
+        const char *mask, *threads; /* NULL mask: all this CPU has */
+    } runs[] = {{"0", "1"}, {"0", "2"}, {"0x3", "2"}, {NULL, "1"}, {NULL, "2"}};
+    for (int m = 0; m < 2; m++) {
+        double ref = NAN;
+        for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+            if (runs[k].mask)
+                setenv("FTQ_CPU_MASK", runs[k].mask, 1);
+            else
+                unsetenv("FTQ_CPU_MASK");
+            setenv("FTQ_THREADS", runs[k].threads, 1);
+            snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' -c 128 --chunks 8 --json", models[m],
+                     shared_path("data/tinystories/tinystories_sample.txt"));
+            cJSON *j = ftq_run_json(args);
+            unsetenv("FTQ_CPU_MASK");
+            unsetenv("FTQ_THREADS");
+            double v = j ? cJSON_GetNumberValue(cJSON_GetObjectItem(j, "ppl")) : NAN;
+            cJSON_Delete(j);
+            if (isnan(ref))
+                ref = v;
+            fprintf(stderr, "\n    %s mask %-4s threads %s: ppl %.6f (%+.1e)", m ? "int4" : "int8",
+                    runs[k].mask ? runs[k].mask : "all", runs[k].threads, v, v / ref - 1);
+            CU_ASSERT(isfinite(v) && fabs(v / ref - 1) <= 5e-3);
+        }
+    }
 }
 
 /* The error-minimizing search lowers the total weight RMSE. */
@@ -972,6 +1022,7 @@ void test_register_quant_model(void)
         {"metadata", test_metadata},
         {"tied_kept", test_tied_kept},
         {"ppl_int8", test_ppl_int8},
+        {"paths_agree", test_paths_agree},
         {"search", test_search},
         {"malformed", test_malformed},
         {"nan_refused", test_nan_refused},

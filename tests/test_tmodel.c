@@ -765,10 +765,31 @@ static void test_determinism(void)
         CU_ASSERT_EQUAL(ftq_tmodel_backward(tm, 1.0f), FTQ_EINVAL);
         ASSERT_OK(ftq_tmodel_forward(tm, ids, NULL, 2, p.max_seq, tg, &l2, NULL));
         ASSERT_OK(ftq_tmodel_backward(tm, 0.5f));
+        /* The accumulated gradient is 1.5x the first, to rounding: sgemm applies the 0.5 and
+         * adds into the existing gradient in a kernel-dependent order (OpenBLAS' SkylakeX and
+         * Haswell kernels differ), so an element whose partial sums cancel can be off by many
+         * ulps of itself. The error is bounded by the scale of the terms summed, so each
+         * tensor is compared against its largest gradient, not element by element. */
         double worst = 0.0;
-        for (size_t i = 0; i < n; i++)
-            worst = fmax(worst, fabs(g[i] - 1.5 * g1[i]) / (1e-6 + fabs(g1[i])));
-        CU_ASSERT(worst < 1e-5);
+        size_t off0 = ftq_tmodel_trainable_offset(tm), covered = 0;
+        for (size_t sgi = 0; sgi < ftq_tmodel_segment_count(tm); sgi++) {
+            const ftq_param_segment *sg = ftq_tmodel_segment(tm, sgi);
+            size_t o = sg->offset - off0;
+            double scale = 0.0, err = 0.0;
+            for (size_t i = o; i < o + sg->size; i++) {
+                scale = fmax(scale, fabs(1.5 * g1[i]));
+                err = fmax(err, fabs(g[i] - 1.5 * g1[i]));
+            }
+            if (scale > 0.0)
+                worst = fmax(worst, err / scale);
+            else
+                CU_ASSERT(err == 0.0);
+            covered += sg->size;
+        }
+        CU_ASSERT_EQUAL(covered, n); /* the segments tile the trainable gradient */
+        /* measured 5.6e-8 (GPT-2), 5.4e-8 / 7.2e-8 (Llama, SkylakeX / Haswell sgemm): a 1e-6 bar */
+        printf("[worst %.1e of the tensor's scale] ", worst);
+        CU_ASSERT(worst < 1e-6);
         free(g1);
         free(ids);
         free(tg);

@@ -10,17 +10,6 @@
 #include "io/unicode.h"
 #include "tests/test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* ---- sha256 (FIPS 180-4), only for hashing id sequences in this test ------------- */
 
 typedef struct {
@@ -417,16 +406,13 @@ static void run_whole_files(const char *tok_name, const char *dir, ftq_tokenizer
         size_t n[2] = {0, 0};
         ftq_tokenizer *ts[2] = {t1, t2};
         for (int k = 0; k < 2; k++) {
-            double t0 = ftq_time_sec();
+            /* encoding speed is measured by `ftq_bench tokenize`, never asserted here */
             int rc = ftq_tokenizer_encode(ts[k], text, len, 0, &ids[k], &n[k]);
-            double dt = ftq_time_sec() - t0;
             if (rc)
                 fprintf(stderr, "\n  %s\n", ftq_last_error());
             CU_ASSERT_EQUAL(rc, FTQ_OK);
-            fprintf(stderr, "\n    %-11s %-40s %-48s %7zu tokens %6.3f s", tok_name, WHOLE_FILES[f],
-                    ftq_tokenizer_kind_name(ts[k]), n[k], dt);
-            if (!SANITIZED)
-                CU_ASSERT(dt < 2.0);
+            fprintf(stderr, "\n    %-11s %-40s %-48s %7zu tokens", tok_name, WHOLE_FILES[f],
+                    ftq_tokenizer_kind_name(ts[k]), n[k]);
             char hex[65];
             ids_sha256(ids[k], n[k], hex);
             if (exp) {
@@ -1005,6 +991,41 @@ static int write_file(const char *path, const void *data, size_t n)
     return fclose(fp) == 0 && w == n ? 0 : -1;
 }
 
+/* Found by tests/fuzz/fuzz_tokenizer_config: a GPT-2 vocabulary without the bytes of a word
+ * gives that word no ids (HF drops what it cannot map when there is no unk token); encoding
+ * it, and the same word again from the pre-token cache, used to compute NULL + 0 (undefined
+ * behaviour, caught by the sanitizer run of this suite). */
+static void test_gpt2_word_without_ids(void)
+{
+    const char *dir = test_tmpdir("tok_gpt2_noids");
+    char path[4096];
+    static const char vocab[] = "{\"a\": 0, \"b\": 1}";
+    static const char merges[] = "#version: 0.2\n";
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, vocab, sizeof vocab - 1), 0);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, merges, sizeof merges - 1), 0);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GPT2_FILES, &t));
+    if (!t)
+        return;
+    int32_t *ids = NULL;
+    size_t n = 99;
+    ASSERT_OK(ftq_tokenizer_encode(t, "xy", 2, 0, &ids, &n)); /* first word: nothing maps */
+    ASSERT_INT_EQ((int)n, 0);
+    free(ids);
+    ids = NULL;
+    ASSERT_OK(ftq_tokenizer_encode(t, "xy xy", 5, 0, &ids, &n)); /* "xy" again, now from the cache */
+    ASSERT_INT_EQ((int)n, 0);
+    free(ids);
+    ids = NULL;
+    const int32_t want[] = {0, 1, 0}; /* 'a', 'b', 'a': spaces ("\u0120") and 'x' have no id */
+    ASSERT_OK(ftq_tokenizer_encode(t, "ab xy a", 7, 0, &ids, &n));
+    CU_ASSERT(ids_equal(ids, n, want, 3));
+    free(ids);
+    ftq_tokenizer_free(t);
+}
+
 /* Every prefix of the stories260K tokenizer.model is refused with a format error. */
 static void test_spm_truncated(void)
 {
@@ -1117,8 +1138,10 @@ static void test_json_errors(void)
     json_case("tokj_notjson", "{\"model\": {\"type\": \"BPE\",", FTQ_EFORMAT, "not valid json");
     json_case("tokj_unigram", "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", FTQ_EUNSUPPORTED,
               "Unigram");
-    json_case("tokj_wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", FTQ_EUNSUPPORTED,
-              "WordPiece");
+    json_case("tokj_wordlevel", "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}}", FTQ_EUNSUPPORTED,
+              "WordLevel");
+    json_case("tokj_wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", FTQ_EFORMAT,
+              "unk_token");
     json_case("tokj_novocab", "{\"model\": {\"type\": \"BPE\", \"merges\": []}}", FTQ_EFORMAT, "vocab");
     json_case("tokj_nomodel", "{\"normalizer\": null}", FTQ_EFORMAT, "model");
     json_case("tokj_badmerge", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a c\"]}}",
@@ -1128,9 +1151,32 @@ static void test_json_errors(void)
     json_case("tokj_metaspace", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"pre_tokenizer\": {\"type\": "
               "\"Metaspace\"}}", FTQ_EUNSUPPORTED, "Metaspace");
     json_case("tokj_decoder", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"decoder\": {\"type\": "
-              "\"WordPiece\"}}", FTQ_EUNSUPPORTED, "WordPiece");
+              "\"CTC\"}}", FTQ_EUNSUPPORTED, "CTC");
     json_case("tokj_regex", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": "
               "\"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \" \"}}", FTQ_EUNSUPPORTED, "Regex");
+    /* ids are checked against the entries the file defines before anything is allocated for
+     * them (a 68-byte file with id 1e8 used to allocate 1.7 GB), and must have no holes or
+     * duplicates */
+    json_case("tokj_bigid", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":100000000},\"merges\":[]}}",
+              FTQ_EFORMAT, "token id 100000000 is out of range (the files define 2 tokens, so ids must be 0..1)");
+    json_case("tokj_bigid9", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1000000000},\"merges\":[]}}",
+              FTQ_EFORMAT, "token id 1000000000 is out of range");
+    json_case("tokj_gap", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":2,\"c\":3},\"merges\":[]}}",
+              FTQ_EFORMAT, "tokenizer.json': token id 3 is out of range (the files define 3 tokens");
+    /* an added token that repeats a vocab id leaves room for a hole: refused as one */
+    json_case("tokj_hole", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"c\":2},\"merges\":[]},"
+              "\"added_tokens\":[{\"id\":0,\"content\":\"a\"}]}",
+              FTQ_EFORMAT, "tokenizer.json': no token has id 1 (ids must run 0..2 without holes)");
+    json_case("tokj_dupid", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}}",
+              FTQ_EFORMAT, "id 0 is given to both 'a' and 'b'");
+    json_case("tokj_dupkey", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"a\":1},\"merges\":[]}}",
+              FTQ_EFORMAT, "token 'a' appears twice (ids 0 and 1)");
+    json_case("tokj_addedbig", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+              "\"added_tokens\":[{\"id\":2000000000,\"content\":\"<x>\"}]}",
+              FTQ_EFORMAT, "token id 2000000000 is out of range (the files define 2 tokens");
+    json_case("tokj_addednext", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+              "\"added_tokens\":[{\"id\":0,\"content\":\"a\"},{\"id\":3,\"content\":\"<x>\"}]}",
+              FTQ_EFORMAT, "token id 3 is out of range (the files define 3 tokens");
 
     /* a minimal valid file: pair-form merges, no pre-tokenizer, no decoder (join with ' ') */
     const char *dir = test_tmpdir("tokj_mini");
@@ -1154,6 +1200,39 @@ static void test_json_errors(void)
     free(text);
     free(ids);
     ftq_tokenizer_free(t);
+}
+
+/* vocab.json + merges.txt and tokenizer_config.json's added_tokens_decoder: the same id
+ * bounds as tokenizer.json */
+static void gpt2_files_case(const char *name, const char *vocab, const char *cfg, const char *needle)
+{
+    const char *dir = test_tmpdir(name);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, vocab, strlen(vocab)), 0);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, "#version: 0.2\n", 14), 0);
+    if (cfg) {
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        CU_ASSERT_EQUAL_FATAL(write_file(path, cfg, strlen(cfg)), 0);
+    }
+    ftq_tokenizer *t = NULL;
+    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GPT2_FILES, &t), FTQ_EFORMAT, needle);
+    CU_ASSERT_PTR_NULL(t);
+}
+
+static void test_id_bounds(void)
+{
+    gpt2_files_case("tokg_bigid", "{\"a\": 0, \"b\": 100000000}", NULL,
+                    "vocab.json': token id 100000000 is out of range (the files define 2 tokens");
+    gpt2_files_case("tokg_gap", "{\"a\": 0, \"b\": 2}", NULL, "vocab.json': token id 2 is out of range");
+    gpt2_files_case("tokg_dup", "{\"a\": 0, \"b\": 0}", NULL, "id 0 is given to both 'a' and 'b'");
+    gpt2_files_case("tokg_cfgbig", "{\"a\": 0, \"b\": 1}",
+                    "{\"added_tokens_decoder\": {\"1000000000\": {\"content\": \"<x>\"}}}",
+                    "tokenizer_config.json': token id 1000000000 is out of range (the files define 3 tokens");
+    gpt2_files_case("tokg_cfghole", "{\"a\": 0, \"b\": 1}",
+                    "{\"added_tokens_decoder\": {\"0\": {\"content\": \"a\"}, \"3\": {\"content\": \"<y>\"}}}",
+                    "tokenizer_config.json': no token has id 2");
 }
 
 static void test_invalid_utf8(void)
@@ -1218,8 +1297,10 @@ void test_register_tokenizer(void)
         {"load_picks_files", test_load_picks_files},
         {"missing_files", test_missing_files},
         {"spm_truncated", test_spm_truncated},
+        {"gpt2_word_without_ids", test_gpt2_word_without_ids},
         {"spm_unigram_unsupported", test_spm_unigram_unsupported},
         {"json_errors", test_json_errors},
+        {"id_bounds", test_id_bounds},
         {"invalid_utf8", test_invalid_utf8},
         {"whole_files_gpt2", test_whole_files_gpt2},
         {"whole_files_llama2", test_whole_files_llama2},

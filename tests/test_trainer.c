@@ -582,7 +582,26 @@ static void test_frozen_and_head(void)
     c.mode = FTQ_TRAIN_HEAD;
     ASSERT_OK(train(&c, &r));
     ftq_train_result_free(&r);
-    compare_tensors(src, out, head_only); /* score.weight is not in the source */
+    /* every source tensor is frozen in head mode: none may change (score.weight is new) */
+    ASSERT_INT_EQ(compare_tensors(src, out, head_only), 0);
+    ftq_checkpoint *ck = NULL;
+    ASSERT_OK(ftq_checkpoint_open(out, &ck));
+    const ftq_tensor *head = ftq_checkpoint_find(ck, "score.weight");
+    CU_ASSERT_PTR_NOT_NULL(head);
+    if (head) { /* the trained head: [2, dim], finite, not all zero */
+        ASSERT_INT_EQ(head->ndim, 2);
+        ASSERT_INT_EQ(head->shape[0], 2);
+        CU_ASSERT(head->dtype == FTQ_DTYPE_F32);
+        int finite = 1, nonzero = 0;
+        if (head->dtype == FTQ_DTYPE_F32)
+            for (size_t i = 0; i < head->nbytes / sizeof(float); i++) {
+                float v = ((const float *)head->data)[i];
+                finite &= isfinite(v) != 0;
+                nonzero |= v != 0.0f;
+            }
+        CU_ASSERT(finite && nonzero);
+    }
+    ftq_checkpoint_close(ck);
 }
 
 /* The output directory is an HF classifier: ftq_model_load + ftq_model_classify agree with
@@ -732,8 +751,9 @@ static void test_nan_stops(void)
         ftq_model_free(m);
     }
     char cmd[4400], *o = NULL;
+    CU_ASSERT(ftq_is_dir(out)); /* else find fails and wc still prints 0 */
     snprintf(cmd, sizeof cmd, "find '%s' -name '*.tmp*' | wc -l", out);
-    run_capture(cmd, &o);
+    ASSERT_INT_EQ(run_capture(cmd, &o), 0);
     CU_ASSERT(atoi(o) == 0);
     free(o);
     ftq_train_result_free(&r);

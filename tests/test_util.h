@@ -16,6 +16,19 @@ typedef struct {
     void (*fn)(void);
 } test_case;
 void test_add_suite(const char *name, const test_case *cases);
+/* The same, with `cleanup` run once after the suite's last test (frees what its tests
+ * share; it is not a test and asserts nothing). */
+void test_add_suite_cleanup(const char *name, const test_case *cases, void (*cleanup)(void));
+
+/* Mark the current test SKIPPED (printf-style reason, e.g. "cpu lacks avx512vnni"): it is
+ * reported and counted as skipped, never as passed (a failed assertion still fails it).
+ * Call it, then return from the test. */
+void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* 1 if this CPU (after FTQ_CPU_MASK) has every FTQ_CPU_* bit in `features`; otherwise the
+ * test is marked SKIPPED ("`what`: cpu lacks ...") and 0 is returned. For tests that compare
+ * a SIMD kernel with its scalar reference: without the feature both sides are the same
+ * scalar code and the comparison could not fail. */
+int test_require_cpu(unsigned features, const char *what);
 
 /* Absolute path of a file under ../shared or the source tree (static buffer, rotating
  * among 8 so a few can be used at once). */

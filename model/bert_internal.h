@@ -1,0 +1,78 @@
+/* bert_internal.h - the ftq_bert and ftq_bert_ws structs, shared by the encoder's forward
+ * (model/bert.c) and its training code (finetune/bert_train.c). Invariant: every parameter
+ * is a slice of one contiguous f32 buffer laid out by the tensor table; a gradient buffer of
+ * the same size binds to the same views. Linear weights are [out, in] (nn.Linear). */
+#ifndef FTQ_MODEL_BERT_INTERNAL_H
+#define FTQ_MODEL_BERT_INTERNAL_H
+
+#include "ftq.h"
+#include "ftq_bert.h"
+
+typedef struct {
+    float *wq, *bq, *wk, *bk, *wv, *bv; /* [C, C], [C] */
+    float *wo, *bo;                     /* [C, C], [C] attention.output.dense */
+    float *ln1_w, *ln1_b;               /* [C] attention.output.LayerNorm */
+    float *w1, *b1;                     /* [F, C], [F] intermediate.dense */
+    float *w2, *b2;                     /* [C, F], [C] output.dense */
+    float *ln2_w, *ln2_b;               /* [C] output.LayerNorm */
+} ftq_bert_layer;
+
+typedef struct {
+    float *wte, *wpe, *wtt;   /* [V, C], [P, C], [types, C] */
+    float *eln_w, *eln_b;     /* [C] embeddings.LayerNorm */
+    float *pool_w, *pool_b;   /* [C, C], [C] pooler.dense (NULL if absent) */
+    float *cls_w, *cls_b;     /* [labels, C], [labels] classifier (NULL if absent) */
+    ftq_bert_layer *L;        /* [n_layers] */
+} ftq_bert_views;
+
+typedef struct {
+    char name[128]; /* full checkpoint name, prefix included */
+    int ndim;
+    int64_t shape[2];
+    size_t off, numel; /* in floats, into the parameter buffer */
+    int layer;         /* -1 for embeddings / pooler / classifier */
+    size_t field;      /* offsetof in ftq_bert_views (layer < 0) or ftq_bert_layer */
+} ftq_bert_tensor;
+
+struct ftq_bert {
+    ftq_bert_config cfg;
+    float *params; /* n_params floats */
+    size_t n_params;
+    ftq_bert_tensor *tensors;
+    int n_tensors;
+    ftq_bert_views w;
+};
+
+/* Point views (and its L, n_layers entries the caller provides) into base, a buffer laid
+ * out like m->params (e.g. gradients). */
+void ftq_bert_bind(const ftq_bert *m, float *base, ftq_bert_views *v, ftq_bert_layer *L);
+
+struct ftq_bert_ws {
+    int max_rows, max_T, train, B, T;
+    size_t nc, nf; /* max rows * C, max rows * F */
+    int *lens;     /* [max_rows] */
+    int32_t *ids, *types; /* [max_rows * max_T] of the last forward */
+    float *emb;       /* [N, C] embeddings sum (train) */
+    float *emb_mean, *emb_rstd; /* [N] */
+    float *x;         /* (train ? L + 1 : 2) x [N, C]: input of each layer, then the output */
+    float *q, *k, *v, *att, *r1, *h1, *r2; /* per layer (train) or one: [N, C] */
+    float *f, *g;     /* [N, F] pre- and post-GELU */
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd; /* [N] per layer */
+    float *probs;     /* per layer [B, H, T, T] */
+    float *cls_in, *pool_pre, *pooled, *feat; /* [rows, C] */
+    float *logits;    /* [rows, labels] */
+    float *mem;
+    float *bwd;       /* backward scratch (finetune/bert_train.c), allocated on first use */
+};
+
+/* Per-layer slices of a workspace (layer l; inference reuses one slot). */
+static inline size_t ftq_bert_slot(const ftq_bert_ws *ws, int l) { return ws->train ? (size_t)l : 0; }
+static inline float *ftq_bert_x(const ftq_bert_ws *ws, int l)
+{
+    return ws->x + (ws->train ? (size_t)l : (size_t)(l % 2)) * ws->nc;
+}
+
+/* Pool the final hidden state of the last forward into out [B, C] (no normalization). */
+void ftq_bert_pool_rows(const ftq_bert *m, ftq_bert_ws *ws, ftq_pool pool, float *out);
+
+#endif
