@@ -25,14 +25,33 @@ static void softmax(const float *x, int n, double *p)
         p[i] /= s;
 }
 
+/* A session for `need` tokens: sized by the inputs seen so far, not by the model's position
+ * count (a 400 KB model claiming 2M positions made a 4-token prompt allocate 2 GB). Grows
+ * geometrically up to T. */
+static int fit_session(const ftq_model *m, ftq_session **s, int *cap, int need, int T)
+{
+    if (*s && need <= *cap)
+        return FTQ_OK;
+    int c = *cap * 2 > need ? *cap * 2 : need;
+    if (c < 64)
+        c = 64;
+    if (c > T)
+        c = T;
+    ftq_session_free(*s);
+    *s = NULL;
+    *cap = 0;
+    int rc = ftq_session_new(m, c, s);
+    if (rc == FTQ_OK)
+        *cap = c;
+    return rc;
+}
+
 static void print_table(const ftq_cls_metrics *m, char **names)
 {
     int w = label_width((const char *const *)names, m->num_labels);
     printf("%*s %9s %9s %9s %9s\n", w, "label", "precision", "recall", "f1", "support");
     for (int i = 0; i < m->num_labels; i++) {
-        long long support = 0;
-        for (int j = 0; j < m->num_labels; j++)
-            support += m->confusion[i * m->num_labels + j];
+        long long support = (long long)m->support[i];
         printf("%*.*s %9.4f %9.4f %9.4f %9lld\n", w, w, names[i], m->precision[i], m->recall[i], m->f1[i], support);
     }
     print_confusion_text(stdout, m, (const char *const *)names);
@@ -102,11 +121,11 @@ int cmd_classify(int argc, char **argv)
         rc = cmd_fail(spec.name, "--seq %d exceeds the model's %d positions", seq, max_pos);
         goto out;
     }
-    int T = seq > 0 ? seq : (max_pos > 0 ? max_pos : 2048);
+    int T = seq > 0 ? seq : (max_pos > 0 ? max_pos : 2048), s_cap = 0;
     logits = malloc(sizeof(float) * (size_t)nl);
     probs = malloc(sizeof(double) * (size_t)nl);
-    if (!logits || !probs || ftq_session_new(m, T, &s) != FTQ_OK) {
-        rc = cmd_fail(spec.name, "%s", logits && probs ? ftq_last_error() : "out of memory");
+    if (!logits || !probs) {
+        rc = cmd_fail(spec.name, "out of memory");
         goto out;
     }
     double t0 = ftq_time_sec();
@@ -122,7 +141,7 @@ int cmd_classify(int argc, char **argv)
         }
         if (n > (size_t)T)
             n = (size_t)T;
-        if (ftq_model_classify(m, s, ids, (int)n, logits) != FTQ_OK) {
+        if (fit_session(m, &s, &s_cap, (int)n, T) != FTQ_OK || ftq_model_classify(m, s, ids, (int)n, logits) != FTQ_OK) {
             rc = cmd_fail(spec.name, "%s", ftq_last_error());
             goto out;
         }
@@ -183,7 +202,7 @@ int cmd_classify(int argc, char **argv)
         }
         if (n > (size_t)T)
             n = (size_t)T;
-        if (ftq_model_classify(m, s, ids, (int)n, logits) != FTQ_OK) {
+        if (fit_session(m, &s, &s_cap, (int)n, T) != FTQ_OK || ftq_model_classify(m, s, ids, (int)n, logits) != FTQ_OK) {
             rc = cmd_fail(spec.name, "%s:%zu: %s", ftq_dataset_source(ds), ftq_dataset_line(ds, i), ftq_last_error());
             goto out;
         }

@@ -101,6 +101,10 @@ int label_width(const char *const *names, int n)
 
 void print_confusion_json(FILE *fp, const ftq_cls_metrics *m)
 {
+    if (!m->confusion) { /* more than FTQ_CONFUSION_MAX labels */
+        fprintf(fp, "null");
+        return;
+    }
     fprintf(fp, "[");
     for (int i = 0; i < m->num_labels; i++) {
         fprintf(fp, "%s[", i ? ", " : "");
@@ -113,6 +117,10 @@ void print_confusion_json(FILE *fp, const ftq_cls_metrics *m)
 
 void print_confusion_text(FILE *fp, const ftq_cls_metrics *m, const char *const *names)
 {
+    if (!m->confusion) {
+        fprintf(fp, "confusion: not shown for %d labels (at most %d)\n", m->num_labels, FTQ_CONFUSION_MAX);
+        return;
+    }
     int w = label_width(names, m->num_labels);
     fprintf(fp, "confusion (rows: true label, columns: predicted)\n%*s", w, "");
     for (int j = 0; j < m->num_labels; j++)

@@ -16,7 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
-int ftq_read_file(const char *path, char **data, size_t *len)
+static int read_file_limited(const char *path, size_t max, char **data, size_t *len);
+
+int ftq_read_file(const char *path, char **data, size_t *len) { return read_file_limited(path, SIZE_MAX - 1, data, len); }
+
+int ftq_read_file_max(const char *path, size_t max, char **data, size_t *len)
+{
+    return read_file_limited(path, max, data, len);
+}
+
+static int read_file_limited(const char *path, size_t max, char **data, size_t *len)
 {
     *data = NULL;
     if (len)
@@ -28,6 +37,11 @@ int ftq_read_file(const char *path, char **data, size_t *len)
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
         return ftq_set_error(FTQ_EIO, "cannot read '%s': not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max) {
+        fclose(fp);
+        return ftq_set_error(FTQ_EFORMAT, "cannot read '%s': %lld bytes is more than ftq reads for this kind of file "
+                             "(at most %zu)", path, (long long)st.st_size, max);
     }
     size_t n = (size_t)st.st_size;
     char *buf = malloc(n + 1);

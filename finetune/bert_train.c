@@ -553,7 +553,7 @@ static int copy_file(const char *src, const char *dst)
 {
     char *data = NULL;
     size_t n = 0;
-    int rc = ftq_read_file(src, &data, &n);
+    int rc = ftq_read_file_max(src, FTQ_MAX_TOKENIZER_BYTES, &data, &n);
     if (rc)
         return rc;
     FILE *f = fopen(dst, "wb");

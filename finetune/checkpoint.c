@@ -101,7 +101,7 @@ int ckpt_read_json(const char *path, cJSON **out)
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
-    int rc = ftq_read_file(path, &text, &len);
+    int rc = ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &text, &len);
     if (rc != FTQ_OK)
         return rc;
     *out = cJSON_ParseWithLength(text, len);

@@ -141,6 +141,7 @@ void ftq_cls_metrics_free(ftq_cls_metrics *m)
     free(m->precision);
     free(m->recall);
     free(m->f1);
+    free(m->support);
     memset(m, 0, sizeof *m);
 }
 
@@ -152,11 +153,18 @@ int ftq_cls_metrics_compute(const int32_t *gold, const int32_t *pred, size_t n, 
         return ftq_set_error(FTQ_EINVAL, "metrics need at least one label, got %d", num_labels);
     size_t L = (size_t)num_labels;
     out->num_labels = num_labels;
-    out->confusion = calloc(L * L, sizeof(int64_t));
+    /* per-label counts in O(L); the L x L matrix only while it is small */
+    if (L <= FTQ_CONFUSION_MAX && !(out->confusion = calloc(L * L, sizeof(int64_t)))) {
+        ftq_cls_metrics_free(out);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for metrics");
+    }
+    int64_t *cnt = calloc(3 * L, sizeof(int64_t)); /* tp, gold count, predicted count */
     out->precision = calloc(L, sizeof(double));
     out->recall = calloc(L, sizeof(double));
     out->f1 = calloc(L, sizeof(double));
-    if (!out->confusion || !out->precision || !out->recall || !out->f1) {
+    out->support = calloc(L, sizeof(int64_t));
+    if (!cnt || !out->precision || !out->recall || !out->f1 || !out->support) {
+        free(cnt);
         ftq_cls_metrics_free(out);
         return ftq_set_error(FTQ_ENOMEM, "out of memory for metrics");
     }
@@ -166,10 +174,15 @@ int ftq_cls_metrics_compute(const int32_t *gold, const int32_t *pred, size_t n, 
             continue;
         if (gold[i] >= num_labels || pred[i] < 0 || pred[i] >= num_labels) {
             int bad = gold[i] >= num_labels ? gold[i] : pred[i];
+            free(cnt);
             ftq_cls_metrics_free(out);
             return ftq_set_error(FTQ_EINVAL, "label %d of example %zu is outside [0, %d)", bad, i, num_labels);
         }
-        out->confusion[(size_t)gold[i] * L + (size_t)pred[i]]++;
+        if (out->confusion)
+            out->confusion[(size_t)gold[i] * L + (size_t)pred[i]]++;
+        cnt[gold[i]] += gold[i] == pred[i];
+        cnt[L + (size_t)gold[i]]++;
+        cnt[2 * L + (size_t)pred[i]]++;
         correct += gold[i] == pred[i];
         out->n++;
     }
@@ -177,11 +190,8 @@ int ftq_cls_metrics_compute(const int32_t *gold, const int32_t *pred, size_t n, 
     double f1_sum = 0;
     int present = 0;
     for (size_t k = 0; k < L; k++) {
-        int64_t tp = out->confusion[k * L + k], row = 0, col = 0;
-        for (size_t j = 0; j < L; j++) {
-            row += out->confusion[k * L + j]; /* gold k */
-            col += out->confusion[j * L + k]; /* predicted k */
-        }
+        int64_t tp = cnt[k], row = cnt[L + k] /* gold k */, col = cnt[2 * L + k] /* predicted k */;
+        out->support[k] = row;
         out->precision[k] = col ? (double)tp / (double)col : 0.0;
         out->recall[k] = row ? (double)tp / (double)row : 0.0;
         /* 2 tp / (2 tp + fp + fn): sklearn's form, 0 when the label never occurs */
@@ -192,5 +202,6 @@ int ftq_cls_metrics_compute(const int32_t *gold, const int32_t *pred, size_t n, 
         }
     }
     out->macro_f1 = present ? f1_sum / present : 0.0;
+    free(cnt);
     return FTQ_OK;
 }

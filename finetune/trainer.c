@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "finetune/trainer_internal.h"
+#include "io/json_util.h"
 
 typedef struct {
     int64_t step;
@@ -477,11 +478,8 @@ static int parse_u64_hex(const cJSON *v, uint64_t *out)
 
 static int get_i64(const cJSON *j, const char *key, int64_t *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0)
-        return 0;
-    *out = (int64_t)v->valuedouble;
-    return 1;
+    /* range-checked before the cast: "global_step": 1e300 would be undefined */
+    return ftq_json_int(cJSON_GetObjectItemCaseSensitive(j, key), 0, INT64_MAX, out);
 }
 
 static int load_resume_state(ftq_trainer *t)
@@ -581,6 +579,12 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
         }
         if ((rc = same_shape_config(&t->src_cfg, &ck_cfg, c->resume_dir)) != FTQ_OK)
             goto fail;
+        /* its labels are used below: only a classifier's are checked against its weights */
+        if (c->task == FTQ_TASK_CLASSIFY && !ck_cfg.is_classifier) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': its config.json is not a sequence classifier "
+                               "(expected the checkpoint of a --task classify run)", c->resume_dir);
+            goto fail;
+        }
     }
     if ((rc = ftq_model_load(weights_dir, &t->model)) != FTQ_OK)
         goto fail;

@@ -133,6 +133,14 @@ size_t ftq_peak_rss_bytes(void); /* peak resident set size of this process, 0 if
 /* Read a whole file into a NUL-terminated malloc'd buffer. */
 int ftq_read_file(const char *path, char **data, size_t *len);
 
+/* ftq_read_file for files that are parsed whole (JSON costs ~40 bytes of tree per byte of
+ * text): a file larger than max bytes is refused with its size and the limit, before
+ * anything is allocated. Limits for the kinds ftq reads: */
+#define FTQ_MAX_CONFIG_BYTES ((size_t)16 << 20)     /* config.json, tokenizer_config.json, ... */
+#define FTQ_MAX_INDEX_BYTES ((size_t)64 << 20)      /* model.safetensors.index.json */
+#define FTQ_MAX_TOKENIZER_BYTES ((size_t)256 << 20) /* tokenizer.json, vocab files, trainer state */
+int ftq_read_file_max(const char *path, size_t max, char **data, size_t *len);
+
 /* 1 if path exists and is a directory / a regular file. */
 int ftq_is_dir(const char *path);
 int ftq_is_file(const char *path);

@@ -171,11 +171,15 @@ void ftq_shuffle(uint32_t *perm, size_t n, ftq_rng *rng);
 
 /* ---- classification metrics ---- */
 
+#define FTQ_CONFUSION_MAX 1024 /* labels up to which the confusion matrix is kept (8 MB) */
+
 typedef struct {
     int num_labels;
     int64_t n;           /* examples counted */
-    int64_t *confusion;  /* [num_labels x num_labels], row = true label, column = predicted */
+    int64_t *confusion;  /* [num_labels x num_labels], row = true label, column = predicted;
+                            NULL above FTQ_CONFUSION_MAX labels (its size grows as the square) */
     double *precision, *recall, *f1; /* per label (0 when undefined, as sklearn's zero_division=0) */
+    int64_t *support;    /* per label: examples whose true label it is */
     double accuracy;
     double macro_f1;     /* mean F1 over the labels present in the gold or the predicted labels
                             (sklearn f1_score(average="macro") default) */

@@ -297,7 +297,7 @@ static int open_sharded(const char *dir, const char *index_path, ftq_checkpoint 
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = ftq_read_file(index_path, &text, &len);
+    int rc = ftq_read_file_max(index_path, FTQ_MAX_INDEX_BYTES, &text, &len);
     if (rc != FTQ_OK)
         return rc;
     shard_ctx s = {dir, index_path, NULL, 0, NULL, 0};

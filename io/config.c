@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define MAX_DIM (1 << 24)
+#define MAX_LABELS 65536 /* a stated limit: labels size a head, metrics and label tables */
 
 typedef struct {
     const char *name; /* file name for messages */
@@ -115,7 +116,7 @@ static int get_token_id(const cfg_ctx *c, const char *key, int vocab, int *out)
 
 static int get_num_labels(const cfg_ctx *c, int *out)
 {
-    int n = 0, rc = get_size(c, "num_labels", 0, MAX_DIM, &n);
+    int n = 0, rc = get_size(c, "num_labels", 0, MAX_LABELS, &n);
     const cJSON *id2label = get(c, "id2label");
     char got[64];
     if (rc != FTQ_OK)
@@ -123,6 +124,8 @@ static int get_num_labels(const cfg_ctx *c, int *out)
     if (id2label && !cJSON_IsObject(id2label))
         return CBAD(c, "key \"id2label\" must be an object, got %s", ftq_json_describe(id2label, got, sizeof got));
     int m = id2label ? cJSON_GetArraySize(id2label) : 0;
+    if (m > MAX_LABELS)
+        return CBAD(c, "key \"id2label\" has %d entries (at most %d labels)", m, MAX_LABELS);
     if (get(c, "num_labels") && id2label && m != n)
         return CBAD(c, "key \"num_labels\" is %d but \"id2label\" has %d entries", n, m);
     *out = get(c, "num_labels") ? n : m;
@@ -384,7 +387,7 @@ int ftq_config_load(const char *path, ftq_model_config *cfg)
     if (ftq_is_dir(path) && !(file = ftq_path_join(path, "config.json")))
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     const char *p = file ? file : path;
-    int rc = ftq_read_file(p, &text, &len);
+    int rc = ftq_read_file_max(p, FTQ_MAX_CONFIG_BYTES, &text, &len);
     if (rc == FTQ_OK)
         rc = ftq_config_parse(text, len, p, cfg);
     free(text);
@@ -498,7 +501,7 @@ int ftq_config_load_labels(const char *path, char ***names, int *n)
     cJSON *root = NULL;
     char **out = NULL;
     int count = cfg.num_labels;
-    if ((rc = ftq_read_file(p, &text, &len)) != FTQ_OK)
+    if ((rc = ftq_read_file_max(p, FTQ_MAX_CONFIG_BYTES, &text, &len)) != FTQ_OK)
         goto done;
     char why[96];
     if (!(root = ftq_json_parse_strict(text, len, why, sizeof why, NULL))) {

@@ -14,6 +14,8 @@
 #include "io/unicode.h"
 
 #define READ_BLOCK 65536
+#define MAX_TEXT ((size_t)INT32_MAX / 2) /* what the tokenizer encodes at once: a larger text (a
+                                            decompression bomb, say) stops here, not at 2 GB+ */
 #define MAX_ROW ((size_t)64 << 20) /* a longer row is bad (and usually a runaway quote) */
 #define MAX_LABEL_ID 65535         /* larger integer labels are treated as names */
 #define ARENA_MIN ((size_t)64 << 10)
@@ -1156,8 +1158,11 @@ int ftq_text_load(const char *source, char **text, size_t *len)
     int64_t size = ftq_source_size_hint(s); /* an archive member's claimed size is capped */
     size_t cap = size >= 0 && (uint64_t)size < SIZE_MAX - 2 ? (size_t)size + 1 : READ_BLOCK;
     size_t n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
+    char *buf = NULL;
+    if (cap > MAX_TEXT + 1)
+        rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': %lld bytes exceed %zu (the most ftq tokenizes at once)",
+                           source, (long long)size, MAX_TEXT);
+    else if (!(buf = malloc(cap)))
         rc = ftq_set_error(FTQ_ENOMEM, "cannot load '%s': out of memory for %zu bytes", source, cap);
     while (rc == FTQ_OK) {
         size_t got = 0;
@@ -1174,6 +1179,11 @@ int ftq_text_load(const char *source, char **text, size_t *len)
         rc = ftq_source_read(s, probe, sizeof probe, &got);
         if (rc != FTQ_OK || got == 0)
             break;
+        if (n + got > MAX_TEXT) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': the text exceeds %zu bytes (the most ftq tokenizes "
+                               "at once)", source, MAX_TEXT);
+            break;
+        }
         size_t nc = 2 * cap > n + got + 1 ? 2 * cap : n + got + 1;
         char *nb = nc > cap ? realloc(buf, nc) : NULL;
         if (!nb) {

@@ -107,6 +107,30 @@ size_t ftq_json_find_nonint(const char *s, size_t len)
     return len;
 }
 
+size_t ftq_json_find_too_deep(const char *s, size_t len, int max_depth, int max_items)
+{
+    enum { MAXD = 64 };
+    int depth = 0, commas[MAXD]; /* commas of the array open at each depth, -1 for objects */
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '"') {
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\')
+                    i++;
+        } else if (c == '{' || c == '[') {
+            if (depth >= max_depth || depth >= MAXD)
+                return i;
+            commas[depth++] = c == '[' ? 0 : -1;
+        } else if (c == '}' || c == ']') {
+            if (depth > 0)
+                depth--;
+        } else if (c == ',' && depth > 0 && commas[depth - 1] >= 0 && ++commas[depth - 1] + 1 > max_items) {
+            return i; /* n commas: n + 1 elements */
+        }
+    }
+    return len;
+}
+
 int ftq_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out)
 {
     if (!cJSON_IsNumber(v))

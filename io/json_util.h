@@ -30,6 +30,11 @@ size_t ftq_json_check_text(const char *s, size_t len);
  * them as usize and refuses the others); cJSON keeps only the double. */
 size_t ftq_json_find_nonint(const char *s, size_t len);
 
+/* First offset in the JSON text s[0..len) where nesting goes deeper than max_depth or an
+ * array gets more than max_items elements, outside strings (len if none): a pre-scan that
+ * bounds the parse tree of a format with a known shape before cJSON builds it. */
+size_t ftq_json_find_too_deep(const char *s, size_t len, int max_depth, int max_items);
+
 /* 1 if v is a number holding an integer in [lo, hi], storing it in *out; 0 otherwise (NaN,
  * fractions, values beyond 2^53 whose integrality cJSON cannot preserve, non-numbers). */
 int ftq_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out);

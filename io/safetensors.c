@@ -167,6 +167,13 @@ static int parse_header(const vctx *c, const char *text, size_t len, cJSON **out
         return BAD(c, FTQ_EFORMAT,
                    "header has byte 0x%02x at offset %zu (expected UTF-8 JSON without control characters)",
                    (unsigned char)text[bad], bad);
+    /* the header's shape is known: {name: {dtype, shape: [dims], data_offsets: [2]}} and
+     * __metadata__ {key: string}; a deeper or longer tree is refused before cJSON builds it
+     * (a 100 MB header of "shape": [0,0,...] cost 4 GB of parse tree) */
+    size_t deep = ftq_json_find_too_deep(text, len, 3, 64);
+    if (deep < len)
+        return BAD(c, FTQ_EFORMAT, "header nests deeper than 3 levels or holds an array of more than 64 items at "
+                   "offset %zu (expected {name: {dtype, shape, data_offsets}})", deep);
     size_t num = ftq_json_find_nonint(text, len);
     if (num < len) {
         size_t n = strspn(text + num, "-+.eE0123456789");

@@ -12,7 +12,7 @@ static int load_vocab(ftq_tokenizer *t, const char *path)
 {
     char *data = NULL;
     size_t size = 0;
-    int rc = ftq_read_file(path, &data, &size);
+    int rc = ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &data, &size);
     if (rc)
         return rc;
     cJSON *root = cJSON_ParseWithLength(data, size);
@@ -43,7 +43,7 @@ static int load_merges(ftq_tokenizer *t, const char *path)
 {
     char *data = NULL;
     size_t size = 0;
-    int rc = ftq_read_file(path, &data, &size);
+    int rc = ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &data, &size);
     if (rc)
         return rc;
     int32_t rank = 0;

@@ -4,6 +4,7 @@
  * Invariant: anything the file asks for that ftq does not implement is refused at load
  * time with FTQ_EUNSUPPORTED naming the component, never silently approximated. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,8 +212,11 @@ static int load_decoder(ftq_tokenizer *t, const cJSON *d, const char *path)
 static int32_t special_id(const ftq_tokenizer *t, const cJSON *specials, const char *name)
 {
     const cJSON *ids = get(get(specials, name), "ids");
-    if (cJSON_GetArraySize(ids) == 1 && cJSON_IsNumber(cJSON_GetArrayItem(ids, 0)))
-        return (int32_t)cJSON_GetArrayItem(ids, 0)->valuedouble;
+    if (cJSON_GetArraySize(ids) == 1 && cJSON_IsNumber(cJSON_GetArrayItem(ids, 0))) {
+        /* range-checked before the cast (1e10 would be undefined); an id must be a token */
+        double v = cJSON_GetArrayItem(ids, 0)->valuedouble;
+        return v >= 0 && v < t->n_vocab && v == floor(v) && t->piece[(int32_t)v] ? (int32_t)v : -1;
+    }
     for (int i = 0; i < t->n_added; i++)
         if (strcmp(t->added[i].content, name) == 0)
             return t->added[i].id;
@@ -419,7 +423,7 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
     char *data = NULL;
     size_t size = 0;
     cJSON *root = NULL;
-    int rc = ftq_is_file(path) ? ftq_read_file(path, &data, &size)
+    int rc = ftq_is_file(path) ? ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &data, &size)
                                : ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer: '%s' not found", path);
     if (!rc) {
         root = cJSON_ParseWithLength(data, size);

@@ -272,7 +272,7 @@ int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir)
     trainer_spec ts = {0};
     normalizer_spec ns = {0};
     int have_ts = 0, have_ns = 0;
-    int rc = ftq_is_file(path) ? ftq_read_file(path, &data, &size)
+    int rc = ftq_is_file(path) ? ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &data, &size)
                                : ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer: '%s' not found", path);
     pb r = {(const unsigned char *)data, 0, size, path};
     while (!rc && r.pos < r.end) {

@@ -316,10 +316,8 @@ int ftq_tok_wordpiece_from_json(ftq_tokenizer *t, const cJSON *m, const char *pa
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) ||
             it->valuedouble != (double)(int32_t)it->valuedouble)
             return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': vocab entry '%s' has no valid id", path, it->string);
-        int32_t id = (int32_t)it->valuedouble;
-        size_t len = strlen(it->string);
-        int rc = ftq_tok_set_piece(t, id, it->string, len);
-        if (rc || (rc = ftq_strmap_put(&t->vocab, it->string, len, id)))
+        int rc = ftq_tok_add_vocab(t, (int32_t)it->valuedouble, it->string, strlen(it->string));
+        if (rc)
             return rc;
     }
     const cJSON *unk = jget(m, "unk_token"), *pre = jget(m, "continuing_subword_prefix"),
@@ -373,9 +371,9 @@ int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir)
     cJSON *cfg = NULL;
     int rc = path && cpath ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (!rc)
-        rc = ftq_is_file(path) ? ftq_read_file(path, &data, &size)
+        rc = ftq_is_file(path) ? ftq_read_file_max(path, FTQ_MAX_TOKENIZER_BYTES, &data, &size)
                                : ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer: '%s' not found", path);
-    if (!rc && ftq_is_file(cpath) && !(rc = ftq_read_file(cpath, &cdata, &csize))) {
+    if (!rc && ftq_is_file(cpath) && !(rc = ftq_read_file_max(cpath, FTQ_MAX_CONFIG_BYTES, &cdata, &csize))) {
         cfg = cJSON_ParseWithLength(cdata, csize);
         if (!cJSON_IsObject(cfg))
             rc = ftq_set_error(FTQ_EFORMAT, "cannot parse '%s': not a json object", cpath);
@@ -383,6 +381,12 @@ int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir)
     if (!rc && ftq_utf8_invalid_offset(data, size) != size)
         rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': invalid utf-8 at byte offset %zu", path,
                            ftq_utf8_invalid_offset(data, size));
+    /* one id per line: the lines the file holds bound the ids */
+    size_t lines = 1;
+    for (size_t i = 0; !rc && i < size; i++)
+        lines += data[i] == '\n';
+    if (!rc)
+        rc = ftq_tok_allow_ids(t, path, lines);
     int32_t id = 0;
     for (size_t i = 0; !rc && i < size; id++) {
         const char *nl = memchr(data + i, '\n', size - i);

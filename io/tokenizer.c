@@ -829,7 +829,7 @@ static int read_json_opt(const char *dir, const char *name, cJSON **j)
     if (ftq_is_file(path)) {
         char *data = NULL;
         size_t n = 0;
-        rc = ftq_read_file(path, &data, &n);
+        rc = ftq_read_file_max(path, FTQ_MAX_CONFIG_BYTES, &data, &n);
         if (!rc) {
             *j = cJSON_ParseWithLength(data, n);
             if (!*j || !cJSON_IsObject(*j)) {

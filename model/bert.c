@@ -21,7 +21,7 @@ static int read_json(const char *path, cJSON **out)
     char *data = NULL;
     size_t n = 0;
     *out = NULL;
-    int rc = ftq_read_file(path, &data, &n);
+    int rc = ftq_read_file_max(path, FTQ_MAX_CONFIG_BYTES, &data, &n);
     if (rc)
         return rc;
     char why[128];
@@ -557,7 +557,7 @@ int ftq_bert_st_pooling(const char *dir, ftq_pool *pool, int *normalize, int *ma
     cJSON *pc = NULL;
     char *data = NULL;
     size_t n = 0;
-    int rc = ftq_read_file(mp, &data, &n);
+    int rc = ftq_read_file_max(mp, FTQ_MAX_CONFIG_BYTES, &data, &n);
     char why[128];
     cJSON *list = rc ? NULL : ftq_json_parse_strict(data, n, why, sizeof why, NULL);
     free(data);

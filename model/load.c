@@ -614,6 +614,10 @@ int ftq_model_load(const char *dir, ftq_model **out)
     else if ((rc = ftq_config_load(cfg_path, &m->cfg)) == FTQ_OK)
         rc = ftq_checkpoint_open(dir, &m->ck);
     free(cfg_path);
+    /* validate first: num_hidden_layers sizes the layer table, and only the tensors the file
+     * holds bound it (16777216 layers used to reserve 35 GB before "missing tensor") */
+    if (rc == FTQ_OK)
+        rc = run_walk(&m->cfg, m->ck, dir, NULL);
     if (rc == FTQ_OK && m->cfg.n_layers > 0 &&
         !(m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");

@@ -401,7 +401,7 @@ int ftq_qconfig_write(const char *src, const char *dst, int untie, const char *t
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = ftq_read_file(src, &text, &len);
+    int rc = ftq_read_file_max(src, FTQ_MAX_CONFIG_BYTES, &text, &len);
     if (rc != FTQ_OK)
         return rc;
     cJSON *j = cJSON_ParseWithLength(text, len);

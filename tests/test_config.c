@@ -218,6 +218,25 @@ static void expect_at(const char *json, int status, const char *phrase, int line
 }
 #define EXPECT(json, status, phrase) expect_at((json), (status), (phrase), __LINE__)
 
+/* A JSON file is parsed whole (~40 bytes of tree per byte): config.json is refused above
+ * FTQ_MAX_CONFIG_BYTES before anything is allocated, with its size and the limit */
+static void test_size_limit(void)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", test_tmpdir("cfg_huge"));
+    FILE *fp = fopen(path, "wb");
+    CU_ASSERT_FATAL(fp != NULL);
+    fputs("{\"model_type\": \"llama\"", fp);
+    for (size_t i = 0; i < FTQ_MAX_CONFIG_BYTES / 64 + 1; i++)
+        fputs("                                                                ", fp);
+    fputs("}", fp);
+    CU_ASSERT_EQUAL_FATAL(fclose(fp), 0);
+    ftq_model_config c;
+    CU_ASSERT_EQUAL(ftq_config_load(path, &c), FTQ_EFORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "is more than ftq reads for this kind of file (at most 16777216)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), path));
+}
+
 static void test_refusals(void)
 {
     EXPECT("{\"model_type\":\"bert\"}", FTQ_EUNSUPPORTED, "key \"model_type\" is \"bert\"");
@@ -262,6 +281,9 @@ static void test_refusals(void)
     EXPECT("{" LLAMA_BASE ",\"head_dim\":7}", FTQ_EFORMAT, "key \"head_dim\" must be even");
     EXPECT("{" LLAMA_BASE ",\"num_labels\":3,\"id2label\":{\"0\":\"a\"}}", FTQ_EFORMAT,
            "key \"num_labels\" is 3 but \"id2label\" has 1 entries");
+    /* a stated limit: num_labels sizes a head, metrics and label tables */
+    EXPECT("{" LLAMA_BASE ",\"num_labels\":16777216}", FTQ_EUNSUPPORTED, "key \"num_labels\" is 16777216, more than ftq supports (at most 65536)");
+    EXPECT("{" LLAMA_BASE ",\"num_labels\":65537}", FTQ_EUNSUPPORTED, "(at most 65536)");
     EXPECT("{" LLAMA_BASE ",\"torch_dtype\":\"a-very-long-dtype-name\"}", FTQ_EUNSUPPORTED, "key \"torch_dtype\"");
     EXPECT("{\"model_type\":\"qwen2\",\"vocab_size\":100,\"hidden_size\":32,\"intermediate_size\":64,"
            "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"max_position_embeddings\":64,"
@@ -330,6 +352,7 @@ void test_register_config(void)
         {"mistral", test_mistral},
         {"defaults_and_biases", test_defaults_and_biases},
         {"refusals", test_refusals},
+        {"size_limit", test_size_limit},
         {"load_errors", test_load_errors},
         {"truncated_prefixes", test_truncated_prefixes},
         {NULL, NULL},

@@ -904,6 +904,24 @@ static void test_variants(void)
 
 /* ---- validation errors ---------------------------------------------------------------- */
 
+/* num_hidden_layers is checked against the tensors the file holds before it sizes
+ * anything: 16777216 layers used to ask for 35 GB first and fail with "out of memory" */
+static void test_absurd_layers(void)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("model_absurd_layers"));
+    ASSERT_OK(write_variant(shared_path(LLAMA_DIR), dir, NULL, NULL, NULL, 0, 0));
+    const char *ed[] = {"num_hidden_layers=16777216", NULL};
+    ASSERT_OK(edit_config(shared_path(LLAMA_DIR), dir, ed));
+    ftq_model *m = NULL;
+    int rc = ftq_model_load(dir, &m);
+    if (rc != FTQ_ENOTFOUND)
+        fprintf(stderr, "\n  rc %d: %s\n", rc, ftq_last_error());
+    CU_ASSERT_EQUAL(rc, FTQ_ENOTFOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "missing tensor 'model.layers.2."));
+    CU_ASSERT_PTR_NULL(m);
+}
+
 typedef struct {
     const char *name;
     int mode; /* 0 drop, 1 shrink first dim, 2 to I32 */
@@ -1032,6 +1050,7 @@ void test_register_model(void)
         {"gpt2_naming", test_gpt2_naming},
         {"dtypes", test_dtypes},
         {"validate_errors", test_validate_errors},
+        {"absurd_layers", test_absurd_layers},
         {"tied_with_lm_head", test_tied_with_lm_head},
         {"reference_vs_golden", test_reference_vs_golden},
         {"variants", test_variants},

@@ -244,6 +244,12 @@ static void test_malformed_entries(void)
                FTQ_EFORMAT, "header has the number 8e0 at offset 50");
     BAD_HEADER("shape_point0.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}", 8,
                FTQ_EFORMAT, "header has the number 2.0 at offset 29");
+    /* the tree is bounded before cJSON builds it: depth 3, arrays of at most 64 items */
+    BAD_HEADER("deep.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[[2]],\"data_offsets\":[0,8]}}", 8,
+               FTQ_EFORMAT, "header nests deeper than 3 levels or holds an array of more than 64 items at offset 29");
+    BAD_HEADER("long.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+               "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],\"data_offsets\":[0,0]}}",
+               0, FTQ_EFORMAT, "holds an array of more than 64 items at offset 156");
     /* a byte-order mark before the JSON: cJSON skips it, safetensors refuses it */
     BAD_HEADER("bom.st", "\xEF\xBB\xBF{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
                FTQ_EFORMAT, "header starts with a UTF-8 byte-order mark (expected '{')");

@@ -1171,6 +1171,12 @@ static void test_json_errors(void)
               FTQ_EFORMAT, "id 0 is given to both 'a' and 'b'");
     json_case("tokj_dupkey", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"a\":1},\"merges\":[]}}",
               FTQ_EFORMAT, "token 'a' appears twice (ids 0 and 1)");
+    /* a post-processor id is range-checked before use (1e10 was cast to int: undefined) */
+    json_case("tokj_postbig", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"<s>\":1},\"merges\":[]},"
+              "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\","
+              "\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[],\"special_tokens\":{\"<s>\":"
+              "{\"id\":\"<s>\",\"ids\":[1e10],\"tokens\":[\"<s>\"]}}}}",
+              FTQ_EFORMAT, "post_processor token '<s>' is not in the vocabulary");
     json_case("tokj_addedbig", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
               "\"added_tokens\":[{\"id\":2000000000,\"content\":\"<x>\"}]}",
               FTQ_EFORMAT, "token id 2000000000 is out of range (the files define 2 tokens");

@@ -171,6 +171,16 @@ static void test_metrics(void)
     ASSERT_OK(ftq_cls_metrics_compute(g2, p3, 4, 3, &m));
     /* label 0: tp 1, fn 1 -> F1 2/3; label 1: tp 2 -> 1; label 2: predicted once, never gold -> 0 */
     ASSERT_NEAR(m.macro_f1, (2.0 / 3.0 + 1.0 + 0.0) / 3, 1e-15);
+    ASSERT_INT_EQ(m.support[0], 2);
+    ASSERT_INT_EQ(m.support[2], 0);
+    ftq_cls_metrics_free(&m);
+    /* 65536 labels (a model with that many classes): per-label counts only, the 32 GB
+     * confusion matrix is not built (it used to be); the same metrics as the small case */
+    ASSERT_OK(ftq_cls_metrics_compute(g2, p3, 4, 65536, &m));
+    CU_ASSERT_PTR_NULL(m.confusion);
+    ASSERT_NEAR(m.macro_f1, (2.0 / 3.0 + 1.0 + 0.0) / 3, 1e-15);
+    ASSERT_NEAR(m.accuracy, 0.75, 1e-15);
+    ASSERT_INT_EQ(m.support[1], 2);
     ftq_cls_metrics_free(&m);
     /* out of range */
     const int32_t g4[] = {0, 3};
