@@ -18,6 +18,7 @@ int cmd_prune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_dequantize(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Apply $FTQ_THREADS (or all cores) to OpenMP and OpenBLAS. */
 void cmd_init_threads(void);

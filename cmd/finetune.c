@@ -198,6 +198,9 @@ int cmd_finetune(int argc, char **argv)
     if (resume && !ftq_is_dir(resume))
         return cmd_fail(spec.name, "cannot resume from '%s': not a directory (--resume)", resume) + 1;
 
+    if (ftq_gguf_is_file(model))
+        return cmd_fail(spec.name, "cannot fine-tune '%s': writing a model directory from a GGUF file is not "
+                        "supported yet", model);
     /* checks against the model's config, named by flag */
     char *cfg_path = ftq_path_join(model, "config.json");
     ftq_model_config mc;

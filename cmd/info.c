@@ -91,7 +91,7 @@ int cmd_info(int argc, char **argv)
     const char *path = default_model_dir();
     int json = 0, no_tensors = 0;
     const ftq_opt opts[] = {
-        {"model", 'm', OPT_STR, &path, "PATH", "model directory or a single .safetensors file", 0, -1},
+        {"model", 'm', OPT_STR, &path, "PATH", "model directory, a single .safetensors file or a .gguf file", 0, -1},
         {"no-tensors", 0, OPT_FLAG, &no_tensors, NULL, "omit the tensor table", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
@@ -107,11 +107,12 @@ int cmd_info(int argc, char **argv)
     if (r)
         return r < 0 ? 2 : 0;
 
-    int is_dir = ftq_is_dir(path);
+    /* a GGUF file carries its config: it is shown and checked like a model directory */
+    int is_gguf = ftq_gguf_is_file(path), is_dir = ftq_is_dir(path) || is_gguf;
     ftq_model_config cfg;
     ftq_checkpoint *ck = NULL;
     ftq_tokenizer *tok = NULL;
-    if (is_dir) {
+    if (is_dir && !is_gguf) {
         char *cfg_path = ftq_path_join(path, "config.json");
         if (!cfg_path)
             return cmd_fail(spec.name, "out of memory");
@@ -120,7 +121,7 @@ int cmd_info(int argc, char **argv)
         if (st != FTQ_OK)
             return cmd_fail(spec.name, "%s", ftq_last_error());
     }
-    if (ftq_checkpoint_open(path, &ck) != FTQ_OK)
+    if ((is_gguf ? ftq_gguf_checkpoint_open(path, &cfg, &ck) : ftq_checkpoint_open(path, &ck)) != FTQ_OK)
         return cmd_fail(spec.name, "%s", ftq_last_error());
     if (is_dir && ftq_model_validate(&cfg, ck) != FTQ_OK) {
         int rc = cmd_fail(spec.name, "%s", ftq_last_error());
@@ -156,7 +157,7 @@ int cmd_info(int argc, char **argv)
     if (json) {
         printf("{\"path\": ");
         json_print_string(stdout, path);
-        printf(", \"kind\": \"%s\", ", is_dir ? "model_dir" : "safetensors");
+        printf(", \"kind\": \"%s\", ", is_gguf ? "gguf" : is_dir ? "model_dir" : "safetensors");
         if (is_dir)
             print_config_json(&cfg);
         printf("\"parameters\": %lld, \"file_bytes\": %zu, \"tensor_count\": %zu, \"dtypes\": {", params,

@@ -21,6 +21,7 @@ static const struct {
     {"prune", cmd_prune, "prune a model's linear layers (magnitude, N:M, Wanda)"},
     {"quantize", cmd_quantize, "quantize a model to int8 / int4 weights"},
     {"dequantize", cmd_dequantize, "turn a quantized model back into an ordinary HF checkpoint"},
+    {"export", cmd_export, "write a model as a GGUF file for llama.cpp (f32, f16, q8_0, q4_0)"},
 };
 
 static void usage(FILE *fp)

@@ -551,6 +551,11 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
     char *ck_config = NULL;
 
     /* the source model's config, tokenizer and (unless resuming) weights */
+    if (ftq_gguf_is_file(c->model_dir)) { /* the output copies config.json and tokenizer files */
+        rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot fine-tune '%s': writing a model directory from a GGUF file "
+                           "is not supported yet", c->model_dir);
+        goto fail;
+    }
     t->src_config_path = ftq_path_join(c->model_dir, "config.json");
     if (!t->src_config_path) {
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");

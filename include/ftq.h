@@ -66,6 +66,7 @@ void ftq_clear_error(void);
 
 #include "ftq_core.h"
 #include "ftq_io.h"
+#include "ftq_gguf.h"
 #include "ftq_tokenizer.h"
 #include "ftq_model.h"
 #include "ftq_bert.h"

@@ -33,10 +33,12 @@ typedef enum {
     FTQ_TOKENIZER_HF_JSON = 0,   /* tokenizer.json */
     FTQ_TOKENIZER_SPM = 1,       /* tokenizer.model */
     FTQ_TOKENIZER_GPT2_FILES = 2, /* vocab.json + merges.txt */
-    FTQ_TOKENIZER_VOCAB_TXT = 3   /* vocab.txt (+ tokenizer_config.json): BERT WordPiece */
+    FTQ_TOKENIZER_VOCAB_TXT = 3,  /* vocab.txt (+ tokenizer_config.json): BERT WordPiece */
+    FTQ_TOKENIZER_GGUF = 4        /* tokenizer.ggml.* metadata of a .gguf file */
 } ftq_tokenizer_kind;
 
-/* Load from a model directory, choosing the files as described above. */
+/* Load from a model directory, choosing the files as described above, or from a .gguf
+ * file's tokenizer.ggml.* metadata. */
 int ftq_tokenizer_load(const char *dir, ftq_tokenizer **out);
 
 /* Load a specific kind from a directory (the files of that kind must be present). */

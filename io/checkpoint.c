@@ -3,6 +3,7 @@
  * Invariant: an open checkpoint has unique tensor names across all files, each shard holds
  * exactly the tensors the index assigns it, and `sorted` indexes all tensors by name. */
 #include "ftq.h"
+#include "io/checkpoint_src.h"
 #include "io/json_util.h"
 
 #include <stdlib.h>
@@ -18,6 +19,8 @@ struct ftq_checkpoint {
     const ftq_tensor **all;    /* file order, then offset order inside each file */
     const ftq_tensor **sorted; /* by name */
     size_t total_bytes;
+    ftq_tensor *own; /* tensors of a non-safetensors source (GGUF), owned */
+    size_t n_own;
 };
 
 size_t ftq_checkpoint_count(const ftq_checkpoint *c) { return c->n; }
@@ -65,7 +68,18 @@ void ftq_checkpoint_close(ftq_checkpoint *c)
     free(c->files);
     free(c->all);
     free(c->sorted);
+    ftq_tensors_free(c->own, c->n_own);
     free(c);
+}
+
+void ftq_tensors_free(ftq_tensor *tensors, size_t n)
+{
+    for (size_t i = 0; tensors && i < n; i++) {
+        free(tensors[i].name);
+        if (tensors[i].owned)
+            free(tensors[i].data);
+    }
+    free(tensors);
 }
 
 static int cmp_tensor_ptr_name(const void *a, const void *b)
@@ -98,6 +112,39 @@ static int build_index(ftq_checkpoint *c, const char *path)
         if (strcmp(c->sorted[i - 1]->name, c->sorted[i]->name) == 0)
             return ftq_set_error(FTQ_EFORMAT, "cannot open checkpoint '%s': tensor '%s' is stored in two files",
                                  path, c->sorted[i]->name);
+    return FTQ_OK;
+}
+
+int ftq_checkpoint_from_tensors(ftq_tensor *tensors, size_t n, size_t total_bytes, const char *label,
+                                ftq_checkpoint **out)
+{
+    *out = NULL;
+    ftq_checkpoint *c = calloc(1, sizeof *c);
+    if (!c) {
+        ftq_tensors_free(tensors, n);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    c->own = tensors;
+    c->n_own = n;
+    c->all = malloc((n ? n : 1) * sizeof *c->all);
+    c->sorted = malloc((n ? n : 1) * sizeof *c->sorted);
+    int rc = c->all && c->sorted ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "cannot open '%s': out of memory", label);
+    for (size_t i = 0; rc == FTQ_OK && i < n; i++)
+        c->all[i] = c->sorted[i] = &tensors[i];
+    c->n = rc == FTQ_OK ? n : 0;
+    c->total_bytes = total_bytes;
+    if (rc == FTQ_OK) {
+        qsort(c->sorted, n, sizeof *c->sorted, cmp_tensor_ptr_name);
+        for (size_t i = 1; i < n && rc == FTQ_OK; i++)
+            if (strcmp(c->sorted[i - 1]->name, c->sorted[i]->name) == 0)
+                rc = ftq_set_error(FTQ_EFORMAT, "cannot open checkpoint '%s': tensor '%s' appears twice", label,
+                                   c->sorted[i]->name);
+    }
+    if (rc != FTQ_OK) {
+        ftq_checkpoint_close(c);
+        return rc;
+    }
+    *out = c;
     return FTQ_OK;
 }
 
@@ -298,6 +345,10 @@ int ftq_checkpoint_open(const char *path, ftq_checkpoint **out)
     if (!c)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     int rc;
+    if (ftq_gguf_is_file(path)) { /* a GGUF model file: dequantized, Hugging Face names */
+        free(c);
+        return ftq_gguf_checkpoint_open(path, NULL, out);
+    }
     if (ftq_is_dir(path))
         rc = open_dir(path, c);
     else if (ftq_is_file(path))

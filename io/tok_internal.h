@@ -144,6 +144,9 @@ struct ftq_tokenizer {
     /* TemplateProcessing (tok_template.c): single and pair templates with type ids */
     ftq_tok_tmpl *tmpl_single, *tmpl_pair;
     int n_tmpl_single, n_tmpl_pair;
+
+    struct ftq_tok_regex *pre_regex; /* byte-level BPE: regex split stages (NULL: the GPT-2 scanner) */
+    char gguf_pre[32];               /* its tokenizer.ggml.pre name ("" for the GPT-2 scanner) */
 };
 
 /* Loaders fill a zeroed tokenizer from ftq_tok_alloc. */
@@ -159,6 +162,22 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_gpt2_files(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir);
+int ftq_tok_load_gguf(ftq_tokenizer *t, const char *path); /* tok_gguf.c: tokenizer.ggml.* metadata */
+
+/* Regex pre-tokenizer (tok_regex.c): Split(pattern, Isolated) stages with Oniguruma; fn gets
+ * each piece in order (non-empty, tiling the text) and may stop the walk with an error. */
+typedef struct ftq_tok_regex ftq_tok_regex;
+typedef int (*ftq_tok_piece_fn)(void *user, const char *s, size_t len);
+int ftq_tok_regex_new(const char *const *patterns, int n, ftq_tok_regex **out);
+void ftq_tok_regex_free(ftq_tok_regex *r);
+int ftq_tok_regex_split(const ftq_tok_regex *r, const char *s, size_t len, ftq_tok_piece_fn fn, void *user);
+/* The split stages of a GGUF tokenizer.ggml.pre name (tok_gguf.c): FTQ_OK with *out NULL for
+ * GPT-2's regex (the built-in scanner), FTQ_ENOTFOUND (no message) for an unknown name. */
+int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out);
+/* Add the tokenizer.ggml.* keys describing t (tok_gguf.c). FTQ_EUNSUPPORTED for a tokenizer
+ * GGUF cannot describe (normalizers, non-byte-level BPE without scores). */
+struct ftq_gguf_writer;
+int ftq_tok_gguf_describe(const ftq_tokenizer *t, struct ftq_gguf_writer *w);
 int ftq_tok_add_added(ftq_tokenizer *t, int32_t id, const char *content, int special, int lstrip,
                       int rstrip, int single_word, int normalized);
 

@@ -57,6 +57,7 @@ void ftq_tokenizer_free(ftq_tokenizer *t)
     free(t->suffix.v);
     free(t->tmpl_single);
     free(t->tmpl_pair);
+    ftq_tok_regex_free(t->pre_regex);
     free(t);
 }
 
@@ -411,6 +412,18 @@ static int bytelevel_word(const ftq_tokenizer *t, enc_ctx *c, const char *s, siz
     return ftq_strmap_put(&c->cache, s, n, off);
 }
 
+typedef struct {
+    const ftq_tokenizer *t;
+    enc_ctx *c;
+    ftq_ivec *out;
+} word_sink;
+
+static int regex_piece(void *user, const char *s, size_t n)
+{
+    word_sink *w = user;
+    return bytelevel_word(w->t, w->c, s, n, w->out);
+}
+
 /* Pre-tokenize and run the model over normalized text. */
 static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_t len, ftq_ivec *out)
 {
@@ -429,6 +442,10 @@ static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, 
             return rc;
         s = c->tmp.p;
         len = c->tmp.n;
+    }
+    if (t->pre_regex) {
+        word_sink w = {t, c, out};
+        return ftq_tok_regex_split(t->pre_regex, s, len, regex_piece, &w);
     }
     if (!t->bl_use_regex)
         return ftq_bpe_rank(t, c->bpe, s, len, 1, out);
@@ -1033,8 +1050,9 @@ int ftq_tokenizer_load_kind(const char *dir, ftq_tokenizer_kind kind, ftq_tokeni
     if (!dir || !out)
         return ftq_set_error(FTQ_EINVAL, "cannot load tokenizer: NULL argument");
     *out = NULL;
-    if (!ftq_is_dir(dir))
-        return ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer from '%s': not a directory", dir);
+    if (kind == FTQ_TOKENIZER_GGUF ? !ftq_is_file(dir) : !ftq_is_dir(dir))
+        return ftq_set_error(FTQ_ENOTFOUND, "cannot load tokenizer from '%s': not a %s", dir,
+                             kind == FTQ_TOKENIZER_GGUF ? "file" : "directory");
     ftq_tokenizer *t = ftq_tok_alloc();
     if (!t)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -1045,11 +1063,12 @@ int ftq_tokenizer_load_kind(const char *dir, ftq_tokenizer_kind kind, ftq_tokeni
     case FTQ_TOKENIZER_SPM: rc = ftq_tok_load_spm(t, dir); break;
     case FTQ_TOKENIZER_GPT2_FILES: rc = ftq_tok_load_gpt2_files(t, dir); break;
     case FTQ_TOKENIZER_VOCAB_TXT: rc = ftq_tok_load_vocab_txt(t, dir); break;
+    case FTQ_TOKENIZER_GGUF: rc = ftq_tok_load_gguf(t, dir); break;
     default: rc = ftq_set_error(FTQ_EINVAL, "unknown tokenizer kind %d", (int)kind); break;
     }
     if (!rc)
         rc = check_holes(t); /* named after the model's own file, before tokenizer_config.json adds */
-    if (!rc)
+    if (!rc && kind != FTQ_TOKENIZER_GGUF) /* a GGUF file carries its own BOS/EOS flags */
         rc = configure(t, dir);
     if (!rc)
         rc = finalize(t);
@@ -1066,6 +1085,8 @@ int ftq_tokenizer_load(const char *dir, ftq_tokenizer **out)
     if (!dir || !out)
         return ftq_set_error(FTQ_EINVAL, "cannot load tokenizer: NULL argument");
     *out = NULL;
+    if (ftq_gguf_is_file(dir))
+        return ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_GGUF, out);
     static const char *const files[] = {"tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt",
                                         "vocab.txt"};
     int have[5];

@@ -608,10 +608,12 @@ int ftq_model_load(const char *dir, ftq_model **out)
         ftq_model_free(m);
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
-    int rc = ftq_config_load(cfg_path, &m->cfg);
-    free(cfg_path);
-    if (rc == FTQ_OK)
+    int rc;
+    if (ftq_gguf_is_file(dir)) /* a GGUF file holds its config as metadata */
+        rc = ftq_gguf_checkpoint_open(dir, &m->cfg, &m->ck);
+    else if ((rc = ftq_config_load(cfg_path, &m->cfg)) == FTQ_OK)
         rc = ftq_checkpoint_open(dir, &m->ck);
+    free(cfg_path);
     /* validate first: num_hidden_layers sizes the layer table, and only the tensors the file
      * holds bound it (16777216 layers used to reserve 35 GB before "missing tensor") */
     if (rc == FTQ_OK)

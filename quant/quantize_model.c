@@ -571,6 +571,9 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     memset(report, 0, sizeof *report);
     if (!in_dir || !out_dir || !p)
         return ftq_set_error(FTQ_EINVAL, "ftq_quantize_model: NULL argument");
+    if (ftq_gguf_is_file(in_dir)) /* the output is a model directory: config.json + tokenizer files */
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot quantize '%s': writing a model directory from a GGUF "
+                             "file is not supported yet (load it directly for perplexity / generate)", in_dir);
     int rc = check_params(p);
     if (rc != FTQ_OK)
         return rc;

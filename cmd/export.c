@@ -1,0 +1,101 @@
+/* export.c - `ftq export`: write a model ftq loads (a Hugging Face directory or a GGUF file)
+ * as a GGUF file llama.cpp runs. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cmds.h"
+#include "cmd/common.h"
+#include "cmd/opts.h"
+
+static const struct {
+    const char *name;
+    uint32_t type;
+} types[] = {
+    {"f32", FTQ_GGML_F32},
+    {"f16", FTQ_GGML_F16},
+    {"q8_0", FTQ_GGML_Q8_0},
+    {"q4_0", FTQ_GGML_Q4_0},
+};
+
+/* The tokenizer GGUF can describe: for a directory, sentencepiece's tokenizer.model when
+ * present (a tokenizer.json of a sentencepiece model has normalizers GGUF has no keys for). */
+static int load_tokenizer(const char *path, ftq_tokenizer **tok)
+{
+    char *spm = ftq_is_dir(path) ? ftq_path_join(path, "tokenizer.model") : NULL;
+    int rc = spm && ftq_is_file(spm) ? ftq_tokenizer_load_kind(path, FTQ_TOKENIZER_SPM, tok)
+                                     : ftq_tokenizer_load(path, tok);
+    free(spm);
+    return rc;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    const char *model = default_model_dir(), *out = NULL, *type_s = "f32";
+    int json = 0;
+    const ftq_opt opts[] = {
+        {"model", 'm', OPT_STR, &model, "PATH", "model directory or .gguf file", 0, -1},
+        {"output", 'o', OPT_STR, &out, "FILE", "GGUF file to write (replaced atomically)", 0, -1},
+        {"type", 0, OPT_STR, &type_s, "TYPE", "f32 | f16 | q8_0 | q4_0 for the weight matrices", 0, -1},
+        {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
+        OPT_END,
+    };
+    const ftq_cmd_spec spec = {
+        "export", "[-m PATH] -o FILE.gguf [--type f32|f16|q8_0|q4_0]",
+        "Write a llama-family model as a GGUF file for llama.cpp: general.* / llama.* /\n"
+        "tokenizer.ggml.* keys, blk.N.* tensor names, Q/K rows permuted as llama.cpp's converter\n"
+        "does. Norms stay F32; q8_0 / q4_0 use ggml's reference quantizers (a matrix whose rows\n"
+        "are not a multiple of 32 is written F16). ftq-quantized directories are refused:\n"
+        "dequantize them first.",
+        NULL, opts};
+    int r = opts_parse(&spec, argc, argv);
+    if (r)
+        return r < 0 ? 2 : 0;
+    if (!out)
+        return cmd_fail(spec.name, "missing required option --output");
+    uint32_t type = 0;
+    size_t k = 0;
+    while (k < sizeof types / sizeof types[0] && strcmp(types[k].name, type_s) != 0)
+        k++;
+    if (k == sizeof types / sizeof types[0])
+        return cmd_fail(spec.name, "unknown --type '%s' (expected f32, f16, q8_0 or q4_0)", type_s);
+    type = types[k].type;
+    double t0 = ftq_time_sec();
+    ftq_model_config cfg;
+    ftq_checkpoint *ck = NULL;
+    ftq_tokenizer *tok = NULL;
+    int rc;
+    if (ftq_gguf_is_file(model)) {
+        rc = ftq_gguf_checkpoint_open(model, &cfg, &ck);
+    } else {
+        char *cfg_path = ftq_path_join(model, "config.json");
+        rc = cfg_path ? ftq_config_load(cfg_path, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        free(cfg_path);
+        if (rc == FTQ_OK)
+            rc = ftq_checkpoint_open(model, &ck);
+        if (rc == FTQ_OK)
+            rc = ftq_model_validate(&cfg, ck);
+    }
+    if (rc == FTQ_OK)
+        rc = load_tokenizer(model, &tok);
+    if (rc == FTQ_OK)
+        rc = ftq_gguf_export(&cfg, ck, tok, type, out);
+    if (rc != FTQ_OK) {
+        ftq_tokenizer_free(tok);
+        ftq_checkpoint_close(ck);
+        return cmd_fail(spec.name, "%s", ftq_last_error());
+    }
+    size_t bytes = 0;
+    FILE *f = fopen(out, "rb");
+    if (f && fseek(f, 0, SEEK_END) == 0)
+        bytes = (size_t)ftell(f);
+    if (f)
+        fclose(f);
+    double secs = ftq_time_sec() - t0;
+    if (json)
+        printf("{\"output\": \"%s\", \"type\": \"%s\", \"bytes\": %zu, \"seconds\": %.3f}\n", out, type_s, bytes, secs);
+    else
+        printf("wrote %s (%s, %s bytes) in %.1f s\n", out, type_s, fmt_count((long long)bytes), secs);
+    ftq_tokenizer_free(tok);
+    ftq_checkpoint_close(ck);
+    return 0;
+}

@@ -1,0 +1,483 @@
+/* gguf_model.c - a GGUF file as a model source: `<arch>.*` keys -> ftq_model_config and
+ * `blk.N.*` tensors -> the Hugging Face names the model loader binds, dequantized to f32,
+ * with the Q/K row permutation of llama.cpp's converter undone. Both mappings are tables
+ * (one per architecture); a name no table knows passes through unchanged, so the loader
+ * reports it as an unexpected tensor. Invariant: the checkpoint owns every tensor it lists. */
+#include "ftq.h"
+#include "io/checkpoint_src.h"
+#include "io/tok_internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DIM (1 << 24)
+
+/* ---- hyper-parameters --------------------------------------------------------------- */
+
+enum { F_INT, F_FLOAT };
+
+typedef struct {
+    const char *suffix; /* after "<arch>." */
+    int kind;
+    size_t offset;      /* into ftq_model_config */
+    int required;
+    double def;
+} key_row;
+
+#define CI(field) F_INT, offsetof(ftq_model_config, field)
+#define CF(field) F_FLOAT, offsetof(ftq_model_config, field)
+
+static const key_row llama_keys[] = {
+    {"block_count", CI(n_layers), 1, 0},
+    {"embedding_length", CI(hidden_size), 1, 0},
+    {"feed_forward_length", CI(intermediate_size), 1, 0},
+    {"attention.head_count", CI(n_heads), 1, 0},
+    {"attention.head_count_kv", CI(n_kv_heads), 0, 0},   /* default: head_count */
+    {"context_length", CI(max_position), 0, 2048},
+    {"vocab_size", CI(vocab_size), 0, 0},                /* default: token_embd rows */
+    {"attention.key_length", CI(head_dim), 0, 0},        /* default: embedding / heads */
+    {"attention.layer_norm_rms_epsilon", CF(norm_eps), 1, 0},
+    {"rope.freq_base", CF(rope_theta), 0, 10000.0},
+    {NULL, 0, 0, 0, 0},
+};
+
+/* GGUF tensor names -> HF names. "%d" is the layer. permute: 1 = rows of a Q projection
+ * (n_heads groups), 2 = K projection (n_kv_heads groups). */
+typedef struct {
+    const char *gguf, *hf;
+    int permute;
+} name_row;
+
+static const name_row llama_names[] = {
+    {"token_embd.weight", "model.embed_tokens.weight", 0},
+    {"output_norm.weight", "model.norm.weight", 0},
+    {"output.weight", "lm_head.weight", 0},
+    {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", 0},
+    {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", 1},
+    {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", 2},
+    {"blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", 0},
+    {"blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", 0},
+    {"blk.%d.attn_q.bias", "model.layers.%d.self_attn.q_proj.bias", 1},
+    {"blk.%d.attn_k.bias", "model.layers.%d.self_attn.k_proj.bias", 2},
+    {"blk.%d.attn_v.bias", "model.layers.%d.self_attn.v_proj.bias", 0},
+    {"blk.%d.attn_output.bias", "model.layers.%d.self_attn.o_proj.bias", 0},
+    {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", 0},
+    {"blk.%d.ffn_gate.weight", "model.layers.%d.mlp.gate_proj.weight", 0},
+    {"blk.%d.ffn_up.weight", "model.layers.%d.mlp.up_proj.weight", 0},
+    {"blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", 0},
+    {NULL, NULL, 0},
+};
+
+typedef struct {
+    const char *arch;       /* general.architecture */
+    const char *model_type; /* ftq_model_config.model_type */
+    ftq_arch ftq_arch;
+    const key_row *keys;
+    const name_row *names;
+} arch_row;
+
+static const arch_row archs[] = {
+    {"llama", "llama", FTQ_ARCH_LLAMA, llama_keys, llama_names},
+};
+
+#define GBAD(path, status, ...) ftq_wrap_error(ftq_set_error((status), __VA_ARGS__), "cannot load '%s'", (path))
+
+static int read_keys(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
+{
+    const char *path = ftq_gguf_path(g);
+    char key[128];
+    for (const key_row *k = a->keys; k->suffix; k++) {
+        snprintf(key, sizeof key, "%s.%s", a->arch, k->suffix);
+        void *field = (char *)cfg + k->offset;
+        int rc;
+        if (k->kind == F_INT) {
+            int64_t v = (int64_t)k->def;
+            rc = ftq_gguf_get_int(g, key, &v);
+            if (rc == FTQ_ENOTFOUND && k->required)
+                return GBAD(path, FTQ_EFORMAT, "missing key '%s' (expected a positive integer)", key);
+            if (rc != FTQ_OK && rc != FTQ_ENOTFOUND)
+                return rc;
+            if (rc == FTQ_OK && (v < 1 || v > MAX_DIM))
+                return GBAD(path, FTQ_EFORMAT, "key '%s' is %" PRId64 " (expected 1..%d)", key, v, MAX_DIM);
+            *(int *)field = (int)v;
+        } else {
+            double v = k->def;
+            rc = ftq_gguf_get_float(g, key, &v);
+            if (rc == FTQ_ENOTFOUND && k->required)
+                return GBAD(path, FTQ_EFORMAT, "missing key '%s' (expected a positive number)", key);
+            if (rc != FTQ_OK && rc != FTQ_ENOTFOUND)
+                return rc;
+            if (!(v > 0 && v < 1e30))
+                return GBAD(path, FTQ_EFORMAT, "key '%s' is %g (expected a positive number)", key, v);
+            *(float *)field = (float)v;
+        }
+    }
+    return FTQ_OK;
+}
+
+static int32_t token_id(const ftq_gguf *g, const char *key)
+{
+    int64_t v;
+    return ftq_gguf_get_int(g, key, &v) == FTQ_OK && v >= 0 && v < INT32_MAX ? (int32_t)v : -1;
+}
+
+static int make_config(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
+{
+    const char *path = ftq_gguf_path(g);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->arch = a->ftq_arch;
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", a->model_type);
+    cfg->act = FTQ_ACT_SILU;
+    int rc = read_keys(g, a, cfg);
+    if (rc)
+        return rc;
+    if (!cfg->n_kv_heads)
+        cfg->n_kv_heads = cfg->n_heads;
+    if (!cfg->head_dim) {
+        if (cfg->hidden_size % cfg->n_heads)
+            return GBAD(path, FTQ_EFORMAT, "embedding_length %d is not a multiple of head_count %d",
+                        cfg->hidden_size, cfg->n_heads);
+        cfg->head_dim = cfg->hidden_size / cfg->n_heads;
+    }
+    if (cfg->n_heads % cfg->n_kv_heads)
+        return GBAD(path, FTQ_EFORMAT, "head_count %d is not a multiple of head_count_kv %d", cfg->n_heads,
+                    cfg->n_kv_heads);
+    char key[128];
+    int64_t rot;
+    snprintf(key, sizeof key, "%s.rope.dimension_count", a->arch);
+    if ((rc = ftq_gguf_get_int(g, key, &rot)) == FTQ_OK && rot != cfg->head_dim)
+        return GBAD(path, FTQ_EUNSUPPORTED, "key '%s' is %" PRId64 ": partial rotary embeddings are not supported "
+                    "(expected the head size %d)", key, rot, cfg->head_dim);
+    if (rc != FTQ_OK && rc != FTQ_ENOTFOUND)
+        return rc;
+    const char *s;
+    size_t len;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a->arch);
+    if (ftq_gguf_get_str(g, key, &s, &len) == FTQ_OK && !(len == 4 && memcmp(s, "none", 4) == 0))
+        return GBAD(path, FTQ_EUNSUPPORTED, "key '%s' is '%.*s': rope scaling is not supported (expected none)", key,
+                    (int)(len > 32 ? 32 : len), s);
+    snprintf(key, sizeof key, "%s.expert_count", a->arch);
+    int64_t experts;
+    if (ftq_gguf_get_int(g, key, &experts) == FTQ_OK && experts > 0)
+        return GBAD(path, FTQ_EUNSUPPORTED, "mixture of experts ('%s' is %" PRId64 ") is not supported", key, experts);
+    if (!cfg->vocab_size) {
+        const ftq_gguf_tensor *emb = ftq_gguf_find_tensor(g, "token_embd.weight");
+        if (!emb || emb->ne[1] < 1 || emb->ne[1] > MAX_DIM)
+            return GBAD(path, FTQ_EFORMAT, "no '%s.vocab_size' and no token_embd.weight to take it from", a->arch);
+        cfg->vocab_size = (int)emb->ne[1];
+    }
+    cfg->tie_word_embeddings = ftq_gguf_find_tensor(g, "output.weight") == NULL;
+    cfg->qkv_bias = ftq_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    cfg->o_bias = ftq_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+    cfg->bos_token_id = token_id(g, "tokenizer.ggml.bos_token_id");
+    cfg->eos_token_id = token_id(g, "tokenizer.ggml.eos_token_id");
+    cfg->pad_token_id = token_id(g, "tokenizer.ggml.padding_token_id");
+    snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "float32");
+    return FTQ_OK;
+}
+
+/* ---- tensors ------------------------------------------------------------------------ */
+
+/* Match `name` against a pattern with at most one "%d"; *layer = that number (or -1). */
+static int match(const char *pat, const char *name, int *layer)
+{
+    const char *pd = strstr(pat, "%d");
+    *layer = -1;
+    if (!pd)
+        return strcmp(pat, name) == 0;
+    size_t pre = (size_t)(pd - pat);
+    if (strncmp(pat, name, pre) != 0)
+        return 0;
+    const char *s = name + pre;
+    if (*s < '0' || *s > '9' || (*s == '0' && s[1] >= '0' && s[1] <= '9'))
+        return 0;
+    long v = 0;
+    while (*s >= '0' && *s <= '9' && v < 1000000)
+        v = v * 10 + (*s++ - '0');
+    if (strcmp(s, pd + 2) != 0)
+        return 0;
+    *layer = (int)v;
+    return 1;
+}
+
+/* llama.cpp's converter reorders each head's rows from HF's [two halves of hd/2] to
+ * interleaved pairs: gguf row h*hd + 2j + i holds HF row h*hd + i*hd/2 + j. Undo it. */
+static int unpermute(float *w, int64_t rows, int64_t cols, int heads, const char *path, const char *name)
+{
+    if (heads < 1 || rows % heads || (rows / heads) % 2)
+        return GBAD(path, FTQ_EFORMAT, "tensor '%s' has %" PRId64 " rows, not %d heads of an even size", name, rows,
+                    heads);
+    int64_t hd = rows / heads, half = hd / 2;
+    float *tmp = malloc(sizeof(float) * (size_t)(hd * cols));
+    if (!tmp)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (int h = 0; h < heads; h++) {
+        float *blk = w + (int64_t)h * hd * cols;
+        for (int64_t j = 0; j < half; j++)
+            for (int i = 0; i < 2; i++)
+                memcpy(tmp + (i * half + j) * cols, blk + (2 * j + i) * cols, sizeof(float) * (size_t)cols);
+        memcpy(blk, tmp, sizeof(float) * (size_t)(hd * cols));
+    }
+    free(tmp);
+    return FTQ_OK;
+}
+
+static int convert_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_config *cfg,
+                          const ftq_gguf_tensor *src, ftq_tensor *dst)
+{
+    const char *path = ftq_gguf_path(g);
+    char hf[256];
+    int permute = 0, layer = -1;
+    snprintf(hf, sizeof hf, "%s", src->name);
+    for (const name_row *r = a->names; r->gguf; r++) {
+        if (match(r->gguf, src->name, &layer)) {
+            if (layer >= 0)
+                snprintf(hf, sizeof hf, r->hf, layer);
+            else
+                snprintf(hf, sizeof hf, "%s", r->hf);
+            permute = r->permute;
+            break;
+        }
+    }
+    memset(dst, 0, sizeof *dst);
+    if (!(dst->name = strdup(hf)))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    dst->dtype = FTQ_DTYPE_F32;
+    dst->ndim = src->n_dims;
+    for (int i = 0; i < src->n_dims; i++)
+        dst->shape[i] = src->ne[src->n_dims - 1 - i];
+    if ((uint64_t)src->numel > SIZE_MAX / sizeof(float))
+        return GBAD(path, FTQ_EFORMAT, "tensor '%s' is too large", src->name);
+    dst->nbytes = sizeof(float) * (size_t)src->numel;
+    float *d = malloc(dst->nbytes ? dst->nbytes : 1);
+    if (!d)
+        return GBAD(path, FTQ_ENOMEM, "out of memory dequantizing tensor '%s' (%zu bytes)", src->name, dst->nbytes);
+    dst->data = d;
+    dst->owned = 1;
+    int rc = ftq_gguf_tensor_to_f32(src, d);
+    ftq_gguf_release(g, src->data, src->nbytes); /* keeps peak memory near the f32 model's size */
+    if (!rc && permute) {
+        int64_t rows = src->ne[1], cols = src->n_dims > 1 ? src->ne[0] : 1;
+        if (src->n_dims == 1)
+            rows = src->ne[0];
+        rc = unpermute(d, rows, cols, permute == 1 ? cfg->n_heads : cfg->n_kv_heads, path, src->name);
+    }
+    return rc;
+}
+
+int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_checkpoint **out)
+{
+    if (!path || !out)
+        return ftq_set_error(FTQ_EINVAL, "ftq_gguf_checkpoint_open: NULL argument");
+    *out = NULL;
+    ftq_gguf *g = NULL;
+    int rc = ftq_gguf_open(path, &g);
+    if (rc)
+        return rc;
+    const char *arch;
+    size_t alen;
+    const arch_row *a = NULL;
+    rc = ftq_gguf_get_str(g, "general.architecture", &arch, &alen);
+    if (rc == FTQ_ENOTFOUND)
+        rc = GBAD(path, FTQ_EFORMAT, "missing key 'general.architecture' (expected a string such as \"llama\")");
+    for (size_t i = 0; !rc && i < sizeof archs / sizeof archs[0]; i++)
+        if (strlen(archs[i].arch) == alen && memcmp(archs[i].arch, arch, alen) == 0)
+            a = &archs[i];
+    if (!rc && !a)
+        rc = GBAD(path, FTQ_EUNSUPPORTED, "architecture '%.*s' is not supported (expected llama)",
+                  (int)(alen > 64 ? 64 : alen), arch);
+    ftq_model_config cfg;
+    if (!rc)
+        rc = make_config(g, a, &cfg);
+    size_t n = ftq_gguf_tensor_count(g);
+    ftq_tensor *ts = NULL;
+    if (!rc && !(ts = calloc(n ? n : 1, sizeof *ts)))
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    size_t done = 0;
+    for (; !rc && done < n; done++)
+        rc = convert_tensor(g, a, &cfg, ftq_gguf_tensor_at(g, done), &ts[done]);
+    size_t file_bytes = g ? ftq_gguf_file_size(g) : 0;
+    ftq_gguf_close(g); /* every tensor is a copy now */
+    if (!rc)
+        rc = ftq_checkpoint_from_tensors(ts, n, file_bytes, path, out);
+    else if (ts)
+        ftq_tensors_free(ts, done);
+    if (!rc && cfg_out)
+        *cfg_out = cfg;
+    return rc;
+}
+
+/* ---- the reverse: a checkpoint as a GGUF file ----------------------------------------- */
+
+/* HF name -> GGUF name through the same table (*layer >= 0 when the pattern has "%d"). */
+static const name_row *to_gguf_name(const arch_row *a, const char *hf, char *out, size_t cap)
+{
+    int layer;
+    for (const name_row *r = a->names; r->gguf; r++)
+        if (match(r->hf, hf, &layer)) {
+            if (layer >= 0)
+                snprintf(out, cap, r->gguf, layer);
+            else
+                snprintf(out, cap, "%s", r->gguf);
+            return r;
+        }
+    return NULL;
+}
+
+/* llama.cpp's converter permutation (the inverse of unpermute). */
+static void permute_rows(const float *src, float *dst, int64_t rows, int64_t cols, int heads)
+{
+    int64_t hd = rows / heads, half = hd / 2;
+    for (int h = 0; h < heads; h++)
+        for (int64_t j = 0; j < half; j++)
+            for (int i = 0; i < 2; i++)
+                memcpy(dst + (h * hd + 2 * j + i) * cols, src + (h * hd + i * half + j) * cols,
+                       sizeof(float) * (size_t)cols);
+}
+
+static uint32_t file_type_of(uint32_t type)
+{
+    switch (type) {
+    case FTQ_GGML_F16: return 1;
+    case FTQ_GGML_Q4_0: return 2;
+    case FTQ_GGML_Q8_0: return 7;
+    default: return 0;
+    }
+}
+
+int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok, uint32_t type,
+                    const char *path)
+{
+    if (!cfg || !ck || !tok || !path)
+        return ftq_set_error(FTQ_EINVAL, "ftq_gguf_export: NULL argument");
+    if (type != FTQ_GGML_F32 && type != FTQ_GGML_F16 && type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0)
+        return ftq_set_error(FTQ_EINVAL, "cannot export '%s': tensor type %u is not one ftq writes "
+                             "(f32, f16, q8_0, q4_0)", path, type);
+    if (cfg->arch != FTQ_ARCH_LLAMA || strcmp(cfg->model_type, "llama") != 0 || cfg->sliding_window ||
+        cfg->is_classifier || cfg->mlp_bias)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': only plain llama causal LMs are written as "
+                             "GGUF (this is a %s%s model)", path, cfg->model_type,
+                             cfg->is_classifier ? " sequence classifier" : "");
+    const arch_row *a = &archs[0];
+    ftq_gguf_writer *w = NULL;
+    int rc = ftq_gguf_writer_new(&w);
+    if (rc)
+        return rc;
+    ftq_gguf_writer_str(w, "general.architecture", a->arch);
+    ftq_gguf_writer_str(w, "general.type", "model");
+    ftq_gguf_writer_u32(w, "general.file_type", file_type_of(type));
+    ftq_gguf_writer_u32(w, "general.quantization_version", 2);
+    char key[128];
+#define KU32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_u32(w, key, (uint32_t)(v)))
+#define KF32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_f32(w, key, (v)))
+    KU32("block_count", cfg->n_layers);
+    KU32("context_length", cfg->max_position);
+    KU32("embedding_length", cfg->hidden_size);
+    KU32("feed_forward_length", cfg->intermediate_size);
+    KU32("attention.head_count", cfg->n_heads);
+    KU32("attention.head_count_kv", cfg->n_kv_heads);
+    KF32("rope.freq_base", cfg->rope_theta);
+    KF32("attention.layer_norm_rms_epsilon", cfg->norm_eps);
+    KU32("vocab_size", cfg->vocab_size);
+    KU32("rope.dimension_count", cfg->head_dim);
+    if (cfg->head_dim * cfg->n_heads != cfg->hidden_size)
+        KU32("attention.key_length", cfg->head_dim);
+#undef KU32
+#undef KF32
+    rc = ftq_tok_gguf_describe(tok, w);
+    size_t n = ftq_checkpoint_count(ck), nbuf = 0;
+    void **bufs = calloc(n ? 2 * n : 1, sizeof *bufs);
+    if (!rc && !bufs)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {
+        const ftq_tensor *t = ftq_checkpoint_tensor(ck, i);
+        char gname[FTQ_GGUF_MAX_NAME + 8];
+        const name_row *r = to_gguf_name(a, t->name, gname, sizeof gname);
+        if (!r && strstr(t->name, "rotary_emb.inv_freq"))
+            continue; /* a buffer, not a parameter */
+        if (r && strcmp(r->hf, "lm_head.weight") == 0 && cfg->tie_word_embeddings)
+            continue; /* tied: llama.cpp uses token_embd */
+        if (!r) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' has no GGUF name (an ftq-quantized "
+                               "checkpoint must be dequantized first)", path, t->name);
+            break;
+        }
+        const ftq_dtype_traits *tr = ftq_dtype_info(t->dtype);
+        if (!tr || !tr->to_f32 || tr->block_size != 1 || t->ndim < 1 || t->ndim > 2) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' of dtype %s", path, t->name,
+                               tr ? tr->name : "?");
+            break;
+        }
+        int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->shape[t->ndim - 1];
+        size_t numel = (size_t)(rows * cols);
+        /* f32 values of the tensor: the checkpoint's own when F32, else a converted copy;
+         * Q and K rows permuted into a second copy */
+        const float *f = t->data;
+        float *conv = NULL, *perm = NULL;
+        if (t->dtype != FTQ_DTYPE_F32 || ((uintptr_t)t->data & 3)) {
+            if (!(conv = malloc(sizeof(float) * (numel ? numel : 1)))) {
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                break;
+            }
+            ftq_tensor_to_f32(t, conv);
+            f = conv;
+        }
+        if (r->permute) {
+            if (!(perm = malloc(sizeof(float) * (numel ? numel : 1)))) {
+                free(conv);
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                break;
+            }
+            /* a bias is a column of rows */
+            permute_rows(f, perm, t->ndim == 2 ? rows : cols, t->ndim == 2 ? cols : 1,
+                         r->permute == 1 ? cfg->n_heads : cfg->n_kv_heads);
+            free(conv);
+            conv = NULL;
+            f = perm;
+        }
+        for (size_t k = 0; k < numel && !rc; k++)
+            if (!isfinite(f[k]))
+                rc = ftq_set_error(FTQ_ENUMERIC, "cannot export '%s': tensor '%s' holds a non-finite value at %zu",
+                                   path, t->name, k);
+        uint32_t tt = t->ndim == 2 ? type : FTQ_GGML_F32;
+        if ((tt == FTQ_GGML_Q8_0 || tt == FTQ_GGML_Q4_0) && cols % 32)
+            tt = FTQ_GGML_F16;
+        const ftq_ggml_traits *gt = ftq_ggml_type_info(tt);
+        size_t nbytes = numel / gt->block_size * gt->type_size;
+        void *q = NULL;
+        if (!rc && tt != FTQ_GGML_F32) {
+            if (!(q = malloc(nbytes ? nbytes : 1)))
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            else if (tt == FTQ_GGML_F16)
+                ftq_dtype_info(FTQ_DTYPE_F16)->from_f32(f, q, numel);
+            else if (tt == FTQ_GGML_Q8_0)
+                ftq_ggml_quantize_q8_0(f, q, numel / 32);
+            else
+                ftq_ggml_quantize_q4_0(f, q, numel / 32);
+        }
+        const void *data = q ? q : (const void *)f;
+        if (q) { /* the f32 copies are not written */
+            free(conv);
+            free(perm);
+            bufs[nbuf++] = q;
+        } else {
+            if (conv)
+                bufs[nbuf++] = conv;
+            if (perm)
+                bufs[nbuf++] = perm;
+        }
+        if (rc)
+            break;
+        int64_t ne[2] = {cols, rows};
+        rc = ftq_gguf_writer_tensor(w, gname, tt, t->ndim, ne, data, nbytes);
+    }
+    if (!rc)
+        rc = ftq_gguf_writer_write(w, path);
+    for (size_t i = 0; i < nbuf; i++)
+        free(bufs[i]);
+    free(bufs);
+    ftq_gguf_writer_free(w);
+    return rc;
+}
