@@ -170,7 +170,8 @@ int cmd_embed(int argc, char **argv)
         if (json)
             printf("{\"similarity\": [");
         for (size_t i = 0; i < n; i++) {
-            printf(json ? "%s[" : "", i ? ", " : "");
+            if (json)
+                printf("%s[", i ? ", " : "");
             for (size_t j = 0; j < n; j++) {
                 const float *a = ctx.out + i * D, *b = ctx.out + j * D;
                 double ab = 0, aa = 0, bb = 0;
