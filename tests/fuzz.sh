@@ -108,6 +108,11 @@ shared_seeds() {
         [ -f "$m/special_tokens_map.json" ] && cat "$m/special_tokens_map.json"; printf '\0'
         [ -f "$m/config.json" ] && cat "$m/config.json"; } >"$d/shared_tokcfg_$i"
     done ;;
+  vocab_txt) # BERT WordPiece (fuzz_vocab_txt.c comes with the WordPiece reader)
+    for m in "$shared"/tokenizers/bert-base-uncased/vocab.txt "$shared"/golden/bert_tiny_random/vocab.txt; do
+      i=$((i + 1))
+      [ -f "$m" ] && head -c 8192 "$m" | sed '$d' >"$d/shared_vocab_$i"
+    done ;;
   dataset)
     text_prefix '\001' "$shared/data/sst2/dev.tsv" 4096 "$d/shared_sst2_dev"
     text_prefix '\003' "$shared/data/trec/train" 4096 "$d/shared_trec_text"
