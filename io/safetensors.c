@@ -176,7 +176,9 @@ static int parse_header(const vctx *c, const char *text, size_t len, cJSON **out
                    "offset %zu (expected {name: {dtype, shape, data_offsets}})", deep);
     size_t num = ftq_json_find_nonint(text, len);
     if (num < len) {
-        size_t n = strspn(text + num, "-+.eE0123456789");
+        size_t n = 0; /* the header is not NUL-terminated: the number may end the buffer */
+        while (num + n < len && text[num + n] && strchr("-+.eE0123456789", text[num + n]))
+            n++;
         return BAD(c, FTQ_EFORMAT, "header has the number %.*s at offset %zu (expected integers only: shapes and "
                    "data_offsets)", (int)(n > 24 ? 24 : n), text + num, num);
     }

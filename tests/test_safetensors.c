@@ -395,6 +395,26 @@ static void test_truncate_every_length(void)
     free(data);
 }
 
+/* Found by tests/fuzz/fuzz_safetensors: a fractional number that ends the header (and the
+ * image) was measured for the message with strspn, reading past the buffer (ASan). */
+static void test_fraction_at_end_of_image(void)
+{
+    static const char hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"x\":64e";
+    size_t hl = sizeof hdr - 1, len = 8 + hl;
+    unsigned char *img = malloc(len); /* exactly the image: no NUL after the header */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(img);
+    for (int i = 0; i < 8; i++)
+        img[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(img + 8, hdr, hl);
+    ftq_st_file *f = NULL;
+    CU_ASSERT_EQUAL(ftq_st_open_memory(img, len, "end.safetensors", &f), FTQ_EFORMAT);
+    CU_ASSERT_PTR_NULL(f);
+    if (!strstr(ftq_last_error(), "header has the number 64e at offset"))
+        fprintf(stderr, "\n  got \"%s\"\n", ftq_last_error());
+    CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "header has the number 64e at offset"));
+    free(img);
+}
+
 /* Overwrite every header byte with a few values: no crash, no leak, and whatever opens
  * still tiles the file (run under FTQ_SANITIZE to make this meaningful). */
 static void test_header_byte_fuzz(void)
@@ -772,6 +792,7 @@ void test_register_safetensors(void)
         {"stories260K", test_stories260K},
         {"golden_files", test_golden_files},
         {"open_memory", test_open_memory},
+        {"fraction_at_end_of_image", test_fraction_at_end_of_image},
         {"malformed_prefix", test_malformed_prefix},
         {"malformed_json", test_malformed_json},
         {"malformed_entries", test_malformed_entries},
