@@ -108,7 +108,7 @@ shared_seeds() {
         [ -f "$m/special_tokens_map.json" ] && cat "$m/special_tokens_map.json"; printf '\0'
         [ -f "$m/config.json" ] && cat "$m/config.json"; } >"$d/shared_tokcfg_$i"
     done ;;
-  vocab_txt) # BERT WordPiece (fuzz_vocab_txt.c comes with the WordPiece reader)
+  vocab_txt)
     for m in "$shared"/tokenizers/bert-base-uncased/vocab.txt "$shared"/golden/bert_tiny_random/vocab.txt; do
       i=$((i + 1))
       [ -f "$m" ] && head -c 8192 "$m" | sed '$d' >"$d/shared_vocab_$i"

@@ -256,6 +256,41 @@ def seeds_tokenizers():
     put("tokenizer_model", "tiny_bpe", pieces + trainer + norm)
 
 
+def seeds_wordpiece():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "!", ",", ".", "'", "\u00e9", "\u4e2d"]
+    vocab += [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab += ["the", "cat", "sat", "on", "mat", "##ing", "play", "un", "##aff", "##able"]
+    ids = {v: i for i, v in enumerate(vocab)}
+    special = [{"id": ids[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                "normalized": False, "special": True} for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]]
+    tj = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": special,
+          "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                         "strip_accents": None, "lowercase": True},
+          "pre_tokenizer": {"type": "BertPreTokenizer"},
+          "post_processor": {"type": "TemplateProcessing",
+                             "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                                        {"Sequence": {"id": "A", "type_id": 0}},
+                                        {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+                             "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                                      {"Sequence": {"id": "A", "type_id": 0}},
+                                      {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+                                      {"Sequence": {"id": "B", "type_id": 1}},
+                                      {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+                             "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [ids["[CLS]"]], "tokens": ["[CLS]"]},
+                                                "[SEP]": {"id": "[SEP]", "ids": [ids["[SEP]"]], "tokens": ["[SEP]"]}}},
+          "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+          "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                    "max_input_chars_per_word": 100, "vocab": ids}}
+    text = "The cat sat on the mat, playing! Unaffable caf\u00e9 \u4e2d\u6587 [SEP] x"
+    put("tokenizer_json", "wordpiece", json.dumps(tj, ensure_ascii=False) + "\0" + text)
+    cfg = {"do_lower_case": True, "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+           "cls_token": "[CLS]", "mask_token": "[MASK]", "tokenize_chinese_chars": True, "strip_accents": None,
+           "tokenizer_class": "BertTokenizer", "model_max_length": 512}
+    put("vocab_txt", "tiny", "\n".join(vocab) + "\n\0" + json.dumps(cfg) + "\0" + text)
+    put("vocab_txt", "tiny_cased", "\n".join(vocab) + "\0" + json.dumps({"do_lower_case": False}))
+    put("vocab_txt", "vocab_only", "\n".join(vocab))
+
+
 # ---- datasets and archives -----------------------------------------------------------------
 
 CSV = ("\ufefflabel,text,note\r\npositive,\"hello, world\",\r\nnegative,\"she said \"\"hi\"\"\",x\r\n"
@@ -317,6 +352,7 @@ def main():
     seeds_st_index()
     seeds_config()
     seeds_tokenizers()
+    seeds_wordpiece()
     seeds_dataset()
     seeds_archive()
 
