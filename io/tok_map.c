@@ -68,7 +68,8 @@ int ftq_strmap_get(const ftq_strmap *m, const char *key, size_t len, int32_t *va
         if (!s)
             return 0;
         const ftq_strmap_entry *e = &m->ents[s - 1];
-        if (e->hash == h && e->len == len && memcmp(m->pool + e->off, key, len) == 0) {
+        /* len 0: the pool may still be NULL (only empty keys so far) */
+        if (e->hash == h && e->len == len && (len == 0 || memcmp(m->pool + e->off, key, len) == 0)) {
             *val = e->val;
             return 1;
         }
@@ -86,7 +87,7 @@ int ftq_strmap_put(ftq_strmap *m, const char *key, size_t len, int32_t val)
     size_t j = h & (m->cap - 1);
     for (; m->slots[j]; j = (j + 1) & (m->cap - 1)) {
         ftq_strmap_entry *e = &m->ents[m->slots[j] - 1];
-        if (e->hash == h && e->len == len && memcmp(m->pool + e->off, key, len) == 0) {
+        if (e->hash == h && e->len == len && (len == 0 || memcmp(m->pool + e->off, key, len) == 0)) {
             e->val = val;
             return FTQ_OK;
         }

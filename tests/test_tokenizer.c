@@ -1028,6 +1028,30 @@ static void test_gpt2_word_without_ids(void)
     ftq_tokenizer_free(t);
 }
 
+/* Found by tests/fuzz/fuzz_vocab_txt: two empty lines at the top of vocab.txt put the empty
+ * token in the map twice while its key pool was still NULL, and the comparison computed
+ * NULL + 0 (undefined behaviour: clang's UBSan reports it; gcc's does not check NULL + 0). */
+static void test_vocab_txt_empty_lines(void)
+{
+    const char *dir = test_tmpdir("tok_vocab_empty");
+    char path[4096];
+    static const char vocab[] = "\n\n[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\n";
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, vocab, sizeof vocab - 1), 0);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_VOCAB_TXT, &t));
+    if (!t)
+        return;
+    ASSERT_INT_EQ(ftq_tokenizer_vocab_size(t), 8);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    const int32_t want[] = {4, 7, 5}; /* [CLS] a [SEP] */
+    ASSERT_OK(ftq_tokenizer_encode(t, "a", 1, 1, &ids, &n));
+    CU_ASSERT(ids_equal(ids, n, want, 3));
+    free(ids);
+    ftq_tokenizer_free(t);
+}
+
 /* Every prefix of the stories260K tokenizer.model is refused with a format error. */
 static void test_spm_truncated(void)
 {
@@ -1306,6 +1330,7 @@ void test_register_tokenizer(void)
         {"missing_files", test_missing_files},
         {"spm_truncated", test_spm_truncated},
         {"gpt2_word_without_ids", test_gpt2_word_without_ids},
+        {"vocab_txt_empty_lines", test_vocab_txt_empty_lines},
         {"spm_unigram_unsupported", test_spm_unigram_unsupported},
         {"json_errors", test_json_errors},
         {"id_bounds", test_id_bounds},
