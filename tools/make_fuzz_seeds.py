@@ -70,6 +70,8 @@ def seeds_safetensors():
     put("safetensors", "all_dtypes", safetensors(ts, {"format": "pt", "note": "caf\u00e9"}))
     put("safetensors", "empty_header", safetensors([]))
     put("safetensors", "metadata_only", safetensors([], {"a": "b", "c": ""}))
+    # regression: a fractional number ending the image (heap-buffer-overflow, fixed)
+    put("safetensors", "regress_fraction_at_end", struct.pack("<Q", 8) + b"+256,64e")
 
 
 # ---- quantized checkpoints (docs/quant-format.md section 4) ---------------------------
@@ -289,6 +291,7 @@ def seeds_wordpiece():
     put("vocab_txt", "tiny", "\n".join(vocab) + "\n\0" + json.dumps(cfg) + "\0" + text)
     put("vocab_txt", "tiny_cased", "\n".join(vocab) + "\0" + json.dumps({"do_lower_case": False}))
     put("vocab_txt", "vocab_only", "\n".join(vocab))
+    put("vocab_txt", "regress_empty_lines", "\n\n:")  # two empty tokens first (UB NULL + 0, fixed)
 
 
 # ---- datasets and archives -----------------------------------------------------------------
