@@ -164,8 +164,8 @@ static int wordpiece_word(const ftq_tokenizer *t, const char *w, size_t n, wbuf 
         size_t end = n;
         if (end - start > t->max_piece_len)
             end = start + t->max_piece_len;
-        while (end > start && ((unsigned char)w[end] & 0xc0) == 0x80 && end < n)
-            end--; /* a character boundary */
+        while (end > start && end < n && ((unsigned char)w[end] & 0xc0) == 0x80)
+            end--; /* a character boundary (w[n] may be past the caller's text) */
         int32_t id = -1;
         while (end > start) {
             const char *key = w + start;

@@ -1052,6 +1052,37 @@ static void test_vocab_txt_empty_lines(void)
     ftq_tokenizer_free(t);
 }
 
+/* Found by tests/fuzz/fuzz_tokenizer_json: WordPiece read the byte after a word that ends the
+ * text (w[n]) while looking for a character boundary; the text need not be NUL-terminated, so
+ * this read past the caller's buffer (ASan). */
+static void test_wordpiece_text_end(void)
+{
+    /* no normalizer: the pre-tokens point into the caller's text */
+    static const char json[] = "{\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\","
+                               "\"continuing_subword_prefix\":\"##\",\"max_input_chars_per_word\":100,"
+                               "\"vocab\":{\"[UNK]\":0,\"cat\":1,\"c\":2,\"##at\":3}},"
+                               "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"}}";
+    const char *dir = test_tmpdir("tok_wp_end");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CU_ASSERT_EQUAL_FATAL(write_file(path, json, sizeof json - 1), 0);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_HF_JSON, &t));
+    if (!t)
+        return;
+    char *exact = malloc(7); /* "cat cat" without a terminator */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(exact);
+    memcpy(exact, "cat cat", 7);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    const int32_t want[] = {1, 1};
+    ASSERT_OK(ftq_tokenizer_encode(t, exact, 7, 0, &ids, &n));
+    CU_ASSERT(ids_equal(ids, n, want, 2));
+    free(ids);
+    free(exact);
+    ftq_tokenizer_free(t);
+}
+
 /* Every prefix of the stories260K tokenizer.model is refused with a format error. */
 static void test_spm_truncated(void)
 {
@@ -1331,6 +1362,7 @@ void test_register_tokenizer(void)
         {"spm_truncated", test_spm_truncated},
         {"gpt2_word_without_ids", test_gpt2_word_without_ids},
         {"vocab_txt_empty_lines", test_vocab_txt_empty_lines},
+        {"wordpiece_text_end", test_wordpiece_text_end},
         {"spm_unigram_unsupported", test_spm_unigram_unsupported},
         {"json_errors", test_json_errors},
         {"id_bounds", test_id_bounds},
