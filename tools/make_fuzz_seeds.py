@@ -291,6 +291,11 @@ def seeds_wordpiece():
     put("vocab_txt", "tiny", "\n".join(vocab) + "\n\0" + json.dumps(cfg) + "\0" + text)
     put("vocab_txt", "tiny_cased", "\n".join(vocab) + "\0" + json.dumps({"do_lower_case": False}))
     put("vocab_txt", "vocab_only", "\n".join(vocab))
+    wp_bare = {"model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                         "max_input_chars_per_word": 100, "vocab": {"[UNK]": 0, "cat": 1, "c": 2, "##at": 3}},
+               "pre_tokenizer": {"type": "BertPreTokenizer"}}
+    # regression: a word ending an unterminated text, no normalizer (heap-buffer-overflow, fixed)
+    put("tokenizer_json", "regress_wordpiece_text_end", json.dumps(wp_bare) + "\0cat")
     put("vocab_txt", "regress_empty_lines", "\n\n:")  # two empty tokens first (UB NULL + 0, fixed)
 
 
