@@ -1,5 +1,5 @@
 /* sha256.h - SHA-256 (FIPS 180-4) for tests that compare id sequences with the goldens'
- * hashes (a copy of test_tokenizer.c's; only tests include it). */
+ * hashes (test_tokenizer.c, test_wordpiece.c; only tests include it). */
 #ifndef FTQ_TESTS_SHA256_H
 #define FTQ_TESTS_SHA256_H
 #include <stdint.h>
