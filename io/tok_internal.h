@@ -38,6 +38,13 @@ typedef struct {
 
 /* Insert or overwrite. FTQ_OK or FTQ_ENOMEM (message set). */
 int ftq_strmap_put(ftq_strmap *m, const char *key, size_t len, int32_t val);
+
+/* A growable byte buffer, always NUL-terminated after the first put ({0} is empty). */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} ftq_tok_buf;
+int ftq_tok_buf_put(ftq_tok_buf *b, const char *s, size_t n);
 /* 1 and *val if present, else 0. */
 int ftq_strmap_get(const ftq_strmap *m, const char *key, size_t len, int32_t *val);
 void ftq_strmap_clear(ftq_strmap *m); /* keeps the memory */

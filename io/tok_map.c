@@ -206,3 +206,22 @@ void ftq_pairmap_free(ftq_pairmap *m)
     free(m->merged);
     memset(m, 0, sizeof *m);
 }
+
+int ftq_tok_buf_put(ftq_tok_buf *b, const char *s, size_t n)
+{
+    if (b->cap - b->n < n + 1) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->n < n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu bytes of text", cap);
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) /* s may be NULL for an empty put */
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return FTQ_OK;
+}

@@ -49,43 +49,18 @@ static int is_cjk(uint32_t c)
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
-/* ---- growable byte buffer ------------------------------------------------------- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} wbuf;
-
-static int wput(wbuf *b, const char *s, size_t n)
-{
-    if (b->cap - b->n < n + 1) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->n < n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu bytes of text", cap);
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return FTQ_OK;
-}
-
-static int wput_cp(wbuf *b, uint32_t cp)
+static int wput_cp(ftq_tok_buf *b, uint32_t cp)
 {
     char u[4];
-    return wput(b, u, (size_t)ftq_utf8_encode(cp, u));
+    return ftq_tok_buf_put(b, u, (size_t)ftq_utf8_encode(cp, u));
 }
 
 /* ---- BertNormalizer -------------------------------------------------------------- */
 
 int ftq_tok_bert_normalize(const ftq_tokenizer *t, const char *s, size_t len, char **out, size_t *out_len)
 {
-    wbuf a = {0}, b = {0};
-    int rc = wput(&a, "", 0);
+    ftq_tok_buf a = {0}, b = {0};
+    int rc = ftq_tok_buf_put(&a, "", 0);
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < len && !rc;) { /* clean_text, handle_chinese_chars */
         uint32_t c = u[i];
@@ -100,11 +75,11 @@ int ftq_tok_bert_normalize(const ftq_tokenizer *t, const char *s, size_t len, ch
                 c = ' ';
         }
         if (t->bert_chinese && is_cjk(c)) {
-            rc = wput(&a, " ", 1);
+            rc = ftq_tok_buf_put(&a, " ", 1);
             if (!rc)
                 rc = wput_cp(&a, c);
             if (!rc)
-                rc = wput(&a, " ", 1);
+                rc = ftq_tok_buf_put(&a, " ", 1);
         } else {
             rc = wput_cp(&a, c);
         }
@@ -123,7 +98,7 @@ int ftq_tok_bert_normalize(const ftq_tokenizer *t, const char *s, size_t len, ch
         }
     }
     if (!rc)
-        rc = wput(&b, "", 0);
+        rc = ftq_tok_buf_put(&b, "", 0);
     u = (const unsigned char *)a.p;
     for (size_t i = 0; i < a.n && !rc;) { /* drop Mn after NFD; char-wise lowercase */
         uint32_t c = u[i];
@@ -133,7 +108,7 @@ int ftq_tok_bert_normalize(const ftq_tokenizer *t, const char *s, size_t len, ch
             continue;
         if (t->bert_lowercase) {
             if (c == 0x130) { /* the one unconditional multi-char lowercase: "i\u0307" */
-                rc = wput(&b, "i\xcc\x87", 3);
+                rc = ftq_tok_buf_put(&b, "i\xcc\x87", 3);
                 continue;
             }
             c = c < 0x80 ? (c >= 'A' && c <= 'Z' ? c + 32 : c) : (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
@@ -152,7 +127,7 @@ int ftq_tok_bert_normalize(const ftq_tokenizer *t, const char *s, size_t len, ch
 
 /* ---- WordPiece over one pre-token ------------------------------------------------- */
 
-static int wordpiece_word(const ftq_tokenizer *t, const char *w, size_t n, wbuf *scratch, ftq_ivec *out)
+static int wordpiece_word(const ftq_tokenizer *t, const char *w, size_t n, ftq_tok_buf *scratch, ftq_ivec *out)
 {
     size_t nchars = 0;
     for (size_t i = 0; i < n; i += (size_t)ftq_utf8_len((unsigned char)w[i]))
@@ -172,8 +147,8 @@ static int wordpiece_word(const ftq_tokenizer *t, const char *w, size_t n, wbuf 
             size_t klen = end - start;
             if (start > 0) {
                 scratch->n = 0;
-                int rc = wput(scratch, t->wp_prefix, t->wp_prefix_len);
-                if (rc || (rc = wput(scratch, w + start, end - start)))
+                int rc = ftq_tok_buf_put(scratch, t->wp_prefix, t->wp_prefix_len);
+                if (rc || (rc = ftq_tok_buf_put(scratch, w + start, end - start)))
                     return rc;
                 key = scratch->p;
                 klen = scratch->n;
@@ -200,7 +175,7 @@ static int wordpiece_word(const ftq_tokenizer *t, const char *w, size_t n, wbuf 
 /* BertPreTokenizer (if configured) + WordPiece over normalized text. */
 int ftq_tok_wordpiece_encode(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out)
 {
-    wbuf scratch = {0};
+    ftq_tok_buf scratch = {0};
     int rc = FTQ_OK;
     if (t->pretok != TOK_PRE_BERT) {
         rc = len ? wordpiece_word(t, s, len, &scratch, out) : FTQ_OK;
@@ -239,18 +214,18 @@ int ftq_tok_wordpiece_encode(const ftq_tokenizer *t, const char *s, size_t len, 
 int ftq_tok_wordpiece_decode_token(const ftq_tok_op *op, int first, const char *s, size_t n, char **out,
                                    size_t *n_out)
 {
-    wbuf a = {*out, *n_out, *out ? *n_out + 1 : 0};
+    ftq_tok_buf a = {*out, *n_out, *out ? *n_out + 1 : 0};
     int rc = FTQ_OK;
     if (!first) {
         if (n >= op->alen && memcmp(s, op->a, op->alen) == 0) {
             s += op->alen;
             n -= op->alen;
         } else {
-            rc = wput(&a, " ", 1);
+            rc = ftq_tok_buf_put(&a, " ", 1);
         }
     }
     if (!rc)
-        rc = wput(&a, s, n);
+        rc = ftq_tok_buf_put(&a, s, n);
     *out = a.p;
     *n_out = a.n;
     return rc;
@@ -263,18 +238,18 @@ int ftq_tok_wordpiece_cleanup(const char *s, size_t n, char **out, size_t *out_l
     static const char *const cleanup[][2] = {{" .", "."},   {" ?", "?"},     {" !", "!"},   {" ,", ","},
                                              {" ' ", "'"},  {" n't", "n't"}, {" 'm", "'m"}, {" do not", " don't"},
                                              {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-    wbuf a = {0};
-    int rc = wput(&a, s, n);
+    ftq_tok_buf a = {0};
+    int rc = ftq_tok_buf_put(&a, s, n);
     for (size_t r = 0; !rc && r < sizeof cleanup / sizeof cleanup[0]; r++) {
         const char *pat = cleanup[r][0], *rep = cleanup[r][1];
         size_t pl = strlen(pat), rl = strlen(rep);
         if (!strstr(a.p, pat))
             continue;
-        wbuf b = {0};
-        rc = wput(&b, "", 0);
+        ftq_tok_buf b = {0};
+        rc = ftq_tok_buf_put(&b, "", 0);
         for (size_t i = 0; i < a.n && !rc;) {
             int hit = a.n - i >= pl && memcmp(a.p + i, pat, pl) == 0;
-            rc = hit ? wput(&b, rep, rl) : wput(&b, a.p + i, 1);
+            rc = hit ? ftq_tok_buf_put(&b, rep, rl) : ftq_tok_buf_put(&b, a.p + i, 1);
             i += hit ? pl : 1;
         }
         free(a.p);

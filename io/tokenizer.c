@@ -197,38 +197,14 @@ int ftq_tok_enable_scores(ftq_tokenizer *t)
 
 /* ---- normalizers ----------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} buf;
-
-static int buf_put(buf *b, const char *s, size_t n)
-{
-    if (b->cap - b->n < n + 1) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->n < n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu bytes of text", cap);
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return FTQ_OK;
-}
-
-static int replace_all(buf *out, const char *s, size_t len, const char *pat, size_t plen, const char *rep,
+static int replace_all(ftq_tok_buf *out, const char *s, size_t len, const char *pat, size_t plen, const char *rep,
                        size_t rlen)
 {
     size_t i = 0, last = 0;
-    int rc = buf_put(out, "", 0);
+    int rc = ftq_tok_buf_put(out, "", 0);
     while (!rc && plen && i + plen <= len) {
         if (memcmp(s + i, pat, plen) == 0) {
-            if ((rc = buf_put(out, s + last, i - last)) || (rc = buf_put(out, rep, rlen)))
+            if ((rc = ftq_tok_buf_put(out, s + last, i - last)) || (rc = ftq_tok_buf_put(out, rep, rlen)))
                 break;
             i += plen;
             last = i;
@@ -236,21 +212,21 @@ static int replace_all(buf *out, const char *s, size_t len, const char *pat, siz
             i++;
         }
     }
-    return rc ? rc : buf_put(out, s + last, len - last);
+    return rc ? rc : ftq_tok_buf_put(out, s + last, len - last);
 }
 
 int ftq_tok_normalize_ops(const ftq_tok_op *ops, int n, const char *s, size_t len, char **out,
                           size_t *out_len)
 {
-    buf cur = {0};
-    int rc = buf_put(&cur, s, len);
+    ftq_tok_buf cur = {0};
+    int rc = ftq_tok_buf_put(&cur, s, len);
     for (int k = 0; k < n && !rc; k++) {
-        buf next = {0};
+        ftq_tok_buf next = {0};
         if (ops[k].op == TOK_NORM_PREPEND) {
             if (cur.n) /* HF prepends only to non-empty text */
-                rc = buf_put(&next, ops[k].a, ops[k].alen);
+                rc = ftq_tok_buf_put(&next, ops[k].a, ops[k].alen);
             if (!rc)
-                rc = buf_put(&next, cur.p, cur.n);
+                rc = ftq_tok_buf_put(&next, cur.p, cur.n);
         } else {
             rc = replace_all(&next, cur.p, cur.n, ops[k].a, ops[k].alen, ops[k].b, ops[k].blen);
         }
@@ -268,10 +244,10 @@ int ftq_tok_normalize_ops(const ftq_tok_op *ops, int n, const char *s, size_t le
 
 /* sentencepiece Normalizer::Normalize for the identity rule set: optional removal of
  * leading/trailing/repeated spaces, one dummy-prefix space, spaces escaped to U+2581. */
-static int spm_normalize(const ftq_tokenizer *t, const char *s, size_t len, buf *out)
+static int spm_normalize(const ftq_tokenizer *t, const char *s, size_t len, ftq_tok_buf *out)
 {
     size_t i = 0;
-    int rc = buf_put(out, "", 0);
+    int rc = ftq_tok_buf_put(out, "", 0);
     if (t->spm_remove_ws)
         while (i < len && s[i] == ' ')
             i++;
@@ -279,7 +255,7 @@ static int spm_normalize(const ftq_tokenizer *t, const char *s, size_t len, buf 
         return rc;
     const char *ws = t->spm_escape_ws ? SPACE_SYMBOL : " ";
     size_t wsn = t->spm_escape_ws ? 3 : 1;
-    if (t->spm_dummy_prefix && (rc = buf_put(out, ws, wsn)))
+    if (t->spm_dummy_prefix && (rc = ftq_tok_buf_put(out, ws, wsn)))
         return rc;
     int prev_space = t->spm_remove_ws;
     while (i < len) {
@@ -287,12 +263,12 @@ static int spm_normalize(const ftq_tokenizer *t, const char *s, size_t len, buf 
         while (j < len && s[j] != ' ')
             j++;
         if (j > i) {
-            if ((rc = buf_put(out, s + i, j - i)))
+            if ((rc = ftq_tok_buf_put(out, s + i, j - i)))
                 return rc;
             prev_space = 0;
         }
         if (j < len) {
-            if (!(t->spm_remove_ws && prev_space) && (rc = buf_put(out, ws, wsn)))
+            if (!(t->spm_remove_ws && prev_space) && (rc = ftq_tok_buf_put(out, ws, wsn)))
                 return rc;
             prev_space = 1;
             j++;
@@ -375,7 +351,7 @@ typedef struct {
     ftq_bpe_work *bpe;
     ftq_strmap cache; /* GPT-2 pre-token -> offset of [count, ids...] in cache_ids */
     ftq_ivec cache_ids;
-    buf tmp;
+    ftq_tok_buf tmp;
 } enc_ctx;
 
 enum { CACHE_MAX_WORD = 64, CACHE_MAX_ENTRIES = 1 << 16 };
@@ -437,8 +413,8 @@ static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, 
         return ftq_bpe_rank(t, c->bpe, s, len, 0, out);
     if (t->bl_add_prefix_space && s[0] != ' ') {
         c->tmp.n = 0;
-        int rc = buf_put(&c->tmp, " ", 1);
-        if (rc || (rc = buf_put(&c->tmp, s, len)))
+        int rc = ftq_tok_buf_put(&c->tmp, " ", 1);
+        if (rc || (rc = ftq_tok_buf_put(&c->tmp, s, len)))
             return rc;
         s = c->tmp.p;
         len = c->tmp.n;
@@ -469,7 +445,7 @@ static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_
     size_t nl = 0;
     int rc;
     if (t->norm == TOK_NORM_SPM) {
-        buf b = {0};
+        ftq_tok_buf b = {0};
         rc = spm_normalize(t, s, len, &b);
         ns = b.p;
         nl = b.n;
@@ -548,11 +524,11 @@ static const char REPLACEMENT[] = "\xef\xbf\xbd";
 
 /* Append bytes, replacing each maximal invalid subpart with U+FFFD (Python
  * errors='replace', Rust from_utf8_lossy). */
-static int put_lossy(buf *b, const char *s, size_t n)
+static int put_lossy(ftq_tok_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0;
-    int rc = buf_put(b, "", 0);
+    int rc = ftq_tok_buf_put(b, "", 0);
     while (!rc && i < n) {
         uint32_t cp;
         int k = u[i] < 0x80 ? 1 : ftq_utf8_decode(u + i, n - i, &cp);
@@ -560,17 +536,17 @@ static int put_lossy(buf *b, const char *s, size_t n)
             i += (size_t)k;
             continue;
         }
-        if (!(rc = buf_put(b, s + run, i - run)))
-            rc = buf_put(b, REPLACEMENT, 3);
+        if (!(rc = ftq_tok_buf_put(b, s + run, i - run)))
+            rc = ftq_tok_buf_put(b, REPLACEMENT, 3);
         i += ftq_utf8_maximal_subpart(u + i, n - i);
         run = i;
     }
-    return rc ? rc : buf_put(b, s + run, n - run);
+    return rc ? rc : ftq_tok_buf_put(b, s + run, n - run);
 }
 
 /* Token strings between decoder steps: token i is p[off[i], off[i+1]). */
 typedef struct {
-    buf b;
+    ftq_tok_buf b;
     size_t *off;
     size_t n, cap;
 } toks;
@@ -593,7 +569,7 @@ static int toks_end(toks *t)
 
 static int toks_add(toks *t, const char *s, size_t n)
 {
-    int rc = buf_put(&t->b, s, n);
+    int rc = ftq_tok_buf_put(&t->b, s, n);
     return rc ? rc : toks_end(t);
 }
 
@@ -620,7 +596,7 @@ static int byte_token(const char *s, size_t n)
     return v;
 }
 
-static int flush_fallback(toks *out, buf *bytes)
+static int flush_fallback(toks *out, ftq_tok_buf *bytes)
 {
     int rc = FTQ_OK;
     if (!bytes->n)
@@ -638,7 +614,7 @@ static int flush_fallback(toks *out, buf *bytes)
 static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
 {
     int rc = FTQ_OK;
-    buf tmp = {0};
+    ftq_tok_buf tmp = {0};
     for (size_t i = 0; i < in->n && !rc; i++) {
         const char *s = in->b.p + in->off[i];
         size_t n = in->off[i + 1] - in->off[i];
@@ -651,12 +627,12 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
                 if (byte < 0)
                     break;
                 char ch = (char)byte;
-                rc = buf_put(&tmp, &ch, 1);
+                rc = ftq_tok_buf_put(&tmp, &ch, 1);
                 p += k;
             }
             if (!rc && p < n) {
                 tmp.n = mark;
-                rc = buf_put(&tmp, s, n);
+                rc = ftq_tok_buf_put(&tmp, s, n);
             }
             break;
         }
@@ -668,14 +644,14 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
             int v = byte_token(s, n);
             if (v >= 0) {
                 char ch = (char)v;
-                rc = buf_put(&tmp, &ch, 1);
+                rc = ftq_tok_buf_put(&tmp, &ch, 1);
             } else if (!(rc = flush_fallback(out, &tmp))) {
                 rc = toks_add(out, s, n);
             }
             break;
         }
         case TOK_DEC_FUSE:
-            rc = buf_put(&tmp, s, n);
+            rc = ftq_tok_buf_put(&tmp, s, n);
             break;
         case TOK_DEC_WORDPIECE:
             rc = ftq_tok_wordpiece_decode_token(op, i == 0, s, n, &tmp.p, &tmp.n);
@@ -709,7 +685,7 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
     return rc;
 }
 
-static int decode_chain(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, buf *out)
+static int decode_chain(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, ftq_tok_buf *out)
 {
     toks cur = {0};
     int rc = FTQ_OK;
@@ -722,25 +698,25 @@ static int decode_chain(const ftq_tokenizer *t, const int32_t *ids, size_t n, in
         toks_free(&cur);
         cur = next;
     }
-    rc = rc ? rc : buf_put(out, "", 0);
+    rc = rc ? rc : ftq_tok_buf_put(out, "", 0);
     for (size_t i = 0; i < cur.n && !rc; i++) {
         if (t->n_dec_ops == 0 && i > 0) /* no decoder: HF joins tokens with spaces */
-            rc = buf_put(out, " ", 1);
+            rc = ftq_tok_buf_put(out, " ", 1);
         if (!rc)
-            rc = buf_put(out, cur.b.p + cur.off[i], cur.off[i + 1] - cur.off[i]);
+            rc = ftq_tok_buf_put(out, cur.b.p + cur.off[i], cur.off[i + 1] - cur.off[i]);
     }
     toks_free(&cur);
     return rc;
 }
 
 /* sentencepiece's byte pieces: each valid character as is, each other byte U+FFFD. */
-static int flush_spm_bytes(buf *out, buf *bytes)
+static int flush_spm_bytes(ftq_tok_buf *out, ftq_tok_buf *bytes)
 {
     int rc = FTQ_OK;
     for (size_t i = 0; i < bytes->n && !rc;) {
         uint32_t cp;
         int k = ftq_utf8_decode((const unsigned char *)bytes->p + i, bytes->n - i, &cp);
-        rc = k > 0 ? buf_put(out, bytes->p + i, (size_t)k) : buf_put(out, REPLACEMENT, 3);
+        rc = k > 0 ? ftq_tok_buf_put(out, bytes->p + i, (size_t)k) : ftq_tok_buf_put(out, REPLACEMENT, 3);
         i += k > 0 ? (size_t)k : 1;
     }
     bytes->n = 0;
@@ -751,17 +727,17 @@ static int flush_spm_bytes(buf *out, buf *bytes)
  * (while no text has been produced yet), byte pieces fused into UTF-8 with U+FFFD per
  * invalid byte. With skip_special, control pieces vanish (as in sentencepiece) and unknown
  * pieces are dropped (as in HF); without it both are written as their text (as in HF). */
-static int decode_spm(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, buf *out)
+static int decode_spm(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, ftq_tok_buf *out)
 {
-    buf bytes = {0};
-    int rc = buf_put(out, "", 0);
+    ftq_tok_buf bytes = {0};
+    int rc = ftq_tok_buf_put(out, "", 0);
     int is_bos_ws = 1, bos_ws_seen = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         int32_t id = ids[i];
         uint8_t f = t->flags[id];
         if ((f & TOKF_BYTE) && t->piece_len[id] == 6) {
             char ch = (char)byte_token(t->piece[id], 6);
-            rc = buf_put(&bytes, &ch, 1);
+            rc = ftq_tok_buf_put(&bytes, &ch, 1);
             continue;
         }
         if (skip_special && (f & TOKF_UNKNOWN))
@@ -775,7 +751,7 @@ static int decode_spm(const ftq_tokenizer *t, const int32_t *ids, size_t n, int 
         bos_ws_seen = 0;
         if (f & (TOKF_SPECIAL | TOKF_CONTROL | TOKF_UNKNOWN)) {
             if (!skip_special)
-                rc = buf_put(out, s, len);
+                rc = ftq_tok_buf_put(out, s, len);
             continue;
         }
         if (is_bos_ws && (t->spm_dummy_prefix || t->spm_remove_ws) && len >= 3 && memcmp(s, SPACE_SYMBOL, 3) == 0) {
@@ -803,7 +779,7 @@ int ftq_tokenizer_decode(const ftq_tokenizer *t, const int32_t *ids, size_t n, i
         if (ids[i] < 0 || ids[i] >= t->n_vocab || !t->piece[ids[i]])
             return ftq_set_error(FTQ_EINVAL, "cannot decode: token id %ld at position %zu is not in the vocabulary "
                                  "(size %d)", (long)ids[i], i, (int)t->n_vocab);
-    buf out = {0};
+    ftq_tok_buf out = {0};
     int rc = t->decoder == TOK_DEC_SPM ? decode_spm(t, ids, n, skip_special, &out)
                                        : decode_chain(t, ids, n, skip_special, &out);
     if (rc) {
