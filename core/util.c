@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,4 +240,18 @@ float ftq_rng_normal(ftq_rng *r)
     double u1 = ((double)(ftq_rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
     double u2 = (double)(ftq_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void ftq_mapped_release(int map, const void *base, size_t size, const void *p, size_t n)
+{
+    const unsigned char *b = p, *lo_ok = base;
+    if (!map || n == 0 || b < lo_ok || b + n > lo_ok + size)
+        return; /* only pages of our own read-only file mapping can be dropped safely */
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0)
+        return;
+    uintptr_t lo = ((uintptr_t)b + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+    uintptr_t hi = ((uintptr_t)b + n) & ~(uintptr_t)(ps - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }

@@ -141,6 +141,11 @@ int ftq_read_file(const char *path, char **data, size_t *len);
 #define FTQ_MAX_TOKENIZER_BYTES ((size_t)256 << 20) /* tokenizer.json, vocab files, trainer state */
 int ftq_read_file_max(const char *path, size_t max, char **data, size_t *len);
 
+/* Drop the whole pages of [p, p + n) from a read-only file mapping [base, base + size)
+ * once a loader has copied them (the kernel re-reads them from the file if touched again).
+ * Does nothing for memory outside the mapping or when map is 0 (not a file mapping). */
+void ftq_mapped_release(int map, const void *base, size_t size, const void *p, size_t n);
+
 /* 1 if path exists and is a directory / a regular file. */
 int ftq_is_dir(const char *path);
 int ftq_is_file(const char *path);

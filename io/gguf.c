@@ -728,16 +728,7 @@ int ftq_gguf_is_file(const char *path)
 
 void ftq_gguf_release(const ftq_gguf *g, const void *p, size_t n)
 {
-    const unsigned char *b = p;
-    if (!g->map || n == 0 || b < g->base || b + n > g->base + g->size)
-        return; /* only pages of our own read-only file mapping can be dropped safely */
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0)
-        return;
-    uintptr_t lo = ((uintptr_t)b + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
-    uintptr_t hi = ((uintptr_t)b + n) & ~(uintptr_t)(ps - 1);
-    if (hi > lo)
-        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    ftq_mapped_release(g->map != NULL, g->base, g->size, p, n);
 }
 
 int ftq_gguf_tensor_to_f32(const ftq_gguf_tensor *t, float *dst)

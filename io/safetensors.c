@@ -48,16 +48,7 @@ size_t ftq_st_count(const ftq_st_file *f) { return f->n; }
 
 void ftq_st_release(const ftq_st_file *f, const void *p, size_t n)
 {
-    const unsigned char *b = p;
-    if (!f->map || n == 0 || b < f->base || b + n > f->base + f->size)
-        return; /* only pages of our own read-only file mapping can be dropped safely */
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0)
-        return;
-    uintptr_t lo = ((uintptr_t)b + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
-    uintptr_t hi = ((uintptr_t)b + n) & ~(uintptr_t)(ps - 1);
-    if (hi > lo)
-        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    ftq_mapped_release(f->map != NULL, f->base, f->size, p, n);
 }
 
 const ftq_tensor *ftq_st_tensor(const ftq_st_file *f, size_t i)
