@@ -14,13 +14,13 @@
  * Weights are normal(0, 0.02) (norm weights 1): speed does not depend on the values.
  * Every number is the median of --reps repetitions.
  */
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cblas.h>
 
 #include "bench/bench.h"
 #include "include/ftq.h"
@@ -40,18 +40,6 @@ static const shape shapes[] = {
     {"gpt2-124m", "gpt2", 50257, 768, 12, 12, 12, 3072, 1024, "gpt2"},
     {"llama-110m", "llama", 32000, 768, 12, 12, 12, 2048, 2048, "llama2"},
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ---- random checkpoints ----------------------------------------------------------- */
 
@@ -236,30 +224,6 @@ static int make_model(const shape *s, const char *out_dir)
 /* ---- measurements ------------------------------------------------------------------ */
 
 /* GFLOP/s of C[M,N] = A[M,K] B[K,N]^T-style sgemm (the shape of a linear layer), median. */
-static double sgemm_gflops(int M, int N, int K, int reps)
-{
-    float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)N * K);
-    float *C = malloc(sizeof(float) * (size_t)M * N);
-    for (size_t i = 0; i < (size_t)M * K; i++)
-        A[i] = (float)(i % 7) * 0.01f;
-    for (size_t i = 0; i < (size_t)N * K; i++)
-        B[i] = (float)(i % 5) * 0.01f;
-    double t[32];
-    if (reps > 32)
-        reps = 32;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N); /* warm */
-    for (int r = 0; r < reps; r++) {
-        double t0 = ftq_time_sec();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-        t[r] = ftq_time_sec() - t0;
-    }
-    double med = median(t, reps);
-    free(A);
-    free(B);
-    free(C);
-    return 2.0 * M * N * K / med / 1e9;
-}
-
 /* Forward FLOPs per token at context T: 2 x (every matmul weight, incl. the output
  * layer) + causal attention 2 x layers x T x hidden (QK^T and AV over T/2 positions on
  * average). */
@@ -307,7 +271,7 @@ static int ppl_one(const shape *s, const char *out_dir, const char *text, size_t
     }
     if (rc == 0) {
         const ftq_model_config *c = ftq_model_get_config(m);
-        double med = median(tps, r), fpt = flops_per_token(c, ctx);
+        double med = ftq_bench_median(tps, r), fpt = flops_per_token(c, ctx);
         double gf = med * fpt / 1e9;
         printf("%-12s %9.1fM %12.1f %10.1f %12.3f %9.1f %8.1f%% %10.0f\n", s->name,
                ftq_model_param_count(m) / 1e6, ftq_checkpoint_total_bytes(ftq_model_get_checkpoint(m)) / 1e6,
@@ -331,8 +295,8 @@ static int bench_ppl(const char *out_dir, const char *text_path, int ctx, int ch
     int threads = ftq_get_threads();
     printf("cpu: %s; threads %d; ctx %d; %d chunks x %d reps (medians)\n", ftq_cpu_features_str(), threads,
            ctx, chunks, reps);
-    double sg_sq = sgemm_gflops(1024, 1024, 1024, reps * 2);
-    double sg_lin = sgemm_gflops(ctx, 3072, 768, reps * 2);
+    double sg_sq = ftq_bench_sgemm_gflops(1024, 1024, 1024, reps * 2);
+    double sg_lin = ftq_bench_sgemm_gflops(ctx, 3072, 768, reps * 2);
     double sg = sg_sq > sg_lin ? sg_sq : sg_lin;
     printf("sgemm (OpenBLAS %s): 1024^3 %.1f GFLOP/s, %dx3072x768 %.1f GFLOP/s -> reference %.1f GFLOP/s\n",
            openblas_get_config(), sg_sq, ctx, sg_lin, sg);
@@ -501,8 +465,8 @@ static int measure_child(const void *arg, qresult *r)
         gts[i] = q->gen / (ftq_time_sec() - t0);
     }
     if (rc == 0) {
-        r->ppl_tps = median(tps, reps);
-        r->gen_tps = median(gts, reps);
+        r->ppl_tps = ftq_bench_median(tps, reps);
+        r->gen_tps = ftq_bench_median(gts, reps);
         r->file_mb = ftq_checkpoint_total_bytes(ftq_model_get_checkpoint(m)) / 1e6;
         r->rss_mb = ftq_peak_rss_bytes() / 1e6;
     }

@@ -32,4 +32,10 @@ int ftq_bench_tokenize(int argc, char **argv);
  * (bench/bert_bench.c). */
 int ftq_bench_bert(int argc, char **argv);
 
+/* Shared measurements (bench/bench_util.c). ftq_bench_median sorts v. ftq_bench_sgemm_gflops:
+ * the median rate of min(reps, 32) OpenBLAS sgemm calls C[M, N] = A[M, K] B[N, K]^T after one
+ * warm-up call, GFLOP/s; 0 if the matrices cannot be allocated. */
+double ftq_bench_median(double *v, int n);
+double ftq_bench_sgemm_gflops(int M, int N, int K, int reps);
+
 #endif

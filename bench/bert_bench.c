@@ -3,7 +3,6 @@
  * directory (default the shared all-MiniLM-L6-v2), reported as tokens/s and as a fraction of
  * the sgemm rate measured in the same run. Medians; nothing is asserted. */
 #define _POSIX_C_SOURCE 200809L
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,34 +10,6 @@
 #include "bench/bench.h"
 #include "include/ftq.h"
 #include "include/ftq_bert_train.h"
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double med(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static double sgemm_gflops(int M, int N, int K, int reps)
-{
-    float *A = calloc((size_t)M * K, 4), *B = calloc((size_t)N * K, 4), *C = calloc((size_t)M * N, 4);
-    double t[16];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-    for (int r = 0; r < reps; r++) {
-        double t0 = ftq_time_sec();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-        t[r] = ftq_time_sec() - t0;
-    }
-    free(A);
-    free(B);
-    free(C);
-    return 2.0 * M * N * K / med(t, reps) / 1e9;
-}
 
 int ftq_bench_bert(int argc, char **argv)
 {
@@ -106,8 +77,8 @@ int ftq_bench_bert(int argc, char **argv)
         double N = (double)B * T, C = c->hidden, F = c->ffn;
         double matmul = c->n_layers * (4 * C * C + 2 * C * F), attn = 2.0 * c->n_layers * T * C;
         double fl_f = N * (2 * matmul + 2 * attn), fl_t = 3 * fl_f;
-        double sg = sgemm_gflops(B * T, c->hidden, c->hidden, 5);
-        double mf = med(tf, reps), mt = med(tt, reps);
+        double sg = ftq_bench_sgemm_gflops(B * T, c->hidden, c->hidden, 5);
+        double mf = ftq_bench_median(tf, reps), mt = ftq_bench_median(tt, reps);
         printf("bert %s: B %d x T %d, %d threads\n", dir, B, T, ftq_get_threads());
         printf("  forward: %.3f s (%.0f tokens/s, %.1f GFLOP/s = %.2f of sgemm %.1f GFLOP/s)\n", mf, N / mf,
                fl_f / mf / 1e9, fl_f / mf / 1e9 / sg, sg);

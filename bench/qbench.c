@@ -50,12 +50,6 @@ typedef struct {
     size_t bytes;  /* weight bytes of one copy */
 } weights;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void free_weights(weights *w)
 {
     for (int i = 0; i < w->ncopies; i++) {
@@ -150,12 +144,6 @@ static double time_rep(const method *me, const weights *w, int *c, int n, ftq_qp
         run(me, w, *c, path, y, x, T, out, in, scratch);
     }
     return (ftq_time_sec() - t0) / n;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -291,7 +279,7 @@ int ftq_bench_qmatmul(int argc, char **argv)
                 double f32_sec = 0.0;
                 for (int mi = 0; mi < NMETHODS && rc == 0; mi++) {
                     const method *me = &methods[mi];
-                    double sec = median(t + mi * reps, reps);
+                    double sec = ftq_bench_median(t + mi * reps, reps);
                     if (mi == 0)
                         f32_sec = sec;
                     double gflops = 2.0 * T * (double)out * in / sec * 1e-9, gbs = (double)w[mi].bytes / sec * 1e-9;

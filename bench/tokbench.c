@@ -9,12 +9,6 @@
 #include "bench/bench.h"
 #include "include/ftq.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int ftq_bench_tokenize(int argc, char **argv)
 {
     int reps = 5;
@@ -75,8 +69,7 @@ int ftq_bench_tokenize(int argc, char **argv)
             if (rc) {
                 fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
             } else {
-                qsort(t, (size_t)reps, sizeof *t, cmp_double);
-                double med = t[reps / 2];
+                double med = ftq_bench_median(t, reps);
                 printf("%-12s %-50s %-40s %9zu %9.3f %10.0f %8.2f\n", toks[k].name, ftq_tokenizer_kind_name(tk),
                        files[f], n, med, (double)n / med, (double)len / med / 1e6);
             }

@@ -3,7 +3,6 @@
  * reported as tokens/s, time per step, model-FLOPs utilization against the sgemm rate
  * measured in the same run, and peak RSS (each model in its own process). Medians. */
 #define _POSIX_C_SOURCE 200809L
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,34 +11,6 @@
 
 #include "bench/bench.h"
 #include "include/ftq.h"
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double med(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static double sgemm_rate(int M, int N, int K, int reps)
-{
-    float *A = calloc((size_t)M * K, 4), *B = calloc((size_t)N * K, 4), *C = calloc((size_t)M * N, 4);
-    double t[16];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-    for (int r = 0; r < reps && r < 16; r++) {
-        double t0 = ftq_time_sec();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-        t[r] = ftq_time_sec() - t0;
-    }
-    free(A);
-    free(B);
-    free(C);
-    return 2.0 * M * N * K / med(t, reps < 16 ? reps : 16) / 1e9;
-}
 
 /* Model FLOPs of one training step on B*T tokens: 6 x (matmul parameters, incl. the
  * output layer) per token, plus the causal attention matmuls (forward 2 x layers x T x
@@ -105,7 +76,7 @@ static int one_model(const char *dir, const char *name, int B, int T, int steps,
     if (rc) {
         fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
     } else {
-        double ts = med(t, steps), tf = med(fwd, steps), fl = step_flops(c, B, T);
+        double ts = ftq_bench_median(t, steps), tf = ftq_bench_median(fwd, steps), fl = step_flops(c, B, T);
         printf("%-12s %9.1fM %10.3f %8.3f %10.1f %10.1f %9.1f%% %10.0f\n", name, np / 1e6, ts, tf, B * T / ts,
                fl / ts / 1e9, 100.0 * fl / ts / 1e9 / sg, ftq_peak_rss_bytes() / 1e6);
         fflush(stdout); /* the caller _exits */
@@ -145,7 +116,7 @@ int ftq_bench_train(int argc, char **argv)
             return 2;
         }
     }
-    double sg1 = sgemm_rate(1024, 1024, 1024, 5), sg2 = sgemm_rate(B * T, 3072, 768, 5);
+    double sg1 = ftq_bench_sgemm_gflops(1024, 1024, 1024, 5), sg2 = ftq_bench_sgemm_gflops(B * T, 3072, 768, 5);
     double sg = sg1 > sg2 ? sg1 : sg2;
     printf("cpu: %s; threads %d; B=%d T=%d; %d timed steps (median)\n", ftq_cpu_features_str(), ftq_get_threads(),
            B, T, steps);
