@@ -1,5 +1,6 @@
-/* bert_cmds.c - `ftq finetune` and `ftq classify` on a BERT encoder directory (config.json
- * model_type bert): cmd_finetune / cmd_classify hand over to these when -m names one.
+/* bert_cmds.c - `ftq classify` and `ftq info` on a BERT encoder directory (config.json
+ * model_type bert): cmd_classify / cmd_info hand over to these when -m names one
+ * (`ftq finetune` trains encoders and decoders through the same trainer).
  * Sentence pairs come from --text-col A --text2-col B. */
 #include <math.h>
 #include <stdlib.h>
@@ -81,38 +82,6 @@ static int rows_load(const char *cmd, const char *src, const char *text_col, con
     return 0;
 }
 
-static int parse_pool(const char *s, ftq_pool *p)
-{
-    if (strcmp(s, "pooler") == 0)
-        *p = FTQ_POOL_POOLER;
-    else if (strcmp(s, "mean") == 0)
-        *p = FTQ_POOL_MEAN;
-    else if (strcmp(s, "cls") == 0)
-        *p = FTQ_POOL_CLS;
-    else
-        return -1;
-    return 0;
-}
-
-typedef struct {
-    int tty, json;
-    double t0;
-} prog;
-
-static int on_step(void *user, int64_t step, int64_t total, double loss, double lr)
-{
-    prog *p = user;
-    if (p->json)
-        return 0;
-    char label[128];
-    snprintf(label, sizeof label, "loss %.4f lr %.2e %.1f s", loss, lr, ftq_time_sec() - p->t0);
-    if (p->tty)
-        progress_bar((int)step, (int)total, label);
-    else if (step % 50 == 0 || step == total)
-        fprintf(stderr, "step %lld/%lld %s\n", (long long)step, (long long)total, label);
-    return 0;
-}
-
 static double accuracy(const int32_t *gold, const int32_t *pred, size_t n, size_t *labeled)
 {
     size_t ok = 0, k = 0;
@@ -123,161 +92,6 @@ static double accuracy(const int32_t *gold, const int32_t *pred, size_t n, size_
         }
     *labeled = k;
     return k ? (double)ok / (double)k : NAN;
-}
-
-int cmd_finetune_bert(int argc, char **argv)
-{
-    const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task = "classify",
-               *mode_s = "full", *pool_s = "pooler", *text_col = NULL, *text2_col = NULL, *label_col = NULL;
-    int freeze = -1, epochs = 3, batch = 32, seq = 0, json = 0, limit = 0, dev_limit = 0;
-    double lr = -1, wd = 0.0, clip = 1.0, warmup_ratio = 0.0;
-    uint64_t seed = 42;
-    const ftq_opt opts[] = {
-        {"model", 'm', OPT_STR, &model, "DIR", "BERT encoder directory", 0, -1},
-        {"data", 'd', OPT_STR, &data, "TRAIN", "labeled .csv/.tsv/.jsonl rows (FILE or ARCHIVE:MEMBER)", 0, -1},
-        {"dev", 0, OPT_STR, &dev, "DEV", "labeled dev rows: accuracy after training", 0, -1},
-        {"output", 'o', OPT_STR, &output, "OUTDIR", "BertForSequenceClassification directory to write", 0, -1},
-        {"task", 0, OPT_STR, &task, "TASK", "classify (the only task for encoders)", 0, -1},
-        {"mode", 0, OPT_STR, &mode_s, "MODE", "full | frozen (embeddings + first K blocks fixed) | head (classifier "
-                                              "only, on features computed once)", 0, -1},
-        {"pool", 0, OPT_STR, &pool_s, "HOW", "pooler ([CLS] through the pooler, as HF) | mean | cls", 0, -1},
-        {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half of them)", -1, 1 << 20},
-        {"epochs", 0, OPT_INT, &epochs, "E", "passes over the training data", 1, 1 << 20},
-        {"lr", 0, OPT_FLOAT, &lr, "LR", "peak learning rate (default 5e-5; head: 1e-3)", -1, 1e300},
-        {"weight-decay", 0, OPT_FLOAT, &wd, "WD", "AdamW decoupled weight decay", 0, 1e6},
-        {"max-grad-norm", 0, OPT_FLOAT, &clip, "N", "clip the global gradient norm (0 = off)", 0, 1e30},
-        {"warmup-ratio", 0, OPT_FLOAT, &warmup_ratio, "R", "linear warmup as a fraction of the steps", 0, 1},
-        {"batch", 0, OPT_INT, &batch, "B", "rows per step (padded to the longest in the batch)", 1, 1 << 16},
-        {"seq", 0, OPT_INT, &seq, "T", "max tokens per row incl. [CLS]/[SEP] (0 = min(128, positions))", 0, 1 << 24},
-        {"seed", 0, OPT_U64, &seed, "S", "seed for the new head and shuffling", 0, -1},
-        {"text-col", 0, OPT_STR, &text_col, "NAME", "text column (default: text, else sentence)", 0, -1},
-        {"text2-col", 0, OPT_STR, &text2_col, "NAME", "second text of a pair ([CLS] A [SEP] B [SEP])", 0, -1},
-        {"label-col", 0, OPT_STR, &label_col, "NAME", "label column (default: label)", 0, -1},
-        {"limit", 0, OPT_INT, &limit, "N", "use only the first N training rows (0 = all)", 0, 1 << 30},
-        {"dev-limit", 0, OPT_INT, &dev_limit, "N", "use only the first N dev rows (0 = all)", 0, 1 << 30},
-        {"json", 0, OPT_FLAG, &json, NULL, "print one JSON summary object at the end", 0, -1},
-        OPT_END,
-    };
-    const ftq_cmd_spec spec = {
-        "finetune", "-m BERT_DIR -d TRAIN [--dev DEV] -o OUTDIR [--mode full|frozen|head] [--pool pooler|mean|cls]",
-        "Fine-tune a BERT encoder as a sequence classifier (AdamW, linear decay, gradient clipping,\n"
-        "dynamic padding) and write a BertForSequenceClassification directory.",
-        "--pool mean / cls are recorded in config.json as \"ftq_pool\" and honoured by ftq; HF's\n"
-        "BertForSequenceClassification ignores the key and always uses the pooler.",
-        opts};
-    int r = opts_parse(&spec, argc, argv);
-    if (r)
-        return r < 0 ? 2 : 0;
-    if (opts_require(&spec, "data", data) || opts_require(&spec, "output", output))
-        return 2;
-    ftq_bert_train_params p = ftq_bert_train_default_params();
-    ftq_pool pool;
-    if (strcmp(task, "classify") != 0)
-        return cmd_fail(spec.name, "--task '%s' is not available for an encoder (only classify)", task) + 1;
-    if (parse_pool(pool_s, &pool))
-        return cmd_fail(spec.name, "--pool '%s' is not pooler, mean or cls", pool_s) + 1;
-    if (strcmp(mode_s, "full") == 0)
-        p.mode = FTQ_BERT_FULL;
-    else if (strcmp(mode_s, "frozen") == 0)
-        p.mode = FTQ_BERT_FROZEN;
-    else if (strcmp(mode_s, "head") == 0)
-        p.mode = FTQ_BERT_HEAD;
-    else
-        return cmd_fail(spec.name, "--mode '%s' is not full, frozen or head", mode_s) + 1;
-    if (ftq_is_dir(output) || ftq_is_file(output))
-        return cmd_fail(spec.name, "output '%s' already exists", output);
-    ftq_bert *m = NULL;
-    ftq_tokenizer *tok = NULL;
-    rows tr = {0}, dv = {0};
-    int32_t *pred = NULL;
-    int rc = 0;
-    if (ftq_bert_load(model, &m) != FTQ_OK || ftq_tokenizer_load(model, &tok) != FTQ_OK) {
-        rc = cmd_fail(spec.name, "%s", ftq_last_error());
-        goto out;
-    }
-    const ftq_bert_config *c = ftq_bert_get_config(m);
-    if (seq > c->max_position) {
-        rc = cmd_fail(spec.name, "--seq %d exceeds the model's %d positions", seq, c->max_position);
-        goto out;
-    }
-    if ((rc = rows_load(spec.name, data, text_col, text2_col, label_col, NULL, 0, 1, limit, &tr)))
-        goto out;
-    int nl = ftq_dataset_num_labels(tr.a);
-    const char *const *names = ftq_dataset_label_names(tr.a);
-    if (dev && (rc = rows_load(spec.name, dev, text_col, text2_col, label_col, names, nl, 1, dev_limit, &dv)))
-        goto out;
-    p.epochs = epochs;
-    p.batch = batch;
-    p.max_len = seq ? seq : (c->max_position < 128 ? c->max_position : 128);
-    p.lr = lr >= 0 ? lr : p.mode == FTQ_BERT_HEAD ? 1e-3 : 5e-5;
-    p.weight_decay = wd;
-    p.max_grad_norm = clip;
-    p.warmup_ratio = warmup_ratio;
-    p.seed = seed;
-    p.n_frozen = freeze >= 0 ? freeze : c->n_layers / 2;
-    if (p.n_frozen > c->n_layers) {
-        rc = cmd_fail(spec.name, "--freeze-layers %d exceeds the model's %d blocks", p.n_frozen, c->n_layers);
-        goto out;
-    }
-    if (ftq_bert_add_head(m, nl, pool, seed) != FTQ_OK) {
-        rc = cmd_fail(spec.name, "%s", ftq_last_error());
-        goto out;
-    }
-    prog pg = {isatty(STDERR_FILENO), json, ftq_time_sec()};
-    ftq_bert_train_report rep;
-    if (ftq_bert_train(m, tok, tr.t1, tr.t2, tr.labels, tr.n, &p, on_step, &pg, &rep) != FTQ_OK) {
-        rc = cmd_fail(spec.name, "%s: %s", data, ftq_last_error());
-        goto out;
-    }
-    progress_done();
-    if (rep.truncated)
-        fprintf(stderr, "ftq finetune: %zu of %zu training texts truncated to %d tokens\n", rep.truncated, tr.n,
-                p.max_len);
-    double acc = NAN, dev_secs = 0;
-    size_t labeled = 0;
-    if (dev) {
-        pred = malloc(sizeof *pred * (dv.n + 1));
-        double t0 = ftq_time_sec();
-        if (!pred || ftq_bert_predict(m, tok, dv.t1, dv.t2, dv.n, p.max_len, 64, pred, NULL) != FTQ_OK) {
-            rc = cmd_fail(spec.name, "%s: %s", dev, pred ? ftq_last_error() : "out of memory");
-            goto out;
-        }
-        dev_secs = ftq_time_sec() - t0;
-        acc = accuracy(dv.labels, pred, dv.n, &labeled);
-    }
-    if (ftq_bert_save_classifier(m, model, output, names, nl) != FTQ_OK) {
-        rc = cmd_fail(spec.name, "%s", ftq_last_error());
-        goto out;
-    }
-    /* training tokens/s; head-only: the one forward pass over the data that computes the cache */
-    double tps = p.mode == FTQ_BERT_HEAD ? (rep.feature_seconds > 0 ? (double)rep.tokens / rep.feature_seconds : 0)
-                 : rep.seconds > 0      ? (double)rep.tokens / rep.seconds /* tokens of every epoch */
-                                        : 0;
-    if (json) {
-        printf("{\"output\": ");
-        json_print_string(stdout, output);
-        printf(", \"mode\": \"%s\", \"pool\": \"%s\", \"examples\": %zu, \"steps\": %lld, \"train_seconds\": %.3f, "
-               "\"feature_seconds\": %.3f, \"train_tokens\": %lld, \"tokens_per_second\": %.1f, \"final_loss\": %.6f, "
-               "\"mean_loss\": %.6f, \"truncated\": %zu",
-               mode_s, pool_s, tr.n, (long long)rep.steps, rep.seconds, rep.feature_seconds,
-               (long long)rep.tokens, tps, rep.last_loss, rep.mean_loss, rep.truncated);
-        if (dev)
-            printf(", \"dev_examples\": %zu, \"dev_accuracy\": %.6f, \"dev_seconds\": %.3f", labeled, acc, dev_secs);
-        printf("}\n");
-    } else {
-        printf("trained %s (%s, pool %s) on %zu rows: %lld steps in %.1f s (%.0f tokens/s), final loss %.4f\n", model,
-               mode_s, pool_s, tr.n, (long long)rep.steps, rep.seconds, tps, rep.last_loss);
-        if (dev)
-            printf("dev accuracy %.4f on %zu rows\n", acc, labeled);
-        printf("saved %s\n", output);
-    }
-out:
-    free(pred);
-    rows_free(&tr);
-    rows_free(&dv);
-    ftq_tokenizer_free(tok);
-    ftq_bert_free(m);
-    return rc;
 }
 
 int cmd_classify_bert(int argc, char **argv)

@@ -9,8 +9,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
-/* BERT encoders (cmd/bert_cmds.c): cmd_finetune / cmd_classify hand over when -m is one. */
-int cmd_finetune_bert(int argc, char **argv);
+/* BERT encoders (cmd/bert_cmds.c): cmd_classify / cmd_info hand over when -m is one. */
 int cmd_classify_bert(int argc, char **argv);
 int cmd_info_bert(int argc, char **argv);
 const char *cmd_model_arg(int argc, char **argv); /* the -m / --model value, else the default */

@@ -90,14 +90,12 @@ static void print_num(const char *key, double v)
 
 int cmd_finetune(int argc, char **argv)
 {
-    if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
-        return cmd_finetune_bert(argc, argv);
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
                *mode_s = "full", *text_col = NULL, *label_col = NULL, *init = "pretrained", *resume = NULL,
-               *log = NULL, *schedule_s = "linear";
-    int freeze = -1, epochs = 3, batch = 8, seq = 0, accum = 1, json = 0, skip_bad = 0;
+               *log = NULL, *schedule_s = "linear", *pool = NULL, *text2_col = NULL;
+    int freeze = -1, epochs = 3, batch = 0, seq = 0, accum = 1, json = 0, skip_bad = 0;
     int save_every = 0, eval_every = 0, max_steps = 0, warmup = 0, limit = 0, dev_limit = 0;
-    double lr = 5e-5, weight_decay = 0.0, max_grad_norm = 1.0, warmup_ratio = 0.0, beta1 = 0.9, beta2 = 0.999,
+    double lr = -1, weight_decay = 0.0, max_grad_norm = 1.0, warmup_ratio = 0.0, beta1 = 0.9, beta2 = 0.999,
            adam_eps = 1e-8;
     uint64_t seed = 42;
     const ftq_opt opts[] = {
@@ -112,7 +110,7 @@ int cmd_finetune(int argc, char **argv)
         {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half of them)", -1, 1 << 20},
         {"epochs", 0, OPT_INT, &epochs, "E", "passes over the training data", 1, 1 << 20},
         {"max-steps", 0, OPT_INT, &max_steps, "N", "optimizer steps instead of --epochs (0 = use --epochs)", 0, 1 << 30},
-        {"lr", 0, OPT_FLOAT, &lr, "LR", "peak learning rate", 0, 1e300},
+        {"lr", 0, OPT_FLOAT, &lr, "LR", "peak learning rate (default 5e-5; encoders with --mode head 1e-3)", 0, 1e300},
         {"schedule", 0, OPT_STR, &schedule_s, "NAME", "constant | linear | cosine (after warmup)", 0, -1},
         {"warmup", 0, OPT_INT, &warmup, "N", "warmup steps (lr rises linearly from 0)", 0, 1 << 30},
         {"warmup-ratio", 0, OPT_FLOAT, &warmup_ratio, "R", "warmup as a fraction of the total steps", 0, 1},
@@ -122,12 +120,17 @@ int cmd_finetune(int argc, char **argv)
         {"adam-beta2", 0, OPT_FLOAT, &beta2, "B2", "AdamW beta2", 0, 0.999999999},
         {"adam-epsilon", 0, OPT_FLOAT, &adam_eps, "EPS", "AdamW epsilon", 1e-30, 1},
         {"max-grad-norm", 0, OPT_FLOAT, &max_grad_norm, "N", "clip the global gradient norm (0 = off)", 0, 1e30},
-        {"batch", 0, OPT_INT, &batch, "B", "rows (or blocks) per micro-batch; also the eval batch", 1, 1 << 16},
+        {"batch", 0, OPT_INT, &batch, "B", "rows (or blocks) per micro-batch; also the eval batch (default 8; "
+                                            "encoders 32)", 1, 1 << 16},
         {"grad-accum", 0, OPT_INT, &accum, "K", "micro-batches per optimizer step", 1, 1 << 16},
         {"seq", 0, OPT_INT, &seq, "T", "max tokens per row / LM block length (0 = min(128, model positions))", 0, 1 << 24},
         {"seed", 0, OPT_U64, &seed, "S", "seed for the new head, --init random and shuffling", 0, -1},
         {"init", 0, OPT_STR, &init, "HOW", "pretrained | random (HF _init_weights, for from-scratch baselines)", 0, -1},
         {"text-col", 0, OPT_STR, &text_col, "NAME", "text column (default: text, else sentence)", 0, -1},
+        {"text2-col", 0, OPT_STR, &text2_col, "NAME", "second text of a sentence pair (encoders: [CLS] A [SEP] B "
+                                                    "[SEP])", 0, -1},
+        {"pool", 0, OPT_STR, &pool, "HOW", "encoders: pooler ([CLS] through the pooler, as HF; default) | mean | cls",
+         0, -1},
         {"label-col", 0, OPT_STR, &label_col, "NAME", "label column (default: label)", 0, -1},
         {"skip-bad-rows", 0, OPT_FLAG, &skip_bad, NULL, "skip malformed rows instead of stopping at the first", 0, -1},
         {"limit", 0, OPT_INT, &limit, "N", "use only the first N training rows (lm: blocks); 0 = all", 0, 1 << 30},
@@ -146,9 +149,12 @@ int cmd_finetune(int argc, char **argv)
         "Fine-tune a checkpoint on the CPU and write a Hugging Face model directory (model.safetensors,\n"
         "config.json, tokenizer files) that ftq and transformers load.",
         "Tasks:\n"
-        "  classify  labeled rows (text and label columns); a head `score` [labels, hidden] on the\n"
-        "            last token (LlamaForSequenceClassification / GPT2ForSequenceClassification); rows\n"
-        "            truncated to --seq and right-padded with pad_token_id (else EOS).\n"
+        "  classify  labeled rows (text and label columns). Decoders: a head `score` [labels, hidden]\n"
+        "            on the last token (LlamaForSequenceClassification / GPT2ForSequenceClassification),\n"
+        "            rows right-padded with pad_token_id (else EOS). BERT encoders: [CLS] A [SEP]\n"
+        "            (pairs with --text2-col) pooled by --pool into `classifier`\n"
+        "            (BertForSequenceClassification); --mode head trains it on features computed once.\n"
+        "            Rows longer than --seq are truncated and counted.\n"
         "  lm        plain text (documents = blank-line separated paragraphs, or rows of a table),\n"
         "            each with BOS as the tokenizer adds it and EOS after, packed into blocks of --seq\n"
         "            tokens; dev loss / perplexity (exp of the mean token NLL over the dev blocks)\n"
@@ -201,17 +207,18 @@ int cmd_finetune(int argc, char **argv)
     if (ftq_gguf_is_file(model))
         return cmd_fail(spec.name, "cannot fine-tune '%s': writing a model directory from a GGUF file is not "
                         "supported yet", model);
-    /* checks against the model's config, named by flag */
+    /* checks against a decoder's config, named by flag (the trainer checks every family) */
     char *cfg_path = ftq_path_join(model, "config.json");
     ftq_model_config mc;
     int st = cfg_path ? ftq_config_load(cfg_path, &mc) : FTQ_ENOMEM;
     free(cfg_path);
-    if (st != FTQ_OK)
-        return cmd_fail(spec.name, "%s", ftq_last_error());
-    if (mc.max_position > 0 && seq > mc.max_position)
-        return cmd_fail(spec.name, "--seq %d exceeds the model's %d positions", seq, mc.max_position) + 1;
-    if (freeze > mc.n_layers)
-        return cmd_fail(spec.name, "--freeze-layers %d exceeds the model's %d layers", freeze, mc.n_layers) + 1;
+    if (st == FTQ_OK) {
+        if (mc.max_position > 0 && seq > mc.max_position)
+            return cmd_fail(spec.name, "--seq %d exceeds the model's %d positions", seq, mc.max_position) + 1;
+        if (freeze > mc.n_layers)
+            return cmd_fail(spec.name, "--freeze-layers %d exceeds the model's %d layers", freeze, mc.n_layers) + 1;
+    }
+    ftq_clear_error();
 
     char default_out[4096];
     if (!output && resume) { /* continue in the directory that holds the checkpoint */
@@ -246,6 +253,8 @@ int cmd_finetune(int argc, char **argv)
     c.log_path = log;
     c.text_col = text_col;
     c.label_col = label_col;
+    c.text2_col = text2_col;
+    c.pool = pool;
     c.skip_bad_rows = skip_bad;
     c.limit = limit;
     c.dev_limit = dev_limit;
@@ -278,16 +287,20 @@ int cmd_finetune(int argc, char **argv)
     const ftq_train_plan *pl = ftq_trainer_plan(t);
     pc.every = pl->total_steps / 20 > 0 ? pl->total_steps / 20 : 1;
     if (!json) {
-        fprintf(stderr, "%s %s on %s %s (%s trainable parameters), seq %d, batch %d x %d, %s steps%s, lr %g "
+        fprintf(stderr, "%s %s (%s) on %s %s (%s trainable parameters), seq %d, batch %d x %d, %s steps%s, lr %g "
                 "(%s, warmup %lld)\n",
-                c.task == FTQ_TASK_LM ? "lm" : "classify", mode_s, fmt_count(pl->train_examples),
+                c.task == FTQ_TASK_LM ? "lm" : "classify", mode_s, pl->arch, fmt_count(pl->train_examples),
                 c.task == FTQ_TASK_LM ? "blocks" : "rows", fmt_count((long long)pl->n_trainable), pl->seq_len,
-                batch, accum, fmt_count(pl->total_steps),
-                pl->start_step ? " (resumed)" : "", lr, schedule_s, (long long)pl->warmup_steps);
+                pl->batch_size, accum, fmt_count(pl->total_steps),
+                pl->start_step ? " (resumed)" : "", pl->lr, schedule_s, (long long)pl->warmup_steps);
         if (pl->checkpoint_threads && pl->checkpoint_threads != ftq_get_threads())
             fprintf(stderr, "warning: the checkpoint was trained with %d threads, this run uses %d: the result "
                     "will not be bit-identical to an uninterrupted run (set FTQ_THREADS=%d)\n",
                     pl->checkpoint_threads, ftq_get_threads(), pl->checkpoint_threads);
+        if (pl->truncated || pl->dev_truncated)
+            fprintf(stderr, "truncated to %d tokens: %lld of %lld training rows, %lld of %lld dev rows\n",
+                    pl->seq_len, (long long)pl->truncated, (long long)pl->train_examples,
+                    (long long)pl->dev_truncated, (long long)pl->dev_examples);
         if (pl->bad_rows)
             fprintf(stderr, "skipped %lld bad row%s\n", (long long)pl->bad_rows, pl->bad_rows == 1 ? "" : "s");
     }
@@ -312,8 +325,8 @@ int cmd_finetune(int argc, char **argv)
         goto out;
     }
     if (json) {
-        printf("{\"task\": \"%s\", \"mode\": \"%s\", \"steps\": %lld", c.task == FTQ_TASK_LM ? "lm" : "classify",
-               mode_s, (long long)res.steps);
+        printf("{\"task\": \"%s\", \"mode\": \"%s\", \"arch\": \"%s\", \"steps\": %lld",
+               c.task == FTQ_TASK_LM ? "lm" : "classify", mode_s, pl->arch, (long long)res.steps);
         print_num("epochs", res.epochs);
         print_num("final_loss", res.final_loss);
         print_num("train_loss", res.train_loss);
@@ -340,12 +353,14 @@ int cmd_finetune(int argc, char **argv)
         print_num("ppl_before", res.ppl_before);
         print_num("ppl_after", res.ppl_after);
         print_num("tokens_per_second", res.tokens_per_second);
-        printf(", \"train_tokens\": %lld, \"peak_rss_bytes\": %zu", (long long)res.train_tokens, res.peak_rss_bytes);
+        printf(", \"train_tokens\": %lld, \"truncated\": %lld, \"dev_truncated\": %lld, \"peak_rss_bytes\": %zu",
+               (long long)res.train_tokens, (long long)res.truncated, (long long)res.dev_truncated,
+               res.peak_rss_bytes);
         print_num("seconds", res.seconds);
         print_num("train_seconds", res.train_seconds);
         printf(", \"trainable_parameters\": %zu, \"parameters\": %zu, \"seq\": %d, \"batch\": %d, \"grad_accum\": %d"
                ", \"resumed_from_step\": %lld, \"threads\": %d, \"output_dir\": ",
-               pl->n_trainable, pl->n_params, pl->seq_len, batch, accum, (long long)pl->start_step, ftq_get_threads());
+               pl->n_trainable, pl->n_params, pl->seq_len, pl->batch_size, accum, (long long)pl->start_step, ftq_get_threads());
         json_print_string(stdout, res.output_dir);
         printf("}\n");
     } else {

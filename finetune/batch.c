@@ -13,6 +13,7 @@ void ex_set_free(ex_set *s)
         return;
     free(s->off);
     free(s->tok);
+    free(s->type);
     free(s->label);
     free(s->line);
     memset(s, 0, sizeof *s);
@@ -35,31 +36,41 @@ static void encode_all(const ftq_tokenizer *tok, const char *const *texts, const
     }
 }
 
-int ex_build_classify(const ftq_dataset *d, const ftq_tokenizer *tok, int seq, size_t limit,
-                      int skip_bad, ex_set *out, size_t *skipped)
+int ex_build_classify(const ftq_dataset *d, const ftq_dataset *d2, ex_encode_fn enc, const void *ctx, int seq,
+                      size_t limit, int skip_bad, ex_set *out, size_t *skipped)
 {
     memset(out, 0, sizeof *out);
     *skipped = 0;
     size_t n = ftq_dataset_size(d);
     if (limit && limit < n)
         n = limit;
-    const char **texts = malloc(sizeof(char *) * (n + 1));
-    int32_t **ids = calloc(n + 1, sizeof(int32_t *));
+    int32_t **ids = calloc(n + 1, sizeof(int32_t *)), **types = calloc(n + 1, sizeof(int32_t *));
     size_t *lens = calloc(n + 1, sizeof(size_t));
-    int *st = calloc(n + 1, sizeof(int));
+    int *st = calloc(n + 1, sizeof(int)), *cut = calloc(n + 1, sizeof(int));
     char **errs = calloc(n + 1, sizeof(char *));
     out->off = malloc(sizeof(size_t) * (n + 1));
     out->label = malloc(sizeof(int32_t) * (n + 1));
     out->line = malloc(sizeof(size_t) * (n + 1));
     int rc = FTQ_OK;
-    if (!texts || !ids || !lens || !st || !errs || !out->off || !out->label || !out->line) {
+    if (!ids || !types || !lens || !st || !cut || !errs || !out->off || !out->label || !out->line) {
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory tokenizing %zu rows", n);
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
-        texts[i] = ftq_dataset_text(d, i);
-    encode_all(tok, texts, NULL, n, ids, lens, st, errs);
+    /* concurrently (the tokenizer is immutable), stored in input order */
+#pragma omp parallel for schedule(dynamic, 64)
+    for (long i = 0; i < (long)n; i++) {
+        st[i] = enc(ctx, ftq_dataset_text(d, (size_t)i), d2 ? ftq_dataset_text(d2, (size_t)i) : NULL, seq, &ids[i],
+                    &types[i], &lens[i], &cut[i]);
+        if (st[i] != FTQ_OK) {
+            errs[i] = strdup(ftq_last_error()); /* the message is thread-local */
+            free(ids[i]);
+            free(types[i]);
+            ids[i] = types[i] = NULL;
+            lens[i] = 0;
+        }
+    }
     size_t total = 0, k = 0;
+    int any_types = 0;
     for (size_t i = 0; i < n; i++) {
         if (st[i] != FTQ_OK || lens[i] == 0) {
             if (skip_bad) {
@@ -74,11 +85,19 @@ int ex_build_classify(const ftq_dataset *d, const ftq_tokenizer *tok, int seq, s
                                    ftq_dataset_source(d), ftq_dataset_line(d, i));
             goto done;
         }
-        total += lens[i] < (size_t)seq ? lens[i] : (size_t)seq;
+        if (lens[i] > (size_t)seq) { /* an encoder that ignored seq: never overflow the buffers */
+            rc = ftq_set_error(FTQ_EINVAL, "%s:%zu: %zu tokens after truncation to %d", ftq_dataset_source(d),
+                               ftq_dataset_line(d, i), lens[i], seq);
+            goto done;
+        }
+        any_types |= types[i] != NULL;
+        total += lens[i];
         k++;
     }
     out->tok = malloc(sizeof(int32_t) * (total + 1));
-    if (!out->tok) {
+    if (any_types)
+        out->type = calloc(total + 1, sizeof(int32_t));
+    if (!out->tok || (any_types && !out->type)) {
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory for %zu tokens", total);
         goto done;
     }
@@ -88,25 +107,29 @@ int ex_build_classify(const ftq_dataset *d, const ftq_tokenizer *tok, int seq, s
     for (size_t i = 0; i < n; i++) {
         if (st[i] != FTQ_OK || lens[i] == 0)
             continue;
-        /* truncation keeps the start (HF truncation="longest_first" on one sequence) */
-        size_t len = lens[i] < (size_t)seq ? lens[i] : (size_t)seq;
+        size_t len = lens[i];
         memcpy(out->tok + out->off[k], ids[i], sizeof(int32_t) * len);
+        if (types[i])
+            memcpy(out->type + out->off[k], types[i], sizeof(int32_t) * len);
         out->off[k + 1] = out->off[k] + len;
         out->label[k] = ftq_dataset_label(d, i);
         out->line[k] = ftq_dataset_line(d, i);
+        out->truncated += (size_t)(cut[i] != 0);
         if (len > out->max_len)
             out->max_len = len;
         k++;
     }
 done:
-    for (size_t i = 0; ids && errs && i < n; i++) {
+    for (size_t i = 0; ids && types && errs && i < n; i++) {
         free(ids[i]);
+        free(types[i]);
         free(errs[i]);
     }
-    free(texts);
     free(ids);
+    free(types);
     free(lens);
     free(st);
+    free(cut);
     free(errs);
     if (rc != FTQ_OK)
         ex_set_free(out);
@@ -261,6 +284,8 @@ uint64_t ex_fingerprint(const ex_set *s)
     size_t nt = s->n ? s->off[s->n] : 0;
     for (size_t i = 0; i < nt; i++)
         FNV((uint32_t)s->tok[i]);
+    for (size_t i = 0; s->type && i < nt; i++)
+        FNV((uint32_t)s->type[i]);
 #undef FNV
     return h;
 }

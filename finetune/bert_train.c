@@ -84,6 +84,12 @@ enum { S_DX, S_DY, S_DR, S_DQ, S_DK, S_DV, S_DATT, S_DF, S_N };
 int ftq_bert_loss_grad(ftq_bert *m, ftq_bert_ws *ws, const int32_t *labels, float *grads, int first_layer,
                        double *loss)
 {
+    return ftq_bert_loss_grad_scaled(m, ws, labels, grads, first_layer, 1.0f, loss);
+}
+
+int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *labels, float *grads, int first_layer,
+                              float scale, double *loss)
+{
     const ftq_bert_config *c = &m->cfg;
     if (!ws->train)
         return ftq_set_error(FTQ_EINVAL, "bert backward: the workspace was not made for training");
@@ -129,7 +135,7 @@ int ftq_bert_loss_grad(ftq_bert *m, ftq_bert_ws *ws, const int32_t *labels, floa
             s += exp((double)z[i] - mx);
         tot += mx + log(s) - z[labels[b]];
         for (int i = 0; i < NL; i++)
-            dlog[(size_t)b * NL + i] = (float)((exp((double)z[i] - mx) / s - (i == labels[b])) / B);
+            dlog[(size_t)b * NL + i] = (float)((exp((double)z[i] - mx) / s - (i == labels[b])) / B * scale);
     }
     *loss = tot / B;
     ftq_linear_backward(dfeat, g.cls_w, g.cls_b, dlog, ws->feat, w->cls_w, B, C, NL, 0);
@@ -213,304 +219,6 @@ int ftq_bert_loss_grad(ftq_bert *m, ftq_bert_ws *ws, const int32_t *labels, floa
     return FTQ_OK;
 }
 
-/* ---- training ------------------------------------------------------------------------ */
-
-ftq_bert_train_params ftq_bert_train_default_params(void)
-{
-    ftq_bert_train_params p = {FTQ_BERT_FULL, 3, 1, 32, 64, 5e-5, 0.0, 1.0, 0.0, 42};
-    return p;
-}
-
-/* Tokenized examples: example i is tok[off[i] .. off[i+1]) with its token types. */
-typedef struct {
-    size_t n, *off;
-    int32_t *tok, *type;
-} bert_examples;
-
-static void examples_free(bert_examples *e)
-{
-    free(e->off);
-    free(e->tok);
-    free(e->type);
-}
-
-static int examples_build(const ftq_tokenizer *tk, const char *const *a, const char *const *b, size_t n, int max_len,
-                          bert_examples *e, size_t *truncated)
-{
-    memset(e, 0, sizeof *e);
-    size_t cap = n * 16 + 16, used = 0;
-    e->n = n;
-    e->off = malloc(sizeof *e->off * (n + 1));
-    e->tok = malloc(sizeof *e->tok * cap);
-    e->type = malloc(sizeof *e->type * cap);
-    if (!e->off || !e->tok || !e->type)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    *truncated = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t *ids = NULL, *ty = NULL;
-        size_t k = 0;
-        int tr = 0;
-        int rc = ftq_bert_tokenize(tk, a[i], b ? b[i] : NULL, max_len, &ids, &ty, &k, &tr);
-        if (rc)
-            return ftq_wrap_error(rc, "text %zu", i + 1);
-        if (used + k > cap) {
-            while (used + k > cap)
-                cap *= 2;
-            int32_t *t1 = realloc(e->tok, sizeof *t1 * cap), *t2 = t1 ? realloc(e->type, sizeof *t2 * cap) : NULL;
-            if (t1)
-                e->tok = t1;
-            if (t2)
-                e->type = t2;
-            if (!t1 || !t2) {
-                free(ids);
-                free(ty);
-                return ftq_set_error(FTQ_ENOMEM, "out of memory");
-            }
-        }
-        e->off[i] = used;
-        memcpy(e->tok + used, ids, sizeof *ids * k);
-        memcpy(e->type + used, ty, sizeof *ty * k);
-        used += k;
-        *truncated += (size_t)tr;
-        free(ids);
-        free(ty);
-    }
-    e->off[n] = used;
-    return FTQ_OK;
-}
-
-/* Rows order[r0 .. r0+B) padded to their longest. Returns T. */
-static int gather(const bert_examples *e, const uint32_t *order, size_t r0, int B, int32_t *ids, int32_t *types,
-                  int *lens, int64_t *tokens)
-{
-    int T = 1;
-    for (int b = 0; b < B; b++) {
-        size_t i = order[r0 + (size_t)b];
-        lens[b] = (int)(e->off[i + 1] - e->off[i]);
-        T = lens[b] > T ? lens[b] : T;
-        *tokens += lens[b];
-    }
-    for (int b = 0; b < B; b++) {
-        size_t i = order[r0 + (size_t)b];
-        memset(ids + (size_t)b * T, 0, sizeof *ids * (size_t)T);
-        memset(types + (size_t)b * T, 0, sizeof *types * (size_t)T);
-        memcpy(ids + (size_t)b * T, e->tok + e->off[i], sizeof *ids * (size_t)lens[b]);
-        memcpy(types + (size_t)b * T, e->type + e->off[i], sizeof *types * (size_t)lens[b]);
-    }
-    return T;
-}
-
-/* Offset of the first trained float: the layout is embeddings, blocks, pooler, classifier. */
-static size_t trainable_from(const ftq_bert *m, int first_layer)
-{
-    char name[160];
-    if (first_layer <= 0)
-        return 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ftq_bert_tensor *t = &m->tensors[i];
-        if (first_layer > m->cfg.n_layers) {
-            if (strcmp(t->name, "classifier.weight") == 0)
-                return t->off;
-        } else if (first_layer == m->cfg.n_layers) {
-            snprintf(name, sizeof name, "%spooler.dense.weight", m->cfg.prefix);
-            if (strcmp(t->name, name) == 0 || strcmp(t->name, "classifier.weight") == 0)
-                return t->off;
-        } else if (t->layer == first_layer) {
-            return t->off;
-        }
-    }
-    return m->n_params;
-}
-
-static int train_head_cached(ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts,
-                             const char *const *texts2, const int32_t *labels, size_t n,
-                             const ftq_bert_train_params *p, ftq_bert_progress_fn fn, void *user,
-                             ftq_bert_train_report *rep);
-
-int ftq_bert_train(ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts, const char *const *texts2,
-                   const int32_t *labels, size_t n, const ftq_bert_train_params *p, ftq_bert_progress_fn fn,
-                   void *user, ftq_bert_train_report *rep)
-{
-    ftq_bert_train_report dummy;
-    if (!rep)
-        rep = &dummy;
-    memset(rep, 0, sizeof *rep);
-    const ftq_bert_config *c = &m->cfg;
-    if (!c->num_labels)
-        return ftq_set_error(FTQ_EINVAL, "bert training: the model has no classifier head");
-    if (n == 0 || p->batch < 1 || p->epochs < 1 || p->max_len < 2 || p->max_len > c->max_position)
-        return ftq_set_error(FTQ_EINVAL, "bert training: %zu examples, batch %d, %d epochs, max_len %d (2..%d)", n,
-                             p->batch, p->epochs, p->max_len, c->max_position);
-    for (size_t i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= c->num_labels)
-            return ftq_set_error(FTQ_EINVAL, "bert training: example %zu has label %ld (expected 0..%d)", i + 1,
-                                 (long)labels[i], c->num_labels - 1);
-    if (p->mode == FTQ_BERT_HEAD)
-        return train_head_cached(m, tk, texts, texts2, labels, n, p, fn, user, rep);
-    int first = p->mode == FTQ_BERT_FROZEN ? p->n_frozen : 0;
-    if (first < 0 || first > c->n_layers)
-        return ftq_set_error(FTQ_EINVAL, "bert training: cannot freeze %d of %d blocks", first, c->n_layers);
-    double t0 = ftq_time_sec();
-    bert_examples ex;
-    int rc = examples_build(tk, texts, texts2, n, p->max_len, &ex, &rep->truncated);
-    ftq_bert_ws *ws = NULL;
-    if (!rc)
-        rc = ftq_bert_ws_new(m, p->batch, p->max_len, 1, &ws);
-    size_t np = m->n_params, from = trainable_from(m, first);
-    float *g = NULL, *mo = NULL, *vo = NULL;
-    int32_t *ids = malloc(sizeof *ids * (size_t)p->batch * p->max_len);
-    int32_t *types = malloc(sizeof *types * (size_t)p->batch * p->max_len), *lab = malloc(sizeof *lab * (size_t)p->batch);
-    int *lens = malloc(sizeof *lens * (size_t)p->batch);
-    uint32_t *order = malloc(sizeof *order * n);
-    if (!rc && (!(g = calloc(np, sizeof *g)) || !(mo = calloc(np - from + 1, sizeof *mo)) ||
-                !(vo = calloc(np - from + 1, sizeof *vo)) || !ids || !types || !lab || !lens || !order))
-        rc = ftq_set_error(FTQ_ENOMEM, "out of memory for training %zu parameters", np - from);
-    int64_t steps_per_epoch = (int64_t)((n + (size_t)p->batch - 1) / (size_t)p->batch);
-    int64_t total = steps_per_epoch * p->epochs, step = 0;
-    int64_t warm = (int64_t)ceil(p->warmup_ratio * (double)total);
-    ftq_adamw_params ap = {0.9f, 0.999f, 1e-8f, (float)p->weight_decay};
-    ftq_rng rng;
-    ftq_rng_seed(&rng, p->seed);
-    double loss_sum = 0;
-    for (int ep = 0; !rc && ep < p->epochs; ep++) {
-        for (size_t i = 0; i < n; i++)
-            order[i] = (uint32_t)i;
-        ftq_shuffle(order, n, &rng);
-        for (size_t r0 = 0; !rc && r0 < n; r0 += (size_t)p->batch) {
-            int B = n - r0 < (size_t)p->batch ? (int)(n - r0) : p->batch;
-            int T = gather(&ex, order, r0, B, ids, types, lens, &rep->tokens);
-            for (int b = 0; b < B; b++)
-                lab[b] = labels[order[r0 + (size_t)b]];
-            double loss = 0;
-            memset(g + from, 0, sizeof *g * (np - from));
-            rc = ftq_bert_forward(m, ws, ids, types, lens, B, T);
-            if (!rc)
-                rc = ftq_bert_loss_grad(m, ws, lab, g, first, &loss);
-            if (rc)
-                break;
-            ftq_grad_clip(g + from, np - from, p->max_grad_norm);
-            double lr = p->lr * ftq_schedule_factor(FTQ_SCHEDULE_LINEAR, step, warm, total);
-            step++;
-            ftq_adamw_update(m->params + from, g + from, mo, vo, np - from, (float)lr, &ap, step, 1);
-            loss_sum += loss;
-            rep->last_loss = loss;
-            rep->steps = step;
-            if (fn && fn(user, step, total, loss, lr))
-                r0 = n; /* stop early */
-        }
-    }
-    rep->mean_loss = rep->steps ? loss_sum / (double)rep->steps : 0;
-    rep->seconds = ftq_time_sec() - t0;
-    examples_free(&ex);
-    ftq_bert_ws_free(ws);
-    free(g);
-    free(mo);
-    free(vo);
-    free(ids);
-    free(types);
-    free(lab);
-    free(lens);
-    free(order);
-    return rc;
-}
-
-/* ---- head-only: features once, then the classifier on the cache ---------------------- */
-
-typedef struct {
-    const ftq_bert *m;
-    float *feats;
-} feat_ctx;
-
-static int feat_batch(void *user, size_t row0, int B, ftq_bert_ws *ws)
-{
-    feat_ctx *f = user;
-    (void)B;
-    return ftq_bert_pool(f->m, ws, f->m->cfg.pool, 0, f->feats + row0 * (size_t)f->m->cfg.hidden);
-}
-
-static int train_head_cached(ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts,
-                             const char *const *texts2, const int32_t *labels, size_t n,
-                             const ftq_bert_train_params *p, ftq_bert_progress_fn fn, void *user,
-                             ftq_bert_train_report *rep)
-{
-    int C = m->cfg.hidden, NL = m->cfg.num_labels;
-    double t0 = ftq_time_sec();
-    feat_ctx fc = {m, malloc(sizeof(float) * n * (size_t)C)};
-    if (!fc.feats)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu feature rows", n);
-    int rc = ftq_bert_run_texts(m, tk, texts, texts2, n, p->max_len, 64, feat_batch, &fc, &rep->truncated,
-                                &rep->tokens);
-    rep->feature_seconds = ftq_time_sec() - t0;
-    size_t nw = (size_t)NL * C, np = nw + (size_t)NL;
-    float *g = calloc(np, sizeof *g), *mo = calloc(np, sizeof *mo), *vo = calloc(np, sizeof *vo);
-    float *pw = malloc(sizeof *pw * np), *x = malloc(sizeof *x * (size_t)p->batch * C);
-    float *z = malloc(sizeof *z * (size_t)p->batch * NL);
-    uint32_t *order = malloc(sizeof *order * n);
-    if (!rc && (!g || !mo || !vo || !pw || !x || !z || !order))
-        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-    if (!rc) { /* classifier weight and bias as one contiguous vector for AdamW */
-        memcpy(pw, m->w.cls_w, sizeof *pw * nw);
-        memcpy(pw + nw, m->w.cls_b, sizeof *pw * (size_t)NL);
-    }
-    int64_t total = (int64_t)((n + (size_t)p->batch - 1) / (size_t)p->batch) * p->epochs, step = 0;
-    int64_t warm = (int64_t)ceil(p->warmup_ratio * (double)total);
-    ftq_adamw_params ap = {0.9f, 0.999f, 1e-8f, (float)p->weight_decay};
-    ftq_rng rng;
-    ftq_rng_seed(&rng, p->seed);
-    double loss_sum = 0;
-    for (int ep = 0; !rc && ep < p->epochs; ep++) {
-        for (size_t i = 0; i < n; i++)
-            order[i] = (uint32_t)i;
-        ftq_shuffle(order, n, &rng);
-        for (size_t r0 = 0; r0 < n; r0 += (size_t)p->batch) {
-            int B = n - r0 < (size_t)p->batch ? (int)(n - r0) : p->batch;
-            for (int b = 0; b < B; b++)
-                memcpy(x + (size_t)b * C, fc.feats + (size_t)order[r0 + (size_t)b] * C, sizeof *x * (size_t)C);
-            ftq_linear_f32(z, x, pw, pw + nw, B, C, NL);
-            double loss = 0;
-            for (int b = 0; b < B; b++) { /* z becomes dL/dz */
-                float *zb = z + (size_t)b * NL;
-                int y = labels[order[r0 + (size_t)b]];
-                double mx = zb[0], s = 0;
-                for (int i = 1; i < NL; i++)
-                    mx = zb[i] > mx ? zb[i] : mx;
-                for (int i = 0; i < NL; i++)
-                    s += exp((double)zb[i] - mx);
-                loss += mx + log(s) - zb[y];
-                for (int i = 0; i < NL; i++)
-                    zb[i] = (float)((exp((double)zb[i] - mx) / s - (i == y)) / B);
-            }
-            loss /= B;
-            memset(g, 0, sizeof *g * np);
-            ftq_linear_backward(NULL, g, g + nw, z, x, pw, B, C, NL, 0);
-            ftq_grad_clip(g, np, p->max_grad_norm);
-            double lr = p->lr * ftq_schedule_factor(FTQ_SCHEDULE_LINEAR, step, warm, total);
-            step++;
-            ftq_adamw_update(pw, g, mo, vo, np, (float)lr, &ap, step, 1);
-            loss_sum += loss;
-            rep->last_loss = loss;
-            rep->steps = step;
-            if (fn && fn(user, step, total, loss, lr))
-                break;
-        }
-    }
-    if (!rc) {
-        memcpy(m->w.cls_w, pw, sizeof *pw * nw);
-        memcpy(m->w.cls_b, pw + nw, sizeof *pw * (size_t)NL);
-    }
-    rep->mean_loss = rep->steps ? loss_sum / (double)rep->steps : 0;
-    rep->seconds = ftq_time_sec() - t0;
-    free(fc.feats);
-    free(g);
-    free(mo);
-    free(vo);
-    free(pw);
-    free(x);
-    free(z);
-    free(order);
-    return rc;
-}
-
 /* ---- prediction ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -551,6 +259,10 @@ int ftq_bert_predict(const ftq_bert *m, const ftq_tokenizer *tk, const char *con
 
 /* ---- saving ---------------------------------------------------------------------------- */
 
+static const char *const tok_files[] = {"tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                                        "special_tokens_map.json"};
+#define BERT_TOK_FILES 4
+
 static int copy_file(const char *src, const char *dst)
 {
     char *data = NULL;
@@ -569,44 +281,37 @@ static int copy_file(const char *src, const char *dst)
     return fclose(f) == 0 ? FTQ_OK : ftq_set_error(FTQ_EIO, "cannot write '%s'", dst);
 }
 
-int ftq_bert_save_classifier(const ftq_bert *m, const char *src_dir, const char *out_dir, const char *const *labels,
-                             int n_labels)
+int ftq_bert_write_classifier(const ftq_bert *m, const char *src_dir, const char *dir, const char *const *labels,
+                              int n_labels)
 {
     const ftq_bert_config *c = &m->cfg;
     if (!c->num_labels || n_labels != c->num_labels)
-        return ftq_set_error(FTQ_EINVAL, "cannot save '%s': %d label names for a %d-label head", out_dir, n_labels,
+        return ftq_set_error(FTQ_EINVAL, "cannot save '%s': %d label names for a %d-label head", dir, n_labels,
                              c->num_labels);
-    if (ftq_is_dir(out_dir) || ftq_is_file(out_dir))
-        return ftq_set_error(FTQ_EINVAL, "cannot save to '%s': it already exists", out_dir);
-    size_t tl = strlen(out_dir) + 32;
-    char *tmp = malloc(tl), *path = NULL;
-    if (!tmp)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    snprintf(tmp, tl, "%s.tmp-%ld", out_dir, (long)getpid());
-    int created = 0;
-    int rc = ckpt_mkdir_p(tmp, &created);
     cJSON *cfg = NULL;
-    char *src = ftq_path_join(src_dir, "config.json");
-    if (!rc)
-        rc = src ? ckpt_read_json(src, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    char *path = NULL, *src = ftq_path_join(src_dir, "config.json");
+    int rc = src ? ckpt_read_json(src, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (!rc) {
         cJSON *arch = cJSON_CreateArray(), *id2 = cJSON_CreateObject(), *l2i = cJSON_CreateObject();
-        cJSON_AddItemToArray(arch, cJSON_CreateString("BertForSequenceClassification"));
-        for (int i = 0; i < n_labels; i++) {
+        int ok = arch && id2 && l2i && cJSON_AddItemToArray(arch, cJSON_CreateString("BertForSequenceClassification"));
+        for (int i = 0; ok && i < n_labels; i++) {
             char k[16];
             snprintf(k, sizeof k, "%d", i);
-            cJSON_AddItemToObject(id2, k, cJSON_CreateString(labels[i]));
-            cJSON_AddItemToObject(l2i, labels[i], cJSON_CreateNumber(i));
+            ok = cJSON_AddItemToObject(id2, k, cJSON_CreateString(labels[i])) &&
+                 cJSON_AddItemToObject(l2i, labels[i], cJSON_CreateNumber(i));
         }
         static const char *const pools[] = {"pooler", "mean", "cls", "max"};
         const char *keys[] = {"architectures", "id2label", "label2id", "ftq_pool"};
         cJSON *vals[] = {arch, id2, l2i, cJSON_CreateString(pools[c->pool])};
         for (int k = 0; k < 4; k++) {
             cJSON_DeleteItemFromObjectCaseSensitive(cfg, keys[k]);
-            cJSON_AddItemToObject(cfg, keys[k], vals[k]);
+            if (!vals[k] || !cJSON_AddItemToObject(cfg, keys[k], vals[k])) {
+                ok = 0;
+                cJSON_Delete(vals[k]);
+            }
         }
-        path = ftq_path_join(tmp, "config.json");
-        rc = path ? ckpt_write_json(path, cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        path = ftq_path_join(dir, "config.json");
+        rc = ok && path ? ckpt_write_json(path, cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
         free(path);
     }
     ftq_tensor *ts = calloc((size_t)m->n_tensors, sizeof *ts);
@@ -635,15 +340,13 @@ int ftq_bert_save_classifier(const ftq_bert *m, const char *src_dir, const char 
         ts[i].data = m->params + t->off;
     }
     if (!rc) {
-        path = ftq_path_join(tmp, "model.safetensors");
+        path = ftq_path_join(dir, "model.safetensors");
         static const char *const meta[] = {"format", "pt", NULL};
         rc = path ? ftq_st_write(path, ts, (size_t)m->n_tensors, meta) : ftq_set_error(FTQ_ENOMEM, "out of memory");
         free(path);
     }
-    static const char *const tok_files[] = {"tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                                            "special_tokens_map.json"};
-    for (int k = 0; !rc && k < 4; k++) {
-        char *s = ftq_path_join(src_dir, tok_files[k]), *d = ftq_path_join(tmp, tok_files[k]);
+    for (int k = 0; !rc && k < BERT_TOK_FILES; k++) {
+        char *s = ftq_path_join(src_dir, tok_files[k]), *d = ftq_path_join(dir, tok_files[k]);
         if (!s || !d)
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         else if (ftq_is_file(s))
@@ -651,28 +354,36 @@ int ftq_bert_save_classifier(const ftq_bert *m, const char *src_dir, const char 
         free(s);
         free(d);
     }
-    if (!rc) {
-        ckpt_fsync_dir(tmp);
-        if (rename(tmp, out_dir) != 0)
-            rc = ftq_set_error(FTQ_EIO, "cannot rename '%s' to '%s'", tmp, out_dir);
-    }
-    if (rc && created) { /* leave nothing half-written */
-        static const char *const all[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                                          "vocab.txt", "special_tokens_map.json"};
-        for (int k = 0; k < 6; k++) {
-            char *p = ftq_path_join(tmp, all[k]);
-            if (p)
-                unlink(p);
-            free(p);
-        }
-        rmdir(tmp);
-    }
     for (int i = 0; names && i < m->n_tensors; i++)
         free(names[i]);
     free(names);
     free(ts);
     cJSON_Delete(cfg);
     free(src);
+    return rc;
+}
+
+int ftq_bert_save_classifier(const ftq_bert *m, const char *src_dir, const char *out_dir, const char *const *labels,
+                             int n_labels)
+{
+    if (ftq_is_dir(out_dir) || ftq_is_file(out_dir))
+        return ftq_set_error(FTQ_EINVAL, "cannot save to '%s': it already exists", out_dir);
+    size_t tl = strlen(out_dir) + 32;
+    char *tmp = malloc(tl);
+    if (!tmp)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    snprintf(tmp, tl, "%s.tmp-%ld", out_dir, (long)getpid());
+    int created = 0;
+    int rc = ckpt_mkdir_p(tmp, &created);
+    if (!rc)
+        rc = ftq_bert_write_classifier(m, src_dir, tmp, labels, n_labels);
+    if (!rc) {
+        ckpt_fsync_dir(tmp);
+        if (rename(tmp, out_dir) != 0)
+            rc = ftq_set_error(FTQ_EIO, "cannot rename '%s' to '%s'", tmp, out_dir);
+    }
+    if (rc && created) /* leave nothing half-written */
+        ftq_remove_tree(tmp);
     free(tmp);
     return rc;
 }

@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "finetune/trainer_internal.h"
+#include "finetune/arch.h"
 #include "io/json_util.h"
 
 typedef struct {
@@ -23,17 +23,14 @@ typedef struct {
 struct ftq_trainer {
     ftq_train_config c;
     ftq_train_plan plan;
-    ftq_model_config src_cfg;
-    char *src_config_path;
-    ftq_model *model;       /* the weights the tmodel starts from (source or checkpoint) */
-    ftq_tokenizer *tok;
-    ftq_tmodel *tm;
+    const tarch_ops *ops;   /* the model family (arch_table.c) */
+    tarch *arch;
+    tarch_info info;
     ex_set train, dev;
     char **labels;          /* classify: num_labels names */
     int num_labels;
     float *params, *grads, *m, *v;
     size_t n_params, n_train, t_off;
-    int32_t *ids, *lens, *targets;
     float *logits;
     int max_T;
     /* loop state: everything a checkpoint records */
@@ -83,20 +80,15 @@ void ftq_trainer_free(ftq_trainer *t)
 {
     if (!t)
         return;
-    ftq_tmodel_free(t->tm);
-    ftq_model_free(t->model);
-    ftq_tokenizer_free(t->tok);
+    if (t->arch)
+        t->ops->free(t->arch);
     ex_set_free(&t->train);
     ex_set_free(&t->dev);
     if (t->labels)
         ftq_free_strings(t->labels, t->num_labels);
     free((void *)t->plan.label_names);
-    free(t->src_config_path);
     free(t->m);
     free(t->v);
-    free(t->ids);
-    free(t->lens);
-    free(t->targets);
     free(t->logits);
     free(t->perm);
     free(t->hist);
@@ -150,7 +142,7 @@ static int check_options(const ftq_train_config *c)
         return ftq_set_error(FTQ_EINVAL, "mode head trains only a classification head; it needs task classify");
     if (c->freeze_layers >= 0 && c->mode != FTQ_TRAIN_FROZEN)
         return ftq_set_error(FTQ_EINVAL, "freeze-layers is only for mode frozen (mode is %s)", mode_name(c->mode));
-    if (c->batch_size < 1)
+    if (c->batch_size < 0)
         return ftq_set_error(FTQ_EINVAL, "batch size must be at least 1, got %d", c->batch_size);
     if (c->grad_accum < 1)
         return ftq_set_error(FTQ_EINVAL, "gradient accumulation must be at least 1, got %d", c->grad_accum);
@@ -159,8 +151,8 @@ static int check_options(const ftq_train_config *c)
                              c->epochs, (long long)c->max_steps);
     if (c->seq_len < 0 || c->seq_len == 1)
         return ftq_set_error(FTQ_EINVAL, "sequence length must be at least 2, got %d", c->seq_len);
-    if (!isfinite(c->lr) || c->lr < 0)
-        return ftq_set_error(FTQ_EINVAL, "learning rate must be finite and >= 0, got %g", c->lr);
+    if (!isfinite(c->lr))
+        return ftq_set_error(FTQ_EINVAL, "learning rate must be finite, got %g", c->lr);
     if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1) || !(c->eps > 0))
         return ftq_set_error(FTQ_EINVAL, "AdamW needs 0 <= beta1, beta2 < 1 and eps > 0 (got %g, %g, %g)",
                              c->beta1, c->beta2, c->eps);
@@ -171,25 +163,8 @@ static int check_options(const ftq_train_config *c)
         return ftq_set_error(FTQ_EINVAL, "eval-every, save-every and limits must be >= 0");
     if (c->eval_every > 0 && c->task == FTQ_TASK_CLASSIFY && !c->dev_source)
         return ftq_set_error(FTQ_EINVAL, "eval-every needs a dev set for task classify");
-    return FTQ_OK;
-}
-
-/* The fields that decide tensor shapes must agree between -m and a resumed checkpoint. */
-static int same_shape_config(const ftq_model_config *a, const ftq_model_config *b, const char *dir)
-{
-#define CMP(f)                                                                                      \
-    if (a->f != b->f)                                                                               \
-    return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': its model differs from the source model " \
-                                     "(" #f " %d in the checkpoint, %d in the source)", dir, (int)b->f, (int)a->f)
-    CMP(arch);
-    CMP(vocab_size);
-    CMP(hidden_size);
-    CMP(intermediate_size);
-    CMP(n_layers);
-    CMP(n_heads);
-    CMP(n_kv_heads);
-    CMP(tie_word_embeddings);
-#undef CMP
+    if (c->text2_col && c->task != FTQ_TASK_CLASSIFY)
+        return ftq_set_error(FTQ_EINVAL, "a second text column is for task classify (sentence pairs)");
     return FTQ_OK;
 }
 
@@ -255,7 +230,7 @@ static int load_lm_data(ftq_trainer *t)
         if (!c->dev_source && (rc = ex_split_documents(text + cut, len - cut, &ddocs, &ddl, &ndd)) != FTQ_OK)
             goto out;
     }
-    if ((rc = ex_build_lm(docs, dl, nd, t->tok, seq, (size_t)c->limit, 0, &t->train)) != FTQ_OK) {
+    if ((rc = ex_build_lm(docs, dl, nd, t->info.tok, seq, (size_t)c->limit, 0, &t->train)) != FTQ_OK) {
         ftq_wrap_error(rc, "'%s'", c->train_source);
         goto out;
     }
@@ -286,7 +261,7 @@ static int load_lm_data(ftq_trainer *t)
                 goto out;
         }
     }
-    if (ndd > 0 && (rc = ex_build_lm(ddocs, ddl, ndd, t->tok, seq, (size_t)c->dev_limit, 1, &t->dev)) != FTQ_OK)
+    if (ndd > 0 && (rc = ex_build_lm(ddocs, ddl, ndd, t->info.tok, seq, (size_t)c->dev_limit, 1, &t->dev)) != FTQ_OK)
         ftq_wrap_error(rc, "'%s'", c->dev_source ? c->dev_source : c->train_source);
 out:
     /* in the table case without a dev source, ddocs / ddl point into docs / dl */
@@ -303,26 +278,60 @@ out:
     return rc;
 }
 
-static int load_classify_data(ftq_trainer *t, const char *label_src_config)
+/* ex_build_classify's tokenizer: the family's own (pairs, token types, truncation). */
+typedef struct {
+    const tarch_ops *ops;
+    const tarch *arch;
+} encode_ctx;
+
+static int encode_row(const void *ctx, const char *text, const char *text2, int seq, int32_t **ids, int32_t **types,
+                      size_t *n, int *truncated)
+{
+    const encode_ctx *e = ctx;
+    return e->ops->encode(e->arch, text, text2, seq, ids, types, n, truncated);
+}
+
+/* A labeled table (and, for pairs, the same file read with the second text column). */
+static int load_rows(const char *src, ftq_dataset_params *dp, const char *text2_col, ftq_dataset **d,
+                     ftq_dataset **d2)
+{
+    int rc = ftq_dataset_load(src, dp, d);
+    if (rc != FTQ_OK || !text2_col)
+        return rc;
+    ftq_dataset_params p2 = *dp;
+    p2.text_col = text2_col;
+    p2.label_names = ftq_dataset_label_names(*d);
+    p2.n_label_names = ftq_dataset_num_labels(*d);
+    if ((rc = ftq_dataset_load(src, &p2, d2)) != FTQ_OK)
+        return rc;
+    if (ftq_dataset_size(*d2) != ftq_dataset_size(*d))
+        return ftq_set_error(FTQ_EFORMAT, "'%s': columns '%s' and '%s' give different row counts (%zu and %zu)", src,
+                             dp->text_col ? dp->text_col : "text", text2_col, ftq_dataset_size(*d),
+                             ftq_dataset_size(*d2));
+    return FTQ_OK;
+}
+
+static int load_classify_data(ftq_trainer *t, const char *label_src_dir)
 {
     const ftq_train_config *c = &t->c;
     int rc = FTQ_OK;
-    ftq_dataset *dtr = NULL, *ddev = NULL;
+    ftq_dataset *dtr = NULL, *dtr2 = NULL, *ddev = NULL, *ddev2 = NULL;
     char **fixed = NULL;
     int n_fixed = 0;
+    encode_ctx ec = {t->ops, t->arch};
     ftq_dataset_params dp = ftq_dataset_default_params();
     dp.text_col = c->text_col;
     dp.label_col = c->label_col;
     dp.require_labels = 1;
     dp.skip_bad_rows = c->skip_bad_rows;
-    if (label_src_config) { /* a classifier already: its labels, in its order */
-        if ((rc = ftq_config_load_labels(label_src_config, &fixed, &n_fixed)) != FTQ_OK)
+    if (label_src_dir) { /* a classifier already: its labels, in its order */
+        if ((rc = t->ops->load_labels(t->arch, label_src_dir, &fixed, &n_fixed)) != FTQ_OK)
             return rc;
         dp.label_names = (const char *const *)fixed;
         dp.n_label_names = n_fixed;
     }
     size_t skipped = 0;
-    if ((rc = ftq_dataset_load(c->train_source, &dp, &dtr)) != FTQ_OK)
+    if ((rc = load_rows(c->train_source, &dp, c->text2_col, &dtr, &dtr2)) != FTQ_OK)
         goto out;
     t->num_labels = ftq_dataset_num_labels(dtr);
     if (t->num_labels < 2) {
@@ -340,8 +349,8 @@ static int load_classify_data(ftq_trainer *t, const char *label_src_config)
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
             goto out;
         }
-    if ((rc = ex_build_classify(dtr, t->tok, t->plan.seq_len, (size_t)c->limit, c->skip_bad_rows, &t->train,
-                                &skipped)) != FTQ_OK)
+    if ((rc = ex_build_classify(dtr, dtr2, encode_row, &ec, t->plan.seq_len, (size_t)c->limit, c->skip_bad_rows,
+                                &t->train, &skipped)) != FTQ_OK)
         goto out;
     t->plan.bad_rows = (int64_t)(ftq_dataset_bad_rows(dtr) + skipped);
     if (t->train.n == 0) {
@@ -351,32 +360,20 @@ static int load_classify_data(ftq_trainer *t, const char *label_src_config)
     if (c->dev_source) {
         dp.label_names = (const char *const *)t->labels;
         dp.n_label_names = t->num_labels;
-        if ((rc = ftq_dataset_load(c->dev_source, &dp, &ddev)) != FTQ_OK)
+        if ((rc = load_rows(c->dev_source, &dp, c->text2_col, &ddev, &ddev2)) != FTQ_OK)
             goto out;
-        if ((rc = ex_build_classify(ddev, t->tok, t->plan.seq_len, (size_t)c->dev_limit, c->skip_bad_rows,
-                                    &t->dev, &skipped)) != FTQ_OK)
+        if ((rc = ex_build_classify(ddev, ddev2, encode_row, &ec, t->plan.seq_len, (size_t)c->dev_limit,
+                                    c->skip_bad_rows, &t->dev, &skipped)) != FTQ_OK)
             goto out;
     }
 out:
     if (fixed)
         ftq_free_strings(fixed, n_fixed);
     ftq_dataset_free(dtr);
+    ftq_dataset_free(dtr2);
     ftq_dataset_free(ddev);
+    ftq_dataset_free(ddev2);
     return rc;
-}
-
-/* config.json "initializer_range" (HF's std for new weights), or `fallback`. */
-static float initializer_range(const char *config_path, float fallback)
-{
-    cJSON *j = NULL;
-    if (ckpt_read_json(config_path, &j) != FTQ_OK) {
-        ftq_clear_error();
-        return fallback;
-    }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "initializer_range");
-    float r = cJSON_IsNumber(v) && v->valuedouble > 0 && isfinite(v->valuedouble) ? (float)v->valuedouble : fallback;
-    cJSON_Delete(j);
-    return r;
 }
 
 /* Add `v` under `k` (or to an array with k NULL); 0 if v is NULL or cJSON is out of memory,
@@ -421,6 +418,8 @@ static cJSON *build_args(const ftq_trainer *t)
     else
         ok &= cJSON_AddNumberToObject(a, "epochs", c->epochs) != NULL;
     ok &= cJSON_AddNumberToObject(a, "limit", (double)c->limit) != NULL;
+    if (c->pool) /* only when given: checkpoints of runs without it stay resumable */
+        ok &= cJSON_AddStringToObject(a, "pool", c->pool) != NULL;
     snprintf(buf, sizeof buf, "%zu examples, fingerprint %016" PRIx64, t->train.n, ex_fingerprint(&t->train));
     ok &= cJSON_AddStringToObject(a, "_training data", buf) != NULL;
     ok &= cJSON_AddNumberToObject(a, "_pad token id", t->plan.pad_id) != NULL;
@@ -437,14 +436,12 @@ static cJSON *build_args(const ftq_trainer *t)
 static int alloc_buffers(ftq_trainer *t)
 {
     size_t B = (size_t)t->c.batch_size, T = (size_t)t->max_T;
-    t->ids = malloc(sizeof(int32_t) * B * T);
-    t->lens = malloc(sizeof(int32_t) * B);
-    t->targets = malloc(sizeof(int32_t) * B * T);
+    (void)T;
     t->logits = malloc(sizeof(float) * B * (size_t)(t->num_labels > 0 ? t->num_labels : 1));
     t->m = calloc(t->n_train ? t->n_train : 1, sizeof(float));
     t->v = calloc(t->n_train ? t->n_train : 1, sizeof(float));
     t->perm = malloc(sizeof(uint32_t) * (t->train.n + 1));
-    if (!t->ids || !t->lens || !t->targets || !t->logits || !t->m || !t->v || !t->perm)
+    if (!t->logits || !t->m || !t->v || !t->perm)
         return ftq_set_error(FTQ_ENOMEM, "out of memory for training buffers (%zu trainable parameters)", t->n_train);
     return FTQ_OK;
 }
@@ -544,58 +541,34 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
     if (!t)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     t->c = *cfg;
-    const ftq_train_config *c = &t->c;
+    ftq_train_config *c = &t->c;
     t->dev_loss_before = NAN;
     t->last_ckpt_step = -1;
-    ftq_model_config ck_cfg;
-    char *ck_config = NULL;
 
-    /* the source model's config, tokenizer and (unless resuming) weights */
-    if (ftq_gguf_is_file(c->model_dir)) { /* the output copies config.json and tokenizer files */
-        rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot fine-tune '%s': writing a model directory from a GGUF file "
-                           "is not supported yet", c->model_dir);
+    /* the model family reads the source's config and tokenizer and checks its options */
+    t->ops = tarch_find(c->model_dir);
+    if ((rc = t->ops->open(c, &t->arch, &t->info)) != FTQ_OK)
+        goto fail;
+    t->plan.arch = t->ops->name;
+    if (c->task == FTQ_TASK_LM && !t->info.supports_lm) {
+        rc = ftq_set_error(FTQ_EINVAL, "task lm is not available for '%s' (a %s model)", c->model_dir, t->ops->name);
         goto fail;
     }
-    t->src_config_path = ftq_path_join(c->model_dir, "config.json");
-    if (!t->src_config_path) {
-        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-        goto fail;
-    }
-    if ((rc = ftq_config_load(t->src_config_path, &t->src_cfg)) != FTQ_OK)
-        goto fail;
-    if ((rc = ftq_tokenizer_load(c->model_dir, &t->tok)) != FTQ_OK)
-        goto fail;
-    const char *weights_dir = c->resume_dir ? c->resume_dir : c->model_dir;
+    if (c->batch_size == 0) /* the family's defaults (both recorded in a checkpoint's args) */
+        c->batch_size = t->info.default_batch;
+    if (c->lr < 0)
+        c->lr = c->mode == FTQ_TRAIN_HEAD ? t->info.default_head_lr : t->info.default_lr;
     if (c->resume_dir) {
         if (!ftq_is_dir(c->resume_dir)) {
             rc = ftq_set_error(FTQ_ENOTFOUND, "cannot resume from '%s': not a directory", c->resume_dir);
             goto fail;
         }
-        ck_config = ftq_path_join(c->resume_dir, "config.json");
-        if (!ck_config || (rc = ftq_config_load(ck_config, &ck_cfg)) != FTQ_OK) {
-            if (!ck_config)
-                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        if ((rc = t->ops->check_resume(t->arch, c->resume_dir, c->task)) != FTQ_OK)
             goto fail;
-        }
-        if ((rc = same_shape_config(&t->src_cfg, &ck_cfg, c->resume_dir)) != FTQ_OK)
-            goto fail;
-        /* its labels are used below: only a classifier's are checked against its weights */
-        if (c->task == FTQ_TASK_CLASSIFY && !ck_cfg.is_classifier) {
-            rc = ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': its config.json is not a sequence classifier "
-                               "(expected the checkpoint of a --task classify run)", c->resume_dir);
-            goto fail;
-        }
-    }
-    if ((rc = ftq_model_load(weights_dir, &t->model)) != FTQ_OK)
-        goto fail;
-    const ftq_model_config *mc = ftq_model_get_config(t->model);
-    if (c->task == FTQ_TASK_LM && t->src_cfg.is_classifier) {
-        rc = ftq_set_error(FTQ_EINVAL, "task lm needs a causal LM; '%s' is a sequence classifier", c->model_dir);
-        goto fail;
     }
 
     /* sequence length, frozen layers, pad id */
-    int max_pos = mc->max_position > 0 ? mc->max_position : 1 << 20;
+    int max_pos = t->info.max_position;
     t->plan.seq_len = c->seq_len ? c->seq_len : (max_pos < 128 ? max_pos : 128);
     if (t->plan.seq_len > max_pos) {
         rc = ftq_set_error(FTQ_EINVAL, "sequence length %d exceeds the model's %d positions", t->plan.seq_len, max_pos);
@@ -603,52 +576,49 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
     }
     t->plan.freeze_layers = 0;
     if (c->mode == FTQ_TRAIN_FROZEN) {
-        t->plan.freeze_layers = c->freeze_layers >= 0 ? c->freeze_layers : mc->n_layers / 2;
-        if (t->plan.freeze_layers > mc->n_layers) {
+        t->plan.freeze_layers = c->freeze_layers >= 0 ? c->freeze_layers : t->info.n_layers / 2;
+        if (t->plan.freeze_layers > t->info.n_layers) {
             rc = ftq_set_error(FTQ_EINVAL, "cannot freeze %d layers: the model has %d", t->plan.freeze_layers,
-                               mc->n_layers);
+                               t->info.n_layers);
             goto fail;
         }
     }
-    t->plan.pad_id = t->src_cfg.pad_token_id >= 0 ? t->src_cfg.pad_token_id : ftq_tokenizer_eos(t->tok);
-    if (c->task == FTQ_TASK_CLASSIFY && (t->plan.pad_id < 0 || t->plan.pad_id >= mc->vocab_size)) {
-        rc = ftq_set_error(FTQ_EINVAL, "'%s' defines no pad_token_id and its tokenizer has no EOS to pad with",
-                           c->model_dir);
-        goto fail;
-    }
-    if (t->plan.pad_id < 0)
-        t->plan.pad_id = 0; /* lm blocks are never padded in training */
+    t->plan.pad_id = t->info.pad_id;
+    t->plan.batch_size = c->batch_size;
+    t->plan.lr = c->lr;
 
     /* data */
     if (c->task == FTQ_TASK_CLASSIFY)
-        rc = load_classify_data(t, c->resume_dir ? ck_config : (t->src_cfg.is_classifier ? t->src_config_path : NULL));
+        rc = load_classify_data(t, c->resume_dir ? c->resume_dir : (t->info.is_classifier ? c->model_dir : NULL));
     else
         rc = load_lm_data(t);
     if (rc != FTQ_OK)
         goto fail;
+    t->plan.truncated = (int64_t)t->train.truncated;
+    t->plan.dev_truncated = (int64_t)t->dev.truncated;
     t->max_T = (int)(t->train.max_len > t->dev.max_len ? t->train.max_len : t->dev.max_len);
     if (t->max_T < 2)
         t->max_T = 2;
 
     /* the trainable model */
-    ftq_tmodel_params tp = ftq_tmodel_default_params();
-    tp.task = c->task;
-    tp.num_labels = c->task == FTQ_TASK_CLASSIFY ? t->num_labels : 0;
-    tp.mode = c->mode;
-    tp.freeze_layers = t->plan.freeze_layers;
-    tp.init_random = c->resume_dir ? 0 : c->init_random;
-    tp.seed = c->seed;
-    tp.init_std = initializer_range(t->src_config_path, tp.init_std);
-    tp.max_batch = c->batch_size;
-    tp.max_seq = t->max_T;
-    if ((rc = ftq_tmodel_new(t->model, &tp, &t->tm)) != FTQ_OK)
+    tarch_build tb;
+    memset(&tb, 0, sizeof tb);
+    tb.task = c->task;
+    tb.num_labels = c->task == FTQ_TASK_CLASSIFY ? t->num_labels : 0;
+    tb.mode = c->mode;
+    tb.freeze_layers = t->plan.freeze_layers;
+    tb.init_random = c->init_random;
+    tb.seed = c->seed;
+    tb.max_batch = c->batch_size;
+    tb.max_seq = t->max_T;
+    tb.weights_dir = c->resume_dir;
+    if ((rc = t->ops->build(t->arch, &tb)) != FTQ_OK)
         goto fail;
-    t->params = ftq_tmodel_param_buffer(t->tm, &t->n_params);
-    t->grads = ftq_tmodel_grad_buffer(t->tm, &t->n_train);
-    t->t_off = ftq_tmodel_trainable_offset(t->tm);
-    size_t covered = 0;
-    for (size_t i = 0; i < ftq_tmodel_segment_count(t->tm); i++) {
-        const ftq_param_segment *s = ftq_tmodel_segment(t->tm, i);
+    t->params = t->ops->params(t->arch, &t->n_params);
+    t->grads = t->ops->grads(t->arch, &t->n_train, &t->t_off);
+    size_t covered = 0, nseg = t->ops->segment_count(t->arch);
+    for (size_t i = 0; i < nseg; i++) {
+        const ftq_param_segment *s = t->ops->segment(t->arch, i);
         if (s->offset < t->t_off || s->offset + s->size > t->t_off + t->n_train) {
             rc = ftq_set_error(FTQ_EINVAL, "trainable segment '%s' lies outside the trainable range", s->name);
             goto fail;
@@ -693,11 +663,9 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
     ftq_rng_seed(&t->rng_epoch, c->seed);
     if (c->resume_dir && (rc = load_resume_state(t)) != FTQ_OK)
         goto fail;
-    free(ck_config);
     *out = t;
     return FTQ_OK;
 fail:
-    free(ck_config);
     ftq_trainer_free(t);
     return rc;
 }
@@ -716,15 +684,14 @@ static int eval_classify(ftq_trainer *t, ftq_cls_metrics *m, double *loss_out)
         goto out;
     }
     for (size_t i0 = 0; i0 < s->n; i0 += (size_t)t->c.batch_size) {
-        int b = (int)(s->n - i0 < (size_t)t->c.batch_size ? s->n - i0 : (size_t)t->c.batch_size), T = 0;
+        int b = (int)(s->n - i0 < (size_t)t->c.batch_size ? s->n - i0 : (size_t)t->c.batch_size);
         int64_t ntok = 0;
-        float loss = 0;
+        double loss = 0;
         for (int r = 0; r < b; r++)
             idx[r] = (uint32_t)(i0 + (size_t)r);
-        batch_fill(s, idx, b, FTQ_TASK_CLASSIFY, t->plan.pad_id, t->ids, t->lens, t->targets, &T, &ntok);
-        if ((rc = ftq_tmodel_forward(t->tm, t->ids, t->lens, b, T, t->targets, &loss, t->logits)) != FTQ_OK)
+        if ((rc = t->ops->eval_batch(t->arch, s, idx, b, &loss, t->logits, &ntok)) != FTQ_OK)
             goto out;
-        loss_sum += (double)loss * b;
+        loss_sum += loss * b;
         for (int r = 0; r < b; r++)
             pred[i0 + (size_t)r] = ftq_argmax(t->logits + (size_t)r * (size_t)t->num_labels, t->num_labels);
     }
@@ -751,16 +718,15 @@ static int eval_lm(ftq_trainer *t, double *loss_out)
     int64_t scored = 0;
     int rc = FTQ_OK;
     for (size_t i0 = 0; i0 < s->n; i0 += (size_t)t->c.batch_size) {
-        int b = (int)(s->n - i0 < (size_t)t->c.batch_size ? s->n - i0 : (size_t)t->c.batch_size), T = 0;
+        int b = (int)(s->n - i0 < (size_t)t->c.batch_size ? s->n - i0 : (size_t)t->c.batch_size);
         int64_t ntok = 0;
-        float loss = 0;
+        double loss = 0;
         for (int r = 0; r < b; r++)
             idx[r] = (uint32_t)(i0 + (size_t)r);
-        batch_fill(s, idx, b, FTQ_TASK_LM, t->plan.pad_id, t->ids, t->lens, t->targets, &T, &ntok);
-        if ((rc = ftq_tmodel_forward(t->tm, t->ids, t->lens, b, T, t->targets, &loss, NULL)) != FTQ_OK)
+        if ((rc = t->ops->eval_batch(t->arch, s, idx, b, &loss, NULL, &ntok)) != FTQ_OK)
             break;
         int64_t k = ntok - b; /* len - 1 targets per row */
-        sum += (double)loss * (double)k;
+        sum += loss * (double)k;
         scored += k;
     }
     free(idx);
@@ -791,18 +757,7 @@ static int ensure_outdir(ftq_trainer *t)
 /* The HF model files of the current weights into dir. */
 static int write_model_files(ftq_trainer *t, const char *dir)
 {
-    char *w = ftq_path_join(dir, "model.safetensors"), *cj = ftq_path_join(dir, "config.json");
-    int rc = w && cj ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
-    if (rc == FTQ_OK)
-        rc = ftq_tmodel_save_weights(t->tm, w);
-    if (rc == FTQ_OK)
-        rc = ckpt_write_config(t->src_config_path, cj, &t->src_cfg, t->c.task, (const char *const *)t->labels,
-                               t->num_labels, t->plan.pad_id);
-    if (rc == FTQ_OK)
-        rc = ftq_copy_model_files(t->c.model_dir, dir, 0);
-    free(w);
-    free(cj);
-    return rc;
+    return t->ops->save(t->arch, dir, (const char *const *)t->labels, t->num_labels);
 }
 
 static int params_finite(const ftq_trainer *t)
@@ -951,7 +906,8 @@ static int save_final(ftq_trainer *t)
     if (rc == FTQ_OK) {
         static const char *const files[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer.model",
                                             "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-                                            "merges.txt", "added_tokens.json", "generation_config.json"};
+                                            "merges.txt", "vocab.txt", "added_tokens.json",
+                                            "generation_config.json"};
         for (size_t i = 0; rc == FTQ_OK && i < sizeof files / sizeof files[0]; i++) {
             char *a = ftq_path_join(tmp, files[i]), *b = ftq_path_join(t->c.output_dir, files[i]);
             if (!a || !b)
@@ -985,6 +941,8 @@ static void log_line(ftq_trainer *t, const char *fmt_event, const ftq_train_prog
         json_num(t->log, "learning_rate", p->lr);
         json_num(t->log, "grad_norm", p->grad_norm);
         json_num(t->log, "tokens_per_second", p->tokens_per_second);
+        if (t->c.task == FTQ_TASK_CLASSIFY)
+            fprintf(t->log, ", \"truncated\": %lld", (long long)t->plan.truncated);
     } else if (t->c.task == FTQ_TASK_CLASSIFY) {
         json_num(t->log, "accuracy", p->accuracy);
         json_num(t->log, "macro_f1", p->macro_f1);
@@ -993,6 +951,8 @@ static void log_line(ftq_trainer *t, const char *fmt_event, const ftq_train_prog
         json_num(t->log, "dev_loss", p->dev_loss);
         json_num(t->log, "perplexity", p->dev_ppl);
     }
+    if (p->event == FTQ_TRAIN_EVENT_EVAL && t->c.task == FTQ_TASK_CLASSIFY)
+        fprintf(t->log, ", \"dev_truncated\": %lld", (long long)t->plan.dev_truncated);
     json_num(t->log, "elapsed", p->elapsed);
     fprintf(t->log, "}\n");
     fflush(t->log);
@@ -1103,14 +1063,13 @@ static int train_step(ftq_trainer *t, double *loss_out, double *lr_out, double *
     size_t N = t->train.n, B = (size_t)c->batch_size;
     double loss_sum = 0;
     char note[600];
-    ftq_tmodel_zero_grad(t->tm);
+    memset(t->grads, 0, sizeof(float) * t->n_train);
     for (int64_t g = 0; g < group; g++) {
         size_t first = (size_t)(t->pos + g) * B;
-        int b = (int)(N - first < B ? N - first : B), T = 0;
+        int b = (int)(N - first < B ? N - first : B);
         int64_t ntok = 0;
-        float loss = 0;
-        batch_fill(&t->train, t->perm + first, b, c->task, t->plan.pad_id, t->ids, t->lens, t->targets, &T, &ntok);
-        int rc = ftq_tmodel_forward(t->tm, t->ids, t->lens, b, T, t->targets, &loss, NULL);
+        double loss = 0;
+        int rc = t->ops->train_batch(t->arch, &t->train, t->perm + first, b, 1.0f / (float)group, &loss, &ntok);
         if (rc != FTQ_OK)
             return rc;
         if (!isfinite(loss))
@@ -1119,8 +1078,6 @@ static int train_step(ftq_trainer *t, double *loss_out, double *lr_out, double *
                                  c->lr * ftq_schedule_factor(c->schedule, t->step, t->plan.warmup_steps,
                                                              t->plan.total_steps),
                                  ckpt_note(t, note, sizeof note));
-        if ((rc = ftq_tmodel_backward(t->tm, 1.0f / (float)group)) != FTQ_OK)
-            return rc;
         loss_sum += loss;
         t->tokens += ntok;
     }
@@ -1130,8 +1087,8 @@ static int train_step(ftq_trainer *t, double *loss_out, double *lr_out, double *
                              (long long)t->step + 1, ckpt_note(t, note, sizeof note));
     double lr = c->lr * ftq_schedule_factor(c->schedule, t->step, t->plan.warmup_steps, t->plan.total_steps);
     ftq_adamw_params ap = {(float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay};
-    for (size_t i = 0; i < ftq_tmodel_segment_count(t->tm); i++) {
-        const ftq_param_segment *s = ftq_tmodel_segment(t->tm, i);
+    for (size_t i = 0, ns = t->ops->segment_count(t->arch); i < ns; i++) {
+        const ftq_param_segment *s = t->ops->segment(t->arch, i);
         size_t o = s->offset - t->t_off;
         ftq_adamw_update(t->params + s->offset, t->grads + o, t->m + o, t->v + o, s->size, (float)lr, &ap,
                          t->step + 1, s->decay);
@@ -1238,6 +1195,8 @@ done:
         sum += t->hist[i].loss;
     r->train_loss = t->n_hist ? sum / (double)t->n_hist : NAN;
     r->train_tokens = t->tokens;
+    r->truncated = t->plan.truncated;
+    r->dev_truncated = t->plan.dev_truncated;
     r->train_seconds = t->train_seconds;
     r->tokens_per_second = t->train_seconds > 0 ? (double)t->tokens / t->train_seconds : 0;
     r->seconds = ftq_time_sec() - t_start;

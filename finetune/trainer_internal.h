@@ -15,18 +15,27 @@ typedef struct {
     size_t n;
     size_t *off;    /* n + 1 */
     int32_t *tok;
+    int32_t *type;  /* token types (segment A / B of a pair) like tok, or NULL (all 0) */
     int32_t *label; /* classify: n labels (-1 = unlabeled); NULL for lm */
     size_t *line;   /* classify: source line of each example (for messages); NULL for lm */
     size_t max_len;
+    size_t truncated; /* classify: rows cut to the sequence length */
 } ex_set;
 
 void ex_set_free(ex_set *s);
 
-/* Tokenize rows [0, limit) of a dataset (limit 0 = all): add_special as the tokenizer
- * does, truncated to seq. A row with no tokens is an error naming its line, or skipped
- * (counted in *skipped) with skip_bad. */
-int ex_build_classify(const ftq_dataset *d, const ftq_tokenizer *tok, int seq, size_t limit,
-                      int skip_bad, ex_set *out, size_t *skipped);
+/* Tokenize one row (text2: the second text of a pair, or NULL) truncated to seq: *ids and
+ * *types (NULL when there are none) malloc'd, *truncated = 1 if tokens were cut. Must be
+ * safe to call from several threads at once. */
+typedef int (*ex_encode_fn)(const void *ctx, const char *text, const char *text2, int seq, int32_t **ids,
+                            int32_t **types, size_t *n, int *truncated);
+
+/* Tokenize rows [0, limit) of a dataset (limit 0 = all) with enc (d2: the same rows read
+ * with the second text column, or NULL). A row with no tokens is an error naming its line,
+ * or skipped (counted in *skipped) with skip_bad; rows cut to seq are counted in
+ * out->truncated. */
+int ex_build_classify(const ftq_dataset *d, const ftq_dataset *d2, ex_encode_fn enc, const void *ctx, int seq,
+                      size_t limit, int skip_bad, ex_set *out, size_t *skipped);
 
 /* Documents of a plain text: runs of lines separated by blank lines (lines holding only
  * spaces, tabs or CR). Fills starts / lens (malloc'd) with pointers into text. */
@@ -39,7 +48,8 @@ int ex_split_documents(const char *text, size_t len, const char ***starts, size_
 int ex_build_lm(const char *const *docs, const size_t *lens, size_t ndocs, const ftq_tokenizer *tok,
                 int seq, size_t limit, int keep_tail, ex_set *out);
 
-/* FNV-1a over the tokens, offsets and labels: identifies the training data on resume. */
+/* FNV-1a over the tokens, offsets, labels and token types (when present): identifies the
+ * training data on resume. */
 uint64_t ex_fingerprint(const ex_set *s);
 
 /* Assemble a batch of the examples idx[0..b): ids [b x T] right-padded with pad, lens[b],

@@ -230,6 +230,9 @@ typedef struct {
     const char *resume_dir;    /* NULL, or OUTDIR/checkpoint-STEP of a run with the same args */
     const char *log_path;      /* NULL, or a JSON-lines metrics log (appended to on resume) */
     const char *text_col, *label_col; /* NULL: the dataset reader's defaults */
+    const char *text2_col;     /* classify: the second text of a sentence pair (encoders), or NULL */
+    const char *pool;          /* classify pooling for encoders: "pooler" (HF's, the default), "mean",
+                                  "cls"; NULL = the model's own (decoders pool the last token) */
     int skip_bad_rows;
     int64_t limit;             /* classify: first N rows; lm: first N blocks (0 = all) */
     int64_t dev_limit;         /* the same for the dev set */
@@ -238,7 +241,8 @@ typedef struct {
     int freeze_layers;         /* frozen: K blocks (-1: n_layers / 2) */
     int init_random;           /* HF _init_weights instead of the pretrained values */
     /* optimization (HF TrainingArguments names in brackets) */
-    double lr;                 /* [learning_rate] 5e-5 */
+    double lr;                 /* [learning_rate] 5e-5; negative: the model family's default
+                                  (decoders 5e-5; encoders 5e-5, mode head 1e-3) */
     ftq_schedule schedule;     /* [lr_scheduler_type] linear */
     int64_t warmup_steps;      /* [warmup_steps] 0 */
     double warmup_ratio;       /* [warmup_ratio] 0, used when warmup_steps is 0 */
@@ -247,7 +251,8 @@ typedef struct {
     double max_grad_norm;      /* [max_grad_norm] 1.0; 0 = no clipping */
     int epochs;                /* [num_train_epochs] 3, unless max_steps > 0 */
     int64_t max_steps;         /* [max_steps] 0 = epochs decide */
-    int batch_size;            /* [per_device_train_batch_size] 8 (also the eval batch) */
+    int batch_size;            /* [per_device_train_batch_size] 8 (also the eval batch); 0: the
+                                  model family's default (decoders 8, encoders 32) */
     int grad_accum;            /* [gradient_accumulation_steps] 1 */
     int seq_len;               /* tokens per row / block; 0 = min(128, max positions) */
     uint64_t seed;             /* [seed] 42: head init, random init, shuffling */
@@ -264,6 +269,11 @@ ftq_train_config ftq_train_default_config(void);
 typedef struct {
     int64_t train_examples, dev_examples; /* rows (classify) or blocks (lm) */
     int64_t bad_rows;                     /* skipped with skip_bad_rows */
+    int64_t truncated, dev_truncated;     /* classify rows cut to seq_len (which is at most the
+                                             model's positions) */
+    const char *arch;                     /* the model family: "decoder", "bert" */
+    int batch_size;                       /* resolved (the family's default if 0 was asked) */
+    double lr;                            /* resolved peak learning rate */
     int64_t steps_per_epoch, total_steps, warmup_steps;
     int64_t start_step;                   /* > 0 when resuming */
     int checkpoint_threads;               /* resuming: the thread count the checkpoint was
@@ -280,7 +290,9 @@ typedef struct {
     double epochs;              /* fractional epochs done */
     double final_loss;          /* loss of the last step */
     double train_loss;          /* mean step loss over the whole run (HF train_loss) */
-    int64_t train_tokens;       /* non-padding tokens run forward in training (this process) */
+    int64_t train_tokens;       /* non-padding tokens run forward in training (this process); an
+                                   encoder in mode head runs each row once (the feature cache) */
+    int64_t truncated, dev_truncated; /* classify rows cut to the sequence length */
     double tokens_per_second, seconds, train_seconds;
     size_t peak_rss_bytes;
     int has_dev;
@@ -295,7 +307,8 @@ typedef struct {
 
 typedef struct ftq_trainer ftq_trainer;
 
-/* Load the model, tokenizer, data (tokenized, packed) and a resume checkpoint; validate
+/* Find the model family (finetune/arch_table.c: BERT encoders, else Llama / GPT-2 decoders),
+ * load the model, tokenizer, data (tokenized, packed) and a resume checkpoint; validate
  * every option against them. Writes nothing. The config is copied, but the strings it points
  * to (and the stop flag) must outlive the trainer. A trainer is used from one thread; the
  * kernels inside use $FTQ_THREADS / ftq_set_threads. */

@@ -211,7 +211,7 @@ static void test_train_save_classify(void)
     cJSON *j = ftq_run_json(args);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     double final = cJSON_GetObjectItem(j, "final_loss")->valuedouble;
-    double dev_acc = cJSON_GetObjectItem(j, "dev_accuracy")->valuedouble;
+    double dev_acc = cJSON_GetObjectItem(j, "accuracy")->valuedouble;
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "steps")->valueint, 32);
     CU_ASSERT(final < 0.69); /* below chance (ln 2) after fitting 16 rows */
     cJSON_Delete(j);
@@ -228,9 +228,17 @@ static void test_train_save_classify(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     ASSERT_NEAR(cJSON_GetObjectItem(j, "accuracy")->valuedouble, dev_acc, 1e-9);
     cJSON_Delete(j);
-    /* the output exists now: a second run refuses and leaves it alone */
-    snprintf(args, sizeof args, "finetune -m '%s' -d '%s' -o '%s'", shared_path(TINY), data, out);
-    ftq_expect_error(args, "already exists", NULL);
+    /* options an encoder cannot take, each a one-line error naming it */
+    snprintf(args, sizeof args, "finetune -m '%s' -d '%s' -o '%s/bad' --pool max", shared_path(TINY), data, dir);
+    ftq_expect_error(args, "unknown pooling 'max'", NULL);
+    snprintf(args, sizeof args, "finetune -m '%s' -d '%s' -o '%s/bad' --task lm", shared_path(TINY), data, dir);
+    ftq_expect_error(args, "is an encoder", NULL);
+    snprintf(args, sizeof args, "finetune -m '%s' -d '%s' -o '%s/bad' --pool mean", shared_path("models/stories260K"),
+             data, dir);
+    ftq_expect_error(args, "pooling 'mean' is for encoders", NULL);
+    char bad[1100];
+    snprintf(bad, sizeof bad, "%s/bad", dir);
+    CU_ASSERT(!ftq_is_dir(bad)); /* nothing was written */
 }
 
 /* Sentence pairs: --text-col A --text2-col B train on [CLS] A [SEP] B [SEP]. */
@@ -260,7 +268,7 @@ static void test_train_pairs(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "steps")->valueint, 30);
     CU_ASSERT(isfinite(cJSON_GetObjectItem(j, "final_loss")->valuedouble));
-    double acc = cJSON_GetObjectItem(j, "dev_accuracy")->valuedouble;
+    double acc = cJSON_GetObjectItem(j, "accuracy")->valuedouble;
     cJSON_Delete(j);
     snprintf(args, sizeof args, "classify -m '%s' -d '%s' --text-col premise --text2-col hypothesis --json", out, data);
     j = ftq_run_json(args);

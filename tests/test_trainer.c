@@ -270,7 +270,7 @@ static void test_batch_classify(void)
     size_t off[] = {0, 3, 4, 6};
     int32_t tok[] = {1, 10, 11, 1, 1, 20};
     int32_t lab[] = {1, 0, 1};
-    ex_set s = {3, off, tok, lab, NULL, 3};
+    ex_set s = {.n = 3, .off = off, .tok = tok, .label = lab, .max_len = 3};
     uint32_t idx[] = {2, 1, 0};
     int32_t ids[9], lens[3], tg[3];
     int T = 0;
@@ -824,7 +824,7 @@ static void test_bad_options(void)
     CU_ASSERT_EQUAL(ftq_trainer_new(&c, &t), FTQ_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "128"));
     c = tiny_config("models/stories260K", out);
-    c.batch_size = 0;
+    c.batch_size = -1; /* 0 is the model family's default */
     CU_ASSERT_EQUAL(ftq_trainer_new(&c, &t), FTQ_EINVAL);
     CU_ASSERT_PTR_NULL(t);
     CU_ASSERT(!ftq_is_dir(out)); /* nothing was written */

@@ -1,0 +1,462 @@
+/* arch_bert.c - the trainer's encoder family: BERT (config.json model_type "bert") as a
+ * sequence classifier through ftq_bert and its backward (bert_train.c). Rows are
+ * [CLS] A [SEP] (or pairs [CLS] A [SEP] B [SEP] with token types) truncated to the sequence
+ * length, right-padded with id 0; pooled as --pool says (pooler, HF's default; mean; cls).
+ * The classifier head is always new (for the labels of the training data; a source
+ * classifier's head is replaced). Head-only training is feature extraction: the frozen encoder runs once over each example
+ * set (in batches of 64 rows, in file order) and the classifier trains on that cache.
+ * Invariant: the parameter layout is the source's plus a head at the end, also on resume
+ * (a checkpoint's values are copied in by tensor name), so optimizer moments line up. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "finetune/arch.h"
+#include "include/ftq_bert_train.h"
+#include "kernels/kernels.h"
+#include "model/bert_internal.h"
+
+#define FEATURE_BATCH 64 /* rows per forward of the head-mode feature pass */
+
+typedef struct {
+    const ex_set *s; /* the example set these features belong to */
+    float *feats;    /* [s->n, hidden] */
+} feat_cache;
+
+struct tarch {
+    const ftq_train_config *c;
+    ftq_tokenizer *tok;
+    ftq_bert *m;
+    ftq_bert *ck; /* the resume checkpoint, until build copies it in */
+    ftq_pool pool;
+    int pool_given;
+    ftq_train_mode mode;
+    int first_layer; /* the lowest block with gradients; n_layers + 1: only the classifier */
+    size_t from;     /* the first trainable float */
+    float *grads;    /* laid out like m->params (n_params floats) */
+    ftq_param_segment *segs;
+    char **seg_names;
+    size_t n_segs;
+    ftq_bert_ws *ws; /* training / evaluation (not in head mode) */
+    int max_batch, max_seq;
+    int32_t *ids, *types, *labels;
+    int *lens;
+    float *logits, *x;
+    feat_cache cache[2];
+};
+
+static int bert_claims(const char *model_dir) { return ftq_bert_is_encoder_dir(model_dir); }
+
+static void bert_free(tarch *a)
+{
+    if (!a)
+        return;
+    ftq_tokenizer_free(a->tok);
+    ftq_bert_free(a->m);
+    ftq_bert_free(a->ck);
+    free(a->grads);
+    for (size_t i = 0; a->seg_names && i < a->n_segs; i++)
+        free(a->seg_names[i]);
+    free(a->seg_names);
+    free(a->segs);
+    ftq_bert_ws_free(a->ws);
+    free(a->ids);
+    free(a->types);
+    free(a->labels);
+    free(a->lens);
+    free(a->logits);
+    free(a->x);
+    for (int i = 0; i < 2; i++)
+        free(a->cache[i].feats);
+    free(a);
+}
+
+static int parse_pool(const char *s, ftq_pool *p)
+{
+    static const char *const names[] = {"pooler", "mean", "cls"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *p = (ftq_pool)i;
+            return FTQ_OK;
+        }
+    return ftq_set_error(FTQ_EINVAL, "unknown pooling '%s' (expected pooler, mean or cls)", s);
+}
+
+static int bert_open(const ftq_train_config *c, tarch **out, tarch_info *info)
+{
+    *out = NULL;
+    if (c->task != FTQ_TASK_CLASSIFY)
+        return ftq_set_error(FTQ_EINVAL, "task lm needs a causal LM; '%s' is an encoder (task classify only)",
+                             c->model_dir);
+    if (c->init_random)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "random initialization is not available for encoders ('%s')",
+                             c->model_dir);
+    tarch *a = calloc(1, sizeof *a);
+    if (!a)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    a->c = c;
+    int rc = FTQ_OK;
+    if (c->pool && (rc = parse_pool(c->pool, &a->pool)) != FTQ_OK)
+        goto fail;
+    a->pool_given = c->pool != NULL;
+    if ((rc = ftq_bert_load(c->model_dir, &a->m)) != FTQ_OK || (rc = ftq_tokenizer_load(c->model_dir, &a->tok)))
+        goto fail;
+    const ftq_bert_config *bc = ftq_bert_get_config(a->m);
+    if (!a->pool_given)
+        a->pool = FTQ_POOL_POOLER;
+    if (a->pool == FTQ_POOL_POOLER && !bc->has_pooler) {
+        rc = ftq_set_error(FTQ_EINVAL, "'%s' has no pooler: choose pooling mean or cls", c->model_dir);
+        goto fail;
+    }
+    memset(info, 0, sizeof *info);
+    info->n_layers = bc->n_layers;
+    info->max_position = bc->max_position;
+    info->pad_id = 0; /* [PAD]; padded positions are masked, their id is never read */
+    info->is_classifier = 0; /* a source classifier's head is replaced by one for the data's labels */
+    info->default_batch = 32;
+    info->default_lr = 5e-5;
+    info->default_head_lr = 1e-3;
+    info->tok = a->tok;
+    *out = a;
+    return FTQ_OK;
+fail:
+    bert_free(a);
+    return rc;
+}
+
+static int bert_check_resume(tarch *a, const char *dir, ftq_task task)
+{
+    (void)task;
+    if (!ftq_bert_is_encoder_dir(dir))
+        return ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': its config.json is not a BERT model", dir);
+    int rc = ftq_bert_load(dir, &a->ck);
+    if (rc != FTQ_OK)
+        return ftq_wrap_error(rc, "cannot resume from '%s'", dir);
+    const ftq_bert_config *s = ftq_bert_get_config(a->m), *k = ftq_bert_get_config(a->ck);
+#define CMP(f)                                                                                           \
+    if (s->f != k->f)                                                                                    \
+    return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': its model differs from the source model (" #f \
+                                     " %d in the checkpoint, %d in the source)", dir, (int)k->f, (int)s->f)
+    CMP(vocab_size);
+    CMP(hidden);
+    CMP(n_layers);
+    CMP(n_heads);
+    CMP(ffn);
+    CMP(max_position);
+    CMP(type_vocab);
+    CMP(has_pooler);
+#undef CMP
+    if (!k->num_labels)
+        return ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': it has no classifier head (expected the "
+                             "checkpoint of a --task classify run)", dir);
+    return FTQ_OK;
+}
+
+static int bert_load_labels(tarch *a, const char *dir, char ***names, int *n)
+{
+    (void)a;
+    char *p = ftq_path_join(dir, "config.json");
+    cJSON *j = NULL;
+    int rc = p ? ckpt_read_json(p, &j) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    free(p);
+    if (rc != FTQ_OK)
+        return rc;
+    const cJSON *id2 = cJSON_GetObjectItemCaseSensitive(j, "id2label");
+    int count = cJSON_IsObject(id2) ? cJSON_GetArraySize(id2) : 0;
+    cJSON_Delete(j);
+    if (count < 1 || count > 1 << 16)
+        return ftq_set_error(FTQ_EFORMAT, "'%s/config.json' has no usable id2label (expected 1..65536 labels)", dir);
+    *n = count;
+    return ftq_bert_load_labels(dir, count, names);
+}
+
+static int bert_encode(const tarch *a, const char *text, const char *text2, int seq, int32_t **ids, int32_t **types,
+                       size_t *n, int *truncated)
+{
+    return ftq_bert_tokenize(a->tok, text, text2, seq, ids, types, n, truncated);
+}
+
+/* Offset of the first trained float: the layout is embeddings, blocks, pooler, classifier. */
+static size_t trainable_from(const ftq_bert *m, int first_layer)
+{
+    char name[160];
+    if (first_layer <= 0)
+        return 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ftq_bert_tensor *t = &m->tensors[i];
+        if (first_layer > m->cfg.n_layers) {
+            if (strcmp(t->name, "classifier.weight") == 0)
+                return t->off;
+        } else if (first_layer == m->cfg.n_layers) {
+            snprintf(name, sizeof name, "%spooler.dense.weight", m->cfg.prefix);
+            if (strcmp(t->name, name) == 0 || strcmp(t->name, "classifier.weight") == 0)
+                return t->off;
+        } else if (t->layer == first_layer) {
+            return t->off;
+        }
+    }
+    return m->n_params;
+}
+
+/* The checkpoint's values into the source's layout, tensor by tensor. */
+static int copy_checkpoint(tarch *a, const char *dir)
+{
+    const ftq_bert *m = a->m, *k = a->ck;
+    if (k->cfg.num_labels != m->cfg.num_labels || k->cfg.pool != m->cfg.pool)
+        return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': its head (%d labels) differs from this run's "
+                             "(%d labels)", dir, k->cfg.num_labels, m->cfg.num_labels);
+    size_t pm = strlen(m->cfg.prefix), pk = strlen(k->cfg.prefix);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ftq_bert_tensor *t = &m->tensors[i];
+        int head = strncmp(t->name, "classifier.", 11) == 0;
+        const char *base = t->name + (head ? 0 : pm);
+        const ftq_bert_tensor *src = NULL;
+        for (int j = 0; j < k->n_tensors && !src; j++) {
+            const char *kb = k->tensors[j].name;
+            if (strncmp(kb, "classifier.", 11) != 0)
+                kb += pk;
+            if (strcmp(kb, base) == 0)
+                src = &k->tensors[j];
+        }
+        if (!src || src->numel != t->numel)
+            return ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': tensor '%s' is %s", dir, base,
+                                 src ? "of another size" : "missing");
+        memcpy(m->params + t->off, k->params + src->off, sizeof(float) * t->numel);
+    }
+    return FTQ_OK;
+}
+
+static int bert_build(tarch *a, const tarch_build *b)
+{
+    ftq_bert *m = a->m;
+    int rc = FTQ_OK;
+    /* a new head for the data's labels (HF _init_weights), also over a source classifier's */
+    if ((rc = ftq_bert_add_head(m, b->num_labels, a->pool, b->seed)) != FTQ_OK)
+        return rc;
+    if (b->weights_dir) {
+        rc = a->ck ? copy_checkpoint(a, b->weights_dir)
+                   : ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': not checked", b->weights_dir);
+        ftq_bert_free(a->ck);
+        a->ck = NULL;
+        if (rc != FTQ_OK)
+            return rc;
+    }
+    int L = m->cfg.n_layers, C = m->cfg.hidden, NL = m->cfg.num_labels;
+    a->mode = b->mode;
+    a->first_layer = b->mode == FTQ_TRAIN_HEAD ? L + 1 : b->mode == FTQ_TRAIN_FROZEN ? b->freeze_layers : 0;
+    a->from = trainable_from(m, a->first_layer);
+    a->max_batch = b->max_batch;
+    a->max_seq = b->max_seq;
+    /* segments: every tensor from `from` on, each with the alignment padding after it */
+    a->segs = calloc((size_t)m->n_tensors, sizeof *a->segs);
+    a->seg_names = calloc((size_t)m->n_tensors, sizeof *a->seg_names);
+    a->grads = calloc(m->n_params, sizeof(float));
+    if (!a->segs || !a->seg_names || !a->grads)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu gradients", m->n_params);
+    size_t pl = strlen(m->cfg.prefix);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ftq_bert_tensor *t = &m->tensors[i];
+        if (t->off < a->from)
+            continue;
+        size_t end = i + 1 < m->n_tensors ? m->tensors[i + 1].off : m->n_params;
+        if (end < t->off + t->numel)
+            return ftq_set_error(FTQ_EINVAL, "bert tensor '%s' overlaps the next one", t->name);
+        int head = strncmp(t->name, "classifier.", 11) == 0;
+        const char *base = t->name + (head ? 0 : pl);
+        size_t nl = strlen(base) + 8;
+        char *name = malloc(nl);
+        if (!name)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        snprintf(name, nl, "%s%s", head ? "" : "bert.", base); /* the name HF saves */
+        a->seg_names[a->n_segs] = name;
+        ftq_param_segment *s = &a->segs[a->n_segs++];
+        s->name = name;
+        s->offset = t->off;
+        s->size = end - t->off;
+        /* HF's convention: no decay on biases, LayerNorm and embeddings */
+        s->decay = !(strstr(base, "bias") || strstr(base, "LayerNorm") || strstr(base, "embeddings"));
+    }
+    size_t rows = (size_t)(b->max_batch > FEATURE_BATCH ? b->max_batch : FEATURE_BATCH);
+    a->ids = malloc(sizeof(int32_t) * rows * (size_t)b->max_seq);
+    a->types = malloc(sizeof(int32_t) * rows * (size_t)b->max_seq);
+    a->labels = malloc(sizeof(int32_t) * rows);
+    a->lens = malloc(sizeof(int) * rows);
+    a->logits = malloc(sizeof(float) * rows * (size_t)NL);
+    a->x = malloc(sizeof(float) * rows * (size_t)C);
+    if (!a->ids || !a->types || !a->labels || !a->lens || !a->logits || !a->x)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for training buffers");
+    if (b->mode != FTQ_TRAIN_HEAD)
+        rc = ftq_bert_ws_new(m, b->max_batch, b->max_seq, 1, &a->ws);
+    return rc;
+}
+
+static float *bert_params(tarch *a, size_t *n)
+{
+    *n = a->m->n_params;
+    return a->m->params;
+}
+
+static float *bert_grads(tarch *a, size_t *n_trainable, size_t *offset)
+{
+    *offset = a->from;
+    *n_trainable = a->m->n_params - a->from;
+    return a->grads + a->from;
+}
+
+static size_t bert_segment_count(const tarch *a) { return a->n_segs; }
+static const ftq_param_segment *bert_segment(const tarch *a, size_t i) { return i < a->n_segs ? &a->segs[i] : NULL; }
+
+/* Rows idx[0..b) of s right-padded with 0 to their longest; returns T. */
+static int gather(tarch *a, const ex_set *s, const uint32_t *idx, int b, int64_t *ntok)
+{
+    int T = 1;
+    for (int r = 0; r < b; r++) {
+        a->lens[r] = (int)(s->off[idx[r] + 1] - s->off[idx[r]]);
+        T = a->lens[r] > T ? a->lens[r] : T;
+        *ntok += a->lens[r];
+        a->labels[r] = s->label ? s->label[idx[r]] : -1;
+    }
+    for (int r = 0; r < b; r++) {
+        size_t o = s->off[idx[r]];
+        int32_t *ids = a->ids + (size_t)r * T, *ty = a->types + (size_t)r * T;
+        memset(ids, 0, sizeof *ids * (size_t)T);
+        memset(ty, 0, sizeof *ty * (size_t)T);
+        memcpy(ids, s->tok + o, sizeof *ids * (size_t)a->lens[r]);
+        if (s->type)
+            memcpy(ty, s->type + o, sizeof *ty * (size_t)a->lens[r]);
+    }
+    return T;
+}
+
+/* Mean cross-entropy of logits [b, NL] over the labeled rows; with dz, its gradient times
+ * scale replaces the logits. */
+static double xent(float *z, const int32_t *labels, int b, int NL, int grad, float scale)
+{
+    double tot = 0;
+    int n = 0;
+    for (int r = 0; r < b; r++) {
+        float *zb = z + (size_t)r * NL;
+        int y = labels[r];
+        double mx = zb[0], s = 0;
+        for (int i = 1; i < NL; i++)
+            mx = zb[i] > mx ? zb[i] : mx;
+        for (int i = 0; i < NL; i++)
+            s += exp((double)zb[i] - mx);
+        if (y >= 0) {
+            tot += mx + log(s) - zb[y];
+            n++;
+        }
+        if (grad)
+            for (int i = 0; i < NL; i++)
+                zb[i] = (float)((exp((double)zb[i] - mx) / s - (i == y)) / b * scale);
+    }
+    return n ? tot / n : NAN;
+}
+
+/* Head mode: the pooled features of every row of s, computed once. */
+static int features(tarch *a, const ex_set *s, const float **out, int64_t *ntok)
+{
+    feat_cache *fc = NULL;
+    for (int i = 0; i < 2 && !fc; i++)
+        if (a->cache[i].s == s)
+            fc = &a->cache[i];
+    if (fc) {
+        *out = fc->feats;
+        return FTQ_OK;
+    }
+    fc = !a->cache[0].s ? &a->cache[0] : &a->cache[1];
+    free(fc->feats);
+    int C = a->m->cfg.hidden;
+    fc->s = NULL;
+    if (!(fc->feats = malloc(sizeof(float) * (s->n + 1) * (size_t)C)))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu feature rows", s->n);
+    ftq_bert_ws *ws = NULL;
+    uint32_t idx[FEATURE_BATCH];
+    int rc = ftq_bert_ws_new(a->m, FEATURE_BATCH, a->max_seq, 0, &ws);
+    for (size_t r0 = 0; rc == FTQ_OK && r0 < s->n; r0 += FEATURE_BATCH) {
+        int B = s->n - r0 < FEATURE_BATCH ? (int)(s->n - r0) : FEATURE_BATCH;
+        for (int r = 0; r < B; r++)
+            idx[r] = (uint32_t)(r0 + (size_t)r);
+        int T = gather(a, s, idx, B, ntok);
+        rc = ftq_bert_forward(a->m, ws, a->ids, a->types, a->lens, B, T);
+        if (rc == FTQ_OK)
+            rc = ftq_bert_pool(a->m, ws, a->m->cfg.pool, 0, fc->feats + r0 * (size_t)C);
+    }
+    ftq_bert_ws_free(ws);
+    if (rc != FTQ_OK)
+        return rc;
+    fc->s = s;
+    *out = fc->feats;
+    return FTQ_OK;
+}
+
+/* Head mode: logits of rows idx from the cache (the pooled features stay in a->x). */
+static int head_logits(tarch *a, const ex_set *s, const uint32_t *idx, int b, int64_t *ntok)
+{
+    const float *f = NULL;
+    int rc = features(a, s, &f, ntok);
+    if (rc != FTQ_OK)
+        return rc;
+    int C = a->m->cfg.hidden, NL = a->m->cfg.num_labels;
+    for (int r = 0; r < b; r++) {
+        memcpy(a->x + (size_t)r * C, f + (size_t)idx[r] * C, sizeof(float) * (size_t)C);
+        a->labels[r] = s->label ? s->label[idx[r]] : -1;
+    }
+    ftq_linear_f32(a->logits, a->x, a->m->w.cls_w, a->m->w.cls_b, b, C, NL);
+    return FTQ_OK;
+}
+
+static int bert_train_batch(tarch *a, const ex_set *s, const uint32_t *idx, int b, float scale, double *loss,
+                            int64_t *ntok)
+{
+    *ntok = 0;
+    int rc;
+    if (a->mode == FTQ_TRAIN_HEAD) {
+        if ((rc = head_logits(a, s, idx, b, ntok)) != FTQ_OK)
+            return rc;
+        int C = a->m->cfg.hidden, NL = a->m->cfg.num_labels;
+        *loss = xent(a->logits, a->labels, b, NL, 1, scale);
+        if (!isfinite(*loss))
+            return FTQ_OK;
+        ftq_linear_backward(NULL, a->grads + (a->m->w.cls_w - a->m->params), a->grads + (a->m->w.cls_b - a->m->params),
+                            a->logits, a->x, a->m->w.cls_w, b, C, NL, 0);
+        return FTQ_OK;
+    }
+    int T = gather(a, s, idx, b, ntok);
+    if ((rc = ftq_bert_forward(a->m, a->ws, a->ids, a->types, a->lens, b, T)) != FTQ_OK)
+        return rc;
+    return ftq_bert_loss_grad_scaled(a->m, a->ws, a->labels, a->grads, a->first_layer, scale, loss);
+}
+
+static int bert_eval_batch(tarch *a, const ex_set *s, const uint32_t *idx, int b, double *loss, float *logits,
+                           int64_t *ntok)
+{
+    *ntok = 0;
+    int rc, NL = a->m->cfg.num_labels;
+    if (a->mode == FTQ_TRAIN_HEAD) {
+        rc = head_logits(a, s, idx, b, ntok);
+    } else {
+        int T = gather(a, s, idx, b, ntok);
+        rc = ftq_bert_forward(a->m, a->ws, a->ids, a->types, a->lens, b, T);
+        if (rc == FTQ_OK)
+            rc = ftq_bert_classify(a->m, a->ws, a->logits);
+    }
+    if (rc != FTQ_OK)
+        return rc;
+    if (logits)
+        memcpy(logits, a->logits, sizeof(float) * (size_t)b * NL);
+    *loss = xent(a->logits, a->labels, b, NL, 0, 1.0f);
+    return FTQ_OK;
+}
+
+static int bert_save(tarch *a, const char *dir, const char *const *labels, int num_labels)
+{
+    return ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);
+}
+
+const tarch_ops tarch_bert_ops = {
+    "bert",          bert_claims, bert_open,          bert_free,          bert_check_resume, bert_load_labels,
+    bert_encode,     bert_build,  bert_params,        bert_grads,         bert_segment_count, bert_segment,
+    bert_train_batch, bert_eval_batch, bert_save,
+};
