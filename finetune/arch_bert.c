@@ -262,6 +262,9 @@ static int bert_build(tarch *a, const tarch_build *b)
         size_t end = i + 1 < m->n_tensors ? m->tensors[i + 1].off : m->n_params;
         if (end < t->off + t->numel)
             return ftq_set_error(FTQ_EINVAL, "bert tensor '%s' overlaps the next one", t->name);
+        /* the alignment padding is never read as a weight, but AdamW and the finiteness
+         * checks walk it: zero, not whatever the allocation held */
+        memset(m->params + t->off + t->numel, 0, sizeof(float) * (end - t->off - t->numel));
         int head = strncmp(t->name, "classifier.", 11) == 0;
         const char *base = t->name + (head ? 0 : pl);
         size_t nl = strlen(base) + 8;
