@@ -1,8 +1,10 @@
 /* trainer.c - ftq_trainer: loads and validates everything up front (ftq_trainer_new writes
  * nothing), then runs the optimizer loop: seeded epoch orders, gradient accumulation,
- * clipping, AdamW, evaluation, checkpoints and exact resume. Invariant: the state saved in a
- * checkpoint (weights, moments, step, epoch, position, RNG) is all the loop depends on, so a
- * resumed run computes bit for bit what the uninterrupted run computes. */
+ * clipping, AdamW, evaluation, checkpoints and exact resume. The model family (decoder, BERT
+ * encoder) is reached only through its table of operations (finetune/arch.h), so nothing here
+ * branches on it. Invariant: the state saved in a checkpoint (weights, moments, step, epoch,
+ * position, RNG) is all the loop depends on, so a resumed run computes bit for bit what the
+ * uninterrupted run computes. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <inttypes.h>
@@ -435,8 +437,7 @@ static cJSON *build_args(const ftq_trainer *t)
 
 static int alloc_buffers(ftq_trainer *t)
 {
-    size_t B = (size_t)t->c.batch_size, T = (size_t)t->max_T;
-    (void)T;
+    size_t B = (size_t)t->c.batch_size;
     t->logits = malloc(sizeof(float) * B * (size_t)(t->num_labels > 0 ? t->num_labels : 1));
     t->m = calloc(t->n_train ? t->n_train : 1, sizeof(float));
     t->v = calloc(t->n_train ? t->n_train : 1, sizeof(float));
