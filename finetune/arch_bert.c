@@ -203,9 +203,13 @@ static size_t trainable_from(const ftq_bert *m, int first_layer)
 static int copy_checkpoint(tarch *a, const char *dir)
 {
     const ftq_bert *m = a->m, *k = a->ck;
-    if (k->cfg.num_labels != m->cfg.num_labels || k->cfg.pool != m->cfg.pool)
-        return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': its head (%d labels) differs from this run's "
-                             "(%d labels)", dir, k->cfg.num_labels, m->cfg.num_labels);
+    static const char *const pools[] = {"pooler", "mean", "cls", "max"};
+    if (k->cfg.num_labels != m->cfg.num_labels)
+        return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': its head has %d labels, this run's data %d", dir,
+                             k->cfg.num_labels, m->cfg.num_labels);
+    if (k->cfg.pool != m->cfg.pool)
+        return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': --pool %s differs from the checkpoint's %s", dir,
+                             pools[m->cfg.pool], pools[k->cfg.pool]);
     size_t pm = strlen(m->cfg.prefix), pk = strlen(k->cfg.prefix);
     for (int i = 0; i < m->n_tensors; i++) {
         const ftq_bert_tensor *t = &m->tensors[i];

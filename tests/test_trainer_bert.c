@@ -161,6 +161,12 @@ static void test_resume_bit_identical(void)
         ASSERT_INT_EQ(lc.n, 5);
         for (int i = 0; i < lc.n && i + 3 < la.n; i++)
             CU_ASSERT(lc.loss[i] == la.loss[i + 3]);
+        /* another pooling than the checkpoint's head is refused, naming the flag */
+        c.pool = "mean";
+        ftq_trainer *t = NULL;
+        CU_ASSERT_EQUAL(ftq_trainer_new(&c, &t), FTQ_EINVAL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(ftq_last_error(), "--pool mean differs from the checkpoint's pooler"));
+        CU_ASSERT_PTR_NULL(t);
     }
 }
 
