@@ -127,6 +127,11 @@ void ftq_adamw_update(float *p, const float *g, float *m, float *v, size_t n, fl
  *     ftq_train_result_free(&r);
  *     ftq_trainer_free(t);
  *
+ * The same trainer trains every model family it knows: Llama / GPT-2 decoders (through the
+ * ftq_tmodel above) and BERT encoders (ftq_bert_train.h; task classify, sentence pairs with
+ * text2_col, pooling with pool, head mode on a cache of frozen features). The family is
+ * picked from model_dir (finetune/arch_table.c); options it cannot take are FTQ_EINVAL.
+ *
  * Defaults follow Hugging Face's Trainer (docs/finetune.md): lr 5e-5, linear schedule, no
  * warmup, weight decay 0, AdamW betas 0.9 / 0.999, eps 1e-8, max_grad_norm 1, 3 epochs,
  * batch 8, gradient accumulation 1, seed 42; no dropout.
