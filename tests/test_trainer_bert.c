@@ -1,7 +1,7 @@
 /* test_trainer_bert.c - the trainer on a BERT encoder (golden/bert_tiny_random, SST-2 rows):
  * a run stopped by the stop flag and resumed from its checkpoint ends with exactly the
  * weights of an uninterrupted run (full and head mode, with --save-every, --eval-every and
- * the log on); gradient accumulation over two micro-batches gives the loss, gradient norm
+ * the log on), and head mode runs the encoder over the data once; gradient accumulation over two micro-batches gives the loss, gradient norm
  * and weights of one batch twice the size (within float tolerance); truncated rows are
  * counted (against an independent count with ftq_bert_tokenize) and reported in the plan,
  * the result and the log; malformed options are errors that write nothing. */
@@ -90,6 +90,29 @@ static int count_sub(const char *text, const char *s)
     return n;
 }
 
+/* Tokens of the first n rows of src as the encoder sees them, counted independently. */
+static int64_t data_tokens(const char *src, size_t n, int seq)
+{
+    ftq_dataset_params dp = ftq_dataset_default_params();
+    dp.require_labels = 1;
+    ftq_dataset *d = NULL;
+    ftq_tokenizer *tok = NULL;
+    int64_t total = 0;
+    if (ftq_dataset_load(src, &dp, &d) == FTQ_OK && ftq_tokenizer_load(shared_path(TINY), &tok) == FTQ_OK)
+        for (size_t i = 0; i < n && i < ftq_dataset_size(d); i++) {
+            int32_t *ids = NULL, *ty = NULL;
+            size_t k = 0;
+            int tr = 0;
+            if (ftq_bert_tokenize(tok, ftq_dataset_text(d, i), NULL, seq, &ids, &ty, &k, &tr) == FTQ_OK)
+                total += (int64_t)k;
+            free(ids);
+            free(ty);
+        }
+    ftq_dataset_free(d);
+    ftq_tokenizer_free(tok);
+    return total;
+}
+
 /* Stopped after step 3 (the Ctrl-C path: the stop flag), resumed: bit-identical weights. */
 static void test_resume_bit_identical(void)
 {
@@ -116,6 +139,9 @@ static void test_resume_bit_identical(void)
         ASSERT_OK(train(&c, &r, &plan));
         CU_ASSERT_STRING_EQUAL(plan.arch, "bert");
         ASSERT_INT_EQ(r.steps, 8);
+        /* 8 steps of 8 rows = 2 epochs of the 32 rows: full mode runs the encoder over them
+         * twice, head mode once (the feature cache) */
+        ASSERT_INT_EQ(r.train_tokens, (k ? 1 : 2) * data_tokens(c.train_source, 32, c.seq_len));
         ASSERT_INT_EQ(la.evals, 2); /* step 4 and the final one */
         CU_ASSERT(r.has_dev && r.dev.n == 16);
         ftq_train_result_free(&r);
