@@ -1,10 +1,11 @@
 /* test_trainer_bert.c - the trainer on a BERT encoder (golden/bert_tiny_random, SST-2 rows):
  * a run stopped by the stop flag and resumed from its checkpoint ends with exactly the
  * weights of an uninterrupted run (full and head mode, with --save-every, --eval-every and
- * the log on), and head mode runs the encoder over the data once; gradient accumulation over two micro-batches gives the loss, gradient norm
- * and weights of one batch twice the size (within float tolerance); truncated rows are
- * counted (against an independent count with ftq_bert_tokenize) and reported in the plan,
- * the result and the log; malformed options are errors that write nothing. */
+ * the log on), and head mode runs the encoder over the data once; gradient accumulation over
+ * two micro-batches gives the loss, gradient norm and weights of one batch twice the size
+ * (within float tolerance); truncated rows are counted (against an independent count with
+ * ftq_bert_tokenize) and reported in the plan, the result and the log; malformed options are
+ * errors that write nothing. */
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
