@@ -213,6 +213,9 @@ static void test_train_save_classify(void)
     double final = cJSON_GetObjectItem(j, "final_loss")->valuedouble;
     double dev_acc = cJSON_GetObjectItem(j, "accuracy")->valuedouble;
     ASSERT_INT_EQ(cJSON_GetObjectItem(j, "steps")->valueint, 32);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "arch")), "bert");
+    /* train and dev are the same 16 rows: the same rows are cut to 32 tokens in both */
+    ASSERT_INT_EQ(cJSON_GetObjectItem(j, "truncated")->valueint, cJSON_GetObjectItem(j, "dev_truncated")->valueint);
     CU_ASSERT(final < 0.69); /* below chance (ln 2) after fitting 16 rows */
     cJSON_Delete(j);
 
