@@ -47,7 +47,8 @@ typedef struct {
     /* 1 if this family reads model_dir (the table asks in order; the last row takes the rest) */
     int (*claims)(const char *model_dir);
     /* Read the source's config and tokenizer and check the options that concern the family
-     * (task, pooling, sentence pairs, random init). Loads no weights. */
+     * (task, pooling, sentence pairs, random init). Writes nothing (BERT loads its weights
+     * here, the decoders in build). */
     int (*open)(const ftq_train_config *c, tarch **out, tarch_info *info);
     void (*free)(tarch *a);
     /* A checkpoint directory agrees with the source (shapes, classifier or not). */
