@@ -1,4 +1,4 @@
-/* tok_hfjson.c - Hugging Face tokenizer.json loader (models BPE and WordPiece) with the
+/* hf_json.c - Hugging Face tokenizer.json loader (models BPE and WordPiece) with the
  * normalizers, pre-tokenizers, post-processors and decoders that GPT-2, Llama and BERT style
  * files use.
  * Invariant: anything the file asks for that ftq does not implement is refused at load
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 /* The GPT-2 pre-tokenizer regex as tokenizers writes it in a Split pre-tokenizer. */
 static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";

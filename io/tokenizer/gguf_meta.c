@@ -1,4 +1,4 @@
-/* tok_gguf.c - a tokenizer from a GGUF file's tokenizer.ggml.* metadata, as llama.cpp reads
+/* gguf_meta.c - a tokenizer from a GGUF file's tokenizer.ggml.* metadata, as llama.cpp reads
  * it: model "gpt2" (byte-level BPE: tokens + merges, pre-tokenizer regexes chosen by
  * tokenizer.ggml.pre from a table) or "llama" (sentencepiece BPE: tokens + scores, byte
  * fallback). Control and user-defined tokens are matched whole in text, as Hugging Face's
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ftq_gguf.h"
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 #define MAX_VOCAB (1 << 24)
 

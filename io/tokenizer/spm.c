@@ -1,10 +1,10 @@
-/* tok_spm.c - sentencepiece tokenizer.model loader with its own protobuf wire-format reader
+/* spm.c - sentencepiece tokenizer.model loader with its own protobuf wire-format reader
  * (field numbers as in sentencepiece_model.proto). Invariant: every read is bounded by its
  * enclosing message, so a truncated or corrupt file is FTQ_EFORMAT naming the byte offset. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 typedef struct {
     const unsigned char *p; /* whole file */

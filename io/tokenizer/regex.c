@@ -1,4 +1,4 @@
-/* tok_regex.c - regex pre-tokenizers: a sequence of Split(pattern, Isolated) stages run with
+/* regex.c - regex pre-tokenizers: a sequence of Split(pattern, Isolated) stages run with
  * Oniguruma (the engine Hugging Face tokenizers uses, Ruby syntax, UTF-8), each stage
  * splitting every piece of the one before into its matches and the gaps between them.
  * Invariant: pieces are non-empty and tile the input in order; compiled patterns are
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 #define MAX_STAGES 4
 

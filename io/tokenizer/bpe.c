@@ -1,10 +1,10 @@
-/* tok_bpe.c - the BPE merge engine: a linked list of symbols plus a heap of candidate pairs,
+/* bpe.c - the BPE merge engine: a linked list of symbols plus a heap of candidate pairs,
  * O(n log n) per word (llama-style tokenizers hand over a whole file as one word).
  * Invariant: pairs merge in (rank or -score, left position) order, i.e. leftmost on ties. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 #include "io/unicode.h"
 
 typedef struct {

@@ -1,8 +1,11 @@
-/* tok_internal.h - the tokenizer object shared by the loaders (tok_*.c) and tokenizer.c.
+/* internal.h - the tokenizer object shared by the files of io/tokenizer/: tokenizer.c (the
+ * public face), the loaders of each kind (hf_json.c, spm.c, gpt2_files.c, wordpiece.c,
+ * gguf_meta.c), which build it through vocab.c, and the engines (bpe.c, regex.c, ...).
+ * Calls point one way: tokenizer.c -> loaders -> engines/vocab.c; nothing calls tokenizer.c.
  * Invariants: ids are dense 0..n_vocab-1 (holes have piece NULL); every map and table is
  * filled at load time and read-only afterwards, so encode/decode need no locks. */
-#ifndef FTQ_IO_TOK_INTERNAL_H
-#define FTQ_IO_TOK_INTERNAL_H
+#ifndef FTQ_IO_TOKENIZER_INTERNAL_H
+#define FTQ_IO_TOKENIZER_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -142,13 +145,13 @@ struct ftq_tokenizer {
     int32_t bos_id, eos_id;
     ftq_ivec prefix, suffix; /* ids add_special puts around the text */
 
-    /* WordPiece / BertNormalizer (tok_wordpiece.c) */
+    /* WordPiece / BertNormalizer (wordpiece.c) */
     char wp_prefix[16]; /* continuing_subword_prefix, "##" */
     size_t wp_prefix_len;
     int wp_max_chars; /* max_input_chars_per_word */
     int bert_clean, bert_chinese, bert_strip_accents, bert_lowercase;
 
-    /* TemplateProcessing (tok_template.c): single and pair templates with type ids */
+    /* TemplateProcessing (template.c): single and pair templates with type ids */
     ftq_tok_tmpl *tmpl_single, *tmpl_pair;
     int n_tmpl_single, n_tmpl_pair;
 
@@ -156,7 +159,7 @@ struct ftq_tokenizer {
     char gguf_pre[32];               /* its tokenizer.ggml.pre name ("" for the GPT-2 scanner) */
 };
 
-/* Loaders fill a zeroed tokenizer from ftq_tok_alloc. */
+/* vocab.c: loaders fill a zeroed tokenizer from ftq_tok_alloc. */
 ftq_tokenizer *ftq_tok_alloc(void);
 int ftq_tok_enable_scores(ftq_tokenizer *t); /* before the first ftq_tok_set_piece */
 int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
@@ -165,30 +168,32 @@ int ftq_tok_allow_ids(ftq_tokenizer *t, const char *path, size_t n);
 /* A vocabulary entry: refuses an id or a text given twice, then sets the piece and maps
  * text -> id. */
 int ftq_tok_add_vocab(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
+char *ftq_tok_dup_bytes(const char *s, size_t n); /* malloc'd, NUL-terminated; NULL if out of memory */
+/* The loaders (one per ftq_tokenizer_kind; tokenizer.c holds them in a table). */
 int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_gpt2_files(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir);
-int ftq_tok_load_gguf(ftq_tokenizer *t, const char *path); /* tok_gguf.c: tokenizer.ggml.* metadata */
+int ftq_tok_load_gguf(ftq_tokenizer *t, const char *path); /* gguf_meta.c: tokenizer.ggml.* metadata */
 
-/* Regex pre-tokenizer (tok_regex.c): Split(pattern, Isolated) stages with Oniguruma; fn gets
+/* Regex pre-tokenizer (regex.c): Split(pattern, Isolated) stages with Oniguruma; fn gets
  * each piece in order (non-empty, tiling the text) and may stop the walk with an error. */
 typedef struct ftq_tok_regex ftq_tok_regex;
 typedef int (*ftq_tok_piece_fn)(void *user, const char *s, size_t len);
 int ftq_tok_regex_new(const char *const *patterns, int n, ftq_tok_regex **out);
 void ftq_tok_regex_free(ftq_tok_regex *r);
 int ftq_tok_regex_split(const ftq_tok_regex *r, const char *s, size_t len, ftq_tok_piece_fn fn, void *user);
-/* The split stages of a GGUF tokenizer.ggml.pre name (tok_gguf.c): FTQ_OK with *out NULL for
+/* The split stages of a GGUF tokenizer.ggml.pre name (gguf_meta.c): FTQ_OK with *out NULL for
  * GPT-2's regex (the built-in scanner), FTQ_ENOTFOUND (no message) for an unknown name. */
 int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out);
-/* Add the tokenizer.ggml.* keys describing t (tok_gguf.c). FTQ_EUNSUPPORTED for a tokenizer
+/* Add the tokenizer.ggml.* keys describing t (gguf_meta.c). FTQ_EUNSUPPORTED for a tokenizer
  * GGUF cannot describe (normalizers, non-byte-level BPE without scores). */
 struct ftq_gguf_writer;
 int ftq_tok_gguf_describe(const ftq_tokenizer *t, struct ftq_gguf_writer *w);
 int ftq_tok_add_added(ftq_tokenizer *t, int32_t id, const char *content, int special, int lstrip,
                       int rstrip, int single_word, int normalized);
 
-/* WordPiece pieces (tok_wordpiece.c); `j` arguments are cJSON objects of tokenizer.json. */
+/* WordPiece pieces (wordpiece.c); `j` arguments are cJSON objects of tokenizer.json. */
 struct cJSON;
 int ftq_tok_wordpiece_from_json(ftq_tokenizer *t, const struct cJSON *model, const char *path);
 int ftq_tok_bert_normalizer_from_json(ftq_tokenizer *t, const struct cJSON *normalizer);
@@ -206,6 +211,13 @@ int ftq_tok_wordpiece_cleanup(const char *s, size_t n, char **out, size_t *out_l
 int ftq_tok_set_templates(ftq_tokenizer *t, const ftq_tok_tmpl *single, int n_single, const ftq_tok_tmpl *pair,
                           int n_pair);
 
+/* normalize.c: every occurrence of pat replaced by rep, appended to out. */
+int ftq_tok_replace_all(ftq_tok_buf *out, const char *s, size_t len, const char *pat, size_t plen, const char *rep,
+                        size_t rlen);
+/* sentencepiece Normalizer::Normalize for the identity rule set (spm_* flags of t). */
+int ftq_tok_spm_normalize(const ftq_tokenizer *t, const char *s, size_t len, ftq_tok_buf *out);
+/* decode.c: ids (checked by the caller) to text appended to out, by t's decoder. */
+int ftq_tok_decode(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, ftq_tok_buf *out);
 /* Apply a list of Prepend/Replace normalizers to s (result malloc'd). */
 int ftq_tok_normalize_ops(const ftq_tok_op *ops, int n, const char *s, size_t len, char **out,
                           size_t *out_len);
