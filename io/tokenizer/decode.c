@@ -156,6 +156,22 @@ static int apply_dec_op(const ftq_tok_op *op, const toks *in, toks *out)
             rc = ftq_tok_wordpiece_decode_token(op, i == 0, s, n, &tmp.p, &tmp.n);
             tmp.cap = tmp.p ? tmp.n + 1 : 0;
             break;
+        case TOK_DEC_METASPACE: { /* the replacement becomes ' ', all dropped in a first token (HF) */
+            size_t last = 0;
+            for (size_t p = 0; p + op->alen <= n && !rc;) {
+                if (memcmp(s + p, op->a, op->alen) != 0) {
+                    p++;
+                    continue;
+                }
+                if (!(rc = ftq_tok_buf_put(&out->b, s + last, p - last)) && !(i == 0 && op->start))
+                    rc = ftq_tok_buf_put(&out->b, " ", 1);
+                p += op->alen;
+                last = p;
+            }
+            if (!rc && !(rc = ftq_tok_buf_put(&out->b, s + last, n - last)))
+                rc = toks_end(out);
+            break;
+        }
         case TOK_DEC_STRIP: {
             size_t a = 0, b = n;
             for (int k = 0; k < op->start && b - a >= op->alen && memcmp(s + a, op->a, op->alen) == 0; k++)

@@ -256,7 +256,7 @@ static int setup_bpe(ftq_tokenizer *t, const ftq_gguf *g)
     t->bl_use_regex = 1;
     t->bl_add_prefix_space = 0;
     t->decoder = TOK_DEC_CHAIN;
-    ftq_tok_op op = {TOK_DEC_BYTELEVEL, NULL, NULL, 0, 0, 0, 0};
+    ftq_tok_op op = {.op = TOK_DEC_BYTELEVEL};
     if (!(t->dec_ops = malloc(sizeof op)))
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     t->dec_ops[0] = op;

@@ -68,19 +68,43 @@ void ftq_pairmap_free(ftq_pairmap *m);
 /* ---- the tokenizer --------------------------------------------------------------- */
 
 enum { TOKF_SPECIAL = 1, TOKF_BYTE = 2, TOKF_MERGEABLE = 4, TOKF_UNKNOWN = 8, TOKF_CONTROL = 16 };
-enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE, TOK_MODEL_WORDPIECE };
+enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE, TOK_MODEL_WORDPIECE, TOK_MODEL_UNIGRAM };
 enum { TOK_NORM_NONE, TOK_NORM_OPS, TOK_NORM_SPM, TOK_NORM_BERT };
-enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE };
-enum { TOK_PRE_NONE, TOK_PRE_BYTELEVEL, TOK_PRE_BERT };
+enum {
+    TOK_NORM_PREPEND, TOK_NORM_REPLACE, TOK_NORM_NFC, TOK_NORM_NFD, TOK_NORM_NFKC, TOK_NORM_NFKD, TOK_NORM_LOWERCASE,
+    TOK_NORM_STRIP
+};
+/* TOK_PRE_STAGES: the tokenizer.json pre-tokenizer list t->pre (pretok.c) */
+enum { TOK_PRE_NONE, TOK_PRE_BYTELEVEL, TOK_PRE_BERT, TOK_PRE_STAGES };
 enum { TOK_DEC_CHAIN, TOK_DEC_SPM };
-enum { TOK_DEC_BYTELEVEL, TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP, TOK_DEC_WORDPIECE };
+enum {
+    TOK_DEC_BYTELEVEL, TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP, TOK_DEC_WORDPIECE,
+    TOK_DEC_METASPACE
+};
 
 typedef struct {
     int op;         /* TOK_NORM_* or TOK_DEC_* */
     char *a, *b;    /* prepend text / replace pattern; replace content */
     size_t alen, blen;
-    int start, stop; /* Strip: how many `a` characters to drop at each end; WordPiece: start = cleanup */
+    int start, stop; /* Strip decoder: how many `a` characters to drop at each end; Strip normalizer:
+                        strip left / right; WordPiece: start = cleanup; Metaspace: start = prepends */
+    struct ftq_tok_regex *re; /* Replace with a Regex pattern (a NULL: the String pattern) */
 } ftq_tok_op;
+
+/* One pre-tokenizer of a tokenizer.json list (pretok.c). */
+enum { TOK_PT_SPLIT, TOK_PT_BYTELEVEL, TOK_PT_METASPACE, TOK_PT_WHITESPACE };
+enum { TOK_MATCH_REGEX, TOK_MATCH_STRING, TOK_MATCH_SPACE, TOK_MATCH_PUNCT, TOK_MATCH_NUMERIC };
+enum { TOK_SPLIT_REMOVED, TOK_SPLIT_ISOLATED, TOK_SPLIT_MERGED_PREV, TOK_SPLIT_MERGED_NEXT, TOK_SPLIT_CONTIGUOUS };
+enum { TOK_PREPEND_NEVER, TOK_PREPEND_FIRST, TOK_PREPEND_ALWAYS };
+typedef struct {
+    int kind;                     /* TOK_PT_* */
+    int match, behavior, invert;  /* Split (Punctuation, Digits and WhitespaceSplit are Splits too) */
+    struct ftq_tok_regex *re;     /* TOK_MATCH_REGEX */
+    char *str;                    /* TOK_MATCH_STRING pattern; Metaspace replacement */
+    size_t slen;
+    int add_prefix_space, use_regex; /* ByteLevel */
+    int prepend, split;              /* Metaspace: TOK_PREPEND_*, split on the replacement */
+} ftq_tok_pre;
 
 /* One item of a TemplateProcessing template: a special token id or a sequence. */
 enum { FTQ_TMPL_A = -1, FTQ_TMPL_B = -2 };
@@ -133,6 +157,12 @@ struct ftq_tokenizer {
     int pretok; /* TOK_PRE_* */
     int bl_add_prefix_space, bl_use_regex;
     int32_t bl_byte_id[256]; /* id of the byte-level character of each byte, -1 if absent */
+    ftq_tok_pre *pre;        /* TOK_PRE_STAGES: the pre-tokenizers in order */
+    int n_pre;
+    int pre_byte_level;      /* the last of them is ByteLevel: the model works on bytes */
+    double *uni_score;       /* Unigram: score of each id (uni_n of them) */
+    size_t uni_n;
+    double uni_min_score;
 
     int decoder; /* TOK_DEC_CHAIN or TOK_DEC_SPM */
     ftq_tok_op *dec_ops;
@@ -183,6 +213,10 @@ typedef int (*ftq_tok_piece_fn)(void *user, const char *s, size_t len);
 int ftq_tok_regex_new(const char *const *patterns, int n, ftq_tok_regex **out);
 void ftq_tok_regex_free(ftq_tok_regex *r);
 int ftq_tok_regex_split(const ftq_tok_regex *r, const char *s, size_t len, ftq_tok_piece_fn fn, void *user);
+/* Every match of the first pattern in s[0..len) as (start, end) pairs appended to spans, as HF
+ * tokenizers' onig find_iter gives them: empty matches included, except one right at the end
+ * of the previous match. */
+int ftq_tok_regex_matches(const ftq_tok_regex *r, const char *s, size_t len, ftq_ivec *spans);
 /* The split stages of a GGUF tokenizer.ggml.pre name (gguf_meta.c): FTQ_OK with *out NULL for
  * GPT-2's regex (the built-in scanner), FTQ_ENOTFOUND (no message) for an unknown name. */
 int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out);
@@ -218,9 +252,25 @@ int ftq_tok_replace_all(ftq_tok_buf *out, const char *s, size_t len, const char 
 int ftq_tok_spm_normalize(const ftq_tokenizer *t, const char *s, size_t len, ftq_tok_buf *out);
 /* decode.c: ids (checked by the caller) to text appended to out, by t's decoder. */
 int ftq_tok_decode(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, ftq_tok_buf *out);
-/* Apply a list of Prepend/Replace normalizers to s (result malloc'd). */
+/* Apply a list of normalizers (Prepend, Replace, NF*, Lowercase, Strip) to s (result malloc'd). */
 int ftq_tok_normalize_ops(const ftq_tok_op *ops, int n, const char *s, size_t len, char **out,
                           size_t *out_len);
+
+/* Free an op list (ops itself too). */
+void ftq_tok_ops_free(ftq_tok_op *ops, int n);
+
+/* pretok.c: run t->pre over normalized text s (at_start: s begins at offset 0 of the
+ * input, for Metaspace's prepend_scheme "first"); fn gets each final piece, in order. With
+ * pre_byte_level the pieces are raw bytes (ByteLevel's prefix space and regex applied). */
+int ftq_tok_pretokenize(const ftq_tokenizer *t, const char *s, size_t len, int at_start, ftq_tok_piece_fn fn,
+                        void *user);
+void ftq_tok_pre_free(ftq_tok_pre *pre, int n);
+/* The pre-tokenizer list of a tokenizer.json (hf_json.c calls it for pre_tokenizer). */
+int ftq_tok_pre_from_json(ftq_tokenizer *t, const struct cJSON *p, const char *path);
+
+/* unigram.c: the Unigram model of a tokenizer.json, and Viterbi over one piece. */
+int ftq_tok_unigram_from_json(ftq_tokenizer *t, const struct cJSON *model, const char *path);
+int ftq_tok_unigram_encode(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out);
 
 /* GPT-2 byte level: the code point for each byte (bytes_to_unicode), and the inverse
  * (-1 if a code point is not one of the 256). */

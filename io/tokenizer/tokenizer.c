@@ -24,16 +24,10 @@ void ftq_tokenizer_free(ftq_tokenizer *t)
     ftq_strmap_free(&t->vocab);
     ftq_pairmap_free(&t->merges);
     free(t->user_defined.v);
-    for (int i = 0; i < t->n_norm_ops; i++) {
-        free(t->norm_ops[i].a);
-        free(t->norm_ops[i].b);
-    }
-    free(t->norm_ops);
-    for (int i = 0; i < t->n_dec_ops; i++) {
-        free(t->dec_ops[i].a);
-        free(t->dec_ops[i].b);
-    }
-    free(t->dec_ops);
+    ftq_tok_ops_free(t->norm_ops, t->n_norm_ops);
+    ftq_tok_ops_free(t->dec_ops, t->n_dec_ops);
+    ftq_tok_pre_free(t->pre, t->n_pre);
+    free(t->uni_score);
     for (int i = 0; i < t->n_added; i++) {
         free(t->added[i].content);
         free(t->added[i].match);
@@ -166,11 +160,32 @@ static int regex_piece(void *user, const char *s, size_t n)
     return bytelevel_word(w->t, w->c, s, n, w->out);
 }
 
-/* Pre-tokenize and run the model over normalized text. */
-static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_t len, ftq_ivec *out)
+/* The model over one piece of the pre-tokenizer stages. */
+static int stage_piece(void *user, const char *s, size_t n)
+{
+    word_sink *w = user;
+    const ftq_tokenizer *t = w->t;
+    switch (t->model) {
+    case TOK_MODEL_UNIGRAM: return ftq_tok_unigram_encode(t, s, n, w->out);
+    case TOK_MODEL_WORDPIECE: return ftq_tok_wordpiece_encode(t, s, n, w->out);
+    case TOK_MODEL_BPE_SCORE: return ftq_bpe_score(t, w->c->bpe, s, n, w->out);
+    default:
+        return t->pre_byte_level ? bytelevel_word(t, w->c, s, n, w->out) : ftq_bpe_rank(t, w->c->bpe, s, n, 0, w->out);
+    }
+}
+
+/* Pre-tokenize and run the model over normalized text (at_start: it begins the input). */
+static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_t len, int at_start,
+                             ftq_ivec *out)
 {
     if (len == 0)
         return FTQ_OK;
+    if (t->pretok == TOK_PRE_STAGES) {
+        word_sink w = {t, c, out};
+        return ftq_tok_pretokenize(t, s, len, at_start, stage_piece, &w);
+    }
+    if (t->model == TOK_MODEL_UNIGRAM)
+        return ftq_tok_unigram_encode(t, s, len, out);
     if (t->model == TOK_MODEL_BPE_SCORE)
         return ftq_bpe_score(t, c->bpe, s, len, out);
     if (t->model == TOK_MODEL_WORDPIECE)
@@ -203,10 +218,11 @@ static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, 
 
 /* Normalize one piece of raw text (between non-normalized added tokens) and encode it,
  * splitting on normalized added tokens first. */
-static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_t len, ftq_ivec *out)
+static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_t len, int at_start,
+                        ftq_ivec *out)
 {
     if (t->norm == TOK_NORM_NONE)
-        return encode_normalized(t, c, s, len, out);
+        return encode_normalized(t, c, s, len, at_start, out);
     char *ns = NULL;
     size_t nl = 0;
     int rc;
@@ -223,12 +239,12 @@ static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_
     size_t from = 0, ms, me;
     int32_t id;
     while (!rc && t->norm == TOK_NORM_OPS && next_added(t, ns, nl, from, 1, &ms, &me, &id)) {
-        if (!(rc = encode_normalized(t, c, ns + from, ms - from, out)))
+        if (!(rc = encode_normalized(t, c, ns + from, ms - from, at_start && from == 0, out)))
             rc = ftq_ivec_push(out, id);
         from = me;
     }
     if (!rc)
-        rc = encode_normalized(t, c, ns + from, nl - from, out);
+        rc = encode_normalized(t, c, ns + from, nl - from, at_start && from == 0, out);
     free(ns);
     return rc;
 }
@@ -259,12 +275,12 @@ int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, i
     size_t from = 0, ms, me;
     int32_t id;
     while (!rc && len && next_added(t, text, len, from, 0, &ms, &me, &id)) {
-        if (!(rc = encode_piece(t, &c, text + from, ms - from, &out)))
+        if (!(rc = encode_piece(t, &c, text + from, ms - from, from == 0, &out)))
             rc = ftq_ivec_push(&out, id);
         from = me;
     }
     if (!rc)
-        rc = encode_piece(t, &c, text + from, len - from, &out);
+        rc = encode_piece(t, &c, text + from, len - from, from == 0, &out);
     for (size_t i = 0; !rc && add_special && i < t->suffix.n; i++)
         rc = ftq_ivec_push(&out, t->suffix.v[i]);
     ftq_bpe_free(c.bpe);
@@ -505,7 +521,7 @@ static int finalize(ftq_tokenizer *t)
             char ch = (char)b;
             t->ascii_id[b] = ftq_strmap_get(&t->vocab, &ch, 1, &id) ? id : -1;
         }
-        if (t->pretok == TOK_PRE_BYTELEVEL) {
+        if (t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level) {
             char u[4];
             int k = ftq_utf8_encode(ftq_bytelevel_cp((unsigned char)b), u);
             t->bl_byte_id[b] = ftq_strmap_get(&t->vocab, u, (size_t)k, &id) ? id : -1;
