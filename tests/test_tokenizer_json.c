@@ -1,0 +1,201 @@
+/* test_tokenizer_json.c - tokenizer.json components against HF `tokenizers`: one small file per
+ * component family (normalizers, Split behaviours, Digits, Punctuation, Whitespace(Split),
+ * Metaspace, ByteLevel, BPE with byte fallback / unk / ignore_merges, Unigram, WordPiece, and
+ * their decoders) plus Llama-3- and Qwen2-style files, all written by
+ * tools/make_tokenizer_json_fixtures.py. Each must give HF's ids byte for byte on the tricky
+ * strings and on a WikiText-2 test slice (count + sha256), and decode them as HF does. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "include/ftq.h"
+#include "tests/sha256.h"
+#include "tests/test_util.h"
+
+static void ids_sha256(const int32_t *ids, size_t n, char out[65])
+{
+    sha256 s;
+    sha256_init(&s);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                              (unsigned char)(v >> 24)};
+        sha256_update(&s, b, 4);
+    }
+    sha256_hex(&s, out);
+}
+
+static void text_sha256(const char *p, size_t n, char out[65])
+{
+    sha256 s;
+    sha256_init(&s);
+    sha256_update(&s, p, n);
+    sha256_hex(&s, out);
+}
+
+static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+/* The slice of the corpus file the script used (cut at the last newline before `bytes`). */
+static char *read_slice(const cJSON *sl, size_t *n)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (ftq_read_file(shared_path(jget(sl, "file")->valuestring), &data, &len) != FTQ_OK)
+        return NULL;
+    size_t want = (size_t)jget(sl, "bytes")->valuedouble;
+    if (want > len) {
+        free(data);
+        return NULL;
+    }
+    char hex[65];
+    text_sha256(data, want, hex);
+    CU_ASSERT_STRING_EQUAL(hex, jget(sl, "sha256")->valuestring);
+    *n = want;
+    return data;
+}
+
+/* One tokenizer: every string (ids and decoded text) and the slice. Returns the mismatches. */
+static int check_tokenizer(const char *name, const cJSON *strings, const cJSON *res, const char *slice, size_t slen)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "tests/fixtures/tokenizer_json/%s", name);
+    ftq_tokenizer *t = NULL;
+    if (ftq_tokenizer_load(source_path(rel), &t) != FTQ_OK) {
+        fprintf(stderr, "\n  %s: %s\n", name, ftq_last_error());
+        return 1;
+    }
+    int bad = 0;
+    const cJSON *s = strings->child, *c = jget(res, "cases")->child;
+    for (int k = 0; s && c; s = s->next, c = c->next, k++) {
+        const char *text = s->valuestring;
+        int32_t *ids = NULL;
+        size_t n = 0, ne = 0;
+        int32_t *want = json_ints(jget(c, "ids"), &ne);
+        int rc = ftq_tokenizer_encode(t, text, strlen(text), 0, &ids, &n);
+        if (rc || n != ne || (n && memcmp(ids, want, n * sizeof *ids) != 0)) {
+            if (bad < 6) {
+                fprintf(stderr, "\n  %s string %d (\"%.40s\"): rc %d, %zu ids, expected %zu:", name, k, text, rc, n, ne);
+                for (size_t i = 0; i < n && i < 24; i++)
+                    fprintf(stderr, " %d%s", ids[i], i < ne && ids[i] == want[i] ? "" : "*");
+            }
+            bad++;
+        } else {
+            char *dec = NULL;
+            size_t dn = 0;
+            const char *wd = jget(c, "decoded")->valuestring;
+            rc = ftq_tokenizer_decode(t, ids, n, 0, &dec, &dn);
+            if (rc || dn != strlen(wd) || memcmp(dec, wd, dn) != 0) {
+                if (bad < 6)
+                    fprintf(stderr, "\n  %s string %d decodes to \"%.60s\", expected \"%.60s\"", name, k,
+                            dec ? dec : "", wd);
+                bad++;
+            }
+            free(dec);
+        }
+        free(ids);
+        free(want);
+    }
+    const cJSON *sl = jget(res, "slice");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = ftq_tokenizer_encode(t, slice, slen, 0, &ids, &n);
+    char hex[65] = "";
+    if (!rc)
+        ids_sha256(ids, n, hex);
+    if (rc || n != (size_t)jget(sl, "count")->valuedouble || strcmp(hex, jget(sl, "sha256")->valuestring) != 0) {
+        fprintf(stderr, "\n  %s slice: rc %d, %zu ids (expected %d), sha256 %s", name, rc, n,
+                (int)jget(sl, "count")->valuedouble, hex);
+        bad++;
+    } else {
+        char *dec = NULL;
+        size_t dn = 0;
+        if (ftq_tokenizer_decode(t, ids, n, 0, &dec, &dn) == FTQ_OK) {
+            text_sha256(dec, dn, hex);
+            if (strcmp(hex, jget(sl, "decoded_sha256")->valuestring) != 0) {
+                fprintf(stderr, "\n  %s slice decodes differently from HF", name);
+                bad++;
+            }
+            /* where HF's decode gives the text back, so must ours */
+            if (cJSON_IsTrue(jget(sl, "round_trip")) && (dn != slen || memcmp(dec, slice, slen) != 0))
+                bad++;
+        } else {
+            bad++;
+        }
+        free(dec);
+    }
+    free(ids);
+    ftq_tokenizer_free(t);
+    return bad;
+}
+
+static cJSON *fixture(void)
+{
+    cJSON *fx = load_json(source_path("tests/fixtures/tokenizer_json/expected.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fx);
+    return fx;
+}
+
+static void run_one(const char *name)
+{
+    cJSON *fx = fixture();
+    size_t slen = 0;
+    char *slice = read_slice(jget(fx, "slice"), &slen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(slice);
+    const cJSON *res = jget(jget(fx, "results"), name);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+    ASSERT_INT_EQ(check_tokenizer(name, jget(fx, "strings"), res, slice, slen), 0);
+    free(slice);
+    cJSON_Delete(fx);
+}
+
+static void test_llama3(void) { run_one("llama3"); }
+static void test_qwen2(void) { run_one("qwen2"); }
+static void test_digits_bytelevel(void) { run_one("digits_bytelevel"); }
+static void test_metaspace_bpe(void) { run_one("metaspace_bpe"); }
+static void test_unigram(void) { run_one("unigram"); }
+static void test_unigram_bytes(void) { run_one("unigram_bytes"); }
+static void test_bpe_unk_punct(void) { run_one("bpe_unk_punct"); }
+static void test_wordpiece_split(void) { run_one("wordpiece_split"); }
+static void test_split_a(void) { run_one("split_a"); }
+static void test_split_b(void) { run_one("split_b"); }
+static void test_split_c(void) { run_one("split_c"); }
+static void test_split_d(void) { run_one("split_d"); }
+
+/* Every tokenizer the script wrote has a test above. */
+static void test_all_listed(void)
+{
+    static const char *const names[] = {"llama3", "qwen2", "digits_bytelevel", "metaspace_bpe", "unigram",
+                                        "unigram_bytes", "bpe_unk_punct", "wordpiece_split", "split_a", "split_b",
+                                        "split_c", "split_d", NULL};
+    cJSON *fx = fixture();
+    const cJSON *r;
+    int n = 0;
+    cJSON_ArrayForEach(r, jget(fx, "results"))
+    {
+        int found = 0;
+        for (int k = 0; names[k]; k++)
+            found |= strcmp(names[k], r->string) == 0;
+        CU_ASSERT(found);
+        n++;
+    }
+    ASSERT_INT_EQ(n, 12);
+    cJSON_Delete(fx);
+}
+
+void test_register_tokenizer_json(void)
+{
+    static const test_case cases[] = {{"llama3", test_llama3},
+                                      {"qwen2", test_qwen2},
+                                      {"digits_bytelevel", test_digits_bytelevel},
+                                      {"metaspace_bpe", test_metaspace_bpe},
+                                      {"unigram", test_unigram},
+                                      {"unigram_bytes", test_unigram_bytes},
+                                      {"bpe_unk_punct", test_bpe_unk_punct},
+                                      {"wordpiece_split", test_wordpiece_split},
+                                      {"split_a", test_split_a},
+                                      {"split_b", test_split_b},
+                                      {"split_c", test_split_c},
+                                      {"split_d", test_split_d},
+                                      {"all_listed", test_all_listed},
+                                      {NULL, NULL}};
+    test_add_suite("tokenizer_json", cases);
+}
