@@ -160,6 +160,57 @@ static void test_split_b(void) { run_one("split_b"); }
 static void test_split_c(void) { run_one("split_c"); }
 static void test_split_d(void) { run_one("split_d"); }
 
+/* SmolLM2's tokenizer.json (Sequence[Digits(individual), ByteLevel]) against the shared golden
+ * (HF tokenizers on the same file): every case, and WikiText-2 test whole by count and sha256 of
+ * the space-joined ids. */
+static void test_smollm2_json(void)
+{
+    cJSON *gold = load_json(shared_path("golden/smollm2/tokenize.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gold);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path("tokenizers/smollm2"), &t));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(t), FTQ_TOKENIZER_HF_JSON);
+    CU_ASSERT_FALSE(ftq_tokenizer_adds_bos(t));
+    const cJSON *c;
+    int bad = 0, cases = 0;
+    cJSON_ArrayForEach(c, jget(gold, "cases"))
+    {
+        const char *text = jget(c, "text")->valuestring;
+        size_t nw = 0, n = 0;
+        int32_t *want = json_ints(jget(c, "ids"), &nw), *ids = NULL;
+        ASSERT_OK(ftq_tokenizer_encode(t, text, strlen(text), 1, &ids, &n));
+        cases++;
+        bad += n != nw || (n && memcmp(ids, want, n * sizeof *ids) != 0);
+        free(ids);
+        free(want);
+    }
+    ASSERT_INT_EQ(bad, 0);
+    CU_ASSERT(cases >= 80);
+    const char *file = "data/wikitext-2-raw/wiki.test.raw";
+    const cJSON *wf = jget(jget(gold, "whole_files"), file);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(wf);
+    char *text = NULL;
+    size_t len = 0, n = 0;
+    ASSERT_OK(ftq_read_file(shared_path(file), &text, &len));
+    int32_t *ids = NULL;
+    ASSERT_OK(ftq_tokenizer_encode(t, text, len, 0, &ids, &n));
+    ASSERT_INT_EQ(n, jget(wf, "count")->valueint);
+    sha256 sh;
+    sha256_init(&sh);
+    for (size_t i = 0; i < n; i++) {
+        char num[16];
+        int k = snprintf(num, sizeof num, i ? " %d" : "%d", (int)ids[i]);
+        sha256_update(&sh, num, (size_t)k);
+    }
+    char hex[65];
+    sha256_hex(&sh, hex);
+    CU_ASSERT_STRING_EQUAL(hex, jget(wf, "sha256_of_space_joined_ids")->valuestring);
+    free(ids);
+    free(text);
+    ftq_tokenizer_free(t);
+    cJSON_Delete(gold);
+}
+
 /* Every tokenizer the script wrote has a test above. */
 static void test_all_listed(void)
 {
@@ -196,6 +247,7 @@ void test_register_tokenizer_json(void)
                                       {"split_c", test_split_c},
                                       {"split_d", test_split_d},
                                       {"all_listed", test_all_listed},
+                                      {"smollm2_json", test_smollm2_json},
                                       {NULL, NULL}};
     test_add_suite("tokenizer_json", cases);
 }
