@@ -405,6 +405,7 @@ static void test_added_tokens(void)
             if (strcmp(tok, last) != 0) {
                 ftq_tokenizer_free(t);
                 t = load_kind(dir_of(tok), kinds[k]);
+                ftq_tokenizer_set_parse_special(t, 1); /* the fixtures are HF's default */
                 last = tok;
             }
             if (!t)
@@ -419,20 +420,38 @@ static void test_added_tokens(void)
     ASSERT_INT_EQ(bad, 0);
     cJSON_Delete(fx);
 
-    /* the same behaviour spelled out */
+    /* the same behaviour spelled out: special-token text is text unless parsing is asked for */
     ftq_tokenizer *g = load_kind(GPT2_DIR, FTQ_TOKENIZER_HF_JSON), *l = load_kind(LLAMA2_DIR, FTQ_TOKENIZER_SPM);
     int32_t *ids = NULL;
     size_t n = 0;
     if (g) {
         const int32_t want[] = {15496, 50256, 6894};
+        ASSERT_OK(ftq_tokenizer_encode_flags(g, "Hello<|endoftext|>world", 23, FTQ_ENCODE_PARSE_SPECIAL, &ids, &n));
+        CU_ASSERT(ids_equal(ids, n, want, 3));
+        free(ids);
+        /* as text: OpenAI's encoder gives "Hello" "<" "|" "end" "of" "text" "|" ">" "world" */
+        const int32_t want_text[] = {15496, 27, 91, 437, 1659, 5239, 91, 29, 6894};
+        ASSERT_OK(ftq_tokenizer_encode(g, "Hello<|endoftext|>world", 23, 0, &ids, &n));
+        CU_ASSERT(ids_equal(ids, n, want_text, 9));
+        free(ids);
+        CU_ASSERT_FALSE(ftq_tokenizer_parses_special(g));
+        ftq_tokenizer_set_parse_special(g, 1);
+        CU_ASSERT(ftq_tokenizer_parses_special(g));
         ASSERT_OK(ftq_tokenizer_encode(g, "Hello<|endoftext|>world", 23, 0, &ids, &n));
         CU_ASSERT(ids_equal(ids, n, want, 3));
         free(ids);
     }
     if (l) {
         const int32_t want[] = {1, 15043, 2, 3186};
-        ASSERT_OK(ftq_tokenizer_encode(l, "Hello</s>world", 14, 1, &ids, &n));
+        ASSERT_OK(ftq_tokenizer_encode_flags(l, "Hello</s>world", 14, FTQ_ENCODE_ADD_SPECIAL | FTQ_ENCODE_PARSE_SPECIAL,
+                                             &ids, &n));
         CU_ASSERT(ids_equal(ids, n, want, 4));
+        free(ids);
+        ASSERT_OK(ftq_tokenizer_encode(l, "Hello</s>world", 14, 1, &ids, &n));
+        int has_eos = 0;
+        for (size_t i = 0; i < n; i++)
+            has_eos |= ids[i] == 2;
+        CU_ASSERT(n > 4 && !has_eos); /* sentencepiece reads "</s>" in text as characters */
         free(ids);
     }
     ftq_tokenizer_free(g);
@@ -522,6 +541,7 @@ static void test_added_token_options(void)
     cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/stories260K_added/expected.json"));
     ftq_tokenizer *t = NULL;
     ASSERT_OK(ftq_tokenizer_load(source_path("tests/fixtures/tokenizer/stories260K_added"), &t));
+    ftq_tokenizer_set_parse_special(t, 1); /* the fixtures are HF's default */
     ASSERT_INT_EQ(ftq_tokenizer_vocab_size(t), 517);
     CU_ASSERT(ftq_tokenizer_is_special(t, 512) && !ftq_tokenizer_is_special(t, 513));
     int bad = 0, n = 0;
@@ -844,7 +864,8 @@ static void test_load_picks_files(void)
     int32_t *sp = NULL;
     size_t nsp = 0;
     const int32_t sp_want[] = {1, 403, 2, 1}; /* control pieces are split out like HF's special tokens */
-    ASSERT_OK(ftq_tokenizer_encode(t, "Once</s><s>", 11, 1, &sp, &nsp));
+    ASSERT_OK(ftq_tokenizer_encode_flags(t, "Once</s><s>", 11, FTQ_ENCODE_ADD_SPECIAL | FTQ_ENCODE_PARSE_SPECIAL,
+                                         &sp, &nsp));
     CU_ASSERT(ids_equal(sp, nsp, sp_want, 4));
     free(sp);
     ftq_tokenizer_free(t);
@@ -867,7 +888,8 @@ static void test_load_picks_files(void)
     CU_ASSERT(ids_equal(ids, n, want, 6));
     free(ids);
     const int32_t want_eot[] = {64, 50256};
-    ASSERT_OK(ftq_tokenizer_encode(t, "a<|endoftext|>", 14, 1, &ids, &n));
+    ASSERT_OK(ftq_tokenizer_encode_flags(t, "a<|endoftext|>", 14, FTQ_ENCODE_ADD_SPECIAL | FTQ_ENCODE_PARSE_SPECIAL,
+                                         &ids, &n));
     CU_ASSERT(ids_equal(ids, n, want_eot, 2));
     free(ids);
     ftq_tokenizer_free(t);

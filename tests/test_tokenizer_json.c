@@ -3,7 +3,8 @@
  * Metaspace, ByteLevel, BPE with byte fallback / unk / ignore_merges, Unigram, WordPiece, and
  * their decoders) plus Llama-3- and Qwen2-style files, all written by
  * tools/make_tokenizer_json_fixtures.py. Each must give HF's ids byte for byte on the tricky
- * strings and on a WikiText-2 test slice (count + sha256), and decode them as HF does. */
+ * strings and on a WikiText-2 test slice (count + sha256), and decode them as HF does; with
+ * special-token text read as text by default and as special tokens with FTQ_ENCODE_PARSE_SPECIAL. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,7 +71,21 @@ static int check_tokenizer(const char *name, const cJSON *strings, const cJSON *
         int32_t *ids = NULL;
         size_t n = 0, ne = 0;
         int32_t *want = json_ints(jget(c, "ids"), &ne);
-        int rc = ftq_tokenizer_encode(t, text, strlen(text), 0, &ids, &n);
+        /* special-token text as plain text (the default; HF with encode_special_tokens) */
+        const cJSON *jt = jget(c, "ids_text");
+        size_t nt = 0, ntw = 0;
+        int32_t *idt = NULL, *wt = json_ints(jt ? jt : jget(c, "ids"), &ntw);
+        int rt = ftq_tokenizer_encode(t, text, strlen(text), 0, &idt, &nt);
+        if (rt || nt != ntw || (nt && memcmp(idt, wt, nt * sizeof *idt) != 0)) {
+            if (bad < 6)
+                fprintf(stderr, "\n  %s string %d (\"%.40s\") as text: rc %d, %zu ids, expected %zu", name, k, text,
+                        rt, nt, ntw);
+            bad++;
+        }
+        free(idt);
+        free(wt);
+        /* --parse-special: HF's default */
+        int rc = ftq_tokenizer_encode_flags(t, text, strlen(text), FTQ_ENCODE_PARSE_SPECIAL, &ids, &n);
         if (rc || n != ne || (n && memcmp(ids, want, n * sizeof *ids) != 0)) {
             if (bad < 6) {
                 fprintf(stderr, "\n  %s string %d (\"%.40s\"): rc %d, %zu ids, expected %zu:", name, k, text, rc, n, ne);

@@ -8,7 +8,9 @@ a dependency of ftq or of its tests. Run with a Python that has `tokenizers` (0.
 
 Writes tests/fixtures/tokenizer_json/NAME/tokenizer.json for each tokenizer below and
 tests/fixtures/tokenizer_json/expected.json: per tokenizer, for each string the ids of
-encode(text, add_special_tokens=False) and decode(ids, skip_special_tokens=False), and for the
+encode(text, add_special_tokens=False) and decode(ids, skip_special_tokens=False), "ids_text"
+where they differ with encode_special_tokens = True (special-token text read as plain text,
+ftq's default; the other ids are with --parse-special, HF's default), and for the
 slice the id count, sha256 of the ids (little-endian int32) and sha256 of the decoded text.
 
 The models are trained on the first 200 kB of tinyshakespeare (small vocabularies keep the
@@ -191,9 +193,15 @@ def main():
             f.write("\n")
         tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))  # exactly what the test loads
         cases = []
+        text_tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        text_tok.encode_special_tokens = True  # special-token text read as text (ftq's default)
         for s in STRINGS:
             ids = tok.encode(s, add_special_tokens=False).ids
-            cases.append({"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
+            case = {"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)}
+            ids_text = text_tok.encode(s, add_special_tokens=False).ids
+            if ids_text != ids:
+                case["ids_text"] = ids_text
+            cases.append(case)
         ids = tok.encode(slice_text, add_special_tokens=False).ids
         dec = tok.decode(ids, skip_special_tokens=False)
         exp["results"][name] = {"cases": cases, "slice": {"count": len(ids), "sha256": sha_ids(ids),

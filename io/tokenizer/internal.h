@@ -173,6 +173,7 @@ struct ftq_tokenizer {
     uint8_t added_first[256]; /* first bytes of added-token match strings */
 
     int32_t bos_id, eos_id;
+    int parse_special; /* ftq_tokenizer_encode's default for FTQ_ENCODE_PARSE_SPECIAL */
     ftq_ivec prefix, suffix; /* ids add_special puts around the text */
 
     /* WordPiece / BertNormalizer (wordpiece.c) */

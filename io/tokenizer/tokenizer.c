@@ -67,7 +67,7 @@ static uint32_t cp_at(const char *s, size_t len, size_t pos, size_t *n)
 /* Leftmost-longest added token in s[from, len) of the given phase (normalized or not).
  * [*ms, *me) includes the whitespace that lstrip/rstrip swallow. */
 static int next_added(const ftq_tokenizer *t, const char *s, size_t len, size_t from, int normalized_phase,
-                      size_t *ms, size_t *me, int32_t *id)
+                      int parse_special, size_t *ms, size_t *me, int32_t *id)
 {
     for (size_t p = from; p < len; p++) {
         if (!t->added_first[(unsigned char)s[p]])
@@ -76,7 +76,8 @@ static int next_added(const ftq_tokenizer *t, const char *s, size_t len, size_t 
         for (int k = 0; k < t->n_added; k++) {
             const ftq_added_token *a = &t->added[k];
             int phase = a->normalized && t->norm == TOK_NORM_OPS;
-            if (phase != normalized_phase || a->match_len > len - p || (best && a->match_len <= best->match_len))
+            if (phase != normalized_phase || a->match_len > len - p || (best && a->match_len <= best->match_len) ||
+                (a->special && !parse_special))
                 continue;
             if (memcmp(s + p, a->match, a->match_len) != 0)
                 continue;
@@ -108,6 +109,7 @@ static int next_added(const ftq_tokenizer *t, const char *s, size_t len, size_t 
 /* ---- encoding -------------------------------------------------------------------- */
 
 typedef struct {
+    int parse_special;
     ftq_bpe_work *bpe;
     ftq_strmap cache; /* GPT-2 pre-token -> offset of [count, ids...] in cache_ids */
     ftq_ivec cache_ids;
@@ -238,7 +240,7 @@ static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_
     }
     size_t from = 0, ms, me;
     int32_t id;
-    while (!rc && t->norm == TOK_NORM_OPS && next_added(t, ns, nl, from, 1, &ms, &me, &id)) {
+    while (!rc && t->norm == TOK_NORM_OPS && next_added(t, ns, nl, from, 1, c->parse_special, &ms, &me, &id)) {
         if (!(rc = encode_normalized(t, c, ns + from, ms - from, at_start && from == 0, out)))
             rc = ftq_ivec_push(out, id);
         from = me;
@@ -252,6 +254,26 @@ static int encode_piece(const ftq_tokenizer *t, enc_ctx *c, const char *s, size_
 int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, int add_special,
                          int32_t **ids, size_t *n)
 {
+    if (!t)
+        return ftq_set_error(FTQ_EINVAL, "cannot encode: NULL argument");
+    return ftq_tokenizer_encode_flags(t, text, len,
+                                      (add_special ? FTQ_ENCODE_ADD_SPECIAL : 0u) |
+                                          (t->parse_special ? FTQ_ENCODE_PARSE_SPECIAL : 0u),
+                                      ids, n);
+}
+
+void ftq_tokenizer_set_parse_special(ftq_tokenizer *t, int on)
+{
+    if (t)
+        t->parse_special = on != 0;
+}
+
+int ftq_tokenizer_parses_special(const ftq_tokenizer *t) { return t && t->parse_special; }
+
+int ftq_tokenizer_encode_flags(const ftq_tokenizer *t, const char *text, size_t len, unsigned flags,
+                               int32_t **ids, size_t *n)
+{
+    int add_special = (flags & FTQ_ENCODE_ADD_SPECIAL) != 0;
     if (!t || !ids || !n || (!text && len))
         return ftq_set_error(FTQ_EINVAL, "cannot encode: NULL argument");
     *ids = NULL;
@@ -263,6 +285,7 @@ int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, i
         return ftq_set_error(FTQ_EFORMAT, "cannot encode: invalid utf-8 at byte offset %zu (byte 0x%02x)", bad,
                              (unsigned char)text[bad]);
     enc_ctx c = {0};
+    c.parse_special = (flags & FTQ_ENCODE_PARSE_SPECIAL) != 0;
     ftq_ivec out = {0};
     int rc = FTQ_OK;
     c.bpe = ftq_bpe_new();
@@ -274,7 +297,7 @@ int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, i
     }
     size_t from = 0, ms, me;
     int32_t id;
-    while (!rc && len && next_added(t, text, len, from, 0, &ms, &me, &id)) {
+    while (!rc && len && next_added(t, text, len, from, 0, c.parse_special, &ms, &me, &id)) {
         if (!(rc = encode_piece(t, &c, text + from, ms - from, from == 0, &out)))
             rc = ftq_ivec_push(&out, id);
         from = me;
