@@ -129,7 +129,7 @@ int cmd_finetune_bert(int argc, char **argv)
 {
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task = "classify",
                *mode_s = "full", *pool_s = "pooler", *text_col = NULL, *text2_col = NULL, *label_col = NULL;
-    int freeze = -1, epochs = 3, batch = 32, seq = 0, json = 0, limit = 0, dev_limit = 0;
+    int freeze = -1, epochs = 3, batch = 32, seq = 0, json = 0, limit = 0, dev_limit = 0, parse_special = 0;
     double lr = -1, wd = 0.0, clip = 1.0, warmup_ratio = 0.0;
     uint64_t seed = 42;
     const ftq_opt opts[] = {
@@ -155,6 +155,7 @@ int cmd_finetune_bert(int argc, char **argv)
         {"label-col", 0, OPT_STR, &label_col, "NAME", "label column (default: label)", 0, -1},
         {"limit", 0, OPT_INT, &limit, "N", "use only the first N training rows (0 = all)", 0, 1 << 30},
         {"dev-limit", 0, OPT_INT, &dev_limit, "N", "use only the first N dev rows (0 = all)", 0, 1 << 30},
+        {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON summary object at the end", 0, -1},
         OPT_END,
     };
@@ -195,6 +196,7 @@ int cmd_finetune_bert(int argc, char **argv)
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
     }
+    ftq_tokenizer_set_parse_special(tok, parse_special);
     const ftq_bert_config *c = ftq_bert_get_config(m);
     if (seq > c->max_position) {
         rc = cmd_fail(spec.name, "--seq %d exceeds the model's %d positions", seq, c->max_position);

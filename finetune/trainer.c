@@ -565,6 +565,7 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
         goto fail;
     if ((rc = ftq_tokenizer_load(c->model_dir, &t->tok)) != FTQ_OK)
         goto fail;
+    ftq_tokenizer_set_parse_special(t->tok, c->parse_special);
     const char *weights_dir = c->resume_dir ? c->resume_dir : c->model_dir;
     if (c->resume_dir) {
         if (!ftq_is_dir(c->resume_dir)) {

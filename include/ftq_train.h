@@ -231,6 +231,7 @@ typedef struct {
     const char *log_path;      /* NULL, or a JSON-lines metrics log (appended to on resume) */
     const char *text_col, *label_col; /* NULL: the dataset reader's defaults */
     int skip_bad_rows;
+    int parse_special;         /* special-token text in the data becomes those tokens (else text) */
     int64_t limit;             /* classify: first N rows; lm: first N blocks (0 = all) */
     int64_t dev_limit;         /* the same for the dev set */
     ftq_task task;             /* default FTQ_TASK_CLASSIFY */

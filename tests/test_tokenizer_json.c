@@ -226,6 +226,89 @@ static void test_smollm2_json(void)
     cJSON_Delete(gold);
 }
 
+/* `ftq tokenize` reads special-token text as text unless --parse-special, says which it did
+ * (stderr note, --json "parse_special"), and gives HF's ids either way (encode_special_tokens
+ * True / False in the fixture). */
+static void test_cli_parse_special(void)
+{
+    cJSON *fx = fixture();
+    const cJSON *strings = jget(fx, "strings"), *s = strings->child;
+    const cJSON *c = jget(jget(jget(fx, "results"), "qwen2"), "cases")->child;
+    while (s && strstr(s->valuestring, "<|im_start|>") == NULL) {
+        s = s->next;
+        c = c->next;
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(jget(c, "ids_text")); /* the two readings differ */
+    char args[4096];
+    for (int parse = 0; parse < 2; parse++) {
+        const char *path = ftq_path_join(test_tmpdir("tokjson_cli"), "in.txt");
+        FILE *fp = fopen(path, "wb");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fputs(s->valuestring, fp);
+        fclose(fp);
+        snprintf(args, sizeof args, "tokenize -m '%s' -f '%s' --json%s", source_path("tests/fixtures/tokenizer_json/qwen2"),
+                 path, parse ? " --parse-special" : "");
+        char *out = NULL, *err = NULL;
+        CU_ASSERT_EQUAL(ftq_run(args, &out, &err), 0);
+        cJSON *j = cJSON_Parse(out ? out : "");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        size_t n = 0, nw = 0;
+        int32_t *ids = json_ints(jget(j, "ids"), &n), *want = json_ints(jget(c, parse ? "ids" : "ids_text"), &nw);
+        CU_ASSERT(n == nw && n && memcmp(ids, want, n * sizeof *ids) == 0);
+        CU_ASSERT(cJSON_IsBool(jget(j, "parse_special")) && cJSON_IsTrue(jget(j, "parse_special")) == parse);
+        ASSERT_INT_EQ(jget(j, "special_texts")->valueint, 2);
+        CU_ASSERT(err && strstr(err, parse ? "matched as special tokens" : "read as plain text") != NULL);
+        free(ids);
+        free(want);
+        cJSON_Delete(j);
+        free(out);
+        free(err);
+        free((char *)path);
+    }
+    cJSON_Delete(fx);
+}
+
+/* perplexity, finetune and embed take --parse-special too: perplexity's file tokens follow it. */
+static void test_cli_parse_special_data(void)
+{
+    const char *text = "Once upon a time </s> there was <s> a cat. Once upon a time there was a dog.\n";
+    char *path = ftq_path_join(test_tmpdir("tokjson_ppl"), "text.txt");
+    FILE *fp = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    fputs(text, fp);
+    fclose(fp);
+    ftq_tokenizer *t = NULL;
+    ASSERT_OK(ftq_tokenizer_load(source_path("datasets/stories260K"), &t));
+    int32_t *ids = NULL;
+    size_t n_text = 0, n_parsed = 0;
+    ASSERT_OK(ftq_tokenizer_encode(t, text, strlen(text), 0, &ids, &n_text));
+    free(ids);
+    ASSERT_OK(ftq_tokenizer_encode_flags(t, text, strlen(text), FTQ_ENCODE_PARSE_SPECIAL, &ids, &n_parsed));
+    free(ids);
+    ftq_tokenizer_free(t);
+    CU_ASSERT(n_parsed < n_text);
+    for (int parse = 0; parse < 2; parse++) {
+        char args[4096];
+        snprintf(args, sizeof args, "perplexity -m '%s' -f '%s' -c 16 --json%s", source_path("datasets/stories260K"),
+                 path, parse ? " --parse-special" : "");
+        cJSON *j = ftq_run_json(args);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        ASSERT_INT_EQ(jget(j, "file_tokens")->valueint, parse ? n_parsed : n_text);
+        cJSON_Delete(j);
+    }
+    static const char *const cmds[] = {"finetune", "embed", "generate", "tokenize"};
+    for (int k = 0; k < 4; k++) {
+        char args[64], *out = NULL, *err = NULL;
+        snprintf(args, sizeof args, "%s --help", cmds[k]);
+        CU_ASSERT_EQUAL(ftq_run(args, &out, &err), 0);
+        CU_ASSERT(out && strstr(out, "--parse-special") != NULL);
+        free(out);
+        free(err);
+    }
+    free(path);
+}
+
 /* Every tokenizer the script wrote has a test above. */
 static void test_all_listed(void)
 {
@@ -263,6 +346,8 @@ void test_register_tokenizer_json(void)
                                       {"split_d", test_split_d},
                                       {"all_listed", test_all_listed},
                                       {"smollm2_json", test_smollm2_json},
+                                      {"cli_parse_special", test_cli_parse_special},
+                                      {"cli_parse_special_data", test_cli_parse_special_data},
                                       {NULL, NULL}};
     test_add_suite("tokenizer_json", cases);
 }
