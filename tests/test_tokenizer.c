@@ -11,20 +11,6 @@
 #include "tests/sha256.h"
 #include "tests/test_util.h"
 
-/* sha256 of ids as little-endian int32, like the fixture script. */
-static void ids_sha256(const int32_t *ids, size_t n, char out[65])
-{
-    sha256 s;
-    sha256_init(&s);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = (uint32_t)ids[i];
-        unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                              (unsigned char)(v >> 24)};
-        sha256_update(&s, b, 4);
-    }
-    sha256_hex(&s, out);
-}
-
 static void test_sha256_known(void)
 {
     sha256 s;
@@ -331,7 +317,7 @@ static void run_whole_files(const char *tok_name, const char *dir, ftq_tokenizer
             fprintf(stderr, "\n    %-11s %-40s %-48s %7zu tokens", tok_name, WHOLE_FILES[f],
                     ftq_tokenizer_kind_name(ts[k]), n[k]);
             char hex[65];
-            ids_sha256(ids[k], n[k], hex);
+            sha256_ids_hex(ids[k], n[k], hex);
             if (exp) {
                 ASSERT_INT_EQ(n[k], (long long)cJSON_GetNumberValue(jget(exp, "count")));
                 if (strcmp(hex, jstr(exp, "sha256")) != 0) {

@@ -12,19 +12,6 @@
 #include "tests/sha256.h"
 #include "tests/test_util.h"
 
-static void ids_sha256(const int32_t *ids, size_t n, char out[65])
-{
-    sha256 s;
-    sha256_init(&s);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = (uint32_t)ids[i];
-        unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                              (unsigned char)(v >> 24)};
-        sha256_update(&s, b, 4);
-    }
-    sha256_hex(&s, out);
-}
-
 static void text_sha256(const char *p, size_t n, char out[65])
 {
     sha256 s;
@@ -115,7 +102,7 @@ static int check_tokenizer(const char *name, const cJSON *strings, const cJSON *
     int rc = ftq_tokenizer_encode(t, slice, slen, 0, &ids, &n);
     char hex[65] = "";
     if (!rc)
-        ids_sha256(ids, n, hex);
+        sha256_ids_hex(ids, n, hex);
     if (rc || n != (size_t)jget(sl, "count")->valuedouble || strcmp(hex, jget(sl, "sha256")->valuestring) != 0) {
         fprintf(stderr, "\n  %s slice: rc %d, %zu ids (expected %d), sha256 %s", name, rc, n,
                 (int)jget(sl, "count")->valuedouble, hex);
