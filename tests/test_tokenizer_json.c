@@ -157,6 +157,7 @@ static void test_unigram(void) { run_one("unigram"); }
 static void test_unigram_bytes(void) { run_one("unigram_bytes"); }
 static void test_bpe_unk_punct(void) { run_one("bpe_unk_punct"); }
 static void test_wordpiece_split(void) { run_one("wordpiece_split"); }
+static void test_bpe_affixes(void) { run_one("bpe_affixes"); }
 static void test_split_a(void) { run_one("split_a"); }
 static void test_split_b(void) { run_one("split_b"); }
 static void test_split_c(void) { run_one("split_c"); }
@@ -300,7 +301,7 @@ static void test_cli_parse_special_data(void)
 static void test_all_listed(void)
 {
     static const char *const names[] = {"llama3", "qwen2", "digits_bytelevel", "metaspace_bpe", "unigram",
-                                        "unigram_bytes", "bpe_unk_punct", "wordpiece_split", "split_a", "split_b",
+                                        "unigram_bytes", "bpe_unk_punct", "wordpiece_split", "bpe_affixes", "split_a", "split_b",
                                         "split_c", "split_d", NULL};
     cJSON *fx = fixture();
     const cJSON *r;
@@ -313,7 +314,7 @@ static void test_all_listed(void)
         CU_ASSERT(found);
         n++;
     }
-    ASSERT_INT_EQ(n, 12);
+    ASSERT_INT_EQ(n, 13);
     cJSON_Delete(fx);
 }
 
@@ -327,6 +328,7 @@ void test_register_tokenizer_json(void)
                                       {"unigram_bytes", test_unigram_bytes},
                                       {"bpe_unk_punct", test_bpe_unk_punct},
                                       {"wordpiece_split", test_wordpiece_split},
+                                      {"bpe_affixes", test_bpe_affixes},
                                       {"split_a", test_split_a},
                                       {"split_b", test_split_b},
                                       {"split_c", test_split_c},

@@ -136,6 +136,14 @@ def build(text):
     out["bpe_unk_punct"] = train(t, trainers.BpeTrainer(vocab_size=600, min_frequency=2, show_progress=False,
                                                         special_tokens=["[UNK]"]), text)
 
+    # BPE with continuing_subword_prefix and end_of_word_suffix over Whitespace, NFKC; no decoder
+    t = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    t.normalizer = normalizers.NFKC()
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    out["bpe_affixes"] = train(t, trainers.BpeTrainer(vocab_size=600, min_frequency=2, show_progress=False,
+                                                      special_tokens=["[UNK]"], continuing_subword_prefix="##",
+                                                      end_of_word_suffix="</w>"), text)
+
     # WordPiece over WhitespaceSplit + Punctuation(contiguous), NFD + Lowercase, WordPiece decoder
     t = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     t.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase()])

@@ -368,8 +368,17 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
         return unsupported(path, "BPE option", "dropout");
     const cJSON *pre = get(m, "continuing_subword_prefix"), *suf = get(m, "end_of_word_suffix");
-    if ((cJSON_IsString(pre) && pre->valuestring[0]) || (cJSON_IsString(suf) && suf->valuestring[0]))
-        return unsupported(path, "BPE option", "continuing_subword_prefix/end_of_word_suffix");
+    if ((cJSON_IsString(pre) && strlen(pre->valuestring) >= sizeof t->wp_prefix) ||
+        (cJSON_IsString(suf) && strlen(suf->valuestring) >= sizeof t->bpe_suffix))
+        return bad(path, "BPE continuing_subword_prefix or end_of_word_suffix longer than 15 bytes");
+    if (cJSON_IsString(pre)) {
+        t->wp_prefix_len = strlen(pre->valuestring);
+        memcpy(t->wp_prefix, pre->valuestring, t->wp_prefix_len + 1);
+    }
+    if (cJSON_IsString(suf)) {
+        t->bpe_suffix_len = strlen(suf->valuestring);
+        memcpy(t->bpe_suffix, suf->valuestring, t->bpe_suffix_len + 1);
+    }
     t->model = TOK_MODEL_BPE_RANK;
     t->byte_fallback = flag(m, "byte_fallback", 0);
     t->fuse_unk = flag(m, "fuse_unk", 0);
@@ -432,11 +441,15 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
             }
             cat = p;
         }
+        /* the merged token drops b's continuing_subword_prefix (HF: a + b[prefix_len..]) */
+        size_t skip = t->wp_prefix_len && bl >= t->wp_prefix_len && memcmp(b, t->wp_prefix, t->wp_prefix_len) == 0
+                          ? t->wp_prefix_len
+                          : 0;
         memcpy(cat, a, al);
-        memcpy(cat + al, b, bl);
+        memcpy(cat + al, b + skip, bl - skip);
         int32_t ia, ib, im;
         if (!ftq_strmap_get(&t->vocab, a, al, &ia) || !ftq_strmap_get(&t->vocab, b, bl, &ib) ||
-            !ftq_strmap_get(&t->vocab, cat, al + bl, &im)) {
+            !ftq_strmap_get(&t->vocab, cat, al + bl - skip, &im)) {
             rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': merge %ld ('%.*s' + '%.*s') uses a token that is not "
                                "in the vocabulary", path, (long)rank, (int)al, a, (int)bl, b);
             break;
@@ -504,6 +517,9 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
         rc = load_decoder(t, get(root, "decoder"), path);
     if (!rc && t->model == TOK_MODEL_WORDPIECE && (t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level))
         rc = unsupported(path, "pre_tokenizer", "ByteLevel with a WordPiece model");
+    if (!rc && t->model == TOK_MODEL_BPE_RANK && (t->wp_prefix_len || t->bpe_suffix_len) &&
+        (t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level))
+        rc = unsupported(path, "BPE option", "continuing_subword_prefix/end_of_word_suffix with ByteLevel");
     if (!rc && t->model == TOK_MODEL_UNIGRAM && (t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level))
         rc = unsupported(path, "pre_tokenizer", "ByteLevel with a Unigram model");
     if (!rc && t->model != TOK_MODEL_WORDPIECE && (t->pretok == TOK_PRE_BERT || t->norm == TOK_NORM_BERT))

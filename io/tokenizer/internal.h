@@ -177,7 +177,9 @@ struct ftq_tokenizer {
     ftq_ivec prefix, suffix; /* ids add_special puts around the text */
 
     /* WordPiece / BertNormalizer (wordpiece.c) */
-    char wp_prefix[16]; /* continuing_subword_prefix, "##" */
+    char wp_prefix[16]; /* continuing_subword_prefix, "##" (WordPiece; BPE when set) */
+    char bpe_suffix[16]; /* BPE end_of_word_suffix ("" if none) */
+    size_t bpe_suffix_len;
     size_t wp_prefix_len;
     int wp_max_chars; /* max_input_chars_per_word */
     int bert_clean, bert_chinese, bert_strip_accents, bert_lowercase;
