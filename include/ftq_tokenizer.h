@@ -1,10 +1,10 @@
 /* ftq_tokenizer.h - tokenizers that reproduce Hugging Face ids byte for byte.
  *
  * Supported files (ftq_tokenizer_load picks from what the model directory holds, in
- * this order): tokenizer.json (BPE: GPT-2 style ByteLevel + regex, or SentencePiece
- * style Prepend/Replace normalizer with byte_fallback; added/special tokens),
- * tokenizer.model (SentencePiece protobuf, BPE type), vocab.json + merges.txt (GPT-2),
- * vocab.txt (BERT WordPiece; tokenizer.json may also hold a WordPiece model).
+ * this order): tokenizer.json (models BPE, Unigram, WordPiece with the normalizers,
+ * pre-tokenizers, post-processors and decoders listed in docs/tokenizers.md; added/special
+ * tokens), tokenizer.model (SentencePiece protobuf, BPE type), vocab.json + merges.txt
+ * (GPT-2), vocab.txt (BERT WordPiece), or a .gguf file's tokenizer.ggml.* metadata.
  * tokenizer_config.json (add_bos_token / add_eos_token) and special_tokens_map.json /
  * config.json decide BOS/EOS.
  *
