@@ -3,7 +3,7 @@
  * Supported files (ftq_tokenizer_load picks from what the model directory holds, in
  * this order): tokenizer.json (models BPE, Unigram, WordPiece with the normalizers,
  * pre-tokenizers, post-processors and decoders listed in docs/tokenizers.md; added/special
- * tokens), tokenizer.model (SentencePiece protobuf, BPE type), vocab.json + merges.txt
+ * tokens), tokenizer.model (SentencePiece protobuf, BPE or UNIGRAM), vocab.json + merges.txt
  * (GPT-2), vocab.txt (BERT WordPiece), or a .gguf file's tokenizer.ggml.* metadata.
  * tokenizer_config.json (add_bos_token / add_eos_token) and special_tokens_map.json /
  * config.json decide BOS/EOS.

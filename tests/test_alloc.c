@@ -190,9 +190,10 @@ static int op_tokenizer_json_load(void)
 static void test_tokenizer_json(void)
 {
     static const char *const names[] = {"qwen2", "unigram", "unigram_bytes", "split_b", "split_c", "metaspace_bpe",
-                                        "bpe_affixes", "wordpiece_split"};
+                                        "bpe_affixes", "wordpiece_split", "../spm_unigram/plain",
+                                        "../spm_unigram/bytes"};
     char rel[128];
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 10; i++) {
         snprintf(rel, sizeof rel, "tests/fixtures/tokenizer_json/%s", names[i]);
         json_dir = source_path(rel);
         ASSERT_OK(ftq_tokenizer_load(json_dir, &enc_tok));

@@ -1059,12 +1059,12 @@ static void test_spm_truncated(void)
     free(data);
 }
 
-static void test_spm_unigram_unsupported(void)
+static void test_spm_word_unsupported(void)
 {
     char *data = NULL;
     size_t size = 0;
     ASSERT_OK(ftq_read_file(shared_path("models/stories260K/tokenizer.model"), &data, &size));
-    /* model_type (trainer_spec field 3, varint 2 = BPE) -> 1 = UNIGRAM. Find the trainer_spec
+    /* model_type (trainer_spec field 3, varint 2 = BPE) -> 3 = WORD. Find the trainer_spec
      * (top-level field 2, key 0x12) after the pieces and patch its model_type byte. */
     size_t p = 0;
     while (p < size && (unsigned char)data[p] == 0x0a) { /* skip pieces: key 0x0a, 1-2 byte length */
@@ -1082,7 +1082,7 @@ static void test_spm_unigram_unsupported(void)
         unsigned char key = (unsigned char)data[q];
         if (key == 0x18) {
             CU_ASSERT_EQUAL(data[q + 1], 2);
-            data[q + 1] = 1;
+            data[q + 1] = 3;
             patched = 1;
         } else if ((key & 7) == 2) {
             q += 2 + (unsigned char)data[q + 1];
@@ -1091,12 +1091,12 @@ static void test_spm_unigram_unsupported(void)
         }
     }
     CU_ASSERT_FATAL(patched);
-    const char *dir = test_tmpdir("tok_unigram");
+    const char *dir = test_tmpdir("tok_word");
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
     CU_ASSERT_EQUAL_FATAL(write_file(path, data, size), 0);
     ftq_tokenizer *t = NULL;
-    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t), FTQ_EUNSUPPORTED, "UNIGRAM");
+    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t), FTQ_EUNSUPPORTED, "WORD");
     free(data);
 }
 
@@ -1291,7 +1291,7 @@ void test_register_tokenizer(void)
         {"gpt2_word_without_ids", test_gpt2_word_without_ids},
         {"vocab_txt_empty_lines", test_vocab_txt_empty_lines},
         {"wordpiece_text_end", test_wordpiece_text_end},
-        {"spm_unigram_unsupported", test_spm_unigram_unsupported},
+        {"spm_word_unsupported", test_spm_word_unsupported},
         {"json_errors", test_json_errors},
         {"id_bounds", test_id_bounds},
         {"invalid_utf8", test_invalid_utf8},

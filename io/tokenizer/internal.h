@@ -67,7 +67,11 @@ void ftq_pairmap_free(ftq_pairmap *m);
 
 /* ---- the tokenizer --------------------------------------------------------------- */
 
-enum { TOKF_SPECIAL = 1, TOKF_BYTE = 2, TOKF_MERGEABLE = 4, TOKF_UNKNOWN = 8, TOKF_CONTROL = 16 };
+/* TOKF_USER / TOKF_UNUSED: sentencepiece USER_DEFINED / UNUSED pieces (tokenizer.model) */
+enum {
+    TOKF_SPECIAL = 1, TOKF_BYTE = 2, TOKF_MERGEABLE = 4, TOKF_UNKNOWN = 8, TOKF_CONTROL = 16, TOKF_USER = 32,
+    TOKF_UNUSED = 64
+};
 enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE, TOK_MODEL_WORDPIECE, TOK_MODEL_UNIGRAM };
 enum { TOK_NORM_NONE, TOK_NORM_OPS, TOK_NORM_SPM, TOK_NORM_BERT };
 enum {
@@ -162,7 +166,7 @@ struct ftq_tokenizer {
     int pre_byte_level;      /* the last of them is ByteLevel: the model works on bytes */
     double *uni_score;       /* Unigram: score of each id (uni_n of them) */
     size_t uni_n;
-    double uni_min_score;
+    double uni_min_score, uni_max_score;
 
     int decoder; /* TOK_DEC_CHAIN or TOK_DEC_SPM */
     ftq_tok_op *dec_ops;
@@ -274,6 +278,10 @@ int ftq_tok_pre_from_json(ftq_tokenizer *t, const struct cJSON *p, const char *p
 /* unigram.c: the Unigram model of a tokenizer.json, and Viterbi over one piece. */
 int ftq_tok_unigram_from_json(ftq_tokenizer *t, const struct cJSON *model, const char *path);
 int ftq_tok_unigram_encode(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out);
+/* sentencepiece's unigram (tokenizer.model): float scores in t->score, only NORMAL and
+ * USER_DEFINED pieces matched, user-defined ones scored length * max - 0.1 (uni_min_score and
+ * uni_max_score over NORMAL pieces). */
+int ftq_tok_unigram_encode_spm(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out);
 
 /* GPT-2 byte level: the code point for each byte (bytes_to_unicode), and the inverse
  * (-1 if a code point is not one of the 256). */

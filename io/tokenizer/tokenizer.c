@@ -187,7 +187,8 @@ static int encode_normalized(const ftq_tokenizer *t, enc_ctx *c, const char *s, 
         return ftq_tok_pretokenize(t, s, len, at_start, stage_piece, &w);
     }
     if (t->model == TOK_MODEL_UNIGRAM)
-        return ftq_tok_unigram_encode(t, s, len, out);
+        return t->kind == FTQ_TOKENIZER_SPM ? ftq_tok_unigram_encode_spm(t, s, len, out)
+                                            : ftq_tok_unigram_encode(t, s, len, out);
     if (t->model == TOK_MODEL_BPE_SCORE)
         return ftq_bpe_score(t, c->bpe, s, len, out);
     if (t->model == TOK_MODEL_WORDPIECE)

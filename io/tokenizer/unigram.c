@@ -149,3 +149,95 @@ int ftq_tok_unigram_encode(const ftq_tokenizer *t, const char *s, size_t len, ft
     free(best);
     return rc;
 }
+
+/* ---- sentencepiece (tokenizer.model) --------------------------------------------- */
+
+typedef struct {
+    float score;
+    int32_t id;
+    int32_t from; /* -1: not reached */
+} spm_node;
+
+int ftq_tok_unigram_encode_spm(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out)
+{
+    if (len == 0)
+        return FTQ_OK;
+    spm_node *best = malloc((len + 1) * sizeof *best);
+    if (!best)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i <= len; i++)
+        best[i] = (spm_node){0.0f, -1, -1};
+    const float unk_score = (float)t->uni_min_score - (float)UNK_PENALTY;
+    const float max_score = (float)t->uni_max_score;
+    for (size_t at = 0; at < len;) {
+        size_t mblen = 1;
+        while (at + mblen < len && ((unsigned char)s[at + mblen] & 0xc0) == 0x80)
+            mblen++;
+        const float here = best[at].score;
+        int single = 0;
+        size_t maxl = len - at < t->max_piece_len ? len - at : t->max_piece_len;
+        for (size_t l = 1; l <= maxl; l++) {
+            int32_t id;
+            if (!ftq_strmap_get(&t->vocab, s + at, l, &id) ||
+                (t->flags[id] & (TOKF_CONTROL | TOKF_UNKNOWN | TOKF_BYTE | TOKF_UNUSED)))
+                continue; /* only NORMAL and USER_DEFINED pieces are in sentencepiece's trie */
+            spm_node *tg = &best[at + l];
+            if (t->flags[id] & TOKF_USER) { /* a bonus that always selects it, in double as sentencepiece */
+                double cand = ((float)l * max_score - 0.1) + here;
+                if (tg->from < 0 || cand > tg->score)
+                    *tg = (spm_node){(float)cand, id, (int32_t)at};
+            } else {
+                float cand = t->score[id] + here;
+                if (tg->from < 0 || cand > tg->score)
+                    *tg = (spm_node){cand, id, (int32_t)at};
+            }
+            if (l == mblen)
+                single = 1;
+        }
+        if (!single) {
+            spm_node *tg = &best[at + mblen];
+            float cand = unk_score + here;
+            if (tg->from < 0 || cand > tg->score)
+                *tg = (spm_node){cand, t->unk_id, (int32_t)at};
+        }
+        at += mblen;
+    }
+    /* back from the end; consecutive unknowns become one piece, then bytes with byte fallback */
+    ftq_ivec bounds = {0};
+    int rc = FTQ_OK;
+    size_t end = len, unk_end = 0;
+    int in_unk = 0;
+    while (end > 0 && !rc) {
+        size_t from = (size_t)best[end].from;
+        if (best[end].id == t->unk_id) {
+            if (!in_unk)
+                unk_end = end;
+            in_unk = 1;
+        } else {
+            if (in_unk && !(rc = ftq_ivec_push(&bounds, (int32_t)end)))
+                rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+            in_unk = 0;
+            if (!rc && !(rc = ftq_ivec_push(&bounds, (int32_t)from)))
+                rc = ftq_ivec_push(&bounds, (int32_t)end);
+        }
+        end = from;
+    }
+    if (!rc && in_unk && !(rc = ftq_ivec_push(&bounds, 0)))
+        rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+    for (size_t k = bounds.n; !rc && k >= 2; k -= 2) {
+        size_t a = (size_t)bounds.v[k - 2], b = (size_t)bounds.v[k - 1];
+        int32_t id;
+        if (!ftq_strmap_get(&t->vocab, s + a, b - a, &id) ||
+            (t->flags[id] & (TOKF_CONTROL | TOKF_UNKNOWN | TOKF_BYTE | TOKF_UNUSED)))
+            id = t->unk_id;
+        if (id == t->unk_id && t->byte_fallback) {
+            for (size_t q = a; q < b && !rc; q++)
+                rc = ftq_ivec_push(out, t->byte_id[(unsigned char)s[q]] >= 0 ? t->byte_id[(unsigned char)s[q]] : t->unk_id);
+        } else {
+            rc = ftq_ivec_push(out, id);
+        }
+    }
+    free(bounds.v);
+    free(best);
+    return rc;
+}
