@@ -29,6 +29,11 @@ int label_width(const char *const *names, int n);
 void print_confusion_json(FILE *fp, const ftq_cls_metrics *m);
 void print_confusion_text(FILE *fp, const ftq_cls_metrics *m, const char *const *names);
 
+/* --parse-special: text is text unless asked (docs/tokenizers.md). */
+#define PARSE_SPECIAL_HELP                                                                            \
+    "match special-token text (<|im_start|>, </s>, [SEP]) in the input as those tokens, as HF's "     \
+    "tokenizers do; default: read it as plain text, as llama.cpp and sentencepiece do"
+
 /* Print a malloc'd int32 array as a JSON array. */
 void json_print_ids(FILE *fp, const int32_t *ids, size_t n);
 

@@ -75,7 +75,7 @@ static int read_texts(const char *cmd, const char *src, const char *text_col, ch
 int cmd_embed(int argc, char **argv)
 {
     const char *model = default_model_dir(), *prompt = NULL, *data = NULL, *text_col = NULL;
-    int json = 0, sim = 0, seq = 0, batch = 32, limit = 0;
+    int json = 0, sim = 0, seq = 0, batch = 32, limit = 0, parse_special = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "BERT encoder directory (sentence-transformers layout or plain)", 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "embed one text", 0, -1},
@@ -86,6 +86,7 @@ int cmd_embed(int argc, char **argv)
          1 << 20},
         {"batch", 0, OPT_INT, &batch, "N", "texts per forward pass", 1, 4096},
         {"limit", 0, OPT_INT, &limit, "N", "only the first N rows (0 = all)", 0, 1 << 30},
+        {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"similarity", 0, OPT_FLAG, &sim, NULL, "print the cosine similarity matrix instead", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print {\"embeddings\": [[...], ...], \"dim\": D}", 0, -1},
         OPT_END,
@@ -118,6 +119,7 @@ int cmd_embed(int argc, char **argv)
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
     }
+    ftq_tokenizer_set_parse_special(tok, parse_special);
     int max_seq = 0;
     if (ftq_bert_st_pooling(model, &ctx.pool, &ctx.normalize, &max_seq) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());

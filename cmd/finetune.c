@@ -93,7 +93,7 @@ int cmd_finetune(int argc, char **argv)
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
                *mode_s = "full", *text_col = NULL, *label_col = NULL, *init = "pretrained", *resume = NULL,
                *log = NULL, *schedule_s = "linear", *pool = NULL, *text2_col = NULL;
-    int freeze = -1, epochs = 3, batch = 0, seq = 0, accum = 1, json = 0, skip_bad = 0;
+    int freeze = -1, epochs = 3, batch = 0, seq = 0, accum = 1, json = 0, skip_bad = 0, parse_special = 0;
     int save_every = 0, eval_every = 0, max_steps = 0, warmup = 0, limit = 0, dev_limit = 0;
     double lr = -1, weight_decay = 0.0, max_grad_norm = 1.0, warmup_ratio = 0.0, beta1 = 0.9, beta2 = 0.999,
            adam_eps = 1e-8;
@@ -132,6 +132,7 @@ int cmd_finetune(int argc, char **argv)
         {"pool", 0, OPT_STR, &pool, "HOW", "encoders: pooler ([CLS] through the pooler, as HF; default) | mean | cls",
          0, -1},
         {"label-col", 0, OPT_STR, &label_col, "NAME", "label column (default: label)", 0, -1},
+        {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"skip-bad-rows", 0, OPT_FLAG, &skip_bad, NULL, "skip malformed rows instead of stopping at the first", 0, -1},
         {"limit", 0, OPT_INT, &limit, "N", "use only the first N training rows (lm: blocks); 0 = all", 0, 1 << 30},
         {"dev-limit", 0, OPT_INT, &dev_limit, "N", "use only the first N dev rows (lm: blocks); 0 = all", 0, 1 << 30},
@@ -256,6 +257,7 @@ int cmd_finetune(int argc, char **argv)
     c.text2_col = text2_col;
     c.pool = pool;
     c.skip_bad_rows = skip_bad;
+    c.parse_special = parse_special;
     c.limit = limit;
     c.dev_limit = dev_limit;
     c.freeze_layers = freeze;

@@ -21,7 +21,7 @@ static size_t stable_prefix(const char *s, size_t len)
 int cmd_generate(int argc, char **argv)
 {
     const char *model = default_model_dir(), *prompt = NULL;
-    int n_new = 128, top_k = 40, json = 0, no_bos = 0, ignore_eos = 0;
+    int n_new = 128, top_k = 40, json = 0, no_bos = 0, ignore_eos = 0, parse_special = 0;
     double temperature = 0.8, top_p = 0.95;
     uint64_t seed = 42;
     const ftq_opt opts[] = {
@@ -33,6 +33,7 @@ int cmd_generate(int argc, char **argv)
         {"top-p", 0, OPT_FLOAT, &top_p, "P", "nucleus: smallest set with probability >= P (1 = off)", 1e-9, 1},
         {"seed", 0, OPT_U64, &seed, "S", "random seed (same seed, same output)", 0, -1},
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not prepend BOS to the prompt", 0, -1},
+        {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"ignore-eos", 0, OPT_FLAG, &ignore_eos, NULL, "keep going after EOS", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object (text, ids, tokens_per_second)", 0, -1},
         OPT_END,
@@ -60,6 +61,7 @@ int cmd_generate(int argc, char **argv)
     ftq_sampler *smp = NULL;
     char *text = NULL;
     int rc = 0;
+    ftq_tokenizer_set_parse_special(tok, parse_special);
     if (ftq_tokenizer_encode(tok, prompt, strlen(prompt), !no_bos, &ids, &n_prompt) != FTQ_OK) {
         rc = cmd_fail(spec.name, "prompt: %s", ftq_last_error());
         goto out;

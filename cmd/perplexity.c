@@ -31,7 +31,7 @@ static const char *protocol_name(ftq_ppl_protocol p)
 int cmd_perplexity(int argc, char **argv)
 {
     const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp", *ref_dir = NULL;
-    int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0;
+    int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0, parse_special = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (config.json + safetensors + tokenizer)", 0, -1},
         {"file", 'f', OPT_STR, &file, "FILE", "text file, tokenized once as a whole", 0, -1},
@@ -40,6 +40,7 @@ int cmd_perplexity(int argc, char **argv)
         {"stride", 0, OPT_INT, &stride, "S", "Hugging Face sliding window with stride S (implies --protocol stride)", 1, 1 << 20},
         {"protocol", 0, OPT_STR, &proto, "NAME", "llamacpp | llamacpp-no-leading-bos | full-window | stride", 0, -1},
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "never insert BOS (default: as the tokenizer does)", 0, -1},
+        {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"ref-model", 0, OPT_STR, &ref_dir, "DIR", "also report KL divergence and top-1 agreement against this model", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
@@ -103,6 +104,7 @@ int cmd_perplexity(int argc, char **argv)
         goto out;
     }
     double t0 = ftq_time_sec();
+    ftq_tokenizer_set_parse_special(tok, parse_special);
     if (ftq_tokenizer_encode(tok, text, len, 0, &ids, &n) != FTQ_OK) {
         rc = cmd_fail(spec.name, "'%s': %s", file, ftq_last_error());
         goto out;

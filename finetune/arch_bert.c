@@ -102,6 +102,7 @@ static int bert_open(const ftq_train_config *c, tarch **out, tarch_info *info)
     a->pool_given = c->pool != NULL;
     if ((rc = ftq_bert_load(c->model_dir, &a->m)) != FTQ_OK || (rc = ftq_tokenizer_load(c->model_dir, &a->tok)))
         goto fail;
+    ftq_tokenizer_set_parse_special(a->tok, c->parse_special);
     const ftq_bert_config *bc = ftq_bert_get_config(a->m);
     if (!a->pool_given)
         a->pool = FTQ_POOL_POOLER;

@@ -63,6 +63,7 @@ static int dec_open(const ftq_train_config *c, tarch **out, tarch_info *info)
         goto fail;
     if ((rc = ftq_tokenizer_load(c->model_dir, &a->tok)) != FTQ_OK)
         goto fail;
+    ftq_tokenizer_set_parse_special(a->tok, c->parse_special);
     if (c->task == FTQ_TASK_LM && a->src_cfg.is_classifier) {
         rc = ftq_set_error(FTQ_EINVAL, "task lm needs a causal LM; '%s' is a sequence classifier", c->model_dir);
         goto fail;

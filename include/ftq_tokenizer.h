@@ -1,10 +1,10 @@
 /* ftq_tokenizer.h - tokenizers that reproduce Hugging Face ids byte for byte.
  *
  * Supported files (ftq_tokenizer_load picks from what the model directory holds, in
- * this order): tokenizer.json (BPE: GPT-2 style ByteLevel + regex, or SentencePiece
- * style Prepend/Replace normalizer with byte_fallback; added/special tokens),
- * tokenizer.model (SentencePiece protobuf, BPE type), vocab.json + merges.txt (GPT-2),
- * vocab.txt (BERT WordPiece; tokenizer.json may also hold a WordPiece model).
+ * this order): tokenizer.json (models BPE, Unigram, WordPiece with the normalizers,
+ * pre-tokenizers, post-processors and decoders listed in docs/tokenizers.md; added/special
+ * tokens), tokenizer.model (SentencePiece protobuf, BPE or UNIGRAM), vocab.json + merges.txt
+ * (GPT-2), vocab.txt (BERT WordPiece), or a .gguf file's tokenizer.ggml.* metadata.
  * tokenizer_config.json (add_bos_token / add_eos_token) and special_tokens_map.json /
  * config.json decide BOS/EOS.
  *
@@ -48,9 +48,25 @@ void ftq_tokenizer_free(ftq_tokenizer *t); /* NULL is fine */
 
 /* Encode UTF-8 text (len bytes; need not be NUL-terminated). add_special = 1 adds BOS /
  * EOS as the tokenizer config says (HF add_special_tokens=True). *ids is malloc'd. Invalid
- * UTF-8 is an FTQ_EFORMAT error naming the byte offset. */
+ * UTF-8 is an FTQ_EFORMAT error naming the byte offset. Special-token text in the input is
+ * read as plain text unless ftq_tokenizer_set_parse_special was called (see below). */
 int ftq_tokenizer_encode(const ftq_tokenizer *t, const char *text, size_t len, int add_special,
                          int32_t **ids, size_t *n);
+
+/* Special tokens in text. By default (and in ftq_tokenizer_encode) text is text: a literal
+ * "<|im_start|>" or "</s>" written in the input is tokenized as ordinary characters, as
+ * llama.cpp (parse_special = false) and sentencepiece do, so data cannot inject control tokens.
+ * Added tokens that are not special (user-defined pieces) are still matched. With
+ * FTQ_ENCODE_PARSE_SPECIAL every added token written in the text becomes its id, as HF's
+ * fast tokenizers do (for chat-formatted text). */
+enum { FTQ_ENCODE_ADD_SPECIAL = 1, FTQ_ENCODE_PARSE_SPECIAL = 2 };
+int ftq_tokenizer_encode_flags(const ftq_tokenizer *t, const char *text, size_t len, unsigned flags,
+                               int32_t **ids, size_t *n);
+/* Make ftq_tokenizer_encode (and encode_pair) parse special tokens, for a caller that hands the
+ * tokenizer to code it does not control (--parse-special). Call it before the tokenizer is
+ * shared between threads. */
+void ftq_tokenizer_set_parse_special(ftq_tokenizer *t, int on);
+int ftq_tokenizer_parses_special(const ftq_tokenizer *t);
 
 /* Encode a pair of texts (sentence A, sentence B) as the tokenizer's pair template says,
  * e.g. BERT's [CLS] A [SEP] B [SEP] with token types 0..0 1..1 (add_special = 0: A B with

@@ -239,6 +239,7 @@ typedef struct {
     const char *pool;          /* classify pooling for encoders: "pooler" (HF's, the default), "mean",
                                   "cls"; NULL = the model's own (decoders pool the last token) */
     int skip_bad_rows;
+    int parse_special;         /* special-token text in the data becomes those tokens (else text) */
     int64_t limit;             /* classify: first N rows; lm: first N blocks (0 = all) */
     int64_t dev_limit;         /* the same for the dev set */
     ftq_task task;             /* default FTQ_TASK_CLASSIFY */

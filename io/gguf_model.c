@@ -5,7 +5,7 @@
  * reports it as an unexpected tensor. Invariant: the checkpoint owns every tensor it lists. */
 #include "ftq.h"
 #include "io/checkpoint_src.h"
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -1,21 +1,29 @@
-/* unicode.c - strict UTF-8 decoding/encoding and range-table lookups.
+/* unicode.c - strict UTF-8 decoding/encoding and code point classes.
+ * Code point classes come from utf8proc (no hand-made tables).
  * Invariant: ftq_utf8_decode accepts exactly the well-formed sequences of Unicode Table 3-7,
  * and ftq_utf8_maximal_subpart agrees with it on where a replacement ends. */
+#include <utf8proc.h>
+
 #include "io/unicode.h"
 
-int ftq_unicode_in(const ftq_unicode_table *t, uint32_t cp)
+int ftq_unicode_letter_cp(uint32_t cp)
 {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cp < t->ranges[mid][0])
-            hi = mid;
-        else if (cp > t->ranges[mid][1])
-            lo = mid + 1;
-        else
-            return 1;
-    }
-    return 0;
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)cp);
+    return k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO;
+}
+
+int ftq_unicode_number_cp(uint32_t cp)
+{
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)cp);
+    return k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO;
+}
+
+int ftq_unicode_space_cp(uint32_t cp)
+{
+    if ((cp >= 0x09 && cp <= 0x0d) || cp == 0x85)
+        return 1;
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)cp);
+    return k == UTF8PROC_CATEGORY_ZS || k == UTF8PROC_CATEGORY_ZL || k == UTF8PROC_CATEGORY_ZP;
 }
 
 /* Valid range of the second byte for a lead byte (Table 3-7); the others are 80..BF. */

@@ -1,44 +1,37 @@
 /* unicode.h - internal UTF-8 and code point class helpers for the tokenizers.
- * Decoding is strict (no overlongs, surrogates or values above U+10FFFF); the class tables
- * in unicode_tables.c are generated from the Python `regex` module so they mean what the
- * GPT-2 pre-tokenizer regex means. */
+ * Decoding is strict (no overlongs, surrogates or values above U+10FFFF); the classes come
+ * from utf8proc's general categories (Debian's libutf8proc), in the sense the GPT-2
+ * pre-tokenizer regex gives them: \p{L}, \p{N} and \s = Unicode White_Space. */
 #ifndef FTQ_IO_UNICODE_H
 #define FTQ_IO_UNICODE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-    const uint32_t (*ranges)[2]; /* sorted inclusive [lo, hi] */
-    size_t n;
-} ftq_unicode_table;
-
-extern const ftq_unicode_table ftq_unicode_letter; /* \p{L} */
-extern const ftq_unicode_table ftq_unicode_number; /* \p{N} */
-extern const ftq_unicode_table ftq_unicode_space;  /* \s = White_Space */
-
-/* 1 if cp lies in one of the table's ranges (binary search). */
-int ftq_unicode_in(const ftq_unicode_table *t, uint32_t cp);
+/* Out-of-line lookups for code points >= 0x80 (utf8proc). */
+int ftq_unicode_letter_cp(uint32_t cp); /* \p{L}: general category L* */
+int ftq_unicode_number_cp(uint32_t cp); /* \p{N}: general category N* */
+int ftq_unicode_space_cp(uint32_t cp);  /* \s: White_Space = Zs, Zl, Zp, U+0009..000D, U+0085 */
 
 static inline int ftq_unicode_is_letter(uint32_t cp)
 {
     if (cp < 0x80)
         return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-    return ftq_unicode_in(&ftq_unicode_letter, cp);
+    return ftq_unicode_letter_cp(cp);
 }
 
 static inline int ftq_unicode_is_number(uint32_t cp)
 {
     if (cp < 0x80)
         return cp >= '0' && cp <= '9';
-    return ftq_unicode_in(&ftq_unicode_number, cp);
+    return ftq_unicode_number_cp(cp);
 }
 
 static inline int ftq_unicode_is_space(uint32_t cp)
 {
     if (cp < 0x80)
         return cp == ' ' || (cp >= 0x09 && cp <= 0x0d);
-    return ftq_unicode_in(&ftq_unicode_space, cp);
+    return ftq_unicode_space_cp(cp);
 }
 
 /* Decode one strict UTF-8 sequence from s[0..len). Returns its length (1-4) and sets *cp,

@@ -1,5 +1,5 @@
 /* sha256.h - SHA-256 (FIPS 180-4) for tests that compare id sequences with the goldens'
- * hashes (test_tokenizer.c, test_wordpiece.c; only tests include it). */
+ * hashes (test_tokenizer.c, test_tokenizer_json.c, test_wordpiece.c; only tests include it). */
 #ifndef FTQ_TESTS_SHA256_H
 #define FTQ_TESTS_SHA256_H
 #include <stdint.h>
@@ -84,6 +84,20 @@ static void sha256_hex(sha256 *s, char out[65])
     sha256_update(s, len, 8);
     for (int i = 0; i < 8; i++)
         snprintf(out + 8 * i, 9, "%08x", s->h[i]);
+}
+
+/* sha256 of ids as little-endian int32 (what the fixture scripts hash). */
+static inline void sha256_ids_hex(const int32_t *ids, size_t n, char out[65])
+{
+    sha256 s;
+    sha256_init(&s);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                              (unsigned char)(v >> 24)};
+        sha256_update(&s, b, 4);
+    }
+    sha256_hex(&s, out);
 }
 
 #endif

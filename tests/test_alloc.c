@@ -155,6 +155,55 @@ static int op_tokenizer(void)
     return rc;
 }
 
+/* tokenizer.json stages (normalizers, pre-tokenizer stages, Unigram, Split regexes): encode and
+ * decode with a tokenizer loaded before the sweep, and loading one. */
+static ftq_tokenizer *enc_tok;
+static const char *json_dir;
+
+static int op_tokenizer_json_encode(void)
+{
+    static const char *const texts[] = {"<|im_start|>user\n\u00c5 caf\xc3\xa9 12345  x\ty!!", "  Hello  world ",
+                                        "\xef\xac\x81ne \xe2\x85\xa7 </s> a\xcc\x81"};
+    int rc = FTQ_OK;
+    for (int k = 0; k < 3 && rc == FTQ_OK; k++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        rc = ftq_tokenizer_encode_flags(enc_tok, texts[k], strlen(texts[k]), (unsigned)(k & 1) * 3u, &ids, &n);
+        if (rc == FTQ_OK) {
+            char *out = NULL;
+            rc = ftq_tokenizer_decode(enc_tok, ids, n, 0, &out, NULL);
+            free(out);
+        }
+        free(ids);
+    }
+    return rc;
+}
+
+static int op_tokenizer_json_load(void)
+{
+    ftq_tokenizer *t = NULL;
+    int rc = ftq_tokenizer_load(json_dir, &t);
+    ftq_tokenizer_free(t);
+    return rc;
+}
+
+static void test_tokenizer_json(void)
+{
+    static const char *const names[] = {"qwen2", "unigram", "unigram_bytes", "split_b", "split_c", "metaspace_bpe",
+                                        "bpe_affixes", "wordpiece_split", "../spm_unigram/plain",
+                                        "../spm_unigram/bytes"};
+    char rel[128];
+    for (int i = 0; i < 10; i++) {
+        snprintf(rel, sizeof rel, "tests/fixtures/tokenizer_json/%s", names[i]);
+        json_dir = source_path(rel);
+        ASSERT_OK(ftq_tokenizer_load(json_dir, &enc_tok));
+        sweep(names[i], op_tokenizer_json_encode);
+        ftq_tokenizer_free(enc_tok);
+        enc_tok = NULL;
+        sweep_n(names[i], op_tokenizer_json_load, 60);
+    }
+}
+
 static int op_dataset(void)
 {
     ftq_dataset *d = NULL;
@@ -298,6 +347,7 @@ void test_register_alloc(void)
         {"config", test_config},
         {"model", test_model},
         {"tokenizer", test_tokenizer},
+        {"tokenizer_json", test_tokenizer_json},
         {"dataset", test_dataset},
         {"quantize", test_quantize},
         {"perplexity", test_perplexity},

@@ -6,24 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 #include "io/unicode.h"
 #include "tests/sha256.h"
 #include "tests/test_util.h"
-
-/* sha256 of ids as little-endian int32, like the fixture script. */
-static void ids_sha256(const int32_t *ids, size_t n, char out[65])
-{
-    sha256 s;
-    sha256_init(&s);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = (uint32_t)ids[i];
-        unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                              (unsigned char)(v >> 24)};
-        sha256_update(&s, b, 4);
-    }
-    sha256_hex(&s, out);
-}
 
 static void test_sha256_known(void)
 {
@@ -244,24 +230,20 @@ static void test_gpt2_regex_cases(void)
     }
 }
 
-static void test_unicode_tables(void)
+static void test_unicode_classes(void)
 {
     CU_ASSERT(ftq_unicode_is_letter('a') && ftq_unicode_is_letter(0xe9) && ftq_unicode_is_letter(0x4e2d));
     CU_ASSERT(!ftq_unicode_is_letter('1') && !ftq_unicode_is_letter(0x301) && !ftq_unicode_is_letter(0x1f600));
     CU_ASSERT(ftq_unicode_is_number(0x663) && ftq_unicode_is_number(0xbd) && ftq_unicode_is_number(0x2167));
     CU_ASSERT(ftq_unicode_is_space(0x85) && ftq_unicode_is_space(0x3000) && ftq_unicode_is_space(0x2029));
     CU_ASSERT(!ftq_unicode_is_space(0x200b) && !ftq_unicode_is_space(0x1c) && !ftq_unicode_is_space(0xfeff));
-    for (const ftq_unicode_table *tb = &ftq_unicode_letter;; tb = tb == &ftq_unicode_letter ? &ftq_unicode_number
-                                                                  : tb == &ftq_unicode_number ? &ftq_unicode_space
-                                                                                              : NULL) {
-        if (!tb)
-            break;
-        for (size_t i = 0; i < tb->n; i++) {
-            CU_ASSERT(tb->ranges[i][0] <= tb->ranges[i][1]);
-            if (i)
-                CU_ASSERT(tb->ranges[i - 1][1] + 1 < tb->ranges[i][0]);
-        }
-    }
+    /* the inline ASCII fast paths agree with utf8proc's categories */
+    int bad = 0;
+    for (uint32_t cp = 0; cp < 0x80; cp++)
+        bad += ftq_unicode_is_letter(cp) != ftq_unicode_letter_cp(cp) ||
+               ftq_unicode_is_number(cp) != ftq_unicode_number_cp(cp) ||
+               ftq_unicode_is_space(cp) != ftq_unicode_space_cp(cp);
+    ASSERT_INT_EQ(bad, 0);
 }
 
 /* ---- whole files ----------------------------------------------------------------- */
@@ -335,7 +317,7 @@ static void run_whole_files(const char *tok_name, const char *dir, ftq_tokenizer
             fprintf(stderr, "\n    %-11s %-40s %-48s %7zu tokens", tok_name, WHOLE_FILES[f],
                     ftq_tokenizer_kind_name(ts[k]), n[k]);
             char hex[65];
-            ids_sha256(ids[k], n[k], hex);
+            sha256_ids_hex(ids[k], n[k], hex);
             if (exp) {
                 ASSERT_INT_EQ(n[k], (long long)cJSON_GetNumberValue(jget(exp, "count")));
                 if (strcmp(hex, jstr(exp, "sha256")) != 0) {
@@ -409,6 +391,7 @@ static void test_added_tokens(void)
             if (strcmp(tok, last) != 0) {
                 ftq_tokenizer_free(t);
                 t = load_kind(dir_of(tok), kinds[k]);
+                ftq_tokenizer_set_parse_special(t, 1); /* the fixtures are HF's default */
                 last = tok;
             }
             if (!t)
@@ -423,20 +406,38 @@ static void test_added_tokens(void)
     ASSERT_INT_EQ(bad, 0);
     cJSON_Delete(fx);
 
-    /* the same behaviour spelled out */
+    /* the same behaviour spelled out: special-token text is text unless parsing is asked for */
     ftq_tokenizer *g = load_kind(GPT2_DIR, FTQ_TOKENIZER_HF_JSON), *l = load_kind(LLAMA2_DIR, FTQ_TOKENIZER_SPM);
     int32_t *ids = NULL;
     size_t n = 0;
     if (g) {
         const int32_t want[] = {15496, 50256, 6894};
+        ASSERT_OK(ftq_tokenizer_encode_flags(g, "Hello<|endoftext|>world", 23, FTQ_ENCODE_PARSE_SPECIAL, &ids, &n));
+        CU_ASSERT(ids_equal(ids, n, want, 3));
+        free(ids);
+        /* as text: OpenAI's encoder gives "Hello" "<" "|" "end" "of" "text" "|" ">" "world" */
+        const int32_t want_text[] = {15496, 27, 91, 437, 1659, 5239, 91, 29, 6894};
+        ASSERT_OK(ftq_tokenizer_encode(g, "Hello<|endoftext|>world", 23, 0, &ids, &n));
+        CU_ASSERT(ids_equal(ids, n, want_text, 9));
+        free(ids);
+        CU_ASSERT_FALSE(ftq_tokenizer_parses_special(g));
+        ftq_tokenizer_set_parse_special(g, 1);
+        CU_ASSERT(ftq_tokenizer_parses_special(g));
         ASSERT_OK(ftq_tokenizer_encode(g, "Hello<|endoftext|>world", 23, 0, &ids, &n));
         CU_ASSERT(ids_equal(ids, n, want, 3));
         free(ids);
     }
     if (l) {
         const int32_t want[] = {1, 15043, 2, 3186};
-        ASSERT_OK(ftq_tokenizer_encode(l, "Hello</s>world", 14, 1, &ids, &n));
+        ASSERT_OK(ftq_tokenizer_encode_flags(l, "Hello</s>world", 14, FTQ_ENCODE_ADD_SPECIAL | FTQ_ENCODE_PARSE_SPECIAL,
+                                             &ids, &n));
         CU_ASSERT(ids_equal(ids, n, want, 4));
+        free(ids);
+        ASSERT_OK(ftq_tokenizer_encode(l, "Hello</s>world", 14, 1, &ids, &n));
+        int has_eos = 0;
+        for (size_t i = 0; i < n; i++)
+            has_eos |= ids[i] == 2;
+        CU_ASSERT(n > 4 && !has_eos); /* sentencepiece reads "</s>" in text as characters */
         free(ids);
     }
     ftq_tokenizer_free(g);
@@ -526,6 +527,7 @@ static void test_added_token_options(void)
     cJSON *fx = load_json(source_path("tests/fixtures/tokenizer/stories260K_added/expected.json"));
     ftq_tokenizer *t = NULL;
     ASSERT_OK(ftq_tokenizer_load(source_path("tests/fixtures/tokenizer/stories260K_added"), &t));
+    ftq_tokenizer_set_parse_special(t, 1); /* the fixtures are HF's default */
     ASSERT_INT_EQ(ftq_tokenizer_vocab_size(t), 517);
     CU_ASSERT(ftq_tokenizer_is_special(t, 512) && !ftq_tokenizer_is_special(t, 513));
     int bad = 0, n = 0;
@@ -632,9 +634,9 @@ static void test_gpt2_json_variants(void)
                               "ignore_merges"), 0);
     CU_ASSERT(cJSON_IsTrue(jget(fx, "split_sequence_equals_golden")));
     ASSERT_INT_EQ(run_variant(gpt2_variant("tok_gpt2_seq", set_split_sequence), jget(g, "cases"), "split"), 0);
-    ftq_tokenizer *t = NULL;
-    expect_error(ftq_tokenizer_load(gpt2_variant("tok_gpt2_l3", set_llama3_split), &t), FTQ_EUNSUPPORTED,
-                 "pre_tokenizer");
+    ftq_tokenizer *t = NULL; /* another Split regex runs as a pre-tokenizer stage (tokenizer_json suite) */
+    ASSERT_OK(ftq_tokenizer_load(gpt2_variant("tok_gpt2_l3", set_llama3_split), &t));
+    ftq_tokenizer_free(t);
     cJSON_Delete(g);
     cJSON_Delete(fx);
 }
@@ -848,7 +850,8 @@ static void test_load_picks_files(void)
     int32_t *sp = NULL;
     size_t nsp = 0;
     const int32_t sp_want[] = {1, 403, 2, 1}; /* control pieces are split out like HF's special tokens */
-    ASSERT_OK(ftq_tokenizer_encode(t, "Once</s><s>", 11, 1, &sp, &nsp));
+    ASSERT_OK(ftq_tokenizer_encode_flags(t, "Once</s><s>", 11, FTQ_ENCODE_ADD_SPECIAL | FTQ_ENCODE_PARSE_SPECIAL,
+                                         &sp, &nsp));
     CU_ASSERT(ids_equal(sp, nsp, sp_want, 4));
     free(sp);
     ftq_tokenizer_free(t);
@@ -871,7 +874,8 @@ static void test_load_picks_files(void)
     CU_ASSERT(ids_equal(ids, n, want, 6));
     free(ids);
     const int32_t want_eot[] = {64, 50256};
-    ASSERT_OK(ftq_tokenizer_encode(t, "a<|endoftext|>", 14, 1, &ids, &n));
+    ASSERT_OK(ftq_tokenizer_encode_flags(t, "a<|endoftext|>", 14, FTQ_ENCODE_ADD_SPECIAL | FTQ_ENCODE_PARSE_SPECIAL,
+                                         &ids, &n));
     CU_ASSERT(ids_equal(ids, n, want_eot, 2));
     free(ids);
     ftq_tokenizer_free(t);
@@ -1055,12 +1059,12 @@ static void test_spm_truncated(void)
     free(data);
 }
 
-static void test_spm_unigram_unsupported(void)
+static void test_spm_word_unsupported(void)
 {
     char *data = NULL;
     size_t size = 0;
     ASSERT_OK(ftq_read_file(shared_path("models/stories260K/tokenizer.model"), &data, &size));
-    /* model_type (trainer_spec field 3, varint 2 = BPE) -> 1 = UNIGRAM. Find the trainer_spec
+    /* model_type (trainer_spec field 3, varint 2 = BPE) -> 3 = WORD. Find the trainer_spec
      * (top-level field 2, key 0x12) after the pieces and patch its model_type byte. */
     size_t p = 0;
     while (p < size && (unsigned char)data[p] == 0x0a) { /* skip pieces: key 0x0a, 1-2 byte length */
@@ -1078,7 +1082,7 @@ static void test_spm_unigram_unsupported(void)
         unsigned char key = (unsigned char)data[q];
         if (key == 0x18) {
             CU_ASSERT_EQUAL(data[q + 1], 2);
-            data[q + 1] = 1;
+            data[q + 1] = 3;
             patched = 1;
         } else if ((key & 7) == 2) {
             q += 2 + (unsigned char)data[q + 1];
@@ -1087,12 +1091,12 @@ static void test_spm_unigram_unsupported(void)
         }
     }
     CU_ASSERT_FATAL(patched);
-    const char *dir = test_tmpdir("tok_unigram");
+    const char *dir = test_tmpdir("tok_word");
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
     CU_ASSERT_EQUAL_FATAL(write_file(path, data, size), 0);
     ftq_tokenizer *t = NULL;
-    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t), FTQ_EUNSUPPORTED, "UNIGRAM");
+    expect_error(ftq_tokenizer_load_kind(dir, FTQ_TOKENIZER_SPM, &t), FTQ_EUNSUPPORTED, "WORD");
     free(data);
 }
 
@@ -1112,8 +1116,8 @@ static void json_case(const char *name, const char *json, int want, const char *
 static void test_json_errors(void)
 {
     json_case("tokj_notjson", "{\"model\": {\"type\": \"BPE\",", FTQ_EFORMAT, "not valid json");
-    json_case("tokj_unigram", "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", FTQ_EUNSUPPORTED,
-              "Unigram");
+    json_case("tokj_unigram", "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", \"x\"]]}}", FTQ_EFORMAT,
+              "[piece, score]");
     json_case("tokj_wordlevel", "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}}", FTQ_EUNSUPPORTED,
               "WordLevel");
     json_case("tokj_wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", FTQ_EFORMAT,
@@ -1122,14 +1126,19 @@ static void test_json_errors(void)
     json_case("tokj_nomodel", "{\"normalizer\": null}", FTQ_EFORMAT, "model");
     json_case("tokj_badmerge", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a c\"]}}",
               FTQ_EFORMAT, "merge 0");
-    json_case("tokj_nfc", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": \"Sequence\", "
-              "\"normalizers\": [{\"type\": \"NFC\"}]}}", FTQ_EUNSUPPORTED, "NFC");
-    json_case("tokj_metaspace", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"pre_tokenizer\": {\"type\": "
-              "\"Metaspace\"}}", FTQ_EUNSUPPORTED, "Metaspace");
+    json_case("tokj_precompiled", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": "
+              "\"Sequence\", \"normalizers\": [{\"type\": \"Precompiled\"}]}}", FTQ_EUNSUPPORTED, "Precompiled");
+    json_case("tokj_scripts", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"pre_tokenizer\": {\"type\": "
+              "\"UnicodeScripts\"}}", FTQ_EUNSUPPORTED, "UnicodeScripts");
     json_case("tokj_decoder", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"decoder\": {\"type\": "
               "\"CTC\"}}", FTQ_EUNSUPPORTED, "CTC");
     json_case("tokj_regex", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"normalizer\": {\"type\": "
-              "\"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \" \"}}", FTQ_EUNSUPPORTED, "Regex");
+              "\"Replace\", \"pattern\": {\"Regex\": \"( +\"}, \"content\": \" \"}}", FTQ_EFORMAT, "cannot compile");
+    json_case("tokj_split", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"pre_tokenizer\": {\"type\": "
+              "\"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"Sideways\"}}", FTQ_EFORMAT, "behavior");
+    json_case("tokj_bl_first", "{\"model\": {\"type\": \"BPE\", " MINI_VOCAB "}, \"pre_tokenizer\": {\"type\": "
+              "\"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\"}, {\"type\": \"Digits\"}]}}",
+              FTQ_EUNSUPPORTED, "after ByteLevel");
     /* ids are checked against the entries the file defines before anything is allocated for
      * them (a 68-byte file with id 1e8 used to allocate 1.7 GB), and must have no holes or
      * duplicates */
@@ -1256,7 +1265,7 @@ void test_register_tokenizer(void)
 {
     static const test_case cases[] = {
         {"sha256_known", test_sha256_known},
-        {"unicode_tables", test_unicode_tables},
+        {"unicode_classes", test_unicode_classes},
         {"gpt2_regex_cases", test_gpt2_regex_cases},
         {"gpt2_pretokens", test_gpt2_pretokens},
         {"golden_gpt2_json", test_golden_gpt2_json},
@@ -1282,7 +1291,7 @@ void test_register_tokenizer(void)
         {"gpt2_word_without_ids", test_gpt2_word_without_ids},
         {"vocab_txt_empty_lines", test_vocab_txt_empty_lines},
         {"wordpiece_text_end", test_wordpiece_text_end},
-        {"spm_unigram_unsupported", test_spm_unigram_unsupported},
+        {"spm_word_unsupported", test_spm_word_unsupported},
         {"json_errors", test_json_errors},
         {"id_bounds", test_id_bounds},
         {"invalid_utf8", test_invalid_utf8},

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 #include "tests/sha256.h"
 #include "tests/test_util.h"
 
@@ -90,13 +90,19 @@ static void test_kinds_and_names(void)
     /* special tokens written in the text are matched whole, never lower-cased or split */
     int32_t *ids = NULL;
     size_t n = 0;
-    ASSERT_OK(ftq_tokenizer_encode(t, "a [SEP] B", 9, 0, &ids, &n));
+    ASSERT_OK(ftq_tokenizer_encode_flags(t, "a [SEP] B", 9, FTQ_ENCODE_PARSE_SPECIAL, &ids, &n));
     ASSERT_INT_EQ(n, 3);
     if (n == 3) {
         ASSERT_INT_EQ(ids[0], 1037);
         ASSERT_INT_EQ(ids[1], 102);
         ASSERT_INT_EQ(ids[2], 1038);
     }
+    free(ids);
+    /* by default the same text is text: "[SEP]" is lower-cased and split like any other */
+    ASSERT_OK(ftq_tokenizer_encode(t, "a [SEP] B", 9, 0, &ids, &n));
+    CU_ASSERT(n > 3);
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT(ids[i] != 102);
     free(ids);
     ftq_tokenizer_free(t);
 }

@@ -1,6 +1,7 @@
 /* fuzz_tok.h - what the tokenizer targets do with a tokenizer that loaded: encode a text
  * (from the input, or fixed samples that touch bytes, whitespace runs, multi-byte UTF-8
- * and special-token spellings) with and without special tokens, decode the ids back with
+ * and special-token spellings) with and without special tokens, reading special-token text
+ * as text and as the tokens (FTQ_ENCODE_PARSE_SPECIAL), decode the ids back with
  * and without skipping, and decode ids around the vocabulary's edges. */
 #ifndef FTQ_FUZZ_TOK_H
 #define FTQ_FUZZ_TOK_H
@@ -13,10 +14,10 @@
 
 static inline void fz_tok_roundtrip(const ftq_tokenizer *t, const char *text, size_t len)
 {
-    for (int special = 0; special < 2; special++) {
+    for (int special = 0; special < 4; special++) { /* bit 0: add special tokens, bit 1: parse special text */
         int32_t *ids = NULL;
         size_t n = 0;
-        if (ftq_tokenizer_encode(t, text, len, special, &ids, &n) != FTQ_OK) {
+        if (ftq_tokenizer_encode_flags(t, text, len, (unsigned)special, &ids, &n) != FTQ_OK) {
             fz_refused();
             continue;
         }
@@ -26,7 +27,7 @@ static inline void fz_tok_roundtrip(const ftq_tokenizer *t, const char *text, si
                 __builtin_trap(); /* encode produced an id outside the vocabulary */
         char *out = NULL;
         size_t olen = 0;
-        if (ftq_tokenizer_decode(t, ids, n, special, &out, &olen) == FTQ_OK) {
+        if (ftq_tokenizer_decode(t, ids, n, special & 1, &out, &olen) == FTQ_OK) {
             if (strlen(out) > olen)
                 __builtin_trap();
             free(out);

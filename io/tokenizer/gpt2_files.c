@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 static int load_vocab(ftq_tokenizer *t, const char *path)
 {
@@ -110,7 +110,7 @@ int ftq_tok_load_gpt2_files(ftq_tokenizer *t, const char *dir)
         t->pretok = TOK_PRE_BYTELEVEL;
         t->bl_use_regex = 1;
         t->decoder = TOK_DEC_CHAIN;
-        ftq_tok_op op = {TOK_DEC_BYTELEVEL, NULL, NULL, 0, 0, 0, 0};
+        ftq_tok_op op = {.op = TOK_DEC_BYTELEVEL};
         t->dec_ops = malloc(sizeof op);
         if (!t->dec_ops) {
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");

@@ -1,4 +1,4 @@
-/* tok_wordpiece.c - BERT's tokenizer as HF `tokenizers` defines it: BertNormalizer (clean
+/* wordpiece.c - BERT's tokenizer as HF `tokenizers` defines it: BertNormalizer (clean
  * text, CJK spacing, NFD accent stripping, lowercase), BertPreTokenizer (whitespace + every
  * punctuation char), the WordPiece model (greedy longest match, "##" continuations, [UNK]
  * for a word that does not split or is too long), its decoder, and the bare vocab.txt +
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 #include "io/unicode.h"
 
 /* ---- character classes as Rust / tokenizers define them ------------------------- */

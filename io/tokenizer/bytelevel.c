@@ -1,7 +1,7 @@
-/* tok_bytelevel.c - GPT-2 byte level: bytes_to_unicode() and a hand-written scanner for
+/* bytelevel.c - GPT-2 byte level: bytes_to_unicode() and a hand-written scanner for
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * Invariant: pieces are non-empty and tile the input exactly as regex findall would. */
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 #include "io/unicode.h"
 
 /* Printable Latin-1 bytes map to themselves; the other 68 bytes, in increasing order, map

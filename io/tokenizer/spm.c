@@ -1,10 +1,11 @@
-/* tok_spm.c - sentencepiece tokenizer.model loader with its own protobuf wire-format reader
+/* spm.c - sentencepiece tokenizer.model loader with its own protobuf wire-format reader
  * (field numbers as in sentencepiece_model.proto). Invariant: every read is bounded by its
  * enclosing message, so a truncated or corrupt file is FTQ_EFORMAT naming the byte offset. */
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 typedef struct {
     const unsigned char *p; /* whole file */
@@ -244,10 +245,10 @@ static int load_pieces(ftq_tokenizer *t, const spm_piece *pcs, size_t n, const c
             return rc;
         t->score[id] = pcs[i].score;
         switch (pcs[i].type) {
-        case SP_NORMAL:
-        case SP_UNUSED: t->flags[id] = TOKF_MERGEABLE; break;
+        case SP_NORMAL: t->flags[id] = TOKF_MERGEABLE; break;
+        case SP_UNUSED: t->flags[id] = TOKF_MERGEABLE | TOKF_UNUSED; break;
         case SP_USER_DEFINED:
-            t->flags[id] = TOKF_MERGEABLE;
+            t->flags[id] = TOKF_MERGEABLE | TOKF_USER;
             if (len)
                 t->user_first[(unsigned char)s[0]] = 1;
             rc = ftq_ivec_push(&t->user_defined, id);
@@ -312,10 +313,10 @@ int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir)
     if (!rc && (npcs == 0 || !have_ts || !have_ns))
         rc = ftq_set_error(FTQ_EFORMAT, "cannot parse '%s': %s missing (truncated file?) at byte offset %zu", path,
                            npcs == 0 ? "pieces" : !have_ts ? "trainer_spec" : "normalizer_spec", size);
-    if (!rc && ts.model_type != 2) {
+    if (!rc && ts.model_type != 1 && ts.model_type != 2) {
         static const char *const names[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
         rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': sentencepiece model type %s is not supported "
-                           "(only BPE)", path, ts.model_type >= 1 && ts.model_type <= 4 ? names[ts.model_type] : "?");
+                           "(only UNIGRAM and BPE)", path, ts.model_type >= 1 && ts.model_type <= 4 ? names[ts.model_type] : "?");
     }
     if (!rc && ts.ws_suffix)
         rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': treat_whitespace_as_suffix is not supported", path);
@@ -331,7 +332,14 @@ int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir)
         rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': unk_id %ld is not an UNKNOWN piece", path,
                            (long)ts.unk_id);
     if (!rc) {
-        t->model = TOK_MODEL_BPE_SCORE;
+        t->model = ts.model_type == 1 ? TOK_MODEL_UNIGRAM : TOK_MODEL_BPE_SCORE;
+        t->uni_min_score = FLT_MAX; /* as sentencepiece: max starts at FLT_MIN (the smallest positive */
+        t->uni_max_score = FLT_MIN; /* float), so with negative scores user-defined pieces score -0.1 a byte */
+        for (size_t i = 0; i < npcs; i++)
+            if (pcs[i].type == SP_NORMAL) {
+                t->uni_min_score = pcs[i].score < t->uni_min_score ? pcs[i].score : t->uni_min_score;
+                t->uni_max_score = pcs[i].score > t->uni_max_score ? pcs[i].score : t->uni_max_score;
+            }
         t->norm = TOK_NORM_SPM;
         t->decoder = TOK_DEC_SPM;
         t->unk_id = (int32_t)ts.unk_id;
@@ -341,8 +349,8 @@ int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir)
         t->spm_dummy_prefix = ns.dummy_prefix;
         t->spm_remove_ws = ns.remove_ws;
         t->spm_escape_ws = ns.escape_ws;
-        snprintf(t->name, sizeof t->name, "tokenizer.model (sentencepiece BPE%s)",
-                 ts.byte_fallback ? ", byte fallback" : "");
+        snprintf(t->name, sizeof t->name, "tokenizer.model (sentencepiece %s%s)",
+                 ts.model_type == 1 ? "unigram" : "BPE", ts.byte_fallback ? ", byte fallback" : "");
     }
     free(pcs);
     free(data);

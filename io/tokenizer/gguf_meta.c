@@ -1,4 +1,4 @@
-/* tok_gguf.c - a tokenizer from a GGUF file's tokenizer.ggml.* metadata, as llama.cpp reads
+/* gguf_meta.c - a tokenizer from a GGUF file's tokenizer.ggml.* metadata, as llama.cpp reads
  * it: model "gpt2" (byte-level BPE: tokens + merges, pre-tokenizer regexes chosen by
  * tokenizer.ggml.pre from a table) or "llama" (sentencepiece BPE: tokens + scores, byte
  * fallback). Control and user-defined tokens are matched whole in text, as Hugging Face's
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ftq_gguf.h"
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 #define MAX_VOCAB (1 << 24)
 
@@ -256,7 +256,7 @@ static int setup_bpe(ftq_tokenizer *t, const ftq_gguf *g)
     t->bl_use_regex = 1;
     t->bl_add_prefix_space = 0;
     t->decoder = TOK_DEC_CHAIN;
-    ftq_tok_op op = {TOK_DEC_BYTELEVEL, NULL, NULL, 0, 0, 0, 0};
+    ftq_tok_op op = {.op = TOK_DEC_BYTELEVEL};
     if (!(t->dec_ops = malloc(sizeof op)))
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     t->dec_ops[0] = op;

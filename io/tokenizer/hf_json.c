@@ -1,4 +1,4 @@
-/* tok_hfjson.c - Hugging Face tokenizer.json loader (models BPE and WordPiece) with the
+/* hf_json.c - Hugging Face tokenizer.json loader (models BPE and WordPiece) with the
  * normalizers, pre-tokenizers, post-processors and decoders that GPT-2, Llama and BERT style
  * files use.
  * Invariant: anything the file asks for that ftq does not implement is refused at load
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 /* The GPT-2 pre-tokenizer regex as tokenizers writes it in a Split pre-tokenizer. */
 static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -52,10 +52,11 @@ static int op_str(const cJSON *v, char **dst, size_t *len)
 
 static int push_op(ftq_tok_op **ops, int *n, ftq_tok_op op)
 {
-    ftq_tok_op *p = realloc(*ops, (size_t)(*n + 1) * sizeof *p);
+    ftq_tok_op *p = *n < 1024 ? realloc(*ops, (size_t)(*n + 1) * sizeof *p) : NULL;
     if (!p) {
         free(op.a);
         free(op.b);
+        ftq_tok_regex_free(op.re);
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
     *ops = p;
@@ -69,8 +70,20 @@ static int replace_op(const cJSON *o, const char *path, const char *what, int op
     const cJSON *pat = get(o, "pattern");
     memset(op, 0, sizeof *op);
     op->op = op_code;
-    if (get(pat, "Regex"))
-        return unsupported(path, what, "Replace with a Regex pattern");
+    const cJSON *re = get(pat, "Regex");
+    if (re) {
+        if (!cJSON_IsString(re) || op_str(get(o, "content"), &op->b, &op->blen))
+            return bad(path, "Replace without a Regex string and content");
+        const char *pats[1] = {re->valuestring};
+        int rc = ftq_tok_regex_new(pats, 1, &op->re);
+        if (rc) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", ftq_last_error());
+            free(op->b);
+            return ftq_set_error(rc, "cannot load '%s': %s %s", path, what, msg);
+        }
+        return FTQ_OK;
+    }
     if (op_str(get(pat, "String"), &op->a, &op->alen) || op_str(get(o, "content"), &op->b, &op->blen)) {
         free(op->a);
         return bad(path, "Replace without a String pattern and content");
@@ -114,6 +127,20 @@ static int load_normalizer(ftq_tokenizer *t, const cJSON *n, const char *path)
         int rc = replace_op(n, path, "normalizer", TOK_NORM_REPLACE, &op);
         if (rc)
             return rc;
+    } else if (strcmp(ty, "NFC") == 0) {
+        op.op = TOK_NORM_NFC;
+    } else if (strcmp(ty, "NFD") == 0) {
+        op.op = TOK_NORM_NFD;
+    } else if (strcmp(ty, "NFKC") == 0) {
+        op.op = TOK_NORM_NFKC;
+    } else if (strcmp(ty, "NFKD") == 0) {
+        op.op = TOK_NORM_NFKD;
+    } else if (strcmp(ty, "Lowercase") == 0) {
+        op.op = TOK_NORM_LOWERCASE;
+    } else if (strcmp(ty, "Strip") == 0) {
+        op.op = TOK_NORM_STRIP;
+        op.start = flag(n, "strip_left", 1);
+        op.stop = flag(n, "strip_right", 1);
     } else {
         return unsupported(path, "normalizer", ty);
     }
@@ -121,6 +148,15 @@ static int load_normalizer(ftq_tokenizer *t, const cJSON *n, const char *path)
     return push_op(&t->norm_ops, &t->n_norm_ops, op);
 }
 
+/* Any other list: the general pre-tokenizer stages (pretok.c). */
+static int generic_pre(ftq_tokenizer *t, const cJSON *p, const char *path)
+{
+    t->pretok = TOK_PRE_STAGES;
+    return ftq_tok_pre_from_json(t, p, path);
+}
+
+/* ByteLevel alone, BertPreTokenizer, and Split(GPT-2 regex) + ByteLevel run on their own fast
+ * paths (the GPT-2 scanner); everything else as a list of stages. */
 static int load_pretokenizer(ftq_tokenizer *t, const cJSON *p, const char *path)
 {
     if (!p || cJSON_IsNull(p))
@@ -137,7 +173,7 @@ static int load_pretokenizer(ftq_tokenizer *t, const cJSON *p, const char *path)
         return FTQ_OK;
     }
     if (strcmp(ty, "Sequence") != 0)
-        return unsupported(path, "pre_tokenizer", ty);
+        return generic_pre(t, p, path);
     /* Accept [ByteLevel] and [Split(GPT-2 regex, Isolated), ByteLevel(use_regex false,
      * add_prefix_space false)]: both are exactly ByteLevel with its regex. */
     const cJSON *seq = get(p, "pretokenizers");
@@ -155,7 +191,7 @@ static int load_pretokenizer(ftq_tokenizer *t, const cJSON *p, const char *path)
         t->bl_add_prefix_space = 0;
         return FTQ_OK;
     }
-    return unsupported(path, "pre_tokenizer", "Sequence (other than Split with the GPT-2 regex + ByteLevel)");
+    return generic_pre(t, p, path);
 }
 
 static int load_decoder(ftq_tokenizer *t, const cJSON *d, const char *path)
@@ -192,6 +228,19 @@ static int load_decoder(ftq_tokenizer *t, const cJSON *d, const char *path)
     } else if (strcmp(ty, "Replace") == 0) {
         if ((rc = replace_op(d, path, "decoder", TOK_DEC_REPLACE, &op)))
             return rc;
+        if (op.re) {
+            ftq_tok_regex_free(op.re);
+            free(op.b);
+            return unsupported(path, "decoder", "Replace with a Regex pattern");
+        }
+    } else if (strcmp(ty, "Metaspace") == 0) {
+        const cJSON *rep = get(d, "replacement"), *scheme = get(d, "prepend_scheme");
+        op.op = TOK_DEC_METASPACE;
+        op.start = flag(d, "add_prefix_space", 1);
+        if (cJSON_IsString(scheme))
+            op.start = strcmp(scheme->valuestring, "never") != 0;
+        if (!cJSON_IsString(rep) || !rep->valuestring[0] || op_str(rep, &op.a, &op.alen))
+            return bad(path, "Metaspace decoder without a replacement character");
     } else if (strcmp(ty, "Strip") == 0) {
         const cJSON *start = get(d, "start"), *stop = get(d, "stop");
         op.op = TOK_DEC_STRIP;
@@ -307,9 +356,11 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
     const cJSON *ty = get(m, "type");
     if (cJSON_IsString(ty) && strcmp(ty->valuestring, "WordPiece") == 0)
         return ftq_tok_wordpiece_from_json(t, m, path);
+    if (cJSON_IsString(ty) && strcmp(ty->valuestring, "Unigram") == 0)
+        return ftq_tok_unigram_from_json(t, m, path);
     if (cJSON_IsString(ty) && strcmp(ty->valuestring, "BPE") != 0)
-        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': model type '%s' is not supported (only BPE)", path,
-                             ty->valuestring);
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': model type '%s' is not supported (only BPE, Unigram and WordPiece)",
+                             path, ty->valuestring);
     if (!ty && !get(m, "merges"))
         return ftq_set_error(FTQ_EUNSUPPORTED, "cannot load '%s': model without type or merges is not supported "
                              "(only BPE)", path);
@@ -317,8 +368,17 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
         return unsupported(path, "BPE option", "dropout");
     const cJSON *pre = get(m, "continuing_subword_prefix"), *suf = get(m, "end_of_word_suffix");
-    if ((cJSON_IsString(pre) && pre->valuestring[0]) || (cJSON_IsString(suf) && suf->valuestring[0]))
-        return unsupported(path, "BPE option", "continuing_subword_prefix/end_of_word_suffix");
+    if ((cJSON_IsString(pre) && strlen(pre->valuestring) >= sizeof t->wp_prefix) ||
+        (cJSON_IsString(suf) && strlen(suf->valuestring) >= sizeof t->bpe_suffix))
+        return bad(path, "BPE continuing_subword_prefix or end_of_word_suffix longer than 15 bytes");
+    if (cJSON_IsString(pre)) {
+        t->wp_prefix_len = strlen(pre->valuestring);
+        memcpy(t->wp_prefix, pre->valuestring, t->wp_prefix_len + 1);
+    }
+    if (cJSON_IsString(suf)) {
+        t->bpe_suffix_len = strlen(suf->valuestring);
+        memcpy(t->bpe_suffix, suf->valuestring, t->bpe_suffix_len + 1);
+    }
     t->model = TOK_MODEL_BPE_RANK;
     t->byte_fallback = flag(m, "byte_fallback", 0);
     t->fuse_unk = flag(m, "fuse_unk", 0);
@@ -381,11 +441,15 @@ static int load_model(ftq_tokenizer *t, const cJSON *m, const char *path)
             }
             cat = p;
         }
+        /* the merged token drops b's continuing_subword_prefix (HF: a + b[prefix_len..]) */
+        size_t skip = t->wp_prefix_len && bl >= t->wp_prefix_len && memcmp(b, t->wp_prefix, t->wp_prefix_len) == 0
+                          ? t->wp_prefix_len
+                          : 0;
         memcpy(cat, a, al);
-        memcpy(cat + al, b, bl);
+        memcpy(cat + al, b + skip, bl - skip);
         int32_t ia, ib, im;
         if (!ftq_strmap_get(&t->vocab, a, al, &ia) || !ftq_strmap_get(&t->vocab, b, bl, &ib) ||
-            !ftq_strmap_get(&t->vocab, cat, al + bl, &im)) {
+            !ftq_strmap_get(&t->vocab, cat, al + bl - skip, &im)) {
             rc = ftq_set_error(FTQ_EFORMAT, "cannot load '%s': merge %ld ('%.*s' + '%.*s') uses a token that is not "
                                "in the vocabulary", path, (long)rank, (int)al, a, (int)bl, b);
             break;
@@ -451,15 +515,21 @@ int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir)
         rc = load_post(t, get(root, "post_processor"), path);
     if (!rc)
         rc = load_decoder(t, get(root, "decoder"), path);
-    if (!rc && t->model == TOK_MODEL_WORDPIECE && t->pretok == TOK_PRE_BYTELEVEL)
+    if (!rc && t->model == TOK_MODEL_WORDPIECE && (t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level))
         rc = unsupported(path, "pre_tokenizer", "ByteLevel with a WordPiece model");
+    if (!rc && t->model == TOK_MODEL_BPE_RANK && (t->wp_prefix_len || t->bpe_suffix_len) &&
+        (t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level))
+        rc = unsupported(path, "BPE option", "continuing_subword_prefix/end_of_word_suffix with ByteLevel");
+    if (!rc && t->model == TOK_MODEL_UNIGRAM && (t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level))
+        rc = unsupported(path, "pre_tokenizer", "ByteLevel with a Unigram model");
     if (!rc && t->model != TOK_MODEL_WORDPIECE && (t->pretok == TOK_PRE_BERT || t->norm == TOK_NORM_BERT))
         rc = unsupported(path, "pre_tokenizer/normalizer", "BertPreTokenizer or BertNormalizer with a BPE model");
     if (!rc && t->model == TOK_MODEL_WORDPIECE)
         snprintf(t->name, sizeof t->name, "tokenizer.json (WordPiece%s)", t->bert_lowercase ? ", uncased" : "");
     else if (!rc)
-        snprintf(t->name, sizeof t->name, "tokenizer.json (BPE%s%s)",
-                 t->pretok == TOK_PRE_BYTELEVEL ? ", ByteLevel" : "", t->byte_fallback ? ", byte fallback" : "");
+        snprintf(t->name, sizeof t->name, "tokenizer.json (%s%s%s)", t->model == TOK_MODEL_UNIGRAM ? "Unigram" : "BPE",
+                 t->pretok == TOK_PRE_BYTELEVEL || t->pre_byte_level ? ", ByteLevel" : "",
+                 t->byte_fallback ? ", byte fallback" : "");
     cJSON_Delete(root);
     free(data);
     free(path);

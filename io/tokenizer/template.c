@@ -1,10 +1,10 @@
-/* tok_template.c - TemplateProcessing: the special tokens and token type ids placed around
- * one sequence ([CLS] A [SEP]) or a pair ([CLS] A [SEP] B [SEP]), and pair encoding.
+/* template.c - TemplateProcessing: the special tokens and token type ids placed around
+ * one sequence ([CLS] A [SEP]) or a pair ([CLS] A [SEP] B [SEP]).
  * Invariant: a single template holds A exactly once, a pair template A and B once each. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 static int check_tmpl(const ftq_tok_tmpl *x, int n, int pair)
 {
@@ -121,44 +121,4 @@ int ftq_tokenizer_apply_template(const ftq_tokenizer *t, const int32_t *a, size_
     else
         free(ot);
     return FTQ_OK;
-}
-
-int ftq_tokenizer_encode_pair(const ftq_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
-                              int add_special, int32_t **ids, int32_t **type_ids, size_t *n)
-{
-    if (!t || !ids || !n)
-        return ftq_set_error(FTQ_EINVAL, "cannot encode pair: NULL argument");
-    *ids = NULL;
-    if (type_ids)
-        *type_ids = NULL;
-    *n = 0;
-    int32_t *ia = NULL, *ib = NULL;
-    size_t na = 0, nb = 0;
-    int rc = ftq_tokenizer_encode(t, a, alen, 0, &ia, &na);
-    if (!rc)
-        rc = ftq_tokenizer_encode(t, b, blen, 0, &ib, &nb);
-    if (!rc && add_special) {
-        rc = ftq_tokenizer_apply_template(t, ia, na, ib, nb, ids, type_ids, n);
-    } else if (!rc) { /* A B with types 0 / 1 */
-        int32_t *oi = malloc((na + nb + 1) * sizeof *oi), *ot = malloc((na + nb + 1) * sizeof *ot);
-        if (!oi || !ot) {
-            free(oi);
-            free(ot);
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-        } else {
-            memcpy(oi, ia, na * sizeof *oi);
-            memcpy(oi + na, ib, nb * sizeof *oi);
-            for (size_t i = 0; i < na + nb; i++)
-                ot[i] = i >= na;
-            *ids = oi;
-            *n = na + nb;
-            if (type_ids)
-                *type_ids = ot;
-            else
-                free(ot);
-        }
-    }
-    free(ia);
-    free(ib);
-    return rc;
 }

@@ -1,10 +1,10 @@
-/* tok_map.c - the small containers behind the tokenizers: a growable id vector, an
+/* map.c - the small containers behind the tokenizers: a growable id vector, an
  * open-addressing byte-string -> id map that owns its keys, and an (id, id) -> merge map.
  * Invariant: both maps keep their load factor at or below 1/2, so probes terminate. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 int ftq_ivec_reserve(ftq_ivec *v, size_t extra)
 {

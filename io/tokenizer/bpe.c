@@ -1,10 +1,10 @@
-/* tok_bpe.c - the BPE merge engine: a linked list of symbols plus a heap of candidate pairs,
+/* bpe.c - the BPE merge engine: a linked list of symbols plus a heap of candidate pairs,
  * O(n log n) per word (llama-style tokenizers hand over a whole file as one word).
  * Invariant: pairs merge in (rank or -score, left position) order, i.e. leftmost on ties. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 #include "io/unicode.h"
 
 typedef struct {
@@ -25,7 +25,7 @@ struct ftq_bpe_work {
     cand *h;
     size_t nh, hcap;
     char *text; /* a word spelled in byte-level characters (ignore_merges lookups) */
-    size_t text_cap;
+    size_t text_cap, text_len;
 };
 
 ftq_bpe_work *ftq_bpe_new(void) { return calloc(1, sizeof(ftq_bpe_work)); }
@@ -212,6 +212,32 @@ static int whole_word(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, si
     return FTQ_OK;
 }
 
+/* w->text = [prefix] c [suffix] (w->text_len bytes). */
+static int affixed(const ftq_tokenizer *t, ftq_bpe_work *w, const char *c, size_t n, int prefix, int suffix)
+{
+    size_t need = n + t->wp_prefix_len + t->bpe_suffix_len;
+    if (w->text_cap < need) {
+        char *p = realloc(w->text, need);
+        if (!p)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        w->text = p;
+        w->text_cap = need;
+    }
+    size_t k = 0;
+    if (prefix) {
+        memcpy(w->text, t->wp_prefix, t->wp_prefix_len);
+        k = t->wp_prefix_len;
+    }
+    memcpy(w->text + k, c, n);
+    k += n;
+    if (suffix) {
+        memcpy(w->text + k, t->bpe_suffix, t->bpe_suffix_len);
+        k += t->bpe_suffix_len;
+    }
+    w->text_len = k;
+    return FTQ_OK;
+}
+
 int ftq_bpe_rank(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t len, int byte_level,
                  ftq_ivec *out)
 {
@@ -227,9 +253,21 @@ int ftq_bpe_rank(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t 
             return ftq_ivec_push(out, id);
     }
     int last_unk = 0;
+    int affix = !byte_level && (t->wp_prefix_len || t->bpe_suffix_len);
     for (size_t i = 0; i < len;) {
         size_t n = byte_level ? 1 : (size_t)ftq_utf8_len((unsigned char)s[i]);
-        id = byte_level ? t->bl_byte_id[(unsigned char)s[i]] : lookup(t, s + i, n);
+        const char *fb = s + i; /* what byte fallback spells: the symbol with its affixes (HF) */
+        size_t fbn = n;
+        if (affix) { /* continuing_subword_prefix before every character but the first,
+                        end_of_word_suffix after the last */
+            if ((rc = affixed(t, w, s + i, n, i > 0, i + n == len)))
+                return rc;
+            fb = w->text;
+            fbn = w->text_len;
+            id = lookup(t, fb, fbn);
+        } else {
+            id = byte_level ? t->bl_byte_id[(unsigned char)s[i]] : lookup(t, s + i, n);
+        }
         if (id >= 0) {
             if ((rc = push_sym(w, id, i, n, 0)))
                 return rc;
@@ -238,11 +276,11 @@ int ftq_bpe_rank(const ftq_tokenizer *t, ftq_bpe_work *w, const char *s, size_t 
             continue;
         }
         int all_bytes = t->byte_fallback;
-        for (size_t k = 0; k < n && all_bytes; k++)
-            all_bytes = t->byte_id[(unsigned char)s[i + k]] >= 0;
+        for (size_t k = 0; k < fbn && all_bytes; k++)
+            all_bytes = t->byte_id[(unsigned char)fb[k]] >= 0;
         if (all_bytes) {
-            for (size_t k = 0; k < n; k++)
-                if ((rc = push_sym(w, t->byte_id[(unsigned char)s[i + k]], i + k, 1, 0)))
+            for (size_t k = 0; k < fbn; k++) /* rank merges look at ids and symbol lengths only */
+                if ((rc = push_sym(w, t->byte_id[(unsigned char)fb[k]], i, 1, 0)))
                     return rc;
             last_unk = 0;
         } else if (t->unk_id >= 0) {

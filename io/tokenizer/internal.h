@@ -1,8 +1,11 @@
-/* tok_internal.h - the tokenizer object shared by the loaders (tok_*.c) and tokenizer.c.
+/* internal.h - the tokenizer object shared by the files of io/tokenizer/: tokenizer.c (the
+ * public face), the loaders of each kind (hf_json.c, spm.c, gpt2_files.c, wordpiece.c,
+ * gguf_meta.c), which build it through vocab.c, and the engines (bpe.c, regex.c, ...).
+ * Calls point one way: tokenizer.c -> loaders -> engines/vocab.c; nothing calls tokenizer.c.
  * Invariants: ids are dense 0..n_vocab-1 (holes have piece NULL); every map and table is
  * filled at load time and read-only afterwards, so encode/decode need no locks. */
-#ifndef FTQ_IO_TOK_INTERNAL_H
-#define FTQ_IO_TOK_INTERNAL_H
+#ifndef FTQ_IO_TOKENIZER_INTERNAL_H
+#define FTQ_IO_TOKENIZER_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -64,20 +67,48 @@ void ftq_pairmap_free(ftq_pairmap *m);
 
 /* ---- the tokenizer --------------------------------------------------------------- */
 
-enum { TOKF_SPECIAL = 1, TOKF_BYTE = 2, TOKF_MERGEABLE = 4, TOKF_UNKNOWN = 8, TOKF_CONTROL = 16 };
-enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE, TOK_MODEL_WORDPIECE };
+/* TOKF_USER / TOKF_UNUSED: sentencepiece USER_DEFINED / UNUSED pieces (tokenizer.model) */
+enum {
+    TOKF_SPECIAL = 1, TOKF_BYTE = 2, TOKF_MERGEABLE = 4, TOKF_UNKNOWN = 8, TOKF_CONTROL = 16, TOKF_USER = 32,
+    TOKF_UNUSED = 64
+};
+enum { TOK_MODEL_BPE_RANK, TOK_MODEL_BPE_SCORE, TOK_MODEL_WORDPIECE, TOK_MODEL_UNIGRAM };
 enum { TOK_NORM_NONE, TOK_NORM_OPS, TOK_NORM_SPM, TOK_NORM_BERT };
-enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE };
-enum { TOK_PRE_NONE, TOK_PRE_BYTELEVEL, TOK_PRE_BERT };
+enum {
+    TOK_NORM_PREPEND, TOK_NORM_REPLACE, TOK_NORM_NFC, TOK_NORM_NFD, TOK_NORM_NFKC, TOK_NORM_NFKD, TOK_NORM_LOWERCASE,
+    TOK_NORM_STRIP
+};
+/* TOK_PRE_STAGES: the tokenizer.json pre-tokenizer list t->pre (pretok.c) */
+enum { TOK_PRE_NONE, TOK_PRE_BYTELEVEL, TOK_PRE_BERT, TOK_PRE_STAGES };
 enum { TOK_DEC_CHAIN, TOK_DEC_SPM };
-enum { TOK_DEC_BYTELEVEL, TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP, TOK_DEC_WORDPIECE };
+enum {
+    TOK_DEC_BYTELEVEL, TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP, TOK_DEC_WORDPIECE,
+    TOK_DEC_METASPACE
+};
 
 typedef struct {
     int op;         /* TOK_NORM_* or TOK_DEC_* */
     char *a, *b;    /* prepend text / replace pattern; replace content */
     size_t alen, blen;
-    int start, stop; /* Strip: how many `a` characters to drop at each end; WordPiece: start = cleanup */
+    int start, stop; /* Strip decoder: how many `a` characters to drop at each end; Strip normalizer:
+                        strip left / right; WordPiece: start = cleanup; Metaspace: start = prepends */
+    struct ftq_tok_regex *re; /* Replace with a Regex pattern (a NULL: the String pattern) */
 } ftq_tok_op;
+
+/* One pre-tokenizer of a tokenizer.json list (pretok.c). */
+enum { TOK_PT_SPLIT, TOK_PT_BYTELEVEL, TOK_PT_METASPACE, TOK_PT_WHITESPACE };
+enum { TOK_MATCH_REGEX, TOK_MATCH_STRING, TOK_MATCH_SPACE, TOK_MATCH_PUNCT, TOK_MATCH_NUMERIC };
+enum { TOK_SPLIT_REMOVED, TOK_SPLIT_ISOLATED, TOK_SPLIT_MERGED_PREV, TOK_SPLIT_MERGED_NEXT, TOK_SPLIT_CONTIGUOUS };
+enum { TOK_PREPEND_NEVER, TOK_PREPEND_FIRST, TOK_PREPEND_ALWAYS };
+typedef struct {
+    int kind;                     /* TOK_PT_* */
+    int match, behavior, invert;  /* Split (Punctuation, Digits and WhitespaceSplit are Splits too) */
+    struct ftq_tok_regex *re;     /* TOK_MATCH_REGEX */
+    char *str;                    /* TOK_MATCH_STRING pattern; Metaspace replacement */
+    size_t slen;
+    int add_prefix_space, use_regex; /* ByteLevel */
+    int prepend, split;              /* Metaspace: TOK_PREPEND_*, split on the replacement */
+} ftq_tok_pre;
 
 /* One item of a TemplateProcessing template: a special token id or a sequence. */
 enum { FTQ_TMPL_A = -1, FTQ_TMPL_B = -2 };
@@ -130,6 +161,12 @@ struct ftq_tokenizer {
     int pretok; /* TOK_PRE_* */
     int bl_add_prefix_space, bl_use_regex;
     int32_t bl_byte_id[256]; /* id of the byte-level character of each byte, -1 if absent */
+    ftq_tok_pre *pre;        /* TOK_PRE_STAGES: the pre-tokenizers in order */
+    int n_pre;
+    int pre_byte_level;      /* the last of them is ByteLevel: the model works on bytes */
+    double *uni_score;       /* Unigram: score of each id (uni_n of them) */
+    size_t uni_n;
+    double uni_min_score, uni_max_score;
 
     int decoder; /* TOK_DEC_CHAIN or TOK_DEC_SPM */
     ftq_tok_op *dec_ops;
@@ -140,15 +177,18 @@ struct ftq_tokenizer {
     uint8_t added_first[256]; /* first bytes of added-token match strings */
 
     int32_t bos_id, eos_id;
+    int parse_special; /* ftq_tokenizer_encode's default for FTQ_ENCODE_PARSE_SPECIAL */
     ftq_ivec prefix, suffix; /* ids add_special puts around the text */
 
-    /* WordPiece / BertNormalizer (tok_wordpiece.c) */
-    char wp_prefix[16]; /* continuing_subword_prefix, "##" */
+    /* WordPiece / BertNormalizer (wordpiece.c) */
+    char wp_prefix[16]; /* continuing_subword_prefix, "##" (WordPiece; BPE when set) */
+    char bpe_suffix[16]; /* BPE end_of_word_suffix ("" if none) */
+    size_t bpe_suffix_len;
     size_t wp_prefix_len;
     int wp_max_chars; /* max_input_chars_per_word */
     int bert_clean, bert_chinese, bert_strip_accents, bert_lowercase;
 
-    /* TemplateProcessing (tok_template.c): single and pair templates with type ids */
+    /* TemplateProcessing (template.c): single and pair templates with type ids */
     ftq_tok_tmpl *tmpl_single, *tmpl_pair;
     int n_tmpl_single, n_tmpl_pair;
 
@@ -156,7 +196,7 @@ struct ftq_tokenizer {
     char gguf_pre[32];               /* its tokenizer.ggml.pre name ("" for the GPT-2 scanner) */
 };
 
-/* Loaders fill a zeroed tokenizer from ftq_tok_alloc. */
+/* vocab.c: loaders fill a zeroed tokenizer from ftq_tok_alloc. */
 ftq_tokenizer *ftq_tok_alloc(void);
 int ftq_tok_enable_scores(ftq_tokenizer *t); /* before the first ftq_tok_set_piece */
 int ftq_tok_set_piece(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
@@ -165,30 +205,36 @@ int ftq_tok_allow_ids(ftq_tokenizer *t, const char *path, size_t n);
 /* A vocabulary entry: refuses an id or a text given twice, then sets the piece and maps
  * text -> id. */
 int ftq_tok_add_vocab(ftq_tokenizer *t, int32_t id, const char *s, size_t len);
+char *ftq_tok_dup_bytes(const char *s, size_t n); /* malloc'd, NUL-terminated; NULL if out of memory */
+/* The loaders (one per ftq_tokenizer_kind; tokenizer.c holds them in a table). */
 int ftq_tok_load_hf_json(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_spm(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_gpt2_files(ftq_tokenizer *t, const char *dir);
 int ftq_tok_load_vocab_txt(ftq_tokenizer *t, const char *dir);
-int ftq_tok_load_gguf(ftq_tokenizer *t, const char *path); /* tok_gguf.c: tokenizer.ggml.* metadata */
+int ftq_tok_load_gguf(ftq_tokenizer *t, const char *path); /* gguf_meta.c: tokenizer.ggml.* metadata */
 
-/* Regex pre-tokenizer (tok_regex.c): Split(pattern, Isolated) stages with Oniguruma; fn gets
+/* Regex pre-tokenizer (regex.c): Split(pattern, Isolated) stages with Oniguruma; fn gets
  * each piece in order (non-empty, tiling the text) and may stop the walk with an error. */
 typedef struct ftq_tok_regex ftq_tok_regex;
 typedef int (*ftq_tok_piece_fn)(void *user, const char *s, size_t len);
 int ftq_tok_regex_new(const char *const *patterns, int n, ftq_tok_regex **out);
 void ftq_tok_regex_free(ftq_tok_regex *r);
 int ftq_tok_regex_split(const ftq_tok_regex *r, const char *s, size_t len, ftq_tok_piece_fn fn, void *user);
-/* The split stages of a GGUF tokenizer.ggml.pre name (tok_gguf.c): FTQ_OK with *out NULL for
+/* Every match of the first pattern in s[0..len) as (start, end) pairs appended to spans, as HF
+ * tokenizers' onig find_iter gives them: empty matches included, except one right at the end
+ * of the previous match. */
+int ftq_tok_regex_matches(const ftq_tok_regex *r, const char *s, size_t len, ftq_ivec *spans);
+/* The split stages of a GGUF tokenizer.ggml.pre name (gguf_meta.c): FTQ_OK with *out NULL for
  * GPT-2's regex (the built-in scanner), FTQ_ENOTFOUND (no message) for an unknown name. */
 int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out);
-/* Add the tokenizer.ggml.* keys describing t (tok_gguf.c). FTQ_EUNSUPPORTED for a tokenizer
+/* Add the tokenizer.ggml.* keys describing t (gguf_meta.c). FTQ_EUNSUPPORTED for a tokenizer
  * GGUF cannot describe (normalizers, non-byte-level BPE without scores). */
 struct ftq_gguf_writer;
 int ftq_tok_gguf_describe(const ftq_tokenizer *t, struct ftq_gguf_writer *w);
 int ftq_tok_add_added(ftq_tokenizer *t, int32_t id, const char *content, int special, int lstrip,
                       int rstrip, int single_word, int normalized);
 
-/* WordPiece pieces (tok_wordpiece.c); `j` arguments are cJSON objects of tokenizer.json. */
+/* WordPiece pieces (wordpiece.c); `j` arguments are cJSON objects of tokenizer.json. */
 struct cJSON;
 int ftq_tok_wordpiece_from_json(ftq_tokenizer *t, const struct cJSON *model, const char *path);
 int ftq_tok_bert_normalizer_from_json(ftq_tokenizer *t, const struct cJSON *normalizer);
@@ -206,9 +252,36 @@ int ftq_tok_wordpiece_cleanup(const char *s, size_t n, char **out, size_t *out_l
 int ftq_tok_set_templates(ftq_tokenizer *t, const ftq_tok_tmpl *single, int n_single, const ftq_tok_tmpl *pair,
                           int n_pair);
 
-/* Apply a list of Prepend/Replace normalizers to s (result malloc'd). */
+/* normalize.c: every occurrence of pat replaced by rep, appended to out. */
+int ftq_tok_replace_all(ftq_tok_buf *out, const char *s, size_t len, const char *pat, size_t plen, const char *rep,
+                        size_t rlen);
+/* sentencepiece Normalizer::Normalize for the identity rule set (spm_* flags of t). */
+int ftq_tok_spm_normalize(const ftq_tokenizer *t, const char *s, size_t len, ftq_tok_buf *out);
+/* decode.c: ids (checked by the caller) to text appended to out, by t's decoder. */
+int ftq_tok_decode(const ftq_tokenizer *t, const int32_t *ids, size_t n, int skip_special, ftq_tok_buf *out);
+/* Apply a list of normalizers (Prepend, Replace, NF*, Lowercase, Strip) to s (result malloc'd). */
 int ftq_tok_normalize_ops(const ftq_tok_op *ops, int n, const char *s, size_t len, char **out,
                           size_t *out_len);
+
+/* Free an op list (ops itself too). */
+void ftq_tok_ops_free(ftq_tok_op *ops, int n);
+
+/* pretok.c: run t->pre over normalized text s (at_start: s begins at offset 0 of the
+ * input, for Metaspace's prepend_scheme "first"); fn gets each final piece, in order. With
+ * pre_byte_level the pieces are raw bytes (ByteLevel's prefix space and regex applied). */
+int ftq_tok_pretokenize(const ftq_tokenizer *t, const char *s, size_t len, int at_start, ftq_tok_piece_fn fn,
+                        void *user);
+void ftq_tok_pre_free(ftq_tok_pre *pre, int n);
+/* The pre-tokenizer list of a tokenizer.json (hf_json.c calls it for pre_tokenizer). */
+int ftq_tok_pre_from_json(ftq_tokenizer *t, const struct cJSON *p, const char *path);
+
+/* unigram.c: the Unigram model of a tokenizer.json, and Viterbi over one piece. */
+int ftq_tok_unigram_from_json(ftq_tokenizer *t, const struct cJSON *model, const char *path);
+int ftq_tok_unigram_encode(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out);
+/* sentencepiece's unigram (tokenizer.model): float scores in t->score, only NORMAL and
+ * USER_DEFINED pieces matched, user-defined ones scored length * max - 0.1 (uni_min_score and
+ * uni_max_score over NORMAL pieces). */
+int ftq_tok_unigram_encode_spm(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out);
 
 /* GPT-2 byte level: the code point for each byte (bytes_to_unicode), and the inverse
  * (-1 if a code point is not one of the 256). */

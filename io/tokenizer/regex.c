@@ -1,4 +1,4 @@
-/* tok_regex.c - regex pre-tokenizers: a sequence of Split(pattern, Isolated) stages run with
+/* regex.c - regex pre-tokenizers: a sequence of Split(pattern, Isolated) stages run with
  * Oniguruma (the engine Hugging Face tokenizers uses, Ruby syntax, UTF-8), each stage
  * splitting every piece of the one before into its matches and the gaps between them.
  * Invariant: pieces are non-empty and tile the input in order; compiled patterns are
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tok_internal.h"
+#include "io/tokenizer/internal.h"
 
 #define MAX_STAGES 4
 
@@ -112,6 +112,35 @@ int ftq_tok_regex_split(const ftq_tok_regex *r, const char *s, size_t len, ftq_t
     if (!reg)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     int rc = split_stage(r, 0, reg, s, len, fn, user);
+    onig_region_free(reg, 1);
+    return rc;
+}
+
+int ftq_tok_regex_matches(const ftq_tok_regex *r, const char *s, size_t len, ftq_ivec *spans)
+{
+    OnigRegion *reg = onig_region_new();
+    if (!reg)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    const OnigUChar *b = (const OnigUChar *)s, *e = b + len;
+    size_t pos = 0, last_end = (size_t)-1;
+    int rc = FTQ_OK;
+    while (!rc && pos <= len) {
+        int at = onig_search(r->re[0], b, e, b + pos, e, reg, ONIG_OPTION_NONE);
+        if (at == ONIG_MISMATCH)
+            break;
+        if (at < 0) {
+            rc = ftq_set_error(FTQ_EFORMAT, "regex failed at byte %zu (oniguruma error %d)", pos, at);
+            break;
+        }
+        size_t ms = (size_t)reg->beg[0], me = (size_t)reg->end[0];
+        if (ms == me && me == last_end) { /* no empty match right after the previous one */
+            pos = ms < len ? ms + char_len(b[ms]) : len + 1;
+            continue;
+        }
+        if (!(rc = ftq_ivec_push(spans, (int32_t)ms)))
+            rc = ftq_ivec_push(spans, (int32_t)me);
+        pos = last_end = me;
+    }
     onig_region_free(reg, 1);
     return rc;
 }

@@ -1,0 +1,243 @@
+/* unigram.c - the Unigram model of HF tokenizers (SentencePiece's unigram): Viterbi over the
+ * pieces of the vocabulary with their log-probability scores, unknown characters at the
+ * lowest score minus 10, consecutive unknowns fused, byte fallback to <0xXX> pieces.
+ * Invariant: scores are doubles, summed in text order, and a later candidate replaces the
+ * best path only when strictly better (shorter pieces are tried first), as HF does. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/tokenizer/internal.h"
+
+static const double UNK_PENALTY = 10.0;
+
+int ftq_tok_unigram_from_json(ftq_tokenizer *t, const cJSON *m, const char *path)
+{
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab"), *it;
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(m, "unk_id");
+    const cJSON *bf = cJSON_GetObjectItemCaseSensitive(m, "byte_fallback");
+    int n = cJSON_GetArraySize(vocab);
+    if (!cJSON_IsArray(vocab) || n == 0)
+        return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': Unigram model.vocab is missing or empty", path);
+    if (!(t->uni_score = malloc((size_t)n * sizeof *t->uni_score)))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    t->uni_n = (size_t)n;
+    t->uni_min_score = INFINITY;
+    int32_t id = 0;
+    cJSON_ArrayForEach(it, vocab)
+    {
+        const cJSON *piece = cJSON_GetArrayItem(it, 0), *score = cJSON_GetArrayItem(it, 1);
+        if (cJSON_GetArraySize(it) != 2 || !cJSON_IsString(piece) || !cJSON_IsNumber(score) ||
+            !isfinite(score->valuedouble))
+            return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': Unigram vocab entry %ld is not [piece, score]", path,
+                                 (long)id);
+        int rc = ftq_tok_add_vocab(t, id, piece->valuestring, strlen(piece->valuestring));
+        if (rc)
+            return rc;
+        t->uni_score[id] = score->valuedouble;
+        if (score->valuedouble < t->uni_min_score)
+            t->uni_min_score = score->valuedouble;
+        id++;
+    }
+    t->unk_id = -1;
+    if (cJSON_IsNumber(unk)) {
+        if (!(unk->valuedouble >= 0 && unk->valuedouble < n))
+            return ftq_set_error(FTQ_EFORMAT, "cannot load '%s': Unigram unk_id %g is not a vocabulary id", path,
+                                 unk->valuedouble);
+        t->unk_id = (int32_t)unk->valuedouble;
+    }
+    t->byte_fallback = cJSON_IsTrue(bf);
+    t->model = TOK_MODEL_UNIGRAM;
+    return FTQ_OK;
+}
+
+typedef struct {
+    double score;
+    int32_t id;
+    int32_t from; /* -1: not reached */
+} node;
+
+/* One result piece s[a, b): its id, or its bytes' <0xXX> ids, or unk. */
+static int emit(const ftq_tokenizer *t, const char *s, size_t a, size_t b, ftq_ivec *out)
+{
+    int32_t id;
+    if (ftq_strmap_get(&t->vocab, s + a, b - a, &id))
+        return ftq_ivec_push(out, id);
+    if (t->byte_fallback) {
+        size_t k = a;
+        while (k < b && t->byte_id[(unsigned char)s[k]] >= 0)
+            k++;
+        if (k == b) {
+            int rc = FTQ_OK;
+            for (k = a; k < b && !rc; k++)
+                rc = ftq_ivec_push(out, t->byte_id[(unsigned char)s[k]]);
+            return rc;
+        }
+    }
+    if (t->unk_id < 0)
+        return ftq_set_error(FTQ_EFORMAT, "cannot encode: '%.*s' is not in the Unigram vocabulary and the model has "
+                             "no unk_id", (int)(b - a > 40 ? 40 : b - a), s + a);
+    return ftq_ivec_push(out, t->unk_id);
+}
+
+int ftq_tok_unigram_encode(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out)
+{
+    if (len == 0)
+        return FTQ_OK;
+    node *best = malloc((len + 1) * sizeof *best);
+    if (!best)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i <= len; i++)
+        best[i] = (node){0, -1, -1};
+    best[0].from = 0;
+    double unk_score = t->uni_min_score - UNK_PENALTY;
+    for (size_t at = 0; at < len;) {
+        size_t mblen = 1;
+        while (at + mblen < len && ((unsigned char)s[at + mblen] & 0xc0) == 0x80)
+            mblen++;
+        double here = best[at].score;
+        int single = 0;
+        size_t maxl = len - at < t->max_piece_len ? len - at : t->max_piece_len;
+        for (size_t l = 1; l <= maxl; l++) {
+            if (at + l < len && ((unsigned char)s[at + l] & 0xc0) == 0x80)
+                continue; /* pieces end on character boundaries */
+            int32_t id;
+            if (!ftq_strmap_get(&t->vocab, s + at, l, &id) || (size_t)id >= t->uni_n)
+                continue;
+            double cand = t->uni_score[id] + here;
+            node *tg = &best[at + l];
+            if (tg->from < 0 || cand > tg->score)
+                *tg = (node){cand, id, (int32_t)at};
+            if (l == mblen)
+                single = 1;
+        }
+        if (!single) {
+            node *tg = &best[at + mblen];
+            double cand = unk_score + here;
+            if (tg->from < 0 || cand > tg->score)
+                *tg = (node){cand, t->unk_id, (int32_t)at};
+        }
+        at += mblen;
+    }
+    /* back from the end: pieces in reverse, unknown runs fused */
+    ftq_ivec bounds = {0}; /* (start, end) pairs, reversed */
+    int rc = FTQ_OK;
+    size_t end = len, unk_end = 0;
+    int in_unk = 0;
+    while (end > 0 && !rc) {
+        size_t from = (size_t)best[end].from;
+        int is_unk = t->unk_id >= 0 && best[end].id == t->unk_id;
+        if (is_unk) {
+            if (!in_unk)
+                unk_end = end;
+            in_unk = 1;
+        } else {
+            if (in_unk && !(rc = ftq_ivec_push(&bounds, (int32_t)end)))
+                rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+            in_unk = 0;
+            if (!rc && !(rc = ftq_ivec_push(&bounds, (int32_t)from)))
+                rc = ftq_ivec_push(&bounds, (int32_t)end);
+        }
+        end = from;
+    }
+    if (!rc && in_unk && !(rc = ftq_ivec_push(&bounds, 0)))
+        rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+    for (size_t k = bounds.n; !rc && k >= 2; k -= 2)
+        rc = emit(t, s, (size_t)bounds.v[k - 2], (size_t)bounds.v[k - 1], out);
+    free(bounds.v);
+    free(best);
+    return rc;
+}
+
+/* ---- sentencepiece (tokenizer.model) --------------------------------------------- */
+
+typedef struct {
+    float score;
+    int32_t id;
+    int32_t from; /* -1: not reached */
+} spm_node;
+
+int ftq_tok_unigram_encode_spm(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out)
+{
+    if (len == 0)
+        return FTQ_OK;
+    spm_node *best = malloc((len + 1) * sizeof *best);
+    if (!best)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i <= len; i++)
+        best[i] = (spm_node){0.0f, -1, -1};
+    const float unk_score = (float)t->uni_min_score - (float)UNK_PENALTY;
+    const float max_score = (float)t->uni_max_score;
+    for (size_t at = 0; at < len;) {
+        size_t mblen = 1;
+        while (at + mblen < len && ((unsigned char)s[at + mblen] & 0xc0) == 0x80)
+            mblen++;
+        const float here = best[at].score;
+        int single = 0;
+        size_t maxl = len - at < t->max_piece_len ? len - at : t->max_piece_len;
+        for (size_t l = 1; l <= maxl; l++) {
+            int32_t id;
+            if (!ftq_strmap_get(&t->vocab, s + at, l, &id) ||
+                (t->flags[id] & (TOKF_CONTROL | TOKF_UNKNOWN | TOKF_BYTE | TOKF_UNUSED)))
+                continue; /* only NORMAL and USER_DEFINED pieces are in sentencepiece's trie */
+            spm_node *tg = &best[at + l];
+            if (t->flags[id] & TOKF_USER) { /* a bonus that always selects it, in double as sentencepiece */
+                double cand = ((float)l * max_score - 0.1) + here;
+                if (tg->from < 0 || cand > tg->score)
+                    *tg = (spm_node){(float)cand, id, (int32_t)at};
+            } else {
+                float cand = t->score[id] + here;
+                if (tg->from < 0 || cand > tg->score)
+                    *tg = (spm_node){cand, id, (int32_t)at};
+            }
+            if (l == mblen)
+                single = 1;
+        }
+        if (!single) {
+            spm_node *tg = &best[at + mblen];
+            float cand = unk_score + here;
+            if (tg->from < 0 || cand > tg->score)
+                *tg = (spm_node){cand, t->unk_id, (int32_t)at};
+        }
+        at += mblen;
+    }
+    /* back from the end; consecutive unknowns become one piece, then bytes with byte fallback */
+    ftq_ivec bounds = {0};
+    int rc = FTQ_OK;
+    size_t end = len, unk_end = 0;
+    int in_unk = 0;
+    while (end > 0 && !rc) {
+        size_t from = (size_t)best[end].from;
+        if (best[end].id == t->unk_id) {
+            if (!in_unk)
+                unk_end = end;
+            in_unk = 1;
+        } else {
+            if (in_unk && !(rc = ftq_ivec_push(&bounds, (int32_t)end)))
+                rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+            in_unk = 0;
+            if (!rc && !(rc = ftq_ivec_push(&bounds, (int32_t)from)))
+                rc = ftq_ivec_push(&bounds, (int32_t)end);
+        }
+        end = from;
+    }
+    if (!rc && in_unk && !(rc = ftq_ivec_push(&bounds, 0)))
+        rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+    for (size_t k = bounds.n; !rc && k >= 2; k -= 2) {
+        size_t a = (size_t)bounds.v[k - 2], b = (size_t)bounds.v[k - 1];
+        int32_t id;
+        if (!ftq_strmap_get(&t->vocab, s + a, b - a, &id) ||
+            (t->flags[id] & (TOKF_CONTROL | TOKF_UNKNOWN | TOKF_BYTE | TOKF_UNUSED)))
+            id = t->unk_id;
+        if (id == t->unk_id && t->byte_fallback) {
+            for (size_t q = a; q < b && !rc; q++)
+                rc = ftq_ivec_push(out, t->byte_id[(unsigned char)s[q]] >= 0 ? t->byte_id[(unsigned char)s[q]] : t->unk_id);
+        } else {
+            rc = ftq_ivec_push(out, id);
+        }
+    }
+    free(bounds.v);
+    free(best);
+    return rc;
+}
