@@ -326,35 +326,160 @@ static const name_row *to_gguf_name(const arch_row *a, const char *hf, char *out
     return NULL;
 }
 
-/* llama.cpp's converter permutation (the inverse of unpermute). */
-static void permute_rows(const float *src, float *dst, int64_t rows, int64_t cols, int heads)
+/* llama.cpp's converter permutation (the inverse of unpermute), on rows of row_bytes bytes:
+ * the same for f32 values and for rows of ggml blocks (blocks never cross rows). */
+static void permute_rows(const void *src, void *dst, int64_t rows, size_t row_bytes, int heads)
 {
     int64_t hd = rows / heads, half = hd / 2;
+    const unsigned char *s = src;
+    unsigned char *d = dst;
     for (int h = 0; h < heads; h++)
         for (int64_t j = 0; j < half; j++)
             for (int i = 0; i < 2; i++)
-                memcpy(dst + (h * hd + 2 * j + i) * cols, src + (h * hd + i * half + j) * cols,
-                       sizeof(float) * (size_t)cols);
+                memcpy(d + (size_t)(h * hd + 2 * j + i) * row_bytes, s + (size_t)(h * hd + i * half + j) * row_bytes,
+                       row_bytes);
 }
 
+/* general.file_type (llama.cpp's llama_ftype) of a file whose matrices are `type`. */
 static uint32_t file_type_of(uint32_t type)
 {
     switch (type) {
     case FTQ_GGML_F16: return 1;
     case FTQ_GGML_Q4_0: return 2;
+    case FTQ_GGML_Q4_1: return 3;
     case FTQ_GGML_Q8_0: return 7;
+    case FTQ_GGML_BF16: return 32;
     default: return 0;
     }
 }
 
-int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok, uint32_t type,
-                    const char *path)
+static int writes_type(uint32_t type)
 {
-    if (!cfg || !ck || !tok || !path)
+    return type == FTQ_GGML_F32 || type == FTQ_GGML_F16 || type == FTQ_GGML_BF16 || type == FTQ_GGML_Q8_0 ||
+           type == FTQ_GGML_Q4_0 || type == FTQ_GGML_Q4_1;
+}
+
+uint32_t ftq_gguf_export_type_of(uint32_t type, int ndim, int64_t cols)
+{
+    if (ndim != 2 || type == FTQ_GGUF_EXPORT_KEEP)
+        return FTQ_GGML_F32;
+    const ftq_ggml_traits *gt = ftq_ggml_type_info(type);
+    return gt && cols % (int64_t)gt->block_size == 0 ? type : FTQ_GGML_F16;
+}
+
+/* Encode n f32 values as ggml type tt into a new buffer (*out). */
+static int encode(const float *f, size_t n, uint32_t tt, void **out, size_t *nbytes)
+{
+    const ftq_ggml_traits *gt = ftq_ggml_type_info(tt);
+    *nbytes = n / gt->block_size * gt->type_size;
+    void *q = malloc(*nbytes ? *nbytes : 1);
+    if (!q)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    switch (tt) {
+    case FTQ_GGML_F32: memcpy(q, f, *nbytes); break;
+    case FTQ_GGML_F16: ftq_dtype_info(FTQ_DTYPE_F16)->from_f32(f, q, n); break;
+    case FTQ_GGML_BF16: ftq_dtype_info(FTQ_DTYPE_BF16)->from_f32(f, q, n); break;
+    case FTQ_GGML_Q8_0: ftq_ggml_quantize_q8_0(f, q, n / 32); break;
+    case FTQ_GGML_Q4_0: ftq_ggml_quantize_q4_0(f, q, n / 32); break;
+    default: ftq_ggml_quantize_q4_1(f, q, n / 32); break;
+    }
+    *out = q;
+    return FTQ_OK;
+}
+
+/* One tensor of the file: its bytes in *data (a new buffer, or NULL when src->t's own F32
+ * data is written as it is; then *view points at it). */
+static int export_one(const ftq_model_config *cfg, const name_row *r, const ftq_gguf_export_tensor *src,
+                      uint32_t type, const char *path, uint32_t *tt_out, void **data, const void **view,
+                      size_t *nbytes, ftq_gguf_export_stats *st)
+{
+    const ftq_tensor *t = src->t;
+    int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->shape[t->ndim - 1];
+    size_t numel = (size_t)(rows * cols);
+    int heads = r->permute == 1 ? cfg->n_heads : r->permute == 2 ? cfg->n_kv_heads : 0;
+    int64_t prow = t->ndim == 2 ? rows : cols; /* a bias is a column of rows */
+    if (heads && (prow % heads || (prow / heads) % 2))
+        return ftq_set_error(FTQ_EFORMAT, "cannot export '%s': tensor '%s' has %" PRId64 " rows, not %d heads of "
+                             "an even size", path, t->name, prow, heads);
+    *data = NULL;
+    *view = NULL;
+    if (src->blocks) { /* already encoded: written as given, rows permuted for Q/K */
+        const ftq_ggml_traits *gt = ftq_ggml_type_info(src->blocks_type);
+        if (!gt || t->ndim != 2 || cols % (int64_t)gt->block_size ||
+            src->blocks_nbytes != numel / gt->block_size * gt->type_size)
+            return ftq_set_error(FTQ_EINVAL, "cannot export '%s': encoded tensor '%s' does not match its shape",
+                                 path, t->name);
+        *tt_out = src->blocks_type;
+        *nbytes = src->blocks_nbytes;
+        if (!heads) {
+            *view = src->blocks;
+        } else {
+            if (!(*data = malloc(*nbytes ? *nbytes : 1)))
+                return ftq_set_error(FTQ_ENOMEM, "out of memory");
+            permute_rows(src->blocks, *data, rows, *nbytes / (size_t)rows, heads);
+        }
+        st->copied++;
+        return FTQ_OK;
+    }
+    const ftq_dtype_traits *tr = ftq_dtype_info(t->dtype);
+    if (!tr || !tr->to_f32 || tr->block_size != 1 || !t->data)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' of dtype %s", path, t->name,
+                             tr ? tr->name : "?");
+    /* f32 values: the checkpoint's own when F32 and aligned, else a converted copy; Q and K
+     * rows permuted into a second copy */
+    const float *f = t->data;
+    float *conv = NULL, *perm = NULL;
+    if (t->dtype != FTQ_DTYPE_F32 || ((uintptr_t)t->data & 3)) {
+        if (!(conv = malloc(sizeof(float) * (numel ? numel : 1))))
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        ftq_tensor_to_f32(t, conv);
+        f = conv;
+    }
+    if (heads) {
+        if (!(perm = malloc(sizeof(float) * (numel ? numel : 1)))) {
+            free(conv);
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        }
+        permute_rows(f, perm, prow, sizeof(float) * (size_t)(numel / (size_t)prow), heads);
+        free(conv);
+        conv = perm;
+        f = perm;
+    }
+    for (size_t k = 0; k < numel; k++)
+        if (!isfinite(f[k])) {
+            free(conv);
+            return ftq_set_error(FTQ_ENUMERIC, "cannot export '%s': tensor '%s' holds a non-finite value at %zu",
+                                 path, t->name, k);
+        }
+    uint32_t tt = ftq_gguf_export_type_of(type, t->ndim, cols);
+    if (type == FTQ_GGUF_EXPORT_KEEP && t->ndim == 2 && (t->dtype == FTQ_DTYPE_F16 || t->dtype == FTQ_DTYPE_BF16))
+        tt = t->dtype == FTQ_DTYPE_F16 ? FTQ_GGML_F16 : FTQ_GGML_BF16; /* exact */
+    *tt_out = tt;
+    int rc = FTQ_OK;
+    if (tt == FTQ_GGML_F32 && conv) {
+        *data = conv;
+        *nbytes = sizeof(float) * numel;
+    } else if (tt == FTQ_GGML_F32) {
+        *view = f;
+        *nbytes = sizeof(float) * numel;
+    } else {
+        rc = encode(f, numel, tt, data, nbytes);
+        free(conv);
+    }
+    if (!rc && t->ndim == 2)
+        st->encoded++;
+    return rc;
+}
+
+int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_tensor *ts, size_t n,
+                            const ftq_tokenizer *tok, uint32_t type, const char *path, ftq_gguf_export_stats *stats)
+{
+    if (!cfg || (!ts && n) || !tok || !path)
         return ftq_set_error(FTQ_EINVAL, "ftq_gguf_export: NULL argument");
-    if (type != FTQ_GGML_F32 && type != FTQ_GGML_F16 && type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0)
+    ftq_gguf_export_stats st = {0, 0};
+    if (!writes_type(type) && type != FTQ_GGUF_EXPORT_KEEP)
         return ftq_set_error(FTQ_EINVAL, "cannot export '%s': tensor type %u is not one ftq writes "
-                             "(f32, f16, q8_0, q4_0)", path, type);
+                             "(f32, f16, bf16, q8_0, q4_0, q4_1)", path, type);
     if (cfg->arch != FTQ_ARCH_LLAMA || strcmp(cfg->model_type, "llama") != 0 || cfg->sliding_window ||
         cfg->is_classifier || cfg->mlp_bias)
         return ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': only plain llama causal LMs are written as "
@@ -367,8 +492,10 @@ int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
         return rc;
     ftq_gguf_writer_str(w, "general.architecture", a->arch);
     ftq_gguf_writer_str(w, "general.type", "model");
-    ftq_gguf_writer_u32(w, "general.file_type", file_type_of(type));
+    if (type != FTQ_GGUF_EXPORT_KEEP)
+        ftq_gguf_writer_u32(w, "general.file_type", file_type_of(type));
     ftq_gguf_writer_u32(w, "general.quantization_version", 2);
+    size_t type_bytes[FTQ_GGML_TYPE_LIMIT] = {0}; /* of the matrices: the file type of KEEP */
     char key[128];
 #define KU32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_u32(w, key, (uint32_t)(v)))
 #define KF32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_f32(w, key, (v)))
@@ -387,12 +514,12 @@ int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
 #undef KU32
 #undef KF32
     rc = ftq_tok_gguf_describe(tok, w);
-    size_t n = ftq_checkpoint_count(ck), nbuf = 0;
-    void **bufs = calloc(n ? 2 * n : 1, sizeof *bufs);
+    void **bufs = calloc(n ? n : 1, sizeof *bufs);
+    size_t nbuf = 0;
     if (!rc && !bufs)
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     for (size_t i = 0; !rc && i < n; i++) {
-        const ftq_tensor *t = ftq_checkpoint_tensor(ck, i);
+        const ftq_tensor *t = ts[i].t;
         char gname[FTQ_GGUF_MAX_NAME + 8];
         const name_row *r = to_gguf_name(a, t->name, gname, sizeof gname);
         if (!r && strstr(t->name, "rotary_emb.inv_freq"))
@@ -400,78 +527,33 @@ int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
         if (r && strcmp(r->hf, "lm_head.weight") == 0 && cfg->tie_word_embeddings)
             continue; /* tied: llama.cpp uses token_embd */
         if (!r) {
-            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' has no GGUF name (an ftq-quantized "
-                               "checkpoint must be dequantized first)", path, t->name);
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' has no GGUF name", path, t->name);
             break;
         }
-        const ftq_dtype_traits *tr = ftq_dtype_info(t->dtype);
-        if (!tr || !tr->to_f32 || tr->block_size != 1 || t->ndim < 1 || t->ndim > 2) {
-            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' of dtype %s", path, t->name,
-                               tr ? tr->name : "?");
+        if (t->ndim < 1 || t->ndim > 2) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': tensor '%s' has %d dimensions (expected 1 or 2)",
+                               path, t->name, t->ndim);
             break;
         }
-        int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->shape[t->ndim - 1];
-        size_t numel = (size_t)(rows * cols);
-        /* f32 values of the tensor: the checkpoint's own when F32, else a converted copy;
-         * Q and K rows permuted into a second copy */
-        const float *f = t->data;
-        float *conv = NULL, *perm = NULL;
-        if (t->dtype != FTQ_DTYPE_F32 || ((uintptr_t)t->data & 3)) {
-            if (!(conv = malloc(sizeof(float) * (numel ? numel : 1)))) {
-                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-                break;
-            }
-            ftq_tensor_to_f32(t, conv);
-            f = conv;
-        }
-        if (r->permute) {
-            if (!(perm = malloc(sizeof(float) * (numel ? numel : 1)))) {
-                free(conv);
-                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-                break;
-            }
-            /* a bias is a column of rows */
-            permute_rows(f, perm, t->ndim == 2 ? rows : cols, t->ndim == 2 ? cols : 1,
-                         r->permute == 1 ? cfg->n_heads : cfg->n_kv_heads);
-            free(conv);
-            conv = NULL;
-            f = perm;
-        }
-        for (size_t k = 0; k < numel && !rc; k++)
-            if (!isfinite(f[k]))
-                rc = ftq_set_error(FTQ_ENUMERIC, "cannot export '%s': tensor '%s' holds a non-finite value at %zu",
-                                   path, t->name, k);
-        uint32_t tt = t->ndim == 2 ? type : FTQ_GGML_F32;
-        if ((tt == FTQ_GGML_Q8_0 || tt == FTQ_GGML_Q4_0) && cols % 32)
-            tt = FTQ_GGML_F16;
-        const ftq_ggml_traits *gt = ftq_ggml_type_info(tt);
-        size_t nbytes = numel / gt->block_size * gt->type_size;
-        void *q = NULL;
-        if (!rc && tt != FTQ_GGML_F32) {
-            if (!(q = malloc(nbytes ? nbytes : 1)))
-                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-            else if (tt == FTQ_GGML_F16)
-                ftq_dtype_info(FTQ_DTYPE_F16)->from_f32(f, q, numel);
-            else if (tt == FTQ_GGML_Q8_0)
-                ftq_ggml_quantize_q8_0(f, q, numel / 32);
-            else
-                ftq_ggml_quantize_q4_0(f, q, numel / 32);
-        }
-        const void *data = q ? q : (const void *)f;
-        if (q) { /* the f32 copies are not written */
-            free(conv);
-            free(perm);
-            bufs[nbuf++] = q;
-        } else {
-            if (conv)
-                bufs[nbuf++] = conv;
-            if (perm)
-                bufs[nbuf++] = perm;
-        }
+        uint32_t tt = 0;
+        void *data = NULL;
+        const void *view = NULL;
+        size_t nbytes = 0;
+        rc = export_one(cfg, r, &ts[i], type, path, &tt, &data, &view, &nbytes, &st);
+        if (data)
+            bufs[nbuf++] = data;
         if (rc)
             break;
-        int64_t ne[2] = {cols, rows};
-        rc = ftq_gguf_writer_tensor(w, gname, tt, t->ndim, ne, data, nbytes);
+        int64_t ne[2] = {t->shape[t->ndim - 1], t->ndim == 2 ? t->shape[0] : 1};
+        rc = ftq_gguf_writer_tensor(w, gname, tt, t->ndim, ne, data ? data : view, nbytes);
+        if (t->ndim == 2)
+            type_bytes[tt] += nbytes;
+    }
+    if (type == FTQ_GGUF_EXPORT_KEEP) { /* llama.cpp's "mostly X": the type holding most bytes */
+        uint32_t most = FTQ_GGML_F32;
+        for (uint32_t k = 0; k < FTQ_GGML_TYPE_LIMIT; k++)
+            most = type_bytes[k] > type_bytes[most] ? k : most;
+        ftq_gguf_writer_u32(w, "general.file_type", file_type_of(most));
     }
     if (!rc)
         rc = ftq_gguf_writer_write(w, path);
@@ -479,5 +561,23 @@ int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
         free(bufs[i]);
     free(bufs);
     ftq_gguf_writer_free(w);
+    if (!rc && stats)
+        *stats = st;
+    return rc;
+}
+
+int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok, uint32_t type,
+                    const char *path)
+{
+    if (!cfg || !ck || !tok || !path)
+        return ftq_set_error(FTQ_EINVAL, "ftq_gguf_export: NULL argument");
+    size_t n = ftq_checkpoint_count(ck);
+    ftq_gguf_export_tensor *ts = calloc(n ? n : 1, sizeof *ts);
+    if (!ts)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ts[i].t = ftq_checkpoint_tensor(ck, i);
+    int rc = ftq_gguf_export_tensors(cfg, ts, n, tok, type, path, NULL);
+    free(ts);
     return rc;
 }

@@ -9,8 +9,9 @@ reference reader/writer, llama.cpp's gguf-py):
   tests/fixtures/gguf/meta.gguf      every metadata value type, nested arrays, alignment 64,
                                      three small tensors (the values are asserted in the test)
   tests/fixtures/gguf/quantize.gguf  "x" [4, 256] F32 (with an all-zero block and an integer one)
-                                     and gguf.quants.quantize() of it as "x.q8_0" / "x.q4_0"
-                                     (as Q8_0 / Q4_0 tensors): ggml's reference quantizers
+                                     and gguf.quants.quantize() of it as "x.q8_0" / "x.q4_0" /
+                                     "x.q4_1" / "x.bf16" (as Q8_0 / Q4_0 / Q4_1 / BF16
+                                     tensors): ggml's reference quantizers
   tests/fuzz/corpus/gguf/            seeds of tests/fuzz/fuzz_gguf.c: meta.gguf, and quant.gguf
                                      (tokenizer-like arrays, one block of several quantized types)
 
@@ -114,7 +115,7 @@ def write_quantize(path):
     x[2, :32] = np.arange(32, dtype=np.float32) - 16.0  # small integers, max at -16
     w = gguf.GGUFWriter(path, "test")
     w.add_tensor("x", x)
-    for name, qt in (("x.q8_0", T.Q8_0), ("x.q4_0", T.Q4_0)):
+    for name, qt in (("x.q8_0", T.Q8_0), ("x.q4_0", T.Q4_0), ("x.q4_1", T.Q4_1), ("x.bf16", T.BF16)):
         q = gguf.quants.quantize(x, qt)
         w.add_tensor(name, q, raw_dtype=qt)
     w.write_header_to_file()
