@@ -1,0 +1,261 @@
+/* test_gguf_export.c - `ftq export`: round trips through GGUF keep the logits bit for bit,
+ * and ftq int8 / int4 matrices land in Q8_0 / Q4_0 with the very codes and f16 scales the
+ * quantized checkpoint stores (checked against the checkpoint's own parts, packed here
+ * independently of model/gguf_export.c). Fixture: datasets/stories260K (llama, GQA 8/4,
+ * tied embeddings, 64 wide, FFN 172 so down_proj falls back to F16 / F32). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+#define ST "datasets/stories260K"
+
+static const int32_t IDS[] = {1, 403, 407, 261, 378, 260, 287, 306, 259, 412, 266, 373, 318, 289, 280, 46};
+#define NIDS ((int)(sizeof IDS / sizeof IDS[0]))
+
+static cJSON *export_to(const char *src, const char *out, const char *type)
+{
+    char args[2400];
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type %s --json", src, out, type);
+    return ftq_run_json(args);
+}
+
+static int json_int(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+/* All NIDS rows of logits of the model at path (malloc'd), *V its vocabulary. */
+static float *logits_of(const char *path, int *V)
+{
+    ftq_model *m = test_load_model(path);
+    if (!m)
+        return NULL;
+    *V = ftq_model_get_config(m)->vocab_size;
+    float *lg = malloc(sizeof(float) * (size_t)NIDS * (size_t)*V);
+    ftq_session *s = NULL;
+    ASSERT_OK(ftq_session_new(m, 64, &s));
+    ASSERT_OK(ftq_session_eval(s, IDS, NIDS, lg, 1));
+    ftq_session_free(s);
+    ftq_model_free(m);
+    return lg;
+}
+
+static void expect_same_logits(const char *a, const char *b)
+{
+    int va = 0, vb = 0;
+    float *la = logits_of(a, &va), *lb = logits_of(b, &vb);
+    CU_ASSERT_FATAL(la && lb);
+    ASSERT_INT_EQ(vb, va);
+    size_t n = (size_t)NIDS * (size_t)va, diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff += memcmp(&la[i], &lb[i], 4) != 0;
+    if (diff)
+        fprintf(stderr, "\n  %zu of %zu logits differ between '%s' and '%s'\n", diff, n, a, b);
+    CU_ASSERT_EQUAL(diff, 0);
+    free(la);
+    free(lb);
+}
+
+/* GGUF -> ftq -> GGUF -> ftq: the q8_0 file ftq wrote, read back and written again (f32, and
+ * q8_0 again), gives the same logits bit for bit; and HF -> f32 GGUF -> ftq equals the HF
+ * directory itself. Re-quantizing a dequantized Q8_0 tensor is a fixed point: the second
+ * q8_0 file holds the first one's bytes. */
+static void test_roundtrip_logits(void)
+{
+    const char *tmp = test_tmpdir("gguf_export_rt");
+    char a[1024], b[1024], c[1024], f[1024];
+    snprintf(a, sizeof a, "%s/a_q8.gguf", tmp);
+    snprintf(b, sizeof b, "%s/b_f32.gguf", tmp);
+    snprintf(c, sizeof c, "%s/c_q8.gguf", tmp);
+    snprintf(f, sizeof f, "%s/hf_f32.gguf", tmp);
+    cJSON *j = export_to(source_path(ST), f, "f32");
+    cJSON_Delete(j);
+    expect_same_logits(source_path(ST), f);
+    j = export_to(source_path(ST), a, "q8_0");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    j = export_to(a, b, "f32");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    expect_same_logits(a, b);
+    j = export_to(b, c, "q8_0");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    expect_same_logits(a, c);
+    ftq_gguf *ga = NULL, *gc = NULL;
+    ASSERT_OK(ftq_gguf_open(a, &ga));
+    ASSERT_OK(ftq_gguf_open(c, &gc));
+    ASSERT_INT_EQ(ftq_gguf_tensor_count(gc), ftq_gguf_tensor_count(ga));
+    int same = 0;
+    for (size_t i = 0; i < ftq_gguf_tensor_count(ga); i++) {
+        const ftq_gguf_tensor *ta = ftq_gguf_tensor_at(ga, i), *tc = ftq_gguf_find_tensor(gc, ta->name);
+        same += tc && tc->type == ta->type && tc->nbytes == ta->nbytes && memcmp(tc->data, ta->data, ta->nbytes) == 0;
+    }
+    ASSERT_INT_EQ(same, (int)ftq_gguf_tensor_count(ga));
+    ftq_gguf_close(ga);
+    ftq_gguf_close(gc);
+}
+
+/* Tensors of two checkpoints: same names and shapes, f32 values equal bit for bit. */
+static void expect_same_values(const ftq_checkpoint *a, const ftq_checkpoint *b)
+{
+    ASSERT_INT_EQ(ftq_checkpoint_count(b), ftq_checkpoint_count(a));
+    int bad = 0;
+    for (size_t i = 0; i < ftq_checkpoint_count(a); i++) {
+        const ftq_tensor *ta = ftq_checkpoint_tensor(a, i), *tb = ftq_checkpoint_find(b, ta->name);
+        if (!tb || ftq_tensor_numel(tb) != ftq_tensor_numel(ta)) {
+            if (bad++ < 3)
+                fprintf(stderr, "\n  tensor '%s' missing or reshaped\n", ta->name);
+            continue;
+        }
+        size_t n = (size_t)ftq_tensor_numel(ta);
+        float *fa = malloc(4 * n), *fb = malloc(4 * n);
+        ftq_tensor_to_f32(ta, fa);
+        ftq_tensor_to_f32(tb, fb);
+        if (memcmp(fa, fb, 4 * n) != 0 && bad++ < 3)
+            fprintf(stderr, "\n  tensor '%s' differs\n", ta->name);
+        free(fa);
+        free(fb);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* The Q8_0 / Q4_0 bytes of one row-block of a q8 / q4 g32 checkpoint tensor, packed from its
+ * .qweight / .qscale parts as ggml lays the blocks out. */
+static void pack_expected(const ftq_checkpoint *q, const char *base, int q4, int to_q8, unsigned char *out, int rows,
+                          int cols)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s.qweight", base);
+    const ftq_tensor *qw = ftq_checkpoint_find(q, name);
+    snprintf(name, sizeof name, "%s.qscale", base);
+    const ftq_tensor *qs = ftq_checkpoint_find(q, name);
+    CU_ASSERT_FATAL(qw && qs);
+    const unsigned char *w = qw->data, *s = qs->data;
+    size_t rb = q4 ? (size_t)cols / 2 : (size_t)cols, bs = to_q8 ? 34 : 18;
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < cols / 32; b++) {
+            unsigned char *y = out + ((size_t)r * (size_t)(cols / 32) + (size_t)b) * bs;
+            memcpy(y, s + 2 * ((size_t)r * (size_t)(cols / 32) + (size_t)b), 2);
+            int code[32];
+            for (int k = 0; k < 32; k++) {
+                size_t at = (size_t)b * 32 + (size_t)k;
+                code[k] = q4 ? ((w[(size_t)r * rb + at / 2] >> (4 * (at % 2))) & 15) - 8 : (int8_t)w[(size_t)r * rb + at];
+            }
+            for (int k = 0; k < 32 && to_q8; k++)
+                y[2 + k] = (unsigned char)(int8_t)code[k];
+            for (int k = 0; k < 16 && !to_q8; k++)
+                y[2 + k] = (unsigned char)((code[k] + 8) | (code[k + 16] + 8) << 4);
+        }
+}
+
+static void expect_block_copy(const char *qdir, const char *gguf_path, int q4, int to_q8)
+{
+    ftq_checkpoint *q = NULL;
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_checkpoint_open(qdir, &q));
+    ASSERT_OK(ftq_gguf_open(gguf_path, &g));
+    /* up_proj [172, 64]: no row permutation; v_proj [32, 64] of a GQA model */
+    static const char *const pairs[][2] = {{"model.layers.2.mlp.up_proj", "blk.2.ffn_up.weight"},
+                                           {"model.layers.0.self_attn.v_proj", "blk.0.attn_v.weight"}};
+    for (int i = 0; i < 2; i++) {
+        const ftq_gguf_tensor *t = ftq_gguf_find_tensor(g, pairs[i][1]);
+        CU_ASSERT_FATAL(t != NULL);
+        CU_ASSERT_EQUAL(t->type, to_q8 ? FTQ_GGML_Q8_0 : FTQ_GGML_Q4_0);
+        int rows = (int)t->ne[1], cols = (int)t->ne[0];
+        unsigned char *want = malloc(t->nbytes);
+        pack_expected(q, pairs[i][0], q4, to_q8, want, rows, cols);
+        CU_ASSERT(memcmp(want, t->data, t->nbytes) == 0);
+        free(want);
+    }
+    ftq_gguf_close(g);
+    ftq_checkpoint_close(q);
+}
+
+/* ftq int8 / int4 (g32) -> q8_0 / q4_0 / keep: the matrices are copied (codes and f16 scales
+ * byte for byte, Q/K rows permuted), the file's values equal `ftq dequantize`'s bit for bit,
+ * and so the GGUF model computes what the dequantized checkpoint computes. */
+static void test_quantized_copy(void)
+{
+    const char *tmp = test_tmpdir("gguf_export_q");
+    char q8[1024], q4[1024], q4a[1024], out[1024], deq[1024], args[2400];
+    snprintf(q8, sizeof q8, "%s/q8", tmp);
+    snprintf(q4, sizeof q4, "%s/q4", tmp);
+    snprintf(q4a, sizeof q4a, "%s/q4a", tmp);
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int8 --json", source_path(ST), q8);
+    cJSON_Delete(ftq_run_json(args));
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int4 --search --json", source_path(ST), q4);
+    cJSON_Delete(ftq_run_json(args));
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int4 --asym --json", source_path(ST), q4a);
+    cJSON_Delete(ftq_run_json(args));
+
+    /* int8 -> q8_0: 5 layers x 6 matrices with 64 inputs, + the split-off head; down_proj
+     * (172 inputs) and the f32 embedding are converted */
+    snprintf(out, sizeof out, "%s/q8.gguf", tmp);
+    cJSON *j = export_to(q8, out, "q8_0");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    int copied = json_int(j, "copied");
+    CU_ASSERT(copied >= 30);
+    cJSON_Delete(j);
+    expect_block_copy(q8, out, 0, 1);
+
+    /* int4 -> q4_0 and -> q8_0 (codes minus 8) */
+    snprintf(out, sizeof out, "%s/q4.gguf", tmp);
+    j = export_to(q4, out, "q4_0");
+    CU_ASSERT(json_int(j, "copied") >= 30);
+    cJSON_Delete(j);
+    expect_block_copy(q4, out, 1, 0);
+    snprintf(out, sizeof out, "%s/q4_8.gguf", tmp);
+    cJSON_Delete(export_to(q4, out, "q8_0"));
+    expect_block_copy(q4, out, 1, 1);
+
+    /* keep: every value as ftq computes with it, for q8, q4 and q4a (q4a -> Q8_0) */
+    const char *dirs[3] = {q8, q4, q4a};
+    for (int i = 0; i < 3; i++) {
+        snprintf(out, sizeof out, "%s/keep%d.gguf", tmp, i);
+        snprintf(deq, sizeof deq, "%s/deq%d", tmp, i);
+        j = export_to(dirs[i], out, "keep");
+        CU_ASSERT(json_int(j, "copied") >= 30);
+        cJSON_Delete(j);
+        snprintf(args, sizeof args, "dequantize -m '%s' -o '%s'", dirs[i], deq);
+        char *so = NULL, *se = NULL;
+        ASSERT_INT_EQ(ftq_run(args, &so, &se), 0);
+        free(so);
+        free(se);
+        ftq_checkpoint *a = NULL, *b = NULL;
+        ASSERT_OK(ftq_checkpoint_open(deq, &a));
+        ASSERT_OK(ftq_gguf_checkpoint_open(out, NULL, &b));
+        expect_same_values(a, b);
+        ftq_checkpoint_close(a);
+        ftq_checkpoint_close(b);
+        ftq_gguf *g = NULL;
+        ASSERT_OK(ftq_gguf_open(out, &g));
+        const ftq_gguf_tensor *t = ftq_gguf_find_tensor(g, "blk.1.attn_q.weight");
+        CU_ASSERT(t && t->type == (i == 1 ? FTQ_GGML_Q4_0 : FTQ_GGML_Q8_0));
+        ftq_gguf_close(g);
+        if (i == 1)
+            expect_same_logits(deq, out);
+    }
+}
+
+static void test_errors(void)
+{
+    const char *tmp = test_tmpdir("gguf_export_err");
+    char out[1024], args[2400];
+    snprintf(out, sizeof out, "%s/x.gguf", tmp);
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type q5_k", source_path(ST), out);
+    ftq_expect_error(args, "unknown --type 'q5_k'", out);
+}
+
+void test_register_gguf_export(void)
+{
+    static const test_case cases[] = {
+        {"roundtrip_logits", test_roundtrip_logits},
+        {"quantized_copy", test_quantized_copy},
+        {"errors", test_errors},
+        {NULL, NULL},
+    };
+    test_add_suite("gguf_export", cases);
+}
