@@ -514,6 +514,8 @@ int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_t
 #undef KU32
 #undef KF32
     rc = ftq_tok_gguf_describe(tok, w);
+    if (cfg->pad_token_id >= 0 && cfg->pad_token_id < cfg->vocab_size)
+        ftq_gguf_writer_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)cfg->pad_token_id);
     void **bufs = calloc(n ? n : 1, sizeof *bufs);
     size_t nbuf = 0;
     if (!rc && !bufs)
