@@ -43,8 +43,22 @@ static const key_row llama_keys[] = {
     {NULL, 0, 0, 0, 0},
 };
 
+/* as llama.cpp's converter writes GPT-2 (convert_hf_to_gguf.py GPT2Model) */
+static const key_row gpt2_keys[] = {
+    {"block_count", CI(n_layers), 1, 0},
+    {"embedding_length", CI(hidden_size), 1, 0},
+    {"feed_forward_length", CI(intermediate_size), 0, 0}, /* default: 4 * embedding */
+    {"attention.head_count", CI(n_heads), 1, 0},
+    {"context_length", CI(max_position), 1, 0},
+    {"vocab_size", CI(vocab_size), 0, 0},
+    {"attention.layer_norm_epsilon", CF(norm_eps), 1, 0},
+    {NULL, 0, 0, 0, 0},
+};
+
 /* GGUF tensor names -> HF names. "%d" is the layer. permute: 1 = rows of a Q projection
- * (n_heads groups), 2 = K projection (n_kv_heads groups). */
+ * (n_heads groups), 2 = K projection (n_kv_heads groups), 3 = a GPT-2 Conv1D weight (HF
+ * stores it [in, out], the converter transposes it to nn.Linear's [out, in]). */
+enum { P_NONE, P_Q, P_K, P_T };
 typedef struct {
     const char *gguf, *hf;
     int permute;
@@ -70,16 +84,44 @@ static const name_row llama_names[] = {
     {NULL, NULL, 0},
 };
 
-typedef struct {
+static const name_row gpt2_names[] = {
+    {"token_embd.weight", "transformer.wte.weight", 0},
+    {"position_embd.weight", "transformer.wpe.weight", 0},
+    {"output_norm.weight", "transformer.ln_f.weight", 0},
+    {"output_norm.bias", "transformer.ln_f.bias", 0},
+    {"output.weight", "lm_head.weight", 0},
+    {"blk.%d.attn_norm.weight", "transformer.h.%d.ln_1.weight", 0},
+    {"blk.%d.attn_norm.bias", "transformer.h.%d.ln_1.bias", 0},
+    {"blk.%d.attn_qkv.weight", "transformer.h.%d.attn.c_attn.weight", P_T},
+    {"blk.%d.attn_qkv.bias", "transformer.h.%d.attn.c_attn.bias", 0},
+    {"blk.%d.attn_output.weight", "transformer.h.%d.attn.c_proj.weight", P_T},
+    {"blk.%d.attn_output.bias", "transformer.h.%d.attn.c_proj.bias", 0},
+    {"blk.%d.ffn_norm.weight", "transformer.h.%d.ln_2.weight", 0},
+    {"blk.%d.ffn_norm.bias", "transformer.h.%d.ln_2.bias", 0},
+    {"blk.%d.ffn_up.weight", "transformer.h.%d.mlp.c_fc.weight", P_T},
+    {"blk.%d.ffn_up.bias", "transformer.h.%d.mlp.c_fc.bias", 0},
+    {"blk.%d.ffn_down.weight", "transformer.h.%d.mlp.c_proj.weight", P_T},
+    {"blk.%d.ffn_down.bias", "transformer.h.%d.mlp.c_proj.bias", 0},
+    {NULL, NULL, 0},
+};
+
+typedef struct arch_row arch_row;
+struct arch_row {
     const char *arch;       /* general.architecture */
     const char *model_type; /* ftq_model_config.model_type */
     ftq_arch ftq_arch;
     const key_row *keys;
     const name_row *names;
-} arch_row;
+    /* what the keys leave: defaults, checks, the architecture's fixed choices */
+    int (*finish)(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg);
+};
+
+static int llama_finish(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg);
+static int gpt2_finish(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg);
 
 static const arch_row archs[] = {
-    {"llama", "llama", FTQ_ARCH_LLAMA, llama_keys, llama_names},
+    {"llama", "llama", FTQ_ARCH_LLAMA, llama_keys, llama_names, llama_finish},
+    {"gpt2", "gpt2", FTQ_ARCH_GPT2, gpt2_keys, gpt2_names, gpt2_finish},
 };
 
 #define GBAD(path, status, ...) ftq_wrap_error(ftq_set_error((status), __VA_ARGS__), "cannot load '%s'", (path))
@@ -123,16 +165,20 @@ static int32_t token_id(const ftq_gguf *g, const char *key)
     return ftq_gguf_get_int(g, key, &v) == FTQ_OK && v >= 0 && v < INT32_MAX ? (int32_t)v : -1;
 }
 
-static int make_config(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
+/* 1 if the file's output.weight is token_embd.weight again (GPT-2's converter writes the
+ * tied head out): then the model stays tied and output.weight is not loaded. */
+static int output_is_embedding(const ftq_gguf *g)
+{
+    const ftq_gguf_tensor *o = ftq_gguf_find_tensor(g, "output.weight"), *e = ftq_gguf_find_tensor(g, "token_embd.weight");
+    return o && e && o->type == e->type && o->nbytes == e->nbytes && memcmp(o->ne, e->ne, sizeof o->ne) == 0 &&
+           memcmp(o->data, e->data, o->nbytes) == 0;
+}
+
+static int llama_finish(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
 {
     const char *path = ftq_gguf_path(g);
-    memset(cfg, 0, sizeof *cfg);
-    cfg->arch = a->ftq_arch;
-    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", a->model_type);
+    int rc;
     cfg->act = FTQ_ACT_SILU;
-    int rc = read_keys(g, a, cfg);
-    if (rc)
-        return rc;
     if (!cfg->n_kv_heads)
         cfg->n_kv_heads = cfg->n_heads;
     if (!cfg->head_dim) {
@@ -162,15 +208,47 @@ static int make_config(const ftq_gguf *g, const arch_row *a, ftq_model_config *c
     int64_t experts;
     if (ftq_gguf_get_int(g, key, &experts) == FTQ_OK && experts > 0)
         return GBAD(path, FTQ_EUNSUPPORTED, "mixture of experts ('%s' is %" PRId64 ") is not supported", key, experts);
+    cfg->tie_word_embeddings = ftq_gguf_find_tensor(g, "output.weight") == NULL;
+    cfg->qkv_bias = ftq_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    cfg->o_bias = ftq_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+    return FTQ_OK;
+}
+
+/* GPT-2: LayerNorm, gelu (llama.cpp's GPT-2 graph uses the tanh approximation, as HF's
+ * gelu_new), learned positions, biases everywhere, one fused qkv projection. */
+static int gpt2_finish(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
+{
+    (void)a;
+    const char *path = ftq_gguf_path(g);
+    cfg->act = FTQ_ACT_GELU_TANH;
+    if (cfg->hidden_size % cfg->n_heads)
+        return GBAD(path, FTQ_EFORMAT, "embedding_length %d is not a multiple of head_count %d", cfg->hidden_size,
+                    cfg->n_heads);
+    if (!cfg->intermediate_size)
+        cfg->intermediate_size = 4 * cfg->hidden_size;
+    cfg->n_kv_heads = cfg->n_heads;
+    cfg->head_dim = cfg->hidden_size / cfg->n_heads;
+    cfg->rope_theta = 0.0f;
+    cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = 1;
+    cfg->tie_word_embeddings = ftq_gguf_find_tensor(g, "output.weight") == NULL || output_is_embedding(g);
+    return FTQ_OK;
+}
+
+static int make_config(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
+{
+    const char *path = ftq_gguf_path(g);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->arch = a->ftq_arch;
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", a->model_type);
+    int rc = read_keys(g, a, cfg);
+    if (rc || (rc = a->finish(g, a, cfg)) != FTQ_OK)
+        return rc;
     if (!cfg->vocab_size) {
         const ftq_gguf_tensor *emb = ftq_gguf_find_tensor(g, "token_embd.weight");
         if (!emb || emb->ne[1] < 1 || emb->ne[1] > MAX_DIM)
             return GBAD(path, FTQ_EFORMAT, "no '%s.vocab_size' and no token_embd.weight to take it from", a->arch);
         cfg->vocab_size = (int)emb->ne[1];
     }
-    cfg->tie_word_embeddings = ftq_gguf_find_tensor(g, "output.weight") == NULL;
-    cfg->qkv_bias = ftq_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
-    cfg->o_bias = ftq_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
     cfg->bos_token_id = token_id(g, "tokenizer.ggml.bos_token_id");
     cfg->eos_token_id = token_id(g, "tokenizer.ggml.eos_token_id");
     cfg->pad_token_id = token_id(g, "tokenizer.ggml.padding_token_id");
@@ -224,6 +302,22 @@ static int unpermute(float *w, int64_t rows, int64_t cols, int heads, const char
     return FTQ_OK;
 }
 
+/* *data [rows, cols] -> a new [cols, rows] buffer (the old one freed). */
+static int transpose_f32(void **data, int64_t rows, int64_t cols)
+{
+    const float *a = *data;
+    size_t n = (size_t)(rows * cols);
+    float *b = malloc(sizeof(float) * (n ? n : 1));
+    if (!b)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            b[c * rows + r] = a[r * cols + c];
+    free(*data);
+    *data = b;
+    return FTQ_OK;
+}
+
 static int convert_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_config *cfg,
                           const ftq_gguf_tensor *src, ftq_tensor *dst)
 {
@@ -258,7 +352,13 @@ static int convert_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_
     dst->owned = 1;
     int rc = ftq_gguf_tensor_to_f32(src, d);
     ftq_gguf_release(g, src->data, src->nbytes); /* keeps peak memory near the f32 model's size */
-    if (!rc && permute) {
+    if (!rc && permute == P_T) {
+        if (src->n_dims != 2)
+            return GBAD(path, FTQ_EFORMAT, "tensor '%s' has %d dimensions (expected 2)", src->name, src->n_dims);
+        rc = transpose_f32(&dst->data, src->ne[1], src->ne[0]);
+        dst->shape[0] = src->ne[0];
+        dst->shape[1] = src->ne[1];
+    } else if (!rc && permute) {
         int64_t rows = src->ne[1], cols = src->n_dims > 1 ? src->ne[0] : 1;
         if (src->n_dims == 1)
             rows = src->ne[0];
@@ -286,7 +386,7 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_ch
         if (strlen(archs[i].arch) == alen && memcmp(archs[i].arch, arch, alen) == 0)
             a = &archs[i];
     if (!rc && !a)
-        rc = GBAD(path, FTQ_EUNSUPPORTED, "architecture '%.*s' is not supported (expected llama)",
+        rc = GBAD(path, FTQ_EUNSUPPORTED, "architecture '%.*s' is not supported (expected llama or gpt2)",
                   (int)(alen > 64 ? 64 : alen), arch);
     ftq_model_config cfg;
     if (!rc)
@@ -296,12 +396,17 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_ch
     if (!rc && !(ts = calloc(n ? n : 1, sizeof *ts)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     size_t done = 0;
-    for (; !rc && done < n; done++)
-        rc = convert_tensor(g, a, &cfg, ftq_gguf_tensor_at(g, done), &ts[done]);
+    for (size_t i = 0; !rc && i < n; i++) {
+        const ftq_gguf_tensor *t = ftq_gguf_tensor_at(g, i);
+        if (cfg.tie_word_embeddings && strcmp(t->name, "output.weight") == 0)
+            continue; /* the embedding again (output_is_embedding) */
+        rc = convert_tensor(g, a, &cfg, t, &ts[done]);
+        done++; /* on failure too: convert_tensor may have set a name or data to free */
+    }
     size_t file_bytes = g ? ftq_gguf_file_size(g) : 0;
     ftq_gguf_close(g); /* every tensor is a copy now */
     if (!rc)
-        rc = ftq_checkpoint_from_tensors(ts, n, file_bytes, path, out);
+        rc = ftq_checkpoint_from_tensors(ts, done, file_bytes, path, out);
     else if (ts)
         ftq_tensors_free(ts, done);
     if (!rc && cfg_out)

@@ -240,6 +240,40 @@ static void test_quantized_copy(void)
     }
 }
 
+/* GPT-2 from GGUF as llama.cpp's converter writes it (tests/fixtures/gguf/gpt2_tiny.gguf,
+ * tools/make_gguf_fixtures.py: the golden tiny random GPT-2 with its vocabulary cut to 512
+ * tokens): the config, and logits equal to the safetensors model's first 512 logits bit for
+ * bit at every position. */
+static void test_gpt2_read(void)
+{
+    const char *path = source_path("tests/fixtures/gguf/gpt2_tiny.gguf");
+    ftq_model *g = test_load_model(path), *h = test_load_model(shared_path("golden/gpt2_tiny_random"));
+    CU_ASSERT_FATAL(g && h);
+    const ftq_model_config *cg = ftq_model_get_config(g), *ch = ftq_model_get_config(h);
+    CU_ASSERT(cg->arch == FTQ_ARCH_GPT2 && cg->n_layers == ch->n_layers && cg->hidden_size == ch->hidden_size &&
+              cg->n_heads == ch->n_heads && cg->intermediate_size == ch->intermediate_size &&
+              cg->max_position == ch->max_position && cg->norm_eps == ch->norm_eps && cg->act == ch->act &&
+              cg->tie_word_embeddings && cg->vocab_size == 512);
+    static const int32_t ids[] = {83, 258, 269, 265, 287, 262, 289, 265, 11, 40, 511, 0, 256, 300, 46, 198};
+    int n = (int)(sizeof ids / sizeof ids[0]), Vh = ch->vocab_size;
+    float *lg = malloc(sizeof(float) * (size_t)n * 512), *lh = malloc(sizeof(float) * (size_t)n * (size_t)Vh);
+    ftq_session *s = NULL;
+    ASSERT_OK(ftq_session_new(g, 32, &s));
+    ASSERT_OK(ftq_session_eval(s, ids, n, lg, 1));
+    ftq_session_free(s);
+    ASSERT_OK(ftq_session_new(h, 32, &s));
+    ASSERT_OK(ftq_session_eval(s, ids, n, lh, 1));
+    ftq_session_free(s);
+    int diff = 0;
+    for (int t = 0; t < n; t++)
+        diff += memcmp(lg + (size_t)t * 512, lh + (size_t)t * (size_t)Vh, 512 * sizeof(float)) != 0;
+    ASSERT_INT_EQ(diff, 0);
+    free(lg);
+    free(lh);
+    ftq_model_free(g);
+    ftq_model_free(h);
+}
+
 static void test_errors(void)
 {
     const char *tmp = test_tmpdir("gguf_export_err");
@@ -254,6 +288,7 @@ void test_register_gguf_export(void)
     static const test_case cases[] = {
         {"roundtrip_logits", test_roundtrip_logits},
         {"quantized_copy", test_quantized_copy},
+        {"gpt2_read", test_gpt2_read},
         {"errors", test_errors},
         {NULL, NULL},
     };
