@@ -496,10 +496,13 @@ static int encode(const float *f, size_t n, uint32_t tt, void **out, size_t *nby
  * data is written as it is; then *view points at it). */
 static int export_one(const ftq_model_config *cfg, const name_row *r, const ftq_gguf_export_tensor *src,
                       uint32_t type, const char *path, uint32_t *tt_out, void **data, const void **view,
-                      size_t *nbytes, ftq_gguf_export_stats *st)
+                      size_t *nbytes, int64_t ne[2], ftq_gguf_export_stats *st)
 {
     const ftq_tensor *t = src->t;
     int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->shape[t->ndim - 1];
+    int transpose = r->permute == P_T && t->ndim == 2 && !src->blocks; /* GPT-2 Conv1D [in, out] */
+    ne[0] = transpose ? rows : cols;
+    ne[1] = transpose ? cols : rows;
     size_t numel = (size_t)(rows * cols);
     int heads = r->permute == 1 ? cfg->n_heads : r->permute == 2 ? cfg->n_kv_heads : 0;
     int64_t prow = t->ndim == 2 ? rows : cols; /* a bias is a column of rows */
@@ -550,6 +553,19 @@ static int export_one(const ftq_model_config *cfg, const name_row *r, const ftq_
         conv = perm;
         f = perm;
     }
+    if (transpose) { /* to nn.Linear's [out, in], as the converter writes it */
+        if (!(perm = malloc(sizeof(float) * (numel ? numel : 1)))) {
+            free(conv);
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        }
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++)
+                perm[j * rows + i] = f[i * cols + j];
+        free(conv);
+        conv = perm;
+        f = perm;
+        cols = ne[0];
+    }
     for (size_t k = 0; k < numel; k++)
         if (!isfinite(f[k])) {
             free(conv);
@@ -585,12 +601,16 @@ int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_t
     if (!writes_type(type) && type != FTQ_GGUF_EXPORT_KEEP)
         return ftq_set_error(FTQ_EINVAL, "cannot export '%s': tensor type %u is not one ftq writes "
                              "(f32, f16, bf16, q8_0, q4_0, q4_1)", path, type);
-    if (cfg->arch != FTQ_ARCH_LLAMA || strcmp(cfg->model_type, "llama") != 0 || cfg->sliding_window ||
-        cfg->is_classifier || cfg->mlp_bias)
-        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': only plain llama causal LMs are written as "
-                             "GGUF (this is a %s%s model)", path, cfg->model_type,
+    const arch_row *a = NULL;
+    if (cfg->arch == FTQ_ARCH_LLAMA && strcmp(cfg->model_type, "llama") == 0 && !cfg->sliding_window &&
+        !cfg->mlp_bias)
+        a = &archs[0];
+    else if (cfg->arch == FTQ_ARCH_GPT2)
+        a = &archs[1];
+    if (!a || cfg->is_classifier)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot export '%s': only plain llama and gpt2 causal LMs are "
+                             "written as GGUF (this is a %s%s model)", path, cfg->model_type,
                              cfg->is_classifier ? " sequence classifier" : "");
-    const arch_row *a = &archs[0];
     ftq_gguf_writer *w = NULL;
     int rc = ftq_gguf_writer_new(&w);
     if (rc)
@@ -602,22 +622,21 @@ int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_t
     ftq_gguf_writer_u32(w, "general.quantization_version", 2);
     size_t type_bytes[FTQ_GGML_TYPE_LIMIT] = {0}; /* of the matrices: the file type of KEEP */
     char key[128];
-#define KU32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_u32(w, key, (uint32_t)(v)))
-#define KF32(sfx, v) (snprintf(key, sizeof key, "%s." sfx, a->arch), ftq_gguf_writer_f32(w, key, (v)))
-    KU32("block_count", cfg->n_layers);
-    KU32("context_length", cfg->max_position);
-    KU32("embedding_length", cfg->hidden_size);
-    KU32("feed_forward_length", cfg->intermediate_size);
-    KU32("attention.head_count", cfg->n_heads);
-    KU32("attention.head_count_kv", cfg->n_kv_heads);
-    KF32("rope.freq_base", cfg->rope_theta);
-    KF32("attention.layer_norm_rms_epsilon", cfg->norm_eps);
-    KU32("vocab_size", cfg->vocab_size);
-    KU32("rope.dimension_count", cfg->head_dim);
-    if (cfg->head_dim * cfg->n_heads != cfg->hidden_size)
-        KU32("attention.key_length", cfg->head_dim);
-#undef KU32
-#undef KF32
+    /* the architecture's keys from the same table the reader uses */
+    for (const key_row *k = a->keys; k->suffix; k++) {
+        snprintf(key, sizeof key, "%s.%s", a->arch, k->suffix);
+        const void *field = (const char *)cfg + k->offset;
+        if (strcmp(k->suffix, "attention.key_length") == 0 && cfg->head_dim * cfg->n_heads == cfg->hidden_size)
+            continue; /* the default */
+        if (k->kind == F_INT)
+            ftq_gguf_writer_u32(w, key, (uint32_t)*(const int *)field);
+        else
+            ftq_gguf_writer_f32(w, key, *(const float *)field);
+    }
+    if (a->ftq_arch == FTQ_ARCH_LLAMA) {
+        snprintf(key, sizeof key, "%s.rope.dimension_count", a->arch);
+        ftq_gguf_writer_u32(w, key, (uint32_t)cfg->head_dim);
+    }
     rc = ftq_tok_gguf_describe(tok, w);
     if (cfg->pad_token_id >= 0 && cfg->pad_token_id < cfg->vocab_size)
         ftq_gguf_writer_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)cfg->pad_token_id);
@@ -627,10 +646,16 @@ int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_t
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     for (size_t i = 0; !rc && i < n; i++) {
         const ftq_tensor *t = ts[i].t;
-        char gname[FTQ_GGUF_MAX_NAME + 8];
+        char gname[FTQ_GGUF_MAX_NAME + 8], pref[300];
         const name_row *r = to_gguf_name(a, t->name, gname, sizeof gname);
-        if (!r && strstr(t->name, "rotary_emb.inv_freq"))
-            continue; /* a buffer, not a parameter */
+        if (!r && a->ftq_arch == FTQ_ARCH_GPT2) { /* GPT-2 checkpoints without "transformer." */
+            snprintf(pref, sizeof pref, "transformer.%s", t->name);
+            r = to_gguf_name(a, pref, gname, sizeof gname);
+        }
+        size_t nl = strlen(t->name);
+        if (!r && (strstr(t->name, "rotary_emb.inv_freq") || (nl > 10 && strcmp(t->name + nl - 10, ".attn.bias") == 0) ||
+                   (nl > 17 && strcmp(t->name + nl - 17, ".attn.masked_bias") == 0)))
+            continue; /* buffers, not parameters */
         if (r && strcmp(r->hf, "lm_head.weight") == 0 && cfg->tie_word_embeddings)
             continue; /* tied: llama.cpp uses token_embd */
         if (!r) {
@@ -646,15 +671,19 @@ int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_t
         void *data = NULL;
         const void *view = NULL;
         size_t nbytes = 0;
-        rc = export_one(cfg, r, &ts[i], type, path, &tt, &data, &view, &nbytes, &st);
+        int64_t ne[2];
+        rc = export_one(cfg, r, &ts[i], type, path, &tt, &data, &view, &nbytes, ne, &st);
         if (data)
             bufs[nbuf++] = data;
         if (rc)
             break;
-        int64_t ne[2] = {t->shape[t->ndim - 1], t->ndim == 2 ? t->shape[0] : 1};
         rc = ftq_gguf_writer_tensor(w, gname, tt, t->ndim, ne, data ? data : view, nbytes);
         if (t->ndim == 2)
             type_bytes[tt] += nbytes;
+        /* GPT-2's converter writes the tied head out as output.weight (older llama.cpp
+         * builds require it) */
+        if (!rc && a->ftq_arch == FTQ_ARCH_GPT2 && cfg->tie_word_embeddings && strcmp(gname, "token_embd.weight") == 0)
+            rc = ftq_gguf_writer_tensor(w, "output.weight", tt, t->ndim, ne, data ? data : view, nbytes);
     }
     if (type == FTQ_GGUF_EXPORT_KEEP) { /* llama.cpp's "mostly X": the type holding most bytes */
         uint32_t most = FTQ_GGML_F32;

@@ -274,6 +274,43 @@ static void test_gpt2_read(void)
     ftq_model_free(h);
 }
 
+/* GPT-2 export: the golden tiny GPT-2 (HF directory) -> f32 GGUF -> ftq computes the same
+ * logits bit for bit and tokenizes the same; q8_0 loads and runs. */
+static void test_gpt2_export(void)
+{
+    const char *dir = shared_path("golden/gpt2_tiny_random");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/g.gguf", test_tmpdir("gguf_export_gpt2"));
+    cJSON *j = export_to(dir, out, "f32");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    expect_same_logits(dir, out);
+    ftq_tokenizer *ta = NULL, *tb = NULL;
+    ASSERT_OK(ftq_tokenizer_load(dir, &ta));
+    ASSERT_OK(ftq_tokenizer_load(out, &tb));
+    const char *text = "Hello world, the cat's 1997 hat!  It isn't  here.\n\nOK <|endoftext|> done";
+    int32_t *ia = NULL, *ib = NULL;
+    size_t na = 0, nb = 0;
+    ASSERT_OK(ftq_tokenizer_encode(ta, text, strlen(text), 1, &ia, &na));
+    ASSERT_OK(ftq_tokenizer_encode(tb, text, strlen(text), 1, &ib, &nb));
+    CU_ASSERT(na == nb && na > 10 && memcmp(ia, ib, na * sizeof *ia) == 0);
+    free(ia);
+    free(ib);
+    ftq_tokenizer_free(ta);
+    ftq_tokenizer_free(tb);
+    ftq_gguf *g = NULL;
+    ASSERT_OK(ftq_gguf_open(out, &g));
+    const ftq_gguf_tensor *qkv = ftq_gguf_find_tensor(g, "blk.1.attn_qkv.weight"), *o = ftq_gguf_find_tensor(g, "output.weight");
+    CU_ASSERT(qkv && qkv->ne[0] == 64 && qkv->ne[1] == 192 && o != NULL);
+    ftq_gguf_close(g);
+    j = export_to(dir, out, "q8_0");
+    CU_ASSERT_PTR_NOT_NULL(j);
+    cJSON_Delete(j);
+    ftq_model *m = test_load_model(out);
+    CU_ASSERT(m && ftq_model_get_config(m)->tie_word_embeddings);
+    ftq_model_free(m);
+}
+
 static void test_errors(void)
 {
     const char *tmp = test_tmpdir("gguf_export_err");
@@ -289,6 +326,7 @@ void test_register_gguf_export(void)
         {"roundtrip_logits", test_roundtrip_logits},
         {"quantized_copy", test_quantized_copy},
         {"gpt2_read", test_gpt2_read},
+        {"gpt2_export", test_gpt2_export},
         {"errors", test_errors},
         {NULL, NULL},
     };

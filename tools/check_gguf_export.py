@@ -13,7 +13,10 @@ shapes, and every tensor's bytes against an independent computation in numpy.
      gguf-py, must equal the value docs/quant-format.md 4.1 defines, computed here from the
      .qweight / .qscale / .qzero parts, bit for bit (the others: that value as gguf-py
      converts it to the file's type).
-  3. with --smollm2: the shipped SmolLM2 Q4_1 GGUF -> ftq -> f32 GGUF: every tensor equals
+  3. the golden tiny GPT-2 exported as f32 and q8_0: gpt2.* keys and every tensor as
+     convert_hf_to_gguf.py's GPT2Model writes it (Conv1D weights transposed, output.weight
+     a copy of token_embd), encoded by gguf-py.
+  4. with --smollm2: the shipped SmolLM2 Q4_1 GGUF -> ftq -> f32 GGUF: every tensor equals
      gguf-py's dequantization of the shipped file bit for bit, and the same keys.
 
 Usage: python3 tools/check_gguf_export.py [--ftq build/ftq] [--smollm2]
@@ -248,6 +251,63 @@ def check_quantized_export(ftq, tmp):
                                                                         len(entries), exact))
 
 
+GPT2 = os.path.join(ROOT, "..", "shared", "golden", "gpt2_tiny_random")
+GPT2_REQUIRED = ["general.architecture", "gpt2.block_count", "gpt2.context_length", "gpt2.embedding_length",
+                 "gpt2.feed_forward_length", "gpt2.attention.head_count", "gpt2.attention.layer_norm_epsilon",
+                 "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.merges",
+                 "tokenizer.ggml.token_type"]
+
+
+def check_gpt2_export(ftq, tmp):
+    """The golden tiny GPT-2 as convert_hf_to_gguf.py's GPT2Model writes it."""
+    cfg = json.load(open(os.path.join(GPT2, "config.json")))
+    st, _ = read_safetensors(os.path.join(GPT2, "model.safetensors"))
+    names = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+             "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+    for tname in ("f32", "q8_0"):
+        qt = TYPES[tname]
+        out = os.path.join(tmp, "gpt2_%s.gguf" % tname)
+        run(ftq, "export", "-m", GPT2, "-o", out, "--type", tname)
+        r = gguf.GGUFReader(out)
+        for k in GPT2_REQUIRED:
+            if k not in r.fields:
+                fail("%s: missing key %s" % (out, k))
+        want_kv = {"general.architecture": "gpt2", "gpt2.block_count": cfg["n_layer"],
+                   "gpt2.context_length": cfg["n_ctx"], "gpt2.embedding_length": cfg["n_embd"],
+                   "gpt2.feed_forward_length": 4 * cfg["n_embd"], "gpt2.attention.head_count": cfg["n_head"],
+                   "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gpt-2"}
+        for k, v in want_kv.items():
+            if field(r, k) != v:
+                fail("%s: key %s is %r (expected %r)" % (out, k, field(r, k), v))
+        got = {t.name: t for t in r.tensors}
+        want = {}
+        for name, e in st.items():
+            n = name[len("transformer."):]
+            x = st_array(e)
+            if n.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight")):
+                x = np.ascontiguousarray(x.T)
+            if n.startswith("h."):
+                _, bid, rest = n.split(".", 2)
+                mod, kind = rest.rsplit(".", 1)
+                g = "blk.%s.%s.%s" % (bid, names[mod], kind)
+            else:
+                g = {"wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight",
+                     "ln_f.weight": "output_norm.weight", "ln_f.bias": "output_norm.bias"}[n]
+            want[g] = x
+            if g == "token_embd.weight":
+                want["output.weight"] = x
+        if set(want) != set(got):
+            fail("%s: tensor names differ: %s" % (out, sorted(set(want) ^ set(got))))
+        for g, x in want.items():
+            t = got[g]
+            wt = T.F32 if x.ndim == 1 else qt
+            b = x.tobytes() if wt == T.F32 else gguf.quants.quantize(x, wt).tobytes()
+            if t.tensor_type != wt or raw(t) != b:
+                fail("%s: %s differs from gguf-py's conversion" % (out, g))
+        print("ok %-15s %7d bytes, %2d tensors byte-equal to gguf-py's conversion" % (os.path.basename(out),
+                                                                                    os.path.getsize(out), len(got)))
+
+
 def check_smollm2(ftq, tmp):
     out = os.path.join(tmp, "smollm2_f32.gguf")
     run(ftq, "export", "-m", SMOLLM2, "-o", out, "--type", "f32")
@@ -280,6 +340,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         check_hf_export(args.ftq, tmp)
         check_quantized_export(args.ftq, tmp)
+        check_gpt2_export(args.ftq, tmp)
         if args.smollm2:
             check_smollm2(args.ftq, tmp)
     print("all checks passed")
