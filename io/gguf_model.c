@@ -174,6 +174,52 @@ static int output_is_embedding(const ftq_gguf *g)
            memcmp(o->data, e->data, o->nbytes) == 0;
 }
 
+/* RoPE scaling as llama.cpp's converter writes it: rope.scaling.type "linear" with
+ * rope.scaling.factor (HF "linear"), or a rope_freqs tensor of head_dim / 2 divisors (HF
+ * "llama3", whose factors the converter computes). Other types (yarn, ...) are refused. */
+static int read_rope_scaling(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
+{
+    const char *path = ftq_gguf_path(g), *s;
+    char key[128], fkey[128];
+    size_t len;
+    double f = 0;
+    cfg->rope_scaling = FTQ_ROPE_SCALING_NONE;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a->arch);
+    int rc = ftq_gguf_get_str(g, key, &s, &len);
+    if (rc != FTQ_OK && rc != FTQ_ENOTFOUND)
+        return rc;
+    if (rc == FTQ_OK && len == 6 && memcmp(s, "linear", 6) == 0) {
+        snprintf(fkey, sizeof fkey, "%s.rope.scaling.factor", a->arch);
+        if ((rc = ftq_gguf_get_float(g, fkey, &f)) == FTQ_ENOTFOUND || (rc == FTQ_OK && !(f > 0 && f < 1e9)))
+            return GBAD(path, FTQ_EFORMAT, "key '%s' is linear but '%s' is %s (expected a positive number)", key, fkey,
+                        rc == FTQ_ENOTFOUND ? "missing" : "not positive");
+        if (rc)
+            return rc;
+        cfg->rope_scaling = FTQ_ROPE_SCALING_LINEAR;
+        cfg->rope_factor = (float)f;
+    } else if (rc == FTQ_OK && !(len == 4 && memcmp(s, "none", 4) == 0)) {
+        return GBAD(path, FTQ_EUNSUPPORTED, "key '%s' is '%.*s': rope scaling of this type is not supported "
+                    "(expected none or linear)", key, (int)(len > 32 ? 32 : len), s);
+    }
+    const ftq_gguf_tensor *rf = ftq_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!rf)
+        return FTQ_OK;
+    int half = cfg->head_dim / 2;
+    if (rf->n_dims != 1 || rf->ne[0] != half || half > FTQ_ROPE_MAX_FREQS)
+        return GBAD(path, FTQ_EFORMAT, "tensor 'rope_freqs.weight' has %" PRId64 " elements (expected head_dim / 2 = "
+                    "%d, at most %d)", rf->numel, half, FTQ_ROPE_MAX_FREQS);
+    if (cfg->rope_scaling != FTQ_ROPE_SCALING_NONE)
+        return GBAD(path, FTQ_EUNSUPPORTED, "rope_freqs.weight together with '%s' linear is not supported", key);
+    if ((rc = ftq_gguf_tensor_to_f32(rf, cfg->rope_freq_factors)) != FTQ_OK)
+        return rc;
+    for (int i = 0; i < half; i++)
+        if (!(cfg->rope_freq_factors[i] > 0) || !isfinite(cfg->rope_freq_factors[i]))
+            return GBAD(path, FTQ_EFORMAT, "tensor 'rope_freqs.weight' holds %g at %d (expected a positive factor)",
+                        (double)cfg->rope_freq_factors[i], i);
+    cfg->rope_scaling = FTQ_ROPE_SCALING_FREQS;
+    return FTQ_OK;
+}
+
 static int llama_finish(const ftq_gguf *g, const arch_row *a, ftq_model_config *cfg)
 {
     const char *path = ftq_gguf_path(g);
@@ -198,12 +244,8 @@ static int llama_finish(const ftq_gguf *g, const arch_row *a, ftq_model_config *
                     "(expected the head size %d)", key, rot, cfg->head_dim);
     if (rc != FTQ_OK && rc != FTQ_ENOTFOUND)
         return rc;
-    const char *s;
-    size_t len;
-    snprintf(key, sizeof key, "%s.rope.scaling.type", a->arch);
-    if (ftq_gguf_get_str(g, key, &s, &len) == FTQ_OK && !(len == 4 && memcmp(s, "none", 4) == 0))
-        return GBAD(path, FTQ_EUNSUPPORTED, "key '%s' is '%.*s': rope scaling is not supported (expected none)", key,
-                    (int)(len > 32 ? 32 : len), s);
+    if ((rc = read_rope_scaling(g, a, cfg)) != FTQ_OK)
+        return rc;
     snprintf(key, sizeof key, "%s.expert_count", a->arch);
     int64_t experts;
     if (ftq_gguf_get_int(g, key, &experts) == FTQ_OK && experts > 0)
@@ -400,6 +442,8 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_ch
         const ftq_gguf_tensor *t = ftq_gguf_tensor_at(g, i);
         if (cfg.tie_word_embeddings && strcmp(t->name, "output.weight") == 0)
             continue; /* the embedding again (output_is_embedding) */
+        if (strcmp(t->name, "rope_freqs.weight") == 0)
+            continue; /* in the config (read_rope_scaling) */
         rc = convert_tensor(g, a, &cfg, t, &ts[done]);
         done++; /* on failure too: convert_tensor may have set a name or data to free */
     }
@@ -592,6 +636,38 @@ static int export_one(const ftq_model_config *cfg, const name_row *r, const ftq_
     return rc;
 }
 
+/* The rope_freqs tensor llama.cpp's converter writes for a llama3-scaled model
+ * (LlamaModel.generate_extra_tensors: per frequency 1 (kept), factor (divided), or
+ * 1 / ((1 - smooth) / factor + smooth)); a FREQS model's own factors. */
+static int rope_freqs_of(const ftq_model_config *cfg, float **out)
+{
+    int half = cfg->head_dim / 2;
+    if (half > FTQ_ROPE_MAX_FREQS)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "rope scaling with head_dim %d is not supported", cfg->head_dim);
+    float *f = malloc(sizeof(float) * (size_t)(half ? half : 1));
+    if (!f)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (int i = 0; i < half; i++) {
+        if (cfg->rope_scaling == FTQ_ROPE_SCALING_FREQS) {
+            f[i] = cfg->rope_freq_factors[i];
+            continue;
+        }
+        double freq = pow((double)cfg->rope_theta, -2.0 * i / (double)cfg->head_dim);
+        double factor = cfg->rope_factor, lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
+        double old_ctx = cfg->rope_original_max_position, wavelen = 2.0 * M_PI / freq;
+        if (wavelen < old_ctx / hi)
+            f[i] = 1.0f;
+        else if (wavelen > old_ctx / lo)
+            f[i] = (float)factor;
+        else {
+            double smooth = (old_ctx / wavelen - lo) / (hi - lo);
+            f[i] = (float)(1.0 / ((1.0 - smooth) / factor + smooth));
+        }
+    }
+    *out = f;
+    return FTQ_OK;
+}
+
 int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_tensor *ts, size_t n,
                             const ftq_tokenizer *tok, uint32_t type, const char *path, ftq_gguf_export_stats *stats)
 {
@@ -633,9 +709,27 @@ int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_t
         else
             ftq_gguf_writer_f32(w, key, *(const float *)field);
     }
+    float *rope_freqs = NULL;
     if (a->ftq_arch == FTQ_ARCH_LLAMA) {
         snprintf(key, sizeof key, "%s.rope.dimension_count", a->arch);
         ftq_gguf_writer_u32(w, key, (uint32_t)cfg->head_dim);
+        if (cfg->rope_scaling == FTQ_ROPE_SCALING_LINEAR) {
+            snprintf(key, sizeof key, "%s.rope.scaling.type", a->arch);
+            ftq_gguf_writer_str(w, key, "linear");
+            snprintf(key, sizeof key, "%s.rope.scaling.factor", a->arch);
+            ftq_gguf_writer_f32(w, key, cfg->rope_factor);
+        } else if (cfg->rope_scaling != FTQ_ROPE_SCALING_NONE) {
+            rc = rope_freqs_of(cfg, &rope_freqs);
+            int64_t ne = cfg->head_dim / 2;
+            if (!rc)
+                rc = ftq_gguf_writer_tensor(w, "rope_freqs.weight", FTQ_GGML_F32, 1, &ne, rope_freqs,
+                                            sizeof(float) * (size_t)ne);
+        }
+    }
+    if (rc) {
+        free(rope_freqs);
+        ftq_gguf_writer_free(w);
+        return rc;
     }
     rc = ftq_tok_gguf_describe(tok, w);
     if (cfg->pad_token_id >= 0 && cfg->pad_token_id < cfg->vocab_size)
@@ -696,6 +790,7 @@ int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_t
     for (size_t i = 0; i < nbuf; i++)
         free(bufs[i]);
     free(bufs);
+    free(rope_freqs);
     ftq_gguf_writer_free(w);
     if (!rc && stats)
         *stats = st;
