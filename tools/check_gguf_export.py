@@ -16,7 +16,9 @@ shapes, and every tensor's bytes against an independent computation in numpy.
   3. the golden tiny GPT-2 exported as f32 and q8_0: gpt2.* keys and every tensor as
      convert_hf_to_gguf.py's GPT2Model writes it (Conv1D weights transposed, output.weight
      a copy of token_embd), encoded by gguf-py.
-  4. with --smollm2: the shipped SmolLM2 Q4_1 GGUF -> ftq -> f32 GGUF: every tensor equals
+  4. rope_scaling (tests/fixtures/rope): llama3 as the converter's rope_freqs tensor, linear
+     as llama.rope.scaling.type / factor.
+  5. with --smollm2: the shipped SmolLM2 Q4_1 GGUF -> ftq -> f32 GGUF: every tensor equals
      gguf-py's dequantization of the shipped file bit for bit, and the same keys.
 
 Usage: python3 tools/check_gguf_export.py [--ftq build/ftq] [--smollm2]
@@ -308,6 +310,56 @@ def check_gpt2_export(ftq, tmp):
                                                                                     os.path.getsize(out), len(got)))
 
 
+def check_rope_export(ftq, tmp):
+    """rope_scaling: llama3 as the converter's rope_freqs tensor (its float32 arithmetic
+    redone in numpy: ftq computes in double, so the smoothed factors may differ in the last
+    bit), linear as rope.scaling.type / factor. The fixtures have no tokenizer: stories260K's
+    tokenizer.model is copied beside them (it does not enter the checked values)."""
+    import shutil
+    for name in ("llama3", "linear"):
+        src = os.path.join(ROOT, "tests", "fixtures", "rope", name)
+        d = os.path.join(tmp, "rope_" + name)
+        shutil.copytree(src, d)
+        shutil.copy(os.path.join(STORIES, "tokenizer.model"), d)
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        out = d + ".gguf"
+        run(ftq, "export", "-m", d, "-o", out, "--type", "f32")
+        r = gguf.GGUFReader(out)
+        got = {t.name: t for t in r.tensors}
+        rs = cfg["rope_scaling"]
+        if name == "linear":
+            if field(r, "llama.rope.scaling.type") != "linear" or field(r, "llama.rope.scaling.factor") != rs["factor"] \
+                    or "rope_freqs.weight" in got:
+                fail("%s: linear rope scaling keys" % out)
+            print("ok %-15s rope.scaling.type linear, factor %g" % (os.path.basename(out), rs["factor"]))
+            continue
+        dim = cfg["head_dim"]
+        base = np.float32(cfg["rope_theta"])
+        freqs = np.float32(1.0) / base ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim))
+        factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        old = rs["original_max_position_embeddings"]
+        want = []
+        for fr in freqs:  # LlamaModel.generate_extra_tensors, on float32 scalars as torch does
+            wavelen = np.float32(2 * np.pi) / fr
+            if wavelen < old / hi:
+                want.append(1.0)
+            elif wavelen > old / lo:
+                want.append(factor)
+            else:
+                smooth = (np.float32(old) / wavelen - np.float32(lo)) / np.float32(hi - lo)
+                want.append(np.float32(1) / ((np.float32(1) - smooth) / np.float32(factor) + smooth))
+        want = np.array(want, dtype=np.float32)
+        t = got.get("rope_freqs.weight")
+        if t is None or t.tensor_type != T.F32:
+            fail("%s: no F32 rope_freqs.weight" % out)
+        have = np.asarray(t.data, dtype=np.float32)
+        ulps = np.abs(have.view(np.int32).astype(np.int64) - want.view(np.int32).astype(np.int64)).max()
+        if ulps > 1 or "llama.rope.scaling.type" in r.fields:
+            fail("%s: rope_freqs %s (expected %s)" % (out, have, want))
+        print("ok %-15s rope_freqs %s (the converter's, %d ulp apart at most)" % (os.path.basename(out),
+                                                                        np.array2string(have, precision=4), ulps))
+
+
 def check_smollm2(ftq, tmp):
     out = os.path.join(tmp, "smollm2_f32.gguf")
     run(ftq, "export", "-m", SMOLLM2, "-o", out, "--type", "f32")
@@ -341,6 +393,7 @@ def main():
         check_hf_export(args.ftq, tmp)
         check_quantized_export(args.ftq, tmp)
         check_gpt2_export(args.ftq, tmp)
+        check_rope_export(args.ftq, tmp)
         if args.smollm2:
             check_smollm2(args.ftq, tmp)
     print("all checks passed")
