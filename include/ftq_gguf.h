@@ -199,6 +199,16 @@ void ftq_ggml_quantize_q4_1(const float *x, void *dst, size_t nblocks);
  * loader expects from a safetensors directory. cfg may be NULL. Architectures: llama. */
 int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg, ftq_checkpoint **out);
 
+/* Flags of ftq_gguf_checkpoint_open_ex. FTQ_GGUF_KEEP_QUANT: quantized weight matrices
+ * (linear layers, token embeddings, heads) are not expanded: the checkpoint holds them as an
+ * ftq-quantized checkpoint does (NAME.qweight / NAME.qscale, group 32, the ftq.quant.*
+ * metadata of docs/quant-format.md), which the model loader binds to ftq's int8 / int4
+ * kernels. Q8_0 -> q8 and Q4_0 -> q4 keep every code and f16 scale (the same values as the
+ * dequantized load); other types (Q4_1, Q5_x, K-quants) are converted to Q8_0 by ggml's
+ * reference quantizer first. */
+enum { FTQ_GGUF_KEEP_QUANT = 1 };
+int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_config *cfg, ftq_checkpoint **out);
+
 /* Write a llama-family model (config + checkpoint with Hugging Face names, as ftq loads it)
  * and its tokenizer as a GGUF file llama.cpp reads: the general.* / llama.* /
  * tokenizer.ggml.* keys, blk.N.* names, Q/K rows permuted as llama.cpp's converter does.

@@ -5,6 +5,7 @@
  * reports it as an unexpected tensor. Invariant: the checkpoint owns every tensor it lists. */
 #include "ftq.h"
 #include "io/checkpoint_src.h"
+#include "io/json_util.h"
 #include "io/tok_internal.h"
 
 #include <inttypes.h>
@@ -409,7 +410,162 @@ static int convert_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_
     return rc;
 }
 
+/* ---- --keep-quant: quantized matrices as an ftq-quantized checkpoint holds them ------------ */
+
+/* A 2-D matrix of a quantized ggml type that the loader may bind quantized: linear weights,
+ * token embeddings and heads (not GPT-2's position table). */
+static int keeps_quant(const arch_row *a, const ftq_gguf_tensor *t)
+{
+    const ftq_ggml_traits *tr = ftq_ggml_type_info(t->type);
+    if (t->n_dims != 2 || !tr || tr->block_size == 1 || t->ne[0] % 32 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX)
+        return 0;
+    int layer;
+    for (const name_row *r = a->names; r->gguf; r++)
+        if (match(r->gguf, t->name, &layer))
+            return strcmp(r->gguf, "position_embd.weight") != 0;
+    return 0;
+}
+
+static int q8_block_ok(const unsigned char *b)
+{
+    uint16_t h;
+    memcpy(&h, b, 2);
+    if (!isfinite(ftq_f16_to_f32(h)))
+        return 0;
+    for (int j = 0; j < 32; j++)
+        if (b[2 + j] == 0x80) /* -128: outside ftq's symmetric int8 grid */
+            return 0;
+    return 1;
+}
+
+/* The tensor as NAME.qweight / NAME.qscale (docs/quant-format.md 4.1, group 32) and its entry
+ * in `list`. Q8_0 -> q8 and Q4_0 -> q4 code for code, scale for scale (the f32 values are
+ * then ggml's); any other quantized type is first requantized to Q8_0 by ggml's reference
+ * quantizer (from its exact dequantization): 8.5 bits instead of 32. Q/K rows are
+ * un-permuted; GPT-2's Conv1D weights become entries with "transposed" (the GGUF matrix is
+ * already [out, in]). */
+static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_config *cfg,
+                             const ftq_gguf_tensor *src, ftq_tensor *parts, cJSON *list)
+{
+    const char *path = ftq_gguf_path(g);
+    char hf[256];
+    int permute = 0, layer = -1;
+    for (const name_row *r = a->names; r->gguf; r++)
+        if (match(r->gguf, src->name, &layer)) {
+            snprintf(hf, sizeof hf, r->hf, layer);
+            permute = r->permute;
+            break;
+        }
+    int64_t rows = src->ne[1], cols = src->ne[0], nb = cols / 32;
+    uint32_t type = src->type;
+    const unsigned char *blocks = src->data;
+    unsigned char *requant = NULL;
+    if (type == FTQ_GGML_Q8_0) { /* a -128 code or a non-finite scale: requantize like the others */
+        for (int64_t i = 0; i < rows * nb && blocks; i++)
+            if (!q8_block_ok(blocks + 34 * i))
+                blocks = NULL;
+        if (!blocks)
+            type = 0;
+    }
+    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0) {
+        float *f = malloc(sizeof(float) * (size_t)(rows * cols));
+        requant = malloc((size_t)(rows * nb) * 34);
+        int rc = f && requant ? ftq_gguf_tensor_to_f32(src, f) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        for (int64_t i = 0; !rc && i < rows * cols; i++)
+            if (!isfinite(f[i]))
+                rc = GBAD(path, FTQ_ENUMERIC, "tensor '%s' holds a non-finite value", src->name);
+        if (!rc)
+            ftq_ggml_quantize_q8_0(f, requant, (size_t)(rows * nb));
+        free(f);
+        if (rc) {
+            free(requant);
+            return rc;
+        }
+        blocks = requant;
+        type = FTQ_GGML_Q8_0;
+    }
+    ftq_gguf_release(g, src->data, src->nbytes);
+    int q8 = type == FTQ_GGML_Q8_0;
+    size_t bs = q8 ? 34 : 18, row_bytes = q8 ? (size_t)cols : (size_t)cols / 2;
+    char *wname = malloc(strlen(hf) + 16), *sname = malloc(strlen(hf) + 16);
+    size_t wbytes = row_bytes * (size_t)rows, nscales = (size_t)(rows * nb);
+    uint8_t *qw = malloc(wbytes ? wbytes : 1);
+    uint16_t *qs = malloc(sizeof(uint16_t) * (nscales ? nscales : 1));
+    memset(parts, 0, 2 * sizeof *parts);
+    parts[0].name = wname;
+    parts[1].name = sname;
+    parts[0].data = qw;
+    parts[1].data = qs;
+    parts[0].owned = parts[1].owned = 1;
+    if (!wname || !sname || !qw || !qs) {
+        free(requant);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    size_t blen = strlen(hf);
+    if (blen > 7 && strcmp(hf + blen - 7, ".weight") == 0)
+        blen -= 7;
+    snprintf(wname, strlen(hf) + 16, "%.*s.qweight", (int)blen, hf);
+    snprintf(sname, strlen(hf) + 16, "%.*s.qscale", (int)blen, hf);
+    int heads = permute == P_Q ? cfg->n_heads : permute == P_K ? cfg->n_kv_heads : 0;
+    if (heads && (rows % heads || (rows / heads) % 2)) {
+        free(requant);
+        return GBAD(path, FTQ_EFORMAT, "tensor '%s' has %" PRId64 " rows, not %d heads of an even size", src->name,
+                    rows, heads);
+    }
+    int64_t hd = heads ? rows / heads : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t gr = r; /* the GGUF row holding HF row r (llama.cpp's permutation) */
+        if (heads) {
+            int64_t h = r / hd, k = r % hd, i = k / (hd / 2), j = k % (hd / 2);
+            gr = h * hd + 2 * j + i;
+        }
+        const unsigned char *b = blocks + (size_t)gr * (size_t)nb * bs;
+        uint8_t *w = qw + (size_t)r * row_bytes;
+        for (int64_t k = 0; k < nb; k++, b += bs) {
+            memcpy(&qs[r * nb + k], b, 2);
+            if (q8) {
+                memcpy(w + 32 * k, b + 2, 32);
+            } else { /* ggml: element j low nibble of byte j, j + 16 high; ftq: 2i low, 2i + 1 high */
+                uint8_t c[32];
+                for (int j = 0; j < 16; j++) {
+                    c[j] = b[2 + j] & 15;
+                    c[j + 16] = b[2 + j] >> 4;
+                }
+                for (int j = 0; j < 16; j++)
+                    w[16 * k + j] = (uint8_t)(c[2 * j] | c[2 * j + 1] << 4);
+            }
+        }
+    }
+    free(requant);
+    parts[0].dtype = q8 ? FTQ_DTYPE_I8 : FTQ_DTYPE_U8;
+    parts[0].ndim = parts[1].ndim = 2;
+    parts[0].shape[0] = parts[1].shape[0] = rows;
+    parts[0].shape[1] = (int64_t)row_bytes;
+    parts[0].nbytes = row_bytes * (size_t)rows;
+    parts[1].dtype = FTQ_DTYPE_F16;
+    parts[1].shape[1] = nb;
+    parts[1].nbytes = sizeof(uint16_t) * (size_t)(rows * nb);
+    cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+    if (!e || !shape || !cJSON_AddItemToObject(list, hf, e)) {
+        cJSON_Delete(e);
+        cJSON_Delete(shape);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)rows));
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)cols));
+    if (!cJSON_AddStringToObject(e, "scheme", q8 ? "q8" : "q4") || !cJSON_AddNumberToObject(e, "group", 32) ||
+        !cJSON_AddItemToObject(e, "shape", shape) || !cJSON_AddBoolToObject(e, "transposed", permute == P_T) ||
+        !cJSON_AddStringToObject(e, "source_dtype", ftq_ggml_type_info(src->type)->name))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    return FTQ_OK;
+}
+
 int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_checkpoint **out)
+{
+    return ftq_gguf_checkpoint_open_ex(path, 0, cfg_out, out);
+}
+
+int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_config *cfg_out, ftq_checkpoint **out)
 {
     if (!path || !out)
         return ftq_set_error(FTQ_EINVAL, "ftq_gguf_checkpoint_open: NULL argument");
@@ -438,21 +594,47 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_ch
     if (!rc && !(ts = calloc(n ? n : 1, sizeof *ts)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     size_t done = 0;
+    cJSON *qlist = (flags & FTQ_GGUF_KEEP_QUANT) ? cJSON_CreateObject() : NULL;
+    if (!rc && (flags & FTQ_GGUF_KEEP_QUANT) && !qlist)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    if (!rc && qlist) { /* room for two parts per tensor */
+        ftq_tensor *grown = realloc(ts, 2 * (n ? n : 1) * sizeof *ts);
+        if (!grown)
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        else
+            memset((ts = grown) + n, 0, n * sizeof *ts);
+    }
     for (size_t i = 0; !rc && i < n; i++) {
         const ftq_gguf_tensor *t = ftq_gguf_tensor_at(g, i);
         if (cfg.tie_word_embeddings && strcmp(t->name, "output.weight") == 0)
             continue; /* the embedding again (output_is_embedding) */
         if (strcmp(t->name, "rope_freqs.weight") == 0)
             continue; /* in the config (read_rope_scaling) */
+        if (qlist && keeps_quant(a, t)) {
+            rc = keep_quant_tensor(g, a, &cfg, t, &ts[done], qlist);
+            done += 2; /* on failure too: the parts may hold names or data to free */
+            continue;
+        }
         rc = convert_tensor(g, a, &cfg, t, &ts[done]);
         done++; /* on failure too: convert_tensor may have set a name or data to free */
     }
     size_t file_bytes = g ? ftq_gguf_file_size(g) : 0;
     ftq_gguf_close(g); /* every tensor is a copy now */
+    char *qjson = qlist && !rc ? cJSON_PrintUnformatted(qlist) : NULL;
+    if (qlist && !rc && !qjson)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    cJSON_Delete(qlist);
     if (!rc)
         rc = ftq_checkpoint_from_tensors(ts, done, file_bytes, path, out);
     else if (ts)
         ftq_tensors_free(ts, done);
+    if (!rc && qjson && strcmp(qjson, "{}") != 0 &&
+        ((rc = ftq_checkpoint_set_metadata(*out, "ftq.quant.version", "1")) != FTQ_OK ||
+         (rc = ftq_checkpoint_set_metadata(*out, "ftq.quant.tensors", qjson)) != FTQ_OK)) {
+        ftq_checkpoint_close(*out);
+        *out = NULL;
+    }
+    free(qjson);
     if (!rc && cfg_out)
         *cfg_out = cfg;
     return rc;

@@ -9,6 +9,7 @@
 #include "test_util.h"
 
 #define ST "datasets/stories260K"
+#define SMOLLM2 "models/SmolLM2-135M-Instruct-Q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 static const int32_t IDS[] = {1, 403, 407, 261, 378, 260, 287, 306, 259, 412, 266, 373, 318, 289, 280, 46};
 #define NIDS ((int)(sizeof IDS / sizeof IDS[0]))
@@ -311,6 +312,103 @@ static void test_gpt2_export(void)
     ftq_model_free(m);
 }
 
+/* Logits of a model loaded with flags, all positions of `ids` (malloc'd; *V the vocabulary,
+ * *nq its quantized tensors). */
+static float *logits_flags(const char *path, unsigned flags, const int32_t *ids, int n, int *V, int *nq)
+{
+    ftq_model *m = NULL;
+    if (ftq_model_load_ex(path, flags, &m) != FTQ_OK) {
+        fprintf(stderr, "\n  cannot load '%s': %s\n", path, ftq_last_error());
+        CU_FAIL("load");
+        return NULL;
+    }
+    *V = ftq_model_get_config(m)->vocab_size;
+    *nq = ftq_model_quantized_count(m);
+    float *lg = malloc(sizeof(float) * (size_t)n * (size_t)*V);
+    ftq_session *s = NULL;
+    ASSERT_OK(ftq_session_new(m, n, &s));
+    ASSERT_OK(ftq_session_eval(s, ids, n, lg, 1));
+    ftq_session_free(s);
+    ftq_model_free(m);
+    return lg;
+}
+
+/* --keep-quant: an ftq int4 / int8 directory -> GGUF (keep: Q4_0 / Q8_0 copies) -> loaded with
+ * FTQ_LOAD_KEEP_QUANT runs the very same int4 / int8 matrices on the same kernels: logits
+ * bit for bit those of the directory (every matrix of tests/fixtures/rope/linear has a
+ * multiple of 32 inputs, so all are copies; its split-off head is int8; linear, not llama3:
+ * llama3 reaches GGUF as f32 rope_freqs factors, whose rounding moves the last bits). Without
+ * the flag nothing is quantized. */
+static void test_keep_quant(void)
+{
+    const char *tmp = test_tmpdir("gguf_keep_quant");
+    ftq_tokenizer *tok = NULL; /* the fixture has none; it does not enter the logits */
+    ASSERT_OK(ftq_tokenizer_load_kind(source_path(ST), FTQ_TOKENIZER_SPM, &tok));
+    static const char *const types[] = {"int4", "int8"};
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++)
+        ids[i] = (i * 37 + 5) % 64;
+    for (int k = 0; k < 2; k++) {
+        char q[1024], out[1024], args[2400];
+        snprintf(q, sizeof q, "%s/%s", tmp, types[k]);
+        snprintf(out, sizeof out, "%s/%s.gguf", tmp, types[k]);
+        snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type %s --json", source_path("tests/fixtures/rope/linear"),
+                 q, types[k]);
+        cJSON_Delete(ftq_run_json(args));
+        ftq_model_config cfg;
+        ftq_checkpoint *ck = NULL;
+        char cfgp[1100];
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", q);
+        ASSERT_OK(ftq_config_load(cfgp, &cfg));
+        ASSERT_OK(ftq_checkpoint_open(q, &ck));
+        ftq_gguf_export_stats st;
+        ASSERT_OK(ftq_model_export_gguf(&cfg, ck, tok, FTQ_GGUF_EXPORT_KEEP, out, &st));
+        ftq_checkpoint_close(ck);
+        ASSERT_INT_EQ(st.copied, 15);
+        int va = 0, vb = 0, vc = 0, qa = 0, qb = 0, qc = 0;
+        float *la = logits_flags(q, 0, ids, 40, &va, &qa), *lb = logits_flags(out, FTQ_LOAD_KEEP_QUANT, ids, 40, &vb, &qb),
+              *lc = logits_flags(out, 0, ids, 40, &vc, &qc);
+        CU_ASSERT_FATAL(la && lb && lc && va == vb);
+        ASSERT_INT_EQ(qa, 15);
+        ASSERT_INT_EQ(qb, qa);
+        ASSERT_INT_EQ(qc, 0);
+        CU_ASSERT(memcmp(la, lb, sizeof(float) * 40 * (size_t)va) == 0);
+        free(la);
+        free(lb);
+        free(lc);
+    }
+    ftq_tokenizer_free(tok);
+}
+
+/* --keep-quant on types without an ftq kernel: SmolLM2's Q4_1 matrices are requantized to
+ * Q8_0 by ggml's reference quantizer (token_embd is Q8_0 already): every matrix is int8,
+ * and the greedy next tokens of a prompt are those of the f32 expansion. */
+static void test_keep_quant_q4_1(void)
+{
+    const char *path = shared_path(SMOLLM2);
+    ftq_tokenizer *tok = NULL;
+    ASSERT_OK(ftq_tokenizer_load(path, &tok));
+    const char *text = "The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ASSERT_OK(ftq_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n));
+    ftq_tokenizer_free(tok);
+    int va = 0, vb = 0, qa = 0, qb = 0;
+    float *la = logits_flags(path, 0, ids, (int)n, &va, &qa), *lb = logits_flags(path, FTQ_LOAD_KEEP_QUANT, ids, (int)n,
+                                                                                   &vb, &qb);
+    CU_ASSERT_FATAL(la && lb && va == vb);
+    ASSERT_INT_EQ(qa, 0);
+    ASSERT_INT_EQ(qb, 211); /* 30 layers x 7 matrices + the tied embedding */
+    int same = 0;
+    for (size_t t = 0; t < n; t++)
+        same += ftq_argmax(la + t * (size_t)va, va) == ftq_argmax(lb + t * (size_t)vb, vb);
+    CU_ASSERT(same >= (int)n - 1); /* int8 activations and weights: a near-tie may flip */
+    CU_ASSERT(ftq_argmax(la + (n - 1) * (size_t)va, va) == ftq_argmax(lb + (n - 1) * (size_t)vb, vb));
+    free(la);
+    free(lb);
+    free(ids);
+}
+
 static void test_errors(void)
 {
     const char *tmp = test_tmpdir("gguf_export_err");
@@ -327,6 +425,8 @@ void test_register_gguf_export(void)
         {"quantized_copy", test_quantized_copy},
         {"gpt2_read", test_gpt2_read},
         {"gpt2_export", test_gpt2_export},
+        {"keep_quant", test_keep_quant},
+        {"keep_quant_q4_1", test_keep_quant_q4_1},
         {"errors", test_errors},
         {NULL, NULL},
     };
