@@ -221,7 +221,8 @@ int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
 
 /* A tensor to export: `t` gives the Hugging Face name and shape, and the values (any float
  * dtype) unless `blocks` is set; then `blocks` holds the [rows, cols] matrix already encoded
- * as rows of ggml `blocks_type` blocks (in Hugging Face row order), written as it is
+ * as rows of ggml `blocks_type` blocks (in Hugging Face row order; for a GPT-2 Conv1D
+ * tensor, t's shape is [in, out] and the blocks hold the [out, in] matrix), written as it is
  * (Q/K rows permuted) whatever `type` the file has: what lets an ftq int8 / int4 tensor be
  * copied into Q8_0 / Q4_0 without requantizing. */
 typedef struct {
@@ -256,7 +257,7 @@ uint32_t ftq_gguf_export_type_of(uint32_t type, int ndim, int64_t cols);
  * (docs/quant-format.md): a quantized matrix whose codes and f16 scales are exactly a
  * Q8_0 / Q4_0 tensor of the file's type (q8, q4 or q4a -> Q8_0, q4 -> Q4_0; with
  * FTQ_GGUF_EXPORT_KEEP each gets its own: q8, q4a -> Q8_0, q4 -> Q4_0; rows a multiple of
- * 32, not transposed) is copied without requantizing; any other is dequantized (the values
+ * 32) is copied without requantizing; any other is dequantized (the values
  * ftq computes with) and converted like a float tensor. */
 int ftq_model_export_gguf(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok,
                           uint32_t type, const char *path, ftq_gguf_export_stats *stats);

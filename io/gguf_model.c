@@ -726,9 +726,10 @@ static int export_one(const ftq_model_config *cfg, const name_row *r, const ftq_
 {
     const ftq_tensor *t = src->t;
     int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->shape[t->ndim - 1];
-    int transpose = r->permute == P_T && t->ndim == 2 && !src->blocks; /* GPT-2 Conv1D [in, out] */
-    ne[0] = transpose ? rows : cols;
-    ne[1] = transpose ? cols : rows;
+    /* GPT-2 Conv1D: t is [in, out]; the file wants [out, in] (given blocks already are) */
+    int conv1d = r->permute == P_T && t->ndim == 2, transpose = conv1d && !src->blocks;
+    ne[0] = conv1d ? rows : cols;
+    ne[1] = conv1d ? cols : rows;
     size_t numel = (size_t)(rows * cols);
     int heads = r->permute == 1 ? cfg->n_heads : r->permute == 2 ? cfg->n_kv_heads : 0;
     int64_t prow = t->ndim == 2 ? rows : cols; /* a bias is a column of rows */
@@ -739,13 +740,13 @@ static int export_one(const ftq_model_config *cfg, const name_row *r, const ftq_
     *view = NULL;
     if (src->blocks) { /* already encoded: written as given, rows permuted for Q/K */
         const ftq_ggml_traits *gt = ftq_ggml_type_info(src->blocks_type);
-        if (!gt || t->ndim != 2 || cols % (int64_t)gt->block_size ||
+        if (!gt || t->ndim != 2 || ne[0] % (int64_t)gt->block_size ||
             src->blocks_nbytes != numel / gt->block_size * gt->type_size)
             return ftq_set_error(FTQ_EINVAL, "cannot export '%s': encoded tensor '%s' does not match its shape",
                                  path, t->name);
         *tt_out = src->blocks_type;
         *nbytes = src->blocks_nbytes;
-        if (!heads) {
+        if (!heads) { /* (never both heads and conv1d) */
             *view = src->blocks;
         } else {
             if (!(*data = malloc(*nbytes ? *nbytes : 1)))

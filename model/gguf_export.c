@@ -13,10 +13,11 @@
  * 32 inputs, which ftq's groups of 32, 64, 128 or a whole row repeat: Q8_0 holds q8 codes,
  * q4 codes minus 8 and q4a codes minus the group's zero code (all within +-127); Q4_0 holds
  * q4 codes as they are. The f32 value of every element is then the same product of the
- * same two numbers as in ftq (docs/quant-format.md 4.1). */
+ * same two numbers as in ftq (docs/quant-format.md 4.1). A transposed entry (GPT-2 Conv1D)
+ * stores the [out, in] matrix, which is the layout GGUF wants: copied the same way. */
 static uint32_t exact_type(const ftq_qentry *e, uint32_t type)
 {
-    if (e->transposed || e->cols % 32 || (e->group % 32 && e->group != FTQ_QGROUP_ROW))
+    if (e->cols % 32 || (e->group % 32 && e->group != FTQ_QGROUP_ROW))
         return 0;
     if (type == FTQ_GGUF_EXPORT_KEEP)
         return e->scheme == FTQ_QSCHEME_Q4 ? FTQ_GGML_Q4_0 : FTQ_GGML_Q8_0;

@@ -239,6 +239,25 @@ static void test_quantized_copy(void)
         if (i == 1)
             expect_same_logits(deq, out);
     }
+
+    /* GPT-2 int8: the Conv1D matrices are stored [out, in] by ftq as GGUF wants them: copied
+     * too, and the keep file holds ftq dequantize's values */
+    char g8[1024];
+    snprintf(g8, sizeof g8, "%s/g8", tmp);
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int8 --json", shared_path("golden/gpt2_tiny_random"),
+             g8);
+    cJSON_Delete(ftq_run_json(args));
+    snprintf(out, sizeof out, "%s/g8.gguf", tmp);
+    snprintf(deq, sizeof deq, "%s/g8deq", tmp);
+    j = export_to(g8, out, "keep");
+    CU_ASSERT(json_int(j, "copied") >= 8);
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "dequantize -m '%s' -o '%s'", g8, deq);
+    char *so = NULL, *se = NULL;
+    ASSERT_INT_EQ(ftq_run(args, &so, &se), 0);
+    free(so);
+    free(se);
+    expect_same_logits(deq, out);
 }
 
 /* GPT-2 from GGUF as llama.cpp's converter writes it (tests/fixtures/gguf/gpt2_tiny.gguf,
