@@ -428,6 +428,146 @@ static void test_keep_quant_q4_1(void)
     free(ids);
 }
 
+/* A small GGUF made with ftq's writer: `arch` keys for a 1-layer, 16-wide, 2-head model, an
+ * extra key / tensor as the case needs. */
+static void write_small(const char *path, const char *arch, const char *scaling, int with_factor, const float *freqs,
+                        int64_t n_freqs, int skip_eps)
+{
+    ftq_gguf_writer *w = NULL;
+    ASSERT_OK(ftq_gguf_writer_new(&w));
+    char k[128];
+    ftq_gguf_writer_str(w, "general.architecture", arch);
+#define U(sfx, v) (snprintf(k, sizeof k, "%s." sfx, arch), ftq_gguf_writer_u32(w, k, (v)))
+    U("block_count", 1);
+    U("embedding_length", 16);
+    U("feed_forward_length", 32);
+    U("attention.head_count", 2);
+    U("context_length", 64);
+#undef U
+    if (!skip_eps) {
+        snprintf(k, sizeof k, "%s.attention.%s", arch, strcmp(arch, "gpt2") == 0 ? "layer_norm_epsilon"
+                                                                                   : "layer_norm_rms_epsilon");
+        ftq_gguf_writer_f32(w, k, 1e-5f);
+    }
+    if (scaling)
+        ftq_gguf_writer_str(w, "llama.rope.scaling.type", scaling);
+    if (with_factor)
+        ftq_gguf_writer_f32(w, "llama.rope.scaling.factor", 2.0f);
+    static float emb[16 * 32];
+    for (int i = 0; i < 16 * 32; i++)
+        emb[i] = (float)(i % 7) - 3.0f;
+    int64_t ne[2] = {16, 32};
+    ASSERT_OK(ftq_gguf_writer_tensor(w, "token_embd.weight", FTQ_GGML_F32, 2, ne, emb, sizeof emb));
+    if (freqs)
+        ASSERT_OK(ftq_gguf_writer_tensor(w, "rope_freqs.weight", FTQ_GGML_F32, 1, &n_freqs, freqs,
+                                         sizeof(float) * (size_t)n_freqs));
+    ASSERT_OK(ftq_gguf_writer_write(w, path));
+    ftq_gguf_writer_free(w);
+}
+
+static void expect_open_error(const char *path, int status, const char *phrase)
+{
+    ftq_model_config c;
+    ftq_checkpoint *ck = NULL;
+    int rc = ftq_gguf_checkpoint_open(path, &c, &ck);
+    CU_ASSERT_EQUAL(rc, status);
+    const char *e = ftq_last_error();
+    if (!strstr(e, phrase) || !strstr(e, path) || strchr(e, '\n'))
+        fprintf(stderr, "\n  got '%s', expected '%s'\n", e, phrase);
+    CU_ASSERT(strstr(e, phrase) && strstr(e, path) && !strchr(e, '\n'));
+    ftq_checkpoint_close(ck);
+}
+
+/* The new read paths refuse bad files with one line naming the file; the good ones parse. */
+static void test_read_errors(void)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/x.gguf", test_tmpdir("gguf_read_err"));
+    write_small(p, "llama", "yarn", 1, NULL, 0, 0);
+    expect_open_error(p, FTQ_EUNSUPPORTED, "key 'llama.rope.scaling.type' is 'yarn': rope scaling of this type is not "
+                                           "supported (expected none or linear)");
+    write_small(p, "llama", "linear", 0, NULL, 0, 0);
+    expect_open_error(p, FTQ_EFORMAT, "is linear but 'llama.rope.scaling.factor' is missing");
+    static const float bad3[3] = {1, 2, 4}, zero4[4] = {1, 0, 2, 4}, good4[4] = {1, 1.5f, 4, 4};
+    write_small(p, "llama", NULL, 0, bad3, 3, 0);
+    expect_open_error(p, FTQ_EFORMAT, "tensor 'rope_freqs.weight' has 3 elements (expected head_dim / 2 = 4");
+    write_small(p, "llama", NULL, 0, zero4, 4, 0);
+    expect_open_error(p, FTQ_EFORMAT, "tensor 'rope_freqs.weight' holds 0 at 1 (expected a positive factor)");
+    write_small(p, "llama", "linear", 1, good4, 4, 0);
+    expect_open_error(p, FTQ_EUNSUPPORTED, "rope_freqs.weight together with 'llama.rope.scaling.type' linear");
+    write_small(p, "gpt2", NULL, 0, NULL, 0, 1);
+    expect_open_error(p, FTQ_EFORMAT, "missing key 'gpt2.attention.layer_norm_epsilon'");
+
+    ftq_model_config c;
+    ftq_checkpoint *ck = NULL;
+    write_small(p, "llama", NULL, 0, good4, 4, 0);
+    ASSERT_OK(ftq_gguf_checkpoint_open(p, &c, &ck));
+    CU_ASSERT(c.rope_scaling == FTQ_ROPE_SCALING_FREQS && c.rope_freq_factors[1] == 1.5f);
+    CU_ASSERT(ftq_checkpoint_find(ck, "rope_freqs.weight") == NULL); /* in the config, not a weight */
+    ftq_checkpoint_close(ck);
+    write_small(p, "llama", "linear", 1, NULL, 0, 0);
+    ASSERT_OK(ftq_gguf_checkpoint_open(p, &c, &ck));
+    CU_ASSERT(c.rope_scaling == FTQ_ROPE_SCALING_LINEAR && c.rope_factor == 2.0f);
+    ftq_checkpoint_close(ck);
+    write_small(p, "gpt2", NULL, 0, NULL, 0, 0);
+    ASSERT_OK(ftq_gguf_checkpoint_open(p, &c, &ck));
+    CU_ASSERT(c.arch == FTQ_ARCH_GPT2 && c.intermediate_size == 32 && c.head_dim == 8 && c.tie_word_embeddings &&
+              c.act == FTQ_ACT_GELU_TANH && c.qkv_bias && c.o_bias && c.mlp_bias);
+    ftq_checkpoint_close(ck);
+}
+
+/* --keep-quant on a Q8_0 block holding the code -128 (which ftq's int8 grid excludes): the
+ * tensor goes through ggml's requantization instead, so the q8 codes stay within +-127;
+ * a Q4_0 tensor is copied code for code. */
+static void test_keep_quant_codes(void)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/k.gguf", test_tmpdir("gguf_keep_codes"));
+    float x[32 * 32];
+    for (int i = 0; i < 32 * 32; i++)
+        x[i] = (float)((i * 29) % 17) - 8.0f;
+    unsigned char q8[32 * 34], q4[32 * 18];
+    ftq_ggml_quantize_q8_0(x, q8, 32);
+    ftq_ggml_quantize_q4_0(x, q4, 32);
+    q8[2 + 5] = 0x80; /* block 0, code 5: -128 */
+    ftq_gguf_writer *w = NULL;
+    ASSERT_OK(ftq_gguf_writer_new(&w));
+    ftq_gguf_writer_str(w, "general.architecture", "llama");
+    ftq_gguf_writer_u32(w, "llama.block_count", 1);
+    ftq_gguf_writer_u32(w, "llama.embedding_length", 32);
+    ftq_gguf_writer_u32(w, "llama.feed_forward_length", 32);
+    ftq_gguf_writer_u32(w, "llama.attention.head_count", 2);
+    ftq_gguf_writer_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    int64_t ne[2] = {32, 32};
+    ASSERT_OK(ftq_gguf_writer_tensor(w, "token_embd.weight", FTQ_GGML_Q8_0, 2, ne, q8, sizeof q8));
+    ASSERT_OK(ftq_gguf_writer_tensor(w, "blk.0.ffn_up.weight", FTQ_GGML_Q4_0, 2, ne, q4, sizeof q4));
+    ASSERT_OK(ftq_gguf_writer_write(w, p));
+    ftq_gguf_writer_free(w);
+    ftq_checkpoint *ck = NULL;
+    ASSERT_OK(ftq_gguf_checkpoint_open_ex(p, FTQ_GGUF_KEEP_QUANT, NULL, &ck));
+    const ftq_tensor *ew = ftq_checkpoint_find(ck, "model.embed_tokens.qweight"),
+                     *uw = ftq_checkpoint_find(ck, "model.layers.0.mlp.up_proj.qweight"),
+                     *us = ftq_checkpoint_find(ck, "model.layers.0.mlp.up_proj.qscale");
+    CU_ASSERT_FATAL(ew && uw && us && ew->dtype == FTQ_DTYPE_I8 && uw->dtype == FTQ_DTYPE_U8 && uw->shape[1] == 16);
+    int m128 = 0;
+    for (size_t i = 0; i < ew->nbytes; i++)
+        m128 += ((const int8_t *)ew->data)[i] == -128;
+    ASSERT_INT_EQ(m128, 0);
+    int bad = 0; /* q4: ftq nibble 2i | 2i+1 of each row = ggml's element 2i, 2i+1 */
+    for (int r = 0; r < 32; r++) {
+        uint16_t d;
+        memcpy(&d, q4 + 18 * r, 2);
+        bad += memcmp(&d, (const uint16_t *)us->data + r, 2) != 0;
+        for (int k = 0; k < 32; k++) {
+            int g = k < 16 ? q4[18 * r + 2 + k] & 15 : q4[18 * r + 2 + k - 16] >> 4;
+            int f = (((const uint8_t *)uw->data)[16 * r + k / 2] >> (4 * (k % 2))) & 15;
+            bad += g != f;
+        }
+    }
+    ASSERT_INT_EQ(bad, 0);
+    ftq_checkpoint_close(ck);
+}
+
 static void test_errors(void)
 {
     const char *tmp = test_tmpdir("gguf_export_err");
@@ -446,6 +586,8 @@ void test_register_gguf_export(void)
         {"gpt2_export", test_gpt2_export},
         {"keep_quant", test_keep_quant},
         {"keep_quant_q4_1", test_keep_quant_q4_1},
+        {"read_errors", test_read_errors},
+        {"keep_quant_codes", test_keep_quant_codes},
         {"errors", test_errors},
         {NULL, NULL},
     };
