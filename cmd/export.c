@@ -34,11 +34,13 @@ static int load_tokenizer(const char *path, ftq_tokenizer **tok)
 int cmd_export(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type_s = "f32";
-    int json = 0;
+    int json = 0, keep_quant = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "PATH", "model directory or .gguf file", 0, -1},
         {"output", 'o', OPT_STR, &out, "FILE", "GGUF file to write (replaced atomically)", 0, -1},
         {"type", 0, OPT_STR, &type_s, "TYPE", "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | keep for the weight matrices", 0, -1},
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF source: read Q8_0 / Q4_0 matrices as int8 / int4 (other "
+         "quantized types via Q8_0), so --type q8_0 / q4_0 / keep copy them through unchanged", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
@@ -71,7 +73,7 @@ int cmd_export(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     int rc;
     if (ftq_gguf_is_file(model)) {
-        rc = ftq_gguf_checkpoint_open(model, &cfg, &ck);
+        rc = ftq_gguf_checkpoint_open_ex(model, keep_quant ? FTQ_GGUF_KEEP_QUANT : 0, &cfg, &ck);
     } else {
         char *cfg_path = ftq_path_join(model, "config.json");
         rc = cfg_path ? ftq_config_load(cfg_path, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");

@@ -560,6 +560,56 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     return FTQ_OK;
 }
 
+/* --keep-quant also keeps F16 / BF16 tensors as they are (the loader converts them as it
+ * does a safetensors file's): rows un-permuted for Q/K. FTQ_ENOTFOUND (no message): not
+ * kept (a GPT-2 Conv1D matrix, which needs a transposition), convert it as usual. */
+static int keep_half_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_config *cfg,
+                            const ftq_gguf_tensor *src, ftq_tensor *dst)
+{
+    char hf[256];
+    int permute = 0, layer = -1;
+    snprintf(hf, sizeof hf, "%s", src->name);
+    for (const name_row *r = a->names; r->gguf; r++)
+        if (match(r->gguf, src->name, &layer)) {
+            snprintf(hf, sizeof hf, r->hf, layer);
+            permute = r->permute;
+            break;
+        }
+    memset(dst, 0, sizeof *dst);
+    if (!(dst->name = strdup(hf)))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    if (permute == P_T)
+        return FTQ_ENOTFOUND;
+    int64_t rows = src->n_dims > 1 ? src->ne[1] : src->ne[0], cols = src->n_dims > 1 ? src->ne[0] : 1;
+    int heads = permute == P_Q ? cfg->n_heads : permute == P_K ? cfg->n_kv_heads : 0;
+    if (heads && (rows % heads || (rows / heads) % 2))
+        return GBAD(ftq_gguf_path(g), FTQ_EFORMAT, "tensor '%s' has %" PRId64 " rows, not %d heads of an even size",
+                    src->name, rows, heads);
+    unsigned char *d = malloc(src->nbytes ? src->nbytes : 1);
+    if (!d)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    if (heads) {
+        size_t rb = 2 * (size_t)cols;
+        int64_t hd = rows / heads, half = hd / 2;
+        for (int h = 0; h < heads; h++)
+            for (int64_t j = 0; j < half; j++)
+                for (int i = 0; i < 2; i++)
+                    memcpy(d + (size_t)(h * hd + i * half + j) * rb,
+                           (const unsigned char *)src->data + (size_t)(h * hd + 2 * j + i) * rb, rb);
+    } else {
+        memcpy(d, src->data, src->nbytes);
+    }
+    ftq_gguf_release(g, src->data, src->nbytes);
+    dst->dtype = src->type == FTQ_GGML_F16 ? FTQ_DTYPE_F16 : FTQ_DTYPE_BF16;
+    dst->ndim = src->n_dims;
+    for (int i = 0; i < src->n_dims; i++)
+        dst->shape[i] = src->ne[src->n_dims - 1 - i];
+    dst->nbytes = src->nbytes;
+    dst->data = d;
+    dst->owned = 1;
+    return FTQ_OK;
+}
+
 int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_checkpoint **out)
 {
     return ftq_gguf_checkpoint_open_ex(path, 0, cfg_out, out);
@@ -614,6 +664,15 @@ int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_conf
             rc = keep_quant_tensor(g, a, &cfg, t, &ts[done], qlist);
             done += 2; /* on failure too: the parts may hold names or data to free */
             continue;
+        }
+        if (qlist && (t->type == FTQ_GGML_F16 || t->type == FTQ_GGML_BF16)) {
+            rc = keep_half_tensor(g, a, &cfg, t, &ts[done]);
+            done++;
+            if (rc != FTQ_ENOTFOUND)
+                continue;
+            rc = FTQ_OK; /* not kept: converted below into the same slot */
+            free(ts[--done].name);
+            memset(&ts[done], 0, sizeof ts[done]);
         }
         rc = convert_tensor(g, a, &cfg, t, &ts[done]);
         done++; /* on failure too: convert_tensor may have set a name or data to free */

@@ -95,6 +95,22 @@ static void test_roundtrip_logits(void)
         same += tc && tc->type == ta->type && tc->nbytes == ta->nbytes && memcmp(tc->data, ta->data, ta->nbytes) == 0;
     }
     ASSERT_INT_EQ(same, (int)ftq_gguf_tensor_count(ga));
+    ftq_gguf_close(gc);
+
+    /* with --keep-quant the Q8_0 (and F16) matrices are never expanded: the keep file is the
+     * source again, tensor for tensor, byte for byte */
+    char args[2400];
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type keep --keep-quant --json", a, c);
+    j = ftq_run_json(args);
+    CU_ASSERT(j && json_int(j, "copied") == 31); /* 30 + token_embd; down_proj F16 as it was */
+    cJSON_Delete(j);
+    ASSERT_OK(ftq_gguf_open(c, &gc));
+    same = 0;
+    for (size_t i = 0; i < ftq_gguf_tensor_count(ga); i++) {
+        const ftq_gguf_tensor *ta = ftq_gguf_tensor_at(ga, i), *tc = ftq_gguf_find_tensor(gc, ta->name);
+        same += tc && tc->type == ta->type && tc->nbytes == ta->nbytes && memcmp(tc->data, ta->data, ta->nbytes) == 0;
+    }
+    ASSERT_INT_EQ(same, (int)ftq_gguf_tensor_count(ga));
     ftq_gguf_close(ga);
     ftq_gguf_close(gc);
 }
