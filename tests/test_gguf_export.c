@@ -416,32 +416,37 @@ static void test_keep_quant(void)
 }
 
 /* --keep-quant on types without an ftq kernel: SmolLM2's Q4_1 matrices are requantized to
- * Q8_0 by ggml's reference quantizer (token_embd is Q8_0 already): every matrix is int8,
- * and the greedy next tokens of a prompt are those of the f32 expansion. */
+ * Q8_0 by ggml's reference quantizer (token_embd is Q8_0 already), so every matrix runs on
+ * the int8 kernels; the greedy continuation of the golden prompt (HF fp32,
+ * ../shared/golden/smollm2/logits.json) is the same for the first 16 tokens. */
 static void test_keep_quant_q4_1(void)
 {
-    const char *path = shared_path(SMOLLM2);
-    ftq_tokenizer *tok = NULL;
-    ASSERT_OK(ftq_tokenizer_load(path, &tok));
-    const char *text = "The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is";
-    int32_t *ids = NULL;
-    size_t n = 0;
-    ASSERT_OK(ftq_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n));
-    ftq_tokenizer_free(tok);
-    int va = 0, vb = 0, qa = 0, qb = 0;
-    float *la = logits_flags(path, 0, ids, (int)n, &va, &qa), *lb = logits_flags(path, FTQ_LOAD_KEEP_QUANT, ids, (int)n,
-                                                                                   &vb, &qb);
-    CU_ASSERT_FATAL(la && lb && va == vb);
-    ASSERT_INT_EQ(qa, 0);
-    ASSERT_INT_EQ(qb, 211); /* 30 layers x 7 matrices + the tied embedding */
-    int same = 0;
-    for (size_t t = 0; t < n; t++)
-        same += ftq_argmax(la + t * (size_t)va, va) == ftq_argmax(lb + t * (size_t)vb, vb);
-    CU_ASSERT(same >= (int)n - 1); /* int8 activations and weights: a near-tie may flip */
-    CU_ASSERT(ftq_argmax(la + (n - 1) * (size_t)va, va) == ftq_argmax(lb + (n - 1) * (size_t)vb, vb));
-    free(la);
-    free(lb);
+    cJSON *gold = load_json(shared_path("golden/smollm2/logits.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(gold);
+    const cJSON *p0 = cJSON_GetArrayItem(cJSON_GetObjectItem(gold, "prompts"), 0);
+    size_t n = 0, ng = 0;
+    int32_t *ids = json_ints(cJSON_GetObjectItem(p0, "ids"), &n), *want = json_ints(cJSON_GetObjectItem(p0, "greedy32"), &ng);
+    cJSON_Delete(gold);
+    CU_ASSERT_FATAL(ids && want && n == 5 && ng >= 16);
+    ftq_model *m = NULL;
+    ASSERT_OK(ftq_model_load_ex(shared_path(SMOLLM2), FTQ_LOAD_KEEP_QUANT, &m));
+    ASSERT_INT_EQ(ftq_model_quantized_count(m), 211); /* 30 layers x 7 matrices + the tied embedding */
+    int V = ftq_model_get_config(m)->vocab_size, same = 0;
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    ftq_session *s = NULL;
+    ASSERT_OK(ftq_session_new(m, 64, &s));
+    ASSERT_OK(ftq_session_eval(s, ids, (int)n, lg, 0));
+    for (int t = 0; t < 16; t++) {
+        int32_t next = ftq_argmax(lg, V);
+        same += next == want[t];
+        ASSERT_OK(ftq_session_eval(s, &next, 1, lg, 0));
+    }
+    ASSERT_INT_EQ(same, 16);
+    ftq_session_free(s);
+    free(lg);
     free(ids);
+    free(want);
+    ftq_model_free(m);
 }
 
 /* A small GGUF made with ftq's writer: `arch` keys for a 1-layer, 16-wide, 2-head model, an
