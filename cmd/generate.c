@@ -21,9 +21,10 @@ static size_t stable_prefix(const char *s, size_t len)
 int cmd_generate(int argc, char **argv)
 {
     const char *model = default_model_dir(), *prompt = NULL;
-    int n_new = 128, top_k = 40, json = 0, no_bos = 0, ignore_eos = 0, keep_quant = 0;
+    int n_new = 128, top_k = 40, json = 0, no_bos = 0, ignore_eos = 0;
     double temperature = 0.8, top_p = 0.95;
     uint64_t seed = 42;
+    int keep_quant = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory", 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "prompt text", 0, -1},

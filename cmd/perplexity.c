@@ -30,8 +30,9 @@ static const char *protocol_name(ftq_ppl_protocol p)
 
 int cmd_perplexity(int argc, char **argv)
 {
+    int keep_quant = 0;
     const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp", *ref_dir = NULL;
-    int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0, keep_quant = 0;
+    int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (config.json + safetensors + tokenizer)", 0, -1},
         {"file", 'f', OPT_STR, &file, "FILE", "text file, tokenized once as a whole", 0, -1},

@@ -4,8 +4,8 @@
  * (one per architecture); a name no table knows passes through unchanged, so the loader
  * reports it as an unexpected tensor. Invariant: the checkpoint owns every tensor it lists. */
 #include "ftq.h"
+#include "io/json_util.h" /* cJSON: the ftq.quant.tensors list of --keep-quant */
 #include "io/checkpoint_src.h"
-#include "io/json_util.h"
 #include "io/tok_internal.h"
 
 #include <inttypes.h>
