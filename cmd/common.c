@@ -10,9 +10,14 @@
 
 int cmd_load(const char *cmd, const char *dir, ftq_model **model, ftq_tokenizer **tok)
 {
+    return cmd_load_ex(cmd, dir, 0, model, tok);
+}
+
+int cmd_load_ex(const char *cmd, const char *dir, unsigned flags, ftq_model **model, ftq_tokenizer **tok)
+{
     if (model) {
         *model = NULL;
-        if (ftq_model_load(dir, model) != FTQ_OK)
+        if (ftq_model_load_ex(dir, flags, model) != FTQ_OK)
             return cmd_fail(cmd, "%s", ftq_last_error());
     }
     if (tok) {

@@ -10,6 +10,8 @@
 /* Load model and/or tokenizer from dir (either out-pointer may be NULL). Prints the error
  * and returns 1 on failure. */
 int cmd_load(const char *cmd, const char *dir, ftq_model **model, ftq_tokenizer **tok);
+/* The same with ftq_model_load_ex flags (FTQ_LOAD_KEEP_QUANT for --keep-quant). */
+int cmd_load_ex(const char *cmd, const char *dir, unsigned flags, ftq_model **model, ftq_tokenizer **tok);
 
 /* Text from -f FILE or -p TEXT (exactly one must be given). *owned is set to the malloc'd
  * buffer to free (NULL for -p). Prints the error and returns 1 on failure. */

@@ -1,5 +1,5 @@
-/* export.c - `ftq export`: write a model ftq loads (a Hugging Face directory or a GGUF file)
- * as a GGUF file llama.cpp runs. */
+/* export.c - `ftq export`: write a model ftq loads (a Hugging Face or fine-tuned directory,
+ * an ftq-quantized directory, or a GGUF file) as a GGUF file llama.cpp runs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +13,11 @@ static const struct {
 } types[] = {
     {"f32", FTQ_GGML_F32},
     {"f16", FTQ_GGML_F16},
+    {"bf16", FTQ_GGML_BF16},
     {"q8_0", FTQ_GGML_Q8_0},
     {"q4_0", FTQ_GGML_Q4_0},
+    {"q4_1", FTQ_GGML_Q4_1},
+    {"keep", FTQ_GGUF_EXPORT_KEEP},
 };
 
 /* The tokenizer GGUF can describe: for a directory, sentencepiece's tokenizer.model when
@@ -31,21 +34,26 @@ static int load_tokenizer(const char *path, ftq_tokenizer **tok)
 int cmd_export(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type_s = "f32";
-    int json = 0;
+    int json = 0, keep_quant = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "PATH", "model directory or .gguf file", 0, -1},
         {"output", 'o', OPT_STR, &out, "FILE", "GGUF file to write (replaced atomically)", 0, -1},
-        {"type", 0, OPT_STR, &type_s, "TYPE", "f32 | f16 | q8_0 | q4_0 for the weight matrices", 0, -1},
+        {"type", 0, OPT_STR, &type_s, "TYPE", "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | keep for the weight matrices", 0, -1},
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF source: read Q8_0 / Q4_0 matrices as int8 / int4 (other "
+         "quantized types via Q8_0), so --type q8_0 / q4_0 / keep copy them through unchanged", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
     const ftq_cmd_spec spec = {
-        "export", "[-m PATH] -o FILE.gguf [--type f32|f16|q8_0|q4_0]",
+        "export", "[-m PATH] -o FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|keep]",
         "Write a llama-family model as a GGUF file for llama.cpp: general.* / llama.* /\n"
         "tokenizer.ggml.* keys, blk.N.* tensor names, Q/K rows permuted as llama.cpp's converter\n"
-        "does. Norms stay F32; q8_0 / q4_0 use ggml's reference quantizers (a matrix whose rows\n"
-        "are not a multiple of 32 is written F16). ftq-quantized directories are refused:\n"
-        "dequantize them first.",
+        "does. Norms stay F32; q8_0 / q4_0 / q4_1 use ggml's reference quantizers (a matrix whose\n"
+        "rows are not a multiple of 32 is written F16). From an ftq-quantized directory, int8 and\n"
+        "int4 matrices are copied into q8_0 (int8, int4) or q4_0 (int4) without requantizing\n"
+        "(docs/gguf.md); other combinations are dequantized and converted. keep: every matrix\n"
+        "exactly as ftq has it (int8 and asymmetric int4 as q8_0, int4 as q4_0, floats as\n"
+        "f32 / f16 / bf16).",
         NULL, opts};
     int r = opts_parse(&spec, argc, argv);
     if (r)
@@ -57,7 +65,7 @@ int cmd_export(int argc, char **argv)
     while (k < sizeof types / sizeof types[0] && strcmp(types[k].name, type_s) != 0)
         k++;
     if (k == sizeof types / sizeof types[0])
-        return cmd_fail(spec.name, "unknown --type '%s' (expected f32, f16, q8_0 or q4_0)", type_s);
+        return cmd_fail(spec.name, "unknown --type '%s' (expected f32, f16, bf16, q8_0, q4_0, q4_1 or keep)", type_s);
     type = types[k].type;
     double t0 = ftq_time_sec();
     ftq_model_config cfg;
@@ -65,7 +73,7 @@ int cmd_export(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     int rc;
     if (ftq_gguf_is_file(model)) {
-        rc = ftq_gguf_checkpoint_open(model, &cfg, &ck);
+        rc = ftq_gguf_checkpoint_open_ex(model, keep_quant ? FTQ_GGUF_KEEP_QUANT : 0, &cfg, &ck);
     } else {
         char *cfg_path = ftq_path_join(model, "config.json");
         rc = cfg_path ? ftq_config_load(cfg_path, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -77,8 +85,9 @@ int cmd_export(int argc, char **argv)
     }
     if (rc == FTQ_OK)
         rc = load_tokenizer(model, &tok);
+    ftq_gguf_export_stats st = {0, 0};
     if (rc == FTQ_OK)
-        rc = ftq_gguf_export(&cfg, ck, tok, type, out);
+        rc = ftq_model_export_gguf(&cfg, ck, tok, type, out, &st);
     if (rc != FTQ_OK) {
         ftq_tokenizer_free(tok);
         ftq_checkpoint_close(ck);
@@ -92,7 +101,11 @@ int cmd_export(int argc, char **argv)
         fclose(f);
     double secs = ftq_time_sec() - t0;
     if (json)
-        printf("{\"output\": \"%s\", \"type\": \"%s\", \"bytes\": %zu, \"seconds\": %.3f}\n", out, type_s, bytes, secs);
+        printf("{\"output\": \"%s\", \"type\": \"%s\", \"bytes\": %zu, \"copied\": %d, \"converted\": %d, "
+               "\"seconds\": %.3f}\n", out, type_s, bytes, st.copied, st.encoded, secs);
+    else if (st.copied)
+        printf("wrote %s (%s, %s bytes; %d quantized matrices copied without requantizing) in %.1f s\n", out,
+               type_s, fmt_count((long long)bytes), st.copied, secs);
     else
         printf("wrote %s (%s, %s bytes) in %.1f s\n", out, type_s, fmt_count((long long)bytes), secs);
     ftq_tokenizer_free(tok);

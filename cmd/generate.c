@@ -24,6 +24,7 @@ int cmd_generate(int argc, char **argv)
     int n_new = 128, top_k = 40, json = 0, no_bos = 0, ignore_eos = 0, parse_special = 0;
     double temperature = 0.8, top_p = 0.95;
     uint64_t seed = 42;
+    int keep_quant = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory", 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "prompt text", 0, -1},
@@ -35,6 +36,8 @@ int cmd_generate(int argc, char **argv)
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not prepend BOS to the prompt", 0, -1},
         {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"ignore-eos", 0, OPT_FLAG, &ignore_eos, NULL, "keep going after EOS", 0, -1},
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 matrices on the int8 / int4 kernels "
+         "(other quantized types via Q8_0) instead of expanding them to f32", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object (text, ids, tokens_per_second)", 0, -1},
         OPT_END,
     };
@@ -51,7 +54,7 @@ int cmd_generate(int argc, char **argv)
         return 2;
     ftq_model *m = NULL;
     ftq_tokenizer *tok = NULL;
-    if (cmd_load(spec.name, model, &m, &tok))
+    if (cmd_load_ex(spec.name, model, keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &m, &tok))
         return 1;
     const ftq_model_config *cfg = ftq_model_get_config(m);
     int32_t *ids = NULL, *all = NULL;

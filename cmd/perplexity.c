@@ -30,6 +30,7 @@ static const char *protocol_name(ftq_ppl_protocol p)
 
 int cmd_perplexity(int argc, char **argv)
 {
+    int keep_quant = 0;
     const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp", *ref_dir = NULL;
     int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0, parse_special = 0;
     const ftq_opt opts[] = {
@@ -42,6 +43,8 @@ int cmd_perplexity(int argc, char **argv)
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "never insert BOS (default: as the tokenizer does)", 0, -1},
         {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"ref-model", 0, OPT_STR, &ref_dir, "DIR", "also report KL divergence and top-1 agreement against this model", 0, -1},
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 matrices on the int8 / int4 kernels "
+         "(other quantized types via Q8_0) instead of expanding them to f32", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
@@ -85,7 +88,7 @@ int cmd_perplexity(int argc, char **argv)
 
     ftq_model *m = NULL, *ref = NULL;
     ftq_tokenizer *tok = NULL;
-    if (cmd_load(spec.name, model, &m, &tok))
+    if (cmd_load_ex(spec.name, model, keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &m, &tok))
         return 1;
     if (ref_dir && ftq_model_load(ref_dir, &ref) != FTQ_OK) {
         int rc = cmd_fail(spec.name, "--ref-model: %s", ftq_last_error());

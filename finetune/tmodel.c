@@ -375,7 +375,7 @@ static int alloc_acts(ftq_tmodel *tm)
     for (int l = 0; l < tm->first_block && l < L; l++)
         tm->acts[l] = tm->shared;
     if (!gpt2)
-        ftq_rope_table(tm->rope_cos, tm->rope_sin, tm->p.max_seq, c->head_dim, (double)c->rope_theta);
+        ftq_model_rope_table(tm->rope_cos, tm->rope_sin, tm->p.max_seq, c);
     return FTQ_OK;
 }
 

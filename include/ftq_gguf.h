@@ -186,9 +186,11 @@ int ftq_gguf_writer_tensor(ftq_gguf_writer *w, const char *name, uint32_t type, 
                            const void *data, size_t nbytes);
 int ftq_gguf_writer_write(const ftq_gguf_writer *w, const char *path);
 
-/* ggml's reference quantizers (quantize_row_q8_0_ref / _q4_0_ref): nblocks blocks of 32. */
+/* ggml's reference quantizers (quantize_row_q8_0_ref / _q4_0_ref / _q4_1_ref): nblocks
+ * blocks of 32. */
 void ftq_ggml_quantize_q8_0(const float *x, void *dst, size_t nblocks);
 void ftq_ggml_quantize_q4_0(const float *x, void *dst, size_t nblocks);
+void ftq_ggml_quantize_q4_1(const float *x, void *dst, size_t nblocks);
 
 /* ---- GGUF as a model source --------------------------------------------------------- */
 
@@ -197,13 +199,68 @@ void ftq_ggml_quantize_q4_0(const float *x, void *dst, size_t nblocks);
  * loader expects from a safetensors directory. cfg may be NULL. Architectures: llama. */
 int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg, ftq_checkpoint **out);
 
+/* Flags of ftq_gguf_checkpoint_open_ex. FTQ_GGUF_KEEP_QUANT: quantized weight matrices
+ * (linear layers, token embeddings, heads) are not expanded: the checkpoint holds them as an
+ * ftq-quantized checkpoint does (NAME.qweight / NAME.qscale, group 32, the ftq.quant.*
+ * metadata of docs/quant-format.md), which the model loader binds to ftq's int8 / int4
+ * kernels. Q8_0 -> q8 and Q4_0 -> q4 keep every code and f16 scale (the same values as the
+ * dequantized load); other types (Q4_1, Q5_x, K-quants) are converted to Q8_0 by ggml's
+ * reference quantizer first. */
+enum { FTQ_GGUF_KEEP_QUANT = 1 };
+int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_config *cfg, ftq_checkpoint **out);
+
 /* Write a llama-family model (config + checkpoint with Hugging Face names, as ftq loads it)
  * and its tokenizer as a GGUF file llama.cpp reads: the general.* / llama.* /
  * tokenizer.ggml.* keys, blk.N.* names, Q/K rows permuted as llama.cpp's converter does.
- * type: FTQ_GGML_F32, F16, Q8_0 or Q4_0 for the 2-D weights (1-D tensors stay F32; a matrix
- * whose rows are not a multiple of 32 falls back to F16). Refuses quantized ftq checkpoints. */
+ * type: FTQ_GGML_F32, F16, BF16, Q8_0, Q4_0 or Q4_1 for the 2-D weights (1-D tensors stay
+ * F32; a matrix whose rows are not a multiple of the type's block falls back to F16, see
+ * ftq_gguf_export_type_of). The checkpoint's tensors must be floating point (an
+ * ftq-quantized checkpoint goes through ftq_model_export_gguf). */
 int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok,
                     uint32_t type, const char *path);
+
+/* A tensor to export: `t` gives the Hugging Face name and shape, and the values (any float
+ * dtype) unless `blocks` is set; then `blocks` holds the [rows, cols] matrix already encoded
+ * as rows of ggml `blocks_type` blocks (in Hugging Face row order; for a GPT-2 Conv1D
+ * tensor, t's shape is [in, out] and the blocks hold the [out, in] matrix), written as it is
+ * (Q/K rows permuted) whatever `type` the file has: what lets an ftq int8 / int4 tensor be
+ * copied into Q8_0 / Q4_0 without requantizing. */
+typedef struct {
+    const ftq_tensor *t;
+    uint32_t blocks_type;
+    const void *blocks;
+    size_t blocks_nbytes;
+} ftq_gguf_export_tensor;
+
+typedef struct {
+    int copied;  /* matrices written from given blocks (bit-exact copies) */
+    int encoded; /* matrices converted from values to the file's types */
+} ftq_gguf_export_stats;
+
+/* `type` of a file whose matrices keep what they are: F16 / BF16 as stored, F32 otherwise,
+ * and given blocks as given (an ftq-quantized model exported without any rounding). */
+#define FTQ_GGUF_EXPORT_KEEP 0xffffffffu
+
+/* ftq_gguf_export over a list of tensors (borrowed until it returns). stats may be NULL. */
+int ftq_gguf_export_tensors(const ftq_model_config *cfg, const ftq_gguf_export_tensor *ts, size_t n,
+                            const ftq_tokenizer *tok, uint32_t type, const char *path,
+                            ftq_gguf_export_stats *stats);
+
+/* The ggml type a tensor of `ndim` dimensions and rows of `cols` gets in a file of `type`:
+ * F32 for 1-D tensors (and for KEEP), F16 when cols is not a multiple of the type's block,
+ * else type. */
+uint32_t ftq_gguf_export_type_of(uint32_t type, int ndim, int64_t cols);
+
+/* ---- whole models (model/gguf_export.c) ---------------------------------------------- */
+
+/* ftq_gguf_export of any checkpoint ftq loads, including an ftq-quantized one
+ * (docs/quant-format.md): a quantized matrix whose codes and f16 scales are exactly a
+ * Q8_0 / Q4_0 tensor of the file's type (q8, q4 or q4a -> Q8_0, q4 -> Q4_0; with
+ * FTQ_GGUF_EXPORT_KEEP each gets its own: q8, q4a -> Q8_0, q4 -> Q4_0; rows a multiple of
+ * 32) is copied without requantizing; any other is dequantized (the values
+ * ftq computes with) and converted like a float tensor. */
+int ftq_model_export_gguf(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok,
+                          uint32_t type, const char *path, ftq_gguf_export_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,18 @@ typedef enum {
     FTQ_ACT_RELU = 3,
 } ftq_act;
 
+/* rope_scaling (llama family): how each rotary frequency theta^(-2i/head_dim) is scaled. */
+typedef enum {
+    FTQ_ROPE_SCALING_NONE = 0,
+    FTQ_ROPE_SCALING_LINEAR = 1, /* every frequency / factor (HF "linear", GGUF rope.scaling.type linear) */
+    FTQ_ROPE_SCALING_LLAMA3 = 2, /* HF "llama3" (Llama 3.1 / 3.2): wavelengths above
+                                    original_max_position / low_freq_factor / factor, below
+                                    original_max_position / high_freq_factor kept, smooth between */
+    FTQ_ROPE_SCALING_FREQS = 3,  /* frequency i / rope_freq_factors[i] (GGUF rope_freqs tensor) */
+} ftq_rope_scaling;
+
+#define FTQ_ROPE_MAX_FREQS 256 /* head_dim / 2 of a model with FTQ_ROPE_SCALING_FREQS */
+
 typedef struct ftq_model_config {
     ftq_arch arch;
     char model_type[32];     /* as in config.json: "llama", "mistral", "qwen2", "gpt2" */
@@ -123,6 +135,13 @@ typedef struct ftq_model_config {
     /* sequence classification (issue: fine-tuning); 0 when not a classifier */
     int num_labels;
     int is_classifier;       /* architectures[0] is *ForSequenceClassification */
+    /* rope_scaling (llama family); NONE when absent, null or "default" */
+    ftq_rope_scaling rope_scaling;
+    float rope_factor;              /* LINEAR, LLAMA3 */
+    float rope_low_freq_factor;     /* LLAMA3 */
+    float rope_high_freq_factor;    /* LLAMA3 */
+    int rope_original_max_position; /* LLAMA3 */
+    float rope_freq_factors[FTQ_ROPE_MAX_FREQS]; /* FREQS: head_dim / 2 divisors */
 } ftq_model_config;
 
 /* Parse config.json text (`name` is used in messages). Unknown model_type or an option

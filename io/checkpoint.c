@@ -21,6 +21,8 @@ struct ftq_checkpoint {
     size_t total_bytes;
     ftq_tensor *own; /* tensors of a non-safetensors source (GGUF), owned */
     size_t n_own;
+    char **meta;     /* key, value, key, value ... of such a source (ftq_checkpoint_set_metadata) */
+    size_t n_meta;
 };
 
 size_t ftq_checkpoint_count(const ftq_checkpoint *c) { return c->n; }
@@ -69,7 +71,34 @@ void ftq_checkpoint_close(ftq_checkpoint *c)
     free(c->all);
     free(c->sorted);
     ftq_tensors_free(c->own, c->n_own);
+    for (size_t i = 0; i < 2 * c->n_meta; i++)
+        free(c->meta[i]);
+    free(c->meta);
     free(c);
+}
+
+int ftq_checkpoint_set_metadata(ftq_checkpoint *c, const char *key, const char *value)
+{
+    char **m = realloc(c->meta, (2 * c->n_meta + 2) * sizeof *m);
+    if (!m)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    c->meta = m;
+    if (!(m[2 * c->n_meta] = strdup(key)))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    if (!(m[2 * c->n_meta + 1] = strdup(value))) {
+        free(m[2 * c->n_meta]);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    c->n_meta++;
+    return FTQ_OK;
+}
+
+const char *ftq_checkpoint_own_metadata(const ftq_checkpoint *c, const char *key)
+{
+    for (size_t i = c->n_meta; i-- > 0;)
+        if (strcmp(c->meta[2 * i], key) == 0)
+            return c->meta[2 * i + 1];
+    return NULL;
 }
 
 void ftq_tensors_free(ftq_tensor *tensors, size_t n)

@@ -11,6 +11,13 @@
 int ftq_checkpoint_from_tensors(ftq_tensor *tensors, size_t n, size_t total_bytes, const char *label,
                                 ftq_checkpoint **out);
 
+/* Metadata of such a checkpoint (it has no files to carry it): what a safetensors file's
+ * __metadata__ holds for a checkpoint read from files (the ftq.quant.* keys of a GGUF
+ * checkpoint opened with FTQ_GGUF_KEEP_QUANT). Set copies (a later value of the same key
+ * wins); get returns NULL when absent. */
+int ftq_checkpoint_set_metadata(ftq_checkpoint *c, const char *key, const char *value);
+const char *ftq_checkpoint_own_metadata(const ftq_checkpoint *c, const char *key);
+
 /* Free names and owned data of n tensors, then the array. */
 void ftq_tensors_free(ftq_tensor *tensors, size_t n);
 

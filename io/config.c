@@ -1,7 +1,8 @@
 /* config.c - config.json -> ftq_model_config for the llama family (llama, mistral, qwen2)
  * and gpt2. Invariant: a config that parses is usable as-is: sizes positive and bounded,
  * heads divide evenly, token ids inside the vocabulary, and every option ftq does not
- * implement (rope_scaling, GPT-2 attention variants, ...) was refused with the key named. */
+ * implement (rope_scaling types other than linear / llama3, GPT-2 attention variants, ...)
+ * is refused with the key named. */
 #include "ftq.h"
 #include "io/json_util.h"
 
@@ -132,18 +133,69 @@ static int get_num_labels(const cfg_ctx *c, int *out)
     return FTQ_OK;
 }
 
-/* rope_scaling and friends change the math; refusing is better than silently wrong logits. */
-static int check_rope_scaling(const cfg_ctx *c)
+/* rope_scaling: "linear" and "llama3" (the type under "rope_type", or "type" in older
+ * configs); "default" is none. Any other type changes the math in a way ftq does not
+ * implement, and is refused rather than computed wrong. */
+static int rope_num(const cfg_ctx *c, const cJSON *v, const char *type, const char *key, double *out)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(v, key);
+    char got[64];
+    if (!x)
+        return CBAD(c, "key \"rope_scaling\" of type \"%s\" has no \"%s\"", type, key);
+    if (!cJSON_IsNumber(x) || !(x->valuedouble > 0) || x->valuedouble > 1e9)
+        return CBAD(c, "key \"rope_scaling\".\"%s\" must be a positive number, got %s", key,
+                    ftq_json_describe(x, got, sizeof got));
+    *out = x->valuedouble;
+    return FTQ_OK;
+}
+
+static int parse_rope_scaling(const cfg_ctx *c, ftq_model_config *cfg)
 {
     const cJSON *v = get(c, "rope_scaling");
+    char got[64];
+    cfg->rope_scaling = FTQ_ROPE_SCALING_NONE;
     if (!v)
         return FTQ_OK;
+    if (!cJSON_IsObject(v))
+        return CBAD(c, "key \"rope_scaling\" must be an object or null, got %s", ftq_json_describe(v, got, sizeof got));
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "rope_type");
     if (!cJSON_IsString(t))
         t = cJSON_GetObjectItemCaseSensitive(v, "type");
-    char got[64];
-    return CUNSUP(c, "key \"rope_scaling\" (type %s) is not supported (expected null)",
-                  cJSON_IsString(t) ? ftq_json_describe(t, got, sizeof got) : "unknown");
+    if (!cJSON_IsString(t))
+        return CBAD(c, "key \"rope_scaling\" has no string \"rope_type\" or \"type\"");
+    const char *ty = t->valuestring;
+    double f = 0, lo = 0, hi = 0, orig = 0;
+    int rc;
+    if (strcmp(ty, "default") == 0)
+        return FTQ_OK;
+    if (cfg->head_dim / 2 > FTQ_ROPE_MAX_FREQS)
+        return CUNSUP(c, "key \"rope_scaling\" with head_dim %d (at most %d)", cfg->head_dim, 2 * FTQ_ROPE_MAX_FREQS);
+    if (strcmp(ty, "linear") == 0) {
+        if ((rc = rope_num(c, v, ty, "factor", &f)) != FTQ_OK)
+            return rc;
+        cfg->rope_scaling = FTQ_ROPE_SCALING_LINEAR;
+        cfg->rope_factor = (float)f;
+        return FTQ_OK;
+    }
+    if (strcmp(ty, "llama3") == 0) {
+        if ((rc = rope_num(c, v, ty, "factor", &f)) || (rc = rope_num(c, v, ty, "low_freq_factor", &lo)) ||
+            (rc = rope_num(c, v, ty, "high_freq_factor", &hi)) ||
+            (rc = rope_num(c, v, ty, "original_max_position_embeddings", &orig)))
+            return rc;
+        if (!(hi > lo))
+            return CBAD(c, "key \"rope_scaling\": high_freq_factor %g must be above low_freq_factor %g", hi, lo);
+        if (orig != (double)(int)orig)
+            return CBAD(c, "key \"rope_scaling\".\"original_max_position_embeddings\" must be an integer, got %g",
+                        orig);
+        cfg->rope_scaling = FTQ_ROPE_SCALING_LLAMA3;
+        cfg->rope_factor = (float)f;
+        cfg->rope_low_freq_factor = (float)lo;
+        cfg->rope_high_freq_factor = (float)hi;
+        cfg->rope_original_max_position = (int)orig;
+        return FTQ_OK;
+    }
+    return CUNSUP(c, "key \"rope_scaling\" (type %s) is not supported (expected linear or llama3)",
+                  ftq_json_describe(t, got, sizeof got));
 }
 
 static int copy_str(const cfg_ctx *c, const char *key, const char *s, char *dst, size_t cap)
@@ -229,7 +281,7 @@ static int llama_options(const cfg_ctx *c, ftq_model_config *cfg)
     int rc, attn_bias = 0, is_qwen2 = strcmp(cfg->model_type, "qwen2") == 0;
     const char *act = NULL;
     if ((rc = get_pos_float(c, "rms_norm_eps", 1e-6, &cfg->norm_eps)) ||
-        (rc = get_pos_float(c, "rope_theta", 10000.0, &cfg->rope_theta)) || (rc = check_rope_scaling(c)) ||
+        (rc = get_pos_float(c, "rope_theta", 10000.0, &cfg->rope_theta)) || (rc = parse_rope_scaling(c, cfg)) ||
         (rc = get_string(c, "hidden_act", &act)) ||
         (rc = get_bool(c, "tie_word_embeddings", 0, &cfg->tie_word_embeddings)))
         return rc;

@@ -241,3 +241,25 @@ void ftq_ggml_quantize_q4_0(const float *x, void *dst, size_t nblocks)
         }
     }
 }
+
+void ftq_ggml_quantize_q4_1(const float *x, void *dst, size_t nblocks)
+{
+    unsigned char *y = dst;
+    for (size_t i = 0; i < nblocks; i++, x += 32, y += 20) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < 32; j++) {
+            min = x[j] < min ? x[j] : min;
+            max = x[j] > max ? x[j] : max;
+        }
+        const float d = (max - min) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t hd = ftq_f32_to_f16(d), hm = ftq_f32_to_f16(min);
+        memcpy(y, &hd, 2);
+        memcpy(y + 2, &hm, 2);
+        for (int j = 0; j < 16; j++) {
+            int a = (int8_t)((x[j] - min) * id + 0.5f), b = (int8_t)((x[16 + j] - min) * id + 0.5f);
+            a = a < 15 ? a : 15;
+            b = b < 15 ? b : 15;
+            y[4 + j] = (unsigned char)(a | (b << 4));
+        }
+    }
+}

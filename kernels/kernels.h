@@ -91,6 +91,9 @@ void ftq_add_inplace(float *x, const float *y, size_t n);
 /* Fill cos/sin tables [n_pos][head_dim/2] for positions 0..n_pos-1: angle = pos *
  * theta^(-2i/head_dim), computed in double (the references are float64). */
 void ftq_rope_table(float *cos_t, float *sin_t, int n_pos, int head_dim, double theta);
+/* The same for given frequencies inv_freq [half] (scaled RoPE, model/rope.c): angle = pos *
+ * inv_freq[i] in double. */
+void ftq_rope_table_freqs(float *cos_t, float *sin_t, int n_pos, int half, const double *inv_freq);
 
 /* In-place HF rotate_half RoPE on x [T, n_heads * head_dim] (row stride `stride` floats):
  * pairs (i, i + head_dim/2) of every head of row t rotate by the angle in row t of

@@ -6,6 +6,16 @@
 #include "kernels/kernels.h"
 #include "kernels/simd.h"
 
+void ftq_rope_table_freqs(float *cos_t, float *sin_t, int n_pos, int half, const double *inv_freq)
+{
+    for (int i = 0; i < half; i++)
+        for (int p = 0; p < n_pos; p++) {
+            double a = (double)p * inv_freq[i];
+            cos_t[(size_t)p * half + i] = (float)cos(a);
+            sin_t[(size_t)p * half + i] = (float)sin(a);
+        }
+}
+
 void ftq_rope_table(float *cos_t, float *sin_t, int n_pos, int head_dim, double theta)
 {
     int half = head_dim / 2;

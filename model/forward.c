@@ -88,7 +88,7 @@ int ftq_session_new(const ftq_model *m, int n_ctx, ftq_session **out)
     }
     s->qscratch = qscratch;
     if (rope)
-        ftq_rope_table(s->rope_cos, s->rope_sin, n_ctx, c->head_dim, (double)c->rope_theta);
+        ftq_model_rope_table(s->rope_cos, s->rope_sin, n_ctx, c);
     *out = s;
     return FTQ_OK;
 }

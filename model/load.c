@@ -596,6 +596,11 @@ static int64_t count_params(const ftq_model *m)
 
 int ftq_model_load(const char *dir, ftq_model **out)
 {
+    return ftq_model_load_ex(dir, 0, out);
+}
+
+int ftq_model_load_ex(const char *dir, unsigned flags, ftq_model **out)
+{
     if (!out)
         return ftq_set_error(FTQ_EINVAL, "ftq_model_load: NULL output");
     *out = NULL;
@@ -610,7 +615,8 @@ int ftq_model_load(const char *dir, ftq_model **out)
     }
     int rc;
     if (ftq_gguf_is_file(dir)) /* a GGUF file holds its config as metadata */
-        rc = ftq_gguf_checkpoint_open(dir, &m->cfg, &m->ck);
+        rc = ftq_gguf_checkpoint_open_ex(dir, (flags & FTQ_LOAD_KEEP_QUANT) ? FTQ_GGUF_KEEP_QUANT : 0, &m->cfg,
+                                         &m->ck);
     else if ((rc = ftq_config_load(cfg_path, &m->cfg)) == FTQ_OK)
         rc = ftq_checkpoint_open(dir, &m->ck);
     free(cfg_path);

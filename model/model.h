@@ -81,6 +81,12 @@ struct ftq_session {
  * token (hidden_size floats): the input of the LM and classification heads. */
 int ftq_session_eval_hidden(ftq_session *s, const int32_t *ids, int n, float *hidden);
 
+/* RoPE of a llama-family config (model/rope.c): inv_freq [min(head_dim / 2, n)] with
+ * rope_scaling applied, and the cos / sin tables [n_pos][head_dim / 2] from them (the same
+ * tables as ftq_rope_table when there is no scaling). */
+void ftq_rope_inv_freq(const ftq_model_config *c, double *inv_freq, int n);
+void ftq_model_rope_table(float *cos_t, float *sin_t, int n_pos, const ftq_model_config *c);
+
 static inline const float *ftq_tdata(const ftq_tensor *t) { return (const float *)t->data; }
 
 #endif

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "io/checkpoint_src.h"
 #include "io/json_util.h"
 #include "model/qcheckpoint.h"
 
@@ -260,11 +261,11 @@ static int parse_entry(const vctx *c, const char *name, const cJSON *v, ftq_qent
 }
 
 /* The entries listed by one file (appended to ix). */
-static int parse_file(const ftq_checkpoint *ck, const ftq_st_file *f, ftq_qindex *ix)
+/* The entries of one file's metadata (or, for a checkpoint without files, its own:
+ * file = the checkpoint's label). */
+static int parse_meta(const ftq_checkpoint *ck, const char *file, const char *ver, const char *list, ftq_qindex *ix)
 {
-    vctx c = {ck, ftq_st_path(f)};
-    const char *ver = ftq_st_metadata_get(f, FTQ_QUANT_KEY_VERSION);
-    const char *list = ftq_st_metadata_get(f, FTQ_QUANT_KEY_TENSORS);
+    vctx c = {ck, file};
     if (!ver && !list)
         return FTQ_OK;
     if (!ver)
@@ -317,8 +318,15 @@ int ftq_qindex_open(const ftq_checkpoint *ck, const char *label, ftq_qindex **ou
     int rc = FTQ_OK, any_meta = 0;
     for (size_t i = 0; i < ftq_checkpoint_nfiles(ck) && rc == FTQ_OK; i++) {
         const ftq_st_file *f = ftq_checkpoint_file(ck, i);
-        any_meta |= ftq_st_metadata_get(f, FTQ_QUANT_KEY_VERSION) || ftq_st_metadata_get(f, FTQ_QUANT_KEY_TENSORS);
-        rc = parse_file(ck, f, ix);
+        const char *ver = ftq_st_metadata_get(f, FTQ_QUANT_KEY_VERSION), *list = ftq_st_metadata_get(f, FTQ_QUANT_KEY_TENSORS);
+        any_meta |= ver || list;
+        rc = parse_meta(ck, ftq_st_path(f), ver, list, ix);
+    }
+    if (ftq_checkpoint_nfiles(ck) == 0) { /* built from another format (GGUF --keep-quant) */
+        const char *ver = ftq_checkpoint_own_metadata(ck, FTQ_QUANT_KEY_VERSION),
+                   *list = ftq_checkpoint_own_metadata(ck, FTQ_QUANT_KEY_TENSORS);
+        any_meta |= ver || list;
+        rc = parse_meta(ck, label, ver, list, ix);
     }
     if (rc == FTQ_OK && ix->n) {
         /* the views point into the array: fix them after sorting */

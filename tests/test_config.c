@@ -242,10 +242,10 @@ static void test_refusals(void)
     EXPECT("{\"model_type\":\"bert\"}", FTQ_EUNSUPPORTED, "key \"model_type\" is \"bert\"");
     EXPECT("{\"hidden_size\":4}", FTQ_EFORMAT, "missing required key \"model_type\"");
     EXPECT("{\"model_type\":7}", FTQ_EFORMAT, "key \"model_type\" must be a string, got 7");
-    EXPECT("{" LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}}", FTQ_EUNSUPPORTED,
-           "key \"rope_scaling\" (type \"linear\") is not supported");
-    EXPECT("{" LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}}", FTQ_EUNSUPPORTED,
-           "key \"rope_scaling\" (type \"llama3\")");
+    EXPECT("{" LLAMA_BASE ",\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2.0}}", FTQ_EUNSUPPORTED,
+           "key \"rope_scaling\" (type \"yarn\") is not supported");
+    EXPECT("{" LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}}", FTQ_EFORMAT,
+           "key \"rope_scaling\" of type \"llama3\" has no \"low_freq_factor\"");
     EXPECT("{\"model_type\":\"llama\",\"vocab_size\":100,\"intermediate_size\":64,\"num_hidden_layers\":1,"
            "\"num_attention_heads\":4,\"max_position_embeddings\":64}",
            FTQ_EFORMAT, "missing required key \"hidden_size\"");

@@ -956,19 +956,26 @@ static void test_cli(void)
 
 /* ---- export -------------------------------------------------------------------------------- */
 
-/* ggml's reference Q8_0 / Q4_0 quantizers: ftq's bytes equal gguf.quants.quantize()'s. */
+/* ggml's reference Q8_0 / Q4_0 / Q4_1 quantizers and BF16 rounding: ftq's bytes equal
+ * gguf.quants.quantize()'s. */
 static void test_quantize_ref(void)
 {
     ftq_gguf *g = NULL;
     ASSERT_OK(ftq_gguf_open(fixture("quantize.gguf"), &g));
     const ftq_gguf_tensor *x = ftq_gguf_find_tensor(g, "x"), *q8 = ftq_gguf_find_tensor(g, "x.q8_0"),
-                          *q4 = ftq_gguf_find_tensor(g, "x.q4_0");
-    CU_ASSERT_FATAL(x && q8 && q4 && x->numel == 1024 && q8->type == FTQ_GGML_Q8_0 && q4->type == FTQ_GGML_Q4_0);
-    unsigned char buf[34 * 32];
+                          *q4 = ftq_gguf_find_tensor(g, "x.q4_0"), *q41 = ftq_gguf_find_tensor(g, "x.q4_1"),
+                          *bf = ftq_gguf_find_tensor(g, "x.bf16");
+    CU_ASSERT_FATAL(x && q8 && q4 && q41 && bf && x->numel == 1024 && q8->type == FTQ_GGML_Q8_0 &&
+                    q4->type == FTQ_GGML_Q4_0 && q41->type == FTQ_GGML_Q4_1 && bf->type == FTQ_GGML_BF16);
+    unsigned char buf[2 * 1024];
     ftq_ggml_quantize_q8_0(x->data, buf, 32);
     CU_ASSERT(q8->nbytes == 34 * 32 && memcmp(buf, q8->data, q8->nbytes) == 0);
     ftq_ggml_quantize_q4_0(x->data, buf, 32);
     CU_ASSERT(q4->nbytes == 18 * 32 && memcmp(buf, q4->data, q4->nbytes) == 0);
+    ftq_ggml_quantize_q4_1(x->data, buf, 32);
+    CU_ASSERT(q41->nbytes == 20 * 32 && memcmp(buf, q41->data, q41->nbytes) == 0);
+    ftq_dtype_info(FTQ_DTYPE_BF16)->from_f32(x->data, buf, 1024);
+    CU_ASSERT(bf->nbytes == 2 * 1024 && memcmp(buf, bf->data, bf->nbytes) == 0);
     ftq_gguf_close(g);
 }
 

@@ -9,15 +9,28 @@ reference reader/writer, llama.cpp's gguf-py):
   tests/fixtures/gguf/meta.gguf      every metadata value type, nested arrays, alignment 64,
                                      three small tensors (the values are asserted in the test)
   tests/fixtures/gguf/quantize.gguf  "x" [4, 256] F32 (with an all-zero block and an integer one)
-                                     and gguf.quants.quantize() of it as "x.q8_0" / "x.q4_0"
-                                     (as Q8_0 / Q4_0 tensors): ggml's reference quantizers
+                                     and gguf.quants.quantize() of it as "x.q8_0" / "x.q4_0" /
+                                     "x.q4_1" / "x.bf16" (as Q8_0 / Q4_0 / Q4_1 / BF16
+                                     tensors): ggml's reference quantizers
+  tests/fixtures/gguf/gpt2_tiny.gguf ../shared/golden/gpt2_tiny_random (2 layers, 64 wide) as
+                                     llama.cpp's convert_hf_to_gguf.py (GPT2Model, --outtype
+                                     f32) writes it: gpt2.* keys, blk.N.attn_qkv / attn_output /
+                                     ffn_up / ffn_down transposed to [out, in], output.weight a
+                                     copy of token_embd; tokenizer.ggml.* with model "gpt2" and
+                                     pre "gpt-2". To keep the fixture small, the vocabulary is cut
+                                     to its first 512 tokens (the 256 bytes and the first merges;
+                                     token_embd / output rows 0..511, merges whose parts and
+                                     result lie there): the logits of ids < 512 are then the
+                                     first 512 logits of the full model, bit for bit
   tests/fuzz/corpus/gguf/            seeds of tests/fuzz/fuzz_gguf.c: meta.gguf, and quant.gguf
                                      (tokenizer-like arrays, one block of several quantized types)
 
 Usage: pip install gguf numpy && python3 tools/make_gguf_fixtures.py
 Deterministic (fixed seed); regenerate only as a reviewed change.
 """
+import json
 import os
+import struct
 import shutil
 import sys
 
@@ -114,7 +127,7 @@ def write_quantize(path):
     x[2, :32] = np.arange(32, dtype=np.float32) - 16.0  # small integers, max at -16
     w = gguf.GGUFWriter(path, "test")
     w.add_tensor("x", x)
-    for name, qt in (("x.q8_0", T.Q8_0), ("x.q4_0", T.Q4_0)):
+    for name, qt in (("x.q8_0", T.Q8_0), ("x.q4_0", T.Q4_0), ("x.q4_1", T.Q4_1), ("x.bf16", T.BF16)):
         q = gguf.quants.quantize(x, qt)
         w.add_tensor(name, q, raw_dtype=qt)
     w.write_header_to_file()
@@ -139,16 +152,90 @@ def write_fuzz_seed(path):
     w.close()
 
 
+GPT2_DIR = os.path.join(os.path.dirname(OUT), "..", "..", "..", "shared", "golden", "gpt2_tiny_random")
+GPT2_VOCAB = 512
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if name != "__metadata__":
+            assert e["dtype"] == "F32", name
+            a, b = e["data_offsets"]
+            out[name] = np.frombuffer(data[a:b], dtype=np.float32).reshape(e["shape"])
+    return out
+
+
+def write_gpt2(path):
+    cfg = json.load(open(os.path.join(GPT2_DIR, "config.json")))
+    st = read_safetensors(os.path.join(GPT2_DIR, "model.safetensors"))
+    tok = json.load(open(os.path.join(GPT2_DIR, "tokenizer.json")))
+    w = gguf.GGUFWriter(path, "gpt2")
+    # GPT2Model.set_gguf_parameters
+    w.add_block_count(cfg["n_layer"])
+    w.add_context_length(cfg["n_ctx"])
+    w.add_embedding_length(cfg["n_embd"])
+    w.add_feed_forward_length(4 * cfg["n_embd"])
+    w.add_head_count(cfg["n_head"])
+    w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
+    w.add_file_type(0)  # ALL_F32
+    # the tokenizer (Model._set_vocab_gpt2), cut to GPT2_VOCAB tokens
+    vocab = tok["model"]["vocab"]
+    rev = {i: t for t, i in vocab.items()}
+    tokens = [rev[i] for i in range(GPT2_VOCAB)]
+    merges = []
+    for m in tok["model"]["merges"]:
+        a, b = m.split(" ") if isinstance(m, str) else m
+        if vocab.get(a, GPT2_VOCAB) < GPT2_VOCAB and vocab.get(b, GPT2_VOCAB) < GPT2_VOCAB and \
+                vocab.get(a + b, GPT2_VOCAB) < GPT2_VOCAB:
+            merges.append(a + " " + b)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.NORMAL] * GPT2_VOCAB)
+    w.add_token_merges(merges)
+    # GPT2Model.modify_tensors + the tensor map
+    names = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+             "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+    for name, x in st.items():
+        n = name[len("transformer."):] if name.startswith("transformer.") else name
+        if n.endswith((".attn.bias", ".attn.masked_bias")):
+            continue
+        if n.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight")):
+            x = x.T
+        if n.startswith("wte."):
+            x = x[:GPT2_VOCAB]
+        if n.startswith("h."):
+            _, bid, rest = n.split(".", 2)
+            mod, kind = rest.rsplit(".", 1)
+            new = "blk.%s.%s.%s" % (bid, names[mod], kind)
+        else:
+            new = {"wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight",
+                   "ln_f.weight": "output_norm.weight", "ln_f.bias": "output_norm.bias"}[n]
+        w.add_tensor(new, np.ascontiguousarray(x, dtype=np.float32))
+        if new == "token_embd.weight":
+            w.add_tensor("output.weight", np.ascontiguousarray(x, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     write_dequant(os.path.join(OUT, "dequant.gguf"))
     write_meta(os.path.join(OUT, "meta.gguf"))
     write_quantize(os.path.join(OUT, "quantize.gguf"))
+    write_gpt2(os.path.join(OUT, "gpt2_tiny.gguf"))
     seeds = os.path.join(os.path.dirname(OUT), "..", "fuzz", "corpus", "gguf")
     os.makedirs(seeds, exist_ok=True)
     shutil.copyfile(os.path.join(OUT, "meta.gguf"), os.path.join(seeds, "meta.gguf"))
     write_fuzz_seed(os.path.join(seeds, "quant.gguf"))
-    for f in ("dequant.gguf", "meta.gguf"):
+    for f in ("dequant.gguf", "meta.gguf", "gpt2_tiny.gguf"):
         r = gguf.GGUFReader(os.path.join(OUT, f))
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes,", len(r.tensors), "tensors,", len(r.fields), "keys")
     return 0
