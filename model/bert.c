@@ -12,7 +12,9 @@
 #include "io/json_util.h"
 #include "kernels/attention_enc.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "model/bert_internal.h"
+#include "model/qcheckpoint.h"
 
 /* ---- config ---------------------------------------------------------------------------- */
 
@@ -132,40 +134,56 @@ static int parse_config(const char *path, ftq_bert_config *c)
 
 /* ---- the tensor table ------------------------------------------------------------------- */
 
-/* Dimensions: V vocab, P positions, Y token types, C hidden, F ffn, N labels, 0 none. */
+/* Dimensions: V vocab, P positions, Y token types, C hidden, F ffn, N labels, 0 none. The
+ * role says what the quantizer and the pruner may do with a tensor (quant/bert_weights.c
+ * reads this table); input names the activation a block's linear weight multiplies. */
 typedef struct {
     const char *name;
     size_t field;
     char d0, d1;
+    ftq_bert_role role;
+    ftq_bert_input input;
 } spec;
 
 #define G(f) offsetof(ftq_bert_views, f)
 #define LY(f) offsetof(ftq_bert_layer, f)
-static const spec EMB[] = {{"embeddings.word_embeddings.weight", G(wte), 'V', 'C'},
-                           {"embeddings.position_embeddings.weight", G(wpe), 'P', 'C'},
-                           {"embeddings.token_type_embeddings.weight", G(wtt), 'Y', 'C'},
-                           {"embeddings.LayerNorm.weight", G(eln_w), 'C', 0},
-                           {"embeddings.LayerNorm.bias", G(eln_b), 'C', 0}};
-static const spec LAYER[] = {{"attention.self.query.weight", LY(wq), 'C', 'C'},
-                             {"attention.self.query.bias", LY(bq), 'C', 0},
-                             {"attention.self.key.weight", LY(wk), 'C', 'C'},
-                             {"attention.self.key.bias", LY(bk), 'C', 0},
-                             {"attention.self.value.weight", LY(wv), 'C', 'C'},
-                             {"attention.self.value.bias", LY(bv), 'C', 0},
-                             {"attention.output.dense.weight", LY(wo), 'C', 'C'},
-                             {"attention.output.dense.bias", LY(bo), 'C', 0},
-                             {"attention.output.LayerNorm.weight", LY(ln1_w), 'C', 0},
-                             {"attention.output.LayerNorm.bias", LY(ln1_b), 'C', 0},
-                             {"intermediate.dense.weight", LY(w1), 'F', 'C'},
-                             {"intermediate.dense.bias", LY(b1), 'F', 0},
-                             {"output.dense.weight", LY(w2), 'C', 'F'},
-                             {"output.dense.bias", LY(b2), 'C', 0},
-                             {"output.LayerNorm.weight", LY(ln2_w), 'C', 0},
-                             {"output.LayerNorm.bias", LY(ln2_b), 'C', 0}};
-static const spec POOLER[] = {{"pooler.dense.weight", G(pool_w), 'C', 'C'}, {"pooler.dense.bias", G(pool_b), 'C', 0}};
-static const spec HEAD[] = {{"classifier.weight", G(cls_w), 'N', 'C'}, {"classifier.bias", G(cls_b), 'N', 0}};
+#define O FTQ_BERT_ROLE_OTHER, FTQ_BERT_IN_NONE
+#define LIN(in) FTQ_BERT_ROLE_LINEAR, FTQ_BERT_IN_##in
+static const spec EMB[] = {{"embeddings.word_embeddings.weight", G(wte), 'V', 'C', FTQ_BERT_ROLE_EMBED, FTQ_BERT_IN_NONE},
+                           {"embeddings.position_embeddings.weight", G(wpe), 'P', 'C', FTQ_BERT_ROLE_EMBED, FTQ_BERT_IN_NONE},
+                           {"embeddings.token_type_embeddings.weight", G(wtt), 'Y', 'C', FTQ_BERT_ROLE_EMBED, FTQ_BERT_IN_NONE},
+                           {"embeddings.LayerNorm.weight", G(eln_w), 'C', 0, O},
+                           {"embeddings.LayerNorm.bias", G(eln_b), 'C', 0, O}};
+static const spec LAYER[] = {{"attention.self.query.weight", LY(wq), 'C', 'C', LIN(X)},
+                             {"attention.self.query.bias", LY(bq), 'C', 0, O},
+                             {"attention.self.key.weight", LY(wk), 'C', 'C', LIN(X)},
+                             {"attention.self.key.bias", LY(bk), 'C', 0, O},
+                             {"attention.self.value.weight", LY(wv), 'C', 'C', LIN(X)},
+                             {"attention.self.value.bias", LY(bv), 'C', 0, O},
+                             {"attention.output.dense.weight", LY(wo), 'C', 'C', LIN(ATT)},
+                             {"attention.output.dense.bias", LY(bo), 'C', 0, O},
+                             {"attention.output.LayerNorm.weight", LY(ln1_w), 'C', 0, O},
+                             {"attention.output.LayerNorm.bias", LY(ln1_b), 'C', 0, O},
+                             {"intermediate.dense.weight", LY(w1), 'F', 'C', LIN(H1)},
+                             {"intermediate.dense.bias", LY(b1), 'F', 0, O},
+                             {"output.dense.weight", LY(w2), 'C', 'F', LIN(G)},
+                             {"output.dense.bias", LY(b2), 'C', 0, O},
+                             {"output.LayerNorm.weight", LY(ln2_w), 'C', 0, O},
+                             {"output.LayerNorm.bias", LY(ln2_b), 'C', 0, O}};
+static const spec POOLER[] = {{"pooler.dense.weight", G(pool_w), 'C', 'C', FTQ_BERT_ROLE_HEAD, FTQ_BERT_IN_NONE},
+                              {"pooler.dense.bias", G(pool_b), 'C', 0, O}};
+static const spec HEAD[] = {{"classifier.weight", G(cls_w), 'N', 'C', FTQ_BERT_ROLE_HEAD, FTQ_BERT_IN_NONE},
+                            {"classifier.bias", G(cls_b), 'N', 0, O}};
 #undef G
 #undef LY
+#undef O
+#undef LIN
+
+/* ftq_bert_qlayer mirrors ftq_bert_layer pointer for pointer, so a field offset of one is
+ * the same field of the other. */
+_Static_assert(sizeof(ftq_bert_qlayer) == sizeof(ftq_bert_layer), "qlayer mirrors layer");
+_Static_assert(offsetof(ftq_bert_qlayer, w2) == offsetof(ftq_bert_layer, w2), "qlayer mirrors layer");
+_Static_assert(offsetof(ftq_bert_qlayer, ln2_b) == offsetof(ftq_bert_layer, ln2_b), "qlayer mirrors layer");
 
 static int64_t dim_of(const ftq_bert_config *c, char d)
 {
@@ -180,7 +198,7 @@ static int64_t dim_of(const ftq_bert_config *c, char d)
     }
 }
 
-static void add_tensor(ftq_bert *m, const spec *s, const char *prefix, int layer, size_t *off)
+static void add_tensor(ftq_bert *m, const spec *s, const char *prefix, int layer)
 {
     ftq_bert_tensor *t = &m->tensors[m->n_tensors++];
     if (layer >= 0)
@@ -191,10 +209,10 @@ static void add_tensor(ftq_bert *m, const spec *s, const char *prefix, int layer
     t->shape[0] = dim_of(&m->cfg, s->d0);
     t->shape[1] = s->d1 ? dim_of(&m->cfg, s->d1) : 0;
     t->numel = (size_t)t->shape[0] * (size_t)(s->d1 ? t->shape[1] : 1);
-    t->off = *off;
     t->layer = layer;
     t->field = s->field;
-    *off += (t->numel + 15) & ~(size_t)15; /* 64-byte aligned slices */
+    t->role = s->role;
+    t->input = s->input;
 }
 
 void ftq_bert_bind(const ftq_bert *m, float *base, ftq_bert_views *v, ftq_bert_layer *L)
@@ -204,6 +222,8 @@ void ftq_bert_bind(const ftq_bert *m, float *base, ftq_bert_views *v, ftq_bert_l
     v->L = L;
     for (int i = 0; i < m->n_tensors; i++) {
         const ftq_bert_tensor *t = &m->tensors[i];
+        if (t->q.data) /* quantized: no slice of the buffer */
+            continue;
         char *owner = t->layer >= 0 ? (char *)&L[t->layer] : (char *)v;
         *(float **)(owner + t->field) = base + t->off;
     }
@@ -213,16 +233,75 @@ void ftq_bert_free(ftq_bert *m)
 {
     if (!m)
         return;
+    for (int i = 0; m->tensors && i < m->n_tensors; i++)
+        if (m->tensors[i].q.data) {
+            ftq_qmat_free(m->tensors[i].q.data);
+            free(m->tensors[i].q.data);
+        }
     free(m->params);
     free(m->tensors);
     free(m->w.L);
+    free(m->qL);
     free(m);
+}
+
+int ftq_bert_quantized_count(const ftq_bert *m) { return m ? m->n_quantized : 0; }
+
+/* A quantized entry into t->q: the file's codes and exact f16 scales packed for the kernels. */
+static int bind_quantized(const char *dir, ftq_bert_tensor *t, const ftq_qentry *e)
+{
+    ftq_qmat *qm = calloc(1, sizeof *qm);
+    if (!qm)
+        return ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory for tensor '%s'", dir, t->name);
+    ftq_qtensor q;
+    int rc = ftq_qentry_read(e, 0, e->rows, &q);
+    if (rc == FTQ_OK)
+        rc = ftq_qmat_pack(qm, &q, 0);
+    ftq_qtensor_free(&q);
+    if (rc != FTQ_OK) {
+        free(qm);
+        return ftq_wrap_error(rc, "model '%s': tensor '%s'", dir, t->name);
+    }
+    t->q.name = t->name;
+    t->q.dtype = FTQ_DTYPE_QMAT;
+    t->q.ndim = 2;
+    t->q.shape[0] = e->rows;
+    t->q.shape[1] = e->cols;
+    t->q.nbytes = ftq_qmat_bytes(qm);
+    t->q.data = qm;
+    return FTQ_OK;
+}
+
+/* The quantized views: each layer's qlayer and the heads point at the tensors' QMATs. */
+static int bind_qviews(ftq_bert *m)
+{
+    m->qL = calloc((size_t)m->cfg.n_layers, sizeof *m->qL);
+    if (!m->qL)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ftq_bert_tensor *t = &m->tensors[i];
+        if (!t->q.data)
+            continue;
+        if (t->layer >= 0)
+            *(const ftq_tensor **)((char *)&m->qL[t->layer] + t->field) = &t->q;
+        else if (t->field == offsetof(ftq_bert_views, pool_w))
+            m->q_pool = &t->q;
+        else if (t->field == offsetof(ftq_bert_views, cls_w))
+            m->q_cls = &t->q;
+    }
+    return FTQ_OK;
 }
 
 static int is_known_buffer(const char *name, const char *prefix)
 {
     size_t n = strlen(prefix);
     return strncmp(name, prefix, n) == 0 && strcmp(name + n, "embeddings.position_ids") == 0;
+}
+
+/* NAME stored as an ordinary tensor or as a quantized entry. */
+static int present(const ftq_checkpoint *ck, const ftq_qindex *ix, const char *name)
+{
+    return ftq_checkpoint_find(ck, name) || (ix && ftq_qindex_find(ix, name));
 }
 
 int ftq_bert_load(const char *dir, ftq_bert **out)
@@ -233,20 +312,23 @@ int ftq_bert_load(const char *dir, ftq_bert **out)
     ftq_bert *m = calloc(1, sizeof *m);
     char *cpath = ftq_path_join(dir, "config.json");
     ftq_checkpoint *ck = NULL;
+    ftq_qindex *ix = NULL;
     int rc = m && cpath ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (!rc)
         rc = parse_config(cpath, &m->cfg);
     free(cpath);
     if (!rc)
         rc = ftq_checkpoint_open(dir, &ck);
+    if (!rc)
+        rc = ftq_qindex_open(ck, dir, &ix);
     ftq_bert_config *c = m ? &m->cfg : NULL;
     if (!rc) {
         const char *pre = ftq_checkpoint_find(ck, "bert.embeddings.word_embeddings.weight") ? "bert." : "";
         snprintf(c->prefix, sizeof c->prefix, "%s", pre);
         char name[160];
         snprintf(name, sizeof name, "%spooler.dense.weight", pre);
-        c->has_pooler = ftq_checkpoint_find(ck, name) != NULL;
-        if (c->num_labels && !ftq_checkpoint_find(ck, "classifier.weight"))
+        c->has_pooler = present(ck, ix, name);
+        if (c->num_labels && !present(ck, ix, "classifier.weight"))
             rc = ftq_set_error(FTQ_ENOTFOUND, "model '%s': missing tensor 'classifier.weight' (a %d-label classifier)",
                                dir, c->num_labels);
     }
@@ -264,22 +346,36 @@ int ftq_bert_load(const char *dir, ftq_bert **out)
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
     if (!rc) {
-        size_t off = 0;
         for (size_t i = 0; i < sizeof EMB / sizeof EMB[0]; i++)
-            add_tensor(m, &EMB[i], c->prefix, -1, &off);
+            add_tensor(m, &EMB[i], c->prefix, -1);
         for (int l = 0; l < c->n_layers; l++)
             for (size_t i = 0; i < sizeof LAYER / sizeof LAYER[0]; i++)
-                add_tensor(m, &LAYER[i], c->prefix, l, &off);
+                add_tensor(m, &LAYER[i], c->prefix, l);
         for (size_t i = 0; c->has_pooler && i < 2; i++)
-            add_tensor(m, &POOLER[i], c->prefix, -1, &off);
+            add_tensor(m, &POOLER[i], c->prefix, -1);
         for (size_t i = 0; c->num_labels && i < 2; i++)
-            add_tensor(m, &HEAD[i], "", -1, &off);
-        m->n_params = off;
+            add_tensor(m, &HEAD[i], "", -1);
     }
     /* every expected tensor present with its shape before the parameter buffer is sized */
+    const ftq_qentry **qe = rc ? NULL : calloc((size_t)m->n_tensors + 1, sizeof *qe);
+    if (!rc && !qe)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < m->n_tensors; i++) {
         const ftq_bert_tensor *t = &m->tensors[i];
         const ftq_tensor *s = ftq_checkpoint_find(ck, t->name);
+        if (!s && ix && (qe[i] = ftq_qindex_find(ix, t->name))) {
+            if (t->role != FTQ_BERT_ROLE_LINEAR && t->role != FTQ_BERT_ROLE_HEAD) {
+                rc = ftq_set_error(FTQ_EUNSUPPORTED, "model '%s': tensor '%s' is quantized, but only the linear "
+                                   "weights of a bert model can be", dir, t->name);
+                break;
+            }
+            if (qe[i]->transposed) {
+                rc = ftq_set_error(FTQ_EFORMAT, "model '%s': quantized tensor '%s' is marked transposed, but a "
+                                   "bert model stores it [out, in]", dir, t->name);
+                break;
+            }
+            s = &qe[i]->view;
+        }
         char ws[64], gs[64];
         ftq_shape_str(t->shape, t->ndim, ws, sizeof ws);
         if (!s) {
@@ -291,23 +387,38 @@ int ftq_bert_load(const char *dir, ftq_bert **out)
             rc = ftq_set_error(FTQ_EFORMAT, "model '%s': tensor '%s' has shape %s, expected %s", dir, t->name,
                                ftq_shape_str(s->shape, s->ndim, gs, sizeof gs), ws);
     }
+    size_t off = 0;
+    for (int i = 0; !rc && i < m->n_tensors; i++) { /* 64-byte aligned slices of the f32 tensors */
+        m->tensors[i].off = off;
+        if (!qe[i])
+            off += (m->tensors[i].numel + 15) & ~(size_t)15;
+    }
+    m->n_params = off;
     if (!rc && (m->n_params > ((size_t)1 << 33) ||
                 !(m->params = aligned_alloc(64, (m->n_params * sizeof(float) + 63) & ~(size_t)63))))
         rc = ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory for %zu parameters", dir, m->n_params);
     for (int i = 0; !rc && i < m->n_tensors; i++) { /* present and shaped: checked above */
-        const ftq_bert_tensor *t = &m->tensors[i];
-        if ((rc = ftq_tensor_to_f32(ftq_checkpoint_find(ck, t->name), m->params + t->off)))
+        ftq_bert_tensor *t = &m->tensors[i];
+        if (qe[i]) {
+            rc = bind_quantized(dir, t, qe[i]);
+            m->n_quantized += rc == FTQ_OK;
+        } else if ((rc = ftq_tensor_to_f32(ftq_checkpoint_find(ck, t->name), m->params + t->off))) {
             rc = ftq_wrap_error(rc, "model '%s': tensor '%s'", dir, t->name);
+        }
     }
+    free(qe);
+    if (!rc && m->n_quantized)
+        rc = bind_qviews(m);
     for (size_t i = 0; !rc && i < ftq_checkpoint_count(ck); i++) {
         const char *name = ftq_checkpoint_tensor(ck, i)->name;
-        int known = is_known_buffer(name, c->prefix);
+        int known = is_known_buffer(name, c->prefix) || (ix && ftq_qindex_is_part(ix, name));
         for (int k = 0; !known && k < m->n_tensors; k++)
             known = strcmp(m->tensors[k].name, name) == 0;
         if (!known)
             rc = ftq_set_error(FTQ_EFORMAT, "model '%s': unexpected tensor '%s' (not part of a bert model with %d layers)",
                                dir, name, c->n_layers);
     }
+    ftq_qindex_free(ix);
     ftq_checkpoint_close(ck);
     if (rc) {
         ftq_bert_free(m);
@@ -336,6 +447,7 @@ void ftq_bert_ws_free(ftq_bert_ws *ws)
         return;
     free(ws->mem);
     free(ws->bwd);
+    free(ws->qscratch);
     free(ws->lens);
     free(ws->ids);
     free(ws->types);
@@ -349,6 +461,9 @@ int ftq_bert_ws_new(const ftq_bert *m, int max_rows, int max_T, int train, ftq_b
     if (max_rows < 1 || max_T < 1 || max_T > c->max_position || max_rows > (1 << 20))
         return ftq_set_error(FTQ_EINVAL, "bert workspace: %d rows of %d tokens (at most %d positions)", max_rows, max_T,
                              c->max_position);
+    if (train && m->n_quantized)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "bert workspace: training needs f32 weights, but %d tensors of the "
+                             "model are quantized (fine-tune before quantizing, or dequantize first)", m->n_quantized);
     ftq_bert_ws *ws = calloc(1, sizeof *ws);
     if (!ws)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -382,7 +497,15 @@ int ftq_bert_ws_new(const ftq_bert *m, int max_rows, int max_T, int train, ftq_b
     ws->lens = calloc((size_t)max_rows, sizeof *ws->lens);
     ws->ids = calloc(N, sizeof *ws->ids);
     ws->types = calloc(N, sizeof *ws->types);
-    if (!ws->mem || !ws->lens || !ws->ids || !ws->types) {
+    size_t qs = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].q.data) {
+            size_t b = ftq_linear_scratch_bytes(&m->tensors[i].q, (int)N);
+            qs = b > qs ? b : qs;
+        }
+    if (qs)
+        ws->qscratch = malloc(qs);
+    if (!ws->mem || !ws->lens || !ws->ids || !ws->types || (qs && !ws->qscratch)) {
         ftq_bert_ws_free(ws);
         return ftq_set_error(FTQ_ENOMEM, "out of memory for a bert workspace of %zu floats", total);
     }
@@ -397,8 +520,25 @@ int ftq_bert_ws_new(const ftq_bert *m, int max_rows, int max_T, int train, ftq_b
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
+/* out = in W^T + b on the quantized weight q (int8 / int4 kernels) when there is one, else
+ * on the f32 view w. */
+static void lin(float *out, const float *in, const ftq_tensor *q, const float *w, const float *b, int N, int in_dim,
+                int out_dim, void *scratch)
+{
+    if (q)
+        ftq_linear_forward_ex(out, in, q, b, N, in_dim, out_dim, scratch);
+    else
+        ftq_linear_f32(out, in, w, b, N, in_dim, out_dim);
+}
+
 int ftq_bert_forward(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, const int32_t *type_ids,
                      const int *lens, int B, int T)
+{
+    return ftq_bert_forward_layers(m, ws, ids, type_ids, lens, B, T, m->cfg.n_layers);
+}
+
+int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, const int32_t *type_ids,
+                            const int *lens, int B, int T, int n_layers)
 {
     const ftq_bert_config *c = &m->cfg;
     const ftq_bert_views *w = &m->w;
@@ -421,7 +561,11 @@ int ftq_bert_forward(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, con
     ws->B = B;
     ws->T = T;
 
-    int solo = ftq_sgemm_stage_begin(N); /* matmuls on OpenBLAS's threads, the rest on this one */
+    /* f32: matmuls on OpenBLAS's threads, the rest on this one; quantized: everything on
+     * OpenMP's (the int8 / int4 kernels never use OpenBLAS) */
+    int solo = m->n_quantized ? 0 : ftq_sgemm_stage_begin(N);
+    if (n_layers > c->n_layers || n_layers < 0)
+        n_layers = c->n_layers;
     float *emb = ws->emb ? ws->emb : ftq_bert_x(ws, 1); /* inference: slot 1 is free until layer 0 writes it */
     for (int i = 0; i < N; i++) {
         const float *a = w->wte + (size_t)ws->ids[i] * C, *p = w->wpe + (size_t)(i % T) * C,
@@ -432,26 +576,29 @@ int ftq_bert_forward(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, con
     }
     ftq_layernorm_forward(ftq_bert_x(ws, 0), ws->emb_mean, ws->emb_rstd, emb, w->eln_w, w->eln_b, c->eps, N, C);
 
-    for (int l = 0; l < c->n_layers; l++) {
+    static const ftq_bert_qlayer f32 = {0};
+    for (int l = 0; l < n_layers; l++) {
         const ftq_bert_layer *L = &w->L[l];
+        const ftq_bert_qlayer *Q = m->qL ? &m->qL[l] : &f32;
+        void *qs = ws->qscratch;
         size_t s = ftq_bert_slot(ws, l);
         float *x = ftq_bert_x(ws, l), *y = ftq_bert_x(ws, l + 1);
         float *q = ws->q + s * ws->nc, *k = ws->k + s * ws->nc, *v = ws->v + s * ws->nc, *att = ws->att + s * ws->nc;
         float *r1 = ws->r1 + s * ws->nc, *h1 = ws->h1 + s * ws->nc, *r2 = ws->r2 + s * ws->nc;
         float *f = ws->f + s * ws->nf, *g = ws->g + s * ws->nf;
         size_t pr = (size_t)ws->max_rows * H * ws->max_T * ws->max_T;
-        ftq_linear_f32(q, x, L->wq, L->bq, N, C, C);
-        ftq_linear_f32(k, x, L->wk, L->bk, N, C, C);
-        ftq_linear_f32(v, x, L->wv, L->bv, N, C, C);
+        lin(q, x, Q->wq, L->wq, L->bq, N, C, C, qs);
+        lin(k, x, Q->wk, L->wk, L->bk, N, C, C, qs);
+        lin(v, x, Q->wv, L->wv, L->bv, N, C, C, qs);
         /* probs are laid out [B, H, T, T] for the current T */
         ftq_attention_enc_forward(att, ws->probs ? ws->probs + s * pr : NULL, q, k, v, C, lens, B, T, H, c->head_dim);
-        ftq_linear_f32(r1, att, L->wo, L->bo, N, C, C);
+        lin(r1, att, Q->wo, L->wo, L->bo, N, C, C, qs);
         ftq_add_inplace(r1, x, (size_t)N * C);
         ftq_layernorm_forward(h1, ws->ln1_mean + s * ws->nc / C, ws->ln1_rstd + s * ws->nc / C, r1, L->ln1_w,
                               L->ln1_b, c->eps, N, C);
-        ftq_linear_f32(f, h1, L->w1, L->b1, N, C, F);
+        lin(f, h1, Q->w1, L->w1, L->b1, N, C, F, qs);
         ftq_gelu_erf_forward(g, f, (size_t)N * F);
-        ftq_linear_f32(r2, g, L->w2, L->b2, N, F, C);
+        lin(r2, g, Q->w2, L->w2, L->b2, N, F, C, qs);
         ftq_add_inplace(r2, h1, (size_t)N * C);
         ftq_layernorm_forward(y, ws->ln2_mean + s * ws->nc / C, ws->ln2_rstd + s * ws->nc / C, r2, L->ln2_w,
                               L->ln2_b, c->eps, N, C);
@@ -495,7 +642,7 @@ void ftq_bert_pool_rows(const ftq_bert *m, ftq_bert_ws *ws, ftq_pool pool, float
         }
     }
     if (pool == FTQ_POOL_POOLER) {
-        ftq_linear_f32(ws->pool_pre, ws->cls_in, m->w.pool_w, m->w.pool_b, ws->B, C, C);
+        lin(ws->pool_pre, ws->cls_in, m->q_pool, m->w.pool_w, m->w.pool_b, ws->B, C, C, ws->qscratch);
         for (size_t i = 0; i < (size_t)ws->B * C; i++)
             out[i] = tanhf(ws->pool_pre[i]);
     }
@@ -529,7 +676,7 @@ int ftq_bert_classify(const ftq_bert *m, ftq_bert_ws *ws, float *logits)
     int rc = ftq_bert_pool(m, ws, c->pool, 0, ws->feat);
     if (rc)
         return rc;
-    ftq_linear_f32(logits, ws->feat, m->w.cls_w, m->w.cls_b, ws->B, c->hidden, c->num_labels);
+    lin(logits, ws->feat, m->q_cls, m->w.cls_w, m->w.cls_b, ws->B, c->hidden, c->num_labels, ws->qscratch);
     return FTQ_OK;
 }
 

@@ -25,6 +25,14 @@ typedef struct {
     ftq_bert_layer *L;        /* [n_layers] */
 } ftq_bert_views;
 
+/* What a tensor is to the quantizer and the pruner (the per-architecture table they read):
+ * a block's linear weight, a head's linear weight (pooler, classifier), an embedding
+ * table, or anything else (norms, biases). */
+typedef enum { FTQ_BERT_ROLE_OTHER = 0, FTQ_BERT_ROLE_LINEAR, FTQ_BERT_ROLE_HEAD, FTQ_BERT_ROLE_EMBED } ftq_bert_role;
+
+/* The linear weights of a block, in order; which activation feeds each (for Wanda). */
+typedef enum { FTQ_BERT_IN_X = 0, FTQ_BERT_IN_ATT, FTQ_BERT_IN_H1, FTQ_BERT_IN_G, FTQ_BERT_IN_NONE } ftq_bert_input;
+
 typedef struct {
     char name[128]; /* full checkpoint name, prefix included */
     int ndim;
@@ -32,7 +40,17 @@ typedef struct {
     size_t off, numel; /* in floats, into the parameter buffer */
     int layer;         /* -1 for embeddings / pooler / classifier */
     size_t field;      /* offsetof in ftq_bert_views (layer < 0) or ftq_bert_layer */
+    ftq_bert_role role;
+    ftq_bert_input input; /* LINEAR: the activation it multiplies */
+    ftq_tensor q;      /* a quantized weight: dtype FTQ_DTYPE_QMAT, data -> ftq_qmat packed for the
+                          int8 / int4 kernels (then no slice of params: off and the view are unused);
+                          data NULL for an f32 tensor */
 } ftq_bert_tensor;
+
+/* The quantized weights of a block (NULL where f32); fields line up with ftq_bert_layer. */
+typedef struct {
+    const ftq_tensor *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln1_w, *ln1_b, *w1, *b1, *w2, *b2, *ln2_w, *ln2_b;
+} ftq_bert_qlayer;
 
 struct ftq_bert {
     ftq_bert_config cfg;
@@ -41,7 +59,19 @@ struct ftq_bert {
     ftq_bert_tensor *tensors;
     int n_tensors;
     ftq_bert_views w;
+    int n_quantized;          /* tensors loaded quantized (0: an f32 model) */
+    ftq_bert_qlayer *qL;      /* [n_layers] when n_quantized > 0, else NULL */
+    const ftq_tensor *q_pool, *q_cls; /* quantized pooler / classifier weights, or NULL */
 };
+
+/* Number of the model's tensors loaded quantized (0 for an f32 model). */
+int ftq_bert_quantized_count(const ftq_bert *m);
+
+/* The forward of ftq_bert_forward, stopping after the first n_layers blocks (at most all;
+ * the hidden state of block n_layers - 1 is then ftq_bert_x(ws, n_layers)); used by
+ * calibration, which needs the inputs of one block at a time. */
+int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, const int32_t *type_ids,
+                            const int *lens, int B, int T, int n_layers);
 
 /* Point views (and its L, n_layers entries the caller provides) into base, a buffer laid
  * out like m->params (e.g. gradients). */
@@ -63,6 +93,7 @@ struct ftq_bert_ws {
     float *logits;    /* [rows, labels] */
     float *mem;
     float *bwd;       /* backward scratch (finetune/bert_train.c), allocated on first use */
+    void *qscratch;   /* activation codes of the largest quantized product (NULL for f32 models) */
 };
 
 /* Per-layer slices of a workspace (layer l; inference reuses one slot). */

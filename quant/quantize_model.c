@@ -12,6 +12,7 @@
 
 #include "model/model.h"
 #include "model/qcheckpoint.h"
+#include "quant/quantize_internal.h"
 
 ftq_quantize_params ftq_quantize_default_params(void)
 {
@@ -74,7 +75,7 @@ static int check_params(const ftq_quantize_params *p)
 }
 
 /* The quantization a policy means; 0 for KEEP. */
-static int resolve(const ftq_quantize_params *p, ftq_qpolicy pol, ftq_quant_params *out)
+int ftq_qpolicy_resolve(const ftq_quantize_params *p, ftq_qpolicy pol, ftq_quant_params *out)
 {
     *out = ftq_quant_default_params();
     out->search = p->search;
@@ -102,27 +103,10 @@ static int resolve(const ftq_quantize_params *p, ftq_qpolicy pol, ftq_quant_para
 
 /* ---- jobs: the tensors to quantize ---------------------------------------------------- */
 
-typedef struct {
-    const char *name;        /* NAME in the output file */
-    const char *copied_from; /* split-off tied head: the embedding's name */
-    const ftq_tensor *src;   /* the checkpoint tensor it comes from (dtype, bytes) */
-    const float *w;          /* [rows, cols] f32 */
-    float *owned;            /* w when assembled here */
-    int rows, cols;
-    int transposed;
-    int quantize;            /* 0: written as stored (a split head kept in floating point) */
-    ftq_quant_params qp;
-    ftq_qtensor q;
-    ftq_qerror err;
-    uint16_t *scales16;      /* [rows][ngroups] */
-} job;
+typedef ftq_qjob job;
+typedef ftq_qjobs jobs;
 
-typedef struct {
-    job *j;
-    size_t n, cap;
-} jobs;
-
-static job *add_job(jobs *js)
+ftq_qjob *ftq_qjobs_add(ftq_qjobs *js)
 {
     if (js->n == js->cap) {
         size_t cap = js->cap ? 2 * js->cap : 32;
@@ -153,95 +137,6 @@ static job *find_job(const jobs *js, const char *name)
         if (strcmp(js->j[i].name, name) == 0)
             return &js->j[i];
     return NULL;
-}
-
-/* One model tensor into the job of its checkpoint name: GPT-2's q, k and v (the column
- * blocks of c_attn) arrive one after another and are stacked as rows. */
-static int take(jobs *js, const ftq_model *m, const ftq_tensor *t, const ftq_quant_params *qp, int transposed)
-{
-    if (!t->data)
-        return FTQ_OK;
-    int rows = (int)t->shape[0], cols = (int)t->shape[1];
-    job *last = js->n ? &js->j[js->n - 1] : NULL;
-    if (last && strcmp(last->name, t->name) == 0) {
-        float *w = malloc(sizeof(float) * (size_t)(last->rows + rows) * (size_t)cols);
-        if (!w)
-            return ftq_set_error(FTQ_ENOMEM, "out of memory");
-        memcpy(w, last->w, sizeof(float) * (size_t)last->rows * cols);
-        memcpy(w + (size_t)last->rows * cols, t->data, sizeof(float) * (size_t)rows * cols);
-        free(last->owned);
-        last->owned = w;
-        last->w = w;
-        last->rows += rows;
-        return FTQ_OK;
-    }
-    job *j = add_job(js);
-    if (!j)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    j->name = t->name;
-    j->src = ftq_checkpoint_find(m->ck, t->name);
-    j->w = t->data;
-    j->rows = rows;
-    j->cols = cols;
-    j->quantize = 1;
-    j->qp = *qp;
-    j->transposed = transposed;
-    return FTQ_OK;
-}
-
-static int same_quant(int qa, const ftq_quant_params *a, int qb, const ftq_quant_params *b)
-{
-    return qa == qb && (!qa || (a->scheme == b->scheme && a->group == b->group && a->search == b->search));
-}
-
-/* Every weight the parameters select, in model order. *split: a tied head gets its own
- * lm_head (its quantization differs from the embedding's). */
-static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, jobs *js, int *split)
-{
-    const ftq_model_config *c = &m->cfg;
-    const int conv1d = c->arch == FTQ_ARCH_GPT2; /* block weights stored [in, out] */
-    ftq_quant_params lin, emb, head;
-    resolve(p, FTQ_QPOLICY_SAME, &lin);
-    int q_emb = resolve(p, p->embeddings, &emb);
-    int q_head = resolve(p, p->head, &head);
-    int rc = FTQ_OK;
-    for (int l = 0; l < c->n_layers && rc == FTQ_OK; l++) {
-        const ftq_layer_weights *L = &m->layers[l];
-        const ftq_tensor *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof lw / sizeof lw[0] && rc == FTQ_OK; i++)
-            rc = take(js, m, lw[i], &lin, conv1d);
-    }
-    if (rc == FTQ_OK && q_emb)
-        rc = take(js, m, &m->tok_emb, &emb, 0);
-    if (rc == FTQ_OK && q_emb)
-        rc = take(js, m, &m->pos_emb, &emb, 0);
-    *split = 0;
-    if (rc != FTQ_OK)
-        return rc;
-    if (c->is_classifier) {
-        if (p->head == FTQ_QPOLICY_AUTO)
-            q_head = 0; /* a score head is tiny and decides every prediction */
-        if (q_head)
-            rc = take(js, m, &m->score, &head, 0);
-    } else if (!c->tie_word_embeddings) {
-        if (q_head)
-            rc = take(js, m, &m->lm_head, &head, 0);
-    } else if (!same_quant(q_emb, &emb, q_head, &head)) {
-        /* tied, but the output layer is stored differently from the lookup table */
-        job *j = add_job(js);
-        if (!j)
-            return ftq_set_error(FTQ_ENOMEM, "out of memory");
-        j->name = "lm_head.weight";
-        j->copied_from = m->tok_emb.name;
-        j->src = ftq_checkpoint_find(m->ck, m->tok_emb.name);
-        j->w = m->tok_emb.data;
-        j->rows = (int)m->tok_emb.shape[0];
-        j->cols = (int)m->tok_emb.shape[1];
-        j->quantize = q_head;
-        j->qp = head;
-        *split = 1;
-    }
-    return rc;
 }
 
 /* ---- checks and quantization ---------------------------------------------------------- */
@@ -465,9 +360,8 @@ static size_t file_size(const char *path)
     return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
 }
 
-static int write_output(const ftq_model *m, jobs *js, int split, const char *dir, ftq_quantize_report *r)
+static int write_output(const ftq_checkpoint *ck, jobs *js, int split, const char *dir, ftq_quantize_report *r)
 {
-    const ftq_checkpoint *ck = m->ck;
     size_t nt = ftq_checkpoint_count(ck);
     outlist o = {0};
     cJSON *list = cJSON_CreateObject();
@@ -580,31 +474,36 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     double t0 = ftq_time_sec();
     if (ftq_is_quantized_checkpoint(in_dir))
         return ftq_set_error(FTQ_EINVAL, "cannot quantize '%s': it is already quantized (dequantize it first)", in_dir);
-    ftq_model *m = NULL;
-    if ((rc = ftq_model_load(in_dir, &m)) != FTQ_OK)
-        return rc;
+    static const ftq_quant_arch *const archs[] = {&ftq_quant_arch_bert, &ftq_quant_arch_decoder};
+    const ftq_quant_arch *arch = archs[0];
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!archs[i]->match || archs[i]->match(in_dir)) {
+            arch = archs[i];
+            break;
+        }
+    ftq_qsource src;
+    memset(&src, 0, sizeof src);
     char *tmp = NULL;
     jobs js = {0};
-    int split = 0;
-    rc = ftq_outdir_begin(out_dir, 0, &tmp);
+    rc = arch->open(in_dir, p, &src, &js);
     if (rc == FTQ_OK)
-        rc = select_jobs(m, p, &js, &split);
+        rc = ftq_outdir_begin(out_dir, 0, &tmp);
     /* NaN / Inf: in the weights to quantize (named by the quantizer) and in all others */
-    for (size_t i = 0; i < ftq_checkpoint_count(m->ck) && rc == FTQ_OK; i++) {
-        const ftq_tensor *t = ftq_checkpoint_tensor(m->ck, i);
+    for (size_t i = 0; rc == FTQ_OK && i < ftq_checkpoint_count(src.ck); i++) {
+        const ftq_tensor *t = ftq_checkpoint_tensor(src.ck, i);
         if (!find_job(&js, t->name))
             rc = check_finite(t);
     }
     for (size_t i = 0; i < js.n && rc == FTQ_OK; i++)
         rc = quantize_job(&js.j[i]);
     if (rc == FTQ_OK)
-        rc = write_output(m, &js, split, tmp, report);
+        rc = write_output(src.ck, &js, src.split, tmp, report);
     if (rc == FTQ_OK) {
-        char *src = ftq_path_join(in_dir, "config.json"), *dst = ftq_path_join(tmp, "config.json");
-        rc = !src || !dst ? ftq_set_error(FTQ_ENOMEM, "out of memory")
-             : split     ? ftq_qconfig_write(src, dst, 1, NULL)
-                         : ftq_copy_file(src, dst);
-        free(src);
+        char *sp = ftq_path_join(in_dir, "config.json"), *dst = ftq_path_join(tmp, "config.json");
+        rc = !sp || !dst   ? ftq_set_error(FTQ_ENOMEM, "out of memory")
+             : src.split ? ftq_qconfig_write(sp, dst, 1, NULL)
+                         : ftq_copy_file(sp, dst);
+        free(sp);
         free(dst);
     }
     if (rc == FTQ_OK)
@@ -615,12 +514,13 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     }
     ftq_outdir_abort(tmp);
     if (rc == FTQ_OK) {
-        report->in_bytes = ftq_checkpoint_total_bytes(m->ck);
-        report->head_split = split;
+        report->in_bytes = ftq_checkpoint_total_bytes(src.ck);
+        report->head_split = src.split;
         report->seconds = ftq_time_sec() - t0;
     }
     free_jobs(&js);
-    ftq_model_free(m);
+    if (src.release)
+        src.release(src.owner);
     if (rc != FTQ_OK)
         ftq_quantize_report_free(report);
     return rc;

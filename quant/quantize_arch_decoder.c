@@ -1,0 +1,116 @@
+/* quantize_arch_decoder.c - which weights of a Llama-family or GPT-2-family decoder
+ * (ftq_model) ftq_quantize_model quantizes: every block's q, k, v, o, gate, up, down (GPT-2's
+ * Conv1D weights transposed to [out, in], c_attn's q | k | v stacked back into one matrix),
+ * embeddings and the output layer or classifier score head per the policies; a tied output
+ * layer stored differently from the embedding becomes its own lm_head. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "quant/quantize_internal.h"
+
+/* One model tensor into the job of its checkpoint name: GPT-2's q, k and v (the column
+ * blocks of c_attn) arrive one after another and are stacked as rows. */
+static int take(ftq_qjobs *js, const ftq_model *m, const ftq_tensor *t, const ftq_quant_params *qp, int transposed)
+{
+    if (!t->data)
+        return FTQ_OK;
+    int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    ftq_qjob *last = js->n ? &js->j[js->n - 1] : NULL;
+    if (last && strcmp(last->name, t->name) == 0) {
+        float *w = malloc(sizeof(float) * (size_t)(last->rows + rows) * (size_t)cols);
+        if (!w)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        memcpy(w, last->w, sizeof(float) * (size_t)last->rows * cols);
+        memcpy(w + (size_t)last->rows * cols, t->data, sizeof(float) * (size_t)rows * cols);
+        free(last->owned);
+        last->owned = w;
+        last->w = w;
+        last->rows += rows;
+        return FTQ_OK;
+    }
+    ftq_qjob *j = ftq_qjobs_add(js);
+    if (!j)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    j->name = t->name;
+    j->src = ftq_checkpoint_find(m->ck, t->name);
+    j->w = t->data;
+    j->rows = rows;
+    j->cols = cols;
+    j->quantize = 1;
+    j->qp = *qp;
+    j->transposed = transposed;
+    return FTQ_OK;
+}
+
+static int same_quant(int qa, const ftq_quant_params *a, int qb, const ftq_quant_params *b)
+{
+    return qa == qb && (!qa || (a->scheme == b->scheme && a->group == b->group && a->search == b->search));
+}
+
+/* Every weight the parameters select, in model order. *split: a tied head gets its own
+ * lm_head (its quantization differs from the embedding's). */
+static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js, int *split)
+{
+    const ftq_model_config *c = &m->cfg;
+    const int conv1d = c->arch == FTQ_ARCH_GPT2; /* block weights stored [in, out] */
+    ftq_quant_params lin, emb, head;
+    ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &lin);
+    int q_emb = ftq_qpolicy_resolve(p, p->embeddings, &emb);
+    int q_head = ftq_qpolicy_resolve(p, p->head, &head);
+    int rc = FTQ_OK;
+    for (int l = 0; l < c->n_layers && rc == FTQ_OK; l++) {
+        const ftq_layer_weights *L = &m->layers[l];
+        const ftq_tensor *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0] && rc == FTQ_OK; i++)
+            rc = take(js, m, lw[i], &lin, conv1d);
+    }
+    if (rc == FTQ_OK && q_emb)
+        rc = take(js, m, &m->tok_emb, &emb, 0);
+    if (rc == FTQ_OK && q_emb)
+        rc = take(js, m, &m->pos_emb, &emb, 0);
+    *split = 0;
+    if (rc != FTQ_OK)
+        return rc;
+    if (c->is_classifier) {
+        if (p->head == FTQ_QPOLICY_AUTO)
+            q_head = 0; /* a score head is tiny and decides every prediction */
+        if (q_head)
+            rc = take(js, m, &m->score, &head, 0);
+    } else if (!c->tie_word_embeddings) {
+        if (q_head)
+            rc = take(js, m, &m->lm_head, &head, 0);
+    } else if (!same_quant(q_emb, &emb, q_head, &head)) {
+        /* tied, but the output layer is stored differently from the lookup table */
+        ftq_qjob *j = ftq_qjobs_add(js);
+        if (!j)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        j->name = "lm_head.weight";
+        j->copied_from = m->tok_emb.name;
+        j->src = ftq_checkpoint_find(m->ck, m->tok_emb.name);
+        j->w = m->tok_emb.data;
+        j->rows = (int)m->tok_emb.shape[0];
+        j->cols = (int)m->tok_emb.shape[1];
+        j->quantize = q_head;
+        j->qp = head;
+        *split = 1;
+    }
+    return rc;
+}
+
+
+static void release(void *owner) { ftq_model_free(owner); }
+
+static int open_decoder(const char *dir, const ftq_quantize_params *p, ftq_qsource *src, ftq_qjobs *js)
+{
+    ftq_model *m = NULL;
+    int rc = ftq_model_load(dir, &m);
+    if (rc != FTQ_OK)
+        return rc;
+    src->ck = m->ck;
+    src->owner = m;
+    src->release = release;
+    return select_jobs(m, p, js, &src->split);
+}
+
+const ftq_quant_arch ftq_quant_arch_decoder = {"decoder", NULL, open_decoder};
