@@ -1,10 +1,13 @@
-/* prune_model.c - prune a whole checkpoint: the model's linear weights are swapped for
- * owned copies, pruned (Wanda block by block with calibration statistics from the forward
- * pass), and written back in the file's own names, layouts (GPT-2 Conv1D [in, out]) and
- * dtypes into a directory that appears only when complete. */
+/* prune_model.c - prune a whole checkpoint into a directory that appears only when
+ * complete. The architecture is picked from a table (quant/prune_internal.h; encoders in
+ * quant/prune_arch_bert.c); the decoder's part is here: the model's linear weights are
+ * swapped for owned copies, pruned (Wanda block by block with calibration statistics from
+ * the forward pass), and written back in the file's own names, layouts (GPT-2 Conv1D
+ * [in, out]) and dtypes. */
 #include "include/ftq.h"
 #include "include/ftq_prune.h"
 #include "model/model.h"
+#include "quant/prune_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -339,22 +342,9 @@ static int write_output(const ftq_model *m, const slots *ss, const char *dir, ft
     return rc;
 }
 
-int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_params *p,
-                    ftq_prune_report *report)
+/* The decoder (Llama-family, GPT-2-family): the ftq_model's linear weights. */
+static int prune_decoder(const char *in_dir, const char *tmp, const ftq_prune_params *p, ftq_prune_report *report)
 {
-    memset(report, 0, sizeof *report);
-    if (ftq_gguf_is_file(in_dir)) /* the output is a model directory: config.json + tokenizer files */
-        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot prune '%s': writing a model directory from a GGUF file "
-                             "is not supported yet (load it directly for perplexity / generate)", in_dir);
-    if (p->method == FTQ_PRUNE_WANDA && (p->include_embeddings || p->include_head))
-        return ftq_set_error(FTQ_EINVAL, "cannot prune embeddings or heads with wanda (no calibration inputs "
-                                         "for them); use magnitude or nm");
-    if (p->method == FTQ_PRUNE_WANDA && !p->calib)
-        return ftq_set_error(FTQ_EINVAL, "wanda needs calibration text");
-    if (p->method == FTQ_PRUNE_NM && (p->m < 2 || p->n < 1 || p->n >= p->m))
-        return ftq_set_error(FTQ_EINVAL, "cannot prune: N:M must have 0 < N < M, got %d:%d", p->n, p->m);
-    if (p->method != FTQ_PRUNE_NM && !(p->m > 0) && !(p->sparsity >= 0.0f && p->sparsity <= 1.0f))
-        return ftq_set_error(FTQ_EINVAL, "cannot prune: sparsity %g outside [0, 1]", (double)p->sparsity);
     ftq_model *m = NULL;
     int rc = ftq_model_load(in_dir, &m);
     if (rc != FTQ_OK)
@@ -364,11 +354,8 @@ int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_par
         return ftq_set_error(FTQ_EUNSUPPORTED, "cannot prune '%s': it is quantized (prune before quantizing, or "
                                                "dequantize it first)", in_dir);
     }
-    char *tmp = NULL;
     slots ss = {NULL, 0};
-    rc = ftq_outdir_begin(out_dir, 0, &tmp);
-    if (rc == FTQ_OK)
-        rc = select_weights(m, p, &ss);
+    rc = select_weights(m, p, &ss);
     if (rc == FTQ_OK) {
         if (p->method == FTQ_PRUNE_WANDA) {
             rc = prune_wanda(m, &ss, p, &report->calib_tokens);
@@ -385,6 +372,42 @@ int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_par
     }
     if (rc == FTQ_OK)
         rc = write_output(m, &ss, tmp, report);
+    for (size_t i = 0; i < ss.n; i++)
+        free(ss.s[i].data);
+    free(ss.s);
+    ftq_model_free(m);
+    return rc;
+}
+
+static const ftq_prune_arch arch_decoder = {"decoder", NULL, prune_decoder};
+
+int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_params *p,
+                    ftq_prune_report *report)
+{
+    memset(report, 0, sizeof *report);
+    if (ftq_gguf_is_file(in_dir)) /* the output is a model directory: config.json + tokenizer files */
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot prune '%s': writing a model directory from a GGUF file "
+                             "is not supported yet (load it directly for perplexity / generate)", in_dir);
+    if (p->method == FTQ_PRUNE_WANDA && (p->include_embeddings || p->include_head))
+        return ftq_set_error(FTQ_EINVAL, "cannot prune embeddings or heads with wanda (no calibration inputs "
+                                         "for them); use magnitude or nm");
+    if (p->method == FTQ_PRUNE_WANDA && !p->calib)
+        return ftq_set_error(FTQ_EINVAL, "wanda needs calibration text");
+    if (p->method == FTQ_PRUNE_NM && (p->m < 2 || p->n < 1 || p->n >= p->m))
+        return ftq_set_error(FTQ_EINVAL, "cannot prune: N:M must have 0 < N < M, got %d:%d", p->n, p->m);
+    if (p->method != FTQ_PRUNE_NM && !(p->m > 0) && !(p->sparsity >= 0.0f && p->sparsity <= 1.0f))
+        return ftq_set_error(FTQ_EINVAL, "cannot prune: sparsity %g outside [0, 1]", (double)p->sparsity);
+    static const ftq_prune_arch *const archs[] = {&ftq_prune_arch_bert, &arch_decoder};
+    const ftq_prune_arch *arch = &arch_decoder;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!archs[i]->match || archs[i]->match(in_dir)) {
+            arch = archs[i];
+            break;
+        }
+    char *tmp = NULL;
+    int rc = ftq_outdir_begin(out_dir, 0, &tmp);
+    if (rc == FTQ_OK)
+        rc = arch->run(in_dir, tmp, p, report);
     if (rc == FTQ_OK)
         rc = ftq_copy_model_files(in_dir, tmp, 1);
     if (rc == FTQ_OK) {
@@ -392,10 +415,6 @@ int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_par
         tmp = NULL;
     }
     ftq_outdir_abort(tmp);
-    for (size_t i = 0; i < ss.n; i++)
-        free(ss.s[i].data);
-    free(ss.s);
-    ftq_model_free(m);
     if (rc != FTQ_OK)
         ftq_prune_report_free(report);
     return rc;

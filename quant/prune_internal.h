@@ -1,0 +1,20 @@
+/* prune_internal.h - the per-architecture part of ftq_prune_model (quant/prune_model.c):
+ * run() loads the model in in_dir, prunes the weights p selects and writes model.safetensors
+ * (the file's own names, layouts and dtypes) into dir, filling the report; the caller checks
+ * the parameters, copies config and tokenizer files and commits the directory. Adding an
+ * architecture is adding a file and a row in prune_model.c's table. */
+#ifndef FTQ_QUANT_PRUNE_INTERNAL_H
+#define FTQ_QUANT_PRUNE_INTERNAL_H
+
+#include "ftq.h"
+#include "ftq_prune.h"
+
+typedef struct {
+    const char *name;
+    int (*match)(const char *dir); /* NULL: the fallback */
+    int (*run)(const char *in_dir, const char *dir, const ftq_prune_params *p, ftq_prune_report *report);
+} ftq_prune_arch;
+
+extern const ftq_prune_arch ftq_prune_arch_bert;
+
+#endif
