@@ -532,7 +532,7 @@ static void usage(void)
     fprintf(stderr, "usage: ftq_bench models [-o DIR]\n"
                     "       ftq_bench ppl [-o DIR] [--ctx N] [--chunks N] [--reps N] [--text FILE]\n"
                     "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n"
-                    "       ftq_bench bert [-m DIR] [--batch B] [--seq T] [--reps N]\n"
+                    "       ftq_bench bert [-m DIR | --shape base [-o DIR]] [--batch B] [--seq T] [--reps N] [--quant]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
                     "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
                     "       ftq_bench tokenize [--reps N]\n"

@@ -26,7 +26,7 @@ int ftq_bench_train(int argc, char **argv);
  * tokens/s and MB/s (bench/tokbench.c). */
 int ftq_bench_tokenize(int argc, char **argv);
 
-/* ftq_bench bert [-m DIR] [--batch B] [--seq T] [--reps N]
+/* ftq_bench bert [-m DIR | --shape base [-o DIR]] [--batch B] [--seq T] [--reps N] [--quant]
  * A BERT encoder (default the shared all-MiniLM-L6-v2): forward and full training step on
  * B x T tokens, tokens/s and the fraction of the sgemm rate of the same run
  * (bench/bert_bench.c). */

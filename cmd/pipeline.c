@@ -21,6 +21,7 @@
 #include "cmd/common.h"
 #include "cmd/opts.h"
 #include "include/ftq.h"
+#include "include/ftq_bert_train.h"
 
 /* What a child sends back through its pipe. */
 typedef struct {
@@ -89,7 +90,21 @@ typedef struct {
     const ftq_stage_eval_params *ep;
     const char *dev_source;
     const char *label_config; /* config.json whose id2label orders the dev labels */
+    int encoder;              /* a BERT encoder */
+    const char *label_dir;    /* encoder: the directory of label_config */
 } eval_job;
+
+/* An encoder classifier's label names in id order (config.json id2label). */
+static int encoder_labels(const char *dir, char ***names, int *n)
+{
+    ftq_bert *m = NULL;
+    int rc = ftq_bert_load(dir, &m);
+    if (rc != FTQ_OK)
+        return rc;
+    *n = ftq_bert_get_config(m)->num_labels;
+    ftq_bert_free(m);
+    return ftq_bert_load_labels(dir, *n, names);
+}
 
 static int do_eval(void *arg, child_result *r)
 {
@@ -98,7 +113,18 @@ static int do_eval(void *arg, child_result *r)
     ftq_dataset *dev = NULL;
     char **names = NULL;
     int nn = 0, rc = FTQ_OK;
-    if (j->dev_source && j->label_config && ftq_is_file(j->label_config)) {
+    if (j->dev_source && j->label_config && ftq_is_file(j->label_config) && j->encoder) {
+        rc = encoder_labels(j->label_dir, &names, &nn);
+        ftq_dataset_params dp = ftq_dataset_default_params();
+        dp.label_names = (const char *const *)names;
+        dp.n_label_names = nn;
+        if (rc == FTQ_OK)
+            rc = ftq_dataset_load(j->dev_source, &dp, &dev);
+    } else if (j->dev_source && j->encoder) { /* the base encoder: speed over the dev texts */
+        ftq_dataset_params dp = ftq_dataset_default_params();
+        dp.require_labels = 0;
+        rc = ftq_dataset_load(j->dev_source, &dp, &dev);
+    } else if (j->dev_source && j->label_config && ftq_is_file(j->label_config)) {
         ftq_model_config cfg;
         if (ftq_config_load(j->label_config, &cfg) == FTQ_OK && cfg.is_classifier) {
             rc = ftq_config_load_labels(j->label_config, &names, &nn);
@@ -110,6 +136,7 @@ static int do_eval(void *arg, child_result *r)
         }
     }
     ep.dev = dev;
+    ep.dev_speed_only = j->encoder && !j->label_config;
     snprintf(r->m.name, sizeof r->m.name, "%s", j->name);
     if (rc == FTQ_OK)
         rc = ftq_stage_evaluate(j->dir, &ep, &r->m);
@@ -153,10 +180,94 @@ static int do_train(void *arg, child_result *r)
     return rc;
 }
 
+/* Fine-tuning an encoder: ftq_bert_train on the labeled rows, saved as a
+ * BertForSequenceClassification directory; the losses go to the same JSON-lines log. */
+typedef struct {
+    const char *model, *train, *out, *log_path;
+    ftq_bert_train_params p;
+    ftq_pool pool;
+    int limit;
+    FILE *log;
+} bert_train_job;
+
+static int on_bert_step(void *user, int64_t step, int64_t total, double loss, double lr)
+{
+    bert_train_job *j = user;
+    if (j->log)
+        fprintf(j->log, "{\"event\": \"step\", \"step\": %lld, \"loss\": %.6f, \"lr\": %.6g}\n", (long long)step, loss,
+                lr);
+    char label[64];
+    snprintf(label, sizeof label, "loss %.4f lr %.2e", loss, lr);
+    progress_bar((int)step, (int)total, label);
+    return 0;
+}
+
+static int do_train_bert(void *arg, child_result *r)
+{
+    bert_train_job *j = arg;
+    ftq_bert *m = NULL;
+    ftq_tokenizer *tok = NULL;
+    ftq_dataset *d = NULL;
+    const char **texts = NULL;
+    int32_t *labels = NULL;
+    ftq_dataset_params dp = ftq_dataset_default_params();
+    int rc = ftq_bert_load(j->model, &m);
+    if (rc == FTQ_OK)
+        rc = ftq_tokenizer_load(j->model, &tok);
+    if (rc == FTQ_OK)
+        rc = ftq_dataset_load(j->train, &dp, &d);
+    size_t n = rc == FTQ_OK ? ftq_dataset_size(d) : 0;
+    if (j->limit > 0 && (size_t)j->limit < n)
+        n = (size_t)j->limit;
+    if (rc == FTQ_OK) {
+        texts = malloc(sizeof *texts * (n + 1));
+        labels = malloc(sizeof *labels * (n + 1));
+        if (!texts || !labels)
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; rc == FTQ_OK && i < n; i++) {
+        texts[i] = ftq_dataset_text(d, i);
+        labels[i] = ftq_dataset_label(d, i);
+    }
+    int nl = rc == FTQ_OK ? ftq_dataset_num_labels(d) : 0;
+    const ftq_bert_config *c = rc == FTQ_OK ? ftq_bert_get_config(m) : NULL;
+    if (rc == FTQ_OK && j->p.max_len > c->max_position)
+        j->p.max_len = c->max_position;
+    if (rc == FTQ_OK && j->p.n_frozen < 0)
+        j->p.n_frozen = c->n_layers / 2;
+    if (rc == FTQ_OK && j->p.n_frozen > c->n_layers)
+        rc = ftq_set_error(FTQ_EINVAL, "--freeze-layers %d exceeds the model's %d blocks", j->p.n_frozen, c->n_layers);
+    if (rc == FTQ_OK)
+        rc = ftq_bert_add_head(m, nl, j->pool, j->p.seed);
+    j->log = rc == FTQ_OK ? fopen(j->log_path, "w") : NULL;
+    ftq_bert_train_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (rc == FTQ_OK)
+        rc = ftq_bert_train(m, tok, texts, NULL, labels, n, &j->p, on_bert_step, j, &rep);
+    progress_done();
+    if (j->log)
+        fclose(j->log);
+    if (rc == FTQ_OK)
+        rc = ftq_bert_save_classifier(m, j->model, j->out, ftq_dataset_label_names(d), nl);
+    r->steps = rep.steps;
+    r->final_loss = rep.last_loss;
+    r->train_loss = rep.mean_loss;
+    double secs = j->p.mode == FTQ_BERT_HEAD ? rep.feature_seconds : rep.seconds;
+    r->train_tps = secs > 0 ? (double)rep.tokens / secs : 0;
+    r->train_seconds = rep.seconds;
+    free(texts);
+    free(labels);
+    ftq_dataset_free(d);
+    ftq_tokenizer_free(tok);
+    ftq_bert_free(m);
+    return rc;
+}
+
 typedef struct {
     const char *in, *out;
     ftq_prune_params p;
     const char *calib_source; /* text file, or the training rows' texts when a table */
+    size_t max_calib;         /* calibration tokens at most */
 } prune_job;
 
 /* Calibration tokens: a text file, or the texts of a labeled dataset joined by newlines. */
@@ -212,7 +323,7 @@ static int do_prune(void *arg, child_result *r)
         if (rc != FTQ_OK)
             return ftq_wrap_error(rc, "calibration text '%s'", j->calib_source);
         j->p.calib = ids;
-        j->p.n_calib = n < 65536 ? n : 65536;
+        j->p.n_calib = n < j->max_calib ? n : j->max_calib;
     }
     ftq_prune_report rep;
     double t0 = ftq_time_sec();
@@ -321,7 +432,7 @@ static void cell(char *buf, size_t cap, double v, const char *fmt)
         snprintf(buf, cap, "-");
 }
 
-static void print_table(FILE *fp, const ftq_stage_metrics *st, int n)
+static void print_table(FILE *fp, const ftq_stage_metrics *st, int n, int encoder)
 {
     fprintf(fp, "%-10s %18s %8s %8s %10s %9s %10s\n", "stage", "perplexity", "dev acc", "macro-F1", "size MB",
             "peak MB", "tokens/s");
@@ -330,7 +441,7 @@ static void print_table(FILE *fp, const ftq_stage_metrics *st, int n)
         if (isfinite(st[i].ppl))
             snprintf(ppl, sizeof ppl, "%.4f +/- %.4f", st[i].ppl, st[i].ppl_stderr);
         else
-            snprintf(ppl, sizeof ppl, "-");
+            snprintf(ppl, sizeof ppl, "%s", encoder ? "n/a" : "-"); /* an encoder has no LM head */
         cell(acc, sizeof acc, 100 * st[i].accuracy, "%.2f %%");
         cell(f1, sizeof f1, st[i].macro_f1, "%.4f");
         cell(tps, sizeof tps, st[i].tokens_per_second > 0 ? st[i].tokens_per_second : NAN, "%.0f");
@@ -371,10 +482,10 @@ static int write_json_report(const char *path, const ftq_stage_metrics *st, char
 int cmd_pipeline(int argc, char **argv)
 {
     const char *model = default_model_dir(), *train = NULL, *dev = NULL, *eval = NULL, *out = NULL;
-    const char *mode = "full", *prune = "none", *nm = NULL, *calib = NULL, *title = NULL;
+    const char *mode = "full", *prune = "none", *nm = NULL, *calib = NULL, *title = NULL, *pool_s = "pooler";
     int freeze = -1, epochs = 1, max_steps = 0, batch = 32, seq = 64, limit = 0, ctx = 256, chunks = 0;
     int group = 32, search = 0, json = 0, force = 0;
-    double lr = 1e-3, sparsity = 0.5;
+    double lr = -1, sparsity = 0.5;
     uint64_t seed = 42;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "pretrained model directory", 0, -1},
@@ -386,7 +497,9 @@ int cmd_pipeline(int argc, char **argv)
         {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half)", -1, 1 << 20},
         {"epochs", 0, OPT_INT, &epochs, "E", "training epochs", 1, 1000},
         {"max-steps", 0, OPT_INT, &max_steps, "N", "optimizer steps instead of epochs (0 = epochs)", 0, 1 << 30},
-        {"lr", 0, OPT_FLOAT, &lr, "LR", "peak learning rate (linear schedule, 6 % warmup)", 0, 10},
+        {"lr", 0, OPT_FLOAT, &lr, "LR", "peak learning rate (linear schedule; default 1e-3, encoders 5e-5 and "
+                                        "1e-3 for --mode head)", -1, 10},
+        {"pool", 0, OPT_STR, &pool_s, "HOW", "encoders: classifier pooling pooler | mean | cls", 0, -1},
         {"batch", 0, OPT_INT, &batch, "B", "rows per batch", 1, 1 << 16},
         {"seq", 0, OPT_INT, &seq, "T", "max tokens per row", 2, 1 << 20},
         {"limit", 0, OPT_INT, &limit, "N", "use only the first N training rows (0 = all)", 0, 1 << 30},
@@ -405,7 +518,7 @@ int cmd_pipeline(int argc, char **argv)
         OPT_END,
     };
     const ftq_cmd_spec spec = {
-        "pipeline", "[-m DIR] -d TRAIN [--dev DEV] -f EVAL -o OUTDIR [--mode M] [--prune METHOD] [--json]",
+        "pipeline", "[-m DIR] -d TRAIN [--dev DEV] [-f EVAL] -o OUTDIR [--mode M] [--prune METHOD] [--json]",
         "The main job end to end: measure the pretrained model, fine-tune a classifier on TRAIN,\n"
         "optionally prune it, quantize it to int8 and int4, and measure every stage the same way:\n"
         "perplexity on EVAL, dev accuracy and macro-F1, file size, peak memory and tokens/s.",
@@ -414,7 +527,10 @@ int cmd_pipeline(int argc, char **argv)
         "Perplexity needs an LM head: a classifier of a model with tied embeddings keeps one (the\n"
         "embedding matrix); with untied embeddings the fine-tuned stages show '-'. int8 is groups of\n"
         "32; int4 uses --group (symmetric) and --search. Each stage is evaluated in its own process,\n"
-        "so 'peak MB' is that stage's own peak resident memory.",
+        "so 'peak MB' is that stage's own peak resident memory.\n"
+        "A BERT encoder (model_type bert) needs no EVAL: it has no LM head, so perplexity shows\n"
+        "'n/a'; tokens/s is then its forward speed over the dev texts, measured at every stage.\n"
+        "Decoders warm up over 6 % of the steps, encoders not (HF Trainer's default).",
         opts};
     int r = opts_parse(&spec, argc, argv);
     if (r)
@@ -422,9 +538,17 @@ int cmd_pipeline(int argc, char **argv)
     if (ftq_gguf_is_file(model)) /* refuse before measuring: every later stage writes a model directory */
         return cmd_fail(spec.name, "'%s': the pipeline from a GGUF file is not supported yet (its stages write "
                         "model directories); run perplexity / generate on it, or export", model);
-    if (opts_require(&spec, "data", train) || opts_require(&spec, "file", eval) ||
+    const int encoder = ftq_bert_is_encoder_dir(model);
+    if (opts_require(&spec, "data", train) || (!encoder && opts_require(&spec, "file", eval)) ||
         opts_require(&spec, "output", out))
         return 2;
+    ftq_pool pool = FTQ_POOL_POOLER;
+    if (strcmp(pool_s, "mean") == 0)
+        pool = FTQ_POOL_MEAN;
+    else if (strcmp(pool_s, "cls") == 0)
+        pool = FTQ_POOL_CLS;
+    else if (strcmp(pool_s, "pooler") != 0)
+        return cmd_fail(spec.name, "unknown --pool '%s' (expected pooler, mean or cls)", pool_s) + 1;
     ftq_train_mode tmode;
     if (strcmp(mode, "full") == 0)
         tmode = FTQ_TRAIN_FULL;
@@ -480,9 +604,10 @@ int cmd_pipeline(int argc, char **argv)
     char *text = NULL;
     size_t len = 0, n_ids = 0;
     int32_t *ids = NULL;
-    if (cmd_load(spec.name, model, NULL, &tok))
+    if (!encoder && cmd_load(spec.name, model, NULL, &tok))
         return 1;
-    if (ftq_read_file(eval, &text, &len) != FTQ_OK || ftq_tokenizer_encode(tok, text, len, 0, &ids, &n_ids) != FTQ_OK) {
+    if (!encoder &&
+        (ftq_read_file(eval, &text, &len) != FTQ_OK || ftq_tokenizer_encode(tok, text, len, 0, &ids, &n_ids) != FTQ_OK)) {
         rc = cmd_fail(spec.name, "-f '%s': %s", eval, ftq_last_error());
         free(text);
         ftq_tokenizer_free(tok);
@@ -494,7 +619,7 @@ int cmd_pipeline(int argc, char **argv)
     ep.n_eval_tokens = n_ids;
     ep.ppl.n_ctx = ctx;
     ep.ppl.n_chunks = chunks;
-    ep.ppl.add_bos = ftq_tokenizer_adds_bos(tok) && ftq_tokenizer_bos(tok) >= 0;
+    ep.ppl.add_bos = tok && ftq_tokenizer_adds_bos(tok) && ftq_tokenizer_bos(tok) >= 0;
     ep.ppl.bos_id = ep.ppl.add_bos ? ftq_tokenizer_bos(tok) : 0;
     ep.max_len = seq;
     ftq_tokenizer_free(tok);
@@ -502,7 +627,7 @@ int cmd_pipeline(int argc, char **argv)
     const char *last = model;
     /* 1. the pretrained model */
     fprintf(stderr, "[1] measuring the pretrained model\n");
-    eval_job ej = {model, "base", &ep, dev, NULL};
+    eval_job ej = {model, "base", &ep, dev, NULL, encoder, NULL};
     snprintf(dirs[n], sizeof dirs[n], "%s", model);
     if (run_child(do_eval, &ej, &res) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
@@ -525,14 +650,25 @@ int cmd_pipeline(int argc, char **argv)
     tj.c.freeze_layers = freeze;
     tj.c.epochs = epochs;
     tj.c.max_steps = max_steps;
-    tj.c.lr = lr;
     tj.c.warmup_ratio = 0.06;
     tj.c.batch_size = batch;
     tj.c.seq_len = seq;
     tj.c.limit = limit;
     tj.c.seed = seed;
     tj.c.progress = on_train;
-    if (run_child(do_train, &tj, &tres) != FTQ_OK) {
+    bert_train_job bj = {model, train, dirs[n], log_path, ftq_bert_train_default_params(), pool, limit, NULL};
+    bj.p.mode = tmode == FTQ_TRAIN_HEAD ? FTQ_BERT_HEAD : tmode == FTQ_TRAIN_FROZEN ? FTQ_BERT_FROZEN : FTQ_BERT_FULL;
+    bj.p.n_frozen = freeze;
+    bj.p.epochs = epochs;
+    bj.p.batch = batch;
+    bj.p.max_len = seq;
+    bj.p.lr = lr >= 0 ? lr : bj.p.mode == FTQ_BERT_HEAD ? 1e-3 : 5e-5;
+    bj.p.seed = seed;
+    tj.c.lr = lr >= 0 ? lr : 1e-3;
+    if (encoder && max_steps)
+        fprintf(stderr, "[2] note: --max-steps is for decoders; the encoder trains %d epoch(s) of %s rows\n", epochs,
+                limit ? "--limit" : "all");
+    if (run_child(encoder ? do_train_bert : do_train, encoder ? (void *)&bj : (void *)&tj, &tres) != FTQ_OK) {
         rc = cmd_fail(spec.name, "fine-tuning: %s", ftq_last_error());
         goto done;
     }
@@ -542,7 +678,7 @@ int cmd_pipeline(int argc, char **argv)
         rc = cmd_fail(spec.name, "output path too long");
         goto done;
     }
-    ej = (eval_job){last, "finetuned", &ep, dev, label_cfg};
+    ej = (eval_job){last, "finetuned", &ep, dev, label_cfg, encoder, dirs[1]};
     if (run_child(do_eval, &ej, &res) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto done;
@@ -553,13 +689,14 @@ int cmd_pipeline(int argc, char **argv)
     if (do_pr) {
         snprintf(dirs[n], sizeof dirs[n], "%s/pruned", out);
         fprintf(stderr, "[3] pruning (%s) -> %s\n", prune, dirs[n]);
-        prune_job pj = {last, dirs[n], pp, calib ? calib : train};
+        /* encoders: Wanda calibrates block by block, one forward per block, on fewer tokens */
+        prune_job pj = {last, dirs[n], pp, calib ? calib : train, encoder ? 8192 : 65536};
         if (run_child(do_prune, &pj, &res) != FTQ_OK) {
             rc = cmd_fail(spec.name, "pruning: %s", ftq_last_error());
             goto done;
         }
         last = dirs[n];
-        ej = (eval_job){last, "pruned", &ep, dev, label_cfg};
+        ej = (eval_job){last, "pruned", &ep, dev, label_cfg, encoder, dirs[1]};
         if (run_child(do_eval, &ej, &res) != FTQ_OK) {
             rc = cmd_fail(spec.name, "%s", ftq_last_error());
             goto done;
@@ -581,7 +718,7 @@ int cmd_pipeline(int argc, char **argv)
             rc = cmd_fail(spec.name, "quantizing to %s: %s", qname[q], ftq_last_error());
             goto done;
         }
-        ej = (eval_job){dirs[n], qname[q], &ep, dev, label_cfg};
+        ej = (eval_job){dirs[n], qname[q], &ep, dev, label_cfg, encoder, dirs[1]};
         if (run_child(do_eval, &ej, &res) != FTQ_OK) {
             rc = cmd_fail(spec.name, "%s", ftq_last_error());
             goto done;
@@ -610,7 +747,7 @@ int cmd_pipeline(int argc, char **argv)
     if (!json) {
         printf("training: %lld steps, final loss %.4f (mean %.4f), %.0f tokens/s, %.1f s\n", (long long)tres.steps,
                tres.final_loss, tres.train_loss, tres.train_tps, tres.train_seconds);
-        print_table(stdout, st, n);
+        print_table(stdout, st, n, encoder);
         printf("report: %s/report.svg, %s/report.json\n", out, out);
     }
 done:

@@ -1,9 +1,11 @@
 /* stage.c - measure one model directory for the before/after report: perplexity on the
  * evaluation tokens (if the model has an LM head), dev accuracy and macro-F1 (if it has a
- * classification head), file size, throughput and peak memory. */
+ * classification head), file size, throughput and peak memory. Encoders: eval/stage_bert.c. */
 #include "include/ftq.h"
 #include "include/ftq_report.h"
 #include "model/model.h"
+#include "eval/stage_internal.h"
+#include "include/ftq_bert.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -74,6 +76,10 @@ int ftq_stage_evaluate(const char *dir, const ftq_stage_eval_params *p, ftq_stag
     memset(out, 0, sizeof *out);
     memcpy(out->name, name, sizeof name);
     out->ppl = out->ppl_stderr = out->accuracy = out->macro_f1 = out->kl = out->top1_agree = NAN;
+    if (ftq_bert_is_encoder_dir(dir)) {
+        int rc = ftq_stage_evaluate_bert(dir, p, out);
+        return rc != FTQ_OK ? ftq_wrap_error(rc, "evaluating '%s'", dir) : rc;
+    }
     ftq_model *m = NULL, *ref = NULL;
     ftq_tokenizer *tok = NULL;
     int rc = ftq_model_load(dir, &m);

@@ -37,6 +37,8 @@ typedef struct {
     const ftq_dataset *dev;     /* NULL, or labeled rows for accuracy / macro-F1 */
     int64_t dev_limit;          /* 0 = all rows */
     int max_len;                /* classify: truncate rows to this many tokens (0 = positions) */
+    int dev_speed_only;         /* encoders: run the dev texts for speed, score no labels (the
+                                   pretrained model's head, if any, is not the fine-tuned task's) */
 } ftq_stage_eval_params;
 
 ftq_stage_eval_params ftq_stage_eval_default_params(void);
