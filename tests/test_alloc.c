@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels/quant.h"
+#include "include/ftq_bert.h"
 #include "tests/test_util.h"
 
 void *__real_malloc(size_t n);
@@ -317,6 +318,45 @@ static int op_quant_model(void)
     return rc;
 }
 
+/* a BERT encoder: quantize int4, load and classify on the quantized weights, Wanda-prune */
+static int op_bert_quant(void)
+{
+    ftq_quantize_params p = ftq_quantize_default_params();
+    p.bits = 4;
+    ftq_quantize_report rep;
+    int rc = ftq_quantize_model(shared_path("golden/bert_tiny_random"), out_dir, &p, &rep);
+    if (rc != FTQ_OK)
+        return rc;
+    ftq_quantize_report_free(&rep);
+    ftq_bert *m = NULL;
+    ftq_bert_ws *ws = NULL;
+    if ((rc = ftq_bert_load(out_dir, &m)) == FTQ_OK && (rc = ftq_bert_ws_new(m, 2, 8, 0, &ws)) == FTQ_OK) {
+        int32_t ids[16] = {101, 1996, 2143, 2003, 1037, 12208, 102, 0, 101, 2009, 2003, 1037, 3185, 102, 0, 0};
+        int lens[2] = {7, 6};
+        float logits[6];
+        rc = ftq_bert_forward(m, ws, ids, NULL, lens, 2, 8);
+        if (rc == FTQ_OK)
+            rc = ftq_bert_classify(m, ws, logits);
+    }
+    ftq_bert_ws_free(ws);
+    ftq_bert_free(m);
+    if (rc != FTQ_OK)
+        return rc;
+    int32_t calib[64];
+    for (int i = 0; i < 64; i++)
+        calib[i] = 1000 + i * 37;
+    ftq_prune_params pp = ftq_prune_default_params();
+    pp.method = FTQ_PRUNE_WANDA;
+    pp.calib = calib;
+    pp.n_calib = 64;
+    pp.calib_ctx = 16;
+    ftq_prune_report pr;
+    rc = ftq_prune_model(shared_path("golden/bert_tiny_random"), out_dir2, &pp, &pr);
+    if (rc == FTQ_OK)
+        ftq_prune_report_free(&pr);
+    return rc;
+}
+
 static void test_config(void) { sweep("config", op_config); }
 static void test_model(void) { sweep("model", op_model); }
 static void test_tokenizer(void) { sweep("tokenizer", op_tokenizer); }
@@ -334,6 +374,13 @@ static void test_quant_model(void)
     snprintf(out_dir, sizeof out_dir, "%s/q", d);
     snprintf(out_dir2, sizeof out_dir2, "%s/d", d);
     sweep_n("quant_model", op_quant_model, 120); /* ~0.1 s a run */
+}
+static void test_bert_quant(void)
+{
+    const char *d = test_tmpdir("alloc_bert_quant");
+    snprintf(out_dir, sizeof out_dir, "%s/q", d);
+    snprintf(out_dir2, sizeof out_dir2, "%s/p", d);
+    sweep_n("bert_quant", op_bert_quant, 150);
 }
 static void test_train(void)
 {
@@ -353,6 +400,7 @@ void test_register_alloc(void)
         {"perplexity", test_perplexity},
         {"prune", test_prune},
         {"quant_model", test_quant_model},
+        {"bert_quant", test_bert_quant},
         {"train", test_train},
         {NULL, NULL},
     };
