@@ -1,7 +1,9 @@
 /* pipeline.c - `ftq pipeline`: the main job end to end. base model -> fine-tune -> prune
  * (optional) -> int8 and int4, each stage measured the same way (perplexity on an evaluation
  * text, dev accuracy / macro-F1, file size, peak memory, tokens/s) and reported as one table,
- * JSON, and an SVG chart with the training loss.
+ * JSON, and an SVG chart with the training loss. A BERT encoder takes the same stages
+ * (fine-tuned by ftq_bert_train; no perplexity, shown as n/a; tokens/s = forward speed over
+ * the dev texts, eval/stage_bert.c).
  *
  * Every heavy step runs in a forked child: the parent never starts the OpenMP / OpenBLAS
  * thread pools (so forking stays safe) and each stage's peak memory is its own. */

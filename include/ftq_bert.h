@@ -14,6 +14,10 @@
  *
  * All parameters live in one contiguous f32 buffer (gradients and optimizer moments can
  * share its layout). A model is immutable after loading; a workspace is per thread.
+ * ftq_bert_load also reads an ftq int8 / int4 directory (ftq_quantize_model,
+ * docs/quant-format.md): its quantized linear weights stay packed for the int8 / int4
+ * kernels (never expanded to f32) and the forward runs on them; a training workspace
+ * (train = 1) for such a model is refused.
  */
 #ifndef FTQ_BERT_H
 #define FTQ_BERT_H

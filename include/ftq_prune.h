@@ -93,7 +93,8 @@ typedef struct {
 } ftq_prune_report;
 
 /* Prune the linear layers of the model in in_dir (embeddings, norms and heads stay dense
- * unless asked) and write a normal HF checkpoint to out_dir (same tensor names, layouts
+ * unless asked; a BERT encoder's heads are its pooler and classifier, and Wanda calibrates
+ * it on windows of calib_ctx tokens, at most its positions, with calib_bos first if >= 0) and write a normal HF checkpoint to out_dir (same tensor names, layouts
  * and dtypes; config and tokenizer files copied), atomically as a whole directory.
  * Wanda runs layer by layer: the calibration inputs of block l come from the model with
  * blocks < l already pruned (as the reference implementation does). */

@@ -71,7 +71,8 @@ typedef struct {
 /* Quantize the model in in_dir into out_dir (a whole directory that must not exist,
  * written atomically; config and tokenizer files copied, config.json rewritten only to
  * untie a split-off head). Every linear weight of every block is quantized; embeddings
- * and heads per p; norms, biases and everything else kept as stored. Refuses NaN / Inf
+ * and heads per p (a BERT encoder: its pooler and classifier are the head, kept by AUTO;
+ * its embeddings must be KEEP); norms, biases and everything else kept as stored. Refuses NaN / Inf
  * weights naming the tensor, impossible parameters (FTQ_EINVAL with a one-line message)
  * and an already quantized input. report is filled on success (free it with
  * ftq_quantize_report_free) and zeroed on failure. Not thread-safe against other calls
