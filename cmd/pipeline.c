@@ -96,16 +96,22 @@ typedef struct {
     const char *label_dir;    /* encoder: the directory of label_config */
 } eval_job;
 
-/* An encoder classifier's label names in id order (config.json id2label). */
+/* An encoder classifier's label names in id order (config.json id2label; read without
+ * loading the model, so a stage's peak memory is its own model's). */
 static int encoder_labels(const char *dir, char ***names, int *n)
 {
-    ftq_bert *m = NULL;
-    int rc = ftq_bert_load(dir, &m);
-    if (rc != FTQ_OK)
-        return rc;
-    *n = ftq_bert_get_config(m)->num_labels;
-    ftq_bert_free(m);
-    return ftq_bert_load_labels(dir, *n, names);
+    char *path = ftq_path_join(dir, "config.json"), *text = NULL;
+    size_t len = 0;
+    int rc = path ? ftq_read_file_max(path, FTQ_MAX_CONFIG_BYTES, &text, &len) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    cJSON *j = rc == FTQ_OK ? cJSON_ParseWithLength(text, len) : NULL;
+    const cJSON *id2 = cJSON_GetObjectItemCaseSensitive(j, "id2label");
+    if (rc == FTQ_OK && !cJSON_IsObject(id2))
+        rc = ftq_set_error(FTQ_EFORMAT, "'%s': expected an id2label object (a classifier's labels)", path);
+    *n = rc == FTQ_OK ? cJSON_GetArraySize(id2) : 0;
+    cJSON_Delete(j);
+    free(text);
+    free(path);
+    return rc == FTQ_OK ? ftq_bert_load_labels(dir, *n, names) : rc;
 }
 
 static int do_eval(void *arg, child_result *r)
