@@ -135,8 +135,9 @@ static int parse_config(const char *path, ftq_bert_config *c)
 /* ---- the tensor table ------------------------------------------------------------------- */
 
 /* Dimensions: V vocab, P positions, Y token types, C hidden, F ffn, N labels, 0 none. The
- * role says what the quantizer and the pruner may do with a tensor (quant/bert_weights.c
- * reads this table); input names the activation a block's linear weight multiplies. */
+ * role says what the quantizer and the pruner may do with a tensor (quant/quantize_arch_bert.c
+ * and quant/prune_arch_bert.c read this table); input names the activation a block's linear
+ * weight multiplies (Wanda's calibration statistic). */
 typedef struct {
     const char *name;
     size_t field;
