@@ -2,8 +2,8 @@
  * (optional) -> int8 and int4, each stage measured the same way (perplexity on an evaluation
  * text, dev accuracy / macro-F1, file size, peak memory, tokens/s) and reported as one table,
  * JSON, and an SVG chart with the training loss. A BERT encoder takes the same stages
- * (fine-tuned by ftq_bert_train; no perplexity, shown as n/a; tokens/s = forward speed over
- * the dev texts, eval/stage_bert.c).
+ * (the trainer fine-tunes every family; no perplexity, shown as n/a; tokens/s = forward
+ * speed over the dev texts, eval/stage_bert.c).
  *
  * Every heavy step runs in a forked child: the parent never starts the OpenMP / OpenBLAS
  * thread pools (so forking stays safe) and each stage's peak memory is its own. */
@@ -23,7 +23,6 @@
 #include "cmd/common.h"
 #include "cmd/opts.h"
 #include "include/ftq.h"
-#include "include/ftq_bert_train.h"
 
 /* What a child sends back through its pipe. */
 typedef struct {
@@ -185,89 +184,6 @@ static int do_train(void *arg, child_result *r)
     r->train_seconds = tr.train_seconds;
     ftq_train_result_free(&tr);
     ftq_trainer_free(t);
-    return rc;
-}
-
-/* Fine-tuning an encoder: ftq_bert_train on the labeled rows, saved as a
- * BertForSequenceClassification directory; the losses go to the same JSON-lines log. */
-typedef struct {
-    const char *model, *train, *out, *log_path;
-    ftq_bert_train_params p;
-    ftq_pool pool;
-    int limit;
-    FILE *log;
-} bert_train_job;
-
-static int on_bert_step(void *user, int64_t step, int64_t total, double loss, double lr)
-{
-    bert_train_job *j = user;
-    if (j->log)
-        fprintf(j->log, "{\"event\": \"step\", \"step\": %lld, \"loss\": %.6f, \"lr\": %.6g}\n", (long long)step, loss,
-                lr);
-    char label[64];
-    snprintf(label, sizeof label, "loss %.4f lr %.2e", loss, lr);
-    progress_bar((int)step, (int)total, label);
-    return 0;
-}
-
-static int do_train_bert(void *arg, child_result *r)
-{
-    bert_train_job *j = arg;
-    ftq_bert *m = NULL;
-    ftq_tokenizer *tok = NULL;
-    ftq_dataset *d = NULL;
-    const char **texts = NULL;
-    int32_t *labels = NULL;
-    ftq_dataset_params dp = ftq_dataset_default_params();
-    int rc = ftq_bert_load(j->model, &m);
-    if (rc == FTQ_OK)
-        rc = ftq_tokenizer_load(j->model, &tok);
-    if (rc == FTQ_OK)
-        rc = ftq_dataset_load(j->train, &dp, &d);
-    size_t n = rc == FTQ_OK ? ftq_dataset_size(d) : 0;
-    if (j->limit > 0 && (size_t)j->limit < n)
-        n = (size_t)j->limit;
-    if (rc == FTQ_OK) {
-        texts = malloc(sizeof *texts * (n + 1));
-        labels = malloc(sizeof *labels * (n + 1));
-        if (!texts || !labels)
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; rc == FTQ_OK && i < n; i++) {
-        texts[i] = ftq_dataset_text(d, i);
-        labels[i] = ftq_dataset_label(d, i);
-    }
-    int nl = rc == FTQ_OK ? ftq_dataset_num_labels(d) : 0;
-    const ftq_bert_config *c = rc == FTQ_OK ? ftq_bert_get_config(m) : NULL;
-    if (rc == FTQ_OK && j->p.max_len > c->max_position)
-        j->p.max_len = c->max_position;
-    if (rc == FTQ_OK && j->p.n_frozen < 0)
-        j->p.n_frozen = c->n_layers / 2;
-    if (rc == FTQ_OK && j->p.n_frozen > c->n_layers)
-        rc = ftq_set_error(FTQ_EINVAL, "--freeze-layers %d exceeds the model's %d blocks", j->p.n_frozen, c->n_layers);
-    if (rc == FTQ_OK)
-        rc = ftq_bert_add_head(m, nl, j->pool, j->p.seed);
-    j->log = rc == FTQ_OK ? fopen(j->log_path, "w") : NULL;
-    ftq_bert_train_report rep;
-    memset(&rep, 0, sizeof rep);
-    if (rc == FTQ_OK)
-        rc = ftq_bert_train(m, tok, texts, NULL, labels, n, &j->p, on_bert_step, j, &rep);
-    progress_done();
-    if (j->log)
-        fclose(j->log);
-    if (rc == FTQ_OK)
-        rc = ftq_bert_save_classifier(m, j->model, j->out, ftq_dataset_label_names(d), nl);
-    r->steps = rep.steps;
-    r->final_loss = rep.last_loss;
-    r->train_loss = rep.mean_loss;
-    double secs = j->p.mode == FTQ_BERT_HEAD ? rep.feature_seconds : rep.seconds;
-    r->train_tps = secs > 0 ? (double)rep.tokens / secs : 0;
-    r->train_seconds = rep.seconds;
-    free(texts);
-    free(labels);
-    ftq_dataset_free(d);
-    ftq_tokenizer_free(tok);
-    ftq_bert_free(m);
     return rc;
 }
 
@@ -550,12 +466,7 @@ int cmd_pipeline(int argc, char **argv)
     if (opts_require(&spec, "data", train) || (!encoder && opts_require(&spec, "file", eval)) ||
         opts_require(&spec, "output", out))
         return 2;
-    ftq_pool pool = FTQ_POOL_POOLER;
-    if (strcmp(pool_s, "mean") == 0)
-        pool = FTQ_POOL_MEAN;
-    else if (strcmp(pool_s, "cls") == 0)
-        pool = FTQ_POOL_CLS;
-    else if (strcmp(pool_s, "pooler") != 0)
+    if (strcmp(pool_s, "mean") != 0 && strcmp(pool_s, "cls") != 0 && strcmp(pool_s, "pooler") != 0)
         return cmd_fail(spec.name, "unknown --pool '%s' (expected pooler, mean or cls)", pool_s) + 1;
     ftq_train_mode tmode;
     if (strcmp(mode, "full") == 0)
@@ -664,19 +575,14 @@ int cmd_pipeline(int argc, char **argv)
     tj.c.limit = limit;
     tj.c.seed = seed;
     tj.c.progress = on_train;
-    bert_train_job bj = {model, train, dirs[n], log_path, ftq_bert_train_default_params(), pool, limit, NULL};
-    bj.p.mode = tmode == FTQ_TRAIN_HEAD ? FTQ_BERT_HEAD : tmode == FTQ_TRAIN_FROZEN ? FTQ_BERT_FROZEN : FTQ_BERT_FULL;
-    bj.p.n_frozen = freeze;
-    bj.p.epochs = epochs;
-    bj.p.batch = batch;
-    bj.p.max_len = seq;
-    bj.p.lr = lr >= 0 ? lr : bj.p.mode == FTQ_BERT_HEAD ? 1e-3 : 5e-5;
-    bj.p.seed = seed;
-    tj.c.lr = lr >= 0 ? lr : 1e-3;
-    if (encoder && max_steps)
-        fprintf(stderr, "[2] note: --max-steps is for decoders; the encoder trains %d epoch(s) of %s rows\n", epochs,
-                limit ? "--limit" : "all");
-    if (run_child(encoder ? do_train_bert : do_train, encoder ? (void *)&bj : (void *)&tj, &tres) != FTQ_OK) {
+    if (encoder) { /* the trainer picks the family; encoders take HF Trainer's defaults */
+        tj.c.pool = pool_s;
+        tj.c.lr = lr; /* negative: 5e-5, head 1e-3 */
+        tj.c.warmup_ratio = 0;
+    } else {
+        tj.c.lr = lr >= 0 ? lr : 1e-3;
+    }
+    if (run_child(do_train, &tj, &tres) != FTQ_OK) {
         rc = cmd_fail(spec.name, "fine-tuning: %s", ftq_last_error());
         goto done;
     }
