@@ -394,7 +394,8 @@ int ftq_bert_load(const char *dir, ftq_bert **out)
         if (!qe[i])
             off += (m->tensors[i].numel + 15) & ~(size_t)15;
     }
-    m->n_params = off;
+    if (!rc)
+        m->n_params = off;
     if (!rc && (m->n_params > ((size_t)1 << 33) ||
                 !(m->params = aligned_alloc(64, (m->n_params * sizeof(float) + 63) & ~(size_t)63))))
         rc = ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory for %zu parameters", dir, m->n_params);
