@@ -3,7 +3,7 @@
  * Invariant: an open checkpoint has unique tensor names across all files, each shard holds
  * exactly the tensors the index assigns it, and `sorted` indexes all tensors by name. */
 #include "ftq.h"
-#include "io/checkpoint_src.h"
+#include "io/checkpoint_internal.h"
 #include "io/json_util.h"
 
 #include <stdlib.h>
@@ -11,110 +11,6 @@
 
 #define SINGLE_NAME "model.safetensors"
 #define INDEX_NAME "model.safetensors.index.json"
-
-struct ftq_checkpoint {
-    size_t nfiles;
-    ftq_st_file **files;       /* shard order: sorted by file name */
-    size_t n;
-    const ftq_tensor **all;    /* file order, then offset order inside each file */
-    const ftq_tensor **sorted; /* by name */
-    size_t total_bytes;
-    ftq_tensor *own; /* tensors of a non-safetensors source (GGUF), owned */
-    size_t n_own;
-    char **meta;     /* key, value, key, value ... of such a source (ftq_checkpoint_set_metadata) */
-    size_t n_meta;
-};
-
-size_t ftq_checkpoint_count(const ftq_checkpoint *c) { return c->n; }
-size_t ftq_checkpoint_nfiles(const ftq_checkpoint *c) { return c->nfiles; }
-
-void ftq_checkpoint_release(const ftq_checkpoint *c, const void *p, size_t n)
-{
-    for (size_t i = 0; i < c->nfiles; i++)
-        ftq_st_release(ftq_checkpoint_file(c, i), p, n);
-}
-size_t ftq_checkpoint_total_bytes(const ftq_checkpoint *c) { return c->total_bytes; }
-
-const ftq_tensor *ftq_checkpoint_tensor(const ftq_checkpoint *c, size_t i)
-{
-    return i < c->n ? c->all[i] : NULL;
-}
-
-const ftq_st_file *ftq_checkpoint_file(const ftq_checkpoint *c, size_t i)
-{
-    return i < c->nfiles ? c->files[i] : NULL;
-}
-
-const ftq_tensor *ftq_checkpoint_find(const ftq_checkpoint *c, const char *name)
-{
-    size_t lo = 0, hi = c->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = strcmp(c->sorted[mid]->name, name);
-        if (r == 0)
-            return c->sorted[mid];
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-void ftq_checkpoint_close(ftq_checkpoint *c)
-{
-    if (!c)
-        return;
-    for (size_t i = 0; i < c->nfiles; i++)
-        ftq_st_close(c->files[i]);
-    free(c->files);
-    free(c->all);
-    free(c->sorted);
-    ftq_tensors_free(c->own, c->n_own);
-    for (size_t i = 0; i < 2 * c->n_meta; i++)
-        free(c->meta[i]);
-    free(c->meta);
-    free(c);
-}
-
-int ftq_checkpoint_set_metadata(ftq_checkpoint *c, const char *key, const char *value)
-{
-    char **m = realloc(c->meta, (2 * c->n_meta + 2) * sizeof *m);
-    if (!m)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    c->meta = m;
-    if (!(m[2 * c->n_meta] = strdup(key)))
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    if (!(m[2 * c->n_meta + 1] = strdup(value))) {
-        free(m[2 * c->n_meta]);
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    }
-    c->n_meta++;
-    return FTQ_OK;
-}
-
-const char *ftq_checkpoint_own_metadata(const ftq_checkpoint *c, const char *key)
-{
-    for (size_t i = c->n_meta; i-- > 0;)
-        if (strcmp(c->meta[2 * i], key) == 0)
-            return c->meta[2 * i + 1];
-    return NULL;
-}
-
-void ftq_tensors_free(ftq_tensor *tensors, size_t n)
-{
-    for (size_t i = 0; tensors && i < n; i++) {
-        free(tensors[i].name);
-        if (tensors[i].owned)
-            free(tensors[i].data);
-    }
-    free(tensors);
-}
-
-static int cmp_tensor_ptr_name(const void *a, const void *b)
-{
-    return strcmp((*(const ftq_tensor *const *)a)->name, (*(const ftq_tensor *const *)b)->name);
-}
 
 /* Fill all/sorted/total_bytes once every file is open. Duplicate names across files are
  * an error here even though the index check already rules them out: belt and braces for
@@ -136,7 +32,7 @@ static int build_index(ftq_checkpoint *c, const char *path)
             c->all[k++] = ftq_st_tensor(c->files[i], j);
     c->n = n;
     memcpy(c->sorted, c->all, n * sizeof *c->sorted);
-    qsort(c->sorted, n, sizeof *c->sorted, cmp_tensor_ptr_name);
+    qsort(c->sorted, n, sizeof *c->sorted, ftq_checkpoint_cmp_name);
     for (size_t i = 1; i < n; i++)
         if (strcmp(c->sorted[i - 1]->name, c->sorted[i]->name) == 0)
             return ftq_set_error(FTQ_EFORMAT, "cannot open checkpoint '%s': tensor '%s' is stored in two files",
@@ -144,38 +40,6 @@ static int build_index(ftq_checkpoint *c, const char *path)
     return FTQ_OK;
 }
 
-int ftq_checkpoint_from_tensors(ftq_tensor *tensors, size_t n, size_t total_bytes, const char *label,
-                                ftq_checkpoint **out)
-{
-    *out = NULL;
-    ftq_checkpoint *c = calloc(1, sizeof *c);
-    if (!c) {
-        ftq_tensors_free(tensors, n);
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    }
-    c->own = tensors;
-    c->n_own = n;
-    c->all = malloc((n ? n : 1) * sizeof *c->all);
-    c->sorted = malloc((n ? n : 1) * sizeof *c->sorted);
-    int rc = c->all && c->sorted ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "cannot open '%s': out of memory", label);
-    for (size_t i = 0; rc == FTQ_OK && i < n; i++)
-        c->all[i] = c->sorted[i] = &tensors[i];
-    c->n = rc == FTQ_OK ? n : 0;
-    c->total_bytes = total_bytes;
-    if (rc == FTQ_OK) {
-        qsort(c->sorted, n, sizeof *c->sorted, cmp_tensor_ptr_name);
-        for (size_t i = 1; i < n && rc == FTQ_OK; i++)
-            if (strcmp(c->sorted[i - 1]->name, c->sorted[i]->name) == 0)
-                rc = ftq_set_error(FTQ_EFORMAT, "cannot open checkpoint '%s': tensor '%s' appears twice", label,
-                                   c->sorted[i]->name);
-    }
-    if (rc != FTQ_OK) {
-        ftq_checkpoint_close(c);
-        return rc;
-    }
-    *out = c;
-    return FTQ_OK;
-}
 
 static int open_single(const char *file, ftq_checkpoint *c)
 {
