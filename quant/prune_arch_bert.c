@@ -171,20 +171,8 @@ static int write_pruned(const ftq_bert *m, const char *in_dir, const char *dir, 
         tr->from_f32(w, bufs[i], (size_t)n);
         outs[i].data = bufs[i];
     }
-    if (rc == FTQ_OK) {
-        const ftq_st_file *f0 = ftq_checkpoint_file(ck, 0);
-        size_t nm = ftq_st_metadata_count(f0);
-        const char **meta = calloc(2 * nm + 1, sizeof(char *));
-        for (size_t k = 0; meta && k < nm; k++) {
-            meta[2 * k] = ftq_st_metadata_key(f0, k);
-            meta[2 * k + 1] = ftq_st_metadata_value(f0, k);
-        }
-        char *path = ftq_path_join(dir, "model.safetensors");
-        rc = !meta || !path ? ftq_set_error(FTQ_ENOMEM, "out of memory")
-                            : ftq_st_write(path, outs, nt, (const char *const *)meta);
-        free(path);
-        free(meta);
-    }
+    if (rc == FTQ_OK)
+        rc = ftq_prune_write_weights(ck, dir, outs, nt);
     for (size_t i = 0; bufs && i < nt; i++)
         free(bufs[i]);
     free(bufs);

@@ -17,4 +17,8 @@ typedef struct {
 
 extern const ftq_prune_arch ftq_prune_arch_bert;
 
+/* Write outs (nt tensors) as dir/model.safetensors with the metadata of ck's first file
+ * (prune_model.c). */
+int ftq_prune_write_weights(const ftq_checkpoint *ck, const char *dir, const ftq_tensor *outs, size_t nt);
+
 #endif
