@@ -209,6 +209,27 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg, ftq_checkp
 enum { FTQ_GGUF_KEEP_QUANT = 1 };
 int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_config *cfg, ftq_checkpoint **out);
 
+/* The model config of an open GGUF file's `<arch>.*` keys (as ftq_gguf_checkpoint_open
+ * reads it, without touching tensor data). */
+int ftq_gguf_model_config(const ftq_gguf *g, ftq_model_config *cfg);
+
+/* Make a model directory's side files from a GGUF file's metadata, into the existing
+ * directory `dir`: config.json (LlamaForCausalLM), tokenizer.json (byte-level BPE: vocab,
+ * merges, added tokens from the token types, the pre-tokenizer tokenizer.ggml.pre names,
+ * ByteLevel decoder, BOS/EOS post-processor) and tokenizer_config.json (special tokens,
+ * chat_template). Hugging Face transformers and ftq load them with the GGUF's own token ids.
+ * Sentencepiece (tokenizer.ggml.model "llama") tokenizers are refused (FTQ_EUNSUPPORTED). */
+int ftq_gguf_write_model_files(const char *gguf_path, const char *dir);
+
+/* The model files an output directory copies from its source `src` into `dst`: a GGUF file's
+ * are written as above (config.json always); a directory's are copied (config.json only when
+ * with_config), as ftq_copy_model_files. */
+int ftq_model_files_copy(const char *src, const char *dst, int with_config);
+
+/* ftq_gguf_write_model_files into a new private temporary directory (*dir, malloc'd; remove
+ * it with ftq_remove_tree and free it). */
+int ftq_gguf_model_files_tmpdir(const char *gguf_path, char **dir);
+
 /* Write a llama-family model (config + checkpoint with Hugging Face names, as ftq loads it)
  * and its tokenizer as a GGUF file llama.cpp reads: the general.* / llama.* /
  * tokenizer.ggml.* keys, blk.N.* names, Q/K rows permuted as llama.cpp's converter does.

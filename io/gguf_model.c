@@ -1054,3 +1054,18 @@ int ftq_gguf_export(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
     free(ts);
     return rc;
 }
+
+int ftq_gguf_model_config(const ftq_gguf *g, ftq_model_config *cfg)
+{
+    const char *path = ftq_gguf_path(g), *arch;
+    size_t alen;
+    int rc = ftq_gguf_get_str(g, "general.architecture", &arch, &alen);
+    if (rc == FTQ_ENOTFOUND)
+        return GBAD(path, FTQ_EFORMAT, "missing key 'general.architecture' (expected a string such as \"llama\")");
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (strlen(archs[i].arch) == alen && memcmp(archs[i].arch, arch, alen) == 0)
+            return make_config(g, &archs[i], cfg);
+    return GBAD(path, FTQ_EUNSUPPORTED, "architecture '%.*s' is not supported", (int)(alen > 64 ? 64 : alen), arch);
+}

@@ -762,13 +762,10 @@ static void test_smollm2_logits(void)
 /* Every case of golden/smollm2/tokenize.json (HF tokenizers on SmolLM2's tokenizer.json),
  * ids exactly; then the three whole files by count and sha256 of the space-joined ids
  * (digits split one per token: the first difference would show at WikiText token 238,941). */
-static void test_smollm2_tokenize(void)
+static void check_smollm2_tokenizer(ftq_tokenizer *tk, const char *tag)
 {
     cJSON *gold = load_json(shared_path("golden/smollm2/tokenize.json"));
     CU_ASSERT_PTR_NOT_NULL_FATAL(gold);
-    ftq_tokenizer *tk = NULL;
-    ASSERT_OK(ftq_tokenizer_load(shared_path(SMOLLM2), &tk));
-    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tk), FTQ_TOKENIZER_GGUF);
     CU_ASSERT_EQUAL(ftq_tokenizer_vocab_size(tk), 49152);
     CU_ASSERT_EQUAL(ftq_tokenizer_bos(tk), 1);
     CU_ASSERT_EQUAL(ftq_tokenizer_eos(tk), 2);
@@ -810,7 +807,7 @@ static void test_smollm2_tokenize(void)
         size_t nf = 0;
         int32_t *first = json_ints(cJSON_GetObjectItem(wf, "first20"), &nf);
         CU_ASSERT(n >= nf && memcmp(ids, first, nf * sizeof *ids) == 0);
-        char *path = ftq_path_join(test_tmpdir("gguf_tok"), "ids.txt");
+        char *path = ftq_path_join(test_tmpdir(tag), "ids.txt");
         FILE *f = fopen(path, "wb");
         CU_ASSERT_PTR_NOT_NULL_FATAL(f);
         for (size_t i = 0; i < n; i++)
@@ -830,8 +827,71 @@ static void test_smollm2_tokenize(void)
         free(ids);
         free(text);
     }
-    ftq_tokenizer_free(tk);
     cJSON_Delete(gold);
+}
+
+static void test_smollm2_tokenize(void)
+{
+    ftq_tokenizer *tk = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path(SMOLLM2), &tk));
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tk), FTQ_TOKENIZER_GGUF);
+    check_smollm2_tokenizer(tk, "gguf_tok");
+    ftq_tokenizer_free(tk);
+}
+
+/* The model files written from the GGUF's metadata (ftq_gguf_write_model_files): the
+ * tokenizer.json ftq loads from them gives the golden ids on every case and whole file (HF
+ * AutoTokenizer gives the same: tools/check_gguf_model_files.py), config.json reads back as
+ * the GGUF's own config, tokenizer_config.json names the special tokens and carries the chat
+ * template. */
+static void test_smollm2_model_files(void)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("gguf_files"));
+    ASSERT_OK(ftq_gguf_write_model_files(shared_path(SMOLLM2), dir));
+    ftq_tokenizer *tk = NULL;
+    ASSERT_OK(ftq_tokenizer_load(dir, &tk));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tk);
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tk), FTQ_TOKENIZER_HF_JSON);
+    check_smollm2_tokenizer(tk, "gguf_files_tok");
+    ftq_tokenizer_free(tk);
+
+    ftq_gguf *g = NULL;
+    ftq_model_config want, got;
+    ASSERT_OK(ftq_gguf_open(shared_path(SMOLLM2), &g));
+    ASSERT_OK(ftq_gguf_model_config(g, &want));
+    char *cp = ftq_path_join(dir, "config.json");
+    ASSERT_OK(ftq_config_load(cp, &got));
+    CU_ASSERT_STRING_EQUAL(got.model_type, "llama");
+    CU_ASSERT_EQUAL(got.arch, FTQ_ARCH_LLAMA);
+    ASSERT_INT_EQ(got.hidden_size, 576);
+    ASSERT_INT_EQ(got.n_layers, 30);
+    ASSERT_INT_EQ(got.n_heads, 9);
+    ASSERT_INT_EQ(got.n_kv_heads, 3);
+    ASSERT_INT_EQ(got.vocab_size, 49152);
+    ASSERT_INT_EQ(got.intermediate_size, want.intermediate_size);
+    ASSERT_INT_EQ(got.head_dim, want.head_dim);
+    ASSERT_INT_EQ(got.max_position, want.max_position);
+    CU_ASSERT_EQUAL(got.norm_eps, want.norm_eps); /* the float reads back bit for bit */
+    CU_ASSERT_EQUAL(got.rope_theta, want.rope_theta);
+    CU_ASSERT_EQUAL(got.tie_word_embeddings, 1);
+    ASSERT_INT_EQ(got.bos_token_id, 1);
+    ASSERT_INT_EQ(got.eos_token_id, 2);
+    free(cp);
+    cJSON *tc = NULL;
+    cp = ftq_path_join(dir, "tokenizer_config.json");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tc = load_json(cp));
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(tc, "bos_token")->valuestring, "<|im_start|>");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(tc, "eos_token")->valuestring, "<|im_end|>");
+    CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(tc, "add_bos_token")));
+    const char *tmpl;
+    size_t tl;
+    ASSERT_OK(ftq_gguf_get_str(g, "tokenizer.chat_template", &tmpl, &tl));
+    const cJSON *ct = cJSON_GetObjectItem(tc, "chat_template");
+    CU_ASSERT(cJSON_IsString(ct) && strlen(ct->valuestring) == tl && memcmp(ct->valuestring, tmpl, tl) == 0);
+    cJSON_Delete(tc);
+    free(cp);
+    ftq_gguf_close(g);
 }
 
 /* The regex pre-tokenizers of tokenizer.ggml.pre names, on text whose splits differ between
@@ -1121,6 +1181,7 @@ void test_register_gguf(void)
         {"smollm2_config", test_smollm2_config},
         {"smollm2_logits", test_smollm2_logits},
         {"smollm2_tokenize", test_smollm2_tokenize},
+        {"smollm2_model_files", test_smollm2_model_files},
         {"pre_regex", test_pre_regex},
         {"spm_from_gguf", test_spm_from_gguf},
         {"tokenizer_errors", test_tokenizer_errors},

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "ftq_gguf.h"
 #include "io/tokenizer/internal.h"
 
@@ -17,28 +19,36 @@ enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UN
 /* The regex of Hugging Face's ByteLevel pre-tokenizer (GPT-2's, with the final \s+). */
 #define GPT2_RE "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
+/* How a pre-tokenizer is written in tokenizer.json: ByteLevel with its regex;
+ * Sequence[Digits(individual_digits), ByteLevel(use_regex)]; Sequence[Split(stage 0,
+ * Isolated), ByteLevel(use_regex false)]. */
+enum { PJ_BYTELEVEL, PJ_DIGITS, PJ_SPLIT };
+
 /* tokenizer.ggml.pre -> Split stages as the models' tokenizer.json files define them (the
  * same splits llama.cpp's llama-vocab.cpp hard-codes per name). NULL stages: GPT-2's regex,
  * run by ftq's built-in scanner. */
 static const struct {
     const char *pre;
     const char *stages[3];
+    int json; /* PJ_*: its tokenizer.json form */
 } pre_table[] = {
-    {"default", {NULL}},
-    {"gpt-2", {NULL}},
+    {"default", {NULL}, PJ_BYTELEVEL},
+    {"gpt-2", {NULL}, PJ_BYTELEVEL},
     /* SmolLM / StarCoder: Sequence[Digits(individual_digits), ByteLevel(use_regex)] */
-    {"smollm", {"\\p{N}", GPT2_RE, NULL}},
-    {"starcoder", {"\\p{N}", GPT2_RE, NULL}},
+    {"smollm", {"\\p{N}", GPT2_RE, NULL}, PJ_DIGITS},
+    {"starcoder", {"\\p{N}", GPT2_RE, NULL}, PJ_DIGITS},
     /* Llama 3: Split(regex below, Isolated) + ByteLevel(use_regex false) */
     {"llama-bpe",
      {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
       "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-      NULL}},
+      NULL},
+     PJ_SPLIT},
     /* Qwen2: the Llama 3 regex with single digits (its NFC normalizer is not applied) */
     {"qwen2",
      {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
       "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-      NULL}},
+      NULL},
+     PJ_SPLIT},
 };
 
 int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out)
@@ -54,6 +64,57 @@ int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out)
     }
     return FTQ_ENOTFOUND;
 }
+
+static cJSON *bytelevel_json(int use_regex)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o && (!cJSON_AddStringToObject(o, "type", "ByteLevel") || !cJSON_AddFalseToObject(o, "add_prefix_space") ||
+              !cJSON_AddTrueToObject(o, "trim_offsets") || !cJSON_AddBoolToObject(o, "use_regex", use_regex))) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *pre_json_at(size_t k)
+{
+    if (pre_table[k].json == PJ_BYTELEVEL)
+        return bytelevel_json(1);
+    cJSON *o = cJSON_CreateObject(), *seq = cJSON_CreateArray(), *first = cJSON_CreateObject(), *pat = NULL;
+    int ok = o && seq && first && cJSON_AddStringToObject(o, "type", "Sequence");
+    if (ok)
+        cJSON_AddItemToObject(o, "pretokenizers", seq);
+    else
+        cJSON_Delete(seq);
+    if (ok)
+        cJSON_AddItemToArray(seq, first);
+    else
+        cJSON_Delete(first);
+    if (ok && pre_table[k].json == PJ_DIGITS) {
+        ok = cJSON_AddStringToObject(first, "type", "Digits") && cJSON_AddTrueToObject(first, "individual_digits");
+    } else if (ok) {
+        ok = cJSON_AddStringToObject(first, "type", "Split") && (pat = cJSON_AddObjectToObject(first, "pattern")) &&
+             cJSON_AddStringToObject(pat, "Regex", pre_table[k].stages[0]) &&
+             cJSON_AddStringToObject(first, "behavior", "Isolated") && cJSON_AddFalseToObject(first, "invert");
+    }
+    cJSON *bl = ok ? bytelevel_json(pre_table[k].json == PJ_DIGITS) : NULL;
+    if (bl)
+        cJSON_AddItemToArray(seq, bl);
+    if (!bl) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+cJSON *ftq_tok_pre_json(const char *pre)
+{
+    for (size_t k = 0; k < sizeof pre_table / sizeof pre_table[0]; k++)
+        if (strcmp(pre_table[k].pre, pre) == 0)
+            return pre_json_at(k);
+    return NULL;
+}
+
 
 #define TBAD(path, status, ...) ftq_wrap_error(ftq_set_error((status), __VA_ARGS__), "cannot load tokenizer '%s'", (path))
 

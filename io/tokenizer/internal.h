@@ -227,6 +227,10 @@ int ftq_tok_regex_matches(const ftq_tok_regex *r, const char *s, size_t len, ftq
 /* The split stages of a GGUF tokenizer.ggml.pre name (gguf_meta.c): FTQ_OK with *out NULL for
  * GPT-2's regex (the built-in scanner), FTQ_ENOTFOUND (no message) for an unknown name. */
 int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out);
+/* The tokenizer.json pre_tokenizer of a tokenizer.ggml.pre name (a new cJSON object; NULL if
+ * the name is unknown or out of memory). */
+struct cJSON;
+struct cJSON *ftq_tok_pre_json(const char *pre);
 /* Add the tokenizer.ggml.* keys describing t (gguf_meta.c). FTQ_EUNSUPPORTED for a tokenizer
  * GGUF cannot describe (normalizers, non-byte-level BPE without scores). */
 struct ftq_gguf_writer;
