@@ -459,9 +459,6 @@ int cmd_pipeline(int argc, char **argv)
     int r = opts_parse(&spec, argc, argv);
     if (r)
         return r < 0 ? 2 : 0;
-    if (ftq_gguf_is_file(model)) /* refuse before measuring: every later stage writes a model directory */
-        return cmd_fail(spec.name, "'%s': the pipeline from a GGUF file is not supported yet (its stages write "
-                        "model directories); run perplexity / generate on it, or export", model);
     const int encoder = ftq_bert_is_encoder_dir(model);
     if (opts_require(&spec, "data", train) || (!encoder && opts_require(&spec, "file", eval)) ||
         opts_require(&spec, "output", out))

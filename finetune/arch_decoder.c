@@ -13,6 +13,7 @@ struct tarch {
     const ftq_train_config *c;
     ftq_model_config src_cfg;
     char *src_config_path;
+    char *gguf_files; /* a GGUF source: its config.json + tokenizer files, in a temporary directory */
     ftq_tokenizer *tok;
     ftq_model *model;
     ftq_tmodel *tm;
@@ -35,6 +36,9 @@ static void dec_free(tarch *a)
     ftq_model_free(a->model);
     ftq_tokenizer_free(a->tok);
     free(a->src_config_path);
+    if (a->gguf_files)
+        ftq_remove_tree(a->gguf_files);
+    free(a->gguf_files);
     free(a->ids);
     free(a->lens);
     free(a->targets);
@@ -44,9 +48,6 @@ static void dec_free(tarch *a)
 static int dec_open(const ftq_train_config *c, tarch **out, tarch_info *info)
 {
     *out = NULL;
-    if (ftq_gguf_is_file(c->model_dir)) /* the output copies config.json and tokenizer files */
-        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot fine-tune '%s': writing a model directory from a GGUF file "
-                             "is not supported yet", c->model_dir);
     if (c->pool)
         return ftq_set_error(FTQ_EINVAL, "pooling '%s' is for encoders; '%s' is a decoder, which pools at the last "
                              "token", c->pool, c->model_dir);
@@ -55,7 +56,10 @@ static int dec_open(const ftq_train_config *c, tarch **out, tarch_info *info)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     a->c = c;
     int rc = FTQ_OK;
-    if (!(a->src_config_path = ftq_path_join(c->model_dir, "config.json"))) {
+    /* the output copies config.json and tokenizer files: a GGUF's are written from its metadata */
+    if (ftq_gguf_is_file(c->model_dir) && (rc = ftq_gguf_model_files_tmpdir(c->model_dir, &a->gguf_files)) != FTQ_OK)
+        goto fail;
+    if (!(a->src_config_path = ftq_path_join(a->gguf_files ? a->gguf_files : c->model_dir, "config.json"))) {
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         goto fail;
     }
@@ -240,7 +244,7 @@ static int dec_save(tarch *a, const char *dir, const char *const *labels, int nu
     if (rc == FTQ_OK)
         rc = ckpt_write_config(a->src_config_path, cj, &a->src_cfg, a->task, labels, num_labels, a->pad_id);
     if (rc == FTQ_OK)
-        rc = ftq_copy_model_files(a->c->model_dir, dir, 0);
+        rc = ftq_copy_model_files(a->gguf_files ? a->gguf_files : a->c->model_dir, dir, 0);
     free(w);
     free(cj);
     return rc;

@@ -17,7 +17,7 @@ static const char *const PART_SUFFIX[3] = {".qweight", ".qscale", ".qzero"};
 const char **ftq_qmeta_carry(const ftq_checkpoint *ck, size_t extra, size_t *n)
 {
     const ftq_st_file *f0 = ftq_checkpoint_file(ck, 0);
-    size_t nm = ftq_st_metadata_count(f0), k = 0;
+    size_t nm = f0 ? ftq_st_metadata_count(f0) : 0, k = 0; /* none: a GGUF source */
     const char **meta = calloc(2 * nm + 2 * extra + 3, sizeof(char *));
     if (!meta)
         return NULL;

@@ -372,9 +372,6 @@ int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_par
                     ftq_prune_report *report)
 {
     memset(report, 0, sizeof *report);
-    if (ftq_gguf_is_file(in_dir)) /* the output is a model directory: config.json + tokenizer files */
-        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot prune '%s': writing a model directory from a GGUF file "
-                             "is not supported yet (load it directly for perplexity / generate)", in_dir);
     if (p->method == FTQ_PRUNE_WANDA && (p->include_embeddings || p->include_head))
         return ftq_set_error(FTQ_EINVAL, "cannot prune embeddings or heads with wanda (no calibration inputs "
                                          "for them); use magnitude or nm");
@@ -396,7 +393,7 @@ int ftq_prune_model(const char *in_dir, const char *out_dir, const ftq_prune_par
     if (rc == FTQ_OK)
         rc = arch->run(in_dir, tmp, p, report);
     if (rc == FTQ_OK)
-        rc = ftq_copy_model_files(in_dir, tmp, 1);
+        rc = ftq_model_files_copy(in_dir, tmp, 1); /* a GGUF's written from its metadata */
     if (rc == FTQ_OK) {
         rc = ftq_outdir_commit(tmp, out_dir, 0);
         tmp = NULL;

@@ -465,9 +465,6 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     memset(report, 0, sizeof *report);
     if (!in_dir || !out_dir || !p)
         return ftq_set_error(FTQ_EINVAL, "ftq_quantize_model: NULL argument");
-    if (ftq_gguf_is_file(in_dir)) /* the output is a model directory: config.json + tokenizer files */
-        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot quantize '%s': writing a model directory from a GGUF "
-                             "file is not supported yet (load it directly for perplexity / generate)", in_dir);
     int rc = check_params(p);
     if (rc != FTQ_OK)
         return rc;
@@ -498,16 +495,19 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
         rc = quantize_job(&js.j[i]);
     if (rc == FTQ_OK)
         rc = write_output(src.ck, &js, src.split, tmp, report);
+    /* tokenizer files (and a GGUF source's config.json, written from its metadata) */
+    int gguf = ftq_gguf_is_file(in_dir);
+    if (rc == FTQ_OK)
+        rc = ftq_model_files_copy(in_dir, tmp, 0);
     if (rc == FTQ_OK) {
-        char *sp = ftq_path_join(in_dir, "config.json"), *dst = ftq_path_join(tmp, "config.json");
+        char *sp = ftq_path_join(gguf ? tmp : in_dir, "config.json"), *dst = ftq_path_join(tmp, "config.json");
         rc = !sp || !dst   ? ftq_set_error(FTQ_ENOMEM, "out of memory")
              : src.split ? ftq_qconfig_write(sp, dst, 1, NULL)
+             : gguf      ? FTQ_OK
                          : ftq_copy_file(sp, dst);
         free(sp);
         free(dst);
     }
-    if (rc == FTQ_OK)
-        rc = ftq_copy_model_files(in_dir, tmp, 0);
     if (rc == FTQ_OK) {
         rc = ftq_outdir_commit(tmp, out_dir, 0);
         tmp = NULL;

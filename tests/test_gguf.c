@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "io/tokenizer/internal.h"
+#include "io/unicode.h"
 #include "test_util.h"
 
 static const char *fixture(const char *name)
@@ -892,6 +895,26 @@ static void test_smollm2_model_files(void)
     cJSON_Delete(tc);
     free(cp);
     ftq_gguf_close(g);
+
+    /* transformers' AutoTokenizer on the same files (the fixture script's record) gave the
+     * golden ids too */
+    cJSON *hf = load_json(fixture("smollm2_model_files_hf.json")), *gold = load_json(shared_path("golden/smollm2/tokenize.json"));
+    CU_ASSERT_FATAL(hf && gold);
+    CU_ASSERT_EQUAL(cJSON_GetObjectItem(hf, "cases_differing")->valueint, 0);
+    const cJSON *wf;
+    int files = 0;
+    cJSON_ArrayForEach(wf, cJSON_GetObjectItem(gold, "whole_files"))
+    {
+        const cJSON *h = cJSON_GetObjectItem(cJSON_GetObjectItem(hf, "whole_files"), wf->string);
+        CU_ASSERT_FATAL(h != NULL);
+        CU_ASSERT_EQUAL(cJSON_GetObjectItem(h, "count")->valueint, cJSON_GetObjectItem(wf, "count")->valueint);
+        CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(h, "sha256_of_space_joined_ids")->valuestring,
+                               cJSON_GetObjectItem(wf, "sha256_of_space_joined_ids")->valuestring);
+        files++;
+    }
+    CU_ASSERT_EQUAL(files, 3);
+    cJSON_Delete(hf);
+    cJSON_Delete(gold);
 }
 
 /* The regex pre-tokenizers of tokenizer.ggml.pre names, on text whose splits differ between
@@ -975,7 +998,7 @@ static void test_smollm2_perplexity(void)
 }
 
 /* The CLI on a .gguf file: info reads its config and tokenizer; tokenize gives the golden
- * ids; commands that would write a model directory refuse it in one line, writing nothing. */
+ * ids. */
 static void test_cli(void)
 {
     char args[2048];
@@ -998,20 +1021,151 @@ static void test_cli(void)
     CU_ASSERT(n == 8 && memcmp(ids, want, sizeof want) == 0);
     free(ids);
     cJSON_Delete(j);
-    const char *out = test_tmpdir("gguf_cli");
-    char dst[1200];
-    snprintf(dst, sizeof dst, "%s/q", out);
-    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int8", m, dst);
-    ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
-    snprintf(args, sizeof args, "prune -m '%s' -o '%s' --sparsity 0.5", m, dst);
-    ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
-    snprintf(args, sizeof args, "finetune -m '%s' -d '%s' --task lm -o '%s'", m,
-             source_path("datasets/tinystories_sample.txt"), dst);
-    ftq_expect_error(args, "writing a model directory from a GGUF file is not supported", dst);
-    snprintf(args, sizeof args, "pipeline -m '%s' -d '%s' --dev '%s' -f '%s' -o '%s'", m,
-             source_path("datasets/sst2_train_4k.tsv"), source_path("datasets/sst2_dev.tsv"),
-             source_path("datasets/tinystories_sample.txt"), dst);
-    ftq_expect_error(args, "the pipeline from a GGUF file is not supported yet", dst);
+}
+
+/* ---- commands that write model directories, from a GGUF source ---------------------------- */
+
+static void expect_same_encoding(const ftq_tokenizer *a, const ftq_tokenizer *b, const char *text, size_t len);
+
+/* A byte-level BPE tokenizer.json for stories260K's 512 ids: three control tokens, the 256
+ * byte characters, 253 merges of letter pairs; SmolLM2's pre-tokenizer (Digits + ByteLevel). */
+static void write_bpe512(const char *dir)
+{
+    static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    cJSON *j = cJSON_CreateObject(), *added = cJSON_AddArrayToObject(j, "added_tokens");
+    cJSON *model = cJSON_CreateObject(), *vocab = cJSON_AddObjectToObject(model, "vocab");
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    int id = 0;
+    for (; id < 3; id++) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a, "id", id);
+        cJSON_AddStringToObject(a, "content", specials[id]);
+        cJSON_AddBoolToObject(a, "special", 1);
+        cJSON_AddItemToArray(added, a);
+        cJSON_AddNumberToObject(vocab, specials[id], id);
+    }
+    for (int b = 0; b < 256; b++, id++) {
+        char u[8] = {0};
+        ftq_utf8_encode(ftq_bytelevel_cp((unsigned char)b), u);
+        cJSON_AddNumberToObject(vocab, u, id);
+    }
+    for (int k = 0; id < 512; k++, id++) {
+        char m[4] = {(char)('a' + k / 26), ' ', (char)('a' + k % 26), 0}, t[3] = {m[0], m[2], 0};
+        cJSON_AddItemToArray(merges, cJSON_CreateString(m));
+        cJSON_AddNumberToObject(vocab, t, id);
+    }
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddItemToObject(j, "model", model);
+    cJSON *pre = ftq_tok_pre_json("smollm"), *dec = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "pre_tokenizer", pre);
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddItemToObject(j, "decoder", dec);
+    char *text = cJSON_PrintUnformatted(j), path[1200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+    cJSON_free(text);
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("{\"bos_token\": \"<|im_start|>\", \"eos_token\": \"<|im_end|>\", \"add_bos_token\": true}\n", f);
+    fclose(f);
+}
+
+/* Every tensor of two checkpoints with the same dtype, shape and bytes. */
+static void expect_same_raw(const char *da, const char *db)
+{
+    ftq_checkpoint *a = NULL, *b = NULL;
+    ASSERT_OK(ftq_checkpoint_open(da, &a));
+    ASSERT_OK(ftq_checkpoint_open(db, &b));
+    ASSERT_INT_EQ(ftq_checkpoint_count(b), ftq_checkpoint_count(a));
+    int bad = 0;
+    for (size_t i = 0; i < ftq_checkpoint_count(a); i++) {
+        const ftq_tensor *ta = ftq_checkpoint_tensor(a, i), *tb = ftq_checkpoint_find(b, ta->name);
+        if ((!tb || tb->dtype != ta->dtype || tb->nbytes != ta->nbytes || memcmp(ta->data, tb->data, ta->nbytes)) &&
+            bad++ < 3)
+            fprintf(stderr, "\n  tensor '%s' differs between '%s' and '%s'\n", ta->name, da, db);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    ftq_checkpoint_close(a);
+    ftq_checkpoint_close(b);
+}
+
+/* The files a GGUF source's output directory gets are the ones its directory source gives: a
+ * directory D (stories260K's weights + a byte-level BPE tokenizer.json) and D exported to an
+ * f32 GGUF are quantized, pruned and fine-tuned the same way, and the outputs hold the same
+ * tensors bit for bit; the output tokenizers give the same ids (with BOS, as D's config says)
+ * and config.json reads back the same. A sentencepiece GGUF is refused in one line. */
+static void test_model_dir_commands(void)
+{
+    char base[1024], d[1100], gg[1100], args[4000], a[1200], b[1200];
+    snprintf(base, sizeof base, "%s", test_tmpdir("gguf_cmds"));
+    snprintf(d, sizeof d, "%s/d", base);
+    snprintf(gg, sizeof gg, "%s/d.gguf", base);
+    CU_ASSERT_EQUAL_FATAL(mkdir(d, 0777), 0);
+    static const char *const copy[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s/%s", source_path("datasets/stories260K"), copy[i]);
+        snprintf(b, sizeof b, "%s/%s", d, copy[i]);
+        ASSERT_OK(ftq_copy_file(a, b));
+    }
+    write_bpe512(d);
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type f32 --json", d, gg);
+    cJSON *j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_Delete(j);
+    const char *story = source_path("datasets/tinystories_sample.txt");
+    static const struct {
+        const char *name, *cmd;
+    } runs[] = {
+        {"int8", "quantize --type int8 --json"},
+        {"int4", "quantize --type int4 --search --embeddings int8 --json"},
+        {"pruned", "prune --method wanda --sparsity 0.5 --calib '%s' --calib-tokens 2048 --json"},
+        {"lm", "finetune --task lm -d '%s' --max-steps 2 --batch 2 --seq 32 --limit 8 --dev-limit 2 --json"},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, runs[r].cmd, story);
+        for (int src = 0; src < 2; src++) {
+            snprintf(args, sizeof args, "%s -m '%s' -o '%s/%s_%s'", cmd, src ? gg : d, base, runs[r].name,
+                     src ? "gguf" : "dir");
+            j = ftq_run_json(args);
+            CU_ASSERT_PTR_NOT_NULL(j);
+            cJSON_Delete(j);
+        }
+        snprintf(a, sizeof a, "%s/%s_dir", base, runs[r].name);
+        snprintf(b, sizeof b, "%s/%s_gguf", base, runs[r].name);
+        expect_same_raw(a, b);
+        ftq_tokenizer *ta = NULL, *tb = NULL;
+        ASSERT_OK(ftq_tokenizer_load(a, &ta));
+        ASSERT_OK(ftq_tokenizer_load(b, &tb));
+        CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tb), FTQ_TOKENIZER_HF_JSON);
+        CU_ASSERT(ftq_tokenizer_adds_bos(ta) && ftq_tokenizer_adds_bos(tb));
+        const char *text = "Once upon a time, 42 cats <|im_end|> sat.";
+        expect_same_encoding(ta, tb, text, strlen(text));
+        ftq_tokenizer_free(ta);
+        ftq_tokenizer_free(tb);
+        ftq_model_config ca, cb;
+        char pa[1300], pb[1300];
+        snprintf(pa, sizeof pa, "%s/config.json", a);
+        snprintf(pb, sizeof pb, "%s/config.json", b);
+        ASSERT_OK(ftq_config_load(pa, &ca));
+        ASSERT_OK(ftq_config_load(pb, &cb));
+        CU_ASSERT(ca.n_layers == cb.n_layers && ca.hidden_size == cb.hidden_size && ca.n_kv_heads == cb.n_kv_heads &&
+                  ca.vocab_size == cb.vocab_size && ca.norm_eps == cb.norm_eps && ca.rope_theta == cb.rope_theta &&
+                  ca.tie_word_embeddings == cb.tie_word_embeddings && ca.max_position == cb.max_position);
+    }
+    /* sentencepiece (stories260K's own tokenizer) has no tokenizer.json form yet */
+    snprintf(gg, sizeof gg, "%s/spm.gguf", base);
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type f32 --json", source_path("datasets/stories260K"), gg);
+    j = ftq_run_json(args);
+    cJSON_Delete(j);
+    snprintf(a, sizeof a, "%s/spm_q", base);
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s'", gg, a);
+    ftq_expect_error(args, "sentencepiece (llama) tokenizers are not supported yet", a);
 }
 
 /* ---- export -------------------------------------------------------------------------------- */
@@ -1187,6 +1341,7 @@ void test_register_gguf(void)
         {"tokenizer_errors", test_tokenizer_errors},
         {"smollm2_perplexity", test_smollm2_perplexity},
         {"cli", test_cli},
+        {"model_dir_commands", test_model_dir_commands},
         {"quantize_ref", test_quantize_ref},
         {"export_roundtrip", test_export_roundtrip},
         {"export_smollm2_tokenizer", test_export_smollm2_tokenizer},
