@@ -9,6 +9,10 @@
  *                                       the 110M Llama in f32, int8 and int4 side by side:
  *                                       perplexity throughput, greedy generation speed,
  *                                       file size and peak RSS (each model in its own process)
+ *   ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE]
+ *                                       SmolLM2-135M (../shared, GGUF) in f32, int8 and int4
+ *                                       as llama-bench measures it: pp512 and tg128 tokens/s,
+ *                                       file size, peak RSS (each variant in its own process)
  *   ftq_bench qmatmul ...               the quantized matmul kernels (bench/qbench.c)
  *
  * Weights are normal(0, 0.02) (norm weights 1): speed does not depend on the values.
@@ -18,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -527,6 +532,149 @@ static int bench_quant(const char *out_dir, const char *text_path, int ctx, int 
     return rc;
 }
 
+/* ---- ftq_bench smollm2: the real model of ../shared, as llama-bench measures it ---------- */
+
+#define SMOLLM2_GGUF "/../shared/models/SmolLM2-135M-Instruct-Q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+typedef struct {
+    const char *label, *suffix;
+    int bits, search;
+} svariant;
+
+/* int8 / int4 g32 with the embedding (and the tied head) at q8_g32: the layout of llama.cpp's
+ * Q8_0 / Q4_0 files, which keep token_embd at q8_0 */
+static const svariant svariants[] = {
+    {"f32 (GGUF)", "", 0, 0},
+    {"int8 q8_g32", "smollm2-int8", 8, 0},
+    {"int4 q4_g32", "smollm2-int4", 4, 0}, /* speed does not depend on --search */
+};
+#define NSVARIANTS (int)(sizeof svariants / sizeof svariants[0])
+
+typedef struct {
+    const char *src, *dst;
+    const svariant *v;
+} sjob;
+
+static int squantize_child(const void *arg, qresult *r)
+{
+    const sjob *j = arg;
+    ftq_quantize_params p = ftq_quantize_default_params();
+    p.bits = j->v->bits;
+    p.group = 32;
+    p.search = j->v->search;
+    p.embeddings = FTQ_QPOLICY_INT8;
+    p.head = FTQ_QPOLICY_INT8;
+    ftq_quantize_report rep;
+    if (ftq_quantize_model(j->src, j->dst, &p, &rep) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+        return 1;
+    }
+    r->file_mb = rep.out_bytes / 1e6;
+    ftq_quantize_report_free(&rep);
+    return 0;
+}
+
+/* pp: one eval of the first `ctx` tokens of the text (llama-bench pp512); tg: `gen` tokens
+ * one at a time from an empty context, greedy (tg128). One warm-up, then medians of reps.
+ * ppl_tps carries pp, gen_tps tg. */
+static int smeasure_child(const void *arg, qresult *r)
+{
+    const qmeasure *q = arg;
+    ftq_model *m = NULL;
+    ftq_tokenizer *tk = NULL;
+    ftq_session *s = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    float *logits = NULL;
+    int rc = 0;
+    if (ftq_model_load(q->dir, &m) != FTQ_OK || ftq_tokenizer_load(q->dir, &tk) != FTQ_OK ||
+        ftq_tokenizer_encode(tk, q->text, q->len, 0, &ids, &n) != FTQ_OK ||
+        ftq_session_new(m, q->ctx > q->gen + 1 ? q->ctx : q->gen + 1, &s) != FTQ_OK) {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+        rc = 1;
+    }
+    int V = m ? ftq_model_get_config(m)->vocab_size : 0;
+    if (rc == 0 && (n < (size_t)q->ctx || !(logits = malloc(sizeof(float) * (size_t)V)))) {
+        fprintf(stderr, "ftq_bench: the text has %zu tokens (need %d)\n", n, q->ctx);
+        rc = 1;
+    }
+    double pps[33], tgs[33];
+    int reps = q->reps < 32 ? q->reps : 32;
+    for (int i = 0; i <= reps && rc == 0; i++) { /* i == 0: warm-up */
+        ftq_session_reset(s);
+        double t0 = ftq_time_sec();
+        rc = ftq_session_eval(s, ids, q->ctx, logits, 0) != FTQ_OK;
+        pps[i] = q->ctx / (ftq_time_sec() - t0);
+        ftq_session_reset(s);
+        int32_t next = ids[0];
+        t0 = ftq_time_sec();
+        for (int k = 0; k < q->gen && rc == 0; k++) {
+            rc = ftq_session_eval(s, &next, 1, logits, 0) != FTQ_OK;
+            next = argmax(logits, V);
+        }
+        tgs[i] = q->gen / (ftq_time_sec() - t0);
+    }
+    if (rc == 0) {
+        r->ppl_tps = ftq_bench_median(pps + 1, reps);
+        r->gen_tps = ftq_bench_median(tgs + 1, reps);
+        r->file_mb = ftq_checkpoint_total_bytes(ftq_model_get_checkpoint(m)) / 1e6;
+        r->rss_mb = ftq_peak_rss_bytes() / 1e6;
+    } else {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+    }
+    ftq_session_free(s);
+    free(logits);
+    free(ids);
+    ftq_tokenizer_free(tk);
+    ftq_model_free(m);
+    return rc;
+}
+
+static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, int reps, int gen)
+{
+    char gguf[1024], dirs[NSVARIANTS][1024];
+    snprintf(gguf, sizeof gguf, "%s" SMOLLM2_GGUF, FTQ_SOURCE_DIR);
+    char *text = NULL;
+    size_t len = 0;
+    if (ftq_read_file(text_path, &text, &len) != FTQ_OK || (!ftq_is_dir(out_dir) && mkdir(out_dir, 0777) != 0)) {
+        fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
+        free(text);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < NSVARIANTS && rc == 0; i++) {
+        if (!svariants[i].bits) {
+            snprintf(dirs[i], sizeof dirs[i], "%s", gguf);
+            continue;
+        }
+        snprintf(dirs[i], sizeof dirs[i], "%s/%s", out_dir, svariants[i].suffix);
+        if (ftq_is_dir(dirs[i])) /* always from this build's quantizer */
+            ftq_remove_tree(dirs[i]);
+        sjob j = {gguf, dirs[i], &svariants[i]};
+        qresult qr;
+        if (in_child(squantize_child, &j, &qr) != 0)
+            rc = 1;
+    }
+    printf("cpu: %s; threads %d; SmolLM2-135M-Instruct; pp%d (one eval of %d tokens), tg%d (one token at a time); "
+           "medians of %d after a warm-up\n",
+           ftq_cpu_features_str(), ftq_get_threads(), ctx, ctx, gen, reps);
+    printf("%-12s %9s %10s %8s %10s %8s %9s\n", "model", "file MB", "pp tok/s", "x f32", "tg tok/s", "x f32",
+           "peak MB");
+    qresult res[NSVARIANTS];
+    for (int i = 0; i < NSVARIANTS && rc == 0; i++) {
+        qmeasure q = {dirs[i], text, len, ctx, 0, reps, gen};
+        if (in_child(smeasure_child, &q, &res[i]) != 0) {
+            rc = 1;
+            break;
+        }
+        printf("%-12s %9.1f %10.1f %7.2fx %10.2f %7.2fx %9.0f\n", svariants[i].label, res[i].file_mb, res[i].ppl_tps,
+               res[i].ppl_tps / res[0].ppl_tps, res[i].gen_tps, res[i].gen_tps / res[0].gen_tps, res[i].rss_mb);
+        fflush(stdout);
+    }
+    free(text);
+    return rc;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: ftq_bench models [-o DIR]\n"
@@ -534,6 +682,7 @@ static void usage(void)
                     "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n"
                     "       ftq_bench bert [-m DIR | --shape base [-o DIR]] [--batch B] [--seq T] [--reps N] [--quant]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
+                    "       ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE]\n"
                     "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
                     "       ftq_bench tokenize [--reps N]\n"
                     "DIR defaults to ./bench-models; FILE to ../shared/data/wikitext-2-raw/wiki.test.raw;\n"
@@ -609,6 +758,8 @@ int main(int argc, char **argv)
         return bench_ppl(out, text, ctx, chunks, reps);
     if (strcmp(argv[1], "quant") == 0)
         return bench_quant(out, text, ctx, chunks_set ? chunks : 2, reps, gen);
+    if (strcmp(argv[1], "smollm2") == 0)
+        return bench_smollm2(out, text, ctx, reps, gen);
     usage();
     return 2;
 }

@@ -31,6 +31,38 @@ static int load_tokenizer(const char *path, ftq_tokenizer **tok)
     return rc;
 }
 
+int cmd_export_gguf(const char *model, const char *type_s, const char *out)
+{
+    size_t k = 0;
+    while (k < sizeof types / sizeof types[0] && strcmp(types[k].name, type_s) != 0)
+        k++;
+    if (k == sizeof types / sizeof types[0])
+        return 2;
+    ftq_model_config cfg;
+    ftq_checkpoint *ck = NULL;
+    ftq_tokenizer *tok = NULL;
+    int rc;
+    if (ftq_gguf_is_file(model)) {
+        rc = ftq_gguf_checkpoint_open(model, &cfg, &ck);
+    } else {
+        char *cfg_path = ftq_path_join(model, "config.json");
+        rc = cfg_path ? ftq_config_load(cfg_path, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        free(cfg_path);
+        if (rc == FTQ_OK)
+            rc = ftq_checkpoint_open(model, &ck);
+        if (rc == FTQ_OK)
+            rc = ftq_model_validate(&cfg, ck);
+    }
+    if (rc == FTQ_OK)
+        rc = load_tokenizer(model, &tok);
+    ftq_gguf_export_stats st = {0, 0};
+    if (rc == FTQ_OK)
+        rc = ftq_model_export_gguf(&cfg, ck, tok, types[k].type, out, &st);
+    ftq_tokenizer_free(tok);
+    ftq_checkpoint_close(ck);
+    return rc;
+}
+
 int cmd_export(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type_s = "f32";
@@ -92,7 +124,6 @@ int cmd_export(int argc, char **argv)
         ftq_tokenizer_free(tok);
         ftq_checkpoint_close(ck);
         return cmd_fail(spec.name, "%s", ftq_last_error());
-    }
     size_t bytes = 0;
     FILE *f = fopen(out, "rb");
     if (f && fseek(f, 0, SEEK_END) == 0)

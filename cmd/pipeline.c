@@ -278,6 +278,19 @@ static int do_quantize(void *arg, child_result *r)
     return rc;
 }
 
+typedef struct {
+    const char *in, *type, *out;
+} export_job;
+
+static int do_export(void *arg, child_result *r)
+{
+    export_job *j = arg;
+    double t0 = ftq_time_sec();
+    int rc = cmd_export_gguf(j->in, j->type, j->out);
+    r->seconds = ftq_time_sec() - t0;
+    return rc;
+}
+
 /* Training losses from the trainer's JSON-lines log ({"event":"step",...,"loss":x}). */
 static double *read_losses(const char *log_path, int *n)
 {
@@ -407,16 +420,18 @@ int cmd_pipeline(int argc, char **argv)
 {
     const char *model = default_model_dir(), *train = NULL, *dev = NULL, *eval = NULL, *out = NULL;
     const char *mode = "full", *prune = "none", *nm = NULL, *calib = NULL, *title = NULL, *pool_s = "pooler";
+    const char *task = "classify", *export_type = "none";
     int freeze = -1, epochs = 1, max_steps = 0, batch = 32, seq = 64, limit = 0, ctx = 256, chunks = 0;
     int group = 32, search = 0, json = 0, force = 0;
     double lr = -1, sparsity = 0.5;
     uint64_t seed = 42;
     const ftq_opt opts[] = {
-        {"model", 'm', OPT_STR, &model, "DIR", "pretrained model directory", 0, -1},
-        {"data", 'd', OPT_STR, &train, "TRAIN", "labeled training rows (.csv/.tsv/.jsonl, or ARCHIVE:MEMBER)", 0, -1},
+        {"model", 'm', OPT_STR, &model, "DIR", "pretrained model directory or .gguf file", 0, -1},
+        {"data", 'd', OPT_STR, &train, "TRAIN", "labeled training rows (.csv/.tsv/.jsonl, or ARCHIVE:MEMBER); --task lm: text", 0, -1},
         {"dev", 0, OPT_STR, &dev, "DEV", "labeled dev rows for accuracy and macro-F1", 0, -1},
         {"file", 'f', OPT_STR, &eval, "EVAL", "evaluation text for perplexity", 0, -1},
         {"output", 'o', OPT_STR, &out, "OUTDIR", "output directory (must not exist)", 0, -1},
+        {"task", 0, OPT_STR, &task, "TASK", "classify (labeled rows) | lm (next-token loss on a text file)", 0, -1},
         {"mode", 0, OPT_STR, &mode, "MODE", "fine-tuning: full | frozen | head", 0, -1},
         {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half)", -1, 1 << 20},
         {"epochs", 0, OPT_INT, &epochs, "E", "training epochs", 1, 1000},
@@ -434,6 +449,8 @@ int cmd_pipeline(int argc, char **argv)
         {"calib", 0, OPT_STR, &calib, "FILE", "wanda calibration text (default: the training texts)", 0, -1},
         {"group", 0, OPT_INT, &group, "G", "int4 group size (32, 64, 128)", 32, 128},
         {"search", 0, OPT_FLAG, &search, NULL, "int4: per-group scale search (minimum squared error)", 0, -1},
+        {"export", 0, OPT_STR, &export_type, "TYPE", "also export the last unquantized stage as OUTDIR/model-TYPE.gguf "
+                                                     "(f32 | f16 | q8_0 | q4_0 | none)", 0, -1},
         {"ctx", 'c', OPT_INT, &ctx, "CTX", "perplexity window (llama.cpp protocol)", 4, 1 << 20},
         {"chunks", 0, OPT_INT, &chunks, "N", "perplexity: only the first N windows (0 = all)", 0, 1 << 30},
         {"title", 0, OPT_STR, &title, "TEXT", "chart title", 0, -1},
@@ -442,8 +459,10 @@ int cmd_pipeline(int argc, char **argv)
         OPT_END,
     };
     const ftq_cmd_spec spec = {
-        "pipeline", "[-m DIR] -d TRAIN [--dev DEV] [-f EVAL] -o OUTDIR [--mode M] [--prune METHOD] [--json]",
-        "The main job end to end: measure the pretrained model, fine-tune a classifier on TRAIN,\n"
+        "pipeline", "[-m DIR|FILE.gguf] -d TRAIN [--dev DEV] [-f EVAL] -o OUTDIR [--task classify|lm] [--mode M] "
+                    "[--prune METHOD] [--export TYPE] [--json]",
+        "The main job end to end: measure the pretrained model, fine-tune a classifier (--task lm:\n"
+        "the language model) on TRAIN,\n"
         "optionally prune it, quantize it to int8 and int4, and measure every stage the same way:\n"
         "perplexity on EVAL, dev accuracy and macro-F1, file size, peak memory and tokens/s.",
         "Writes OUTDIR/{finetuned,pruned,int8,int4}/ (HF-layout models), OUTDIR/report.json,\n"
@@ -474,6 +493,15 @@ int cmd_pipeline(int argc, char **argv)
         tmode = FTQ_TRAIN_HEAD;
     else
         return cmd_fail(spec.name, "unknown --mode '%s' (expected full, frozen or head)", mode) + 1;
+    int lm = strcmp(task, "lm") == 0;
+    if (!lm && strcmp(task, "classify") != 0)
+        return cmd_fail(spec.name, "unknown --task '%s' (expected classify or lm)", task) + 1;
+    static const char *const export_types[] = {"none", "f32", "f16", "q8_0", "q4_0", NULL};
+    int xt = 0;
+    while (export_types[xt] && strcmp(export_types[xt], export_type) != 0)
+        xt++;
+    if (!export_types[xt])
+        return cmd_fail(spec.name, "unknown --export '%s' (expected f32, f16, q8_0, q4_0 or none)", export_type) + 1;
     ftq_prune_params pp = ftq_prune_default_params();
     int do_pr = strcmp(prune, "none") != 0;
     if (strcmp(prune, "magnitude") == 0) {
@@ -506,7 +534,7 @@ int cmd_pipeline(int argc, char **argv)
         return cmd_fail(spec.name, "cannot create output '%s': %s", out,
                         errno == EEXIST ? "it already exists" : strerror(errno));
 
-    enum { MAXST = 5 };
+    enum { MAXST = 6 };
     ftq_stage_metrics st[MAXST];
     char dirs[MAXST][4096];
     int n = 0, rc = 0;
@@ -561,7 +589,7 @@ int cmd_pipeline(int argc, char **argv)
     tj.c.dev_source = dev;
     tj.c.output_dir = dirs[n];
     tj.c.log_path = log_path;
-    tj.c.task = FTQ_TASK_CLASSIFY;
+    tj.c.task = lm ? FTQ_TASK_LM : FTQ_TASK_CLASSIFY;
     tj.c.mode = tmode;
     tj.c.freeze_layers = freeze;
     tj.c.epochs = epochs;
@@ -637,7 +665,24 @@ int cmd_pipeline(int argc, char **argv)
         st[n++] = res.m;
     }
 
-    /* 5. report */
+    /* 5. export (the last stage in floating point) */
+    if (xt > 0) {
+        snprintf(dirs[n], sizeof dirs[n], "%s/model-%s.gguf", out, export_type);
+        fprintf(stderr, "[%d] exporting %s to GGUF %s -> %s\n", 6 - !do_pr, last, export_type, dirs[n]);
+        export_job xj = {last, export_type, dirs[n]};
+        if (run_child(do_export, &xj, &res) != FTQ_OK) {
+            rc = cmd_fail(spec.name, "exporting: %s", ftq_last_error());
+            goto done;
+        }
+        ej = (eval_job){dirs[n], "gguf", &ep, dev, label_cfg};
+        if (run_child(do_eval, &ej, &res) != FTQ_OK) {
+            rc = cmd_fail(spec.name, "%s", ftq_last_error());
+            goto done;
+        }
+        st[n++] = res.m;
+    }
+
+    /* 6. report */
     int n_loss = 0;
     double *loss = read_losses(log_path, &n_loss);
     char title_buf[512];
