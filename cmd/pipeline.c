@@ -421,7 +421,7 @@ int cmd_pipeline(int argc, char **argv)
     const char *model = default_model_dir(), *train = NULL, *dev = NULL, *eval = NULL, *out = NULL;
     const char *mode = "full", *prune = "none", *nm = NULL, *calib = NULL, *title = NULL, *pool_s = "pooler";
     const char *task = "classify", *export_type = "none";
-    int freeze = -1, epochs = 1, max_steps = 0, batch = 32, seq = 64, limit = 0, ctx = 256, chunks = 0;
+    int freeze = -1, epochs = 1, max_steps = 0, batch = 32, seq = 64, limit = 0, dev_limit = 0, ctx = 256, chunks = 0;
     int group = 32, search = 0, json = 0, force = 0;
     double lr = -1, sparsity = 0.5;
     uint64_t seed = 42;
@@ -442,6 +442,8 @@ int cmd_pipeline(int argc, char **argv)
         {"batch", 0, OPT_INT, &batch, "B", "rows per batch", 1, 1 << 16},
         {"seq", 0, OPT_INT, &seq, "T", "max tokens per row", 2, 1 << 20},
         {"limit", 0, OPT_INT, &limit, "N", "use only the first N training rows (0 = all)", 0, 1 << 30},
+        {"dev-limit", 0, OPT_INT, &dev_limit, "N", "use only the first N dev rows (lm: blocks) in training (0 = all)", 0,
+         1 << 30},
         {"seed", 0, OPT_U64, &seed, "S", "seed for the head and shuffling", 0, -1},
         {"prune", 0, OPT_STR, &prune, "METHOD", "none | magnitude | nm | wanda (after fine-tuning)", 0, -1},
         {"sparsity", 0, OPT_FLOAT, &sparsity, "S", "pruning sparsity (magnitude, wanda)", 0, 1},
@@ -598,6 +600,7 @@ int cmd_pipeline(int argc, char **argv)
     tj.c.batch_size = batch;
     tj.c.seq_len = seq;
     tj.c.limit = limit;
+    tj.c.dev_limit = dev_limit;
     tj.c.seed = seed;
     tj.c.progress = on_train;
     if (encoder) { /* the trainer picks the family; encoders take HF Trainer's defaults */
