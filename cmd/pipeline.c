@@ -422,7 +422,7 @@ int cmd_pipeline(int argc, char **argv)
     const char *mode = "full", *prune = "none", *nm = NULL, *calib = NULL, *title = NULL, *pool_s = "pooler";
     const char *task = "classify", *export_type = "none";
     int freeze = -1, epochs = 1, max_steps = 0, batch = 32, seq = 64, limit = 0, dev_limit = 0, ctx = 256, chunks = 0;
-    int group = 32, search = 0, json = 0, force = 0;
+    int group = 32, search = 0, json = 0, force = 0, calib_max = 0;
     double lr = -1, sparsity = 0.5;
     uint64_t seed = 42;
     const ftq_opt opts[] = {
@@ -449,6 +449,8 @@ int cmd_pipeline(int argc, char **argv)
         {"sparsity", 0, OPT_FLOAT, &sparsity, "S", "pruning sparsity (magnitude, wanda)", 0, 1},
         {"nm", 0, OPT_STR, &nm, "N:M", "N:M pattern for --prune nm (default 2:4) or wanda", 0, -1},
         {"calib", 0, OPT_STR, &calib, "FILE", "wanda calibration text (default: the training texts)", 0, -1},
+        {"calib-tokens", 0, OPT_INT, &calib_max, "N", "wanda: use at most N calibration tokens (0: 65536, "
+         "encoders 8192)", 0, 1 << 30},
         {"group", 0, OPT_INT, &group, "G", "int4 group size (32, 64, 128)", 32, 128},
         {"search", 0, OPT_FLAG, &search, NULL, "int4: per-group scale search (minimum squared error)", 0, -1},
         {"export", 0, OPT_STR, &export_type, "TYPE", "also export the last unquantized stage as OUTDIR/model-TYPE.gguf "
@@ -632,7 +634,8 @@ int cmd_pipeline(int argc, char **argv)
         snprintf(dirs[n], sizeof dirs[n], "%s/pruned", out);
         fprintf(stderr, "[3] pruning (%s) -> %s\n", prune, dirs[n]);
         /* encoders: Wanda calibrates block by block, one forward per block, on fewer tokens */
-        prune_job pj = {last, dirs[n], pp, calib ? calib : train, encoder ? 8192 : 65536};
+        prune_job pj = {last, dirs[n], pp, calib ? calib : train,
+                        calib_max > 0 ? (size_t)calib_max : encoder ? 8192 : 65536};
         if (run_child(do_prune, &pj, &res) != FTQ_OK) {
             rc = cmd_fail(spec.name, "pruning: %s", ftq_last_error());
             goto done;
