@@ -223,7 +223,8 @@ static cJSON *post_json(const ftq_tokenizer *t)
 static int tokenizer_json(const ftq_tokenizer *t, const char *path, cJSON **out)
 {
     *out = NULL;
-    if (t->model != TOK_MODEL_BPE_RANK || t->pretok != TOK_PRE_BYTELEVEL || t->norm != TOK_NORM_NONE)
+    int byte_level = t->pretok == TOK_PRE_BYTELEVEL || (t->pretok == TOK_PRE_STAGES && t->gguf_pre[0]);
+    if (t->model != TOK_MODEL_BPE_RANK || !byte_level || t->norm != TOK_NORM_NONE)
         return SBAD(path, FTQ_EUNSUPPORTED, "only byte-level BPE tokenizers (tokenizer.ggml.model gpt2) can be "
                     "written as tokenizer.json; sentencepiece (llama) tokenizers are not supported yet");
     cJSON *pre = ftq_tok_pre_json(t->gguf_pre[0] ? t->gguf_pre : "default");

@@ -107,6 +107,18 @@ static cJSON *pre_json_at(size_t k)
     return o;
 }
 
+const char *ftq_tok_gguf_pre_of_json(const cJSON *p)
+{
+    for (size_t k = 0; k < sizeof pre_table / sizeof pre_table[0]; k++) {
+        cJSON *j = pre_json_at(k);
+        int same = j && cJSON_Compare(j, p, 1);
+        cJSON_Delete(j);
+        if (same)
+            return pre_table[k].pre;
+    }
+    return NULL;
+}
+
 cJSON *ftq_tok_pre_json(const char *pre)
 {
     for (size_t k = 0; k < sizeof pre_table / sizeof pre_table[0]; k++)
@@ -419,8 +431,10 @@ int ftq_tok_gguf_describe(const ftq_tokenizer *t, ftq_gguf_writer *w)
 {
     int spm = t->model == TOK_MODEL_BPE_SCORE;
     if (spm ? t->norm != TOK_NORM_SPM || !t->score
-            : t->model != TOK_MODEL_BPE_RANK || t->pretok != TOK_PRE_BYTELEVEL || t->norm != TOK_NORM_NONE ||
-                  t->bl_add_prefix_space || !t->bl_use_regex)
+            : t->model != TOK_MODEL_BPE_RANK || t->norm != TOK_NORM_NONE ||
+                  (t->pretok == TOK_PRE_STAGES ? !t->gguf_pre[0] /* stages equal to a GGUF pre's */
+                                               : t->pretok != TOK_PRE_BYTELEVEL || t->bl_add_prefix_space ||
+                                                     !t->bl_use_regex))
         return ftq_set_error(FTQ_EUNSUPPORTED, "cannot describe tokenizer '%s' in GGUF: only byte-level BPE with "
                              "GPT-2 style splitting and sentencepiece BPE are supported", t->name);
     int32_t n = t->n_vocab;

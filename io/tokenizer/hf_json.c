@@ -152,6 +152,11 @@ static int load_normalizer(ftq_tokenizer *t, const cJSON *n, const char *path)
 static int generic_pre(ftq_tokenizer *t, const cJSON *p, const char *path)
 {
     t->pretok = TOK_PRE_STAGES;
+    /* one of GGUF's tokenizer.ggml.pre splits (SmolLM2's, Llama 3's, Qwen2's): named, so the
+     * tokenizer can be exported to GGUF */
+    const char *gp = ftq_tok_gguf_pre_of_json(p);
+    if (gp)
+        snprintf(t->gguf_pre, sizeof t->gguf_pre, "%s", gp);
     return ftq_tok_pre_from_json(t, p, path);
 }
 

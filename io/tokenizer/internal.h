@@ -231,6 +231,8 @@ int ftq_tok_pre_regex(const char *pre, size_t len, ftq_tok_regex **out);
  * the name is unknown or out of memory). */
 struct cJSON;
 struct cJSON *ftq_tok_pre_json(const char *pre);
+/* The tokenizer.ggml.pre name whose pre_tokenizer (as above) equals p as JSON, NULL if none. */
+const char *ftq_tok_gguf_pre_of_json(const struct cJSON *p);
 /* Add the tokenizer.ggml.* keys describing t (gguf_meta.c). FTQ_EUNSUPPORTED for a tokenizer
  * GGUF cannot describe (normalizers, non-byte-level BPE without scores). */
 struct ftq_gguf_writer;
