@@ -124,6 +124,7 @@ int cmd_export(int argc, char **argv)
         ftq_tokenizer_free(tok);
         ftq_checkpoint_close(ck);
         return cmd_fail(spec.name, "%s", ftq_last_error());
+    }
     size_t bytes = 0;
     FILE *f = fopen(out, "rb");
     if (f && fseek(f, 0, SEEK_END) == 0)

@@ -680,7 +680,7 @@ int cmd_pipeline(int argc, char **argv)
             rc = cmd_fail(spec.name, "exporting: %s", ftq_last_error());
             goto done;
         }
-        ej = (eval_job){dirs[n], "gguf", &ep, dev, label_cfg};
+        ej = (eval_job){dirs[n], "gguf", &ep, dev, label_cfg, 0, NULL}; /* decoders only */
         if (run_child(do_eval, &ej, &res) != FTQ_OK) {
             rc = cmd_fail(spec.name, "%s", ftq_last_error());
             goto done;
