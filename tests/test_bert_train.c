@@ -1,6 +1,7 @@
 /* test_bert_train.c - BERT training: the loss and the gradient of every parameter of
  * bert_tiny_random (a right-padded batch of 3, pooler + classifier) against PyTorch
- * (golden.json); the masked attention backward against double-precision central finite
+ * (golden.json) and those of all-MiniLM-L6-v2 (norm, max, samples per tensor; a fixture
+ * from tools/make_minilm_grad_fixture.py); the masked attention backward against double-precision central finite
  * differences of an independent double forward; frozen/head modes leave the fixed
  * parameters' gradients at zero; a short training run lowers the loss and a saved
  * classifier loads back with the same logits. */
@@ -110,6 +111,142 @@ static void test_tiny_grads(void)
             CU_ASSERT(fixed == (mx == 0));
         }
     }
+    free(g);
+    ftq_bert_ws_free(ws);
+    ftq_bert_free(m);
+    cJSON_Delete(j);
+}
+
+/* ---- all-MiniLM-L6-v2 against PyTorch ------------------------------------------------
+ * tests/fixtures/minilm_grad/ref.json (tools/make_minilm_grad_fixture.py): the real model
+ * with its pooler and the fixture's 2-label head, fp32, a right-padded batch of 3. Per
+ * tensor the fixture has the gradient's L2 norm, max |g| and 8 elements; fp32 sums in a
+ * different order over up to 1536-wide rows and 20 tokens differ by a few ulps of the
+ * largest terms, so each tensor is compared at 1e-4 of its own max |g| (elements, max) and
+ * 1e-4 relative (norm). The key biases' true gradient is 0 (see below). */
+static void test_minilm_grads(void)
+{
+    cJSON *j = load_json(source_path("tests/fixtures/minilm_grad/ref.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    const cJSON *rows = cJSON_GetObjectItem(j, "input_ids");
+    int B = cJSON_GetArraySize(rows), T = cJSON_GetArraySize(cJSON_GetArrayItem(rows, 0));
+    CU_ASSERT_FATAL(B == 3 && T > 0 && T <= 64);
+    int32_t ids[3 * 64], labels[3];
+    int lens[3];
+    for (int b = 0; b < B; b++) {
+        size_t n = 0, nm = 0;
+        int32_t *r = json_ints(cJSON_GetArrayItem(rows, b), &n);
+        int32_t *mk = json_ints(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "attention_mask"), b), &nm);
+        CU_ASSERT_FATAL(n == (size_t)T && nm == (size_t)T);
+        memcpy(ids + b * T, r, sizeof *r * n);
+        lens[b] = 0;
+        for (size_t i = 0; i < nm; i++)
+            lens[b] += mk[i];
+        labels[b] = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "labels"), b)->valueint;
+        free(r);
+        free(mk);
+    }
+    ftq_bert *m = NULL;
+    ASSERT_OK(ftq_bert_load(shared_path("models/all-MiniLM-L6-v2"), &m));
+    ASSERT_OK(ftq_bert_add_head(m, 2, FTQ_POOL_POOLER, 1));
+    size_t off, numel, hw_n = 0, hb_n = 0;
+    double *hw = json_doubles(cJSON_GetObjectItem(j, "head_weight"), &hw_n);
+    double *hb = json_doubles(cJSON_GetObjectItem(j, "head_bias"), &hb_n);
+    int set = 0;
+    const char *name;
+    for (int i = 0; (name = ftq_bert_tensor_info(m, i, &off, &numel)); i++) {
+        const double *src = !strcmp(name, "classifier.weight") ? hw : !strcmp(name, "classifier.bias") ? hb : NULL;
+        size_t n = src == hw ? hw_n : hb_n;
+        if (!src)
+            continue;
+        CU_ASSERT_FATAL(n == numel);
+        for (size_t k = 0; k < numel; k++)
+            ftq_bert_params(m)[off + k] = (float)src[k];
+        set++;
+    }
+    ASSERT_INT_EQ(set, 2);
+    free(hw);
+    free(hb);
+
+    ftq_bert_ws *ws = NULL;
+    ASSERT_OK(ftq_bert_ws_new(m, B, T, 1, &ws));
+    ASSERT_OK(ftq_bert_forward(m, ws, ids, NULL, lens, B, T));
+    float *g = calloc(ftq_bert_num_params(m), sizeof *g);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    double loss = 0, ref_loss = cJSON_GetObjectItem(j, "loss")->valuedouble;
+    ASSERT_OK(ftq_bert_loss_grad(m, ws, labels, g, 0, &loss));
+    double dloss = fabs(loss - ref_loss) / fabs(ref_loss), dlogit = 0;
+    CU_ASSERT(dloss <= 1e-5);
+    for (int b = 0; b < B; b++) {
+        size_t n = 0;
+        double *z = json_doubles(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "logits"), b), &n);
+        CU_ASSERT_FATAL(n == 2);
+        for (int c = 0; c < 2; c++) /* logits ~1e-2: relative to the largest logit of the row */
+            dlogit = fmax(dlogit, fabs(ws->logits[b * 2 + c] - z[c]) / fmax(fabs(z[0]), fabs(z[1])));
+        free(z);
+    }
+    CU_ASSERT(dlogit <= 1e-5);
+
+    const cJSON *grads = cJSON_GetObjectItem(j, "grads");
+    double w_norm = 0, w_max = 0, w_el = 0, w_kb = 0;
+    int n_checked = 0;
+    for (int i = 0; (name = ftq_bert_tensor_info(m, i, &off, &numel)); i++) {
+        /* the checkpoint's names have no "bert." prefix (HF's BertModel); the head has none */
+        char hf[160];
+        snprintf(hf, sizeof hf, "%s%s", strncmp(name, "classifier.", 11) && strncmp(name, "bert.", 5) ? "bert." : "",
+                 name);
+        const cJSON *e = cJSON_GetObjectItem(grads, hf);
+        if (!e)
+            fprintf(stderr, "\n  %s: not in the fixture", hf);
+        CU_ASSERT_PTR_NOT_NULL(e);
+        if (!e)
+            continue;
+        CU_ASSERT((size_t)cJSON_GetObjectItem(e, "numel")->valuedouble == numel);
+        double ss = 0, mx = 0;
+        for (size_t k = 0; k < numel; k++) {
+            ss += (double)g[off + k] * g[off + k];
+            mx = fmax(mx, fabs(g[off + k]));
+        }
+        double rnorm = cJSON_GetObjectItem(e, "norm")->valuedouble;
+        double rmax = cJSON_GetObjectItem(e, "max_abs")->valuedouble;
+        size_t hl = strlen(hf);
+        if (hl > 4 && !strcmp(hf + hl - 4, "bias") && strstr(hf, "attention.self.key.")) {
+            /* dL/d(key bias) is 0 exactly (q.(k + b) shifts a softmax row by a constant):
+             * both sides hold rounding noise, so each must be tiny beside the key weight's */
+            memcpy(hf + hl - 4, "weight", 7);
+            const cJSON *kw = cJSON_GetObjectItem(grads, hf);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(kw);
+            double scale = cJSON_GetObjectItem(kw, "max_abs")->valuedouble;
+            CU_ASSERT(rmax <= 1e-6 * scale && mx <= 1e-6 * scale);
+            w_kb = fmax(w_kb, mx / scale);
+            n_checked++;
+            continue;
+        }
+        CU_ASSERT_FATAL(rmax > 0);
+        double dn = fabs(sqrt(ss) - rnorm) / rnorm, dm = fabs(mx - rmax) / rmax, de = 0;
+        size_t ni = 0, nv = 0;
+        int32_t *idx = json_ints(cJSON_GetObjectItem(e, "idx"), &ni);
+        double *v = json_doubles(cJSON_GetObjectItem(e, "values"), &nv);
+        CU_ASSERT(ni == 8 && nv == ni);
+        for (size_t k = 0; k < ni && k < nv; k++) {
+            CU_ASSERT_FATAL(idx[k] >= 0 && (size_t)idx[k] < numel);
+            de = fmax(de, fabs(g[off + (size_t)idx[k]] - v[k]) / rmax);
+        }
+        free(idx);
+        free(v);
+        if (dn > 1e-4 || dm > 1e-4 || de > 1e-4)
+            fprintf(stderr, "\n  %s: grad norm rel diff %.3g, max rel diff %.3g, element diff / max %.3g", name, dn,
+                    dm, de);
+        CU_ASSERT(dn <= 1e-4 && dm <= 1e-4 && de <= 1e-4);
+        w_norm = fmax(w_norm, dn);
+        w_max = fmax(w_max, dm);
+        w_el = fmax(w_el, de);
+        n_checked++;
+    }
+    ASSERT_INT_EQ(n_checked, cJSON_GetArraySize(grads));
+    printf("\n    minilm: loss %.8f (rel diff %.2g), logits rel diff %.2g; over %d tensors max rel diff: "
+           "grad norm %.2g, max |g| %.2g, elements / max |g| %.2g; key bias max |g| / key weight's %.2g ",
+           loss, dloss, dlogit, n_checked, w_norm, w_max, w_el, w_kb);
     free(g);
     ftq_bert_ws_free(ws);
     ftq_bert_free(m);
@@ -283,6 +420,7 @@ static void test_train_pairs(void)
 void test_register_bert_train(void)
 {
     static const test_case cases[] = {{"tiny_grads", test_tiny_grads},
+                                      {"minilm_grads", test_minilm_grads},
                                       {"attention_backward_fd", test_attention_backward_fd},
                                       {"train_save_classify", test_train_save_classify},
                                       {"train_pairs", test_train_pairs},
