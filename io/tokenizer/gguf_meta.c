@@ -82,13 +82,10 @@ static cJSON *pre_json_at(size_t k)
         return bytelevel_json(1);
     cJSON *o = cJSON_CreateObject(), *seq = cJSON_CreateArray(), *first = cJSON_CreateObject(), *pat = NULL;
     int ok = o && seq && first && cJSON_AddStringToObject(o, "type", "Sequence");
-    if (ok)
-        cJSON_AddItemToObject(o, "pretokenizers", seq);
-    else
+    /* each item belongs to its parent only once added: adding may fail (an allocation) */
+    if (!(ok = ok && cJSON_AddItemToObject(o, "pretokenizers", seq)))
         cJSON_Delete(seq);
-    if (ok)
-        cJSON_AddItemToArray(seq, first);
-    else
+    if (!(ok = ok && cJSON_AddItemToArray(seq, first)))
         cJSON_Delete(first);
     if (ok && pre_table[k].json == PJ_DIGITS) {
         ok = cJSON_AddStringToObject(first, "type", "Digits") && cJSON_AddTrueToObject(first, "individual_digits");
@@ -98,8 +95,10 @@ static cJSON *pre_json_at(size_t k)
              cJSON_AddStringToObject(first, "behavior", "Isolated") && cJSON_AddFalseToObject(first, "invert");
     }
     cJSON *bl = ok ? bytelevel_json(pre_table[k].json == PJ_DIGITS) : NULL;
-    if (bl)
-        cJSON_AddItemToArray(seq, bl);
+    if (bl && !cJSON_AddItemToArray(seq, bl)) {
+        cJSON_Delete(bl);
+        bl = NULL;
+    }
     if (!bl) {
         cJSON_Delete(o);
         return NULL;
