@@ -31,19 +31,25 @@ static int load_tokenizer(const char *path, ftq_tokenizer **tok)
     return rc;
 }
 
-int cmd_export_gguf(const char *model, const char *type_s, const char *out)
+/* types[] index of a --type name, or -1 */
+static int find_type(const char *name)
 {
-    size_t k = 0;
-    while (k < sizeof types / sizeof types[0] && strcmp(types[k].name, type_s) != 0)
-        k++;
-    if (k == sizeof types / sizeof types[0])
-        return 2;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+        if (strcmp(types[k].name, name) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* Load model (a directory or a GGUF file) with its config and tokenizer and write it to out. */
+static int export_model(const char *model, uint32_t type, int keep_quant, const char *out,
+                        ftq_gguf_export_stats *st)
+{
     ftq_model_config cfg;
     ftq_checkpoint *ck = NULL;
     ftq_tokenizer *tok = NULL;
     int rc;
     if (ftq_gguf_is_file(model)) {
-        rc = ftq_gguf_checkpoint_open(model, &cfg, &ck);
+        rc = ftq_gguf_checkpoint_open_ex(model, keep_quant ? FTQ_GGUF_KEEP_QUANT : 0, &cfg, &ck);
     } else {
         char *cfg_path = ftq_path_join(model, "config.json");
         rc = cfg_path ? ftq_config_load(cfg_path, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -55,12 +61,20 @@ int cmd_export_gguf(const char *model, const char *type_s, const char *out)
     }
     if (rc == FTQ_OK)
         rc = load_tokenizer(model, &tok);
-    ftq_gguf_export_stats st = {0, 0};
     if (rc == FTQ_OK)
-        rc = ftq_model_export_gguf(&cfg, ck, tok, types[k].type, out, &st);
+        rc = ftq_model_export_gguf(&cfg, ck, tok, type, out, st);
     ftq_tokenizer_free(tok);
     ftq_checkpoint_close(ck);
     return rc;
+}
+
+int cmd_export_gguf(const char *model, const char *type_s, const char *out)
+{
+    int k = find_type(type_s);
+    if (k < 0)
+        return 2;
+    ftq_gguf_export_stats st = {0, 0};
+    return export_model(model, types[k].type, 0, out, &st);
 }
 
 int cmd_export(int argc, char **argv)
@@ -92,39 +106,14 @@ int cmd_export(int argc, char **argv)
         return r < 0 ? 2 : 0;
     if (!out)
         return cmd_fail(spec.name, "missing required option --output");
-    uint32_t type = 0;
-    size_t k = 0;
-    while (k < sizeof types / sizeof types[0] && strcmp(types[k].name, type_s) != 0)
-        k++;
-    if (k == sizeof types / sizeof types[0])
+    int k = find_type(type_s);
+    if (k < 0)
         return cmd_fail(spec.name, "unknown --type '%s' (expected f32, f16, bf16, q8_0, q4_0, q4_1 or keep)", type_s);
-    type = types[k].type;
     double t0 = ftq_time_sec();
-    ftq_model_config cfg;
-    ftq_checkpoint *ck = NULL;
-    ftq_tokenizer *tok = NULL;
-    int rc;
-    if (ftq_gguf_is_file(model)) {
-        rc = ftq_gguf_checkpoint_open_ex(model, keep_quant ? FTQ_GGUF_KEEP_QUANT : 0, &cfg, &ck);
-    } else {
-        char *cfg_path = ftq_path_join(model, "config.json");
-        rc = cfg_path ? ftq_config_load(cfg_path, &cfg) : ftq_set_error(FTQ_ENOMEM, "out of memory");
-        free(cfg_path);
-        if (rc == FTQ_OK)
-            rc = ftq_checkpoint_open(model, &ck);
-        if (rc == FTQ_OK)
-            rc = ftq_model_validate(&cfg, ck);
-    }
-    if (rc == FTQ_OK)
-        rc = load_tokenizer(model, &tok);
     ftq_gguf_export_stats st = {0, 0};
-    if (rc == FTQ_OK)
-        rc = ftq_model_export_gguf(&cfg, ck, tok, type, out, &st);
-    if (rc != FTQ_OK) {
-        ftq_tokenizer_free(tok);
-        ftq_checkpoint_close(ck);
+    int rc = export_model(model, types[k].type, keep_quant, out, &st);
+    if (rc != FTQ_OK)
         return cmd_fail(spec.name, "%s", ftq_last_error());
-    }
     size_t bytes = 0;
     FILE *f = fopen(out, "rb");
     if (f && fseek(f, 0, SEEK_END) == 0)
@@ -140,7 +129,5 @@ int cmd_export(int argc, char **argv)
                type_s, fmt_count((long long)bytes), st.copied, secs);
     else
         printf("wrote %s (%s, %s bytes) in %.1f s\n", out, type_s, fmt_count((long long)bytes), secs);
-    ftq_tokenizer_free(tok);
-    ftq_checkpoint_close(ck);
     return 0;
 }
