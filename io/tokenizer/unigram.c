@@ -5,6 +5,7 @@
  * best path only when strictly better (shorter pieces are tried first), as HF does. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,12 +53,6 @@ int ftq_tok_unigram_from_json(ftq_tokenizer *t, const cJSON *m, const char *path
     return FTQ_OK;
 }
 
-typedef struct {
-    double score;
-    int32_t id;
-    int32_t from; /* -1: not reached */
-} node;
-
 /* One result piece s[a, b): its id, or its bytes' <0xXX> ids, or unk. */
 static int emit(const ftq_tokenizer *t, const char *s, size_t a, size_t b, ftq_ivec *out)
 {
@@ -81,22 +76,82 @@ static int emit(const ftq_tokenizer *t, const char *s, size_t a, size_t b, ftq_i
     return ftq_ivec_push(out, t->unk_id);
 }
 
+/* The best-path lattice over byte offsets 0..len: the piece that ends at each offset and where
+   it starts (-1: not reached). Scores live beside it, in double (HF) or float (sentencepiece). */
+typedef struct {
+    int32_t *from, *id;
+    void *score;
+} lattice;
+
+static int lattice_new(lattice *lt, size_t len, size_t score_size)
+{
+    lt->from = malloc((len + 1) * sizeof *lt->from);
+    lt->id = malloc((len + 1) * sizeof *lt->id);
+    lt->score = calloc(len + 1, score_size);
+    if (!lt->from || !lt->id || !lt->score) {
+        free(lt->from), free(lt->id), free(lt->score);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i <= len; i++)
+        lt->from[i] = lt->id[i] = -1;
+    lt->from[0] = 0;
+    return FTQ_OK;
+}
+
+static void lattice_free(lattice *lt)
+{
+    free(lt->from), free(lt->id), free(lt->score);
+}
+
+/* Walk a solved lattice back from the end and push (start, end) pairs of the best path's pieces
+   to `bounds`, last piece first; consecutive pieces whose id is `fuse_id` become one piece. */
+static int backtrack(const lattice *lt, size_t len, int32_t fuse_id, ftq_ivec *bounds)
+{
+    int rc = FTQ_OK;
+    size_t end = len, unk_end = 0;
+    int in_unk = 0;
+    while (end > 0 && !rc) {
+        size_t start = (size_t)lt->from[end];
+        if (lt->id[end] == fuse_id) {
+            if (!in_unk)
+                unk_end = end;
+            in_unk = 1;
+        } else {
+            if (in_unk && !(rc = ftq_ivec_push(bounds, (int32_t)end)))
+                rc = ftq_ivec_push(bounds, (int32_t)unk_end);
+            in_unk = 0;
+            if (!rc && !(rc = ftq_ivec_push(bounds, (int32_t)start)))
+                rc = ftq_ivec_push(bounds, (int32_t)end);
+        }
+        end = start;
+    }
+    if (!rc && in_unk && !(rc = ftq_ivec_push(bounds, 0)))
+        rc = ftq_ivec_push(bounds, (int32_t)unk_end);
+    return rc;
+}
+
+/* Bytes in the UTF-8 character that starts at s[at]. */
+static size_t char_len(const char *s, size_t len, size_t at)
+{
+    size_t n = 1;
+    while (at + n < len && ((unsigned char)s[at + n] & 0xc0) == 0x80)
+        n++;
+    return n;
+}
+
 int ftq_tok_unigram_encode(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out)
 {
     if (len == 0)
         return FTQ_OK;
-    node *best = malloc((len + 1) * sizeof *best);
-    if (!best)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    for (size_t i = 0; i <= len; i++)
-        best[i] = (node){0, -1, -1};
-    best[0].from = 0;
-    double unk_score = t->uni_min_score - UNK_PENALTY;
+    lattice lt;
+    int rc = lattice_new(&lt, len, sizeof(double));
+    if (rc)
+        return rc;
+    double *score = lt.score;
+    const double unk_score = t->uni_min_score - UNK_PENALTY;
     for (size_t at = 0; at < len;) {
-        size_t mblen = 1;
-        while (at + mblen < len && ((unsigned char)s[at + mblen] & 0xc0) == 0x80)
-            mblen++;
-        double here = best[at].score;
+        size_t mblen = char_len(s, len, at);
+        double here = score[at];
         int single = 0;
         size_t maxl = len - at < t->max_piece_len ? len - at : t->max_piece_len;
         for (size_t l = 1; l <= maxl; l++) {
@@ -106,74 +161,44 @@ int ftq_tok_unigram_encode(const ftq_tokenizer *t, const char *s, size_t len, ft
             if (!ftq_strmap_get(&t->vocab, s + at, l, &id) || (size_t)id >= t->uni_n)
                 continue;
             double cand = t->uni_score[id] + here;
-            node *tg = &best[at + l];
-            if (tg->from < 0 || cand > tg->score)
-                *tg = (node){cand, id, (int32_t)at};
+            size_t e = at + l;
+            if (lt.from[e] < 0 || cand > score[e])
+                score[e] = cand, lt.id[e] = id, lt.from[e] = (int32_t)at;
             if (l == mblen)
                 single = 1;
         }
-        if (!single) {
-            node *tg = &best[at + mblen];
-            double cand = unk_score + here;
-            if (tg->from < 0 || cand > tg->score)
-                *tg = (node){cand, t->unk_id, (int32_t)at};
-        }
+        size_t e = at + mblen;
+        double cand = unk_score + here;
+        if (!single && (lt.from[e] < 0 || cand > score[e]))
+            score[e] = cand, lt.id[e] = t->unk_id, lt.from[e] = (int32_t)at;
         at += mblen;
     }
     /* back from the end: pieces in reverse, unknown runs fused */
     ftq_ivec bounds = {0}; /* (start, end) pairs, reversed */
-    int rc = FTQ_OK;
-    size_t end = len, unk_end = 0;
-    int in_unk = 0;
-    while (end > 0 && !rc) {
-        size_t from = (size_t)best[end].from;
-        int is_unk = t->unk_id >= 0 && best[end].id == t->unk_id;
-        if (is_unk) {
-            if (!in_unk)
-                unk_end = end;
-            in_unk = 1;
-        } else {
-            if (in_unk && !(rc = ftq_ivec_push(&bounds, (int32_t)end)))
-                rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
-            in_unk = 0;
-            if (!rc && !(rc = ftq_ivec_push(&bounds, (int32_t)from)))
-                rc = ftq_ivec_push(&bounds, (int32_t)end);
-        }
-        end = from;
-    }
-    if (!rc && in_unk && !(rc = ftq_ivec_push(&bounds, 0)))
-        rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+    rc = backtrack(&lt, len, t->unk_id >= 0 ? t->unk_id : INT32_MIN, &bounds);
     for (size_t k = bounds.n; !rc && k >= 2; k -= 2)
         rc = emit(t, s, (size_t)bounds.v[k - 2], (size_t)bounds.v[k - 1], out);
     free(bounds.v);
-    free(best);
+    lattice_free(&lt);
     return rc;
 }
 
 /* ---- sentencepiece (tokenizer.model) --------------------------------------------- */
 
-typedef struct {
-    float score;
-    int32_t id;
-    int32_t from; /* -1: not reached */
-} spm_node;
-
 int ftq_tok_unigram_encode_spm(const ftq_tokenizer *t, const char *s, size_t len, ftq_ivec *out)
 {
     if (len == 0)
         return FTQ_OK;
-    spm_node *best = malloc((len + 1) * sizeof *best);
-    if (!best)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    for (size_t i = 0; i <= len; i++)
-        best[i] = (spm_node){0.0f, -1, -1};
+    lattice lt;
+    int rc = lattice_new(&lt, len, sizeof(float));
+    if (rc)
+        return rc;
+    float *score = lt.score;
     const float unk_score = (float)t->uni_min_score - (float)UNK_PENALTY;
     const float max_score = (float)t->uni_max_score;
     for (size_t at = 0; at < len;) {
-        size_t mblen = 1;
-        while (at + mblen < len && ((unsigned char)s[at + mblen] & 0xc0) == 0x80)
-            mblen++;
-        const float here = best[at].score;
+        size_t mblen = char_len(s, len, at);
+        const float here = score[at];
         int single = 0;
         size_t maxl = len - at < t->max_piece_len ? len - at : t->max_piece_len;
         for (size_t l = 1; l <= maxl; l++) {
@@ -181,49 +206,28 @@ int ftq_tok_unigram_encode_spm(const ftq_tokenizer *t, const char *s, size_t len
             if (!ftq_strmap_get(&t->vocab, s + at, l, &id) ||
                 (t->flags[id] & (TOKF_CONTROL | TOKF_UNKNOWN | TOKF_BYTE | TOKF_UNUSED)))
                 continue; /* only NORMAL and USER_DEFINED pieces are in sentencepiece's trie */
-            spm_node *tg = &best[at + l];
+            size_t e = at + l;
             if (t->flags[id] & TOKF_USER) { /* a bonus that always selects it, in double as sentencepiece */
                 double cand = ((float)l * max_score - 0.1) + here;
-                if (tg->from < 0 || cand > tg->score)
-                    *tg = (spm_node){(float)cand, id, (int32_t)at};
+                if (lt.from[e] < 0 || cand > score[e])
+                    score[e] = (float)cand, lt.id[e] = id, lt.from[e] = (int32_t)at;
             } else {
                 float cand = t->score[id] + here;
-                if (tg->from < 0 || cand > tg->score)
-                    *tg = (spm_node){cand, id, (int32_t)at};
+                if (lt.from[e] < 0 || cand > score[e])
+                    score[e] = cand, lt.id[e] = id, lt.from[e] = (int32_t)at;
             }
             if (l == mblen)
                 single = 1;
         }
-        if (!single) {
-            spm_node *tg = &best[at + mblen];
-            float cand = unk_score + here;
-            if (tg->from < 0 || cand > tg->score)
-                *tg = (spm_node){cand, t->unk_id, (int32_t)at};
-        }
+        size_t e = at + mblen;
+        float cand = unk_score + here;
+        if (!single && (lt.from[e] < 0 || cand > score[e]))
+            score[e] = cand, lt.id[e] = t->unk_id, lt.from[e] = (int32_t)at;
         at += mblen;
     }
     /* back from the end; consecutive unknowns become one piece, then bytes with byte fallback */
     ftq_ivec bounds = {0};
-    int rc = FTQ_OK;
-    size_t end = len, unk_end = 0;
-    int in_unk = 0;
-    while (end > 0 && !rc) {
-        size_t from = (size_t)best[end].from;
-        if (best[end].id == t->unk_id) {
-            if (!in_unk)
-                unk_end = end;
-            in_unk = 1;
-        } else {
-            if (in_unk && !(rc = ftq_ivec_push(&bounds, (int32_t)end)))
-                rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
-            in_unk = 0;
-            if (!rc && !(rc = ftq_ivec_push(&bounds, (int32_t)from)))
-                rc = ftq_ivec_push(&bounds, (int32_t)end);
-        }
-        end = from;
-    }
-    if (!rc && in_unk && !(rc = ftq_ivec_push(&bounds, 0)))
-        rc = ftq_ivec_push(&bounds, (int32_t)unk_end);
+    rc = backtrack(&lt, len, t->unk_id, &bounds);
     for (size_t k = bounds.n; !rc && k >= 2; k -= 2) {
         size_t a = (size_t)bounds.v[k - 2], b = (size_t)bounds.v[k - 1];
         int32_t id;
@@ -238,6 +242,6 @@ int ftq_tok_unigram_encode_spm(const ftq_tokenizer *t, const char *s, size_t len
         }
     }
     free(bounds.v);
-    free(best);
+    lattice_free(&lt);
     return rc;
 }
