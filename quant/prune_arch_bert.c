@@ -137,38 +137,10 @@ static int write_pruned(const ftq_bert *m, const char *in_dir, const char *dir, 
             continue; /* embeddings.position_ids */
         r->model_numel += n;
         if (!t || !selected(t, p)) {
-            float *tmp = malloc(sizeof(float) * (size_t)(n ? n : 1));
-            if (!tmp) {
-                rc = ftq_set_error(FTQ_ENOMEM, "out of memory reading '%s'", ft->name);
-                break;
-            }
-            if (ftq_tensor_to_f32(ft, tmp) == FTQ_OK)
-                r->model_zeros += ftq_count_zeros(tmp, n);
-            free(tmp);
+            rc = ftq_prune_count_untouched(ft, r);
             continue;
         }
-        const float *w = m->params + t->off;
-        int64_t z = ftq_count_zeros(w, n);
-        r->model_zeros += z;
-        r->pruned_numel += n;
-        r->pruned_zeros += z;
-        ftq_prune_tensor_report *tr_out = &r->tensors[r->n_tensors];
-        if (!(tr_out->name = strdup(ft->name))) {
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-            break;
-        }
-        r->n_tensors++;
-        tr_out->numel = n;
-        tr_out->zeros = z;
-        if (!tr->from_f32) {
-            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot write pruned tensor '%s' as %s", ft->name, tr->name);
-            break;
-        }
-        if (!(bufs[i] = malloc(ft->nbytes ? ft->nbytes : 1))) {
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory writing pruned tensor '%s'", ft->name);
-            break;
-        }
-        tr->from_f32(w, bufs[i], (size_t)n);
+        rc = ftq_prune_emit(ft, m->params + t->off, n, r, &bufs[i]);
         outs[i].data = bufs[i];
     }
     if (rc == FTQ_OK)

@@ -21,4 +21,12 @@ extern const ftq_prune_arch ftq_prune_arch_bert;
  * (prune_model.c). */
 int ftq_prune_write_weights(const ftq_checkpoint *ck, const char *dir, const ftq_tensor *outs, size_t nt);
 
+/* A float tensor of the source that pruning left alone: add its zeros to report->model_zeros
+ * (prune_write.c). */
+int ftq_prune_count_untouched(const ftq_tensor *ft, ftq_prune_report *report);
+
+/* A pruned tensor: w holds its n values in the file's layout. Add it to the report and put a new
+ * buffer with the values in ft's dtype in *buf (exact zeros stay zeros). */
+int ftq_prune_emit(const ftq_tensor *ft, const float *w, int64_t n, ftq_prune_report *report, void **buf);
+
 #endif

@@ -277,47 +277,12 @@ static int write_output(const ftq_model *m, const slots *ss, const char *dir, ft
         float *f = NULL;
         rc = file_layout(m, ss, ft->name, ft, &f);
         if (rc != FTQ_OK || !f) {
-            if (rc == FTQ_OK && tr->is_float && tr->to_f32 && n > 0) { /* count zeros of untouched tensors */
-                float *tmp = malloc(sizeof(float) * (size_t)n);
-                if (!tmp) { /* the report would silently undercount */
-                    rc = ftq_set_error(FTQ_ENOMEM, "out of memory reading '%s'", ft->name);
-                    break;
-                }
-                if (ftq_tensor_to_f32(ft, tmp) == FTQ_OK)
-                    r->model_zeros += ftq_count_zeros(tmp, n);
-                free(tmp);
-            }
+            if (rc == FTQ_OK && tr->is_float && tr->to_f32)
+                rc = ftq_prune_count_untouched(ft, r);
             continue;
         }
-        int64_t z = ftq_count_zeros(f, n);
-        r->model_zeros += z;
-        r->pruned_numel += n;
-        r->pruned_zeros += z;
-        ftq_prune_tensor_report *tr_out = &r->tensors[r->n_tensors++];
-        if (!(tr_out->name = strdup(ft->name))) {
-            free(f);
-            r->n_tensors--;
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-            break;
-        }
-        tr_out->numel = n;
-        tr_out->zeros = z;
-        if (ft->dtype == FTQ_DTYPE_F32) {
-            bufs[i] = f;
-        } else { /* back to the file's dtype; exact zeros stay zeros */
-            if (!tr->from_f32) {
-                free(f);
-                rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot write pruned tensor '%s' as %s", ft->name, tr->name);
-                break;
-            }
-            if (!(bufs[i] = malloc(ft->nbytes ? ft->nbytes : 1))) { /* was reported as EUNSUPPORTED */
-                free(f);
-                rc = ftq_set_error(FTQ_ENOMEM, "out of memory writing pruned tensor '%s'", ft->name);
-                break;
-            }
-            tr->from_f32(f, bufs[i], (size_t)n);
-            free(f);
-        }
+        rc = ftq_prune_emit(ft, f, n, r, &bufs[i]);
+        free(f);
         outs[i].data = bufs[i];
     }
     if (rc == FTQ_OK)

@@ -1,9 +1,11 @@
 /* prune_write.c - the pruned weights' one output file, shared by every architecture's
  * pruning (prune_model.c, prune_arch_*.c). */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "include/ftq.h"
 #include "quant/prune_internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Write outs (nt tensors) as dir/model.safetensors, one file that keeps the metadata of the
  * source's first file. */
@@ -26,4 +28,39 @@ int ftq_prune_write_weights(const ftq_checkpoint *ck, const char *dir, const ftq
     free(path);
     free(meta);
     return rc;
+}
+
+int ftq_prune_count_untouched(const ftq_tensor *ft, ftq_prune_report *r)
+{
+    int64_t n = ftq_tensor_numel(ft);
+    if (n <= 0)
+        return FTQ_OK;
+    float *tmp = malloc(sizeof(float) * (size_t)n);
+    if (!tmp) /* the report would silently undercount */
+        return ftq_set_error(FTQ_ENOMEM, "out of memory reading '%s'", ft->name);
+    if (ftq_tensor_to_f32(ft, tmp) == FTQ_OK)
+        r->model_zeros += ftq_count_zeros(tmp, n);
+    free(tmp);
+    return FTQ_OK;
+}
+
+int ftq_prune_emit(const ftq_tensor *ft, const float *w, int64_t n, ftq_prune_report *r, void **buf)
+{
+    const ftq_dtype_traits *tr = ftq_dtype_info(ft->dtype);
+    int64_t z = ftq_count_zeros(w, n);
+    r->model_zeros += z;
+    r->pruned_numel += n;
+    r->pruned_zeros += z;
+    ftq_prune_tensor_report *tr_out = &r->tensors[r->n_tensors];
+    if (!(tr_out->name = strdup(ft->name)))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    r->n_tensors++;
+    tr_out->numel = n;
+    tr_out->zeros = z;
+    if (!tr->from_f32)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot write pruned tensor '%s' as %s", ft->name, tr->name);
+    if (!(*buf = malloc(ft->nbytes ? ft->nbytes : 1)))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory writing pruned tensor '%s'", ft->name);
+    tr->from_f32(w, *buf, (size_t)n);
+    return FTQ_OK;
 }
