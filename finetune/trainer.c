@@ -1242,12 +1242,10 @@ int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r)
     t->ran = 1;
     double t_start = ftq_time_sec();
     int rc = open_log(t), cb_stop = 0;
-    if (rc != FTQ_OK)
-        goto done;
     /* checkpoint-N.tmp.PID/ and the like of a run that was killed mid-write */
     char **stale = NULL;
     int n_stale = 0;
-    if (t->rank == 0)
+    if (rc == FTQ_OK && t->rank == 0)
         rc = ftq_sweep_stale(t->c.output_dir, NULL, &stale, &n_stale);
     for (int i = 0; i < n_stale && t->c.progress; i++) {
         ftq_train_progress sp = progress_base(t, FTQ_TRAIN_EVENT_CLEANUP, t_start);
