@@ -181,7 +181,9 @@ static int finetune_main(int argc, char **argv)
         "Defaults follow Hugging Face's Trainer; an optimizer step is --grad-accum micro-batches.\n"
         "Training is bit-for-bit reproducible for a seed and thread count ($FTQ_THREADS).\n"
         "Ctrl-C saves OUTDIR/checkpoint-STEP and exits 130; --resume it with the same arguments\n"
-        "to finish with exactly the weights of an uninterrupted run. See docs/finetune.md.",
+        "to finish with exactly the weights of an uninterrupted run. See docs/finetune.md.\n"
+        "Under `mpirun -np N` the same command trains data-parallel on N processes: --batch is\n"
+        "the global batch, rank 0 writes; see docs/distributed.md.",
         opts};
     int r = opts_parse(&spec, argc, argv);
     if (r)
