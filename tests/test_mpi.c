@@ -22,12 +22,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "include/ftq_dist.h"
 #include "tests/test_util.h"
 
-#define MPIRUN "mpirun --oversubscribe --allow-run-as-root"
+/* timeout: a rank left waiting in a collective must fail the test, not hang the suite */
+#define MPIRUN "timeout 300 mpirun --oversubscribe --allow-run-as-root"
 
 /* LeakSanitizer in the ranks (ASan build). Open MPI keeps allocations made in MPI_Init /
  * MPI_Finalize for the life of the process, many from its MCA components, which
@@ -366,6 +368,45 @@ static void test_fault_stops_all(void)
     free(err);
 }
 
+/* Rank 0 alone cannot write checkpoint-2 (a file holds its name): rank 1, already waiting
+ * for the step's agreement, stops too; one message, from rank 0, names it; checkpoint-1 is
+ * intact and no temporary directory is left. */
+static void test_checkpoint_fault(void)
+{
+    if (!mpi_ready())
+        return;
+    char w[4200], out[4300], path[4500];
+    static char args[16384];
+    snprintf(w, sizeof w, "%s", test_tmpdir("mpi_ckpt_fault"));
+    snprintf(out, sizeof out, "%s/out", w);
+    snprintf(path, sizeof path, "%s/checkpoint-2", out);
+    CU_ASSERT_EQUAL_FATAL(mkdir(out, 0755), 0);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+    snprintf(args, sizeof args,
+             "finetune -m '%s' -d '%s' --task lm --seq 32 --batch 4 --limit 16 --dev-limit 2 --max-steps 4 "
+             "--save-every 1 -o '%s'",
+             shared_path("models/stories260K"), source_path("datasets/tinystories_sample.txt"), out);
+    char *err = NULL;
+    const char *first = NULL;
+    CU_ASSERT(run_ftq(2, args, &err, 0, 0) != 0);
+    ASSERT_INT_EQ(ftq_errors(err, &first), 1);
+    CU_ASSERT(first && strstr(first, "rank 0 of 2") && strstr(first, "checkpoint-2"));
+    if (!first || !strstr(first, "checkpoint-2"))
+        fprintf(stderr, "\n  stderr:\n%s", err);
+    free(err);
+    snprintf(path, sizeof path, "%s/checkpoint-1/trainer_state.json", out);
+    cJSON *j = load_json(path);
+    CU_ASSERT(j && cJSON_GetNumberValue(cJSON_GetObjectItem(j, "global_step")) == 1);
+    cJSON_Delete(j);
+    char cmd[4600], *ls = NULL;
+    snprintf(cmd, sizeof cmd, "ls '%s'", out);
+    ASSERT_INT_EQ(run_capture(cmd, &ls), 0);
+    CU_ASSERT(ls && !strstr(ls, "tmp")); /* checkpoint-1, the blocking file, nothing half-written */
+    free(ls);
+}
+
 void test_register_mpi(void)
 {
     static const test_case cases[] = {
@@ -373,6 +414,7 @@ void test_register_mpi(void)
         {"classify_matches_one_process", test_classify_matches_one_process},
         {"resume", test_resume},
         {"fault_stops_all", test_fault_stops_all},
+        {"checkpoint_fault", test_checkpoint_fault},
         {NULL, NULL},
     };
     test_add_suite("mpi", cases);
