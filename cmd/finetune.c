@@ -1,7 +1,9 @@
 /* finetune.c - `ftq finetune`: fine-tune a checkpoint for sequence classification or as a
  * causal LM and write an HF-loadable model directory. Option consistency is checked (and
  * reported by flag name) before anything is loaded; the trainer validates against the
- * model and data before anything is written. SIGINT saves a checkpoint and exits 130. */
+ * model and data before anything is written. SIGINT saves a checkpoint and exits 130.
+ * Under `mpirun -np N` the same command is one rank of a data-parallel run
+ * (docs/distributed.md): rank 0 prints; another rank speaks only when it failed first. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <signal.h>
@@ -12,8 +14,24 @@
 #include "cmd/cmds.h"
 #include "cmd/common.h"
 #include "cmd/opts.h"
+#include "include/ftq_dist.h"
 
 static volatile sig_atomic_t stop_flag;
+static FILE *rank_err; /* ranks other than 0: their stderr (stdout and stderr go to /dev/null) */
+
+/* A trainer failure: distributed, only the rank that failed first reports it (the others
+ * stopped because of it, or failed alike). */
+static int fail_run(const char *name)
+{
+    int who = ftq_dist_failed_rank(), me = ftq_dist_rank();
+    if (ftq_dist_size() == 1)
+        return cmd_fail(name, "%s", ftq_last_error());
+    if (who >= 0 ? who != me : me != 0)
+        return 1;
+    fprintf(rank_err ? rank_err : stderr, "ftq %s: error: rank %d of %d: %s\n", name, me, ftq_dist_size(),
+            ftq_last_error());
+    return 1;
+}
 
 static void on_sigint(int sig)
 {
@@ -88,7 +106,7 @@ static void print_num(const char *key, double v)
         printf(", \"%s\": null", key);
 }
 
-int cmd_finetune(int argc, char **argv)
+static int finetune_main(int argc, char **argv)
 {
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
                *mode_s = "full", *text_col = NULL, *label_col = NULL, *init = "pretrained", *resume = NULL,
@@ -163,7 +181,9 @@ int cmd_finetune(int argc, char **argv)
         "Defaults follow Hugging Face's Trainer; an optimizer step is --grad-accum micro-batches.\n"
         "Training is bit-for-bit reproducible for a seed and thread count ($FTQ_THREADS).\n"
         "Ctrl-C saves OUTDIR/checkpoint-STEP and exits 130; --resume it with the same arguments\n"
-        "to finish with exactly the weights of an uninterrupted run. See docs/finetune.md.",
+        "to finish with exactly the weights of an uninterrupted run. See docs/finetune.md.\n"
+        "Under `mpirun -np N` the same command trains data-parallel on N processes: --batch is\n"
+        "the global batch, rank 0 writes; see docs/distributed.md.",
         opts};
     int r = opts_parse(&spec, argc, argv);
     if (r)
@@ -291,7 +311,7 @@ int cmd_finetune(int argc, char **argv)
 
     ftq_trainer *t = NULL;
     if (ftq_trainer_new(&c, &t) != FTQ_OK)
-        return cmd_fail(spec.name, "%s", ftq_last_error());
+        return fail_run(spec.name);
     const ftq_train_plan *pl = ftq_trainer_plan(t);
     pc.every = pl->total_steps / 20 > 0 ? pl->total_steps / 20 : 1;
     if (!json) {
@@ -317,9 +337,11 @@ int cmd_finetune(int argc, char **argv)
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL); /* what mpirun forwards to every rank (kill -USR1 <mpirun>) */
     ftq_train_result res;
     st = ftq_trainer_run(t, &res);
     signal(SIGINT, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
     progress_done();
     int rc = 0;
     if (st == FTQ_EINTERRUPTED) {
@@ -329,7 +351,7 @@ int cmd_finetune(int argc, char **argv)
         goto out;
     }
     if (st != FTQ_OK) {
-        rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        rc = fail_run(spec.name);
         goto out;
     }
     if (json) {
@@ -389,5 +411,32 @@ int cmd_finetune(int argc, char **argv)
 out:
     ftq_train_result_free(&res);
     ftq_trainer_free(t);
+    return rc;
+}
+
+/* One rank of `mpirun -np N ftq finetune ...`, or the whole run alone. */
+int cmd_finetune(int argc, char **argv)
+{
+    if (ftq_dist_init(&argc, &argv) != FTQ_OK)
+        return cmd_fail("finetune", "%s", ftq_last_error());
+    if (ftq_dist_size() > 1) {
+        if (!getenv("FTQ_THREADS")) { /* the node's cores shared among its ranks */
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            long n = cores > 0 ? cores / ftq_dist_local_size() : 1;
+            ftq_set_threads(n > 0 ? (int)n : 1);
+        }
+        if (ftq_dist_rank() != 0) {
+            int fd = dup(STDERR_FILENO);
+            rank_err = fd >= 0 ? fdopen(fd, "w") : NULL;
+            if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+                rank_err = rank_err ? rank_err : stderr;
+        }
+    }
+    int rc = finetune_main(argc, argv);
+    if (rank_err) {
+        fclose(rank_err);
+        rank_err = NULL;
+    }
+    ftq_dist_finalize();
     return rc;
 }

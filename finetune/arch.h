@@ -77,6 +77,11 @@ typedef struct {
     /* The HF model files of the current weights (weights, config.json, tokenizer files) into
      * the existing directory dir. */
     int (*save)(tarch *a, const char *dir, const char *const *labels, int num_labels);
+    /* Optional (NULL: nothing to do): work on every row of s done once before training,
+     * such as head mode's frozen features. Called on every rank of a distributed run at the
+     * same point, so it may split the work across ranks (ftq_dist_*); *ntok: tokens this
+     * rank ran forward. */
+    int (*prepare)(tarch *a, const ex_set *s, int64_t *ntok);
 } tarch_ops;
 
 /* The family that reads model_dir. */

@@ -4,7 +4,8 @@
  * length, right-padded with id 0; pooled as --pool says (pooler, HF's default; mean; cls).
  * The classifier head is always new (for the labels of the training data; a source
  * classifier's head is replaced). Head-only training is feature extraction: the frozen encoder runs once over each example
- * set (in batches of 64 rows, in file order) and the classifier trains on that cache.
+ * set (in batches of 64 rows, in file order; split across the ranks of a distributed run) and
+ * the classifier trains on that cache.
  * Invariant: the parameter layout is the source's plus a head at the end, also on resume
  * (a checkpoint's values are copied in by tensor name), so optimizer moments line up. */
 #define _POSIX_C_SOURCE 200809L
@@ -14,6 +15,7 @@
 
 #include "finetune/arch.h"
 #include "include/ftq_bert_train.h"
+#include "include/ftq_dist.h"
 #include "kernels/kernels.h"
 #include "model/bert_internal.h"
 
@@ -379,10 +381,16 @@ static int features(tarch *a, const ex_set *s, const float **out, int64_t *ntok)
     fc->s = NULL;
     if (!(fc->feats = malloc(sizeof(float) * (s->n + 1) * (size_t)C)))
         return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu feature rows", s->n);
+    /* the same batches of 64 rows as one process computes, a contiguous run of them per
+     * rank, then each rank's rows broadcast to the others: every rank ends with the features
+     * one process computes, bit for bit */
     ftq_bert_ws *ws = NULL;
     uint32_t idx[FEATURE_BATCH];
+    size_t nbat = (s->n + FEATURE_BATCH - 1) / FEATURE_BATCH, W = (size_t)ftq_dist_size();
+    size_t R = (size_t)ftq_dist_rank();
     int rc = ftq_bert_ws_new(a->m, FEATURE_BATCH, a->max_seq, 0, &ws);
-    for (size_t r0 = 0; rc == FTQ_OK && r0 < s->n; r0 += FEATURE_BATCH) {
+    for (size_t k = nbat * R / W; rc == FTQ_OK && k < nbat * (R + 1) / W; k++) {
+        size_t r0 = k * FEATURE_BATCH;
         int B = s->n - r0 < FEATURE_BATCH ? (int)(s->n - r0) : FEATURE_BATCH;
         for (int r = 0; r < B; r++)
             idx[r] = (uint32_t)(r0 + (size_t)r);
@@ -392,6 +400,13 @@ static int features(tarch *a, const ex_set *s, const float **out, int64_t *ntok)
             rc = ftq_bert_pool(a->m, ws, a->m->cfg.pool, 0, fc->feats + r0 * (size_t)C);
     }
     ftq_bert_ws_free(ws);
+    rc = ftq_dist_agree(rc);
+    for (size_t r = 0; rc == FTQ_OK && W > 1 && r < W; r++) {
+        size_t lo = nbat * r / W * FEATURE_BATCH, hi = nbat * (r + 1) / W * FEATURE_BATCH;
+        hi = hi < s->n ? hi : s->n;
+        if (hi > lo)
+            rc = ftq_dist_bcast(fc->feats + lo * (size_t)C, sizeof(float) * (hi - lo) * (size_t)C, (int)r);
+    }
     if (rc != FTQ_OK)
         return rc;
     fc->s = s;
@@ -458,6 +473,15 @@ static int bert_eval_batch(tarch *a, const ex_set *s, const uint32_t *idx, int b
     return FTQ_OK;
 }
 
+/* Head mode: the features of every row of s, computed before training (split across the
+ * ranks of a distributed run); other modes have nothing to prepare. */
+static int bert_prepare(tarch *a, const ex_set *s, int64_t *ntok)
+{
+    *ntok = 0;
+    const float *f = NULL;
+    return a->mode == FTQ_TRAIN_HEAD && s->n > 0 ? features(a, s, &f, ntok) : FTQ_OK;
+}
+
 static int bert_save(tarch *a, const char *dir, const char *const *labels, int num_labels)
 {
     return ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);
@@ -466,5 +490,5 @@ static int bert_save(tarch *a, const char *dir, const char *const *labels, int n
 const tarch_ops tarch_bert_ops = {
     "bert",          bert_claims, bert_open,          bert_free,          bert_check_resume, bert_load_labels,
     bert_encode,     bert_build,  bert_params,        bert_grads,         bert_segment_count, bert_segment,
-    bert_train_batch, bert_eval_batch, bert_save,
+    bert_train_batch, bert_eval_batch, bert_save,  bert_prepare,
 };

@@ -253,5 +253,5 @@ static int dec_save(tarch *a, const char *dir, const char *const *labels, int nu
 const tarch_ops tarch_decoder_ops = {
     "decoder",      dec_claims, dec_open,          dec_free,          dec_check_resume, dec_load_labels,
     dec_encode,     dec_build,  dec_params,        dec_grads,         dec_segment_count, dec_segment,
-    dec_train_batch, dec_eval_batch, dec_save,
+    dec_train_batch, dec_eval_batch, dec_save,  NULL,
 };

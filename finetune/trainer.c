@@ -4,7 +4,11 @@
  * encoder) is reached only through its table of operations (finetune/arch.h), so nothing here
  * branches on it. Invariant: the state saved in a checkpoint (weights, moments, step, epoch,
  * position, RNG) is all the loop depends on, so a resumed run computes bit for bit what the
- * uninterrupted run computes. */
+ * uninterrupted run computes. Distributed (ftq_dist_size() > 1, docs/distributed.md): every
+ * rank holds the same state; each micro-batch of --batch rows is split into contiguous
+ * shards, one per rank, weighted so the summed gradient is the one-process mean; rank 0
+ * alone writes files and reports; every collective is preceded by ftq_dist_agree, so a
+ * failure on one rank stops all of them at the same point. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <inttypes.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #include "finetune/arch.h"
+#include "include/ftq_dist.h"
 #include "io/json_util.h"
 
 typedef struct {
@@ -47,6 +52,7 @@ struct ftq_trainer {
     int64_t nb;                     /* micro-batches per epoch */
     cJSON *args;
     int ran;
+    int rank, world;                /* ftq_dist_rank / ftq_dist_size */
     /* run-time bookkeeping (not in checkpoints) */
     FILE *log;
     int created_outdir;
@@ -532,7 +538,7 @@ out:
     return rc;
 }
 
-int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
+static int trainer_new_local(const ftq_train_config *cfg, ftq_trainer **out)
 {
     *out = NULL;
     int rc = check_options(cfg);
@@ -545,6 +551,12 @@ int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
     ftq_train_config *c = &t->c;
     t->dev_loss_before = NAN;
     t->last_ckpt_step = -1;
+    t->rank = ftq_dist_rank();
+    t->world = ftq_dist_size();
+    if (t->rank != 0) { /* rank 0 reports and logs for the job */
+        c->progress = NULL;
+        c->log_path = NULL;
+    }
 
     /* the model family reads the source's config and tokenizer and checks its options */
     t->ops = tarch_find(c->model_dir);
@@ -671,37 +683,93 @@ fail:
     return rc;
 }
 
+/* FNV-1a over 8-byte words (then the tail bytes), continuing from h: a fingerprint for
+ * comparing ranks, fast enough for every weight of a model. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+    }
+    for (; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Every rank must have the same value of h: else an FTQ_EINVAL error naming `what`. */
+static int same_on_all_ranks(uint64_t h, const char *what)
+{
+    int64_t v[2] = {(int64_t)(h >> 1), -(int64_t)(h >> 1)}; /* min and -max in one reduction */
+    int rc = ftq_dist_allreduce(v, 2, FTQ_DIST_I64, FTQ_DIST_MIN);
+    if (rc == FTQ_OK && v[0] != -v[1])
+        rc = ftq_set_error(FTQ_EINVAL, "the ranks of this job differ in %s", what);
+    return rc;
+}
+
+int ftq_trainer_new(const ftq_train_config *cfg, ftq_trainer **out)
+{
+    int rc = ftq_dist_agree(trainer_new_local(cfg, out));
+    if (rc == FTQ_OK && ftq_dist_size() > 1) { /* the same arguments, data and initial weights */
+        const ftq_trainer *t = *out;
+        char *a = cJSON_PrintUnformatted(t->args);
+        uint64_t h = a ? fnv(0xcbf29ce484222325ULL, a, strlen(a)) : 0, dh = ex_fingerprint(&t->dev);
+        free(a);
+        if ((rc = same_on_all_ranks(fnv(h, &dh, sizeof dh), "their arguments or data (give every rank the same "
+                                                          "options and files)")) == FTQ_OK)
+            rc = same_on_all_ranks(fnv(h, t->params, sizeof(float) * t->n_params), "their initial weights");
+    }
+    if (rc != FTQ_OK && *out) {
+        ftq_trainer_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 /* ---- evaluation ------------------------------------------------------------------- */
 
+/* Distributed, the dev batches (the same ones as alone) go round-robin to the ranks; each
+ * batch's loss and predictions have one contributor in the sums that gather them, so every
+ * rank ends with exactly the one-process values and adds the losses in batch order. */
 static int eval_classify(ftq_trainer *t, ftq_cls_metrics *m, double *loss_out)
 {
     const ex_set *s = &t->dev;
-    int32_t *pred = malloc(sizeof(int32_t) * (s->n + 1));
-    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)t->c.batch_size);
+    size_t B = (size_t)t->c.batch_size, nbat = (s->n + B - 1) / B;
+    int32_t *pred = calloc(s->n + 1, sizeof(int32_t));
+    uint32_t *idx = malloc(sizeof(uint32_t) * B);
+    double *bl = calloc(nbat + 1, sizeof(double)); /* loss x rows of each batch */
     int rc = FTQ_OK;
     double loss_sum = 0;
-    if (!pred || !idx) {
+    if (!pred || !idx || !bl)
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i0 = 0; i0 < s->n; i0 += (size_t)t->c.batch_size) {
-        int b = (int)(s->n - i0 < (size_t)t->c.batch_size ? s->n - i0 : (size_t)t->c.batch_size);
+    for (size_t k = (size_t)t->rank; rc == FTQ_OK && k < nbat; k += (size_t)t->world) {
+        size_t i0 = k * B;
+        int b = (int)(s->n - i0 < B ? s->n - i0 : B);
         int64_t ntok = 0;
         double loss = 0;
         for (int r = 0; r < b; r++)
             idx[r] = (uint32_t)(i0 + (size_t)r);
         if ((rc = t->ops->eval_batch(t->arch, s, idx, b, &loss, t->logits, &ntok)) != FTQ_OK)
-            goto out;
-        loss_sum += loss * b;
+            break;
+        bl[k] = loss * b;
         for (int r = 0; r < b; r++)
             pred[i0 + (size_t)r] = ftq_argmax(t->logits + (size_t)r * (size_t)t->num_labels, t->num_labels);
     }
+    if ((rc = ftq_dist_agree(rc)) != FTQ_OK ||
+        (rc = ftq_dist_allreduce(bl, nbat, FTQ_DIST_F64, FTQ_DIST_SUM)) != FTQ_OK ||
+        (rc = ftq_dist_allreduce(pred, s->n, FTQ_DIST_I32, FTQ_DIST_SUM)) != FTQ_OK)
+        goto out;
+    for (size_t k = 0; k < nbat; k++)
+        loss_sum += bl[k];
     rc = ftq_cls_metrics_compute(s->label, pred, s->n, t->num_labels, m);
     if (loss_out)
         *loss_out = s->n ? loss_sum / (double)s->n : NAN;
 out:
     free(pred);
     free(idx);
+    free(bl);
     return rc;
 }
 
@@ -712,14 +780,15 @@ static int eval_lm(ftq_trainer *t, double *loss_out)
     *loss_out = NAN;
     if (s->n == 0)
         return FTQ_OK;
-    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)t->c.batch_size);
-    if (!idx)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    size_t B = (size_t)t->c.batch_size, nbat = (s->n + B - 1) / B;
+    uint32_t *idx = malloc(sizeof(uint32_t) * B);
+    double *bl = calloc(2 * nbat, sizeof(double)); /* per batch: loss x scored, scored (as eval_classify) */
     double sum = 0;
     int64_t scored = 0;
-    int rc = FTQ_OK;
-    for (size_t i0 = 0; i0 < s->n; i0 += (size_t)t->c.batch_size) {
-        int b = (int)(s->n - i0 < (size_t)t->c.batch_size ? s->n - i0 : (size_t)t->c.batch_size);
+    int rc = idx && bl ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t j = (size_t)t->rank; rc == FTQ_OK && j < nbat; j += (size_t)t->world) {
+        size_t i0 = j * B;
+        int b = (int)(s->n - i0 < B ? s->n - i0 : B);
         int64_t ntok = 0;
         double loss = 0;
         for (int r = 0; r < b; r++)
@@ -727,10 +796,17 @@ static int eval_lm(ftq_trainer *t, double *loss_out)
         if ((rc = t->ops->eval_batch(t->arch, s, idx, b, &loss, NULL, &ntok)) != FTQ_OK)
             break;
         int64_t k = ntok - b; /* len - 1 targets per row */
-        sum += loss * (double)k;
-        scored += k;
+        bl[2 * j] = loss * (double)k;
+        bl[2 * j + 1] = (double)k;
+    }
+    if ((rc = ftq_dist_agree(rc)) == FTQ_OK)
+        rc = ftq_dist_allreduce(bl, 2 * nbat, FTQ_DIST_F64, FTQ_DIST_SUM);
+    for (size_t j = 0; rc == FTQ_OK && j < nbat; j++) {
+        sum += bl[2 * j];
+        scored += (int64_t)bl[2 * j + 1];
     }
     free(idx);
+    free(bl);
     if (rc == FTQ_OK && scored > 0)
         *loss_out = sum / (double)scored;
     return rc;
@@ -827,7 +903,7 @@ static int write_state(ftq_trainer *t, const char *path)
 }
 
 /* OUTDIR/checkpoint-STEP, built in checkpoint-STEP.tmp.PID and renamed when complete. */
-static int save_checkpoint(ftq_trainer *t)
+static int write_checkpoint(ftq_trainer *t)
 {
     if (t->last_ckpt_step == t->step)
         return FTQ_OK;
@@ -887,9 +963,32 @@ out:
     return rc;
 }
 
+/* Distributed: rank 0 writes; the others check that their trained weights equal its
+ * (the same reduced gradients on every rank keep them equal) and learn the path. */
+static int save_checkpoint(ftq_trainer *t)
+{
+    int rc = FTQ_OK;
+    if (t->world > 1 && t->last_ckpt_step != t->step)
+        rc = same_on_all_ranks(fnv(0xcbf29ce484222325ULL, t->params + t->t_off, sizeof(float) * t->n_train),
+                               "their trained weights (the ranks diverged)");
+    if (rc != FTQ_OK)
+        return rc;
+    rc = ftq_dist_agree(t->rank == 0 ? write_checkpoint(t) : FTQ_OK);
+    if (rc == FTQ_OK && t->rank != 0 && t->last_ckpt_step != t->step) {
+        size_t n = strlen(t->c.output_dir) + 64;
+        char *dir = malloc(n);
+        if (dir)
+            snprintf(dir, n, "%s/checkpoint-%lld", t->c.output_dir, (long long)t->step);
+        free(t->last_ckpt);
+        t->last_ckpt = dir; /* only for messages: NULL reads "no checkpoint was saved" */
+        t->last_ckpt_step = t->step;
+    }
+    return rc;
+}
+
 /* The final model: every file written into OUTDIR/.final.tmp.PID first, then renamed into
  * OUTDIR one by one, so a failed write leaves OUTDIR as it was. */
-static int save_final(ftq_trainer *t)
+static int write_final(ftq_trainer *t)
 {
     if (!params_finite(t))
         return ftq_set_error(FTQ_ENUMERIC, "parameters became non-finite at step %lld; the model was not saved",
@@ -928,6 +1027,8 @@ static int save_final(ftq_trainer *t)
     free(tmp);
     return rc;
 }
+
+static int save_final(ftq_trainer *t) { return ftq_dist_agree(t->rank == 0 ? write_final(t) : FTQ_OK); }
 
 /* ---- the loop --------------------------------------------------------------------- */
 
@@ -985,7 +1086,7 @@ static int do_eval(ftq_trainer *t, double t_start, int *stop, ftq_cls_metrics *m
         if (t->dev.n == 0)
             return FTQ_OK;
         ftq_cls_metrics m;
-        if ((rc = eval_classify(t, &m, &p.dev_loss)) != FTQ_OK)
+        if ((rc = ftq_dist_agree(eval_classify(t, &m, &p.dev_loss))) != FTQ_OK)
             return rc;
         p.accuracy = m.accuracy;
         p.macro_f1 = m.macro_f1;
@@ -1042,9 +1143,12 @@ static void new_epoch_order(ftq_trainer *t)
     t->order_ready = 1;
 }
 
+/* Any rank asked to stop (rank 0's callback, a signal on any rank): all stop together. */
 static int stopping(const ftq_trainer *t, int cb_stop)
 {
-    return cb_stop || (t->c.stop && *t->c.stop);
+    int32_t s = cb_stop || (t->c.stop && *t->c.stop);
+    ftq_dist_allreduce(&s, 1, FTQ_DIST_I32, FTQ_DIST_MAX); /* alone, or if it fails: this rank's own */
+    return s != 0;
 }
 
 static const char *ckpt_note(const ftq_trainer *t, char *buf, size_t cap)
@@ -1056,32 +1160,60 @@ static const char *ckpt_note(const ftq_trainer *t, char *buf, size_t cap)
     return buf;
 }
 
-/* One optimizer step: grad_accum micro-batches (fewer at the end of an epoch). */
+/* The family's work before training (head mode's features), timed and counted as training. */
+static int prepare_sets(ftq_trainer *t)
+{
+    if (!t->ops->prepare)
+        return FTQ_OK;
+    double t0 = ftq_time_sec();
+    int64_t ntok[2] = {0, 0};
+    int rc = ftq_dist_agree(t->ops->prepare(t->arch, &t->train, &ntok[0]));
+    if (rc == FTQ_OK && t->dev.n > 0)
+        rc = ftq_dist_agree(t->ops->prepare(t->arch, &t->dev, &ntok[1]));
+    if (rc == FTQ_OK)
+        rc = ftq_dist_allreduce(ntok, 1, FTQ_DIST_I64, FTQ_DIST_SUM);
+    t->tokens += ntok[0];
+    t->train_seconds += ftq_time_sec() - t0;
+    return rc;
+}
+
+/* One optimizer step: grad_accum micro-batches (fewer at the end of an epoch). Distributed,
+ * rank r takes rows [b r / N, b (r + 1) / N) of each micro-batch of b rows with weight
+ * (its rows / b): the loss is the mean over rows (lm: over scored tokens, and every training
+ * block scores seq - 1), so the gradients summed over the ranks are the one-process mean. */
 static int train_step(ftq_trainer *t, double *loss_out, double *lr_out, double *gn_out)
 {
     const ftq_train_config *c = &t->c;
     int64_t group = t->nb - t->pos < c->grad_accum ? t->nb - t->pos : c->grad_accum;
     size_t N = t->train.n, B = (size_t)c->batch_size;
-    double loss_sum = 0;
+    double sums[2] = {0, 0}; /* loss, tokens */
     char note[600];
+    int rc = FTQ_OK;
     memset(t->grads, 0, sizeof(float) * t->n_train);
-    for (int64_t g = 0; g < group; g++) {
+    for (int64_t g = 0; g < group && rc == FTQ_OK; g++) {
         size_t first = (size_t)(t->pos + g) * B;
         int b = (int)(N - first < B ? N - first : B);
+        int lo = (int)((int64_t)b * t->rank / t->world), hi = (int)((int64_t)b * (t->rank + 1) / t->world);
+        if (hi == lo)
+            continue;
+        float scale = hi - lo == b ? 1.0f / (float)group : (float)((double)(hi - lo) / b / (double)group);
         int64_t ntok = 0;
         double loss = 0;
-        int rc = t->ops->train_batch(t->arch, &t->train, t->perm + first, b, 1.0f / (float)group, &loss, &ntok);
-        if (rc != FTQ_OK)
-            return rc;
-        if (!isfinite(loss))
-            return ftq_set_error(FTQ_ENUMERIC, "loss is %s at step %lld (learning rate %g); stopped, %s",
-                                 isnan(loss) ? "nan" : "inf", (long long)t->step + 1,
-                                 c->lr * ftq_schedule_factor(c->schedule, t->step, t->plan.warmup_steps,
-                                                             t->plan.total_steps),
-                                 ckpt_note(t, note, sizeof note));
-        loss_sum += loss;
-        t->tokens += ntok;
+        rc = t->ops->train_batch(t->arch, &t->train, t->perm + first + lo, hi - lo, scale, &loss, &ntok);
+        if (rc == FTQ_OK && !isfinite(loss))
+            rc = ftq_set_error(FTQ_ENUMERIC, "loss is %s at step %lld (learning rate %g); stopped, %s",
+                               isnan(loss) ? "nan" : "inf", (long long)t->step + 1,
+                               c->lr * ftq_schedule_factor(c->schedule, t->step, t->plan.warmup_steps,
+                                                           t->plan.total_steps),
+                               ckpt_note(t, note, sizeof note));
+        sums[0] += hi - lo == b ? loss : loss * (double)(hi - lo) / b;
+        sums[1] += (double)ntok;
     }
+    if ((rc = ftq_dist_agree(rc)) != FTQ_OK || (rc = ftq_dist_allreduce(sums, 2, FTQ_DIST_F64, FTQ_DIST_SUM)) ||
+        (rc = ftq_dist_allreduce(t->grads, t->n_train, FTQ_DIST_F32, FTQ_DIST_SUM)) != FTQ_OK)
+        return rc;
+    double loss_sum = sums[0];
+    t->tokens += (int64_t)sums[1];
     double gn = ftq_grad_clip(t->grads, t->n_train, c->max_grad_norm);
     if (!isfinite(gn))
         return ftq_set_error(FTQ_ENUMERIC, "gradient norm is %s at step %lld; stopped, %s", isnan(gn) ? "nan" : "inf",
@@ -1117,19 +1249,18 @@ int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r)
     t->ran = 1;
     double t_start = ftq_time_sec();
     int rc = open_log(t), cb_stop = 0;
-    if (rc != FTQ_OK)
-        goto done;
     /* checkpoint-N.tmp.PID/ and the like of a run that was killed mid-write */
     char **stale = NULL;
     int n_stale = 0;
-    rc = ftq_sweep_stale(t->c.output_dir, NULL, &stale, &n_stale);
+    if (rc == FTQ_OK && t->rank == 0)
+        rc = ftq_sweep_stale(t->c.output_dir, NULL, &stale, &n_stale);
     for (int i = 0; i < n_stale && t->c.progress; i++) {
         ftq_train_progress sp = progress_base(t, FTQ_TRAIN_EVENT_CLEANUP, t_start);
         sp.path = stale[i];
         t->c.progress(t->c.progress_user, &sp);
     }
     ftq_free_strings(stale, n_stale);
-    if (rc != FTQ_OK)
+    if ((rc = ftq_dist_agree(rc)) != FTQ_OK || (rc = prepare_sets(t)) != FTQ_OK)
         goto done;
     if (t->c.task == FTQ_TASK_LM && t->step == 0 && t->dev.n > 0) {
         double l = NAN;
@@ -1152,7 +1283,7 @@ int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r)
         t->train_seconds += ftq_time_sec() - t0;
         double epoch = (double)t->epoch + (double)t->pos / (double)t->nb;
         hist_entry e = {t->step, epoch, loss, lr, gn};
-        if ((rc = hist_push(t, e)) != FTQ_OK)
+        if ((rc = ftq_dist_agree(hist_push(t, e))) != FTQ_OK)
             goto done;
         ftq_train_progress p = progress_base(t, FTQ_TRAIN_EVENT_STEP, t_start);
         p.loss = loss;
