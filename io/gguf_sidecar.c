@@ -6,6 +6,7 @@
  * and a refused tokenizer writes nothing. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,28 +158,40 @@ static int tmpl_item(cJSON *arr, const char *kind, const char *id, int type)
     return 1;
 }
 
-/* The post-processor: ByteLevel (offsets only), then a template adding BOS / EOS when the
- * GGUF says so (Hugging Face's Llama 3 layout). */
-static cJSON *post_json(const ftq_tokenizer *t)
+/* The post-processor. Byte-level: ByteLevel (offsets only), then a template adding BOS / EOS
+ * when the GGUF says so (Hugging Face's Llama 3 layout). Sentencepiece: the template alone,
+ * as LlamaTokenizerFast builds it ("<s>:0 $A:0", pair "<s>:0 $A:0 <s>:1 $B:1"). */
+static cJSON *post_json(const ftq_tokenizer *t, int byte_level)
 {
-    cJSON *bl = cJSON_CreateObject();
-    if (!bl || !cJSON_AddStringToObject(bl, "type", "ByteLevel") || !cJSON_AddTrueToObject(bl, "add_prefix_space") ||
-        !cJSON_AddFalseToObject(bl, "trim_offsets") || !cJSON_AddTrueToObject(bl, "use_regex")) {
-        cJSON_Delete(bl);
-        return NULL;
+    cJSON *bl = NULL;
+    if (byte_level) {
+        bl = cJSON_CreateObject();
+        if (!bl || !cJSON_AddStringToObject(bl, "type", "ByteLevel") ||
+            !cJSON_AddTrueToObject(bl, "add_prefix_space") || !cJSON_AddFalseToObject(bl, "trim_offsets") ||
+            !cJSON_AddTrueToObject(bl, "use_regex")) {
+            cJSON_Delete(bl);
+            return NULL;
+        }
+        if (!t->prefix.n && !t->suffix.n)
+            return bl;
     }
-    if (!t->prefix.n && !t->suffix.n)
-        return bl;
-    cJSON *seq = cJSON_CreateObject(), *procs = seq ? cJSON_AddArrayToObject(seq, "processors") : NULL;
-    cJSON *tp = cJSON_CreateObject();
-    if (!procs || !tp || !cJSON_AddStringToObject(seq, "type", "Sequence")) {
-        cJSON_Delete(bl);
-        cJSON_Delete(seq);
-        cJSON_Delete(tp);
-        return NULL;
+    cJSON *tp = cJSON_CreateObject(), *seq = NULL, *procs = NULL;
+    if (byte_level) {
+        seq = cJSON_CreateObject();
+        procs = seq ? cJSON_AddArrayToObject(seq, "processors") : NULL;
+        if (!procs || !tp || !cJSON_AddStringToObject(seq, "type", "Sequence")) {
+            cJSON_Delete(bl);
+            cJSON_Delete(seq);
+            cJSON_Delete(tp);
+            return NULL;
+        }
+        cJSON_AddItemToArray(procs, bl);
+        cJSON_AddItemToArray(procs, tp);
+    } else {
+        if (!tp)
+            return NULL;
+        seq = tp;
     }
-    cJSON_AddItemToArray(procs, bl);
-    cJSON_AddItemToArray(procs, tp);
     cJSON *single = cJSON_AddArrayToObject(tp, "single"), *pair = cJSON_AddArrayToObject(tp, "pair");
     cJSON *specials = cJSON_AddObjectToObject(tp, "special_tokens");
     int ok = single && pair && specials && cJSON_AddStringToObject(tp, "type", "TemplateProcessing");
@@ -219,18 +232,255 @@ static cJSON *post_json(const ftq_tokenizer *t)
     return seq;
 }
 
+/* ---- sentencepiece (tokenizer.ggml.model "llama") ------------------------------------ */
+
+/* One candidate merge of generate_merges (transformers' convert_slow_tokenizer.py). */
+typedef struct {
+    float score;           /* score of the merged piece (0 for ids 0..2, as LlamaConverter) */
+    int32_t lchars, rchars; /* lengths of the parts in characters */
+    int32_t a, b;           /* the parts */
+    size_t seq;             /* order of discovery: piece id, then (a, b) */
+} spm_merge;
+
+static int cmp_spm_local(const void *x, const void *y)
+{
+    const spm_merge *p = x, *q = y;
+    if (p->a != q->a)
+        return (p->a > q->a) - (p->a < q->a);
+    return (p->b > q->b) - (p->b < q->b);
+}
+
+/* Python's stable sort on (score, len(a), len(b)) with reverse=True: descending keys, ties
+ * in discovery order. */
+static int cmp_spm_merge(const void *x, const void *y)
+{
+    const spm_merge *p = x, *q = y;
+    if (p->score != q->score)
+        return p->score < q->score ? 1 : -1;
+    if (p->lchars != q->lchars)
+        return p->lchars < q->lchars ? 1 : -1;
+    if (p->rchars != q->rchars)
+        return p->rchars < q->rchars ? 1 : -1;
+    return (p->seq > q->seq) - (p->seq < q->seq);
+}
+
+static int utf8_chars(const char *s, size_t n)
+{
+    int c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return c;
+}
+
+/* The merges Hugging Face derives from a sentencepiece BPE vocabulary (generate_merges): for
+ * every piece, each split into two pieces of the vocabulary (at a character boundary), in
+ * order of the parts' ids; all of them ordered by the piece's score, then the longer left
+ * part, then the longer right part. */
+static int spm_merges(const ftq_tokenizer *t, const char *path, spm_merge **out, size_t *nout)
+{
+    size_t n = 0, cap = 0;
+    spm_merge *m = NULL;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *p = t->piece[id];
+        size_t len = p ? t->piece_len[id] : 0, first = n;
+        if (id >= 3 && !isfinite(t->score[id])) {
+            free(m);
+            return SBAD(path, FTQ_EFORMAT, "token %ld has score %g (expected a finite number)", (long)id,
+                        (double)t->score[id]);
+        }
+        for (size_t k = 1; k < len; k++) {
+            int32_t a, b;
+            if (((unsigned char)p[k] & 0xc0) == 0x80 || !ftq_strmap_get(&t->vocab, p, k, &a) ||
+                !ftq_strmap_get(&t->vocab, p + k, len - k, &b))
+                continue;
+            if (n == cap) {
+                size_t nc = cap ? 2 * cap : 1024;
+                spm_merge *q = realloc(m, nc * sizeof *q);
+                if (!q) {
+                    free(m);
+                    return ftq_set_error(FTQ_ENOMEM, "out of memory");
+                }
+                m = q;
+                cap = nc;
+            }
+            m[n++] = (spm_merge){id < 3 ? 0.0f : t->score[id], utf8_chars(p, k), utf8_chars(p + k, len - k), a, b, 0};
+        }
+        qsort(m + first, n - first, sizeof *m, cmp_spm_local);
+        for (size_t i = first; i < n; i++)
+            m[i].seq = i;
+    }
+    if (n)
+        qsort(m, n, sizeof *m, cmp_spm_merge);
+    *out = m;
+    *nout = n;
+    return FTQ_OK;
+}
+
+static cJSON *json_replace(const char *from, const char *to)
+{
+    cJSON *o = cJSON_CreateObject(), *pat = o ? cJSON_AddObjectToObject(o, "pattern") : NULL;
+    if (pat && cJSON_AddStringToObject(o, "type", "Replace") && cJSON_AddStringToObject(pat, "String", from) &&
+        cJSON_AddStringToObject(o, "content", to))
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+static cJSON *json_typed(const char *type)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o && cJSON_AddStringToObject(o, "type", type))
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+/* Adds item to arr; on a NULL item returns 0. */
+static int push(cJSON *arr, cJSON *item)
+{
+    if (!item)
+        return 0;
+    cJSON_AddItemToArray(arr, item);
+    return 1;
+}
+
+#define SPM_SPACE "\xe2\x96\x81" /* U+2581, sentencepiece's escaped space */
+
+/* tokenizer.json of a sentencepiece BPE tokenizer as transformers' LlamaConverter writes it
+ * (legacy): BPE with byte fallback and fuse_unk over merges derived from the scores, the
+ * normalizer Prepend("▁") (when add_space_prefix) + Replace(" " -> "▁"), no pre-tokenizer,
+ * the decoder Replace / ByteFallback / Fuse / Strip, and the unknown, control (special) and
+ * user-defined (not special) tokens as added tokens. */
+static int spm_tokenizer_json(const ftq_tokenizer *t, const char *path, cJSON **out)
+{
+    *out = NULL;
+    spm_merge *me = NULL;
+    size_t nm = 0;
+    int rc = spm_merges(t, path, &me, &nm);
+    if (rc)
+        return rc;
+    cJSON *j = cJSON_CreateObject(), *model = cJSON_CreateObject(), *post = post_json(t, 0);
+    cJSON *added = cJSON_CreateArray(), *vocab = cJSON_CreateObject(), *merges = cJSON_CreateArray();
+    cJSON *norm = json_typed("Sequence"), *dec = json_typed("Sequence");
+    if (!j || !model || !post || !added || !vocab || !merges || !norm || !dec) {
+        cJSON_Delete(j);
+        cJSON_Delete(model);
+        cJSON_Delete(post);
+        cJSON_Delete(added);
+        cJSON_Delete(vocab);
+        cJSON_Delete(merges);
+        cJSON_Delete(norm);
+        cJSON_Delete(dec);
+        free(me);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    cJSON_AddStringToObject(j, "version", "1.0");
+    cJSON_AddNullToObject(j, "truncation");
+    cJSON_AddNullToObject(j, "padding");
+    cJSON_AddItemToObject(j, "added_tokens", added);
+    cJSON_AddItemToObject(j, "normalizer", norm);
+    cJSON_AddNullToObject(j, "pre_tokenizer");
+    cJSON_AddItemToObject(j, "post_processor", post);
+    cJSON_AddItemToObject(j, "decoder", dec);
+    cJSON_AddItemToObject(j, "model", model);
+    cJSON *nl = cJSON_AddArrayToObject(norm, "normalizers"), *dl = cJSON_AddArrayToObject(dec, "decoders");
+    int ok = nl && dl;
+    if (ok && t->spm_dummy_prefix) {
+        cJSON *pp = json_typed("Prepend");
+        ok = pp && cJSON_AddStringToObject(pp, "prepend", SPM_SPACE);
+        if (!ok)
+            cJSON_Delete(pp);
+        else
+            cJSON_AddItemToArray(nl, pp);
+    }
+    ok = ok && push(nl, json_replace(" ", SPM_SPACE)) && push(dl, json_replace(SPM_SPACE, " ")) &&
+         push(dl, json_typed("ByteFallback")) && push(dl, json_typed("Fuse"));
+    if (ok && t->spm_dummy_prefix) {
+        cJSON *st = json_typed("Strip");
+        ok = st && cJSON_AddStringToObject(st, "content", " ") && cJSON_AddNumberToObject(st, "start", 1) &&
+             cJSON_AddNumberToObject(st, "stop", 0);
+        if (!ok)
+            cJSON_Delete(st);
+        else
+            cJSON_AddItemToArray(dl, st);
+    }
+    const char *unk = t->unk_id >= 0 && t->unk_id < t->n_vocab ? t->piece[t->unk_id] : NULL;
+    ok = ok && cJSON_AddStringToObject(model, "type", "BPE") && cJSON_AddNullToObject(model, "dropout") &&
+         (unk ? cJSON_AddStringToObject(model, "unk_token", unk) : cJSON_AddNullToObject(model, "unk_token")) &&
+         cJSON_AddNullToObject(model, "continuing_subword_prefix") && cJSON_AddNullToObject(model, "end_of_word_suffix") &&
+         cJSON_AddTrueToObject(model, "fuse_unk") && cJSON_AddTrueToObject(model, "byte_fallback") &&
+         cJSON_AddFalseToObject(model, "ignore_merges");
+    if (ok) {
+        cJSON_AddItemToObject(model, "vocab", vocab);
+        cJSON_AddItemToObject(model, "merges", merges);
+    } else {
+        cJSON_Delete(vocab);
+        cJSON_Delete(merges);
+    }
+    if (!ok)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    /* added tokens in id order: unknown and control tokens special, user-defined ones not */
+    for (int32_t id = 0; id < t->n_vocab && !rc; id++) {
+        int special = (t->flags[id] & (TOKF_UNKNOWN | TOKF_CONTROL)) != 0, user = 0;
+        for (int i = 0; !special && i < t->n_added; i++)
+            user |= t->added[i].id == id;
+        if (!special && !user)
+            continue;
+        char *s = piece_str(t, id);
+        ftq_added_token a = {.id = id, .content = s, .special = special};
+        cJSON *o = s ? added_json(&a) : NULL;
+        free(s);
+        if (!o)
+            rc = s ? ftq_set_error(FTQ_ENOMEM, "out of memory")
+                   : SBAD(path, FTQ_EFORMAT, "token %ld is missing or has a NUL byte", (long)id);
+        else
+            cJSON_AddItemToArray(added, o);
+    }
+    for (int32_t id = 0; id < t->n_vocab && !rc; id++) {
+        char *s = t->piece[id] ? piece_str(t, id) : NULL;
+        cJSON *n = s ? cJSON_CreateNumber(id) : NULL;
+        if (!s)
+            rc = SBAD(path, FTQ_EFORMAT, "token %ld is missing or has a NUL byte", (long)id);
+        else if (!n)
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        else
+            cJSON_AddItemToObject(vocab, s, n);
+        free(s);
+    }
+    for (size_t i = 0; i < nm && !rc; i++) {
+        cJSON *pair = cJSON_CreateArray();
+        char *a = piece_str(t, me[i].a), *b = piece_str(t, me[i].b);
+        if (!pair || !a || !b || !push(pair, cJSON_CreateString(a)) || !push(pair, cJSON_CreateString(b))) {
+            cJSON_Delete(pair);
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+        } else {
+            cJSON_AddItemToArray(merges, pair);
+        }
+        free(a);
+        free(b);
+    }
+    free(me);
+    if (rc)
+        cJSON_Delete(j);
+    else
+        *out = j;
+    return rc;
+}
+
 /* tokenizer.json of a loaded byte-level BPE tokenizer (from a GGUF file). */
 static int tokenizer_json(const ftq_tokenizer *t, const char *path, cJSON **out)
 {
     *out = NULL;
+    if (t->model == TOK_MODEL_BPE_SCORE && t->norm == TOK_NORM_SPM && t->score && t->byte_fallback)
+        return spm_tokenizer_json(t, path, out);
     int byte_level = t->pretok == TOK_PRE_BYTELEVEL || (t->pretok == TOK_PRE_STAGES && t->gguf_pre[0]);
     if (t->model != TOK_MODEL_BPE_RANK || !byte_level || t->norm != TOK_NORM_NONE)
         return SBAD(path, FTQ_EUNSUPPORTED, "only byte-level BPE tokenizers (tokenizer.ggml.model gpt2) can be "
-                    "written as tokenizer.json; sentencepiece (llama) tokenizers are not supported yet");
+                    "written as tokenizer.json, and sentencepiece BPE ones (llama)");
     cJSON *pre = ftq_tok_pre_json(t->gguf_pre[0] ? t->gguf_pre : "default");
     if (!pre)
         return SBAD(path, FTQ_EUNSUPPORTED, "pre-tokenizer '%s' has no tokenizer.json form", t->gguf_pre);
-    cJSON *j = cJSON_CreateObject(), *model = cJSON_CreateObject(), *post = post_json(t);
+    cJSON *j = cJSON_CreateObject(), *model = cJSON_CreateObject(), *post = post_json(t, 1);
     cJSON *added = cJSON_CreateArray(), *vocab = cJSON_CreateObject(), *merges = cJSON_CreateArray();
     cJSON *dec = cJSON_CreateObject();
     merge_ent *me = NULL;
@@ -346,10 +596,13 @@ done:
 static cJSON *tokenizer_config_json(const ftq_tokenizer *t, const ftq_model_config *c, const ftq_gguf *g)
 {
     cJSON *j = cJSON_CreateObject();
-    int ok = j && cJSON_AddStringToObject(j, "tokenizer_class", "PreTrainedTokenizerFast") &&
+    /* sentencepiece: LlamaTokenizerFast (legacy, so it keeps the normalizer of tokenizer.json;
+     * an add_prefix_space key would make it rebuild the tokenizer from a tokenizer.model) */
+    const int spm = t->model == TOK_MODEL_BPE_SCORE;
+    int ok = j && cJSON_AddStringToObject(j, "tokenizer_class", spm ? "LlamaTokenizerFast" : "PreTrainedTokenizerFast") &&
              cJSON_AddBoolToObject(j, "add_bos_token", t->prefix.n > 0) &&
              cJSON_AddBoolToObject(j, "add_eos_token", t->suffix.n > 0) &&
-             cJSON_AddFalseToObject(j, "add_prefix_space") &&
+             (spm ? cJSON_AddTrueToObject(j, "legacy") != NULL : cJSON_AddFalseToObject(j, "add_prefix_space") != NULL) &&
              cJSON_AddFalseToObject(j, "clean_up_tokenization_spaces") &&
              cJSON_AddNumberToObject(j, "model_max_length", c->max_position);
     const struct {

@@ -32,12 +32,22 @@ float ftq_qscale_f16(float d)
     return d < 0 ? -v : v;
 }
 
+float ftq_qscale_f16_nearest(float d)
+{
+    float v = ftq_f16_to_f32(ftq_f32_to_f16(fabsf(d)));
+    if (v < 0x1p-14f) /* subnormal f16: too coarse for nearest, round up as q4 does */
+        return ftq_qscale_f16(d);
+    return d < 0 ? -v : v;
+}
+
 /* The scale a group stores for a raw scale d: 0 below FLT_MIN (so 1/d stays finite). */
-static float final_scale(float d, int f16)
+static float final_scale(const ftq_qscheme_traits *tr, float d, int f16)
 {
     if (!(fabsf(d) >= FLT_MIN))
         return 0.0f;
-    return f16 ? ftq_qscale_f16(d) : d;
+    if (!f16)
+        return d;
+    return tr->f16_nearest ? ftq_qscale_f16_nearest(d) : ftq_qscale_f16(d);
 }
 
 static void group_codes(const float *x, int n, float d, int z, int cmin, int cmax, int *c)
@@ -103,7 +113,7 @@ static int sym_group(const ftq_qscheme_traits *tr, const float *x, int n, int se
     for (int i = 0; i < n; i++)
         amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     const int z = tr->zero;
-    float d0 = final_scale(amax / tr->qmax, f16);
+    float d0 = final_scale(tr, amax / tr->qmax, f16);
     *zout = z;
     if (!isfinite(d0))
         return 1;
@@ -117,7 +127,7 @@ static int sym_group(const ftq_qscheme_traits *tr, const float *x, int n, int se
             if (s == 0 && i == tr->delta_n)
                 continue; /* the plain scale */
             float div = tr->qmax + (float)(i - tr->delta_n) * tr->delta_step;
-            try_cand(&b, final_scale((s ? -amax : amax) / div, f16), z);
+            try_cand(&b, final_scale(tr, (s ? -amax : amax) / div, f16), z);
         }
     }
     double sxq = 0.0, sqq = 0.0;
@@ -127,7 +137,7 @@ static int sym_group(const ftq_qscheme_traits *tr, const float *x, int n, int se
         sqq += q * q;
     }
     if (sqq > 0.0)
-        try_cand(&b, final_scale((float)(sxq / sqq), f16), z);
+        try_cand(&b, final_scale(tr, (float)(sxq / sqq), f16), z);
     *dout = b.d;
     return 0;
 }
@@ -144,7 +154,7 @@ static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int s
         lo = x[i] < lo ? x[i] : lo;
         hi = x[i] > hi ? x[i] : hi;
     }
-    float d0 = final_scale((hi - lo) / tr->qmax, f16);
+    float d0 = final_scale(tr, (hi - lo) / tr->qmax, f16);
     if (!isfinite(d0))
         return 1;
     int z0 = d0 != 0.0f ? round_clamp(-lo / d0, tr->cmin, tr->cmax) : 0;
@@ -155,7 +165,7 @@ static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int s
         return 0;
     best_t b = {x, n, tr->cmin, tr->cmax, c, work, d0, z0, group_sse(x, n, d0, z0, c)};
     for (int i = 0; i <= 2 * tr->delta_n; i++) {
-        float d = final_scale((hi - lo) / (tr->qmax + (float)(i - tr->delta_n) * tr->delta_step), f16);
+        float d = final_scale(tr, (hi - lo) / (tr->qmax + (float)(i - tr->delta_n) * tr->delta_step), f16);
         if (d == 0.0f || !isfinite(d))
             continue;
         int zs[3] = {round_clamp(-lo / d, tr->cmin, tr->cmax),
@@ -179,7 +189,7 @@ static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int s
     double det = n * scc - sc * sc;
     if (det > 0.0) {
         double a = (n * sxc - sc * sx) / det, off = (sx - a * sc) / n;
-        float d = final_scale((float)a, f16);
+        float d = final_scale(tr, (float)a, f16);
         if (d > 0.0f && isfinite(d))
             try_cand(&b, d, round_clamp(-off / d, tr->cmin, tr->cmax));
     }
@@ -195,10 +205,10 @@ static const struct {
     ftq_qscheme_traits t;
     group_fn quantize_group;
 } schemes[FTQ_QSCHEME_COUNT] = {
-    /*                 name   bits cmin cmax zero qmax  step  n  signs */
-    [FTQ_QSCHEME_Q8] = {{"q8", 8, -127, 127, 0, 127.0f, 1.0f, 10, 1}, sym_group},
-    [FTQ_QSCHEME_Q4] = {{"q4", 4, 0, 15, 8, 7.0f, 0.1f, 10, 2}, sym_group},
-    [FTQ_QSCHEME_Q4A] = {{"q4a", 4, 0, 15, -1, 15.0f, 0.1f, 10, 1}, asym_group},
+    /*                 name   bits cmin cmax zero qmax  step  n  signs nearest */
+    [FTQ_QSCHEME_Q8] = {{"q8", 8, -127, 127, 0, 127.0f, 1.0f, 10, 1, 1}, sym_group},
+    [FTQ_QSCHEME_Q4] = {{"q4", 4, 0, 15, 8, 7.0f, 0.1f, 10, 2, 0}, sym_group},
+    [FTQ_QSCHEME_Q4A] = {{"q4a", 4, 0, 15, -1, 15.0f, 0.1f, 10, 1, 0}, asym_group},
 };
 
 const ftq_qscheme_traits *ftq_qscheme_info(ftq_qscheme s)

@@ -25,10 +25,13 @@
  * Codes are c = clamp(nearbyint(x * (1 / d)) + z) (ties to even, the default rounding mode).
  * A group whose scale would be 0 or below FLT_MIN stores d = 0 and the zero code, so no
  * division by zero happens and it dequantizes to exact zeros. With f16_scales the scale is
- * rounded to f16 *before* the codes are chosen, rounding its magnitude up so c * d still
- * covers the group; the file then holds exactly the scale the codes were made for, and
- * memory (f32) and disk (F16) agree bit for bit. With plain rounding every element is then
- * within |d| / 2 of its value (d the stored scale), up to float rounding.
+ * rounded to f16 *before* the codes are chosen: q4 and q4a round its magnitude up so c * d
+ * still covers the group; q8 takes the nearest f16 (ggml's Q8_0 scale: half the rounding
+ * error, and max|x| / d stays below 127.07, so the largest element still rounds to 127 and
+ * nothing is clipped; below the normal f16 range it rounds up too). The file
+ * then holds exactly the scale the codes were made for, and memory (f32) and disk (F16)
+ * agree bit for bit. With plain rounding every element is then within |d| / 2 of its value
+ * (d the stored scale), up to float rounding.
  *
  * Why these choices (details in docs/quant-format.md):
  *   - q4 uses max|x| / 7, not ggml's signed max / -8: it guarantees the half-step bound on
@@ -62,6 +65,7 @@ typedef struct {
     float delta_step;   /* search grid: divisor qmax + (i - delta_n) * delta_step, */
     int delta_n;        /*   i = 0 .. 2 delta_n */
     int search_signs;   /* 2: the search tries d < 0 too (q4: reach -8 from either side) */
+    int f16_nearest;    /* 1: an f16 scale is the nearest f16 (q8, as ggml's Q8_0), 0: rounded up */
 } ftq_qscheme_traits;
 
 /* Traits of `s`; NULL if out of range. */
@@ -87,6 +91,10 @@ int ftq_quant_params_check(const ftq_quant_params *p);
 /* The f16 value (as f32) that a scale d is stored as: the nearest f16 of at least |d| in
  * magnitude, with d's sign. +-Inf when |d| > 65504 (callers refuse it). */
 float ftq_qscale_f16(float d);
+/* The same for q8: the nearest f16 (ties to even) when that is a normal f16 (>= 2^-14),
+ * else ftq_qscale_f16(d) (a subnormal's relative step is too coarse: it could clip the
+ * group). +-Inf when |d| >= 65520 (callers refuse it). */
+float ftq_qscale_f16_nearest(float d);
 
 /* ---- one row -------------------------------------------------------------------------- */
 

@@ -10,6 +10,7 @@
 #include "io/tokenizer/internal.h"
 #include "io/unicode.h"
 #include "test_util.h"
+#include "tests/sha256.h"
 
 static const char *fixture(const char *name)
 {
@@ -1158,14 +1159,134 @@ static void test_model_dir_commands(void)
                   ca.vocab_size == cb.vocab_size && ca.norm_eps == cb.norm_eps && ca.rope_theta == cb.rope_theta &&
                   ca.tie_word_embeddings == cb.tie_word_embeddings && ca.max_position == cb.max_position);
     }
-    /* sentencepiece (stories260K's own tokenizer) has no tokenizer.json form yet */
+    /* sentencepiece: stories260K itself (tokenizer.model + Hugging Face's tokenizer.json) and
+     * its f32 GGUF (tokenizer.ggml.model llama) give the same tensors; the tokenizer.json
+     * written from the GGUF is the one transformers' LlamaConverter made for stories260K (as
+     * JSON, merges included), and it gives the GGUF tokenizer's ids on the whole story file */
+    const char *st = source_path("datasets/stories260K");
     snprintf(gg, sizeof gg, "%s/spm.gguf", base);
-    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type f32 --json", source_path("datasets/stories260K"), gg);
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type f32 --json", st, gg);
     j = ftq_run_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     cJSON_Delete(j);
-    snprintf(a, sizeof a, "%s/spm_q", base);
-    snprintf(args, sizeof args, "quantize -m '%s' -o '%s'", gg, a);
-    ftq_expect_error(args, "sentencepiece (llama) tokenizers are not supported yet", a);
+    char *story_text = NULL;
+    size_t story_len = 0;
+    ASSERT_OK(ftq_read_file(story, &story_text, &story_len));
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, runs[r].cmd, story);
+        for (int src = 0; src < 2; src++) {
+            snprintf(args, sizeof args, "%s -m '%s' -o '%s/spm_%s_%s'", cmd, src ? gg : st, base, runs[r].name,
+                     src ? "gguf" : "dir");
+            j = ftq_run_json(args);
+            CU_ASSERT_PTR_NOT_NULL(j);
+            cJSON_Delete(j);
+        }
+        snprintf(a, sizeof a, "%s/spm_%s_dir", base, runs[r].name);
+        snprintf(b, sizeof b, "%s/spm_%s_gguf", base, runs[r].name);
+        expect_same_raw(a, b);
+        char pj[1300];
+        snprintf(pj, sizeof pj, "%s/tokenizer.json", b);
+        cJSON *got = load_json(pj), *want = load_json(source_path("datasets/stories260K/tokenizer.json"));
+        CU_ASSERT(got && want && cJSON_Compare(got, want, 1));
+        cJSON_Delete(got);
+        cJSON_Delete(want);
+        ftq_tokenizer *ta = NULL, *tb = NULL;
+        ASSERT_OK(ftq_tokenizer_load(gg, &ta));
+        ASSERT_OK(ftq_tokenizer_load(b, &tb));
+        CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tb), FTQ_TOKENIZER_HF_JSON);
+        CU_ASSERT(ftq_tokenizer_adds_bos(ta) && ftq_tokenizer_adds_bos(tb));
+        if (r == 0)
+            expect_same_encoding(ta, tb, story_text, story_len);
+        const char *text = "Once upon a time,  42 cats <s> sat.\n\u00e9 \xf0\x9f\xa4\x97";
+        expect_same_encoding(ta, tb, text, strlen(text));
+        ftq_tokenizer_free(ta);
+        ftq_tokenizer_free(tb);
+    }
+    free(story_text);
+}
+
+/* A sentencepiece GGUF's tokenizer.json (Llama 2's 32,000-piece BPE vocabulary with scores,
+ * tests/fixtures/spm_gguf/llama2_tok.gguf): ftq's tokenizer of the written file gives the ids
+ * of transformers' LlamaConverter + LlamaTokenizerFast (tools/make_spm_gguf_ids.py) on tricky
+ * strings (and decodes them back as HF does) and on a 60 kB WikiText slice (count + sha256),
+ * and the ids of ftq's GGUF tokenizer on whole files (the story sample, the slice). */
+static void test_spm_model_files(void)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("gguf_spm_files"));
+    const char *gg = source_path("tests/fixtures/spm_gguf/llama2_tok.gguf");
+    ASSERT_OK(ftq_gguf_write_model_files(gg, dir));
+    ftq_tokenizer *tj = NULL, *tg = NULL;
+    ASSERT_OK(ftq_tokenizer_load(dir, &tj));
+    ASSERT_OK(ftq_tokenizer_load(gg, &tg));
+    CU_ASSERT_FATAL(tj && tg);
+    CU_ASSERT_EQUAL(ftq_tokenizer_get_kind(tj), FTQ_TOKENIZER_HF_JSON);
+    cJSON *want = load_json(source_path("tests/fixtures/spm_gguf/expected.json"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(want);
+    const cJSON *c;
+    int bad = 0, n_cases = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(want, "strings"))
+    {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+        int32_t *got = NULL;
+        size_t n = 0;
+        ASSERT_OK(ftq_tokenizer_encode(tj, text, strlen(text), 0, &got, &n));
+        int same = n == (size_t)cJSON_GetArraySize(ids);
+        for (size_t i = 0; same && i < n; i++)
+            same = got[i] == cJSON_GetArrayItem(ids, (int)i)->valueint;
+        char *dec = NULL;
+        size_t dl = 0;
+        ASSERT_OK(ftq_tokenizer_decode(tj, got, n, 0, &dec, &dl));
+        same = same && dec && strcmp(dec, cJSON_GetObjectItem(c, "decoded")->valuestring) == 0;
+        if (!same && bad++ < 3)
+            fprintf(stderr, "\n  '%s': %zu ids / decoded '%s' differ from LlamaTokenizerFast\n", text, n, dec ? dec : "?");
+        free(dec);
+        expect_same_encoding(tj, tg, text, strlen(text));
+        free(got);
+        n_cases++;
+    }
+    ASSERT_INT_EQ(bad, 0);
+    CU_ASSERT(n_cases >= 10);
+    /* with the BOS the GGUF asks for */
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ASSERT_OK(ftq_tokenizer_encode(tj, "Hello world", 11, 1, &ids, &n));
+    const cJSON *wb = cJSON_GetObjectItem(want, "with_bos");
+    CU_ASSERT(n == (size_t)cJSON_GetArraySize(wb) && n == 3 && ids[0] == cJSON_GetArrayItem(wb, 0)->valueint &&
+              ids[1] == cJSON_GetArrayItem(wb, 1)->valueint && ids[2] == cJSON_GetArrayItem(wb, 2)->valueint);
+    free(ids);
+
+    const cJSON *sl = cJSON_GetObjectItem(want, "slice");
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_OK(ftq_read_file(shared_path(cJSON_GetObjectItem(sl, "file")->valuestring), &text, &len));
+    size_t cut = (size_t)cJSON_GetObjectItem(sl, "bytes")->valueint;
+    CU_ASSERT_FATAL(cut <= len);
+    ASSERT_OK(ftq_tokenizer_encode(tj, text, cut, 0, &ids, &n));
+    char hex[65];
+    sha256_ids_hex(ids, n, hex);
+    ASSERT_INT_EQ((long)n, (long)cJSON_GetObjectItem(sl, "count")->valueint);
+    CU_ASSERT_STRING_EQUAL(hex, cJSON_GetObjectItem(sl, "sha256")->valuestring);
+    free(ids);
+    expect_same_encoding(tj, tg, text, cut);
+    free(text);
+    ASSERT_OK(ftq_read_file(source_path("datasets/tinystories_sample.txt"), &text, &len));
+    expect_same_encoding(tj, tg, text, len);
+    free(text);
+
+    char *cp = ftq_path_join(dir, "tokenizer_config.json");
+    cJSON *tc = load_json(cp);
+    CU_ASSERT_FATAL(tc != NULL);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(tc, "tokenizer_class")->valuestring, "LlamaTokenizerFast");
+    CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(tc, "add_bos_token")) && cJSON_IsTrue(cJSON_GetObjectItem(tc, "legacy")));
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(tc, "unk_token")->valuestring, "<unk>");
+    cJSON_Delete(tc);
+    free(cp);
+    cJSON_Delete(want);
+    ftq_tokenizer_free(tj);
+    ftq_tokenizer_free(tg);
 }
 
 /* ---- export -------------------------------------------------------------------------------- */
@@ -1336,6 +1457,7 @@ void test_register_gguf(void)
         {"smollm2_logits", test_smollm2_logits},
         {"smollm2_tokenize", test_smollm2_tokenize},
         {"smollm2_model_files", test_smollm2_model_files},
+        {"spm_model_files", test_spm_model_files},
         {"pre_regex", test_pre_regex},
         {"spm_from_gguf", test_spm_from_gguf},
         {"tokenizer_errors", test_tokenizer_errors},

@@ -492,12 +492,32 @@ static float ref_f16_up(float d)
     return d < 0 ? -r : r;
 }
 
-static float ref_scale(float d, int f16)
+/* The nearest f16 (ties to even) by the same exact scaling; +-Inf from 65520 up. */
+static float ref_f16_near(float d)
+{
+    double a = fabs((double)d);
+    if (a == 0.0)
+        return d;
+    int e;
+    frexp(a, &e);
+    double ulp = e - 1 < -14 ? ldexp(1.0, -24) : ldexp(1.0, e - 1 - 10);
+    double v = nearbyint(a / ulp) * ulp;
+    float r = v > 65504.0 ? INFINITY : (float)v;
+    return d < 0 ? -r : r;
+}
+
+/* q8 takes the nearest f16 scale while that is a normal f16, q4 / q4a round up. */
+static float ref_scale_s(ftq_qscheme s, float d, int f16)
 {
     if (!(fabsf(d) >= FLT_MIN))
         return 0.0f;
-    return f16 ? ref_f16_up(d) : d;
+    if (!f16)
+        return d;
+    if (s == FTQ_QSCHEME_Q8 && fabsf(ref_f16_near(d)) >= 0x1p-14f)
+        return ref_f16_near(d);
+    return ref_f16_up(d);
 }
+#define ref_scale(d, f16) ref_scale_s(s, d, f16)
 
 static int ref_code(float x, float d, int z, int cmin, int cmax)
 {
@@ -559,6 +579,7 @@ static void check_against_ref(const float *w, int rows, int cols, const ftq_quan
                               const ftq_qtensor *q, int *bad_bytes, int *bad_search)
 {
     const ftq_qscheme_traits *t = ftq_qscheme_info(p->scheme);
+    const ftq_qscheme s = p->scheme;
     const int gsize = p->group ? p->group : cols;
     for (int r = 0; r < rows; r++) {
         const uint8_t *qs = q->qs + (size_t)r * q->row_bytes;
@@ -651,6 +672,11 @@ static void test_reference_bytes(void)
     ASSERT_NEAR(ref_f16_up(-3e-8f), -5.9604644775390625e-08, 0.0); /* smallest subnormal */
     ASSERT_NEAR(ref_f16_up(65504.0f), 65504.0, 0.0);
     CU_ASSERT(isinf(ref_f16_up(65504.5f)));
+    ASSERT_NEAR(ref_f16_near(1.0f + 1e-7f), 1.0, 0.0);
+    ASSERT_NEAR(ref_f16_near(1.0f + 1.5f / 1024), 1.0 + 2.0 / 1024, 0.0);   /* tie: to even */
+    ASSERT_NEAR(ref_f16_near(1.0f + 0.5f / 1024), 1.0, 0.0);                /* tie: to even */
+    ASSERT_NEAR(ref_f16_near(65519.0f), 65504.0, 0.0);
+    CU_ASSERT(isinf(ref_f16_near(65520.0f)));
 }
 
 void test_register_quant(void)
