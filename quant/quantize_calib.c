@@ -167,9 +167,12 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
     int rc = check_calib(m, p, &per, &n_win);
     if (rc != FTQ_OK)
         return rc;
-    const int T = p->calib_ctx, V = m->cfg.vocab_size;
+    /* one window of at most SENS_TOKENS: 7 L forward passes must stay cheap, and the KL of
+     * every layer is measured on the same tokens, so only their ranking matters */
+    enum { SENS_TOKENS = 256 };
+    const int T = p->calib_ctx < SENS_TOKENS ? p->calib_ctx : SENS_TOKENS, V = m->cfg.vocab_size;
     float *ref = malloc(sizeof(float) * (size_t)T * V), *got = malloc(sizeof(float) * (size_t)T * V);
-    int32_t *win = malloc(sizeof(int32_t) * (size_t)T);
+    int32_t *win = malloc(sizeof(int32_t) * (size_t)p->calib_ctx);
     upgrade *up = malloc(sizeof(upgrade) * (js->n ? js->n : 1));
     ftq_session *s = NULL;
     rc = !ref || !got || !win || !up ? ftq_set_error(FTQ_ENOMEM, "cannot plan mixed precision: out of memory")

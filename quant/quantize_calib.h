@@ -14,7 +14,7 @@ int ftq_qcalib_collect(ftq_model *m, const ftq_quantize_params *p, int want_gram
 void ftq_qcalib_stats_free(ftq_act_stats *st);
 
 /* Mixed precision to p->target_bits over the jobs of block linear layers (layer >= 0, imp
- * set): each one's sensitivity (mean KL from m on the last calibration window with only that
+ * set): each one's sensitivity (mean KL from m on the first 256 tokens of the last calibration window with only that
  * layer int4 by the importance search), then int8 (q8 g32) for the largest sensitivity per
  * extra bit while the average stays within the budget. Sets j->sensitivity and j->qp. */
 int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js);
