@@ -4,6 +4,7 @@
  * non-finite weights and scales beyond f16 refused, deterministic for any thread count
  * (every row is independent). */
 #include <float.h>
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,29 +513,22 @@ int ftq_qtensor_output_error(const ftq_qtensor *q, const float *w, const float *
 {
     *out = 0.0;
     const int rows = q->rows, n = q->cols;
-    double *e = malloc(sizeof(double) * (size_t)n);
-    float *deq = malloc(sizeof(float) * (size_t)n);
-    if (!e || !deq) {
+    float *e = malloc(sizeof(float) * (size_t)rows * n), *eg = malloc(sizeof(float) * (size_t)rows * n);
+    if (!e || !eg) {
         free(e);
-        free(deq);
+        free(eg);
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
+    ftq_qtensor_dequantize(q, e);
+    for (size_t i = 0; i < (size_t)rows * n; i++)
+        e[i] = w[i] - e[i];
+    /* E G on OpenBLAS (float; the result is a report, not a decision) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, n, 1.0f, e, n, gram, n, 0.0f, eg, n);
     double tot = 0.0;
-    for (int r = 0; r < rows; r++) {
-        ftq_dequantize_row(q->scheme, q->group, q->qs + (size_t)r * q->row_bytes, q->scales + (size_t)r * q->ngroups,
-                           q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL, n, deq);
-        for (int j = 0; j < n; j++)
-            e[j] = (double)w[(size_t)r * n + j] - deq[j];
-        for (int j = 0; j < n; j++) {
-            double s = 0.0;
-            const float *g = gram + (size_t)j * n;
-            for (int k = 0; k < n; k++)
-                s += g[k] * e[k];
-            tot += e[j] * s;
-        }
-    }
+    for (size_t i = 0; i < (size_t)rows * n; i++)
+        tot += (double)e[i] * eg[i];
     free(e);
-    free(deq);
+    free(eg);
     *out = tot / (double)(ntok > 0 ? ntok : 1);
     return FTQ_OK;
 }

@@ -50,7 +50,8 @@ int ftq_qtensor_quantize_gptq(ftq_qtensor *q, const float *w, int rows, int cols
                               const float *gram, int64_t ntok, const ftq_gptq_params *gp);
 
 /* tr(E G E^T) / ntok for E = w - dequant(q): the mean squared output error over the
- * calibration tokens (double). FTQ_ENOMEM possible (*out is then 0). */
+ * calibration tokens (E G by one float sgemm, summed in double). FTQ_ENOMEM possible
+ * (*out is then 0). */
 int ftq_qtensor_output_error(const ftq_qtensor *q, const float *w, const float *gram, int64_t ntok, double *out);
 
 #endif

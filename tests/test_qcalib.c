@@ -292,7 +292,7 @@ static void test_gptq_reference(void)
                 er += sr * ((double)w[rr * n + j] - ref[rr * n + j]);
             }
         ASSERT_NEAR(eg / er - 1, 0, 0.02);
-        ASSERT_NEAR(out_err(&q, w, G, T) / (eg / T) - 1, 0, 1e-6); /* the helper, by hand */
+        ASSERT_NEAR(out_err(&q, w, G, T) / (eg / T) - 1, 0, 1e-4); /* the helper (float sgemm), by hand */
         free(imp);
         free(ref);
         free(got);
