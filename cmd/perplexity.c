@@ -42,14 +42,16 @@ int cmd_perplexity(int argc, char **argv)
         {"protocol", 0, OPT_STR, &proto, "NAME", "llamacpp | llamacpp-no-leading-bos | full-window | stride", 0, -1},
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "never insert BOS (default: as the tokenizer does)", 0, -1},
         {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
-        {"ref-model", 0, OPT_STR, &ref_dir, "DIR", "also report KL divergence and top-1 agreement against this model", 0, -1},
+        {"ref", 0, OPT_STR, &ref_dir, "MODEL", "also report KL divergence and top-1 agreement against this model "
+         "(e.g. the f32 original; both run chunk by chunk in this process)", 0, -1},
+        {"ref-model", 0, OPT_STR, &ref_dir, "MODEL", "the same as --ref", 0, -1},
         {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 matrices on the int8 / int4 kernels "
          "(other quantized types via Q8_0) instead of expanding them to f32", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
     const ftq_cmd_spec spec = {
-        "perplexity", "[-m DIR] -f FILE [-c CTX] [--chunks N] [--stride S] [--json]",
+        "perplexity", "[-m DIR] -f FILE [-c CTX] [--chunks N] [--stride S] [--ref MODEL] [--json]",
         "Measure perplexity on a text file.",
         "Protocols (docs/perplexity.md):\n"
         "  llamacpp     llama.cpp's: stream = [BOS] + tokens (BOS where the tokenizer adds one:\n"
@@ -141,8 +143,9 @@ int cmd_perplexity(int argc, char **argv)
                p.protocol == FTQ_PPL_STRIDE ? stride : 0, p.add_bos ? "true" : "false", n,
                (long long)res.tokens_evaluated, res.seconds, res.tokens_per_second, ftq_get_threads());
         if (ref)
-            printf("\"kl\": %.8f, \"kl_stderr\": %.8f, \"top1_agree\": %.6f, \"ref_ppl\": %.6f, ", res.kl,
-                   res.kl_stderr, res.top1_agree, res.ref_ppl);
+            printf("\"kl\": %.8f, \"kl_stderr\": %.8f, \"kl_max\": %.6f, \"top1_agree\": %.6f, "
+                   "\"top1_stderr\": %.6f, \"ref_ppl\": %.6f, ", res.kl, res.kl_stderr, res.kl_max,
+                   res.top1_agree, res.top1_stderr, res.ref_ppl);
         printf("\"model\": ");
         json_print_string(stdout, model);
         printf(", \"file\": ");
@@ -154,8 +157,9 @@ int cmd_perplexity(int argc, char **argv)
         printf("%s tokens/s (%s tokens in %.2f s, %d threads)\n", fmt_count((long long)llround(res.tokens_per_second)),
                fmt_count(res.tokens_evaluated), res.seconds, ftq_get_threads());
         if (ref)
-            printf("vs reference: KL %.6f +/- %.6f nats, top-1 agreement %.2f %%, reference PPL %.4f\n", res.kl,
-                   res.kl_stderr, 100 * res.top1_agree, res.ref_ppl);
+            printf("vs reference: mean KLD %.6f +/- %.6f nats (max %.4f), top-1 agreement %.3f +/- %.3f %%, "
+                   "reference PPL %.4f\n", res.kl, res.kl_stderr, res.kl_max, 100 * res.top1_agree,
+                   100 * res.top1_stderr, res.ref_ppl);
         printf("PPL = %.4f +/- %.4f\n", res.ppl, res.ppl_stderr);
     }
 out:

@@ -22,10 +22,20 @@ static int parse_policy(const char *s, int allow_auto, ftq_qpolicy *out)
     return -1;
 }
 
+static void on_sensitivity(void *user, int done, int total, const char *name)
+{
+    char label[96];
+    (void)user;
+    snprintf(label, sizeof label, "sensitivity %s", name);
+    progress_bar(done, total, label);
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type = "int8", *emb = "keep", *head = "auto";
-    int group = -1, asym = 0, search = 0, json = 0, show = 0;
+    const char *calib = NULL, *method = "rtn";
+    int group = -1, asym = 0, search = 0, json = 0, show = 0, calib_tokens = 65536, calib_ctx = 512, act_order = 0;
+    double damp = 0.01, bits = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (F32, F16 or BF16 weights)", 0, -1},
         {"output", 'o', OPT_STR, &out, "OUT", "output directory (must not exist)", 0, -1},
@@ -35,12 +45,22 @@ int cmd_quantize(int argc, char **argv)
         {"search", 0, OPT_FLAG, &search, NULL, "per group, search the scale with the least squared error", 0, -1},
         {"embeddings", 0, OPT_STR, &emb, "P", "token / position embeddings: keep (default) | int8 | int4 | same", 0, -1},
         {"head", 0, OPT_STR, &head, "P", "output layer: auto (default) | keep | int8 | int4 | same", 0, -1},
+        {"calib", 0, OPT_STR, &calib, "FILE", "calibration text (never your evaluation text): importance-weighted "
+         "scale search, and what --method gptq and --bits need", 0, -1},
+        {"calib-tokens", 0, OPT_INT, &calib_tokens, "N", "use at most N calibration tokens (default 65536)", 1, 1 << 30},
+        {"calib-ctx", 0, OPT_INT, &calib_ctx, "N", "tokens per calibration window (default 512)", 2, 1 << 20},
+        {"method", 0, OPT_STR, &method, "M", "rtn (default; with --calib the importance-weighted search) | gptq", 0, -1},
+        {"act-order", 0, OPT_FLAG, &act_order, NULL, "gptq: columns by decreasing Hessian diagonal (static groups)", 0, -1},
+        {"damp", 0, OPT_FLOAT, &damp, "F", "gptq: damping, fraction of the mean Hessian diagonal (default 0.01)", 0, 10},
+        {"bits", 0, OPT_FLOAT, &bits, "B", "int4 with --calib: mixed int4 / int8 per linear layer by measured "
+         "sensitivity, at most B bits per weight on average (q4 g32 = 4.5, q8 g32 = 8.5)", 0, 8.5},
         {"tensors", 0, OPT_FLAG, &show, NULL, "print the error of every quantized tensor", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
     const ftq_cmd_spec spec = {
-        "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--search] [--embeddings P] [--head P]",
+        "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--search] [--embeddings P] [--head P]\n"
+        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq] [--act-order] [--bits B]]",
         "Quantize a model to int8 or int4 weights (docs/quant-format.md). The output directory holds\n"
         "model.safetensors in ftq's quantized format plus the config and tokenizer files; ftq loads it\n"
         "like any model (perplexity, generate, classify), 'ftq dequantize' turns it back into an\n"
@@ -62,6 +82,14 @@ int cmd_quantize(int argc, char **argv)
         "(exactly the linear layers' scheme). --head int8/int4/same also applies to a score head.\n"
         "Quantized embeddings are dequantized row by row at lookup. When a tied embedding and\n"
         "the head get the same quantization they stay tied (one matrix).\n"
+        "Calibration (--calib FILE, decoders): one forward pass over windows of --calib-ctx tokens\n"
+        "of FILE measures every block linear layer's input (sum of x^2 per input channel, as\n"
+        "llama.cpp's imatrix; with gptq also sum x x^T). Then each group's scale minimizes the\n"
+        "importance-weighted error (rtn), or GPTQ compensates each column's rounding error in the\n"
+        "later columns (gptq; H = 2 X^T X, 1 %% damping). --bits B measures, for each linear layer,\n"
+        "the KL divergence from the source model on a calibration window with only that layer at\n"
+        "int4, and stores at int8 the layers with the most KL per extra byte that fit B. The\n"
+        "calibration (file, tokens, method) and the plan are recorded in the file's metadata.\n"
         "Errors are measured against the source weights: RMSE, max |error| and relative RMSE\n"
         "(RMSE / RMS of the weights). NaN / Inf weights are refused, naming the tensor.",
         opts};
@@ -91,9 +119,54 @@ int cmd_quantize(int argc, char **argv)
         return cmd_fail(spec.name, "unknown --embeddings '%s' (expected keep, int8, int4 or same)", emb) + 1;
     if (parse_policy(head, 1, &p.head))
         return cmd_fail(spec.name, "unknown --head '%s' (expected auto, keep, int8, int4 or same)", head) + 1;
+    if (strcmp(method, "rtn") == 0)
+        p.method = FTQ_QMETHOD_RTN;
+    else if (strcmp(method, "gptq") == 0)
+        p.method = FTQ_QMETHOD_GPTQ;
+    else
+        return cmd_fail(spec.name, "unknown --method '%s' (expected rtn or gptq)", method) + 1;
+    if (!calib && (p.method == FTQ_QMETHOD_GPTQ || bits > 0 || act_order))
+        return cmd_fail(spec.name, "--method gptq, --act-order and --bits need --calib FILE") + 1;
+    if (bits > 0 && p.bits != 4)
+        return cmd_fail(spec.name, "--bits applies to --type int4 (it mixes int4 and int8)") + 1;
+    if (calib && p.group == 0)
+        return cmd_fail(spec.name, "--calib needs groups (--group 32, 64 or 128)") + 1;
+    p.act_order = act_order;
+    p.damp = damp;
+    p.target_bits = bits;
 
+    int32_t *ids = NULL;
+    if (calib) {
+        ftq_tokenizer *tok = NULL;
+        char *text = NULL;
+        size_t len = 0, n = 0;
+        if (cmd_load(spec.name, model, NULL, &tok))
+            return 1;
+        if (ftq_read_file(calib, &text, &len) != FTQ_OK || ftq_tokenizer_encode(tok, text, len, 0, &ids, &n) != FTQ_OK) {
+            int rc = cmd_fail(spec.name, "--calib '%s': %s", calib, ftq_last_error());
+            free(text);
+            ftq_tokenizer_free(tok);
+            return rc;
+        }
+        p.calib_bos = ftq_tokenizer_adds_bos(tok) ? ftq_tokenizer_bos(tok) : -1;
+        free(text);
+        ftq_tokenizer_free(tok);
+        p.calib = ids;
+        p.n_calib = n < (size_t)calib_tokens ? n : (size_t)calib_tokens;
+        p.calib_ctx = calib_ctx;
+        const char *base = strrchr(calib, '/');
+        p.calib_name = base ? base + 1 : calib;
+    }
+    if (bits > 0 && !json)
+        p.progress = on_sensitivity;
     ftq_quantize_report rep;
-    if (ftq_quantize_model(model, out, &p, &rep) != FTQ_OK)
+    if (bits > 0 && !json)
+        fprintf(stderr, "measuring each linear layer's sensitivity (one forward pass each)\n");
+    int qrc = ftq_quantize_model(model, out, &p, &rep);
+    if (bits > 0 && !json)
+        progress_done();
+    free(ids);
+    if (qrc != FTQ_OK)
         return cmd_fail(spec.name, "%s", ftq_last_error());
     double ratio = rep.out_bytes ? (double)rep.in_bytes / (double)rep.out_bytes : 0;
     double qratio = rep.q_out_bytes ? (double)rep.q_in_bytes / (double)rep.q_out_bytes : 0;
@@ -104,28 +177,59 @@ int cmd_quantize(int argc, char **argv)
                "\"head\": \"%s\", \"head_split\": %s, \"in_bytes\": %zu, \"out_bytes\": %zu, \"ratio\": %.4f, "
                "\"quantized_in_bytes\": %zu, \"quantized_out_bytes\": %zu, \"quantized_ratio\": %.4f, "
                "\"quantized_params\": %lld, \"rmse\": %.6g, \"rel_rmse\": %.6g, \"max_abs\": %.6g, "
-               "\"seconds\": %.3f, \"tensors\": [",
+               "\"seconds\": %.3f, \"calib_tokens\": %lld, \"calib_seconds\": %.3f, \"method\": \"%s\", "
+               "\"act_order\": %s, \"target_bits\": %g, \"linear_bits\": %.4f, \"tensors\": [",
                type, p.group, asym ? "true" : "false", search ? "true" : "false", POLICY_NAMES[p.embeddings],
                POLICY_NAMES[p.head], rep.head_split ? "true" : "false", rep.in_bytes, rep.out_bytes, ratio,
                rep.q_in_bytes, rep.q_out_bytes, qratio, (long long)rep.numel, rep.rmse, rep.rel_rmse, rep.max_abs,
-               rep.seconds);
+               rep.seconds, (long long)rep.calib_tokens, rep.calib_seconds, method, act_order ? "true" : "false", bits,
+               rep.linear_bits);
         for (size_t i = 0; i < rep.n_tensors; i++) {
             const ftq_quantize_tensor_report *t = &rep.tensors[i];
             printf("%s{\"name\": ", i ? ", " : "");
             json_print_string(stdout, t->name);
-            printf(", \"scheme\": \"%s\", \"numel\": %lld, \"rmse\": %.6g, \"max_abs\": %.6g, \"rel_rmse\": %.6g, "
-                   "\"bytes\": %zu}",
-                   t->scheme, (long long)t->numel, t->rmse, t->max_abs, t->rel_rmse, t->bytes);
+            printf(", \"scheme\": \"%s\", \"method\": \"%s\", \"numel\": %lld, \"rmse\": %.6g, \"max_abs\": %.6g, "
+                   "\"rel_rmse\": %.6g, \"bytes\": %zu",
+                   t->scheme, t->method, (long long)t->numel, t->rmse, t->max_abs, t->rel_rmse, t->bytes);
+            if (t->sensitivity >= 0)
+                printf(", \"sensitivity\": %.6g", t->sensitivity);
+            if (t->out_err >= 0)
+                printf(", \"output_mse\": %.6g", t->out_err);
+            printf("}");
         }
         printf("]}\n");
     } else {
         if (show) {
-            printf("  %-48s %-9s %12s %10s %10s %8s %12s\n", "tensor", "scheme", "weights", "rmse", "max |err|",
-                   "rel", "bytes");
+            printf("  %-48s %-9s %-8s %12s %10s %10s %8s %12s %10s\n", "tensor", "scheme", "method", "weights", "rmse",
+                   "max |err|", "rel", "bytes", "KL int4");
             for (size_t i = 0; i < rep.n_tensors; i++) {
                 const ftq_quantize_tensor_report *t = &rep.tensors[i];
-                printf("  %-48s %-9s %12s %10.3g %10.3g %7.3f%% %12s\n", t->name, t->scheme, fmt_count(t->numel),
-                       t->rmse, t->max_abs, 100 * t->rel_rmse, fmt_count((long long)t->bytes));
+                char sens[24] = "";
+                if (t->sensitivity >= 0)
+                    snprintf(sens, sizeof sens, "%.5f", t->sensitivity);
+                printf("  %-48s %-9s %-8s %12s %10.3g %10.3g %7.3f%% %12s %10s\n", t->name, t->scheme, t->method,
+                       fmt_count(t->numel), t->rmse, t->max_abs, 100 * t->rel_rmse, fmt_count((long long)t->bytes), sens);
+            }
+        }
+        if (rep.calib_tokens > 0)
+            printf("calibration: %s tokens of '%s' (%s), %.2f s\n", fmt_count(rep.calib_tokens), p.calib_name,
+                   p.method == FTQ_QMETHOD_GPTQ ? (act_order ? "gptq, act order" : "gptq") : "importance-weighted search",
+                   rep.calib_seconds);
+        if (bits > 0) {
+            int n8 = 0, n4 = 0;
+            for (size_t i = 0; i < rep.n_tensors; i++) {
+                const ftq_quantize_tensor_report *t = &rep.tensors[i];
+                if (t->sensitivity < 0)
+                    continue;
+                n8 += strncmp(t->scheme, "q8", 2) == 0;
+                n4 += strncmp(t->scheme, "q8", 2) != 0;
+            }
+            printf("mixed precision plan (budget %.3g bits per weight, got %.3f): %d linear layers int8, %d int4\n", bits,
+                   rep.linear_bits, n8, n4);
+            for (size_t i = 0; i < rep.n_tensors; i++) {
+                const ftq_quantize_tensor_report *t = &rep.tensors[i];
+                if (t->sensitivity >= 0 && strncmp(t->scheme, "q8", 2) == 0)
+                    printf("  int8 %-48s KL with it int4 alone %.5f\n", t->name, t->sensitivity);
             }
         }
         printf("quantized %zu tensors (%s weights): rmse %.3g, relative %.3f %%, max |error| %.3g\n", rep.n_tensors,

@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     nll_acc kl, ref_nll;
     int64_t agree;
+    double kl_max;
 } ref_acc;
 
 int ftq_logits_argmax(const float *x, int n)
@@ -99,7 +100,9 @@ static int score_window(ftq_session *s, const int32_t *ids, int len, int j0, int
         acc_add(acc, v);
         if (rs) {
             const float *rrow = ref_logits + (size_t)j * vocab;
-            acc_add(&racc->kl, ftq_logits_kl(rrow, row, vocab));
+            double kl = ftq_logits_kl(rrow, row, vocab);
+            acc_add(&racc->kl, kl);
+            racc->kl_max = kl > racc->kl_max ? kl : racc->kl_max;
             acc_add(&racc->ref_nll, token_nll(rrow, vocab, ids[j + 1]));
             racc->agree += ftq_logits_argmax(rrow, vocab) == ftq_logits_argmax(row, vocab);
         }
@@ -250,6 +253,8 @@ int ftq_perplexity(const ftq_model *m, const int32_t *tokens, size_t n_tokens,
         r->kl = mean;
         r->kl_stderr = n > 1 && var > 0 ? sqrt(var / (n - 1)) : 0.0;
         r->top1_agree = (double)racc.agree / n;
+        r->top1_stderr = n > 1 ? sqrt(r->top1_agree * (1 - r->top1_agree) / (n - 1)) : 0.0;
+        r->kl_max = racc.kl_max;
         r->ref_ppl = exp(racc.ref_nll.sum / n);
     }
 done:

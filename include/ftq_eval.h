@@ -71,6 +71,8 @@ typedef struct {
     double kl_stderr;
     double top1_agree;    /* fraction of scored positions with the same argmax */
     double ref_ppl;       /* the reference model's perplexity on the same positions */
+    double top1_stderr;   /* sqrt(a (1 - a) / (N - 1)), a = top1_agree (llama.cpp's "Same top p") */
+    double kl_max;        /* the largest KL of one position */
 } ftq_ppl_result;
 
 /* The parameter checks ftq_perplexity makes first (context against the model's positions,

@@ -35,6 +35,13 @@ typedef enum {
     FTQ_QPOLICY_AUTO = 4, /* head: lm_head INT8, classifier score KEEP */
 } ftq_qpolicy;
 
+/* How the linear layers' codes are chosen. With calibration, RTN means the importance-
+ * weighted scale search (imatrix); GPTQ needs calibration. */
+typedef enum {
+    FTQ_QMETHOD_RTN = 0,  /* round to nearest (scale per `search`, or importance-weighted) */
+    FTQ_QMETHOD_GPTQ = 1, /* GPTQ error compensation (quant/qcalib.h) */
+} ftq_qmethod;
+
 typedef struct {
     int bits;            /* 8 or 4 (linear layers) */
     int group;           /* 32, 64, 128; 0 = one scale per row (int8 only) */
@@ -42,6 +49,28 @@ typedef struct {
     int search;          /* per group, the scale minimizing the squared error */
     ftq_qpolicy embeddings; /* token / position embeddings (default documented in docs/quant-format.md) */
     ftq_qpolicy head;       /* output layer (lm_head, tied or not) and classifier head */
+    /* Calibration (decoders only; all optional). With calib, every block's linear inputs
+     * are measured on windows of calib_ctx tokens of calib (calib_bos first if >= 0) with
+     * the source model; each linear layer is then quantized with the importance-weighted
+     * search (importance = sum of x_j^2 per input channel) or GPTQ, and the output file's
+     * metadata records calib_name, the tokens and the method. */
+    const int32_t *calib;   /* calibration token ids (the whole text, no BOS) */
+    size_t n_calib;
+    int calib_ctx;          /* default 512 */
+    int calib_bos;          /* -1: none */
+    const char *calib_name; /* recorded in the metadata (e.g. the file's base name) */
+    ftq_qmethod method;
+    int act_order;          /* GPTQ: columns by decreasing H_jj, static groups */
+    double damp;            /* GPTQ: damping, fraction of mean(diag H) (default 0.01) */
+    /* Mixed precision (needs calib, bits 4): > 0 assigns int4 or int8 (q8, groups of 32) to
+     * each block linear layer so the average bits per weight of those layers (scales
+     * included: q4 g32 = 4.5, q8 g32 = 8.5) stays at most target_bits, upgrading to int8
+     * the layers whose int4 version alone costs the most KL divergence per extra byte on
+     * the calibration text. The plan goes into the metadata and the report. */
+    double target_bits;
+    /* Called after each layer's sensitivity run (done of total layers), or NULL. */
+    void (*progress)(void *user, int done, int total, const char *name);
+    void *progress_user;
 } ftq_quantize_params;
 
 /* bits 8, group 32, symmetric, no search, embeddings KEEP, head AUTO. */
@@ -53,6 +82,9 @@ typedef struct {
     double rmse, max_abs, rel_rmse;
     size_t bytes;      /* bytes in the output file */
     int64_t numel;     /* elements of the tensor */
+    char method[12];   /* "rtn", "search", "imatrix", "gptq" */
+    double sensitivity; /* mixed precision: calibration KL with only this layer int4, else -1 */
+    double out_err;    /* calibrated: mean squared output error over the calibration tokens, else -1 */
 } ftq_quantize_tensor_report;
 
 typedef struct {
@@ -66,6 +98,9 @@ typedef struct {
     size_t q_in_bytes, q_out_bytes; /* the quantized tensors' bytes before / after */
     int head_split;                 /* 1: a tied output layer got its own lm_head (config
                                        tie_word_embeddings is then false) */
+    int64_t calib_tokens;           /* calibration tokens measured (0: none) */
+    double calib_seconds;           /* time of the calibration pass (and sensitivity runs) */
+    double linear_bits;             /* average bits per weight of the block linear layers */
 } ftq_quantize_report;
 
 /* Quantize the model in in_dir into out_dir (a whole directory that must not exist,

@@ -256,4 +256,7 @@ int ftq_xent_forward_ref(float *x, float *losses, const int32_t *targets, int N,
 void ftq_xent_backward(float *x, const int32_t *targets, float dloss, int N, int V);
 void ftq_xent_backward_ref(float *x, const int32_t *targets, float dloss, int N, int V);
 
+/* gram[dim][dim] += x^T x over the T rows of x [T, dim] (float accumulation, one sgemm). */
+void ftq_gram_accumulate(float *gram, const float *x, int T, int dim);
+
 #endif

@@ -144,6 +144,13 @@ static void add_sumsq(double *stats, const float *x, int T, int dim)
             stats[j] += (double)x[(size_t)t * dim + j] * x[(size_t)t * dim + j];
 }
 
+/* gram[dim][dim] += x^T x over the T rows of x (one sgemm; only the calibration pass) */
+static void add_gram(float *gram, const float *x, int T, int dim)
+{
+    if (gram)
+        ftq_gram_accumulate(gram, x, T, dim);
+}
+
 /* One linear layer on the session's scratch. A quantized product runs on OpenMP alone
  * (never OpenBLAS), so inside a solo stage it gets the saved thread count back. */
 static int lin(ftq_session *s, int solo, float *out, const float *in, const ftq_tensor *w,
@@ -216,7 +223,10 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
 
         norm_forward(m, s->xb, s->x, &L->norm1_w, &L->norm1_b, T);
         if (st)
+        {
             add_sumsq(st->attn_in + (size_t)l * C, s->xb, T, C);
+            add_gram(st->attn_gram ? st->attn_gram + (size_t)l * C * C : NULL, s->xb, T, C);
+        }
         TRYF(lin(s, solo, kc + (size_t)pos0 * K, s->xb, &L->wk, &L->bk, T, C, K));
         TRYF(lin(s, solo, vc + (size_t)pos0 * K, s->xb, &L->wv, &L->bv, T, C, K));
         TRYF(lin(s, solo, s->q, s->xb + (size_t)r0 * C, &L->wq, &L->bq, Tq, C, Q));
@@ -235,13 +245,19 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
 
         float *x = s->x + (size_t)r0 * C;
         if (st)
+        {
             add_sumsq(st->o_in + (size_t)l * Q, s->att, Tq, Q);
+            add_gram(st->o_gram ? st->o_gram + (size_t)l * Q * Q : NULL, s->att, Tq, Q);
+        }
         TRYF(lin(s, solo, s->xb, s->att, &L->wo, &L->bo, Tq, Q, C));
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
 
         norm_forward(m, s->xb, x, &L->norm2_w, &L->norm2_b, Tq);
         if (st)
+        {
             add_sumsq(st->mlp_in + (size_t)l * C, s->xb, Tq, C);
+            add_gram(st->mlp_gram ? st->mlp_gram + (size_t)l * C * C : NULL, s->xb, Tq, C);
+        }
         if (llama) {
             TRYF(lin(s, solo, s->hb, s->xb, &L->w_gate, &L->b_gate, Tq, C, F));
             TRYF(lin(s, solo, s->hb2, s->xb, &L->w_up, &L->b_up, Tq, C, F));
@@ -251,7 +267,10 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
             act_forward(c->act, s->hb, (size_t)Tq * F);
         }
         if (st)
+        {
             add_sumsq(st->down_in + (size_t)l * F, s->hb, Tq, F);
+            add_gram(st->down_gram ? st->down_gram + (size_t)l * F * F : NULL, s->hb, Tq, F);
+        }
         TRYF(lin(s, solo, s->xb, s->hb, &L->w_down, &L->b_down, Tq, F, C));
         ftq_add_inplace(x, s->xb, (size_t)Tq * C);
     }

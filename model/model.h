@@ -57,6 +57,9 @@ typedef struct {
     double *o_in;    /* [L][Q]  input of o_proj (attn.c_proj) */
     double *mlp_in;  /* [L][C]  input of gate/up (mlp.c_fc) */
     double *down_in; /* [L][F]  input of down_proj (mlp.c_proj) */
+    /* optional (NULL: not collected): the sum over tokens of x x^T of the same inputs, each
+     * [L][dim][dim] row-major (GPTQ's Hessian is twice this) */
+    float *attn_gram, *o_gram, *mlp_gram, *down_gram;
     int64_t tokens;  /* rows accumulated (per layer) */
     int last_layer;  /* the forward stops after this layer (and computes no logits) */
 } ftq_act_stats;

@@ -23,6 +23,8 @@
 #define FTQ_QUANT_VERSION "1"
 #define FTQ_QUANT_KEY_VERSION "ftq.quant.version"
 #define FTQ_QUANT_KEY_TENSORS "ftq.quant.tensors"
+/* JSON: the calibration (file, tokens, ctx, method) and any mixed-precision plan */
+#define FTQ_QUANT_KEY_CALIB "ftq.quant.calibration"
 
 /* One quantized tensor NAME, stored as BASE.qweight, BASE.qscale and (q4a) BASE.qzero. */
 typedef struct {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "quant/quantize_calib.h"
 #include "quant/quantize_internal.h"
 
 /* One model tensor into the job of its checkpoint name: GPT-2's q, k and v (the column
@@ -40,7 +41,34 @@ static int take(ftq_qjobs *js, const ftq_model *m, const ftq_tensor *t, const ft
     j->quantize = 1;
     j->qp = *qp;
     j->transposed = transposed;
+    j->layer = -1;
+    j->sensitivity = -1;
+    j->out_err = -1;
     return FTQ_OK;
+}
+
+/* The calibration statistics of block l's input `kind` (0 q/k/v, 1 o, 2 gate/up, 3 down)
+ * onto the job just taken. */
+static void attach(ftq_qjobs *js, const ftq_model *m, const ftq_act_stats *st, const ftq_quantize_params *p, int l,
+                   int kind)
+{
+    if (!js->n)
+        return;
+    ftq_qjob *j = &js->j[js->n - 1];
+    const ftq_model_config *c = &m->cfg;
+    const size_t C = (size_t)c->hidden_size, Q = (size_t)c->n_heads * c->head_dim, F = (size_t)c->intermediate_size;
+    const size_t dim = kind == 1 ? Q : kind == 3 ? F : C;
+    const double *imp[] = {st->attn_in, st->o_in, st->mlp_in, st->down_in};
+    const float *gram[] = {st->attn_gram, st->o_gram, st->mlp_gram, st->down_gram};
+    j->layer = l;
+    if (!imp[kind] || (size_t)j->cols != dim)
+        return;
+    j->imp = imp[kind] + (size_t)l * dim;
+    j->gram = gram[kind] ? gram[kind] + (size_t)l * dim * dim : NULL;
+    j->ntok = st->tokens;
+    j->gptq = p->method == FTQ_QMETHOD_GPTQ;
+    j->act_order = p->act_order;
+    j->damp = p->damp;
 }
 
 static int same_quant(int qa, const ftq_quant_params *a, int qb, const ftq_quant_params *b)
@@ -50,7 +78,8 @@ static int same_quant(int qa, const ftq_quant_params *a, int qb, const ftq_quant
 
 /* Every weight the parameters select, in model order. *split: a tied head gets its own
  * lm_head (its quantization differs from the embedding's). */
-static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js, int *split)
+static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, const ftq_act_stats *st, ftq_qjobs *js,
+                       int *split)
 {
     const ftq_model_config *c = &m->cfg;
     const int conv1d = c->arch == FTQ_ARCH_GPT2; /* block weights stored [in, out] */
@@ -62,8 +91,12 @@ static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, ftq_qjo
     for (int l = 0; l < c->n_layers && rc == FTQ_OK; l++) {
         const ftq_layer_weights *L = &m->layers[l];
         const ftq_tensor *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof lw / sizeof lw[0] && rc == FTQ_OK; i++)
+        static const int kinds[] = {0, 0, 0, 1, 2, 2, 3};
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0] && rc == FTQ_OK; i++) {
             rc = take(js, m, lw[i], &lin, conv1d);
+            if (rc == FTQ_OK && lw[i]->data)
+                attach(js, m, st, p, l, kinds[i]);
+        }
     }
     if (rc == FTQ_OK && q_emb)
         rc = take(js, m, &m->tok_emb, &emb, 0);
@@ -93,24 +126,55 @@ static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, ftq_qjo
         j->cols = (int)m->tok_emb.shape[1];
         j->quantize = q_head;
         j->qp = head;
+        j->layer = -1;
+        j->sensitivity = -1;
+        j->out_err = -1;
         *split = 1;
     }
     return rc;
 }
 
 
-static void release(void *owner) { ftq_model_free(owner); }
+/* The model and the calibration statistics the jobs point into. */
+typedef struct {
+    ftq_model *m;
+    ftq_act_stats st;
+} owner;
+
+static void release(void *o)
+{
+    owner *ow = o;
+    ftq_model_free(ow->m);
+    ftq_qcalib_stats_free(&ow->st);
+    free(ow);
+}
 
 static int open_decoder(const char *dir, const ftq_quantize_params *p, ftq_qsource *src, ftq_qjobs *js)
 {
-    ftq_model *m = NULL;
-    int rc = ftq_model_load(dir, &m);
-    if (rc != FTQ_OK)
+    owner *ow = calloc(1, sizeof *ow);
+    if (!ow)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    int rc = ftq_model_load(dir, &ow->m);
+    if (rc != FTQ_OK) {
+        free(ow);
         return rc;
+    }
+    ftq_model *m = ow->m;
     src->ck = m->ck;
-    src->owner = m;
+    src->owner = ow;
     src->release = release;
-    return select_jobs(m, p, js, &src->split);
+    double t0 = ftq_time_sec();
+    if (p->calib) {
+        rc = ftq_qcalib_collect(m, p, p->method == FTQ_QMETHOD_GPTQ, &ow->st);
+        if (rc != FTQ_OK)
+            return rc;
+        src->calib_tokens = ow->st.tokens;
+    }
+    rc = select_jobs(m, p, &ow->st, js, &src->split);
+    if (rc == FTQ_OK && p->target_bits > 0)
+        rc = ftq_qcalib_plan(m, p, js);
+    src->calib_seconds = p->calib ? ftq_time_sec() - t0 : 0;
+    return rc;
 }
 
 const ftq_quant_arch ftq_quant_arch_decoder = {"decoder", NULL, open_decoder};

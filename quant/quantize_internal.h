@@ -22,6 +22,15 @@ typedef struct {
     ftq_qtensor q;
     ftq_qerror err;
     uint16_t *scales16;      /* [rows][ngroups] */
+    /* calibration (NULL: none): the input statistics of this linear layer */
+    const double *imp;       /* [cols] sum over tokens of x_j^2 */
+    const float *gram;       /* [cols][cols] sum over tokens of x x^T (GPTQ) */
+    int64_t ntok;
+    int gptq, act_order;
+    double damp;
+    int layer;               /* block index of a linear layer, -1 otherwise */
+    double sensitivity;      /* mixed precision: KL with only this layer int4 (-1: not measured) */
+    double out_err;          /* calibrated: mean squared output error (-1: not measured) */
 } ftq_qjob;
 
 typedef struct {
@@ -36,6 +45,8 @@ typedef struct {
     void *owner;
     void (*release)(void *owner);
     int split; /* a tied head got its own lm_head: config.json is rewritten untied */
+    int64_t calib_tokens;
+    double calib_seconds;
 } ftq_qsource;
 
 /* One architecture: match(dir) says whether it applies (NULL: the fallback), open loads the

@@ -12,6 +12,8 @@
 
 #include "model/model.h"
 #include "model/qcheckpoint.h"
+#include "quant/qcalib.h"
+#include "quant/quantize_calib.h"
 #include "quant/quantize_internal.h"
 
 ftq_quantize_params ftq_quantize_default_params(void)
@@ -22,6 +24,9 @@ ftq_quantize_params ftq_quantize_default_params(void)
     p.group = 32;
     p.embeddings = FTQ_QPOLICY_KEEP;
     p.head = FTQ_QPOLICY_AUTO;
+    p.calib_ctx = 512;
+    p.calib_bos = -1;
+    p.damp = 0.01;
     return p;
 }
 
@@ -71,6 +76,17 @@ static int check_params(const ftq_quantize_params *p)
                              (int)p->embeddings);
     if ((int)p->head < FTQ_QPOLICY_KEEP || p->head > FTQ_QPOLICY_AUTO)
         return ftq_set_error(FTQ_EINVAL, "invalid head policy %d: expected keep, int8, int4, same or auto", (int)p->head);
+    if (p->method != FTQ_QMETHOD_RTN && p->method != FTQ_QMETHOD_GPTQ)
+        return ftq_set_error(FTQ_EINVAL, "invalid method %d: expected rtn or gptq", (int)p->method);
+    if (p->method == FTQ_QMETHOD_GPTQ && !p->calib)
+        return ftq_set_error(FTQ_EINVAL, "gptq needs calibration text");
+    if (p->calib && p->group == 0)
+        return ftq_set_error(FTQ_EINVAL, "calibrated quantization needs groups (32, 64 or 128), not one scale per row");
+    if (p->target_bits != 0 && (!p->calib || p->bits != 4 || !(p->target_bits > 0 && p->target_bits <= 8.5)))
+        return ftq_set_error(FTQ_EINVAL, "mixed precision (bits %g) needs int4, calibration text and a budget in "
+                             "(0, 8.5] bits per weight", p->target_bits);
+    if (!(p->damp >= 0 && p->damp < 1e6))
+        return ftq_set_error(FTQ_EINVAL, "invalid GPTQ damping %g (expected >= 0)", p->damp);
     return FTQ_OK;
 }
 
@@ -118,6 +134,9 @@ ftq_qjob *ftq_qjobs_add(ftq_qjobs *js)
     }
     job *j = &js->j[js->n++];
     memset(j, 0, sizeof *j);
+    j->layer = -1;
+    j->sensitivity = -1;
+    j->out_err = -1;
     return j;
 }
 
@@ -174,13 +193,25 @@ static int quantize_job(job *j)
 {
     if (!j->quantize)
         return FTQ_OK;
-    int rc = ftq_qtensor_quantize(&j->q, j->w, j->rows, j->cols, &j->qp);
+    int rc;
+    if (j->gptq && j->gram) {
+        ftq_gptq_params gp = ftq_gptq_default_params();
+        gp.damp = j->damp;
+        gp.act_order = j->act_order;
+        rc = ftq_qtensor_quantize_gptq(&j->q, j->w, j->rows, j->cols, &j->qp, j->gram, j->ntok, &gp);
+    } else if (j->imp) {
+        rc = ftq_qtensor_quantize_weighted(&j->q, j->w, j->rows, j->cols, &j->qp, j->imp);
+    } else {
+        rc = ftq_qtensor_quantize(&j->q, j->w, j->rows, j->cols, &j->qp);
+    }
     if (rc != FTQ_OK) {
         if (j->transposed) /* name the file's coordinates: row r, column c of [out, in] is [c][r] */
             return ftq_wrap_error(rc, "cannot quantize tensor '%s' (its [out, in] transpose)", j->name);
         return ftq_wrap_error(rc, "cannot quantize tensor '%s'", j->name);
     }
     rc = ftq_qtensor_error(&j->q, j->w, &j->err);
+    if (rc == FTQ_OK && j->gram)
+        rc = ftq_qtensor_output_error(&j->q, j->w, j->gram, j->ntok, &j->out_err);
     if (rc != FTQ_OK)
         return rc;
     size_t ns = (size_t)j->q.rows * j->q.ngroups;
@@ -284,6 +315,11 @@ static int add_item(cJSON *o, const char *key, cJSON *v)
     return 0;
 }
 
+static const char *job_method(const job *j)
+{
+    return j->gptq && j->gram ? "gptq" : j->imp ? "imatrix" : j->qp.search ? "search" : "rtn";
+}
+
 static cJSON *entry_json(const job *j)
 {
     cJSON *e = cJSON_CreateObject(), *sh = cJSON_CreateArray();
@@ -300,7 +336,8 @@ static cJSON *entry_json(const job *j)
     ok &= add_item(e, "group", cJSON_CreateNumber(j->q.group));
     ok &= add_item(e, "shape", sh);
     ok &= add_item(e, "transposed", cJSON_CreateBool(j->transposed));
-    ok &= add_item(e, "search", cJSON_CreateBool(j->qp.search));
+    ok &= add_item(e, "search", cJSON_CreateBool(j->qp.search || j->imp));
+    ok &= add_item(e, "method", cJSON_CreateString(job_method(j)));
     ok &= add_item(e, "source_dtype", cJSON_CreateString(tr ? tr->name : "F32"));
     if (j->copied_from)
         ok &= add_item(e, "copied_from", cJSON_CreateString(j->copied_from));
@@ -360,13 +397,49 @@ static size_t file_size(const char *path)
     return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
 }
 
-static int write_output(const ftq_checkpoint *ck, jobs *js, int split, const char *dir, ftq_quantize_report *r)
+/* The calibration and mixed-precision plan as the metadata value FTQ_QUANT_KEY_CALIB. */
+static char *calib_json(const ftq_quantize_params *p, const jobs *js, int64_t tokens)
+{
+    cJSON *o = cJSON_CreateObject(), *plan = p->target_bits > 0 ? cJSON_CreateObject() : NULL;
+    if (!o)
+        return NULL;
+    int ok = add_item(o, "file", cJSON_CreateString(p->calib_name ? p->calib_name : ""));
+    ok &= add_item(o, "tokens", cJSON_CreateNumber((double)tokens));
+    ok &= add_item(o, "ctx", cJSON_CreateNumber(p->calib_ctx));
+    ok &= add_item(o, "bos", cJSON_CreateBool(p->calib_bos >= 0));
+    ok &= add_item(o, "method", cJSON_CreateString(p->method == FTQ_QMETHOD_GPTQ ? "gptq" : "imatrix"));
+    if (p->method == FTQ_QMETHOD_GPTQ) {
+        ok &= add_item(o, "damp", cJSON_CreateNumber(p->damp));
+        ok &= add_item(o, "act_order", cJSON_CreateBool(p->act_order));
+    }
+    if (p->target_bits > 0) {
+        ok &= add_item(o, "target_bits", cJSON_CreateNumber(p->target_bits));
+        for (size_t i = 0; plan && i < js->n; i++) {
+            const job *j = &js->j[i];
+            if (j->layer < 0)
+                continue;
+            char lab[24];
+            ftq_qscheme_label(j->qp.scheme, j->qp.group, lab, sizeof lab);
+            ok &= add_item(plan, j->name, cJSON_CreateString(lab));
+        }
+        ok &= add_item(o, "plan", plan);
+        plan = NULL;
+    }
+    cJSON_Delete(plan);
+    char *t = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return t;
+}
+
+static int write_output(const ftq_checkpoint *ck, jobs *js, int split, const char *dir, const char *calib,
+                        ftq_quantize_report *r)
 {
     size_t nt = ftq_checkpoint_count(ck);
     outlist o = {0};
     cJSON *list = cJSON_CreateObject();
     r->tensors = calloc(js->n ? js->n : 1, sizeof *r->tensors);
     int rc = list && r->tensors ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    int64_t lin_numel = 0;
     for (size_t i = 0; i <= nt && rc == FTQ_OK; i++) {
         const ftq_tensor *ft = i < nt ? ftq_checkpoint_tensor(ck, i) : NULL;
         job *j = NULL;
@@ -411,6 +484,13 @@ static int write_output(const ftq_checkpoint *ck, jobs *js, int split, const cha
         tr->rel_rmse = j->err.rel_rmse;
         tr->bytes = bytes;
         tr->numel = (int64_t)j->rows * j->cols;
+        snprintf(tr->method, sizeof tr->method, "%s", job_method(j));
+        tr->sensitivity = j->sensitivity;
+        tr->out_err = j->out_err;
+        if (j->layer >= 0) {
+            r->linear_bits += 8.0 * (double)bytes; /* bits for now */
+            lin_numel += tr->numel;
+        }
         if (!tr->name)
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         /* totals over every quantized element */
@@ -424,6 +504,7 @@ static int write_output(const ftq_checkpoint *ck, jobs *js, int split, const cha
         r->q_in_bytes += j->copied_from ? (size_t)j->rows * j->cols * (j->src ? ftq_dtype_info(j->src->dtype)->block_bytes : 4)
                                         : (j->src ? j->src->nbytes : 0);
     }
+    r->linear_bits = lin_numel > 0 ? r->linear_bits / (double)lin_numel : 0;
     if (r->numel > 0) {
         double se = r->rmse, sr = r->rel_rmse;
         r->rmse = sqrt(se / (double)r->numel);
@@ -436,7 +517,7 @@ static int write_output(const ftq_checkpoint *ck, jobs *js, int split, const cha
     if (rc == FTQ_OK) {
         /* the source's metadata, then ours */
         size_t k = 0;
-        const char **meta = ftq_qmeta_carry(ck, 2, &k);
+        const char **meta = ftq_qmeta_carry(ck, 3, &k);
         if (!meta) {
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         } else {
@@ -444,6 +525,10 @@ static int write_output(const ftq_checkpoint *ck, jobs *js, int split, const cha
             meta[k++] = FTQ_QUANT_VERSION;
             meta[k++] = FTQ_QUANT_KEY_TENSORS;
             meta[k++] = list_text;
+            if (calib) {
+                meta[k++] = FTQ_QUANT_KEY_CALIB;
+                meta[k++] = calib;
+            }
             rc = ftq_st_write(path, o.t, o.n, (const char *const *)meta);
             free(meta);
         }
@@ -482,7 +567,11 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     memset(&src, 0, sizeof src);
     char *tmp = NULL;
     jobs js = {0};
-    rc = arch->open(in_dir, p, &src, &js);
+    if (arch != &ftq_quant_arch_decoder && p->calib)
+        rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot calibrate '%s': calibrated quantization is for decoders (this "
+                           "is a %s)", in_dir, arch->name);
+    else
+        rc = arch->open(in_dir, p, &src, &js);
     if (rc == FTQ_OK)
         rc = ftq_outdir_begin(out_dir, 0, &tmp);
     /* NaN / Inf: in the weights to quantize (named by the quantizer) and in all others */
@@ -493,8 +582,12 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     }
     for (size_t i = 0; i < js.n && rc == FTQ_OK; i++)
         rc = quantize_job(&js.j[i]);
+    char *calib = NULL;
+    if (rc == FTQ_OK && p->calib && !(calib = calib_json(p, &js, src.calib_tokens)))
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (rc == FTQ_OK)
-        rc = write_output(src.ck, &js, src.split, tmp, report);
+        rc = write_output(src.ck, &js, src.split, tmp, calib, report);
+    cJSON_free(calib);
     /* tokenizer files (and a GGUF source's config.json, written from its metadata) */
     int gguf = ftq_gguf_is_file(in_dir);
     if (rc == FTQ_OK)
@@ -516,6 +609,8 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     if (rc == FTQ_OK) {
         report->in_bytes = ftq_checkpoint_total_bytes(src.ck);
         report->head_split = src.split;
+        report->calib_tokens = src.calib_tokens;
+        report->calib_seconds = src.calib_seconds;
         report->seconds = ftq_time_sec() - t0;
     }
     free_jobs(&js);

@@ -331,7 +331,7 @@ static void test_ppl_ref_model(void)
         float *lm = malloc(sizeof(float) * N * V), *lr = malloc(sizeof(float) * N * V);
         double *pr = malloc(sizeof(double) * V), *pm = malloc(sizeof(double) * V);
         int32_t win[128];
-        double kl_sum = 0.0;
+        double kl_sum = 0.0, kl_max = 0.0;
         long n = 0, agree = 0;
         for (int ch = 0; ch < c.chunks; ch++) {
             for (int j = 0; j < N; j++) /* stream = BOS + tokens */
@@ -359,6 +359,7 @@ static void test_ppl_ref_model(void)
                     if (pr[i] > 0)
                         kl += pr[i] / za * log((pr[i] / za) / (pm[i] / zb));
                 kl_sum += kl;
+                kl_max = kl > kl_max ? kl : kl_max;
                 agree += ia == ib;
                 n++;
             }
@@ -366,6 +367,10 @@ static void test_ppl_ref_model(void)
         ASSERT_INT_EQ(n, c.tokens_scored);
         ASSERT_NEAR(c.kl / (kl_sum / n) - 1, 0, 1e-9); /* double sums, different order */
         ASSERT_NEAR(c.top1_agree, (double)agree / n, 0.0);
+        ASSERT_NEAR(c.kl_max / kl_max - 1, 0, 1e-9);
+        /* binomial standard error of the agreement, as llama.cpp's "Same top p" */
+        double fa = (double)agree / n;
+        ASSERT_NEAR(c.top1_stderr, sqrt(fa * (1 - fa) / (n - 1)), 1e-12);
         free(lm);
         free(lr);
         free(pr);

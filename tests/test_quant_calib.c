@@ -1,0 +1,241 @@
+/* test_quant_calib.c - calibrated quantization of a whole model (quant/quantize_calib.c and
+ * its use in quant/quantize_model.c) on stories260K: the statistics pass (sum x x^T's
+ * diagonal against the separately accumulated sum of x_j^2, token count), KL divergence
+ * from the f32 model of RTN / importance search / GPTQ / mixed precision (calibrated on Tiny
+ * Shakespeare, measured on TinyStories: other text), the metadata that records the
+ * calibration and the plan, and the refusals. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "include/ftq_quant.h"
+#include "model/model.h"
+#include "quant/quantize_calib.h"
+#include "tests/test_util.h"
+
+#define STORIES "models/stories260K"
+
+static int32_t *tokens_of(const char *file, size_t *n)
+{
+    ftq_tokenizer *tk = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *ids = NULL;
+    *n = 0;
+    if (ftq_tokenizer_load(shared_path(STORIES), &tk) != FTQ_OK || ftq_read_file(shared_path(file), &text, &len) != FTQ_OK ||
+        ftq_tokenizer_encode(tk, text, len, 0, &ids, n) != FTQ_OK)
+        CU_FAIL("cannot tokenize");
+    free(text);
+    ftq_tokenizer_free(tk);
+    return ids;
+}
+
+static ftq_quantize_params cparams(const int32_t *calib, size_t n)
+{
+    ftq_quantize_params p = ftq_quantize_default_params();
+    p.bits = 4;
+    p.group = 32;
+    p.embeddings = FTQ_QPOLICY_INT8;
+    p.calib = calib;
+    p.n_calib = n;
+    p.calib_ctx = 256;
+    p.calib_bos = 1;
+    p.calib_name = "input.txt";
+    return p;
+}
+
+static void test_stats(void)
+{
+    size_t n = 0;
+    int32_t *ids = tokens_of("data/tinyshakespeare/input.txt", &n);
+    ftq_model *m = NULL;
+    ASSERT_OK(ftq_model_load(shared_path(STORIES), &m));
+    ftq_quantize_params p = cparams(ids, 2000);
+    ftq_act_stats st;
+    ASSERT_OK(ftq_qcalib_collect(m, &p, 1, &st));
+    ASSERT_INT_EQ(st.tokens, 7 * 256); /* 2000 / 255 windows of BOS + 255 */
+    const ftq_model_config *c = &m->cfg;
+    const int dims[4] = {c->hidden_size, c->n_heads * c->head_dim, c->hidden_size, c->intermediate_size};
+    const double *sq[4] = {st.attn_in, st.o_in, st.mlp_in, st.down_in};
+    const float *gr[4] = {st.attn_gram, st.o_gram, st.mlp_gram, st.down_gram};
+    double worst = 0;
+    int asym = 0;
+    for (int k = 0; k < 4; k++)
+        for (int l = 0; l < c->n_layers; l++) {
+            const size_t d = (size_t)dims[k];
+            const float *g = gr[k] + (size_t)l * d * d;
+            for (size_t j = 0; j < d; j++) {
+                double a = sq[k][(size_t)l * d + j], b = g[j * d + j];
+                CU_ASSERT(a > 0);
+                double rel = fabs(a - b) / a;
+                worst = rel > worst ? rel : worst;
+                for (size_t i = 0; i < j; i++)
+                    asym += fabsf(g[i * d + j] - g[j * d + i]) > 1e-4f * (fabsf(g[i * d + j]) + 1e-6f);
+            }
+        }
+    /* float sgemm against double sums over 1,792 tokens */
+    CU_ASSERT(worst < 1e-4);
+    ASSERT_INT_EQ(asym, 0);
+    ftq_qcalib_stats_free(&st);
+    p.n_calib = 200; /* fewer than one window */
+    CU_ASSERT_EQUAL(ftq_qcalib_collect(m, &p, 0, &st), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "fewer than one window") != NULL);
+    ftq_model_free(m);
+    free(ids);
+}
+
+/* KL(f32 || dir) and top-1 agreement on 8 chunks of 256 TinyStories tokens. */
+static double kl_of(const char *dir, const ftq_model *ref, const int32_t *ids, size_t n, double *top1)
+{
+    ftq_model *m = NULL;
+    ftq_ppl_params pp = ftq_ppl_default_params();
+    pp.n_ctx = 256;
+    pp.n_chunks = 8;
+    pp.ref = ref;
+    ftq_ppl_result r;
+    if (ftq_model_load(dir, &m) != FTQ_OK || ftq_perplexity(m, ids, n, &pp, &r) != FTQ_OK) {
+        CU_FAIL(ftq_last_error());
+        ftq_model_free(m);
+        return NAN;
+    }
+    ftq_model_free(m);
+    *top1 = r.top1_agree;
+    return r.kl;
+}
+
+static void test_methods(void)
+{
+    size_t nc = 0, ne = 0;
+    int32_t *calib = tokens_of("data/tinyshakespeare/input.txt", &nc);
+    int32_t *eval = tokens_of("data/tinystories/tinystories_sample.txt", &ne);
+    ftq_model *ref = NULL;
+    ASSERT_OK(ftq_model_load(shared_path(STORIES), &ref));
+    const char *tmp = test_tmpdir("qcal_methods");
+    char d[4][1024];
+    const char *names[4] = {"rtn", "imatrix", "gptq", "mixed"};
+    ftq_quantize_report rep[4];
+    for (int k = 0; k < 4; k++) {
+        snprintf(d[k], sizeof d[k], "%s/%s", tmp, names[k]);
+        ftq_quantize_params p = cparams(calib, 4096);
+        p.calib_ctx = 128; /* the sensitivity runs then use 128 tokens */
+        if (k == 0)
+            p.calib = NULL;
+        p.method = k >= 2 ? FTQ_QMETHOD_GPTQ : FTQ_QMETHOD_RTN;
+        p.target_bits = k == 3 ? 5.5 : 0;
+        ASSERT_OK(ftq_quantize_model(shared_path(STORIES), d[k], &p, &rep[k]));
+    }
+    double kl[4], t1[4];
+    for (int k = 0; k < 4; k++)
+        kl[k] = kl_of(d[k], ref, eval, ne, &t1[k]);
+    fprintf(stderr, "\n    KL rtn %.4f imatrix %.4f gptq %.4f mixed %.4f; top-1 %.3f %.3f %.3f %.3f ", kl[0], kl[1], kl[2],
+            kl[3], t1[0], t1[1], t1[2], t1[3]);
+    CU_ASSERT(kl[1] < 0.9 * kl[0]);
+    CU_ASSERT(kl[2] < 0.9 * kl[0]);
+    CU_ASSERT(kl[3] < kl[2]);
+    CU_ASSERT(t1[3] > t1[0]);
+    /* report: methods per tensor, the calibration tokens, the budget kept */
+    ASSERT_INT_EQ(rep[1].calib_tokens, 32 * 128); /* 4096 / 127 windows of BOS + 127 */
+    int n8 = 0, n_lin = 0;
+    for (size_t i = 0; i < rep[3].n_tensors; i++) {
+        const ftq_quantize_tensor_report *t = &rep[3].tensors[i];
+        if (t->sensitivity < 0)
+            continue;
+        n_lin++;
+        n8 += strncmp(t->scheme, "q8", 2) == 0;
+        CU_ASSERT_STRING_EQUAL(t->method, "gptq");
+        CU_ASSERT(t->out_err >= 0);
+    }
+    ASSERT_INT_EQ(n_lin, 5 * 7);
+    CU_ASSERT(n8 > 0 && n8 < n_lin);
+    CU_ASSERT(rep[3].linear_bits <= 5.5 && rep[3].linear_bits > 4.5);
+    /* q4 g32 is 4.5 bits; down_proj's 172 columns end in a partial group of 12 */
+    CU_ASSERT(rep[0].linear_bits > 4.5 && rep[0].linear_bits < 4.52);
+    for (size_t i = 0; i < rep[1].n_tensors; i++) {
+        const char *nm = rep[1].tensors[i].name;
+        int lin = strstr(nm, "layers.") != NULL;
+        CU_ASSERT_STRING_EQUAL(rep[1].tensors[i].method, lin ? "imatrix" : "rtn"); /* embedding: no inputs */
+        CU_ASSERT_STRING_EQUAL(rep[0].tensors[i].method, "rtn");
+    }
+    /* the layer with the most KL per extra bit is int8 */
+    const ftq_quantize_tensor_report *best = NULL;
+    for (size_t i = 0; i < rep[3].n_tensors; i++) {
+        const ftq_quantize_tensor_report *t = &rep[3].tensors[i];
+        if (t->sensitivity >= 0 && (!best || t->sensitivity / (double)t->numel > best->sensitivity / (double)best->numel))
+            best = t;
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(best);
+    CU_ASSERT_STRING_EQUAL(best->scheme, "q8_g32");
+
+    /* metadata: the calibration, the plan, each tensor's method */
+    ftq_checkpoint *ck = NULL;
+    ASSERT_OK(ftq_checkpoint_open(d[3], &ck));
+    const ftq_st_file *f = ftq_checkpoint_file(ck, 0);
+    cJSON *c = cJSON_Parse(ftq_st_metadata_get(f, "ftq.quant.calibration"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(c, "file")->valuestring, "input.txt");
+    ASSERT_INT_EQ(cJSON_GetObjectItem(c, "tokens")->valueint, 32 * 128);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(c, "method")->valuestring, "gptq");
+    ASSERT_NEAR(cJSON_GetObjectItem(c, "target_bits")->valuedouble, 5.5, 0);
+    const cJSON *plan = cJSON_GetObjectItem(c, "plan");
+    ASSERT_INT_EQ(cJSON_GetArraySize(plan), 35);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(plan, best->name)->valuestring, "q8_g32");
+    cJSON_Delete(c);
+    cJSON *tl = cJSON_Parse(ftq_st_metadata_get(f, "ftq.quant.tensors"));
+    const cJSON *e = cJSON_GetObjectItem(tl, best->name);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(e, "method")->valuestring, "gptq");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(e, "scheme")->valuestring, "q8");
+    cJSON_Delete(tl);
+    ftq_checkpoint_close(ck);
+    ASSERT_OK(ftq_checkpoint_open(d[0], &ck)); /* no calibration, no key */
+    CU_ASSERT_PTR_NULL(ftq_st_metadata_get(ftq_checkpoint_file(ck, 0), "ftq.quant.calibration"));
+    ftq_checkpoint_close(ck);
+    for (int k = 0; k < 4; k++)
+        ftq_quantize_report_free(&rep[k]);
+    ftq_model_free(ref);
+    free(calib);
+    free(eval);
+}
+
+static void test_refusals(void)
+{
+    size_t n = 0;
+    int32_t *ids = tokens_of("data/tinyshakespeare/input.txt", &n);
+    const char *tmp = test_tmpdir("qcal_refuse");
+    char d[1024];
+    snprintf(d, sizeof d, "%s/x", tmp);
+    ftq_quantize_report rep;
+    ftq_quantize_params p = cparams(NULL, 0);
+    p.method = FTQ_QMETHOD_GPTQ;
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d, &p, &rep), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "gptq needs calibration") != NULL);
+    p = cparams(NULL, 0);
+    p.target_bits = 5;
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d, &p, &rep), FTQ_EINVAL);
+    p = cparams(ids, 4096);
+    p.target_bits = 4.2; /* below int4 g32's own 4.5 */
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d, &p, &rep), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "below the int4 layers") != NULL);
+    p = cparams(ids, 4096);
+    p.bits = 8;
+    p.target_bits = 6;
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d, &p, &rep), FTQ_EINVAL);
+    p = cparams(ids, 4096);
+    p.embeddings = FTQ_QPOLICY_KEEP;
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path("models/all-MiniLM-L6-v2"), d, &p, &rep), FTQ_EUNSUPPORTED);
+    CU_ASSERT(strstr(ftq_last_error(), "decoders") != NULL);
+    CU_ASSERT(!ftq_is_quantized_checkpoint(d)); /* nothing was written */
+    free(ids);
+}
+
+void test_register_quant_calib(void)
+{
+    static const test_case cases[] = {
+        {"stats", test_stats},
+        {"methods", test_methods},
+        {"refusals", test_refusals},
+        {NULL, NULL},
+    };
+    test_add_suite("quant_calib", cases);
+}
