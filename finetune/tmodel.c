@@ -25,6 +25,7 @@ ftq_tmodel_params ftq_tmodel_default_params(void)
     p.init_std = 0.02f;
     p.max_batch = 4;
     p.max_seq = 0; /* ftq_tmodel_new: min(256, the model's max positions) */
+    p.lora = ftq_lora_default_params();
     return p;
 }
 
@@ -153,6 +154,21 @@ static void build_layout(builder *b, marks *mk)
     mk->score_start = b->off;
     if (tm->p.task == FTQ_TASK_CLASSIFY)
         add_seg(b, &w->score, &g->score, "score.weight", 2, tm->NL, C, 0, SEG_MATRIX, 1, 1);
+    /* LoRA: A [r, in], B [out, r] of every site of every block, named as PEFT saves them */
+    const int r = tm->p.lora.r;
+    for (int l = 0; l < L && tm->p.mode == FTQ_TRAIN_LORA; l++)
+        for (int si = 0; si < tm->lora_ns; si++) {
+            const ftq_lora_site *st = &tm->lora_sites[si];
+            size_t k = 2 * ((size_t)l * tm->lora_ns + si);
+            char path[192];
+            snprintf(path, sizeof path, st->path, l);
+            snprintf(nm, sizeof nm, "base_model.model.%s.lora_A.weight", path);
+            add_seg(b, tm->segs ? &tm->lora_w[k] : NULL, tm->segs ? &tm->lora_g[k] : NULL, nm, 2, r, st->in, 0,
+                    SEG_LORA_A, 1, 1);
+            snprintf(nm, sizeof nm, "base_model.model.%s.lora_B.weight", path);
+            add_seg(b, tm->segs ? &tm->lora_w[k + 1] : NULL, tm->segs ? &tm->lora_g[k + 1] : NULL, nm, 2,
+                    st->out, r, 0, SEG_LORA_B, 1, 1);
+        }
 }
 
 /* ---- weights in ------------------------------------------------------------------------- */
@@ -255,10 +271,25 @@ static void init_segment(ftq_tmodel *tm, const ftq_tseg *s, ftq_rng *rng)
         for (size_t i = 0; i < n; i++)
             p[i] = 1.0f;
         break;
+    case SEG_LORA_A: { /* nn.init.kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+        float bound = 1.0f / sqrtf((float)s->shape[1]);
+        for (size_t i = 0; i < n; i++)
+            p[i] = (2.0f * ftq_rng_uniform(rng) - 1.0f) * bound;
+        break;
+    }
     default:
         memset(p, 0, sizeof(float) * n);
         break;
     }
+}
+
+/* The segment that starts at p. */
+static size_t seg_index(const ftq_tmodel *tm, const float *p)
+{
+    size_t off = (size_t)(p - tm->params), i = 0;
+    while (i + 1 < tm->n_segs && tm->segs[i].seg.offset != off)
+        i++;
+    return i;
 }
 
 /* ---- activations -------------------------------------------------------------------------- */
@@ -342,6 +373,13 @@ static int alloc_acts(ftq_tmodel *tm)
         SLOT(&tm->rope_cos, Tm * (size_t)(c->head_dim / 2));
         SLOT(&tm->rope_sin, Tm * (size_t)(c->head_dim / 2));
     }
+    if (tm->p.mode == FTQ_TRAIN_LORA) {
+        size_t r = (size_t)tm->p.lora.r, mx = C > F ? C : F;
+        mx = mx > Q ? mx : Q;
+        SLOT(&tm->lora_u, (size_t)L * tm->lora_ns * N * r);
+        SLOT(&tm->lora_du, N * r);
+        SLOT(&tm->lora_xd, N * mx);
+    }
     if (train_blocks) {
         SLOT(&tm->dres, N * C);
         SLOT(&tm->dh, N * C);
@@ -386,8 +424,12 @@ static int check_params(const ftq_model *m, const ftq_tmodel_params *p, int *nl)
     const ftq_model_config *c = &m->cfg;
     if (p->task != FTQ_TASK_LM && p->task != FTQ_TASK_CLASSIFY)
         return ftq_set_error(FTQ_EINVAL, "invalid task %d", (int)p->task);
-    if (p->mode != FTQ_TRAIN_FULL && p->mode != FTQ_TRAIN_FROZEN && p->mode != FTQ_TRAIN_HEAD)
+    if (p->mode != FTQ_TRAIN_FULL && p->mode != FTQ_TRAIN_FROZEN && p->mode != FTQ_TRAIN_HEAD &&
+        p->mode != FTQ_TRAIN_LORA)
         return ftq_set_error(FTQ_EINVAL, "invalid training mode %d", (int)p->mode);
+    int rc;
+    if (p->mode == FTQ_TRAIN_LORA && (rc = ftq_lora_check(&p->lora)) != FTQ_OK)
+        return rc;
     if (p->mode == FTQ_TRAIN_HEAD && p->task != FTQ_TASK_CLASSIFY)
         return ftq_set_error(FTQ_EINVAL, "training mode 'head' needs the classify task");
     if (p->mode == FTQ_TRAIN_FROZEN && (p->freeze_layers < 0 || p->freeze_layers > c->n_layers))
@@ -459,6 +501,19 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     }
     tm->w.blocks = calloc((size_t)L, sizeof(ftq_tblock));
     tm->g.blocks = calloc((size_t)L, sizeof(ftq_tblock));
+    if (p->mode == FTQ_TRAIN_LORA) {
+        if ((rc = ftq_lora_sites(&tm->cfg, &p->lora, tm->lora_sites, &tm->lora_ns)) != FTQ_OK) {
+            ftq_tmodel_free(tm);
+            return rc;
+        }
+        tm->lora_scale = ftq_lora_scaling(&p->lora);
+        tm->lora_w = calloc(2 * (size_t)L * tm->lora_ns, sizeof(float *));
+        tm->lora_g = calloc(2 * (size_t)L * tm->lora_ns, sizeof(float *));
+        if (!tm->lora_w || !tm->lora_g) {
+            ftq_tmodel_free(tm);
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        }
+    }
     marks *mk = calloc(1, sizeof *mk);
     if (!tm->w.blocks || !tm->g.blocks || !mk) {
         free(mk);
@@ -483,6 +538,10 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     case FTQ_TRAIN_HEAD:
         tm->off = mk->score_start;
         tm->first_block = L;
+        break;
+    case FTQ_TRAIN_LORA: /* the head (classify) and the adapters; gradients flow through every block */
+        tm->off = mk->score_start;
+        tm->first_block = 0;
         break;
     }
     tm->n_train = tm->n_params - tm->off;
@@ -515,8 +574,11 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
             if (m->score.data)
                 memcpy(tm->w.score, m->score.data, sizeof(float) * (size_t)nl * m->cfg.hidden_size);
             else
-                init_segment(tm, &tm->segs[tm->n_segs - 1], &rng);
+                init_segment(tm, &tm->segs[seg_index(tm, tm->w.score)], &rng);
         }
+        for (size_t i = 0; i < tm->n_segs; i++) /* new adapters: A Kaiming-uniform, B zero */
+            if (tm->segs[i].kind == SEG_LORA_A || tm->segs[i].kind == SEG_LORA_B)
+                init_segment(tm, &tm->segs[i], &rng);
     }
     if ((rc = alloc_acts(tm)) != FTQ_OK) {
         ftq_tmodel_free(tm);
@@ -549,6 +611,8 @@ void ftq_tmodel_free(ftq_tmodel *tm)
     free(tm->ids);
     free(tm->targets);
     free(tm->pool_row);
+    free(tm->lora_w);
+    free(tm->lora_g);
     free(tm);
 }
 

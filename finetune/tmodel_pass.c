@@ -54,6 +54,43 @@ static void rope_rows(const ftq_tmodel *tm, float *x, int B, int T, int stride, 
     }
 }
 
+/* ---- LoRA ---------------------------------------------------------------------------------- */
+
+void ftq_tmodel_set_training(ftq_tmodel *tm, int on)
+{
+    if (tm)
+        tm->lora_train = on != 0;
+}
+
+void ftq_tmodel_lora_forward(ftq_tmodel *tm, int l, int lin, float *y, int ldy, const float *x, int ldx)
+{
+    const int N = tm->B * tm->T, r = tm->p.lora.r;
+    for (int s = 0; s < tm->lora_ns; s++) {
+        const ftq_lora_site *st = &tm->lora_sites[s];
+        if (st->lin != lin)
+            continue;
+        size_t k = (size_t)l * tm->lora_ns + s;
+        ftq_lora_forward(y + st->o0, ldy, x, ldx, tm->lora_w[2 * k], tm->lora_w[2 * k + 1],
+                         tm->lora_u + k * (size_t)N * r, tm->lora_xd, N, st->in, st->out, r, tm->lora_scale,
+                         &tm->lora_drop, k);
+    }
+}
+
+void ftq_tmodel_lora_backward(ftq_tmodel *tm, int l, int lin, float *dx, int lddx, const float *dy, int lddy,
+                              const float *x, int ldx)
+{
+    const int N = tm->B * tm->T, r = tm->p.lora.r;
+    for (int s = 0; s < tm->lora_ns; s++) {
+        const ftq_lora_site *st = &tm->lora_sites[s];
+        if (st->lin != lin)
+            continue;
+        size_t k = (size_t)l * tm->lora_ns + s;
+        ftq_lora_backward(dx, lddx, tm->lora_g[2 * k], tm->lora_g[2 * k + 1], dy + st->o0, lddy, x, ldx,
+                          tm->lora_w[2 * k], tm->lora_w[2 * k + 1], tm->lora_u + k * (size_t)N * r, tm->lora_du,
+                          tm->lora_xd, N, st->in, st->out, r, tm->lora_scale, &tm->lora_drop, k);
+    }
+}
+
 /* One block: xin -> x1 (after attention) -> xout. Frozen blocks pass the shared activation
  * set and the same stream buffer for all three (in place). */
 static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float *xin, float *x1,
@@ -67,6 +104,8 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
 
     norm_fwd(tm, a->h1, a->mean1, a->rstd1, xin, w->norm1_w, w->norm1_b, N);
     ftq_linear_f32(a->qkv, a->h1, w->wqkv, w->bqkv, N, C, QKV);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_forward(tm, l, LORA_LIN_QKV, a->qkv, QKV, a->h1, C);
     if (llama) {
         rope_rows(tm, a->qkv, B, T, QKV, H, 0);
         rope_rows(tm, a->qkv + Q, B, T, QKV, KV, 0);
@@ -74,16 +113,22 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
     ftq_attention_train_forward(a->y, Q, a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T,
                                 H, KV, hd);
     ftq_linear_f32(tm->tmp, a->y, w->wo, w->bo, N, Q, C);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_forward(tm, l, LORA_LIN_O, tm->tmp, C, a->y, Q);
     add_to(x1, xin, tm->tmp, (size_t)N * C);
 
     norm_fwd(tm, a->h2, a->mean2, a->rstd2, x1, w->norm2_w, w->norm2_b, N);
     if (llama) {
         ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, 2 * F);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C);
         for (int t = 0; t < N; t++)
             ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
                                  a->fc + (size_t)t * 2 * F + F, (size_t)F);
     } else {
         ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, F);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, F, a->h2, C);
         size_t n = (size_t)N * F;
         switch (c->act) {
         case FTQ_ACT_GELU:
@@ -98,6 +143,8 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
         }
     }
     ftq_linear_f32(tm->tmp, a->act, w->w_down, w->b_down, N, F, C);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_forward(tm, l, LORA_LIN_DOWN, tm->tmp, C, a->act, F);
     add_to(xout, x1, tm->tmp, (size_t)N * C);
 }
 
@@ -116,6 +163,8 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
 
     /* MLP: xout = x1 + down(act(fc(h2))) */
     ftq_linear_backward(tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C, 0);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_backward(tm, l, LORA_LIN_DOWN, tm->dact, F, dres, C, a->act, F);
     if (llama) {
         for (int t = 0; t < N; t++) {
             float *d = tm->dfc + (size_t)t * 2 * F;
@@ -123,6 +172,8 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
             ftq_silu_mul_backward(d, d + F, fc, fc + F, tm->dact + (size_t)t * F, (size_t)F);
         }
         ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, 2 * F, 0);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_backward(tm, l, LORA_LIN_FC, dh, C, tm->dfc, 2 * F, a->h2, C);
     } else {
         size_t n = (size_t)N * F;
         switch (c->act) {
@@ -137,11 +188,15 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
             break;
         }
         ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, F, 0);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_backward(tm, l, LORA_LIN_FC, dh, C, tm->dfc, F, a->h2, C);
     }
     norm_bwd(tm, dres, g->norm2_w, g->norm2_b, dh, a->x1, w->norm2_w, a->mean2, a->rstd2, N);
 
     /* attention: x1 = xin + o(attn(rope(qkv(h1)))) */
     ftq_linear_backward(tm->dy, g->wo, g->bo, dres, a->y, w->wo, N, Q, C, 0);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_backward(tm, l, LORA_LIN_O, tm->dy, Q, dres, C, a->y, Q);
     ftq_attention_train_backward(tm->dqkv, QKV, tm->dqkv + Q, tm->dqkv + Q + K, QKV, tm->datt, tm->dy, Q,
                                  a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T, H, KV, hd);
     if (llama) {
@@ -149,6 +204,8 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
         rope_rows(tm, tm->dqkv + Q, B, T, QKV, KV, 1);
     }
     ftq_linear_backward(dh, g->wqkv, g->bqkv, tm->dqkv, a->h1, w->wqkv, N, C, QKV, 0);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_backward(tm, l, LORA_LIN_QKV, dh, C, tm->dqkv, QKV, a->h1, C);
     norm_bwd(tm, need_dinp ? dres : NULL, g->norm1_w, g->norm1_b, dh, a->x, w->norm1_w, a->mean1,
              a->rstd1, N);
 }
@@ -196,6 +253,9 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     const int classify = tm->p.task == FTQ_TASK_CLASSIFY;
     tm->B = B;
     tm->T = T;
+    tm->lora_drop.p = tm->lora_train ? (float)tm->p.lora.dropout : 0.0f;
+    tm->lora_drop.seed = tm->p.seed;
+    tm->lora_drop.counter++;
     memcpy(tm->ids, ids, sizeof(int32_t) * (size_t)N);
     tm->has_targets = targets != NULL;
     if (targets)

@@ -1,0 +1,310 @@
+/* test_lora.c - LoRA on the trainable decoder (finetune/lora.c, tmodel*.c in mode lora):
+ * the adapter product against a naive reference; the initial adapter (B = 0) leaves the
+ * loss of the base exactly; gradients of A and B against the chain rule through the
+ * merged model W' = W + s B A (whose full-mode gradients are checked against torch
+ * goldens in test_tmodel.c) for Llama (GQA) and GPT-2 on all linear sites; finite
+ * differences with dropout on (the mask held fixed); target parsing; the PEFT adapter
+ * files; a tiny training run against PEFT (tests/fixtures/lora). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "finetune/tmodel.h"
+#include "tests/test_util.h"
+
+#define GPT2_DIR "golden/gpt2_tiny_random"
+#define LLAMA_DIR "golden/llama_tiny_random"
+
+static ftq_tmodel *new_tm(const ftq_model *m, const ftq_tmodel_params *p)
+{
+    ftq_tmodel *tm = NULL;
+    int rc = ftq_tmodel_new(m, p, &tm);
+    if (rc != FTQ_OK)
+        fprintf(stderr, "\n  ftq_tmodel_new: %s\n", ftq_last_error());
+    CU_ASSERT_EQUAL(rc, FTQ_OK);
+    return tm;
+}
+
+/* ---- the product ----------------------------------------------------------------------------- */
+
+/* strided y += s (x A^T) B^T against a double triple loop: N = 5, in 19, out 13, r 3;
+ * 1e-5 relative to max |y| (float sums of <= 19 terms) */
+static void test_product(void)
+{
+    enum { N = 5, IN = 19, OUT = 13, R = 3, LDX = 23, LDY = 17 };
+    float x[N * LDX], A[R * IN], B[OUT * R], y[N * LDY], yr[N * LDY], u[N * R];
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 3);
+    for (int i = 0; i < N * LDX; i++)
+        x[i] = ftq_rng_normal(&rng);
+    for (int i = 0; i < R * IN; i++)
+        A[i] = ftq_rng_normal(&rng);
+    for (int i = 0; i < OUT * R; i++)
+        B[i] = ftq_rng_normal(&rng);
+    for (int i = 0; i < N * LDY; i++)
+        y[i] = yr[i] = ftq_rng_normal(&rng);
+    ftq_lora_drop d = {0};
+    ftq_lora_forward(y + 2, LDY, x, LDX, A, B, u, NULL, N, IN, OUT, R, 0.75f, &d, 0);
+    ftq_lora_forward_ref(yr + 2, LDY, x, LDX, A, B, N, IN, OUT, R, 0.75f);
+    double mx = 0, err = 0;
+    for (int i = 0; i < N * LDY; i++) {
+        mx = fabs(yr[i]) > mx ? fabs(yr[i]) : mx;
+        err = fabs(y[i] - yr[i]) > err ? fabs(y[i] - yr[i]) : err;
+    }
+    CU_ASSERT(err <= 1e-5 * mx);
+}
+
+/* ---- the model ----------------------------------------------------------------------------- */
+
+static const int32_t lm_ids[12] = {1, 403, 407, 261, 378, 11, 1, 99, 100, 101, 7, 8};
+static const int32_t lm_tg[12] = {403, 407, 261, 378, 11, FTQ_IGNORE_INDEX, 99, 100, 101, 7, 8, 9};
+
+/* The weight a site adds to in tmodel tm (row stride in) and its first row. */
+static float *site_weight(ftq_tmodel *tm, ftq_tparams *w, int l, const ftq_lora_site *s)
+{
+    (void)tm;
+    ftq_tblock *b = &w->blocks[l];
+    float *base = s->lin == LORA_LIN_QKV ? b->wqkv : s->lin == LORA_LIN_O ? b->wo : s->lin == LORA_LIN_FC ? b->w_fc
+                                                                                                           : b->w_down;
+    return base ? base + (size_t)s->o0 * s->in : NULL;
+}
+
+/* B drawn normal(0, sd) so every gradient is non-zero. */
+static void randomize_B(ftq_tmodel *tm, float sd, uint64_t seed)
+{
+    ftq_rng rng;
+    ftq_rng_seed(&rng, seed);
+    const int L = tm->cfg.n_layers, r = tm->p.lora.r;
+    for (int l = 0; l < L; l++)
+        for (int s = 0; s < tm->lora_ns; s++) {
+            float *B = tm->lora_w[2 * ((size_t)l * tm->lora_ns + s) + 1];
+            for (int i = 0; i < tm->lora_sites[s].out * r; i++)
+                B[i] = sd * ftq_rng_normal(&rng);
+        }
+}
+
+/* LoRA gradients = chain rule through the merged model: with G = dL/dW' of the full-mode
+ * model on W' = W + s B A, dL/dA = s B^T G and dL/dB = s G A^T. Losses agree to 1e-5
+ * relative; per tensor max |lora - chain| <= 2e-3 max |chain| + 1e-8 (float sgemm sums in
+ * different orders over the 12 rows and the merged weights' rounding). */
+static void merged_case(const char *dir, const char *targets, int rslora)
+{
+    ftq_model *m = test_load_model(shared_path(dir));
+    if (!m)
+        return;
+    ftq_tmodel_params p = ftq_tmodel_default_params();
+    p.max_batch = 2;
+    p.max_seq = 6;
+    p.mode = FTQ_TRAIN_LORA;
+    p.lora.r = 3;
+    p.lora.alpha = 5;
+    p.lora.rslora = rslora;
+    p.lora.targets = targets;
+    ftq_tmodel *lt = new_tm(m, &p);
+    ftq_tmodel_params pf = p;
+    pf.mode = FTQ_TRAIN_FULL;
+    ftq_tmodel *ft = new_tm(m, &pf);
+    if (!lt || !ft)
+        goto done;
+    /* at init (B = 0) the adapters add exactly nothing */
+    float l0, lb;
+    ASSERT_OK(ftq_tmodel_forward(lt, lm_ids, NULL, 2, 6, lm_tg, &l0, NULL));
+    ASSERT_OK(ftq_tmodel_forward(ft, lm_ids, NULL, 2, 6, lm_tg, &lb, NULL));
+    CU_ASSERT(l0 == lb);
+    randomize_B(lt, 0.3f, 11);
+    const float s = lt->lora_scale;
+    CU_ASSERT(fabs(s - (rslora ? 5.0 / sqrt(3.0) : 5.0 / 3.0)) < 1e-6);
+    const int L = lt->cfg.n_layers, r = lt->p.lora.r;
+    /* merge into the full model, in double */
+    for (int l = 0; l < L; l++)
+        for (int si = 0; si < lt->lora_ns; si++) {
+            const ftq_lora_site *st = &lt->lora_sites[si];
+            const float *A = lt->lora_w[2 * ((size_t)l * lt->lora_ns + si)], *B = lt->lora_w[2 * ((size_t)l * lt->lora_ns + si) + 1];
+            float *W = site_weight(ft, &ft->w, l, st);
+            for (int o = 0; o < st->out; o++)
+                for (int i = 0; i < st->in; i++) {
+                    double acc = 0;
+                    for (int k = 0; k < r; k++)
+                        acc += (double)B[o * r + k] * A[k * st->in + i];
+                    W[(size_t)o * st->in + i] = (float)(W[(size_t)o * st->in + i] + s * acc);
+                }
+        }
+    float ll, lf;
+    ftq_tmodel_zero_grad(lt);
+    ftq_tmodel_zero_grad(ft);
+    ASSERT_OK(ftq_tmodel_forward(lt, lm_ids, NULL, 2, 6, lm_tg, &ll, NULL));
+    ASSERT_OK(ftq_tmodel_backward(lt, 1.0f));
+    ASSERT_OK(ftq_tmodel_forward(ft, lm_ids, NULL, 2, 6, lm_tg, &lf, NULL));
+    ASSERT_OK(ftq_tmodel_backward(ft, 1.0f));
+    ASSERT_NEAR(ll, lf, 1e-5 * fabs(lf));
+    CU_ASSERT(fabs(ll - l0) > 1e-3); /* the adapters matter */
+    double worst = 0;
+    for (int l = 0; l < L; l++)
+        for (int si = 0; si < lt->lora_ns; si++) {
+            const ftq_lora_site *st = &lt->lora_sites[si];
+            size_t k2 = 2 * ((size_t)l * lt->lora_ns + si);
+            const float *A = lt->lora_w[k2], *B = lt->lora_w[k2 + 1];
+            const float *gA = lt->lora_g[k2], *gB = lt->lora_g[k2 + 1];
+            const float *G = site_weight(ft, &ft->g, l, st);
+            double mxA = 0, erA = 0, mxB = 0, erB = 0;
+            for (int k = 0; k < r; k++)
+                for (int i = 0; i < st->in; i++) {
+                    double e = 0;
+                    for (int o = 0; o < st->out; o++)
+                        e += (double)B[o * r + k] * G[(size_t)o * st->in + i];
+                    e *= s;
+                    mxA = fmax(mxA, fabs(e));
+                    erA = fmax(erA, fabs(e - gA[k * st->in + i]));
+                }
+            for (int o = 0; o < st->out; o++)
+                for (int k = 0; k < r; k++) {
+                    double e = 0;
+                    for (int i = 0; i < st->in; i++)
+                        e += (double)G[(size_t)o * st->in + i] * A[k * st->in + i];
+                    e *= s;
+                    mxB = fmax(mxB, fabs(e));
+                    erB = fmax(erB, fabs(e - gB[o * r + k]));
+                }
+            double q = fmax(erA / (2e-3 * mxA + 1e-8), erB / (2e-3 * mxB + 1e-8));
+            if (!(q <= 1.0))
+                fprintf(stderr, "\n  %s layer %d %s: |dA err| %.3g of %.3g, |dB err| %.3g of %.3g\n", dir, l,
+                        st->target, erA, mxA, erB, mxB);
+            CU_ASSERT(q <= 1.0);
+            CU_ASSERT(mxA > 0 && mxB > 0);
+            worst = fmax(worst, q);
+        }
+    fprintf(stderr, "[%s %s: worst %.3g of tolerance] ", dir, targets ? targets : "default", worst);
+done:
+    ftq_tmodel_free(lt);
+    ftq_tmodel_free(ft);
+    ftq_model_free(m);
+}
+
+static void test_merged_llama(void) { merged_case(LLAMA_DIR, "all-linear", 0); }
+static void test_merged_llama_qv(void) { merged_case(LLAMA_DIR, NULL, 1); }
+static void test_merged_gpt2(void) { merged_case(GPT2_DIR, "all-linear", 0); }
+
+/* Central differences of the float forward with dropout 0.25 (the mask of the step held
+ * fixed by replaying its counter), task classify with a new head: A, B and the head. With
+ * h = 1e-3 and losses ~1 the float forward's rounding (~1e-6) gives FD errors ~1e-3 at
+ * most; the h^2 term is ~1e-6 |f'''| (h = 1e-2 was visibly curved): tolerance
+ * 3e-3 + 3e-2 |g|. */
+static void test_fd_dropout(void)
+{
+    ftq_model *m = test_load_model(shared_path(LLAMA_DIR));
+    if (!m)
+        return;
+    ftq_tmodel_params p = ftq_tmodel_default_params();
+    p.task = FTQ_TASK_CLASSIFY;
+    p.num_labels = 3;
+    p.max_batch = 3;
+    p.max_seq = 7;
+    p.mode = FTQ_TRAIN_LORA;
+    p.lora.r = 2;
+    p.lora.alpha = 4;
+    p.lora.dropout = 0.25;
+    p.lora.targets = "q_proj,v_proj,o_proj,down_proj";
+    ftq_tmodel *tm = new_tm(m, &p);
+    if (!tm)
+        goto done;
+    randomize_B(tm, 0.5f, 5);
+    int32_t ids[21] = {1, 17, 300, 45, 9, 88, 200, 1, 52, 7, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0};
+    int32_t lengths[3] = {7, 3, 1}, labels[3] = {2, 0, 1};
+    ftq_tmodel_set_training(tm, 1);
+    float loss;
+    ftq_tmodel_zero_grad(tm);
+    ASSERT_OK(ftq_tmodel_forward(tm, ids, lengths, 3, 7, labels, &loss, NULL));
+    uint64_t ctr = tm->lora_drop.counter;
+    ASSERT_OK(ftq_tmodel_backward(tm, 1.0f));
+    /* a different mask gives a different loss; evaluation (training off) another */
+    float l2, le;
+    ASSERT_OK(ftq_tmodel_forward(tm, ids, lengths, 3, 7, labels, &l2, NULL));
+    CU_ASSERT(l2 != loss);
+    ftq_tmodel_set_training(tm, 0);
+    ASSERT_OK(ftq_tmodel_forward(tm, ids, lengths, 3, 7, labels, &le, NULL));
+    CU_ASSERT(le != loss);
+    ftq_tmodel_set_training(tm, 1);
+    size_t n;
+    float *params = ftq_tmodel_param_buffer(tm, &n);
+    const float *grads = ftq_tmodel_grad_buffer(tm, NULL);
+    size_t off = ftq_tmodel_trainable_offset(tm);
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 9);
+    int checked = 0, bad = 0;
+    for (size_t si = 0; si < ftq_tmodel_segment_count(tm); si++) {
+        const ftq_param_segment *s = ftq_tmodel_segment(tm, si);
+        for (int k = 0; k < 3; k++) {
+            size_t pi = s->offset + ftq_rng_u64(&rng) % s->size;
+            float x0 = params[pi], lp, lm;
+            const float h = 1e-3f;
+            params[pi] = x0 + h;
+            tm->lora_drop.counter = ctr - 1;
+            ASSERT_OK(ftq_tmodel_forward(tm, ids, lengths, 3, 7, labels, &lp, NULL));
+            params[pi] = x0 - h;
+            tm->lora_drop.counter = ctr - 1;
+            ASSERT_OK(ftq_tmodel_forward(tm, ids, lengths, 3, 7, labels, &lm, NULL));
+            params[pi] = x0;
+            double fd = ((double)lp - lm) / (2.0 * h), g = grads[pi - off];
+            if (!(fabs(g - fd) <= 3e-3 + 3e-2 * fabs(g))) {
+                fprintf(stderr, "\n  %s[%zu]: analytic %.6g, FD %.6g\n", s->name, pi - s->offset, g, fd);
+                bad++;
+            }
+            checked++;
+        }
+    }
+    CU_ASSERT(bad == 0);
+    CU_ASSERT(checked >= 3 * 9);
+done:
+    ftq_tmodel_free(tm);
+    ftq_model_free(m);
+}
+
+/* Targets: the family's names, all-linear, PEFT's defaults, unknown names refused. */
+static void test_targets(void)
+{
+    ftq_model_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = FTQ_ARCH_LLAMA;
+    c.hidden_size = 64;
+    c.intermediate_size = 176;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 16;
+    ftq_lora_params p = ftq_lora_default_params();
+    ftq_lora_site s[FTQ_LORA_MAX_SITES];
+    int n = 0;
+    ASSERT_OK(ftq_lora_sites(&c, &p, s, &n));
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_STRING_EQUAL(s[0].target, "q_proj");
+    CU_ASSERT_STRING_EQUAL(s[1].target, "v_proj");
+    CU_ASSERT_EQUAL(s[1].o0, 64 + 32);
+    CU_ASSERT_EQUAL(s[1].out, 32);
+    p.targets = "all-linear";
+    ASSERT_OK(ftq_lora_sites(&c, &p, s, &n));
+    CU_ASSERT_EQUAL(n, 7);
+    CU_ASSERT_EQUAL(s[5].o0, 176); /* up_proj: the second half of gate | up */
+    CU_ASSERT_EQUAL(s[6].in, 176);
+    p.targets = "k_proj,c_attn";
+    CU_ASSERT_EQUAL(ftq_lora_sites(&c, &p, s, &n), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "'c_attn'") != NULL);
+    c.arch = FTQ_ARCH_GPT2;
+    c.n_kv_heads = 4;
+    p.targets = "c_proj";
+    ASSERT_OK(ftq_lora_sites(&c, &p, s, &n));
+    CU_ASSERT_EQUAL(n, 2); /* attention and MLP c_proj, as PEFT matches both */
+    p.r = 0;
+    CU_ASSERT_EQUAL(ftq_lora_check(&p), FTQ_EINVAL);
+}
+
+void test_register_lora(void)
+{
+    static const test_case cases[] = {
+        {"product", test_product},
+        {"merged_llama", test_merged_llama},
+        {"merged_llama_qv_rslora", test_merged_llama_qv},
+        {"merged_gpt2", test_merged_gpt2},
+        {"fd_dropout", test_fd_dropout},
+        {"targets", test_targets},
+        {NULL, NULL},
+    };
+    test_add_suite("lora", cases);
+}
