@@ -107,3 +107,40 @@ int ftq_tmodel_save_adapter(const ftq_tmodel *tm, const char *dir, const char *b
     free(ts);
     return rc;
 }
+
+int ftq_tmodel_load_adapter(ftq_tmodel *tm, const char *dir)
+{
+    if (!tm || !dir)
+        return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_load_adapter: NULL argument");
+    if (tm->p.mode != FTQ_TRAIN_LORA)
+        return ftq_set_error(FTQ_EINVAL, "the model has no lora adapters (mode is not lora)");
+    char *path = ftq_path_join(dir, "adapter_model.safetensors");
+    if (!path)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    ftq_st_file *f = NULL;
+    int rc = ftq_st_open(path, &f);
+    for (size_t i = tm->first_seg; rc == FTQ_OK && i < tm->n_segs; i++) {
+        const ftq_tseg *s = &tm->segs[i];
+        char name[320];
+        if (s->kind == SEG_LORA_A || s->kind == SEG_LORA_B)
+            snprintf(name, sizeof name, "%s", s->seg.name);
+        else
+            snprintf(name, sizeof name, "base_model.model.%s", s->seg.name);
+        const ftq_tensor *t = ftq_st_find(f, name);
+        if (!t) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot load adapter '%s': tensor '%s' is missing", path, name);
+            break;
+        }
+        if (t->ndim != 2 || t->shape[0] != s->shape[0] || t->shape[1] != s->shape[1]) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot load adapter '%s': tensor '%s' has shape [%lld, %lld], expected "
+                               "[%lld, %lld]", path, name, (long long)t->shape[0],
+                               (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)s->shape[0],
+                               (long long)s->shape[1]);
+            break;
+        }
+        rc = ftq_tensor_to_f32(t, tm->params + s->seg.offset);
+    }
+    ftq_st_close(f);
+    free(path);
+    return rc;
+}

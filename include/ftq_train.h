@@ -104,6 +104,10 @@ void ftq_tmodel_set_training(ftq_tmodel *tm, int on);
  * .lora_B.weight [out, r], classify: base_model.model.score.weight). base_name goes to
  * base_model_name_or_path. */
 int ftq_tmodel_save_adapter(const ftq_tmodel *tm, const char *dir, const char *base_name);
+/* Mode lora: read every adapter tensor (and the head) of the layout from
+ * dir/adapter_model.safetensors by its PEFT name; FTQ_EFORMAT naming a missing tensor or
+ * a wrong shape. */
+int ftq_tmodel_load_adapter(ftq_tmodel *tm, const char *dir);
 void ftq_tmodel_zero_grad(ftq_tmodel *tm);
 
 /* The flat buffers. params has n entries; the trainable ones are params[offset ..

@@ -295,6 +295,73 @@ static void test_targets(void)
     CU_ASSERT_EQUAL(ftq_lora_check(&p), FTQ_EINVAL);
 }
 
+/* A tiny training run against PEFT (tools/make_lora_fixture.py): stories260K, r = 4,
+ * alpha 8, all seven linears, PEFT's initial adapter loaded from its own file, 12 AdamW
+ * steps at lr 1e-2 on one batch of 2 x 24 tokens. Tolerance per step: |ftq - torch| <=
+ * 2e-4 + 2e-3 |torch|. Both sides are float32 with different summation orders (sgemm
+ * blocking vs torch's kernels), ~1e-6 relative per loss; Adam's first steps move every
+ * weight by ~lr whatever the gradient's size, so those differences grow over the run but
+ * stay far below the loss falling 200-fold, which is what a wrong gradient would change. */
+static void test_peft_curve(void)
+{
+    cJSON *j = load_json(source_path("tests/fixtures/lora/ref.json"));
+    ftq_model *m = test_load_model(shared_path("models/stories260K"));
+    ftq_tmodel *tm = NULL;
+    float *m1 = NULL, *m2 = NULL;
+    if (!j || !m)
+        goto done;
+    const cJSON *ids_j = cJSON_GetObjectItem(j, "ids"), *loss_j = cJSON_GetObjectItem(j, "losses");
+    int B = cJSON_GetObjectItem(j, "batch")->valueint, T = cJSON_GetObjectItem(j, "seq")->valueint;
+    int32_t ids[64], tg[64];
+    CU_ASSERT_FATAL(B * T <= 64 && cJSON_GetArraySize(ids_j) == B * T);
+    for (int i = 0; i < B * T; i++)
+        ids[i] = cJSON_GetArrayItem(ids_j, i)->valueint;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            tg[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : FTQ_IGNORE_INDEX;
+    ftq_tmodel_params p = ftq_tmodel_default_params();
+    p.max_batch = B;
+    p.max_seq = T;
+    p.mode = FTQ_TRAIN_LORA;
+    p.lora.r = 4;
+    p.lora.alpha = 8;
+    p.lora.targets = "all-linear";
+    if (!(tm = new_tm(m, &p)))
+        goto done;
+    ASSERT_OK(ftq_tmodel_load_adapter(tm, source_path("tests/fixtures/lora")));
+    size_t nt;
+    float *grads = ftq_tmodel_grad_buffer(tm, &nt);
+    float *params = ftq_tmodel_param_buffer(tm, NULL) + ftq_tmodel_trainable_offset(tm);
+    CU_ASSERT_EQUAL(nt, (size_t)cJSON_GetObjectItem(j, "trainable")->valueint);
+    m1 = calloc(nt, sizeof(float));
+    m2 = calloc(nt, sizeof(float));
+    const ftq_adamw_params ap = {0.9f, 0.999f, 1e-8f, 0.0f};
+    double worst = 0;
+    for (int s = 0; s < cJSON_GetArraySize(loss_j); s++) {
+        float loss;
+        ftq_tmodel_zero_grad(tm);
+        ASSERT_OK(ftq_tmodel_forward(tm, ids, NULL, B, T, tg, &loss, NULL));
+        ASSERT_OK(ftq_tmodel_backward(tm, 1.0f));
+        double want = cJSON_GetArrayItem(loss_j, s)->valuedouble, tol = 2e-4 + 2e-3 * fabs(want);
+        if (!(fabs(loss - want) <= tol))
+            fprintf(stderr, "\n  step %d: loss %.7g, PEFT %.7g\n", s, loss, want);
+        CU_ASSERT(fabs(loss - want) <= tol);
+        worst = fmax(worst, fabs(loss - want) / tol);
+        ftq_adamw_update(params, grads, m1, m2, nt, 1e-2f, &ap, s + 1, 0);
+    }
+    float fl;
+    ASSERT_OK(ftq_tmodel_forward(tm, ids, NULL, B, T, tg, &fl, NULL));
+    double want = cJSON_GetObjectItem(j, "final_loss")->valuedouble;
+    CU_ASSERT(fabs(fl - want) <= 2e-4 + 2e-3 * want);
+    fprintf(stderr, "[final loss %.6g vs PEFT %.6g, worst %.3g of tolerance] ", fl, want, worst);
+done:
+    free(m1);
+    free(m2);
+    ftq_tmodel_free(tm);
+    ftq_model_free(m);
+    cJSON_Delete(j);
+}
+
 void test_register_lora(void)
 {
     static const test_case cases[] = {
@@ -304,6 +371,7 @@ void test_register_lora(void)
         {"merged_gpt2", test_merged_gpt2},
         {"fd_dropout", test_fd_dropout},
         {"targets", test_targets},
+        {"peft_curve", test_peft_curve},
         {NULL, NULL},
     };
     test_add_suite("lora", cases);
