@@ -59,12 +59,14 @@ static void print_table(const ftq_cls_metrics *m, char **names)
 
 int cmd_classify(int argc, char **argv)
 {
+    const char *adapter = NULL;
     if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
         return cmd_classify_bert(argc, argv);
     const char *model = default_model_dir(), *prompt = NULL, *data = NULL, *text_col = NULL, *label_col = NULL;
     int json = 0, limit = 0, seq = 0, skip_bad = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "sequence-classification model directory", 0, -1},
+        {"adapter", 0, OPT_STR, &adapter, "DIR", ADAPTER_HELP, 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "classify one text", 0, -1},
         {"data", 'd', OPT_STR, &data, "FILE", "classify every row of a .csv/.tsv/.jsonl (FILE or ARCHIVE:MEMBER); "
                                              "rows with labels are scored", 0, -1},
@@ -93,6 +95,10 @@ int cmd_classify(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     if (cmd_load(spec.name, model, &m, &tok))
         return 1;
+    if (cmd_apply_adapter(spec.name, adapter, &m)) {
+        ftq_tokenizer_free(tok);
+        return 1;
+    }
     int rc = 0, nl = ftq_model_num_labels(m), n_names = 0;
     char **names = NULL;
     ftq_session *s = NULL;
