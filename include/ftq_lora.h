@@ -64,11 +64,13 @@ int ftq_model_apply_adapter(ftq_model *m, const char *dir);
  * when the adapter says fan_in_fan_out. */
 int ftq_peft_merge_dir(const char *base_dir, const char *adapter_dir, const char *out_dir);
 
-/* Write the adapter as llama.cpp's LoRA GGUF (convert_lora_to_gguf.py): general.type =
- * "adapter", adapter.type = "lora", adapter.lora.alpha; tensors <gguf base>.weight.lora_a
- * [r, in] and .lora_b [out, r] (row-major, GGUF dims reversed) in F32, GGUF names from the
- * HF module paths of the Llama family (blk.N.attn_q ...). */
-int ftq_peft_export_gguf(const char *adapter_dir, const char *arch, const char *path);
+/* Write the adapter as llama.cpp's LoRA GGUF (facts of its convert_lora_to_gguf.py):
+ * general.architecture (llama / gpt2, from cfg), general.type = "adapter", adapter.type =
+ * "lora", adapter.lora.alpha (llama.cpp scales by alpha / r; an rsLoRA adapter is written
+ * with alpha * sqrt(r) so the scaling is the same); tensors blk.N.<name>.weight.lora_a (ggml
+ * ne [in, r]) and .lora_b (ne [r, out]) in F32; lora_b rows of attn_q / attn_k permuted as
+ * the converter permutes the base weights' rows. Atomic. */
+int ftq_peft_export_gguf(const char *adapter_dir, const ftq_model_config *cfg, const char *path);
 
 #ifdef __cplusplus
 }

@@ -426,6 +426,46 @@ static void roundtrip_case(const char *dir, const char *tmpname)
         float got = full_loss(mm);
         ASSERT_NEAR(got, want, 1e-5 * fabs(want));
     }
+    /* llama.cpp's LoRA GGUF: metadata, names, ggml shapes; Llama's attn_q lora_b rows in the
+     * converter's interleaved order (gguf row 2j + i of a head = HF row i hd/2 + j) */
+    if (strstr(dir, "llama")) {
+        char gg[640];
+        snprintf(gg, sizeof gg, "%s/adapter.gguf", ad);
+        ftq_model_config mc = *ftq_tmodel_config(tm);
+        ASSERT_OK(ftq_peft_export_gguf(ad, &mc, gg));
+        ftq_gguf *g = NULL;
+        ASSERT_OK(ftq_gguf_open(gg, &g));
+        if (g) {
+            const char *sv;
+            size_t sl;
+            double alpha = 0;
+            ASSERT_OK(ftq_gguf_get_str(g, "general.type", &sv, &sl));
+            CU_ASSERT(sl == 7 && strncmp(sv, "adapter", 7) == 0);
+            ASSERT_OK(ftq_gguf_get_str(g, "adapter.type", &sv, &sl));
+            CU_ASSERT(sl == 4 && strncmp(sv, "lora", 4) == 0);
+            ASSERT_OK(ftq_gguf_get_float(g, "adapter.lora.alpha", &alpha));
+            CU_ASSERT(alpha == 3.0);
+            CU_ASSERT_EQUAL(ftq_gguf_tensor_count(g), 2 * 7 * (size_t)mc.n_layers);
+            const ftq_gguf_tensor *ta = ftq_gguf_find_tensor(g, "blk.1.ffn_down.weight.lora_a");
+            const ftq_gguf_tensor *tb = ftq_gguf_find_tensor(g, "blk.0.attn_q.weight.lora_b");
+            CU_ASSERT_FATAL(ta != NULL && tb != NULL);
+            CU_ASSERT(ta->ne[0] == mc.intermediate_size && ta->ne[1] == 2);
+            CU_ASSERT(tb->ne[0] == 2 && tb->ne[1] == (int64_t)mc.n_heads * mc.head_dim);
+            float *b = malloc(sizeof(float) * 2 * (size_t)tb->ne[1]);
+            ASSERT_OK(ftq_gguf_tensor_to_f32(tb, b));
+            const float *B = tm->lora_w[1]; /* layer 0, q_proj: B [Q, 2] */
+            const int hd = mc.head_dim, half = hd / 2;
+            int bad = 0;
+            for (int h = 0; h < mc.n_heads; h++)
+                for (int j = 0; j < half; j++)
+                    for (int i = 0; i < 2; i++)
+                        for (int k = 0; k < 2; k++)
+                            bad += b[(h * hd + 2 * j + i) * 2 + k] != B[(h * hd + i * half + j) * 2 + k];
+            CU_ASSERT_EQUAL(bad, 0);
+            free(b);
+        }
+        ftq_gguf_close(g);
+    }
     /* a config that is not plain LoRA */
     char cfg[600];
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", ad);
