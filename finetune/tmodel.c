@@ -8,6 +8,7 @@
 
 #include "finetune/tmodel.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "model/model.h"
 
 /* Largest LM logits chunk (rows x vocab floats); a batch that needs more is processed in
@@ -85,6 +86,7 @@ static void build_layout(builder *b, marks *mk)
     const int64_t Q = (int64_t)c->n_heads * c->head_dim, K = (int64_t)c->n_kv_heads * c->head_dim;
     const int L = c->n_layers;
     const float proj_scale = gpt2 ? 1.0f / sqrtf(2.0f * (float)L) : 1.0f;
+    const int mats = tm->p.mode != FTQ_TRAIN_LORA; /* lora: the frozen model's tensors are used in place */
     char nm[256];
     tm->n_segs = 0;
     b->off = 0;
@@ -105,37 +107,48 @@ static void build_layout(builder *b, marks *mk)
         if (gpt2) {
             add_seg(b, V_(norm1_w), NAME("transformer.h.%d.ln_1.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
             add_seg(b, V_(norm1_b), NAME("transformer.h.%d.ln_1.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(wqkv), NAME("transformer.h.%d.attn.c_attn.weight"), 2, C, 3 * C, 1, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(wqkv), NAME("transformer.h.%d.attn.c_attn.weight"), 2, C, 3 * C, 1, SEG_MATRIX, 1, 1);
             add_seg(b, V_(bqkv), NAME("transformer.h.%d.attn.c_attn.bias"), 1, 3 * C, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(wo), NAME("transformer.h.%d.attn.c_proj.weight"), 2, C, C, 1, SEG_MATRIX, proj_scale, 1);
+            if (mats)
+                add_seg(b, V_(wo), NAME("transformer.h.%d.attn.c_proj.weight"), 2, C, C, 1, SEG_MATRIX, proj_scale, 1);
             add_seg(b, V_(bo), NAME("transformer.h.%d.attn.c_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
             add_seg(b, V_(norm2_w), NAME("transformer.h.%d.ln_2.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
             add_seg(b, V_(norm2_b), NAME("transformer.h.%d.ln_2.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(w_fc), NAME("transformer.h.%d.mlp.c_fc.weight"), 2, C, F, 1, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(w_fc), NAME("transformer.h.%d.mlp.c_fc.weight"), 2, C, F, 1, SEG_MATRIX, 1, 1);
             add_seg(b, V_(b_fc), NAME("transformer.h.%d.mlp.c_fc.bias"), 1, F, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(w_down), NAME("transformer.h.%d.mlp.c_proj.weight"), 2, F, C, 1, SEG_MATRIX, proj_scale, 1);
+            if (mats)
+                add_seg(b, V_(w_down), NAME("transformer.h.%d.mlp.c_proj.weight"), 2, F, C, 1, SEG_MATRIX, proj_scale, 1);
             add_seg(b, V_(b_down), NAME("transformer.h.%d.mlp.c_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
         } else {
             add_seg(b, V_(norm1_w), NAME("model.layers.%d.input_layernorm.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
-            add_seg(b, V_(wqkv), NAME("model.layers.%d.self_attn.q_proj.weight"), 2, Q, C, 0, SEG_MATRIX, 1, 1);
-            add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.k_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
-            add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.v_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(wqkv), NAME("model.layers.%d.self_attn.q_proj.weight"), 2, Q, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.k_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.v_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
             if (c->qkv_bias) {
                 add_seg(b, V_(bqkv), NAME("model.layers.%d.self_attn.q_proj.bias"), 1, Q, 0, 0, SEG_BIAS, 1, 0);
                 add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.k_proj.bias"), 1, K, 0, 0, SEG_BIAS, 1, 0);
                 add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.v_proj.bias"), 1, K, 0, 0, SEG_BIAS, 1, 0);
             }
-            add_seg(b, V_(wo), NAME("model.layers.%d.self_attn.o_proj.weight"), 2, C, Q, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(wo), NAME("model.layers.%d.self_attn.o_proj.weight"), 2, C, Q, 0, SEG_MATRIX, 1, 1);
             if (c->o_bias)
                 add_seg(b, V_(bo), NAME("model.layers.%d.self_attn.o_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
             add_seg(b, V_(norm2_w), NAME("model.layers.%d.post_attention_layernorm.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
-            add_seg(b, V_(w_fc), NAME("model.layers.%d.mlp.gate_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
-            add_seg(b, NULL, NULL, NAME("model.layers.%d.mlp.up_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(w_fc), NAME("model.layers.%d.mlp.gate_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, NULL, NULL, NAME("model.layers.%d.mlp.up_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
             if (c->mlp_bias) {
                 add_seg(b, V_(b_fc), NAME("model.layers.%d.mlp.gate_proj.bias"), 1, F, 0, 0, SEG_BIAS, 1, 0);
                 add_seg(b, NULL, NULL, NAME("model.layers.%d.mlp.up_proj.bias"), 1, F, 0, 0, SEG_BIAS, 1, 0);
             }
-            add_seg(b, V_(w_down), NAME("model.layers.%d.mlp.down_proj.weight"), 2, C, F, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(w_down), NAME("model.layers.%d.mlp.down_proj.weight"), 2, C, F, 0, SEG_MATRIX, 1, 1);
             if (c->mlp_bias)
                 add_seg(b, V_(b_down), NAME("model.layers.%d.mlp.down_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
         }
@@ -184,25 +197,35 @@ static int check_f32(const ftq_tensor *t)
     return FTQ_OK;
 }
 
-static int check_model_f32(const ftq_model *m)
+/* lora: the block matrices may be quantized (QLoRA: used in place) and the embeddings / head
+ * too (copied dequantized: they are frozen) */
+static int check_model_f32(const ftq_model *m, int lora)
 {
     int rc;
     const ftq_tensor *top[] = {&m->tok_emb, &m->pos_emb, &m->norm_w, &m->norm_b, &m->lm_head, &m->score};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-        if ((rc = check_f32(top[i])) != FTQ_OK)
+        if (!(lora && top[i]->dtype == FTQ_DTYPE_QMAT) && (rc = check_f32(top[i])) != FTQ_OK)
             return rc;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        const ftq_tensor *t = (const ftq_tensor *)&m->layers[l];
-        for (size_t i = 0; i < sizeof(ftq_layer_weights) / sizeof(ftq_tensor); i++)
+        const ftq_layer_weights *L = &m->layers[l];
+        const ftq_tensor *t = (const ftq_tensor *)L;
+        for (size_t i = 0; i < sizeof(ftq_layer_weights) / sizeof(ftq_tensor); i++) {
+            int mat = &t[i] == &L->wq || &t[i] == &L->wk || &t[i] == &L->wv || &t[i] == &L->wo ||
+                      &t[i] == &L->w_gate || &t[i] == &L->w_up || &t[i] == &L->w_down;
+            if (lora && mat && (t[i].dtype == FTQ_DTYPE_QMAT || t[i].dtype == FTQ_DTYPE_F32))
+                continue;
             if ((rc = check_f32(&t[i])) != FTQ_OK)
                 return rc;
+        }
     }
     return FTQ_OK;
 }
 
 static void copy_t(float *dst, const ftq_tensor *t)
 {
-    if (dst && t->data)
+    if (dst && t->data && t->dtype == FTQ_DTYPE_QMAT) /* mode lora on a quantized base: a frozen copy */
+        ftq_qmat_dequantize((const ftq_qmat *)t->data, dst);
+    else if (dst && t->data)
         memcpy(dst, t->data, (size_t)ftq_tensor_numel(t) * sizeof(float));
 }
 
@@ -218,9 +241,11 @@ static void copy_from_model(ftq_tmodel *tm, const ftq_model *m)
         ftq_tblock *b = &tm->w.blocks[l];
         copy_t(b->norm1_w, &L->norm1_w);
         copy_t(b->norm1_b, &L->norm1_b);
-        copy_t(b->wqkv, &L->wq);
-        copy_t(b->wqkv + Q * C, &L->wk);
-        copy_t(b->wqkv + (Q + K) * C, &L->wv);
+        if (b->wqkv) { /* mode lora: no block matrices in the buffer */
+            copy_t(b->wqkv, &L->wq);
+            copy_t(b->wqkv + Q * C, &L->wk);
+            copy_t(b->wqkv + (Q + K) * C, &L->wv);
+        }
         if (b->bqkv) {
             copy_t(b->bqkv, &L->bq);
             copy_t(b->bqkv + Q, &L->bk);
@@ -231,8 +256,10 @@ static void copy_from_model(ftq_tmodel *tm, const ftq_model *m)
         copy_t(b->norm2_w, &L->norm2_w);
         copy_t(b->norm2_b, &L->norm2_b);
         if (c->arch == FTQ_ARCH_LLAMA) {
-            copy_t(b->w_fc, &L->w_gate);
-            copy_t(b->w_fc + F * C, &L->w_up);
+            if (b->w_fc) {
+                copy_t(b->w_fc, &L->w_gate);
+                copy_t(b->w_fc + F * C, &L->w_up);
+            }
             if (b->b_fc) {
                 copy_t(b->b_fc, &L->b_gate);
                 copy_t(b->b_fc + F, &L->b_up);
@@ -417,6 +444,36 @@ static int alloc_acts(ftq_tmodel *tm)
     return FTQ_OK;
 }
 
+/* mode lora: the frozen model's block matrices are read in place; scratch for one part's
+ * product, a quantized product's activations and one dequantized matrix. */
+static int alloc_base_scratch(ftq_tmodel *tm, const ftq_model *m)
+{
+    const int N = tm->p.max_batch * tm->p.max_seq;
+    size_t rows = 0, mat = 0, qs = 0;
+    int quantized = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const ftq_layer_weights *L = &m->layers[l];
+        const ftq_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+            const ftq_tensor *t = ts[i];
+            if (!t->data)
+                continue;
+            size_t r = (size_t)t->shape[0], n = r * (size_t)t->shape[1], q = ftq_linear_scratch_bytes(t, N);
+            rows = r > rows ? r : rows;
+            mat = n > mat ? n : mat;
+            qs = q > qs ? q : qs;
+            quantized |= t->dtype == FTQ_DTYPE_QMAT;
+        }
+    }
+    tm->base = m;
+    tm->lin_tmp = malloc(sizeof(float) * rows * (size_t)N + 64);
+    tm->qscratch = qs ? malloc(qs) : NULL;
+    tm->wdeq = quantized ? malloc(sizeof(float) * mat) : NULL;
+    if (!tm->lin_tmp || (qs && !tm->qscratch) || (quantized && !tm->wdeq))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for the frozen base's scratch");
+    return FTQ_OK;
+}
+
 /* ---- construction -------------------------------------------------------------------------- */
 
 static int check_params(const ftq_model *m, const ftq_tmodel_params *p, int *nl)
@@ -480,8 +537,11 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
         pp.max_seq = m->cfg.max_position < 256 ? m->cfg.max_position : 256;
     p = &pp;
     int nl = 0, rc = check_params(m, p, &nl);
+    if (rc == FTQ_OK && p->mode == FTQ_TRAIN_LORA && p->init_random)
+        rc = ftq_set_error(FTQ_EINVAL, "lora trains adapters on a pretrained base; random initialization is not "
+                           "possible");
     if (rc == FTQ_OK && !p->init_random)
-        rc = check_model_f32(m);
+        rc = check_model_f32(m, p->mode == FTQ_TRAIN_LORA);
     if (rc != FTQ_OK)
         return rc;
     const int L = m->cfg.n_layers;
@@ -584,6 +644,10 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
         ftq_tmodel_free(tm);
         return rc;
     }
+    if (p->mode == FTQ_TRAIN_LORA && (rc = alloc_base_scratch(tm, m)) != FTQ_OK) {
+        ftq_tmodel_free(tm);
+        return rc;
+    }
     size_t n = (size_t)p->max_batch * p->max_seq;
     tm->ids = malloc(sizeof(int32_t) * n);
     tm->targets = malloc(sizeof(int32_t) * n);
@@ -613,6 +677,9 @@ void ftq_tmodel_free(ftq_tmodel *tm)
     free(tm->pool_row);
     free(tm->lora_w);
     free(tm->lora_g);
+    free(tm->lin_tmp);
+    free(tm->qscratch);
+    free(tm->wdeq);
     free(tm);
 }
 

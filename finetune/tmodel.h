@@ -106,6 +106,13 @@ struct ftq_tmodel {
     float *lora_u;            /* [L ns][N r] x A^T of the last forward */
     float *lora_du, *lora_xd; /* [N r], [N max in] backward / dropout scratch */
     int lora_train;           /* dropout in the forwards (training) */
+    /* mode lora: the block matrices are not in params; the passes read the frozen model's
+     * tensors (f32 views or int8 / int4 QMAT) through these scratch buffers */
+    const struct ftq_model *base;
+    float *lin_tmp;           /* [N, max part rows] one part's product before it is scattered */
+    void *qscratch;           /* ftq_linear_scratch_bytes of the largest quantized part */
+    float *wdeq;              /* [max part rows x in] one dequantized matrix (dX = dY W) */
+    int stage_saved;          /* OpenMP threads outside the sgemm stage (quantized kernels) */
     ftq_lora_drop lora_drop;  /* the last forward's dropout */
 };
 
