@@ -98,7 +98,7 @@ int cmd_finetune(int argc, char **argv)
     double lr = -1, weight_decay = 0.0, max_grad_norm = 1.0, warmup_ratio = 0.0, beta1 = 0.9, beta2 = 0.999,
            adam_eps = 1e-8;
     uint64_t seed = 42;
-    int lora_r = 8, rslora = 0;
+    int lora_r = 8, rslora = 0, keep_quant = 0;
     double lora_alpha = 8, lora_dropout = 0;
     const char *lora_targets = NULL;
     const ftq_opt opts[] = {
@@ -118,6 +118,8 @@ int cmd_finetune(int argc, char **argv)
                                                          "gate_proj,up_proj,down_proj; GPT-2 c_attn,c_proj,c_fc) or "
                                                          "all-linear (default: PEFT's, q_proj,v_proj / c_attn)", 0, -1},
         {"rslora", 0, OPT_FLAG, &rslora, NULL, "--mode lora: scaling alpha / sqrt(r) (rsLoRA)", 0, -1},
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "--mode lora on a GGUF: keep its Q8_0 / Q4_0 matrices as "
+         "int8 / int4 (QLoRA; an ftq int8 / int4 directory always is)", 0, -1},
         {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half of them)", -1, 1 << 20},
         {"epochs", 0, OPT_INT, &epochs, "E", "passes over the training data", 1, 1 << 20},
         {"max-steps", 0, OPT_INT, &max_steps, "N", "optimizer steps instead of --epochs (0 = use --epochs)", 0, 1 << 30},
@@ -199,7 +201,8 @@ int cmd_finetune(int argc, char **argv)
         c.mode = FTQ_TRAIN_LORA;
     else
         return cmd_fail(spec.name, "unknown --mode '%s' (expected full, frozen, head or lora)", mode_s) + 1;
-    static const char *const lora_flags[] = {"lora-r", "lora-alpha", "lora-dropout", "lora-targets", "rslora"};
+    static const char *const lora_flags[] = {"lora-r", "lora-alpha", "lora-dropout", "lora-targets", "rslora",
+                                             "keep-quant"};
     for (size_t i = 0; i < sizeof lora_flags / sizeof lora_flags[0]; i++)
         if (given(argc, argv, lora_flags[i]) && c.mode != FTQ_TRAIN_LORA)
             return cmd_fail(spec.name, "--%s needs --mode lora (mode is %s)", lora_flags[i], mode_s) + 1;
@@ -208,6 +211,7 @@ int cmd_finetune(int argc, char **argv)
     c.lora.dropout = lora_dropout;
     c.lora.targets = lora_targets;
     c.lora.rslora = rslora;
+    c.keep_quant = keep_quant;
     if (ftq_schedule_from_name(schedule_s, &c.schedule) != FTQ_OK)
         return cmd_fail(spec.name, "unknown --schedule '%s' (expected constant, linear or cosine)", schedule_s) + 1;
     if (strcmp(init, "pretrained") != 0 && strcmp(init, "random") != 0)

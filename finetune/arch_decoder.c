@@ -176,7 +176,11 @@ static int dec_build(tarch *a, const tarch_build *b)
     if (b->mode == FTQ_TRAIN_LORA && b->weights_dir)
         return ftq_set_error(FTQ_EUNSUPPORTED, "cannot resume from '%s': resuming a lora run is not supported yet",
                              b->weights_dir);
-    int rc = ftq_model_load(b->weights_dir ? b->weights_dir : a->c->model_dir, &a->model);
+    if (a->c->keep_quant && b->mode != FTQ_TRAIN_LORA)
+        return ftq_set_error(FTQ_EINVAL, "keep-quant trains on a quantized base: only mode lora can (mode full / "
+                             "frozen / head update or copy float weights)");
+    int rc = ftq_model_load_ex(b->weights_dir ? b->weights_dir : a->c->model_dir,
+                               a->c->keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &a->model);
     if (rc != FTQ_OK)
         return rc;
     ftq_tmodel_params tp = ftq_tmodel_default_params();

@@ -278,6 +278,7 @@ typedef struct {
     ftq_train_mode mode;       /* default FTQ_TRAIN_FULL */
     int freeze_layers;         /* frozen: K blocks (-1: n_layers / 2) */
     ftq_lora_params lora;      /* mode lora: the adapters (output: a PEFT adapter directory) */
+    int keep_quant;            /* mode lora, GGUF source: its quantized matrices stay int8 / int4 (QLoRA) */
     int init_random;           /* HF _init_weights instead of the pretrained values */
     /* optimization (HF TrainingArguments names in brackets) */
     double lr;                 /* [learning_rate] 5e-5; negative: the model family's default
