@@ -8,8 +8,19 @@
 #include "ftq.h"
 #include "ftq_lora.h"
 
+/* The base-model prefix the adapter's module paths start with and a checkpoint may omit
+ * (GPT-2's "transformer.", BERT's "bert."), or "". */
+static const char *omitted_prefix(const char *mod)
+{
+    static const char *const pre[] = {"transformer.", "bert."};
+    for (size_t i = 0; i < 2; i++)
+        if (strncmp(mod, pre[i], strlen(pre[i])) == 0)
+            return pre[i];
+    return "";
+}
+
 /* The adapter module whose weight is `name`, or -1: "<module>.weight", also when the
- * checkpoint omits GPT-2's "transformer." prefix. */
+ * checkpoint omits the base-model prefix. */
 static long module_of(const ftq_peft *ad, const char *name)
 {
     for (size_t i = 0; i < ftq_peft_module_count(ad); i++) {
@@ -17,9 +28,9 @@ static long module_of(const ftq_peft *ad, const char *name)
         for (int pass = 0; pass < 2; pass++) {
             const char *m = mod;
             if (pass == 1) {
-                if (strncmp(mod, "transformer.", 12) != 0)
+                if (!*omitted_prefix(mod))
                     break;
-                m = mod + 12;
+                m = mod + strlen(omitted_prefix(mod));
             }
             size_t n = strlen(m);
             if (strncmp(name, m, n) == 0 && strcmp(name + n, ".weight") == 0)
@@ -35,6 +46,7 @@ int ftq_peft_merge_dir(const char *base_dir, const char *adapter_dir, const char
     ftq_peft *ad = NULL;
     ftq_tensor *ts = NULL;
     float **bufs = NULL;
+    char **names = NULL;
     char *tmp = NULL;
     unsigned char *used = NULL;
     size_t n = 0, nt = 0, cap = 0;
@@ -47,8 +59,9 @@ int ftq_peft_merge_dir(const char *base_dir, const char *adapter_dir, const char
     cap = n + ftq_peft_extra_count(ad);
     ts = calloc(cap, sizeof *ts);
     bufs = calloc(cap, sizeof *bufs);
+    names = calloc(cap, sizeof *names);
     used = calloc(ftq_peft_module_count(ad) + 1, 1);
-    if (!ts || !bufs || !used) {
+    if (!ts || !bufs || !names || !used) {
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         goto done;
     }
@@ -64,6 +77,18 @@ int ftq_peft_merge_dir(const char *base_dir, const char *adapter_dir, const char
         if (replaced)
             continue; /* the adapter's modules_to_save copy replaces it below */
         ts[nt] = *src;
+        /* a head saved with the adapter (modules_to_save) makes the output a model with a head:
+         * its base tensors carry the base-model prefix, as HF saves such a model */
+        const char *pre = omitted_prefix(ftq_peft_module_at(ad, 0)->module);
+        if (ftq_peft_extra_count(ad) && *pre && strncmp(src->name, pre, strlen(pre)) != 0) {
+            if (!(names[nt] = malloc(strlen(pre) + strlen(src->name) + 1))) {
+                rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                break;
+            }
+            strcpy(names[nt], pre);
+            strcat(names[nt], src->name);
+            ts[nt].name = names[nt];
+        }
         long mi = module_of(ad, src->name);
         if (mi >= 0) {
             const ftq_peft_module *pm = ftq_peft_module_at(ad, (size_t)mi);
@@ -132,7 +157,11 @@ done:
     if (bufs)
         for (size_t i = 0; i < cap; i++)
             free(bufs[i]);
+    if (names)
+        for (size_t i = 0; i < cap; i++)
+            free(names[i]);
     free(bufs);
+    free(names);
     free(ts);
     free(used);
     ftq_checkpoint_close(ck);

@@ -10,6 +10,8 @@
 
 #include "finetune/tmodel.h"
 #include "model/model.h"
+#include "include/ftq_bert_train.h"
+#include "model/bert_internal.h"
 #include "tests/test_util.h"
 
 #define GPT2_DIR "golden/gpt2_tiny_random"
@@ -610,6 +612,94 @@ done:
 static void test_qlora_int8(void) { qlora_case(8); }
 static void test_qlora_int4(void) { qlora_case(4); }
 
+/* BERT (bert_tiny_random, a 2-label head, pooler): LoRA r = 2 on all six block linears,
+ * B ~ N(0, 0.5), dropout 0.2 with the mask held fixed by replaying its counter; the
+ * gradients of A, B and the classifier against central differences of the float forward,
+ * h = 1e-3, tolerance 3e-3 + 3e-2 |g| (as fd_dropout); the frozen base gets no gradient. */
+static void test_bert_fd(void)
+{
+    ftq_bert *m = NULL;
+    ftq_bert_ws *ws = NULL;
+    float *grads = NULL;
+    ASSERT_OK(ftq_bert_load(shared_path("golden/bert_tiny_random"), &m));
+    if (!m)
+        return;
+    ASSERT_OK(ftq_bert_add_head(m, 2, FTQ_POOL_POOLER, 7));
+    ftq_lora_params lp = ftq_lora_default_params();
+    lp.r = 2;
+    lp.alpha = 4;
+    lp.dropout = 0.2;
+    lp.targets = "all-linear";
+    ASSERT_OK(ftq_bert_add_lora(m, &lp, 5, 2 * 6));
+    ASSERT_OK(ftq_bert_ws_new(m, 2, 6, 1, &ws));
+    CU_ASSERT_FATAL(m->lora != NULL && ws != NULL);
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 8);
+    const int L = m->cfg.n_layers, r = 2;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < BERT_LIN_N; k++) {
+            int out = k == BERT_LIN_FC1 ? m->cfg.ffn : m->cfg.hidden;
+            float *B = m->params + m->lora->off[((size_t)l * BERT_LIN_N + k) * 2 + 1];
+            for (int i = 0; i < out * r; i++)
+                B[i] = 0.5f * ftq_rng_normal(&rng);
+        }
+    const int32_t ids[12] = {2, 17, 45, 9, 88, 3, 2, 52, 7, 3, 0, 0}, types[12] = {0};
+    const int lens[2] = {6, 4};
+    const int32_t labels[2] = {1, 0};
+    size_t n = ftq_bert_num_params(m);
+    grads = calloc(n, sizeof(float));
+    double loss;
+    m->lora->training = 1;
+    ASSERT_OK(ftq_bert_forward(m, ws, ids, types, lens, 2, 6));
+    uint64_t ctr = m->lora->drop.counter;
+    ASSERT_OK(ftq_bert_loss_grad(m, ws, labels, grads, 0, &loss));
+    /* frozen: no gradient below the adapters except the classifier */
+    size_t cls = (size_t)(m->w.cls_w - m->params), nz = 0;
+    for (size_t i = 0; i < cls; i++)
+        nz += grads[i] != 0.0f;
+    CU_ASSERT_EQUAL(nz, 0);
+    double gmax = 0;
+    for (size_t i = m->lora->start; i < n; i++)
+        gmax = fmax(gmax, fabs(grads[i]));
+    CU_ASSERT(gmax > 1e-3); /* the adapters do get gradients */
+    float *P = ftq_bert_params(m);
+    int bad = 0, checked = 0;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < BERT_LIN_N; k++)
+            for (int ab = 0; ab < 2; ab++) {
+                size_t o = m->lora->off[((size_t)l * BERT_LIN_N + k) * 2 + ab];
+                size_t cnt = ab ? (size_t)(k == BERT_LIN_FC1 ? m->cfg.ffn : m->cfg.hidden) * r
+                                : (size_t)r * (k == BERT_LIN_FC2 ? m->cfg.ffn : m->cfg.hidden);
+                size_t pi = o + ftq_rng_u64(&rng) % cnt;
+                float x0 = P[pi];
+                double lp2, lm2;
+                const float h = 1e-3f;
+                float *scratch = calloc(n, sizeof(float));
+                P[pi] = x0 + h;
+                m->lora->drop.counter = ctr - 1;
+                ASSERT_OK(ftq_bert_forward(m, ws, ids, types, lens, 2, 6));
+                ASSERT_OK(ftq_bert_loss_grad(m, ws, labels, scratch, 0, &lp2));
+                P[pi] = x0 - h;
+                m->lora->drop.counter = ctr - 1;
+                ASSERT_OK(ftq_bert_forward(m, ws, ids, types, lens, 2, 6));
+                ASSERT_OK(ftq_bert_loss_grad(m, ws, labels, scratch, 0, &lm2));
+                P[pi] = x0;
+                free(scratch);
+                double fd = (lp2 - lm2) / (2.0 * h), g = grads[pi];
+                if (!(fabs(g - fd) <= 3e-3 + 3e-2 * fabs(g))) {
+                    fprintf(stderr, "\n  bert layer %d linear %d lora_%c: analytic %.6g, FD %.6g\n", l, k, ab ? 'B' : 'A',
+                            g, fd);
+                    bad++;
+                }
+                checked++;
+            }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(checked == L * BERT_LIN_N * 2);
+    ftq_bert_ws_free(ws);
+    ftq_bert_free(m);
+    free(grads);
+}
+
 void test_register_lora(void)
 {
     static const test_case cases[] = {
@@ -624,6 +714,7 @@ void test_register_lora(void)
         {"roundtrip_gpt2", test_roundtrip_gpt2},
         {"qlora_int8", test_qlora_int8},
         {"qlora_int4", test_qlora_int4},
+        {"bert_fd", test_bert_fd},
         {NULL, NULL},
     };
     test_add_suite("lora", cases);
