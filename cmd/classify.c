@@ -108,7 +108,11 @@ int cmd_classify(int argc, char **argv)
     int32_t *gold = NULL, *pred = NULL, *ids = NULL;
     ftq_cls_metrics met;
     memset(&met, 0, sizeof met);
-    char *cfg_path = ftq_path_join(model, "config.json");
+    /* an adapter carrying a head names its labels in its own config.json */
+    char *acfg = adapter ? ftq_path_join(adapter, "config.json") : NULL;
+    char *cfg_path = acfg && ftq_is_file(acfg) ? acfg : ftq_path_join(model, "config.json");
+    if (cfg_path != acfg)
+        free(acfg);
     if (nl <= 0) {
         rc = cmd_fail(spec.name, "'%s' has no classification head (train one with 'ftq finetune --task classify')",
                       model);
