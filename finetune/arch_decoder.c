@@ -173,13 +173,12 @@ static float initializer_range(const char *config_path, float fallback)
 
 static int dec_build(tarch *a, const tarch_build *b)
 {
-    if (b->mode == FTQ_TRAIN_LORA && b->weights_dir)
-        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot resume from '%s': resuming a lora run is not supported yet",
-                             b->weights_dir);
+    /* mode lora resumes from the source model plus the checkpoint's adapter */
+    const int lora = b->mode == FTQ_TRAIN_LORA;
     if (a->c->keep_quant && b->mode != FTQ_TRAIN_LORA)
         return ftq_set_error(FTQ_EINVAL, "keep-quant trains on a quantized base: only mode lora can (mode full / "
                              "frozen / head update or copy float weights)");
-    int rc = ftq_model_load_ex(b->weights_dir ? b->weights_dir : a->c->model_dir,
+    int rc = ftq_model_load_ex(b->weights_dir && !lora ? b->weights_dir : a->c->model_dir,
                                a->c->keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &a->model);
     if (rc != FTQ_OK)
         return rc;
@@ -195,6 +194,8 @@ static int dec_build(tarch *a, const tarch_build *b)
     tp.max_seq = b->max_seq;
     tp.lora = a->c->lora;
     if ((rc = ftq_tmodel_new(a->model, &tp, &a->tm)) != FTQ_OK)
+        return rc;
+    if (lora && b->weights_dir && (rc = ftq_tmodel_load_adapter(a->tm, b->weights_dir)) != FTQ_OK)
         return rc;
     a->task = b->task;
     size_t B = (size_t)b->max_batch, T = (size_t)b->max_seq;

@@ -96,7 +96,9 @@ int ftq_tmodel_save_adapter(const ftq_tmodel *tm, const char *dir, const char *b
     char *w = ftq_path_join(dir, "adapter_model.safetensors"), *cj = ftq_path_join(dir, "adapter_config.json");
     if (!w || !cj)
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-    static const char *const meta[] = {"format", "pt", NULL};
+    char ctr[32];
+    snprintf(ctr, sizeof ctr, "%llu", (unsigned long long)tm->lora_drop.counter);
+    const char *const meta[] = {"format", "pt", "ftq.lora_dropout_counter", ctr, NULL};
     if (rc == FTQ_OK)
         rc = ftq_st_write(w, ts, n, meta);
     if (rc == FTQ_OK)
@@ -140,6 +142,10 @@ int ftq_tmodel_load_adapter(ftq_tmodel *tm, const char *dir)
         }
         rc = ftq_tensor_to_f32(t, tm->params + s->seg.offset);
     }
+    /* the dropout masks drawn so far (ftq's own adapters), so that a resumed run continues them */
+    const char *ctr = rc == FTQ_OK ? ftq_st_metadata_get(f, "ftq.lora_dropout_counter") : NULL;
+    if (ctr)
+        tm->lora_drop.counter = strtoull(ctr, NULL, 10);
     ftq_st_close(f);
     free(path);
     return rc;

@@ -348,9 +348,12 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     const int classify = tm->p.task == FTQ_TASK_CLASSIFY;
     tm->B = B;
     tm->T = T;
+    /* a fresh mask per training forward, counted so that a resumed run draws the same ones
+     * (the count is saved with the adapter) */
     tm->lora_drop.p = tm->lora_train ? (float)tm->p.lora.dropout : 0.0f;
     tm->lora_drop.seed = tm->p.seed;
-    tm->lora_drop.counter++;
+    if (tm->lora_train)
+        tm->lora_drop.counter++;
     memcpy(tm->ids, ids, sizeof(int32_t) * (size_t)N);
     tm->has_targets = targets != NULL;
     if (targets)

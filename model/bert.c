@@ -571,7 +571,8 @@ int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *i
     ws->T = T;
     if (m->lora) { /* a fresh dropout mask per forward; its backward replays it */
         m->lora->drop.p = m->lora->training ? (float)m->lora->dropout : 0.0f;
-        m->lora->drop.counter++;
+        if (m->lora->training)
+            m->lora->drop.counter++;
         if ((size_t)B * T > m->lora->rows_cap)
             return ftq_set_error(FTQ_EINVAL, "bert forward: %d x %d tokens exceed the lora buffers (%zu rows)", B, T,
                                  m->lora->rows_cap);
