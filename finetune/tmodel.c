@@ -94,10 +94,12 @@ static void build_layout(builder *b, marks *mk)
     ftq_tparams *w = &tm->w, *g = &tm->g;
 
     if (gpt2) {
-        add_seg(b, &w->wte, &g->wte, "transformer.wte.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
+        if (!tm->ext_emb)
+            add_seg(b, &w->wte, &g->wte, "transformer.wte.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
         add_seg(b, &w->wpe, &g->wpe, "transformer.wpe.weight", 2, c->max_position, C, 0, SEG_EMBED, 1.0f, 0);
     } else {
-        add_seg(b, &w->wte, &g->wte, "model.embed_tokens.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
+        if (!tm->ext_emb)
+            add_seg(b, &w->wte, &g->wte, "model.embed_tokens.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
     }
     for (int l = 0; l < L; l++) {
         mk->block_start[l] = b->off;
@@ -162,7 +164,7 @@ static void build_layout(builder *b, marks *mk)
     } else {
         add_seg(b, &w->normf_w, &g->normf_w, "model.norm.weight", 1, C, 0, 0, SEG_NORM, 1, 0);
     }
-    if (tm->p.task == FTQ_TASK_LM && !c->tie_word_embeddings)
+    if (tm->p.task == FTQ_TASK_LM && !c->tie_word_embeddings && !tm->ext_head)
         add_seg(b, &w->lm_head, &g->lm_head, "lm_head.weight", 2, V, C, 0, SEG_MATRIX, 1, 1);
     mk->score_start = b->off;
     if (tm->p.task == FTQ_TASK_CLASSIFY)
@@ -234,7 +236,8 @@ static void copy_from_model(ftq_tmodel *tm, const ftq_model *m)
     const ftq_model_config *c = &tm->cfg;
     const size_t C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     const size_t Q = (size_t)c->n_heads * c->head_dim, K = (size_t)c->n_kv_heads * c->head_dim;
-    copy_t(tm->w.wte, &m->tok_emb);
+    if (!tm->ext_emb)
+        copy_t(tm->w.wte, &m->tok_emb);
     copy_t(tm->w.wpe, &m->pos_emb);
     for (int l = 0; l < c->n_layers; l++) {
         const ftq_layer_weights *L = &m->layers[l];
@@ -273,7 +276,8 @@ static void copy_from_model(ftq_tmodel *tm, const ftq_model *m)
     }
     copy_t(tm->w.normf_w, &m->norm_w);
     copy_t(tm->w.normf_b, &m->norm_b);
-    copy_t(tm->w.lm_head, &m->lm_head);
+    if (!tm->ext_head)
+        copy_t(tm->w.lm_head, &m->lm_head);
 }
 
 /* HF _init_weights: Linear / Conv1D / Embedding weights normal(0, std) (GPT-2 c_proj:
@@ -581,6 +585,11 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
 
+    /* mode lora: a float32 embedding / LM head of the frozen model is read in place too */
+    if (p->mode == FTQ_TRAIN_LORA && !p->init_random) {
+        tm->ext_emb = m->tok_emb.data && m->tok_emb.dtype == FTQ_DTYPE_F32;
+        tm->ext_head = m->lm_head.data && m->lm_head.dtype == FTQ_DTYPE_F32 && !m->cfg.tie_word_embeddings;
+    }
     /* counting pass, then the trainable offset, then the real pass */
     builder b = {.tm = tm};
     build_layout(&b, mk);
@@ -617,6 +626,10 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     }
     build_layout(&b, mk);
     free(mk);
+    if (tm->ext_emb)
+        tm->w.wte = (float *)m->tok_emb.data;
+    if (tm->ext_head)
+        tm->w.lm_head = (float *)m->lm_head.data;
     tm->first_seg = 0;
     while (tm->first_seg < tm->n_segs && tm->segs[tm->first_seg].seg.offset < tm->off)
         tm->first_seg++;

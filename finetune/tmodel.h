@@ -113,6 +113,7 @@ struct ftq_tmodel {
     void *qscratch;           /* ftq_linear_scratch_bytes of the largest quantized part */
     float *wdeq;              /* [max part rows x in] one dequantized matrix (dX = dY W) */
     int stage_saved;          /* OpenMP threads outside the sgemm stage (quantized kernels) */
+    int ext_emb, ext_head;    /* wte / lm_head are the model's f32 tensors, not in params */
     ftq_lora_drop lora_drop;  /* the last forward's dropout */
 };
 
