@@ -2,11 +2,14 @@
  * attention.output.dense, intermediate.dense, output.dense), as PEFT puts them on
  * BertForSequenceClassification: A [r, in] Kaiming-uniform, B [out, r] zero, stored in the
  * parameter buffer after the classifier so the trainer's flat AdamW covers them. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/bert_internal.h"
+#include "ftq_lora.h"
+#include "include/ftq_bert_train.h"
 
 static const char *const paths[BERT_LIN_N] = {
     "encoder.layer.%d.attention.self.query", "encoder.layer.%d.attention.self.key",
@@ -165,4 +168,95 @@ void ftq_bert_lora_backward(const ftq_bert *m, int l, int k, float *grads, float
     const float *u = lo->u + ((size_t)l * BERT_LIN_N + k) * lo->rows_cap * (size_t)lo->r;
     ftq_lora_backward(dx, lddx, grads + o[0], grads + o[1], dy, lddy, x, ldx, m->params + o[0], m->params + o[1], u,
                       lo->du, lo->xd, N, in, out, lo->r, lo->scale, &lo->drop, (uint64_t)l * BERT_LIN_N + k);
+}
+
+/* ---- applying a PEFT adapter to a loaded encoder ------------------------------------------ */
+
+/* "ftq_pool" of dir/config.json (ftq writes it for its classifiers), else pooler. */
+static ftq_pool adapter_pool(const char *dir)
+{
+    ftq_pool p = FTQ_POOL_POOLER;
+    char *path = ftq_path_join(dir, "config.json"), *text = NULL;
+    size_t len = 0;
+    if (path && ftq_is_file(path) && ftq_read_file_max(path, (size_t)1 << 20, &text, &len) == FTQ_OK) {
+        cJSON *j = cJSON_ParseWithLength(text, len);
+        const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "ftq_pool") : NULL;
+        if (cJSON_IsString(v) && strcmp(v->valuestring, "mean") == 0)
+            p = FTQ_POOL_MEAN;
+        else if (cJSON_IsString(v) && strcmp(v->valuestring, "cls") == 0)
+            p = FTQ_POOL_CLS;
+        cJSON_Delete(j);
+    }
+    ftq_clear_error();
+    free(text);
+    free(path);
+    return p;
+}
+
+int ftq_bert_apply_adapter(ftq_bert *m, const char *dir)
+{
+    if (!m || !dir)
+        return ftq_set_error(FTQ_EINVAL, "ftq_bert_apply_adapter: NULL argument");
+    ftq_peft *ad = NULL;
+    int rc = ftq_peft_open(dir, &ad);
+    size_t pl = strlen(m->cfg.prefix);
+    for (size_t i = 0; rc == FTQ_OK && i < ftq_peft_module_count(ad); i++) {
+        const ftq_peft_module *pm = ftq_peft_module_at(ad, i);
+        const char *mod = strncmp(pm->module, "bert.", 5) == 0 ? pm->module + 5 : pm->module;
+        const ftq_bert_tensor *t = NULL;
+        for (int k = 0; k < m->n_tensors && !t; k++) {
+            const char *nm = m->tensors[k].name + (strncmp(m->tensors[k].name, m->cfg.prefix, pl) == 0 ? pl : 0);
+            size_t ml = strlen(mod);
+            if (strncmp(nm, mod, ml) == 0 && strcmp(nm + ml, ".weight") == 0)
+                t = &m->tensors[k];
+        }
+        if (!t) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s': module '%s' is not in the model", dir,
+                               pm->module);
+            break;
+        }
+        if (t->q.data) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s' to '%s': its base weight is quantized "
+                               "(merge the adapter into the float base, then quantize)", dir, pm->module);
+            break;
+        }
+        if (t->ndim != 2 || t->shape[0] != pm->out || t->shape[1] != pm->in) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': module '%s' is [%lld, %lld], the model's "
+                               "weight [%lld, %lld]", dir, pm->module, (long long)pm->out, (long long)pm->in,
+                               (long long)t->shape[0], (long long)t->shape[1]);
+            break;
+        }
+        float *d = malloc(sizeof(float) * t->numel);
+        if (!d) {
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            break;
+        }
+        if ((rc = ftq_peft_delta(ad, i, d)) == FTQ_OK)
+            for (size_t e = 0; e < t->numel; e++)
+                m->params[t->off + e] += d[e];
+        free(d);
+    }
+    /* a classifier saved with the adapter (modules_to_save) */
+    const ftq_tensor *cw = NULL, *cb = NULL;
+    for (size_t e = 0; rc == FTQ_OK && e < ftq_peft_extra_count(ad); e++) {
+        const char *nm;
+        const ftq_tensor *t = ftq_peft_extra_at(ad, e, &nm);
+        if (strcmp(nm, "classifier.weight") == 0)
+            cw = t;
+        else if (strcmp(nm, "classifier.bias") == 0)
+            cb = t;
+        else
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s': saved module '%s' is not supported", dir,
+                               nm);
+    }
+    if (rc == FTQ_OK && (cw || cb)) {
+        if (!cw || !cb || cw->ndim != 2 || cw->shape[1] != m->cfg.hidden || cb->shape[0] != cw->shape[0])
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': classifier.weight / .bias missing or "
+                               "misshapen", dir);
+        else if ((rc = ftq_bert_add_head(m, (int)cw->shape[0], adapter_pool(dir), 0)) == FTQ_OK &&
+                 (rc = ftq_tensor_to_f32(cw, m->w.cls_w)) == FTQ_OK)
+            rc = ftq_tensor_to_f32(cb, m->w.cls_b);
+    }
+    ftq_peft_close(ad);
+    return rc;
 }
