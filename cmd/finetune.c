@@ -158,7 +158,7 @@ int cmd_finetune(int argc, char **argv)
     };
     const ftq_cmd_spec spec = {
         "finetune",
-        "[-m DIR] -d TRAIN [--dev DEV] [-o OUTDIR] [--task classify|lm] [--mode full|frozen|head] "
+        "[-m DIR] -d TRAIN [--dev DEV] [-o OUTDIR] [--task classify|lm] [--mode full|frozen|head|lora] "
         "[--epochs E | --max-steps N] [--lr LR] [--batch B] [--seq T] [--json]",
         "Fine-tune a checkpoint on the CPU and write a Hugging Face model directory (model.safetensors,\n"
         "config.json, tokenizer files) that ftq and transformers load.",
