@@ -679,7 +679,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: ftq_bench models [-o DIR]\n"
                     "       ftq_bench ppl [-o DIR] [--ctx N] [--chunks N] [--reps N] [--text FILE]\n"
-                    "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n"
+                    "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N] [--lora R]\n"
                     "       ftq_bench bert [-m DIR | --shape base [-o DIR]] [--batch B] [--seq T] [--reps N] [--quant]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
                     "       ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE]\n"

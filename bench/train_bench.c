@@ -1,7 +1,10 @@
 /* train_bench.c - `ftq_bench train`: a full fine-tuning step (forward + backward + AdamW over
  * every parameter, causal LM loss) of the GPT-2 124M and 110M Llama shapes at B x T tokens,
  * reported as tokens/s, time per step, model-FLOPs utilization against the sgemm rate
- * measured in the same run, and peak RSS (each model in its own process). Medians. */
+ * measured in the same run, and peak RSS (each model in its own process). Medians.
+ * `--lora R`: a LoRA step instead (rank R on all linears, AdamW over the adapters only) on
+ * the 110M Llama shape with an f32, int8 and int4 base (QLoRA); MFU then counts the full
+ * model's FLOPs although no weight gradient of the base is computed. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +28,7 @@ static double step_flops(const ftq_model_config *c, int B, int T)
     return (double)B * T * (6.0 * matmul + 3.0 * attn);
 }
 
-static int one_model(const char *dir, const char *name, int B, int T, int steps, double sg)
+static int one_model(const char *dir, const char *name, int B, int T, int steps, double sg, int lora_r)
 {
     ftq_model *m = NULL;
     ftq_tmodel *tm = NULL;
@@ -35,7 +38,10 @@ static int one_model(const char *dir, const char *name, int B, int T, int steps,
     }
     ftq_tmodel_params tp = ftq_tmodel_default_params();
     tp.task = FTQ_TASK_LM;
-    tp.mode = FTQ_TRAIN_FULL;
+    tp.mode = lora_r ? FTQ_TRAIN_LORA : FTQ_TRAIN_FULL;
+    tp.lora.r = lora_r ? lora_r : 8;
+    tp.lora.alpha = 2.0 * tp.lora.r;
+    tp.lora.targets = "all-linear";
     tp.max_batch = B;
     tp.max_seq = T;
     if (ftq_tmodel_new(m, &tp, &tm) != FTQ_OK) {
@@ -93,7 +99,7 @@ static int one_model(const char *dir, const char *name, int B, int T, int steps,
 int ftq_bench_train(int argc, char **argv)
 {
     const char *dir = "bench-models";
-    int B = 4, T = 256, steps = 5;
+    int B = 4, T = 256, steps = 5, lora_r = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         char *end = NULL;
         long x = strtol(argv[i + 1], &end, 10);
@@ -111,8 +117,10 @@ int ftq_bench_train(int argc, char **argv)
             T = (int)x;
         else if (strcmp(argv[i], "--steps") == 0)
             steps = (int)x;
+        else if (strcmp(argv[i], "--lora") == 0)
+            lora_r = (int)x;
         else {
-            fprintf(stderr, "usage: ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N]\n");
+            fprintf(stderr, "usage: ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N] [--lora R]\n");
             return 2;
         }
     }
@@ -123,15 +131,34 @@ int ftq_bench_train(int argc, char **argv)
     printf("sgemm: 1024^3 %.1f GFLOP/s, %dx3072x768 %.1f GFLOP/s -> reference %.1f GFLOP/s\n", sg1, B * T, sg2, sg);
     printf("%-12s %10s %10s %8s %10s %10s %10s %10s\n", "model", "params", "s/step", "fwd s", "tok/s", "GFLOP/s",
            "MFU", "peak MB");
-    const char *names[] = {"gpt2-124m", "llama-110m"};
-    int rc = 0;
-    for (int k = 0; k < 2; k++) {
+    const char *full_names[] = {"gpt2-124m", "llama-110m"};
+    const char *lora_names[] = {"llama-110m", "llama-110m-int8", "llama-110m-int4"};
+    const char **names = lora_r ? lora_names : full_names;
+    int n_models = lora_r ? 3 : 2, rc = 0;
+    if (lora_r)
+        printf("LoRA r=%d on all linears (q,k,v,o,gate,up,down)\n", lora_r);
+    for (int k = 0; k < n_models; k++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        if (lora_r && k > 0 && !ftq_is_dir(path)) { /* the QLoRA bases, quantized once */
+            char src[4096];
+            snprintf(src, sizeof src, "%s/%s", dir, names[0]);
+            ftq_quantize_params qp = ftq_quantize_default_params();
+            qp.bits = k == 1 ? 8 : 4;
+            qp.group = 32;
+            ftq_quantize_report rep;
+            memset(&rep, 0, sizeof rep);
+            int q = ftq_quantize_model(src, path, &qp, &rep);
+            ftq_quantize_report_free(&rep);
+            if (q != FTQ_OK) {
+                fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
+                return 1;
+            }
+        }
         fflush(stdout);
         pid_t pid = fork();
         if (pid == 0)
-            _exit(one_model(path, names[k], B, T, steps, sg));
+            _exit(one_model(path, names[k], B, T, steps, sg, lora_r));
         int st = 0;
         if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
             rc = 1;

@@ -97,10 +97,11 @@ static double accuracy(const int32_t *gold, const int32_t *pred, size_t n, size_
 int cmd_classify_bert(int argc, char **argv)
 {
     const char *model = default_model_dir(), *prompt = NULL, *prompt2 = NULL, *data = NULL, *text_col = NULL,
-               *text2_col = NULL, *label_col = NULL;
+               *text2_col = NULL, *label_col = NULL, *adapter = NULL;
     int json = 0, limit = 0, seq = 0, batch = 32;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "BertForSequenceClassification directory", 0, -1},
+        {"adapter", 0, OPT_STR, &adapter, "DIR", ADAPTER_HELP, 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "classify one text", 0, -1},
         {"text2", 0, OPT_STR, &prompt2, "TEXT", "with -p: the second text of a pair ([CLS] A [SEP] B [SEP])", 0, -1},
         {"data", 'd', OPT_STR, &data, "FILE", "classify every row of a .csv/.tsv/.jsonl; labeled rows are scored", 0, -1},
@@ -135,13 +136,17 @@ int cmd_classify_bert(int argc, char **argv)
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
     }
+    if (adapter && ftq_bert_apply_adapter(m, adapter) != FTQ_OK) {
+        rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        goto out;
+    }
     const ftq_bert_config *c = ftq_bert_get_config(m);
     if (!c->num_labels) {
         rc = cmd_fail(spec.name, "'%s' has no classification head (train one with 'ftq finetune')", model);
         goto out;
     }
     n_names = c->num_labels;
-    if (ftq_bert_load_labels(model, n_names, &names) != FTQ_OK) {
+    if (ftq_bert_load_labels(adapter ? adapter : model, n_names, &names) != FTQ_OK) {
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
     }

@@ -59,12 +59,14 @@ static void print_table(const ftq_cls_metrics *m, char **names)
 
 int cmd_classify(int argc, char **argv)
 {
+    const char *adapter = NULL;
     if (ftq_bert_is_encoder_dir(cmd_model_arg(argc, argv)))
         return cmd_classify_bert(argc, argv);
     const char *model = default_model_dir(), *prompt = NULL, *data = NULL, *text_col = NULL, *label_col = NULL;
     int json = 0, limit = 0, seq = 0, skip_bad = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "sequence-classification model directory", 0, -1},
+        {"adapter", 0, OPT_STR, &adapter, "DIR", ADAPTER_HELP, 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "classify one text", 0, -1},
         {"data", 'd', OPT_STR, &data, "FILE", "classify every row of a .csv/.tsv/.jsonl (FILE or ARCHIVE:MEMBER); "
                                              "rows with labels are scored", 0, -1},
@@ -93,6 +95,10 @@ int cmd_classify(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     if (cmd_load(spec.name, model, &m, &tok))
         return 1;
+    if (cmd_apply_adapter(spec.name, adapter, &m)) {
+        ftq_tokenizer_free(tok);
+        return 1;
+    }
     int rc = 0, nl = ftq_model_num_labels(m), n_names = 0;
     char **names = NULL;
     ftq_session *s = NULL;
@@ -102,7 +108,11 @@ int cmd_classify(int argc, char **argv)
     int32_t *gold = NULL, *pred = NULL, *ids = NULL;
     ftq_cls_metrics met;
     memset(&met, 0, sizeof met);
-    char *cfg_path = ftq_path_join(model, "config.json");
+    /* an adapter carrying a head names its labels in its own config.json */
+    char *acfg = adapter ? ftq_path_join(adapter, "config.json") : NULL;
+    char *cfg_path = acfg && ftq_is_file(acfg) ? acfg : ftq_path_join(model, "config.json");
+    if (cfg_path != acfg)
+        free(acfg);
     if (nl <= 0) {
         rc = cmd_fail(spec.name, "'%s' has no classification head (train one with 'ftq finetune --task classify')",
                       model);

@@ -18,6 +18,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_dequantize(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 /* Export a model (directory or GGUF) as a GGUF file of type type_s (f32, f16, q8_0, q4_0):
  * FTQ_OK, a negative FTQ_E* (message set), or 2 for an unknown type. */
 int cmd_export_gguf(const char *model, const char *type_s, const char *out);

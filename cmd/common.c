@@ -34,6 +34,19 @@ int cmd_load_ex(const char *cmd, const char *dir, unsigned flags, ftq_model **mo
     return 0;
 }
 
+int cmd_apply_adapter(const char *cmd, const char *adapter, ftq_model **model)
+{
+    if (!adapter || !*model)
+        return 0;
+    if (ftq_model_apply_adapter(*model, adapter) != FTQ_OK) {
+        int rc = cmd_fail(cmd, "%s", ftq_last_error());
+        ftq_model_free(*model);
+        *model = NULL;
+        return rc;
+    }
+    return 0;
+}
+
 int cmd_input_text(const char *cmd, const char *file, const char *text, const char **out,
                    size_t *len, char **owned)
 {

@@ -12,6 +12,10 @@
 int cmd_load(const char *cmd, const char *dir, ftq_model **model, ftq_tokenizer **tok);
 /* The same with ftq_model_load_ex flags (FTQ_LOAD_KEEP_QUANT for --keep-quant). */
 int cmd_load_ex(const char *cmd, const char *dir, unsigned flags, ftq_model **model, ftq_tokenizer **tok);
+/* Merge the PEFT adapter `adapter` (NULL: nothing) into a loaded model; prints and returns 1 on failure
+ * (the model is freed and set to NULL). */
+int cmd_apply_adapter(const char *cmd, const char *adapter, ftq_model **model);
+#define ADAPTER_HELP "PEFT LoRA adapter directory merged into -m on load (ftq finetune --mode lora)"
 
 /* Text from -f FILE or -p TEXT (exactly one must be given). *owned is set to the malloc'd
  * buffer to free (NULL for -p). Prints the error and returns 1 on failure. */

@@ -79,7 +79,7 @@ int cmd_export_gguf(const char *model, const char *type_s, const char *out)
 
 int cmd_export(int argc, char **argv)
 {
-    const char *model = default_model_dir(), *out = NULL, *type_s = "f32";
+    const char *model = default_model_dir(), *out = NULL, *type_s = "f32", *adapter = NULL;
     int json = 0, keep_quant = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "PATH", "model directory or .gguf file", 0, -1},
@@ -87,11 +87,13 @@ int cmd_export(int argc, char **argv)
         {"type", 0, OPT_STR, &type_s, "TYPE", "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | keep for the weight matrices", 0, -1},
         {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF source: read Q8_0 / Q4_0 matrices as int8 / int4 (other "
          "quantized types via Q8_0), so --type q8_0 / q4_0 / keep copy them through unchanged", 0, -1},
+        {"adapter", 0, OPT_STR, &adapter, "DIR", "write this PEFT LoRA adapter (of the base -m) as a llama.cpp "
+         "LoRA adapter GGUF instead of the model (llama-cli --lora FILE)", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
     const ftq_cmd_spec spec = {
-        "export", "[-m PATH] -o FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|keep]",
+        "export", "[-m PATH] -o FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|keep] [--adapter DIR]",
         "Write a llama-family model as a GGUF file for llama.cpp: general.* / llama.* /\n"
         "tokenizer.ggml.* keys, blk.N.* tensor names, Q/K rows permuted as llama.cpp's converter\n"
         "does. Norms stay F32; q8_0 / q4_0 / q4_1 use ggml's reference quantizers (a matrix whose\n"
@@ -106,6 +108,26 @@ int cmd_export(int argc, char **argv)
         return r < 0 ? 2 : 0;
     if (!out)
         return cmd_fail(spec.name, "missing required option --output");
+    if (adapter) { /* the base's config names the architecture and the heads of the Q/K permutation */
+        ftq_model_config mc;
+        int st;
+        if (ftq_gguf_is_file(model)) {
+            ftq_gguf *g = NULL;
+            if ((st = ftq_gguf_open(model, &g)) == FTQ_OK)
+                st = ftq_gguf_model_config(g, &mc);
+            ftq_gguf_close(g);
+        } else {
+            char *cp = ftq_path_join(model, "config.json");
+            st = cp ? ftq_config_load(cp, &mc) : FTQ_ENOMEM;
+            free(cp);
+        }
+        if (st == FTQ_OK)
+            st = ftq_peft_export_gguf(adapter, &mc, out);
+        if (st != FTQ_OK)
+            return cmd_fail(spec.name, "%s", ftq_last_error());
+        printf("wrote %s (llama.cpp LoRA adapter)\n", out);
+        return 0;
+    }
     int k = find_type(type_s);
     if (k < 0)
         return cmd_fail(spec.name, "unknown --type '%s' (expected f32, f16, bf16, q8_0, q4_0, q4_1 or keep)", type_s);

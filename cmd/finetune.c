@@ -116,6 +116,9 @@ static int finetune_main(int argc, char **argv)
     double lr = -1, weight_decay = 0.0, max_grad_norm = 1.0, warmup_ratio = 0.0, beta1 = 0.9, beta2 = 0.999,
            adam_eps = 1e-8;
     uint64_t seed = 42;
+    int lora_r = 8, rslora = 0, keep_quant = 0;
+    double lora_alpha = 8, lora_dropout = 0;
+    const char *lora_targets = NULL;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "source checkpoint (config.json + safetensors + tokenizer)", 0, -1},
         {"data", 'd', OPT_STR, &data, "TRAIN", "training data: .csv/.tsv/.jsonl rows, or plain text for --task lm; "
@@ -124,7 +127,17 @@ static int finetune_main(int argc, char **argv)
         {"output", 'o', OPT_STR, &output, "OUTDIR", "output model directory (default ./<model>-finetuned-<task>, or the parent of --resume)", 0, -1},
         {"task", 0, OPT_STR, &task_s, "TASK", "classify | lm", 0, -1},
         {"mode", 0, OPT_STR, &mode_s, "MODE", "full | frozen (first K blocks + embeddings frozen) | head (only the "
-                                              "classification head)", 0, -1},
+                                              "classification head) | lora (adapters on a frozen base; output: a "
+                                              "PEFT adapter directory)", 0, -1},
+        {"lora-r", 0, OPT_INT, &lora_r, "R", "--mode lora: adapter rank", 1, 4096},
+        {"lora-alpha", 0, OPT_FLOAT, &lora_alpha, "A", "--mode lora: scaling alpha / r (default 8)", 1e-30, 1e30},
+        {"lora-dropout", 0, OPT_FLOAT, &lora_dropout, "P", "--mode lora: dropout on the adapter input", 0, 0.999},
+        {"lora-targets", 0, OPT_STR, &lora_targets, "LIST", "--mode lora: modules (q_proj,k_proj,v_proj,o_proj,"
+                                                         "gate_proj,up_proj,down_proj; GPT-2 c_attn,c_proj,c_fc) or "
+                                                         "all-linear (default: PEFT's, q_proj,v_proj / c_attn)", 0, -1},
+        {"rslora", 0, OPT_FLAG, &rslora, NULL, "--mode lora: scaling alpha / sqrt(r) (rsLoRA)", 0, -1},
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "--mode lora on a GGUF: keep its Q8_0 / Q4_0 matrices as "
+         "int8 / int4 (QLoRA; an ftq int8 / int4 directory always is)", 0, -1},
         {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half of them)", -1, 1 << 20},
         {"epochs", 0, OPT_INT, &epochs, "E", "passes over the training data", 1, 1 << 20},
         {"max-steps", 0, OPT_INT, &max_steps, "N", "optimizer steps instead of --epochs (0 = use --epochs)", 0, 1 << 30},
@@ -163,7 +176,7 @@ static int finetune_main(int argc, char **argv)
     };
     const ftq_cmd_spec spec = {
         "finetune",
-        "[-m DIR] -d TRAIN [--dev DEV] [-o OUTDIR] [--task classify|lm] [--mode full|frozen|head] "
+        "[-m DIR] -d TRAIN [--dev DEV] [-o OUTDIR] [--task classify|lm] [--mode full|frozen|head|lora] "
         "[--epochs E | --max-steps N] [--lr LR] [--batch B] [--seq T] [--json]",
         "Fine-tune a checkpoint on the CPU and write a Hugging Face model directory (model.safetensors,\n"
         "config.json, tokenizer files) that ftq and transformers load.",
@@ -204,8 +217,21 @@ static int finetune_main(int argc, char **argv)
         c.mode = FTQ_TRAIN_FROZEN;
     else if (strcmp(mode_s, "head") == 0)
         c.mode = FTQ_TRAIN_HEAD;
+    else if (strcmp(mode_s, "lora") == 0)
+        c.mode = FTQ_TRAIN_LORA;
     else
-        return cmd_fail(spec.name, "unknown --mode '%s' (expected full, frozen or head)", mode_s) + 1;
+        return cmd_fail(spec.name, "unknown --mode '%s' (expected full, frozen, head or lora)", mode_s) + 1;
+    static const char *const lora_flags[] = {"lora-r", "lora-alpha", "lora-dropout", "lora-targets", "rslora",
+                                             "keep-quant"};
+    for (size_t i = 0; i < sizeof lora_flags / sizeof lora_flags[0]; i++)
+        if (given(argc, argv, lora_flags[i]) && c.mode != FTQ_TRAIN_LORA)
+            return cmd_fail(spec.name, "--%s needs --mode lora (mode is %s)", lora_flags[i], mode_s) + 1;
+    c.lora.r = lora_r;
+    c.lora.alpha = lora_alpha;
+    c.lora.dropout = lora_dropout;
+    c.lora.targets = lora_targets;
+    c.lora.rslora = rslora;
+    c.keep_quant = keep_quant;
     if (ftq_schedule_from_name(schedule_s, &c.schedule) != FTQ_OK)
         return cmd_fail(spec.name, "unknown --schedule '%s' (expected constant, linear or cosine)", schedule_s) + 1;
     if (strcmp(init, "pretrained") != 0 && strcmp(init, "random") != 0)

@@ -20,6 +20,7 @@ static size_t stable_prefix(const char *s, size_t len)
 
 int cmd_generate(int argc, char **argv)
 {
+    const char *adapter = NULL;
     const char *model = default_model_dir(), *prompt = NULL;
     int n_new = 128, top_k = 40, json = 0, no_bos = 0, ignore_eos = 0, parse_special = 0;
     double temperature = 0.8, top_p = 0.95;
@@ -27,6 +28,7 @@ int cmd_generate(int argc, char **argv)
     int keep_quant = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory", 0, -1},
+        {"adapter", 0, OPT_STR, &adapter, "DIR", ADAPTER_HELP, 0, -1},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "prompt text", 0, -1},
         {"n-predict", 'n', OPT_INT, &n_new, "N", "tokens to generate (stops early at EOS)", 0, 1 << 24},
         {"temperature", 0, OPT_FLOAT, &temperature, "T", "sampling temperature; 0 = greedy", 0, 100},
@@ -56,6 +58,10 @@ int cmd_generate(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     if (cmd_load_ex(spec.name, model, keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &m, &tok))
         return 1;
+    if (cmd_apply_adapter(spec.name, adapter, &m)) {
+        ftq_tokenizer_free(tok);
+        return 1;
+    }
     const ftq_model_config *cfg = ftq_model_get_config(m);
     int32_t *ids = NULL, *all = NULL;
     size_t n_prompt = 0;

@@ -20,6 +20,7 @@ static const struct {
     {"pipeline", cmd_pipeline, "the main job: fine-tune, prune, quantize, and measure every stage"},
     {"prune", cmd_prune, "prune a model's linear layers (magnitude, N:M, Wanda)"},
     {"quantize", cmd_quantize, "quantize a model to int8 / int4 weights"},
+    {"merge", cmd_merge, "merge a PEFT LoRA adapter into its base model"},
     {"dequantize", cmd_dequantize, "turn a quantized model back into an ordinary HF checkpoint"},
     {"export", cmd_export, "write a model as a GGUF file for llama.cpp (f32, f16, q8_0, q4_0)"},
 };

@@ -30,11 +30,13 @@ static const char *protocol_name(ftq_ppl_protocol p)
 
 int cmd_perplexity(int argc, char **argv)
 {
+    const char *adapter = NULL;
     int keep_quant = 0;
     const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp", *ref_dir = NULL;
     int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0, parse_special = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (config.json + safetensors + tokenizer)", 0, -1},
+        {"adapter", 0, OPT_STR, &adapter, "DIR", ADAPTER_HELP, 0, -1},
         {"file", 'f', OPT_STR, &file, "FILE", "text file, tokenized once as a whole", 0, -1},
         {"ctx", 'c', OPT_INT, &ctx, "CTX", "tokens per window", 2, 1 << 20},
         {"chunks", 0, OPT_INT, &chunks, "N", "evaluate only the first N windows (0 = all)", 0, 1 << 30},
@@ -92,6 +94,10 @@ int cmd_perplexity(int argc, char **argv)
     ftq_tokenizer *tok = NULL;
     if (cmd_load_ex(spec.name, model, keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &m, &tok))
         return 1;
+    if (cmd_apply_adapter(spec.name, adapter, &m)) {
+        ftq_tokenizer_free(tok);
+        return 1;
+    }
     if (ref_dir && ftq_model_load(ref_dir, &ref) != FTQ_OK) {
         int rc = cmd_fail(spec.name, "--ref-model: %s", ftq_last_error());
         ftq_tokenizer_free(tok);

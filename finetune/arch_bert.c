@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "finetune/arch.h"
 #include "include/ftq_bert_train.h"
@@ -234,6 +235,42 @@ static int copy_checkpoint(tarch *a, const char *dir)
     return FTQ_OK;
 }
 
+/* Mode lora: one segment per adapter matrix (PEFT's names; decayed, as HF's Trainer decays
+ * every weight that is not a bias or a LayerNorm), each with its alignment padding. */
+static int lora_segments(tarch *a)
+{
+    const ftq_bert *m = a->m;
+    const ftq_bert_lora *lo = m->lora;
+    const int L = m->cfg.n_layers;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < BERT_LIN_N; k++) {
+            if (!lo->on[k])
+                continue;
+            for (int ab = 0; ab < 2; ab++) {
+                size_t i = ((size_t)l * BERT_LIN_N + k) * 2 + ab, end = m->n_params;
+                for (size_t j = i + 1; j < (size_t)L * BERT_LIN_N * 2; j++) /* the next adapter matrix */
+                    if (lo->on[(j / 2) % BERT_LIN_N]) {
+                        end = lo->off[j];
+                        break;
+                    }
+                char mod[160];
+                ftq_bert_lora_module(l, k, mod, sizeof mod);
+                size_t nl = strlen(mod) + 64;
+                char *name = malloc(nl);
+                if (!name)
+                    return ftq_set_error(FTQ_ENOMEM, "out of memory");
+                snprintf(name, nl, "base_model.model.bert.%s.lora_%c.weight", mod, ab ? 'B' : 'A');
+                a->seg_names[a->n_segs] = name;
+                ftq_param_segment *s = &a->segs[a->n_segs++];
+                s->name = name;
+                s->offset = lo->off[i];
+                s->size = end - lo->off[i];
+                s->decay = 1;
+            }
+        }
+    return FTQ_OK;
+}
+
 static int bert_build(tarch *a, const tarch_build *b)
 {
     ftq_bert *m = a->m;
@@ -253,11 +290,20 @@ static int bert_build(tarch *a, const tarch_build *b)
     a->mode = b->mode;
     a->first_layer = b->mode == FTQ_TRAIN_HEAD ? L + 1 : b->mode == FTQ_TRAIN_FROZEN ? b->freeze_layers : 0;
     a->from = trainable_from(m, a->first_layer);
+    if (b->mode == FTQ_TRAIN_LORA) { /* the classifier (modules_to_save) and the adapters after it */
+        if (b->weights_dir)
+            return ftq_set_error(FTQ_EUNSUPPORTED, "cannot resume from '%s': resuming a lora run is not supported yet",
+                                 b->weights_dir);
+        a->from = trainable_from(m, L + 1);
+        if ((rc = ftq_bert_add_lora(m, &a->c->lora, b->seed, (size_t)b->max_batch * (size_t)b->max_seq)) != FTQ_OK)
+            return rc;
+    }
     a->max_batch = b->max_batch;
     a->max_seq = b->max_seq;
     /* segments: every tensor from `from` on, each with the alignment padding after it */
-    a->segs = calloc((size_t)m->n_tensors, sizeof *a->segs);
-    a->seg_names = calloc((size_t)m->n_tensors, sizeof *a->seg_names);
+    size_t cap = (size_t)m->n_tensors + (m->lora ? (size_t)L * BERT_LIN_N * 2 : 0);
+    a->segs = calloc(cap, sizeof *a->segs);
+    a->seg_names = calloc(cap, sizeof *a->seg_names);
     a->grads = calloc(m->n_params, sizeof(float));
     if (!a->segs || !a->seg_names || !a->grads)
         return ftq_set_error(FTQ_ENOMEM, "out of memory for %zu gradients", m->n_params);
@@ -266,7 +312,7 @@ static int bert_build(tarch *a, const tarch_build *b)
         const ftq_bert_tensor *t = &m->tensors[i];
         if (t->off < a->from)
             continue;
-        size_t end = i + 1 < m->n_tensors ? m->tensors[i + 1].off : m->n_params;
+        size_t end = i + 1 < m->n_tensors ? m->tensors[i + 1].off : m->lora ? m->lora->start : m->n_params;
         if (end < t->off + t->numel)
             return ftq_set_error(FTQ_EINVAL, "bert tensor '%s' overlaps the next one", t->name);
         /* the alignment padding is never read as a weight, but AdamW and the finiteness
@@ -287,6 +333,8 @@ static int bert_build(tarch *a, const tarch_build *b)
         /* HF's convention: no decay on biases, LayerNorm and embeddings */
         s->decay = !(strstr(base, "bias") || strstr(base, "LayerNorm") || strstr(base, "embeddings"));
     }
+    if (m->lora && (rc = lora_segments(a)) != FTQ_OK)
+        return rc;
     size_t rows = (size_t)(b->max_batch > FEATURE_BATCH ? b->max_batch : FEATURE_BATCH);
     a->ids = malloc(sizeof(int32_t) * rows * (size_t)b->max_seq);
     a->types = malloc(sizeof(int32_t) * rows * (size_t)b->max_seq);
@@ -447,7 +495,12 @@ static int bert_train_batch(tarch *a, const ex_set *s, const uint32_t *idx, int 
         return FTQ_OK;
     }
     int T = gather(a, s, idx, b, ntok);
-    if ((rc = ftq_bert_forward(a->m, a->ws, a->ids, a->types, a->lens, b, T)) != FTQ_OK)
+    if (a->m->lora)
+        a->m->lora->training = 1;
+    rc = ftq_bert_forward(a->m, a->ws, a->ids, a->types, a->lens, b, T);
+    if (a->m->lora)
+        a->m->lora->training = 0;
+    if (rc != FTQ_OK)
         return rc;
     return ftq_bert_loss_grad_scaled(a->m, a->ws, a->labels, a->grads, a->first_layer, scale, loss);
 }
@@ -482,8 +535,108 @@ static int bert_prepare(tarch *a, const ex_set *s, int64_t *ntok)
     return a->mode == FTQ_TRAIN_HEAD && s->n > 0 ? features(a, s, &f, ntok) : FTQ_OK;
 }
 
+/* Mode lora: a PEFT adapter for BertForSequenceClassification (task SEQ_CLS, the
+ * classifier as modules_to_save) beside config.json (labels) and the tokenizer files. */
+static int save_adapter(const tarch *a, const char *dir)
+{
+    const ftq_bert *m = a->m;
+    const ftq_bert_lora *lo = m->lora;
+    const int L = m->cfg.n_layers;
+    size_t n = 0, cap = (size_t)L * BERT_LIN_N * 2 + 2;
+    ftq_tensor *ts = calloc(cap, sizeof *ts);
+    char **names = calloc(cap, sizeof *names);
+    int rc = ts && names ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    int in_of[BERT_LIN_N], out_of[BERT_LIN_N];
+    for (int k = 0; k < BERT_LIN_N; k++) {
+        in_of[k] = k == BERT_LIN_FC2 ? m->cfg.ffn : m->cfg.hidden;
+        out_of[k] = k == BERT_LIN_FC1 ? m->cfg.ffn : m->cfg.hidden;
+    }
+    for (int l = 0; rc == FTQ_OK && l < L; l++)
+        for (int k = 0; rc == FTQ_OK && k < BERT_LIN_N; k++)
+            for (int ab = 0; lo->on[k] && ab < 2; ab++) {
+                char mod[160];
+                ftq_bert_lora_module(l, k, mod, sizeof mod);
+                if (!(names[n] = malloc(strlen(mod) + 64))) {
+                    rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+                    break;
+                }
+                sprintf(names[n], "base_model.model.bert.%s.lora_%c.weight", mod, ab ? 'B' : 'A');
+                ftq_tensor *t = &ts[n++];
+                t->name = names[n - 1];
+                t->dtype = FTQ_DTYPE_F32;
+                t->ndim = 2;
+                t->shape[0] = ab ? out_of[k] : lo->r;
+                t->shape[1] = ab ? lo->r : in_of[k];
+                t->nbytes = sizeof(float) * (size_t)(t->shape[0] * t->shape[1]);
+                t->data = m->params + lo->off[((size_t)l * BERT_LIN_N + k) * 2 + ab];
+            }
+    const int NL = m->cfg.num_labels, C = m->cfg.hidden;
+    ftq_tensor *cw = &ts[n++], *cb = &ts[n++];
+    cw->name = "base_model.model.classifier.weight";
+    cw->dtype = cb->dtype = FTQ_DTYPE_F32;
+    cw->ndim = 2;
+    cw->shape[0] = NL;
+    cw->shape[1] = C;
+    cw->nbytes = sizeof(float) * (size_t)NL * C;
+    cw->data = m->w.cls_w;
+    cb->name = "base_model.model.classifier.bias";
+    cb->ndim = 1;
+    cb->shape[0] = NL;
+    cb->nbytes = sizeof(float) * (size_t)NL;
+    cb->data = m->w.cls_b;
+    char *w = ftq_path_join(dir, "adapter_model.safetensors"), *cj = ftq_path_join(dir, "adapter_config.json");
+    static const char *const meta[] = {"format", "pt", NULL};
+    if (rc == FTQ_OK)
+        rc = w && cj ? ftq_st_write(w, ts, n, meta) : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    cJSON *j = rc == FTQ_OK ? cJSON_CreateObject() : NULL, *tg = cJSON_CreateArray(), *ms = cJSON_CreateArray();
+    if (rc == FTQ_OK && j && tg && ms) {
+        /* full suffixes: PEFT's bare "dense" would also adapt the pooler */
+        static const char *const full[BERT_LIN_N] = {"query", "key", "value", "attention.output.dense",
+                                                     "intermediate.dense", "output.dense"};
+        for (int k = 0; k < BERT_LIN_N; k++)
+            if (lo->on[k])
+                cJSON_AddItemToArray(tg, cJSON_CreateString(full[k]));
+        cJSON_AddItemToArray(ms, cJSON_CreateString("classifier"));
+        cJSON_AddStringToObject(j, "peft_type", "LORA");
+        cJSON_AddStringToObject(j, "task_type", "SEQ_CLS");
+        cJSON_AddStringToObject(j, "base_model_name_or_path", a->c->model_dir);
+        cJSON_AddNumberToObject(j, "r", lo->r);
+        cJSON_AddNumberToObject(j, "lora_alpha", a->c->lora.alpha);
+        cJSON_AddNumberToObject(j, "lora_dropout", lo->dropout);
+        cJSON_AddItemToObject(j, "target_modules", tg);
+        cJSON_AddItemToObject(j, "modules_to_save", ms);
+        tg = ms = NULL;
+        cJSON_AddStringToObject(j, "bias", "none");
+        cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
+        cJSON_AddBoolToObject(j, "use_rslora", a->c->lora.rslora != 0);
+        cJSON_AddBoolToObject(j, "use_dora", 0);
+        cJSON_AddBoolToObject(j, "inference_mode", 1);
+        rc = ckpt_write_json(cj, j);
+    } else if (rc == FTQ_OK) {
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    cJSON_Delete(j);
+    cJSON_Delete(tg);
+    cJSON_Delete(ms);
+    free(w);
+    free(cj);
+    for (size_t i = 0; names && i < cap; i++)
+        free(names[i]);
+    free(names);
+    free(ts);
+    return rc;
+}
+
 static int bert_save(tarch *a, const char *dir, const char *const *labels, int num_labels)
 {
+    if (a->m->lora) { /* config.json and tokenizer files as for a classifier, the weights as an adapter */
+        int rc = ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);
+        char *w = ftq_path_join(dir, "model.safetensors");
+        if (w)
+            unlink(w);
+        free(w);
+        return rc == FTQ_OK ? save_adapter(a, dir) : rc;
+    }
     return ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);
 }
 

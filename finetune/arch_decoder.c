@@ -173,7 +173,13 @@ static float initializer_range(const char *config_path, float fallback)
 
 static int dec_build(tarch *a, const tarch_build *b)
 {
-    int rc = ftq_model_load(b->weights_dir ? b->weights_dir : a->c->model_dir, &a->model);
+    /* mode lora resumes from the source model plus the checkpoint's adapter */
+    const int lora = b->mode == FTQ_TRAIN_LORA;
+    if (a->c->keep_quant && b->mode != FTQ_TRAIN_LORA)
+        return ftq_set_error(FTQ_EINVAL, "keep-quant trains on a quantized base: only mode lora can (mode full / "
+                             "frozen / head update or copy float weights)");
+    int rc = ftq_model_load_ex(b->weights_dir && !lora ? b->weights_dir : a->c->model_dir,
+                               a->c->keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &a->model);
     if (rc != FTQ_OK)
         return rc;
     ftq_tmodel_params tp = ftq_tmodel_default_params();
@@ -186,7 +192,10 @@ static int dec_build(tarch *a, const tarch_build *b)
     tp.init_std = initializer_range(a->src_config_path, tp.init_std);
     tp.max_batch = b->max_batch;
     tp.max_seq = b->max_seq;
+    tp.lora = a->c->lora;
     if ((rc = ftq_tmodel_new(a->model, &tp, &a->tm)) != FTQ_OK)
+        return rc;
+    if (lora && b->weights_dir && (rc = ftq_tmodel_load_adapter(a->tm, b->weights_dir)) != FTQ_OK)
         return rc;
     a->task = b->task;
     size_t B = (size_t)b->max_batch, T = (size_t)b->max_seq;
@@ -223,7 +232,9 @@ static int dec_forward(tarch *a, const ex_set *s, const uint32_t *idx, int b, do
 static int dec_train_batch(tarch *a, const ex_set *s, const uint32_t *idx, int b, float scale, double *loss,
                            int64_t *ntok)
 {
+    ftq_tmodel_set_training(a->tm, 1);
     int rc = dec_forward(a, s, idx, b, loss, NULL, ntok);
+    ftq_tmodel_set_training(a->tm, 0);
     if (rc != FTQ_OK || !isfinite(*loss))
         return rc;
     return ftq_tmodel_backward(a->tm, scale);
@@ -239,7 +250,10 @@ static int dec_save(tarch *a, const char *dir, const char *const *labels, int nu
 {
     char *w = ftq_path_join(dir, "model.safetensors"), *cj = ftq_path_join(dir, "config.json");
     int rc = w && cj ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
-    if (rc == FTQ_OK)
+    /* mode lora: a PEFT adapter; config.json (labels) and tokenizer files beside it */
+    if (rc == FTQ_OK && a->c->mode == FTQ_TRAIN_LORA)
+        rc = ftq_tmodel_save_adapter(a->tm, dir, a->c->model_dir);
+    else if (rc == FTQ_OK)
         rc = ftq_tmodel_save_weights(a->tm, w);
     if (rc == FTQ_OK)
         rc = ckpt_write_config(a->src_config_path, cj, &a->src_cfg, a->task, labels, num_labels, a->pad_id);

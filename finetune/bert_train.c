@@ -115,6 +115,13 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     ftq_bert_views g;
     ftq_bert_bind(m, grads, &g, gl);
+    if (m->lora) { /* mode lora: the base is frozen; only the adapters and the classifier get gradients */
+        float *cw = g.cls_w, *cb = g.cls_b;
+        memset(&g, 0, sizeof g);
+        memset(gl, 0, sizeof *gl * (size_t)L);
+        g.cls_w = cw;
+        g.cls_b = cb;
+    }
     int solo = ftq_sgemm_stage_begin(N);
     const ftq_bert_views *w = &m->w;
 
@@ -187,22 +194,28 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
         ftq_layernorm_backward(dr, G->ln2_w, G->ln2_b, dy, r2, W->ln2_w, m2, s2, N, C);
         /* r2 = gelu(f) W2^T + b2 + h1 */
         ftq_linear_backward(dff, G->w2, G->b2, dr, gg, W->w2, N, F, C, 0);
+        ftq_bert_lora_backward(m, l, BERT_LIN_FC2, grads, dff, F, dr, C, gg, F, N);
         ftq_gelu_erf_backward(dff, f, dff, (size_t)N * F);
         memcpy(dx, dr, sizeof(float) * (size_t)N * C); /* dh1: residual */
         ftq_linear_backward(dx, G->w1, G->b1, dff, h1, W->w1, N, C, F, 1);
+        ftq_bert_lora_backward(m, l, BERT_LIN_FC1, grads, dx, C, dff, F, h1, C, N);
         /* h1 = LN1(r1) */
         memset(dr, 0, sizeof(float) * (size_t)N * C);
         ftq_layernorm_backward(dr, G->ln1_w, G->ln1_b, dx, r1, W->ln1_w, m1, s1, N, C);
         /* r1 = att Wo^T + bo + x */
         ftq_linear_backward(sc[S_DATT], G->wo, G->bo, dr, att, W->wo, N, C, C, 0);
+        ftq_bert_lora_backward(m, l, BERT_LIN_O, grads, sc[S_DATT], C, dr, C, att, C, N);
         ftq_attention_enc_backward(sc[S_DQ], sc[S_DK], sc[S_DV], sc[S_DATT], ws->probs + s * pr, q, k, v, C, ws->lens,
                                    B, T, H, c->head_dim);
         memcpy(dy, dr, sizeof(float) * (size_t)N * C); /* dx: residual, becomes the next dY */
         ftq_linear_backward(dy, G->wq, G->bq, sc[S_DQ], x, W->wq, N, C, C, 1);
         ftq_linear_backward(dy, G->wk, G->bk, sc[S_DK], x, W->wk, N, C, C, 1);
         ftq_linear_backward(dy, G->wv, G->bv, sc[S_DV], x, W->wv, N, C, C, 1);
+        ftq_bert_lora_backward(m, l, BERT_LIN_Q, grads, dy, C, sc[S_DQ], C, x, C, N);
+        ftq_bert_lora_backward(m, l, BERT_LIN_K, grads, dy, C, sc[S_DK], C, x, C, N);
+        ftq_bert_lora_backward(m, l, BERT_LIN_V, grads, dy, C, sc[S_DV], C, x, C, N);
     }
-    if (first_layer <= 0) { /* embeddings: x0 = LN(wte[id] + wpe[t] + wtt[type]) */
+    if (first_layer <= 0 && !m->lora) { /* embeddings: x0 = LN(wte[id] + wpe[t] + wtt[type]) */
         float *de = sc[S_DX];
         memset(de, 0, sizeof(float) * (size_t)N * C);
         ftq_layernorm_backward(de, g.eln_w, g.eln_b, dy, ws->emb, w->eln_w, ws->emb_mean, ws->emb_rstd, N, C);

@@ -8,6 +8,7 @@
 
 #include "finetune/tmodel.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "model/model.h"
 
 /* Largest LM logits chunk (rows x vocab floats); a batch that needs more is processed in
@@ -25,6 +26,7 @@ ftq_tmodel_params ftq_tmodel_default_params(void)
     p.init_std = 0.02f;
     p.max_batch = 4;
     p.max_seq = 0; /* ftq_tmodel_new: min(256, the model's max positions) */
+    p.lora = ftq_lora_default_params();
     return p;
 }
 
@@ -84,6 +86,7 @@ static void build_layout(builder *b, marks *mk)
     const int64_t Q = (int64_t)c->n_heads * c->head_dim, K = (int64_t)c->n_kv_heads * c->head_dim;
     const int L = c->n_layers;
     const float proj_scale = gpt2 ? 1.0f / sqrtf(2.0f * (float)L) : 1.0f;
+    const int mats = tm->p.mode != FTQ_TRAIN_LORA; /* lora: the frozen model's tensors are used in place */
     char nm[256];
     tm->n_segs = 0;
     b->off = 0;
@@ -91,10 +94,12 @@ static void build_layout(builder *b, marks *mk)
     ftq_tparams *w = &tm->w, *g = &tm->g;
 
     if (gpt2) {
-        add_seg(b, &w->wte, &g->wte, "transformer.wte.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
+        if (!tm->ext_emb)
+            add_seg(b, &w->wte, &g->wte, "transformer.wte.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
         add_seg(b, &w->wpe, &g->wpe, "transformer.wpe.weight", 2, c->max_position, C, 0, SEG_EMBED, 1.0f, 0);
     } else {
-        add_seg(b, &w->wte, &g->wte, "model.embed_tokens.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
+        if (!tm->ext_emb)
+            add_seg(b, &w->wte, &g->wte, "model.embed_tokens.weight", 2, V, C, 0, SEG_EMBED, 1.0f, 0);
     }
     for (int l = 0; l < L; l++) {
         mk->block_start[l] = b->off;
@@ -104,37 +109,48 @@ static void build_layout(builder *b, marks *mk)
         if (gpt2) {
             add_seg(b, V_(norm1_w), NAME("transformer.h.%d.ln_1.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
             add_seg(b, V_(norm1_b), NAME("transformer.h.%d.ln_1.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(wqkv), NAME("transformer.h.%d.attn.c_attn.weight"), 2, C, 3 * C, 1, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(wqkv), NAME("transformer.h.%d.attn.c_attn.weight"), 2, C, 3 * C, 1, SEG_MATRIX, 1, 1);
             add_seg(b, V_(bqkv), NAME("transformer.h.%d.attn.c_attn.bias"), 1, 3 * C, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(wo), NAME("transformer.h.%d.attn.c_proj.weight"), 2, C, C, 1, SEG_MATRIX, proj_scale, 1);
+            if (mats)
+                add_seg(b, V_(wo), NAME("transformer.h.%d.attn.c_proj.weight"), 2, C, C, 1, SEG_MATRIX, proj_scale, 1);
             add_seg(b, V_(bo), NAME("transformer.h.%d.attn.c_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
             add_seg(b, V_(norm2_w), NAME("transformer.h.%d.ln_2.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
             add_seg(b, V_(norm2_b), NAME("transformer.h.%d.ln_2.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(w_fc), NAME("transformer.h.%d.mlp.c_fc.weight"), 2, C, F, 1, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(w_fc), NAME("transformer.h.%d.mlp.c_fc.weight"), 2, C, F, 1, SEG_MATRIX, 1, 1);
             add_seg(b, V_(b_fc), NAME("transformer.h.%d.mlp.c_fc.bias"), 1, F, 0, 0, SEG_BIAS, 1, 0);
-            add_seg(b, V_(w_down), NAME("transformer.h.%d.mlp.c_proj.weight"), 2, F, C, 1, SEG_MATRIX, proj_scale, 1);
+            if (mats)
+                add_seg(b, V_(w_down), NAME("transformer.h.%d.mlp.c_proj.weight"), 2, F, C, 1, SEG_MATRIX, proj_scale, 1);
             add_seg(b, V_(b_down), NAME("transformer.h.%d.mlp.c_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
         } else {
             add_seg(b, V_(norm1_w), NAME("model.layers.%d.input_layernorm.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
-            add_seg(b, V_(wqkv), NAME("model.layers.%d.self_attn.q_proj.weight"), 2, Q, C, 0, SEG_MATRIX, 1, 1);
-            add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.k_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
-            add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.v_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(wqkv), NAME("model.layers.%d.self_attn.q_proj.weight"), 2, Q, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.k_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.v_proj.weight"), 2, K, C, 0, SEG_MATRIX, 1, 1);
             if (c->qkv_bias) {
                 add_seg(b, V_(bqkv), NAME("model.layers.%d.self_attn.q_proj.bias"), 1, Q, 0, 0, SEG_BIAS, 1, 0);
                 add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.k_proj.bias"), 1, K, 0, 0, SEG_BIAS, 1, 0);
                 add_seg(b, NULL, NULL, NAME("model.layers.%d.self_attn.v_proj.bias"), 1, K, 0, 0, SEG_BIAS, 1, 0);
             }
-            add_seg(b, V_(wo), NAME("model.layers.%d.self_attn.o_proj.weight"), 2, C, Q, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(wo), NAME("model.layers.%d.self_attn.o_proj.weight"), 2, C, Q, 0, SEG_MATRIX, 1, 1);
             if (c->o_bias)
                 add_seg(b, V_(bo), NAME("model.layers.%d.self_attn.o_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
             add_seg(b, V_(norm2_w), NAME("model.layers.%d.post_attention_layernorm.weight"), 1, C, 0, 0, SEG_NORM, 1, 0);
-            add_seg(b, V_(w_fc), NAME("model.layers.%d.mlp.gate_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
-            add_seg(b, NULL, NULL, NAME("model.layers.%d.mlp.up_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(w_fc), NAME("model.layers.%d.mlp.gate_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, NULL, NULL, NAME("model.layers.%d.mlp.up_proj.weight"), 2, F, C, 0, SEG_MATRIX, 1, 1);
             if (c->mlp_bias) {
                 add_seg(b, V_(b_fc), NAME("model.layers.%d.mlp.gate_proj.bias"), 1, F, 0, 0, SEG_BIAS, 1, 0);
                 add_seg(b, NULL, NULL, NAME("model.layers.%d.mlp.up_proj.bias"), 1, F, 0, 0, SEG_BIAS, 1, 0);
             }
-            add_seg(b, V_(w_down), NAME("model.layers.%d.mlp.down_proj.weight"), 2, C, F, 0, SEG_MATRIX, 1, 1);
+            if (mats)
+                add_seg(b, V_(w_down), NAME("model.layers.%d.mlp.down_proj.weight"), 2, C, F, 0, SEG_MATRIX, 1, 1);
             if (c->mlp_bias)
                 add_seg(b, V_(b_down), NAME("model.layers.%d.mlp.down_proj.bias"), 1, C, 0, 0, SEG_BIAS, 1, 0);
         }
@@ -148,11 +164,26 @@ static void build_layout(builder *b, marks *mk)
     } else {
         add_seg(b, &w->normf_w, &g->normf_w, "model.norm.weight", 1, C, 0, 0, SEG_NORM, 1, 0);
     }
-    if (tm->p.task == FTQ_TASK_LM && !c->tie_word_embeddings)
+    if (tm->p.task == FTQ_TASK_LM && !c->tie_word_embeddings && !tm->ext_head)
         add_seg(b, &w->lm_head, &g->lm_head, "lm_head.weight", 2, V, C, 0, SEG_MATRIX, 1, 1);
     mk->score_start = b->off;
     if (tm->p.task == FTQ_TASK_CLASSIFY)
         add_seg(b, &w->score, &g->score, "score.weight", 2, tm->NL, C, 0, SEG_MATRIX, 1, 1);
+    /* LoRA: A [r, in], B [out, r] of every site of every block, named as PEFT saves them */
+    const int r = tm->p.lora.r;
+    for (int l = 0; l < L && tm->p.mode == FTQ_TRAIN_LORA; l++)
+        for (int si = 0; si < tm->lora_ns; si++) {
+            const ftq_lora_site *st = &tm->lora_sites[si];
+            size_t k = 2 * ((size_t)l * tm->lora_ns + si);
+            char path[192];
+            snprintf(path, sizeof path, st->path, l);
+            snprintf(nm, sizeof nm, "base_model.model.%s.lora_A.weight", path);
+            add_seg(b, tm->segs ? &tm->lora_w[k] : NULL, tm->segs ? &tm->lora_g[k] : NULL, nm, 2, r, st->in, 0,
+                    SEG_LORA_A, 1, 1);
+            snprintf(nm, sizeof nm, "base_model.model.%s.lora_B.weight", path);
+            add_seg(b, tm->segs ? &tm->lora_w[k + 1] : NULL, tm->segs ? &tm->lora_g[k + 1] : NULL, nm, 2,
+                    st->out, r, 0, SEG_LORA_B, 1, 1);
+        }
 }
 
 /* ---- weights in ------------------------------------------------------------------------- */
@@ -168,25 +199,35 @@ static int check_f32(const ftq_tensor *t)
     return FTQ_OK;
 }
 
-static int check_model_f32(const ftq_model *m)
+/* lora: the block matrices may be quantized (QLoRA: used in place) and the embeddings / head
+ * too (copied dequantized: they are frozen) */
+static int check_model_f32(const ftq_model *m, int lora)
 {
     int rc;
     const ftq_tensor *top[] = {&m->tok_emb, &m->pos_emb, &m->norm_w, &m->norm_b, &m->lm_head, &m->score};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-        if ((rc = check_f32(top[i])) != FTQ_OK)
+        if (!(lora && top[i]->dtype == FTQ_DTYPE_QMAT) && (rc = check_f32(top[i])) != FTQ_OK)
             return rc;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        const ftq_tensor *t = (const ftq_tensor *)&m->layers[l];
-        for (size_t i = 0; i < sizeof(ftq_layer_weights) / sizeof(ftq_tensor); i++)
+        const ftq_layer_weights *L = &m->layers[l];
+        const ftq_tensor *t = (const ftq_tensor *)L;
+        for (size_t i = 0; i < sizeof(ftq_layer_weights) / sizeof(ftq_tensor); i++) {
+            int mat = &t[i] == &L->wq || &t[i] == &L->wk || &t[i] == &L->wv || &t[i] == &L->wo ||
+                      &t[i] == &L->w_gate || &t[i] == &L->w_up || &t[i] == &L->w_down;
+            if (lora && mat && (t[i].dtype == FTQ_DTYPE_QMAT || t[i].dtype == FTQ_DTYPE_F32))
+                continue;
             if ((rc = check_f32(&t[i])) != FTQ_OK)
                 return rc;
+        }
     }
     return FTQ_OK;
 }
 
 static void copy_t(float *dst, const ftq_tensor *t)
 {
-    if (dst && t->data)
+    if (dst && t->data && t->dtype == FTQ_DTYPE_QMAT) /* mode lora on a quantized base: a frozen copy */
+        ftq_qmat_dequantize((const ftq_qmat *)t->data, dst);
+    else if (dst && t->data)
         memcpy(dst, t->data, (size_t)ftq_tensor_numel(t) * sizeof(float));
 }
 
@@ -195,16 +236,19 @@ static void copy_from_model(ftq_tmodel *tm, const ftq_model *m)
     const ftq_model_config *c = &tm->cfg;
     const size_t C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     const size_t Q = (size_t)c->n_heads * c->head_dim, K = (size_t)c->n_kv_heads * c->head_dim;
-    copy_t(tm->w.wte, &m->tok_emb);
+    if (!tm->ext_emb)
+        copy_t(tm->w.wte, &m->tok_emb);
     copy_t(tm->w.wpe, &m->pos_emb);
     for (int l = 0; l < c->n_layers; l++) {
         const ftq_layer_weights *L = &m->layers[l];
         ftq_tblock *b = &tm->w.blocks[l];
         copy_t(b->norm1_w, &L->norm1_w);
         copy_t(b->norm1_b, &L->norm1_b);
-        copy_t(b->wqkv, &L->wq);
-        copy_t(b->wqkv + Q * C, &L->wk);
-        copy_t(b->wqkv + (Q + K) * C, &L->wv);
+        if (b->wqkv) { /* mode lora: no block matrices in the buffer */
+            copy_t(b->wqkv, &L->wq);
+            copy_t(b->wqkv + Q * C, &L->wk);
+            copy_t(b->wqkv + (Q + K) * C, &L->wv);
+        }
         if (b->bqkv) {
             copy_t(b->bqkv, &L->bq);
             copy_t(b->bqkv + Q, &L->bk);
@@ -215,8 +259,10 @@ static void copy_from_model(ftq_tmodel *tm, const ftq_model *m)
         copy_t(b->norm2_w, &L->norm2_w);
         copy_t(b->norm2_b, &L->norm2_b);
         if (c->arch == FTQ_ARCH_LLAMA) {
-            copy_t(b->w_fc, &L->w_gate);
-            copy_t(b->w_fc + F * C, &L->w_up);
+            if (b->w_fc) {
+                copy_t(b->w_fc, &L->w_gate);
+                copy_t(b->w_fc + F * C, &L->w_up);
+            }
             if (b->b_fc) {
                 copy_t(b->b_fc, &L->b_gate);
                 copy_t(b->b_fc + F, &L->b_up);
@@ -230,7 +276,8 @@ static void copy_from_model(ftq_tmodel *tm, const ftq_model *m)
     }
     copy_t(tm->w.normf_w, &m->norm_w);
     copy_t(tm->w.normf_b, &m->norm_b);
-    copy_t(tm->w.lm_head, &m->lm_head);
+    if (!tm->ext_head)
+        copy_t(tm->w.lm_head, &m->lm_head);
 }
 
 /* HF _init_weights: Linear / Conv1D / Embedding weights normal(0, std) (GPT-2 c_proj:
@@ -255,10 +302,25 @@ static void init_segment(ftq_tmodel *tm, const ftq_tseg *s, ftq_rng *rng)
         for (size_t i = 0; i < n; i++)
             p[i] = 1.0f;
         break;
+    case SEG_LORA_A: { /* nn.init.kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+        float bound = 1.0f / sqrtf((float)s->shape[1]);
+        for (size_t i = 0; i < n; i++)
+            p[i] = (2.0f * ftq_rng_uniform(rng) - 1.0f) * bound;
+        break;
+    }
     default:
         memset(p, 0, sizeof(float) * n);
         break;
     }
+}
+
+/* The segment that starts at p. */
+static size_t seg_index(const ftq_tmodel *tm, const float *p)
+{
+    size_t off = (size_t)(p - tm->params), i = 0;
+    while (i + 1 < tm->n_segs && tm->segs[i].seg.offset != off)
+        i++;
+    return i;
 }
 
 /* ---- activations -------------------------------------------------------------------------- */
@@ -342,6 +404,13 @@ static int alloc_acts(ftq_tmodel *tm)
         SLOT(&tm->rope_cos, Tm * (size_t)(c->head_dim / 2));
         SLOT(&tm->rope_sin, Tm * (size_t)(c->head_dim / 2));
     }
+    if (tm->p.mode == FTQ_TRAIN_LORA) {
+        size_t r = (size_t)tm->p.lora.r, mx = C > F ? C : F;
+        mx = mx > Q ? mx : Q;
+        SLOT(&tm->lora_u, (size_t)L * tm->lora_ns * N * r);
+        SLOT(&tm->lora_du, N * r);
+        SLOT(&tm->lora_xd, N * mx);
+    }
     if (train_blocks) {
         SLOT(&tm->dres, N * C);
         SLOT(&tm->dh, N * C);
@@ -379,6 +448,36 @@ static int alloc_acts(ftq_tmodel *tm)
     return FTQ_OK;
 }
 
+/* mode lora: the frozen model's block matrices are read in place; scratch for one part's
+ * product, a quantized product's activations and one dequantized matrix. */
+static int alloc_base_scratch(ftq_tmodel *tm, const ftq_model *m)
+{
+    const int N = tm->p.max_batch * tm->p.max_seq;
+    size_t rows = 0, mat = 0, qs = 0;
+    int quantized = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const ftq_layer_weights *L = &m->layers[l];
+        const ftq_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+            const ftq_tensor *t = ts[i];
+            if (!t->data)
+                continue;
+            size_t r = (size_t)t->shape[0], n = r * (size_t)t->shape[1], q = ftq_linear_scratch_bytes(t, N);
+            rows = r > rows ? r : rows;
+            mat = n > mat ? n : mat;
+            qs = q > qs ? q : qs;
+            quantized |= t->dtype == FTQ_DTYPE_QMAT;
+        }
+    }
+    tm->base = m;
+    tm->lin_tmp = malloc(sizeof(float) * rows * (size_t)N + 64);
+    tm->qscratch = qs ? malloc(qs) : NULL;
+    tm->wdeq = quantized ? malloc(sizeof(float) * mat) : NULL;
+    if (!tm->lin_tmp || (qs && !tm->qscratch) || (quantized && !tm->wdeq))
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for the frozen base's scratch");
+    return FTQ_OK;
+}
+
 /* ---- construction -------------------------------------------------------------------------- */
 
 static int check_params(const ftq_model *m, const ftq_tmodel_params *p, int *nl)
@@ -386,8 +485,12 @@ static int check_params(const ftq_model *m, const ftq_tmodel_params *p, int *nl)
     const ftq_model_config *c = &m->cfg;
     if (p->task != FTQ_TASK_LM && p->task != FTQ_TASK_CLASSIFY)
         return ftq_set_error(FTQ_EINVAL, "invalid task %d", (int)p->task);
-    if (p->mode != FTQ_TRAIN_FULL && p->mode != FTQ_TRAIN_FROZEN && p->mode != FTQ_TRAIN_HEAD)
+    if (p->mode != FTQ_TRAIN_FULL && p->mode != FTQ_TRAIN_FROZEN && p->mode != FTQ_TRAIN_HEAD &&
+        p->mode != FTQ_TRAIN_LORA)
         return ftq_set_error(FTQ_EINVAL, "invalid training mode %d", (int)p->mode);
+    int rc;
+    if (p->mode == FTQ_TRAIN_LORA && (rc = ftq_lora_check(&p->lora)) != FTQ_OK)
+        return rc;
     if (p->mode == FTQ_TRAIN_HEAD && p->task != FTQ_TASK_CLASSIFY)
         return ftq_set_error(FTQ_EINVAL, "training mode 'head' needs the classify task");
     if (p->mode == FTQ_TRAIN_FROZEN && (p->freeze_layers < 0 || p->freeze_layers > c->n_layers))
@@ -438,8 +541,11 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
         pp.max_seq = m->cfg.max_position < 256 ? m->cfg.max_position : 256;
     p = &pp;
     int nl = 0, rc = check_params(m, p, &nl);
+    if (rc == FTQ_OK && p->mode == FTQ_TRAIN_LORA && p->init_random)
+        rc = ftq_set_error(FTQ_EINVAL, "lora trains adapters on a pretrained base; random initialization is not "
+                           "possible");
     if (rc == FTQ_OK && !p->init_random)
-        rc = check_model_f32(m);
+        rc = check_model_f32(m, p->mode == FTQ_TRAIN_LORA);
     if (rc != FTQ_OK)
         return rc;
     const int L = m->cfg.n_layers;
@@ -459,6 +565,19 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     }
     tm->w.blocks = calloc((size_t)L, sizeof(ftq_tblock));
     tm->g.blocks = calloc((size_t)L, sizeof(ftq_tblock));
+    if (p->mode == FTQ_TRAIN_LORA) {
+        if ((rc = ftq_lora_sites(&tm->cfg, &p->lora, tm->lora_sites, &tm->lora_ns)) != FTQ_OK) {
+            ftq_tmodel_free(tm);
+            return rc;
+        }
+        tm->lora_scale = ftq_lora_scaling(&p->lora);
+        tm->lora_w = calloc(2 * (size_t)L * tm->lora_ns, sizeof(float *));
+        tm->lora_g = calloc(2 * (size_t)L * tm->lora_ns, sizeof(float *));
+        if (!tm->lora_w || !tm->lora_g) {
+            ftq_tmodel_free(tm);
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+        }
+    }
     marks *mk = calloc(1, sizeof *mk);
     if (!tm->w.blocks || !tm->g.blocks || !mk) {
         free(mk);
@@ -466,6 +585,11 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
 
+    /* mode lora: a float32 embedding / LM head of the frozen model is read in place too */
+    if (p->mode == FTQ_TRAIN_LORA && !p->init_random) {
+        tm->ext_emb = m->tok_emb.data && m->tok_emb.dtype == FTQ_DTYPE_F32;
+        tm->ext_head = m->lm_head.data && m->lm_head.dtype == FTQ_DTYPE_F32 && !m->cfg.tie_word_embeddings;
+    }
     /* counting pass, then the trainable offset, then the real pass */
     builder b = {.tm = tm};
     build_layout(&b, mk);
@@ -484,6 +608,10 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
         tm->off = mk->score_start;
         tm->first_block = L;
         break;
+    case FTQ_TRAIN_LORA: /* the head (classify) and the adapters; gradients flow through every block */
+        tm->off = mk->score_start;
+        tm->first_block = 0;
+        break;
     }
     tm->n_train = tm->n_params - tm->off;
     tm->segs = calloc(n_segs, sizeof *tm->segs);
@@ -498,6 +626,10 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     }
     build_layout(&b, mk);
     free(mk);
+    if (tm->ext_emb)
+        tm->w.wte = (float *)m->tok_emb.data;
+    if (tm->ext_head)
+        tm->w.lm_head = (float *)m->lm_head.data;
     tm->first_seg = 0;
     while (tm->first_seg < tm->n_segs && tm->segs[tm->first_seg].seg.offset < tm->off)
         tm->first_seg++;
@@ -515,10 +647,17 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
             if (m->score.data)
                 memcpy(tm->w.score, m->score.data, sizeof(float) * (size_t)nl * m->cfg.hidden_size);
             else
-                init_segment(tm, &tm->segs[tm->n_segs - 1], &rng);
+                init_segment(tm, &tm->segs[seg_index(tm, tm->w.score)], &rng);
         }
+        for (size_t i = 0; i < tm->n_segs; i++) /* new adapters: A Kaiming-uniform, B zero */
+            if (tm->segs[i].kind == SEG_LORA_A || tm->segs[i].kind == SEG_LORA_B)
+                init_segment(tm, &tm->segs[i], &rng);
     }
     if ((rc = alloc_acts(tm)) != FTQ_OK) {
+        ftq_tmodel_free(tm);
+        return rc;
+    }
+    if (p->mode == FTQ_TRAIN_LORA && (rc = alloc_base_scratch(tm, m)) != FTQ_OK) {
         ftq_tmodel_free(tm);
         return rc;
     }
@@ -549,6 +688,11 @@ void ftq_tmodel_free(ftq_tmodel *tm)
     free(tm->ids);
     free(tm->targets);
     free(tm->pool_row);
+    free(tm->lora_w);
+    free(tm->lora_g);
+    free(tm->lin_tmp);
+    free(tm->qscratch);
+    free(tm->wdeq);
     free(tm);
 }
 

@@ -8,6 +8,7 @@
 #define FTQ_TMODEL_INTERNAL_H
 
 #include "ftq.h"
+#include "finetune/lora.h"
 
 /* One block's parameters (views). C hidden, Q = n_heads*hd, K = n_kv*hd, F ffn; absent
  * tensors are NULL. q/k/v and gate/up are stacked so each is one matmul. */
@@ -32,7 +33,7 @@ typedef struct {
 } ftq_tparams;
 
 /* How a segment is initialized by init_random (HF _init_weights). */
-enum { SEG_MATRIX = 0, SEG_EMBED = 1, SEG_NORM = 2, SEG_BIAS = 3 };
+enum { SEG_MATRIX = 0, SEG_EMBED = 1, SEG_NORM = 2, SEG_BIAS = 3, SEG_LORA_A = 4, SEG_LORA_B = 5 };
 
 /* One HF tensor of the layout: the public segment plus its file shape and init rule. */
 typedef struct {
@@ -95,7 +96,32 @@ struct ftq_tmodel {
     int B, T, fwd_ok, has_targets, n_scored;
     int32_t *ids, *targets; /* [N] copies (classify targets: [B]) */
     int32_t *pool_row;      /* [B] classify: the pooled row b*T + lengths[b] - 1 */
+
+    /* LoRA (mode lora): the adapters are the last segments of the layout, after score; site
+     * s of block l has A = lora_w[2 (l ns + s)], B = lora_w[2 (l ns + s) + 1] */
+    int lora_ns;
+    ftq_lora_site lora_sites[FTQ_LORA_MAX_SITES];
+    float lora_scale;
+    float **lora_w, **lora_g; /* [2 L ns] views into params / grads */
+    float *lora_u;            /* [L ns][N r] x A^T of the last forward */
+    float *lora_du, *lora_xd; /* [N r], [N max in] backward / dropout scratch */
+    int lora_train;           /* dropout in the forwards (training) */
+    /* mode lora: the block matrices are not in params; the passes read the frozen model's
+     * tensors (f32 views or int8 / int4 QMAT) through these scratch buffers */
+    const struct ftq_model *base;
+    float *lin_tmp;           /* [N, max part rows] one part's product before it is scattered */
+    void *qscratch;           /* ftq_linear_scratch_bytes of the largest quantized part */
+    float *wdeq;              /* [max part rows x in] one dequantized matrix (dX = dY W) */
+    int stage_saved;          /* OpenMP threads outside the sgemm stage (quantized kernels) */
+    int ext_emb, ext_head;    /* wte / lm_head are the model's f32 tensors, not in params */
+    ftq_lora_drop lora_drop;  /* the last forward's dropout */
 };
+
+/* Adapter sites of block l on linear `lin`: the forward adds them to y (row stride ldy)
+ * from input x (row stride ldx); the backward accumulates gA / gB and adds to dx. */
+void ftq_tmodel_lora_forward(ftq_tmodel *tm, int l, int lin, float *y, int ldy, const float *x, int ldx);
+void ftq_tmodel_lora_backward(ftq_tmodel *tm, int l, int lin, float *dx, int lddx, const float *dy, int lddy,
+                              const float *x, int ldx);
 
 /* The scalar reference of ftq_adamw_update (finetune/optim.c); the fast path agrees with
  * it bit for bit. */

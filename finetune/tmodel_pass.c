@@ -6,12 +6,16 @@
 #include <math.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "finetune/tmodel.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "model/model.h"
 
 /* ---- pieces ------------------------------------------------------------------------------ */
 
@@ -54,6 +58,134 @@ static void rope_rows(const ftq_tmodel *tm, float *x, int B, int T, int stride, 
     }
 }
 
+/* ---- the frozen base of mode lora ------------------------------------------------------------- */
+
+/* The model tensors stacked into linear `lin` of block l (q | k | v, gate | up). */
+static int base_parts(const ftq_tmodel *tm, int l, int lin, const ftq_tensor **t)
+{
+    const ftq_layer_weights *L = &tm->base->layers[l];
+    switch (lin) {
+    case LORA_LIN_QKV:
+        t[0] = &L->wq, t[1] = &L->wk, t[2] = &L->wv;
+        return 3;
+    case LORA_LIN_O:
+        t[0] = &L->wo;
+        return 1;
+    case LORA_LIN_FC:
+        if (tm->cfg.arch == FTQ_ARCH_LLAMA) {
+            t[0] = &L->w_gate, t[1] = &L->w_up;
+            return 2;
+        }
+        t[0] = &L->w_up;
+        return 1;
+    default:
+        t[0] = &L->w_down;
+        return 1;
+    }
+}
+
+/* The quantized kernels run on OpenMP: give them the threads the sgemm stage took away. */
+static void omp_for_qmat(const ftq_tmodel *tm, const ftq_tensor *t, int on)
+{
+#ifdef _OPENMP
+    if (t->dtype == FTQ_DTYPE_QMAT && tm->stage_saved > 0)
+        omp_set_num_threads(on ? tm->stage_saved : 1);
+#else
+    (void)tm, (void)t, (void)on;
+#endif
+}
+
+/* y [N, ldy] = x [N, in] W^T + bias for the stacked linear `lin` of block l: the f32 buffer
+ * (modes full / frozen / head) or, in mode lora, the frozen model's tensors part by part
+ * (f32 views or int8 / int4 on ftq's quantized kernels). */
+static void blk_linear(ftq_tmodel *tm, int l, int lin, float *y, int ldy, const float *x, int in, const float *w,
+                       const float *bias, int N)
+{
+    if (!tm->base) {
+        ftq_linear_f32(y, x, w, bias, N, in, ldy);
+        return;
+    }
+    const ftq_tensor *t[3];
+    int np = base_parts(tm, l, lin, t), col = 0;
+    for (int k = 0; k < np; k++) {
+        int out = (int)t[k]->shape[0];
+        omp_for_qmat(tm, t[k], 1);
+        if (np == 1 && out == ldy) {
+            ftq_linear_forward_ex(y, x, t[k], bias, N, in, out, tm->qscratch);
+        } else {
+            ftq_linear_forward_ex(tm->lin_tmp, x, t[k], bias ? bias + col : NULL, N, in, out, tm->qscratch);
+            for (int i = 0; i < N; i++)
+                memcpy(y + (size_t)i * ldy + col, tm->lin_tmp + (size_t)i * out, sizeof(float) * (size_t)out);
+        }
+        omp_for_qmat(tm, t[k], 0);
+        col += out;
+    }
+}
+
+/* The backward of blk_linear: dx [N, in] = dy W (overwritten), and in modes other than lora
+ * the weight / bias gradients. In mode lora the base is frozen: dX only, each quantized part
+ * dequantized into one scratch matrix at a time. */
+static void blk_linear_backward(ftq_tmodel *tm, int l, int lin, float *dx, float *gw, float *gb, const float *dy,
+                                const float *x, const float *w, int N, int in, int ldy)
+{
+    if (!tm->base) {
+        ftq_linear_backward(dx, gw, gb, dy, x, w, N, in, ldy, 0);
+        return;
+    }
+    const ftq_tensor *t[3];
+    int np = base_parts(tm, l, lin, t), col = 0;
+    for (int k = 0; k < np; k++) {
+        int out = (int)t[k]->shape[0];
+        const float *W = t[k]->data;
+        if (t[k]->dtype == FTQ_DTYPE_QMAT) {
+            omp_for_qmat(tm, t[k], 1);
+            ftq_qmat_dequantize((const ftq_qmat *)t[k]->data, tm->wdeq);
+            omp_for_qmat(tm, t[k], 0);
+            W = tm->wdeq;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy + col, ldy, W, in,
+                    k ? 1.0f : 0.0f, dx, in);
+        col += out;
+    }
+}
+
+/* ---- LoRA ---------------------------------------------------------------------------------- */
+
+void ftq_tmodel_set_training(ftq_tmodel *tm, int on)
+{
+    if (tm)
+        tm->lora_train = on != 0;
+}
+
+void ftq_tmodel_lora_forward(ftq_tmodel *tm, int l, int lin, float *y, int ldy, const float *x, int ldx)
+{
+    const int N = tm->B * tm->T, r = tm->p.lora.r;
+    for (int s = 0; s < tm->lora_ns; s++) {
+        const ftq_lora_site *st = &tm->lora_sites[s];
+        if (st->lin != lin)
+            continue;
+        size_t k = (size_t)l * tm->lora_ns + s;
+        ftq_lora_forward(y + st->o0, ldy, x, ldx, tm->lora_w[2 * k], tm->lora_w[2 * k + 1],
+                         tm->lora_u + k * (size_t)N * r, tm->lora_xd, N, st->in, st->out, r, tm->lora_scale,
+                         &tm->lora_drop, k);
+    }
+}
+
+void ftq_tmodel_lora_backward(ftq_tmodel *tm, int l, int lin, float *dx, int lddx, const float *dy, int lddy,
+                              const float *x, int ldx)
+{
+    const int N = tm->B * tm->T, r = tm->p.lora.r;
+    for (int s = 0; s < tm->lora_ns; s++) {
+        const ftq_lora_site *st = &tm->lora_sites[s];
+        if (st->lin != lin)
+            continue;
+        size_t k = (size_t)l * tm->lora_ns + s;
+        ftq_lora_backward(dx, lddx, tm->lora_g[2 * k], tm->lora_g[2 * k + 1], dy + st->o0, lddy, x, ldx,
+                          tm->lora_w[2 * k], tm->lora_w[2 * k + 1], tm->lora_u + k * (size_t)N * r, tm->lora_du,
+                          tm->lora_xd, N, st->in, st->out, r, tm->lora_scale, &tm->lora_drop, k);
+    }
+}
+
 /* One block: xin -> x1 (after attention) -> xout. Frozen blocks pass the shared activation
  * set and the same stream buffer for all three (in place). */
 static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float *xin, float *x1,
@@ -66,24 +198,32 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
     const int llama = c->arch == FTQ_ARCH_LLAMA;
 
     norm_fwd(tm, a->h1, a->mean1, a->rstd1, xin, w->norm1_w, w->norm1_b, N);
-    ftq_linear_f32(a->qkv, a->h1, w->wqkv, w->bqkv, N, C, QKV);
+    blk_linear(tm, l, LORA_LIN_QKV, a->qkv, QKV, a->h1, C, w->wqkv, w->bqkv, N);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_forward(tm, l, LORA_LIN_QKV, a->qkv, QKV, a->h1, C);
     if (llama) {
         rope_rows(tm, a->qkv, B, T, QKV, H, 0);
         rope_rows(tm, a->qkv + Q, B, T, QKV, KV, 0);
     }
     ftq_attention_train_forward(a->y, Q, a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T,
                                 H, KV, hd);
-    ftq_linear_f32(tm->tmp, a->y, w->wo, w->bo, N, Q, C);
+    blk_linear(tm, l, LORA_LIN_O, tm->tmp, C, a->y, Q, w->wo, w->bo, N);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_forward(tm, l, LORA_LIN_O, tm->tmp, C, a->y, Q);
     add_to(x1, xin, tm->tmp, (size_t)N * C);
 
     norm_fwd(tm, a->h2, a->mean2, a->rstd2, x1, w->norm2_w, w->norm2_b, N);
     if (llama) {
-        ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, 2 * F);
+        blk_linear(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C, w->w_fc, w->b_fc, N);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C);
         for (int t = 0; t < N; t++)
             ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
                                  a->fc + (size_t)t * 2 * F + F, (size_t)F);
     } else {
-        ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, F);
+        blk_linear(tm, l, LORA_LIN_FC, a->fc, F, a->h2, C, w->w_fc, w->b_fc, N);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, F, a->h2, C);
         size_t n = (size_t)N * F;
         switch (c->act) {
         case FTQ_ACT_GELU:
@@ -97,7 +237,9 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
             break;
         }
     }
-    ftq_linear_f32(tm->tmp, a->act, w->w_down, w->b_down, N, F, C);
+    blk_linear(tm, l, LORA_LIN_DOWN, tm->tmp, C, a->act, F, w->w_down, w->b_down, N);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_forward(tm, l, LORA_LIN_DOWN, tm->tmp, C, a->act, F);
     add_to(xout, x1, tm->tmp, (size_t)N * C);
 }
 
@@ -115,14 +257,18 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
     float *dres = tm->dres, *dh = tm->dh;
 
     /* MLP: xout = x1 + down(act(fc(h2))) */
-    ftq_linear_backward(tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C, 0);
+    blk_linear_backward(tm, l, LORA_LIN_DOWN, tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_backward(tm, l, LORA_LIN_DOWN, tm->dact, F, dres, C, a->act, F);
     if (llama) {
         for (int t = 0; t < N; t++) {
             float *d = tm->dfc + (size_t)t * 2 * F;
             const float *fc = a->fc + (size_t)t * 2 * F;
             ftq_silu_mul_backward(d, d + F, fc, fc + F, tm->dact + (size_t)t * F, (size_t)F);
         }
-        ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, 2 * F, 0);
+        blk_linear_backward(tm, l, LORA_LIN_FC, dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, 2 * F);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_backward(tm, l, LORA_LIN_FC, dh, C, tm->dfc, 2 * F, a->h2, C);
     } else {
         size_t n = (size_t)N * F;
         switch (c->act) {
@@ -136,19 +282,25 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
             ftq_gelu_tanh_backward(tm->dfc, a->fc, tm->dact, n);
             break;
         }
-        ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, F, 0);
+        blk_linear_backward(tm, l, LORA_LIN_FC, dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, F);
+        if (tm->lora_ns)
+            ftq_tmodel_lora_backward(tm, l, LORA_LIN_FC, dh, C, tm->dfc, F, a->h2, C);
     }
     norm_bwd(tm, dres, g->norm2_w, g->norm2_b, dh, a->x1, w->norm2_w, a->mean2, a->rstd2, N);
 
     /* attention: x1 = xin + o(attn(rope(qkv(h1)))) */
-    ftq_linear_backward(tm->dy, g->wo, g->bo, dres, a->y, w->wo, N, Q, C, 0);
+    blk_linear_backward(tm, l, LORA_LIN_O, tm->dy, g->wo, g->bo, dres, a->y, w->wo, N, Q, C);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_backward(tm, l, LORA_LIN_O, tm->dy, Q, dres, C, a->y, Q);
     ftq_attention_train_backward(tm->dqkv, QKV, tm->dqkv + Q, tm->dqkv + Q + K, QKV, tm->datt, tm->dy, Q,
                                  a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T, H, KV, hd);
     if (llama) {
         rope_rows(tm, tm->dqkv, B, T, QKV, H, 1);
         rope_rows(tm, tm->dqkv + Q, B, T, QKV, KV, 1);
     }
-    ftq_linear_backward(dh, g->wqkv, g->bqkv, tm->dqkv, a->h1, w->wqkv, N, C, QKV, 0);
+    blk_linear_backward(tm, l, LORA_LIN_QKV, dh, g->wqkv, g->bqkv, tm->dqkv, a->h1, w->wqkv, N, C, QKV);
+    if (tm->lora_ns)
+        ftq_tmodel_lora_backward(tm, l, LORA_LIN_QKV, dh, C, tm->dqkv, QKV, a->h1, C);
     norm_bwd(tm, need_dinp ? dres : NULL, g->norm1_w, g->norm1_b, dh, a->x, w->norm1_w, a->mean1,
              a->rstd1, N);
 }
@@ -196,12 +348,19 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     const int classify = tm->p.task == FTQ_TASK_CLASSIFY;
     tm->B = B;
     tm->T = T;
+    /* a fresh mask per training forward, counted so that a resumed run draws the same ones
+     * (the count is saved with the adapter) */
+    tm->lora_drop.p = tm->lora_train ? (float)tm->p.lora.dropout : 0.0f;
+    tm->lora_drop.seed = tm->p.seed;
+    if (tm->lora_train)
+        tm->lora_drop.counter++;
     memcpy(tm->ids, ids, sizeof(int32_t) * (size_t)N);
     tm->has_targets = targets != NULL;
     if (targets)
         memcpy(tm->targets, targets, sizeof(int32_t) * (size_t)(classify ? B : N));
 
     int solo = ftq_sgemm_stage_begin(N);
+    tm->stage_saved = solo;
 
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
     const int fb = tm->first_block;
@@ -268,6 +427,7 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
     const int B = tm->B, T = tm->T, N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
     const float dloss = scale / (float)tm->n_scored;
     int solo = ftq_sgemm_stage_begin(N);
+    tm->stage_saved = solo;
 
     if (tm->p.task == FTQ_TASK_CLASSIFY) {
         const int NL = tm->NL;

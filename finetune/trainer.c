@@ -68,6 +68,7 @@ ftq_train_config ftq_train_default_config(void)
     memset(&c, 0, sizeof c);
     c.task = FTQ_TASK_CLASSIFY;
     c.mode = FTQ_TRAIN_FULL;
+    c.lora = ftq_lora_default_params();
     c.freeze_layers = -1;
     c.lr = 5e-5;
     c.schedule = FTQ_SCHEDULE_LINEAR;
@@ -135,7 +136,7 @@ static int is_table_source(const char *src)
 static const char *task_name(int task) { return task == FTQ_TASK_LM ? "lm" : "classify"; }
 static const char *mode_name(int mode)
 {
-    return mode == FTQ_TRAIN_HEAD ? "head" : mode == FTQ_TRAIN_FROZEN ? "frozen" : "full";
+    return mode == FTQ_TRAIN_HEAD ? "head" : mode == FTQ_TRAIN_FROZEN ? "frozen" : mode == FTQ_TRAIN_LORA ? "lora" : "full";
 }
 
 static int check_options(const ftq_train_config *c)
@@ -144,8 +145,12 @@ static int check_options(const ftq_train_config *c)
         return ftq_set_error(FTQ_EINVAL, "a model directory, a training set and an output directory are required");
     if (c->task != FTQ_TASK_LM && c->task != FTQ_TASK_CLASSIFY)
         return ftq_set_error(FTQ_EINVAL, "unknown task %d", (int)c->task);
-    if (c->mode != FTQ_TRAIN_FULL && c->mode != FTQ_TRAIN_FROZEN && c->mode != FTQ_TRAIN_HEAD)
+    if (c->mode != FTQ_TRAIN_FULL && c->mode != FTQ_TRAIN_FROZEN && c->mode != FTQ_TRAIN_HEAD &&
+        c->mode != FTQ_TRAIN_LORA)
         return ftq_set_error(FTQ_EINVAL, "unknown mode %d", (int)c->mode);
+    int lrc;
+    if (c->mode == FTQ_TRAIN_LORA && (lrc = ftq_lora_check(&c->lora)) != FTQ_OK)
+        return lrc;
     if (c->mode == FTQ_TRAIN_HEAD && c->task == FTQ_TASK_LM)
         return ftq_set_error(FTQ_EINVAL, "mode head trains only a classification head; it needs task classify");
     if (c->freeze_layers >= 0 && c->mode != FTQ_TRAIN_FROZEN)
@@ -405,6 +410,13 @@ static cJSON *build_args(const ftq_trainer *t)
     ok &= cJSON_AddStringToObject(a, "mode", mode_name(c->mode)) != NULL;
     if (c->mode == FTQ_TRAIN_FROZEN)
         ok &= cJSON_AddNumberToObject(a, "freeze-layers", t->plan.freeze_layers) != NULL;
+    if (c->mode == FTQ_TRAIN_LORA) {
+        ok &= cJSON_AddNumberToObject(a, "lora-r", c->lora.r) != NULL;
+        ok &= cJSON_AddNumberToObject(a, "lora-alpha", c->lora.alpha) != NULL;
+        ok &= cJSON_AddNumberToObject(a, "lora-dropout", c->lora.dropout) != NULL;
+        ok &= cJSON_AddStringToObject(a, "lora-targets", c->lora.targets ? c->lora.targets : "default") != NULL;
+        ok &= cJSON_AddBoolToObject(a, "rslora", c->lora.rslora) != NULL;
+    }
     ok &= cJSON_AddStringToObject(a, "init", c->init_random ? "random" : "pretrained") != NULL;
     ok &= cJSON_AddNumberToObject(a, "lr", c->lr) != NULL;
     ok &= cJSON_AddStringToObject(a, "schedule", ftq_schedule_name(c->schedule)) != NULL;
@@ -1007,7 +1019,8 @@ static int write_final(ftq_trainer *t)
         static const char *const files[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer.model",
                                             "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                                             "merges.txt", "vocab.txt", "added_tokens.json",
-                                            "generation_config.json"};
+                                            "generation_config.json", "adapter_config.json",
+                                            "adapter_model.safetensors"};
         for (size_t i = 0; rc == FTQ_OK && i < sizeof files / sizeof files[0]; i++) {
             char *a = ftq_path_join(tmp, files[i]), *b = ftq_path_join(t->c.output_dir, files[i]);
             if (!a || !b)

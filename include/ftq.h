@@ -76,5 +76,6 @@ void ftq_clear_error(void);
 #include "ftq_quant.h"
 #include "ftq_prune.h"
 #include "ftq_report.h"
+#include "ftq_lora.h"
 
 #endif

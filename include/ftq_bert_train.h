@@ -55,6 +55,12 @@ int ftq_bert_save_classifier(const ftq_bert *m, const char *src_dir, const char 
 int ftq_bert_write_classifier(const ftq_bert *m, const char *src_dir, const char *dir, const char *const *labels,
                               int n_labels);
 
+/* Merge the PEFT LoRA adapter in dir (ftq finetune --mode lora, or PEFT's own for
+ * BertForSequenceClassification) into the f32 block weights (W += scaling B A) and take its
+ * classifier (modules_to_save) as the head, pooled as its config.json's ftq_pool says
+ * (pooler by default). A quantized weight or an unknown module is refused by name. */
+int ftq_bert_apply_adapter(ftq_bert *m, const char *dir);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,7 +35,25 @@ extern "C" {
 #endif
 
 typedef enum { FTQ_TASK_LM = 0, FTQ_TASK_CLASSIFY = 1 } ftq_task;
-typedef enum { FTQ_TRAIN_FULL = 0, FTQ_TRAIN_FROZEN = 1, FTQ_TRAIN_HEAD = 2 } ftq_train_mode;
+typedef enum { FTQ_TRAIN_FULL = 0, FTQ_TRAIN_FROZEN = 1, FTQ_TRAIN_HEAD = 2, FTQ_TRAIN_LORA = 3 } ftq_train_mode;
+
+/* LoRA (mode lora), as PEFT's LoraConfig: every targeted linear y = x W^T + b gains
+ * scaling * (dropout(x) A^T) B^T with A [r, in] Kaiming-uniform (a = sqrt(5), i.e.
+ * U(-1/sqrt(in), 1/sqrt(in))), B [out, r] zero, scaling = alpha / r (rsLoRA: alpha /
+ * sqrt(r)). Only A, B (and a classification head, PEFT's modules_to_save) train. */
+typedef struct {
+    int r;               /* rank (default 8) */
+    double alpha;        /* lora_alpha (default 8) */
+    double dropout;      /* lora_dropout in [0, 1) (default 0) */
+    int rslora;          /* use_rslora */
+    const char *targets; /* comma-separated module names (q_proj, ..., GPT-2 c_attn, c_proj, c_fc;
+                            BERT query, key, value, dense) or "all-linear"; NULL: the family's
+                            PEFT default (Llama q_proj,v_proj; GPT-2 c_attn; BERT query,value) */
+} ftq_lora_params;
+
+ftq_lora_params ftq_lora_default_params(void);
+/* FTQ_EINVAL unless 1 <= r <= 4096, alpha > 0 and 0 <= dropout < 1. */
+int ftq_lora_check(const ftq_lora_params *p);
 
 #define FTQ_IGNORE_INDEX (-100) /* LM target that is not scored (HF's ignore_index) */
 
@@ -51,6 +69,7 @@ typedef struct {
     float init_std;       /* initializer_range (default 0.02) */
     int max_batch;        /* activation buffers are sized for max_batch x max_seq */
     int max_seq;
+    ftq_lora_params lora; /* mode lora */
 } ftq_tmodel_params;
 
 ftq_tmodel_params ftq_tmodel_default_params(void);
@@ -76,6 +95,19 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
 /* Backward of the last forward: grads += scale * d loss / d param for the trainable
  * parameters (scale = 1 / grad_accum for accumulation). */
 int ftq_tmodel_backward(ftq_tmodel *tm, float scale);
+/* Mode lora: on, the forwards that follow apply lora dropout (a fresh mask each forward,
+ * which its backward reuses); off (the default), dropout is the identity (evaluation). */
+void ftq_tmodel_set_training(ftq_tmodel *tm, int on);
+/* Mode lora: write a PEFT adapter into the existing directory dir: adapter_config.json
+ * (peft_type LORA, task_type CAUSAL_LM / SEQ_CLS, modules_to_save ["score"] for classify)
+ * and adapter_model.safetensors (base_model.model.<module>.lora_A.weight [r, in],
+ * .lora_B.weight [out, r], classify: base_model.model.score.weight). base_name goes to
+ * base_model_name_or_path. */
+int ftq_tmodel_save_adapter(const ftq_tmodel *tm, const char *dir, const char *base_name);
+/* Mode lora: read every adapter tensor (and the head) of the layout from
+ * dir/adapter_model.safetensors by its PEFT name; FTQ_EFORMAT naming a missing tensor or
+ * a wrong shape. */
+int ftq_tmodel_load_adapter(ftq_tmodel *tm, const char *dir);
 void ftq_tmodel_zero_grad(ftq_tmodel *tm);
 
 /* The flat buffers. params has n entries; the trainable ones are params[offset ..
@@ -245,6 +277,8 @@ typedef struct {
     ftq_task task;             /* default FTQ_TASK_CLASSIFY */
     ftq_train_mode mode;       /* default FTQ_TRAIN_FULL */
     int freeze_layers;         /* frozen: K blocks (-1: n_layers / 2) */
+    ftq_lora_params lora;      /* mode lora: the adapters (output: a PEFT adapter directory) */
+    int keep_quant;            /* mode lora, GGUF source: its quantized matrices stay int8 / int4 (QLoRA) */
     int init_random;           /* HF _init_weights instead of the pretrained values */
     /* optimization (HF TrainingArguments names in brackets) */
     double lr;                 /* [learning_rate] 5e-5; negative: the model family's default

@@ -239,6 +239,13 @@ void ftq_bert_free(ftq_bert *m)
             ftq_qmat_free(m->tensors[i].q.data);
             free(m->tensors[i].q.data);
         }
+    if (m->lora) {
+        free(m->lora->off);
+        free(m->lora->u);
+        free(m->lora->du);
+        free(m->lora->xd);
+        free(m->lora);
+    }
     free(m->params);
     free(m->tensors);
     free(m->w.L);
@@ -562,6 +569,14 @@ int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *i
     memcpy(ws->lens, lens, sizeof *lens * (size_t)B);
     ws->B = B;
     ws->T = T;
+    if (m->lora) { /* a fresh dropout mask per forward; its backward replays it */
+        m->lora->drop.p = m->lora->training ? (float)m->lora->dropout : 0.0f;
+        if (m->lora->training)
+            m->lora->drop.counter++;
+        if ((size_t)B * T > m->lora->rows_cap)
+            return ftq_set_error(FTQ_EINVAL, "bert forward: %d x %d tokens exceed the lora buffers (%zu rows)", B, T,
+                                 m->lora->rows_cap);
+    }
 
     /* f32: matmuls on OpenBLAS's threads, the rest on this one; quantized: everything on
      * OpenMP's (the int8 / int4 kernels never use OpenBLAS) */
@@ -592,15 +607,26 @@ int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *i
         lin(q, x, Q->wq, L->wq, L->bq, N, C, C, qs);
         lin(k, x, Q->wk, L->wk, L->bk, N, C, C, qs);
         lin(v, x, Q->wv, L->wv, L->bv, N, C, C, qs);
+        if (m->lora) { /* adapters (mode lora): added to each product before it is used */
+            ftq_bert_lora_forward(m, l, BERT_LIN_Q, q, C, x, C, N);
+            ftq_bert_lora_forward(m, l, BERT_LIN_K, k, C, x, C, N);
+            ftq_bert_lora_forward(m, l, BERT_LIN_V, v, C, x, C, N);
+        }
         /* probs are laid out [B, H, T, T] for the current T */
         ftq_attention_enc_forward(att, ws->probs ? ws->probs + s * pr : NULL, q, k, v, C, lens, B, T, H, c->head_dim);
         lin(r1, att, Q->wo, L->wo, L->bo, N, C, C, qs);
+        if (m->lora)
+            ftq_bert_lora_forward(m, l, BERT_LIN_O, r1, C, att, C, N);
         ftq_add_inplace(r1, x, (size_t)N * C);
         ftq_layernorm_forward(h1, ws->ln1_mean + s * ws->nc / C, ws->ln1_rstd + s * ws->nc / C, r1, L->ln1_w,
                               L->ln1_b, c->eps, N, C);
         lin(f, h1, Q->w1, L->w1, L->b1, N, C, F, qs);
+        if (m->lora)
+            ftq_bert_lora_forward(m, l, BERT_LIN_FC1, f, F, h1, C, N);
         ftq_gelu_erf_forward(g, f, (size_t)N * F);
         lin(r2, g, Q->w2, L->w2, L->b2, N, F, C, qs);
+        if (m->lora)
+            ftq_bert_lora_forward(m, l, BERT_LIN_FC2, r2, C, g, F, N);
         ftq_add_inplace(r2, h1, (size_t)N * C);
         ftq_layernorm_forward(y, ws->ln2_mean + s * ws->nc / C, ws->ln2_rstd + s * ws->nc / C, r2, L->ln2_w,
                               L->ln2_b, c->eps, N, C);

@@ -6,6 +6,7 @@
 #define FTQ_MODEL_BERT_INTERNAL_H
 
 #include "ftq.h"
+#include "kernels/lora.h"
 #include "ftq_bert.h"
 
 typedef struct {
@@ -52,6 +53,23 @@ typedef struct {
     const ftq_tensor *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln1_w, *ln1_b, *w1, *b1, *w2, *b2, *ln2_w, *ln2_b;
 } ftq_bert_qlayer;
 
+/* LoRA adapters on the six linears of every block (model/bert_lora.c): A [r, in] and B
+ * [out, r] live in params after the classifier, at off[(l * BERT_LIN_N + k) * 2 + {0, 1}]. */
+enum { BERT_LIN_Q, BERT_LIN_K, BERT_LIN_V, BERT_LIN_O, BERT_LIN_FC1, BERT_LIN_FC2, BERT_LIN_N };
+typedef struct {
+    int r;
+    float scale;
+    int on[BERT_LIN_N];
+    size_t *off;        /* [L][BERT_LIN_N][2] */
+    size_t start;       /* first float of the adapters in params */
+    size_t rows_cap;    /* rows the saved products are sized for */
+    float *u;           /* [L][BERT_LIN_N][rows_cap r] x A^T of the last forward */
+    float *du, *xd;     /* [rows_cap r], [rows_cap max(C, F)] */
+    ftq_lora_drop drop; /* p > 0 only in training forwards */
+    double dropout;
+    int training;       /* set by the trainer around training forwards: dropout on */
+} ftq_bert_lora;
+
 struct ftq_bert {
     ftq_bert_config cfg;
     float *params; /* n_params floats */
@@ -62,7 +80,23 @@ struct ftq_bert {
     int n_quantized;          /* tensors loaded quantized (0: an f32 model) */
     ftq_bert_qlayer *qL;      /* [n_layers] when n_quantized > 0, else NULL */
     const ftq_tensor *q_pool, *q_cls; /* quantized pooler / classifier weights, or NULL */
+    ftq_bert_lora *lora;      /* adapters (mode lora), or NULL */
 };
+
+/* Add LoRA adapters for p's targets (query, key, value, dense = the three dense layers of a
+ * block, all-linear; NULL: PEFT's default query,value) after the classifier: A Kaiming-
+ * uniform from seed, B zero; products saved for rows_cap rows. */
+int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size_t rows_cap);
+/* HF module path of linear k of block l without the "bert." prefix, into buf. */
+const char *ftq_bert_lora_module(int l, int k, char *buf, size_t cap);
+/* PEFT target name of linear k ("query", "key", "value", "dense"). */
+const char *ftq_bert_lora_target(int k);
+/* The adapter of linear k in block l: y (row stride ldy) += its product of x (stride ldx). */
+void ftq_bert_lora_forward(const ftq_bert *m, int l, int k, float *y, int ldy, const float *x, int ldx, int N);
+/* Its backward: gradients into grads (laid out like params), dx (stride lddx) += ...; dy
+ * (stride lddy) the gradient of y. */
+void ftq_bert_lora_backward(const ftq_bert *m, int l, int k, float *grads, float *dx, int lddx, const float *dy,
+                            int lddy, const float *x, int ldx, int N);
 
 /* Number of the model's tensors loaded quantized (0 for an f32 model). */
 int ftq_bert_quantized_count(const ftq_bert *m);

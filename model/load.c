@@ -111,6 +111,8 @@ static void *model_alloc(ftq_model *m, size_t bytes)
     return p;
 }
 
+void *ftq_model_alloc(ftq_model *m, size_t bytes) { return model_alloc(m, bytes); }
+
 static int oom(const walk *w, const char *name)
 {
     return ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory converting tensor '%s'", w->label,

@@ -90,6 +90,9 @@ int ftq_session_eval_hidden(ftq_session *s, const int32_t *ids, int n, float *hi
 void ftq_rope_inv_freq(const ftq_model_config *c, double *inv_freq, int n);
 void ftq_model_rope_table(float *cos_t, float *sin_t, int n_pos, const ftq_model_config *c);
 
+/* malloc that the model frees with itself (listed in allocs); NULL when out of memory. */
+void *ftq_model_alloc(ftq_model *m, size_t bytes);
+
 static inline const float *ftq_tdata(const ftq_tensor *t) { return (const float *)t->data; }
 
 #endif

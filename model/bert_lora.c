@@ -1,0 +1,262 @@
+/* bert_lora.c - LoRA adapters on a BERT encoder's block linears (query, key, value,
+ * attention.output.dense, intermediate.dense, output.dense), as PEFT puts them on
+ * BertForSequenceClassification: A [r, in] Kaiming-uniform, B [out, r] zero, stored in the
+ * parameter buffer after the classifier so the trainer's flat AdamW covers them. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/bert_internal.h"
+#include "ftq_lora.h"
+#include "include/ftq_bert_train.h"
+
+static const char *const paths[BERT_LIN_N] = {
+    "encoder.layer.%d.attention.self.query", "encoder.layer.%d.attention.self.key",
+    "encoder.layer.%d.attention.self.value", "encoder.layer.%d.attention.output.dense",
+    "encoder.layer.%d.intermediate.dense",   "encoder.layer.%d.output.dense",
+};
+static const char *const targets[BERT_LIN_N] = {"query", "key", "value", "dense", "dense", "dense"};
+
+const char *ftq_bert_lora_module(int l, int k, char *buf, size_t cap)
+{
+    snprintf(buf, cap, paths[k], l);
+    return buf;
+}
+
+const char *ftq_bert_lora_target(int k) { return targets[k]; }
+
+static int listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static void dims(const ftq_bert *m, int k, int *in, int *out)
+{
+    int C = m->cfg.hidden, F = m->cfg.ffn;
+    *in = k == BERT_LIN_FC2 ? F : C;
+    *out = k == BERT_LIN_FC1 ? F : C;
+}
+
+int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size_t rows_cap)
+{
+    int rc = ftq_lora_check(p);
+    if (rc != FTQ_OK)
+        return rc;
+    if (m->lora)
+        return ftq_set_error(FTQ_EINVAL, "the model already has lora adapters");
+    if (m->n_quantized)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "lora on a quantized BERT checkpoint is not supported yet");
+    const char *t = p->targets;
+    int all = t && strcmp(t, "all-linear") == 0;
+    if (t && !all)
+        for (const char *q = t; *q;) {
+            const char *e = strchr(q, ',');
+            size_t len = e ? (size_t)(e - q) : strlen(q);
+            int ok = 0;
+            for (int k = 0; k < BERT_LIN_N; k++)
+                ok |= strlen(targets[k]) == len && strncmp(targets[k], q, len) == 0;
+            if (!ok)
+                return ftq_set_error(FTQ_EINVAL, "unknown lora target '%.*s' for a BERT model (expected query, key, "
+                                     "value, dense or all-linear)", (int)len, q);
+            if (!e)
+                break;
+            q = e + 1;
+        }
+    ftq_bert_lora *lo = calloc(1, sizeof *lo);
+    const int L = m->cfg.n_layers, r = p->r;
+    if (!lo || !(lo->off = calloc((size_t)L * BERT_LIN_N * 2, sizeof *lo->off))) {
+        free(lo);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    int any = 0;
+    for (int k = 0; k < BERT_LIN_N; k++)
+        any |= lo->on[k] = all || (t ? listed(t, targets[k]) : (k == BERT_LIN_Q || k == BERT_LIN_V));
+    if (!any) {
+        free(lo->off);
+        free(lo);
+        return ftq_set_error(FTQ_EINVAL, "lora targets '%s' select no module", t ? t : "");
+    }
+    lo->r = r;
+    lo->scale = (float)(p->rslora ? p->alpha / sqrt((double)r) : p->alpha / r);
+    lo->dropout = p->dropout;
+    lo->drop.seed = seed;
+    lo->rows_cap = rows_cap;
+    /* the layout: every (layer, linear) A then B, 16-float aligned, after the current end */
+    size_t off = (m->n_params + 15) & ~(size_t)15, start = off;
+    int mx = m->cfg.ffn > m->cfg.hidden ? m->cfg.ffn : m->cfg.hidden;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < BERT_LIN_N; k++) {
+            if (!lo->on[k])
+                continue;
+            int in, out;
+            dims(m, k, &in, &out);
+            size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
+            o[0] = off;
+            off += ((size_t)r * in + 15) & ~(size_t)15;
+            o[1] = off;
+            off += ((size_t)out * r + 15) & ~(size_t)15;
+        }
+    float *np = aligned_alloc(64, (off * sizeof(float) + 63) & ~(size_t)63);
+    lo->u = malloc(sizeof(float) * (size_t)L * BERT_LIN_N * rows_cap * (size_t)r + 64);
+    lo->du = malloc(sizeof(float) * rows_cap * (size_t)r + 64);
+    lo->xd = malloc(sizeof(float) * rows_cap * (size_t)mx + 64);
+    if (!np || !lo->u || !lo->du || !lo->xd) {
+        free(np);
+        free(lo->u);
+        free(lo->du);
+        free(lo->xd);
+        free(lo->off);
+        free(lo);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for the lora adapters");
+    }
+    memcpy(np, m->params, m->n_params * sizeof(float));
+    memset(np + m->n_params, 0, (off - m->n_params) * sizeof(float));
+    free(m->params);
+    m->params = np;
+    m->n_params = off;
+    ftq_bert_bind(m, m->params, &m->w, m->w.L);
+    lo->start = start;
+    ftq_rng rng;
+    ftq_rng_seed(&rng, seed ^ 0x10a4ull);
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < BERT_LIN_N; k++) {
+            if (!lo->on[k])
+                continue;
+            int in, out;
+            dims(m, k, &in, &out);
+            float *A = np + lo->off[((size_t)l * BERT_LIN_N + k) * 2], bound = 1.0f / sqrtf((float)in);
+            for (size_t i = 0; i < (size_t)r * in; i++)
+                A[i] = (2.0f * ftq_rng_uniform(&rng) - 1.0f) * bound;
+        }
+    m->lora = lo;
+    return FTQ_OK;
+}
+
+void ftq_bert_lora_forward(const ftq_bert *m, int l, int k, float *y, int ldy, const float *x, int ldx, int N)
+{
+    ftq_bert_lora *lo = m->lora;
+    if (!lo || !lo->on[k] || (size_t)N > lo->rows_cap)
+        return;
+    int in, out;
+    dims(m, k, &in, &out);
+    const size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
+    float *u = lo->u + ((size_t)l * BERT_LIN_N + k) * lo->rows_cap * (size_t)lo->r;
+    ftq_lora_forward(y, ldy, x, ldx, m->params + o[0], m->params + o[1], u, lo->xd, N, in, out, lo->r, lo->scale,
+                     &lo->drop, (uint64_t)l * BERT_LIN_N + k);
+}
+
+void ftq_bert_lora_backward(const ftq_bert *m, int l, int k, float *grads, float *dx, int lddx, const float *dy,
+                            int lddy, const float *x, int ldx, int N)
+{
+    ftq_bert_lora *lo = m->lora;
+    if (!lo || !lo->on[k])
+        return;
+    int in, out;
+    dims(m, k, &in, &out);
+    const size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
+    const float *u = lo->u + ((size_t)l * BERT_LIN_N + k) * lo->rows_cap * (size_t)lo->r;
+    ftq_lora_backward(dx, lddx, grads + o[0], grads + o[1], dy, lddy, x, ldx, m->params + o[0], m->params + o[1], u,
+                      lo->du, lo->xd, N, in, out, lo->r, lo->scale, &lo->drop, (uint64_t)l * BERT_LIN_N + k);
+}
+
+/* ---- applying a PEFT adapter to a loaded encoder ------------------------------------------ */
+
+/* "ftq_pool" of dir/config.json (ftq writes it for its classifiers), else pooler. */
+static ftq_pool adapter_pool(const char *dir)
+{
+    ftq_pool p = FTQ_POOL_POOLER;
+    char *path = ftq_path_join(dir, "config.json"), *text = NULL;
+    size_t len = 0;
+    if (path && ftq_is_file(path) && ftq_read_file_max(path, (size_t)1 << 20, &text, &len) == FTQ_OK) {
+        cJSON *j = cJSON_ParseWithLength(text, len);
+        const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "ftq_pool") : NULL;
+        if (cJSON_IsString(v) && strcmp(v->valuestring, "mean") == 0)
+            p = FTQ_POOL_MEAN;
+        else if (cJSON_IsString(v) && strcmp(v->valuestring, "cls") == 0)
+            p = FTQ_POOL_CLS;
+        cJSON_Delete(j);
+    }
+    ftq_clear_error();
+    free(text);
+    free(path);
+    return p;
+}
+
+int ftq_bert_apply_adapter(ftq_bert *m, const char *dir)
+{
+    if (!m || !dir)
+        return ftq_set_error(FTQ_EINVAL, "ftq_bert_apply_adapter: NULL argument");
+    ftq_peft *ad = NULL;
+    int rc = ftq_peft_open(dir, &ad);
+    size_t pl = strlen(m->cfg.prefix);
+    for (size_t i = 0; rc == FTQ_OK && i < ftq_peft_module_count(ad); i++) {
+        const ftq_peft_module *pm = ftq_peft_module_at(ad, i);
+        const char *mod = strncmp(pm->module, "bert.", 5) == 0 ? pm->module + 5 : pm->module;
+        const ftq_bert_tensor *t = NULL;
+        for (int k = 0; k < m->n_tensors && !t; k++) {
+            const char *nm = m->tensors[k].name + (strncmp(m->tensors[k].name, m->cfg.prefix, pl) == 0 ? pl : 0);
+            size_t ml = strlen(mod);
+            if (strncmp(nm, mod, ml) == 0 && strcmp(nm + ml, ".weight") == 0)
+                t = &m->tensors[k];
+        }
+        if (!t) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s': module '%s' is not in the model", dir,
+                               pm->module);
+            break;
+        }
+        if (t->q.data) {
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s' to '%s': its base weight is quantized "
+                               "(merge the adapter into the float base, then quantize)", dir, pm->module);
+            break;
+        }
+        if (t->ndim != 2 || t->shape[0] != pm->out || t->shape[1] != pm->in) {
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': module '%s' is [%lld, %lld], the model's "
+                               "weight [%lld, %lld]", dir, pm->module, (long long)pm->out, (long long)pm->in,
+                               (long long)t->shape[0], (long long)t->shape[1]);
+            break;
+        }
+        float *d = malloc(sizeof(float) * t->numel);
+        if (!d) {
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            break;
+        }
+        if ((rc = ftq_peft_delta(ad, i, d)) == FTQ_OK)
+            for (size_t e = 0; e < t->numel; e++)
+                m->params[t->off + e] += d[e];
+        free(d);
+    }
+    /* a classifier saved with the adapter (modules_to_save) */
+    const ftq_tensor *cw = NULL, *cb = NULL;
+    for (size_t e = 0; rc == FTQ_OK && e < ftq_peft_extra_count(ad); e++) {
+        const char *nm;
+        const ftq_tensor *t = ftq_peft_extra_at(ad, e, &nm);
+        if (strcmp(nm, "classifier.weight") == 0)
+            cw = t;
+        else if (strcmp(nm, "classifier.bias") == 0)
+            cb = t;
+        else
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s': saved module '%s' is not supported", dir,
+                               nm);
+    }
+    if (rc == FTQ_OK && (cw || cb)) {
+        if (!cw || !cb || cw->ndim != 2 || cw->shape[1] != m->cfg.hidden || cb->shape[0] != cw->shape[0])
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': classifier.weight / .bias missing or "
+                               "misshapen", dir);
+        else if ((rc = ftq_bert_add_head(m, (int)cw->shape[0], adapter_pool(dir), 0)) == FTQ_OK &&
+                 (rc = ftq_tensor_to_f32(cw, m->w.cls_w)) == FTQ_OK)
+            rc = ftq_tensor_to_f32(cb, m->w.cls_b);
+    }
+    ftq_peft_close(ad);
+    return rc;
+}
