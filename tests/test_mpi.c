@@ -2,8 +2,9 @@
  * command alone (the same global batch, one thread per process), for lm (stories260K) and
  * classify (golden/bert_tiny_random in modes full, frozen and head; stories260K as a
  * decoder classifier); resume under MPI bit-identical to the uninterrupted MPI run and
- * resumable alone; a failure on one rank stops both with one message. SKIPPED (counted)
- * in a build without MPI or where mpirun is missing.
+ * resumable alone; a failure on one rank (a bad row, a checkpoint it cannot write) or a NaN
+ * stops both with one message; and the process group of one a plain run gets. The mpirun
+ * tests are SKIPPED (counted) in a build without MPI or where mpirun is missing.
  *
  * Tolerances. The two runs differ only in the order float32 sums are taken: a micro-batch's
  * row / token reductions split at the shard boundary and the two halves added by
@@ -407,9 +408,40 @@ static void test_checkpoint_fault(void)
     free(ls);
 }
 
+/* Not started by mpirun (with or without MPI in the build): a group of one, whose
+ * collectives leave the buffers as they are and whose agreement is the rank's own status. */
+static void test_single_process(void)
+{
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) {
+        test_skip("the test runner itself was started by mpirun");
+        return;
+    }
+    int argc = 1;
+    char arg0[] = "ftq_tests", *argv0[] = {arg0, NULL}, **argv = argv0;
+    ASSERT_OK(ftq_dist_init(&argc, &argv));
+    ASSERT_INT_EQ(ftq_dist_rank(), 0);
+    ASSERT_INT_EQ(ftq_dist_size(), 1);
+    float f[3] = {1.5f, -2.0f, 3.25f};
+    double d[2] = {0.1, 1e300};
+    ASSERT_OK(ftq_dist_allreduce(f, 3, FTQ_DIST_F32, FTQ_DIST_SUM));
+    ASSERT_OK(ftq_dist_allreduce(d, 2, FTQ_DIST_F64, FTQ_DIST_MAX));
+    CU_ASSERT(f[0] == 1.5f && f[1] == -2.0f && f[2] == 3.25f);
+    CU_ASSERT(d[0] == 0.1 && d[1] == 1e300);
+    ASSERT_OK(ftq_dist_bcast(f, sizeof f, 0));
+    ASSERT_OK(ftq_dist_barrier());
+    ASSERT_INT_EQ(ftq_dist_agree(FTQ_OK), FTQ_OK);
+    ftq_set_error(FTQ_EIO, "cannot read 'x'");
+    ASSERT_INT_EQ(ftq_dist_agree(FTQ_EIO), FTQ_EIO);
+    CU_ASSERT_STRING_EQUAL(ftq_last_error(), "cannot read 'x'");
+    ASSERT_INT_EQ(ftq_dist_failed_rank(), -1);
+    ftq_clear_error();
+    ftq_dist_finalize();
+}
+
 void test_register_mpi(void)
 {
     static const test_case cases[] = {
+        {"single_process", test_single_process},
         {"lm_matches_one_process", test_lm_matches_one_process},
         {"classify_matches_one_process", test_classify_matches_one_process},
         {"resume", test_resume},
