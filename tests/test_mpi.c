@@ -49,7 +49,8 @@ static const char *lsan_env(int check)
     static char logs[4300];
     if (!logs[0]) /* a rank's stderr is /dev/null: the reports go to files (printed on failure) */
         snprintf(logs, sizeof logs, "%s/lsan", test_tmpdir("mpi_lsan"));
-    snprintf(env, sizeof env, "LSAN_OPTIONS=suppressions='%s':print_suppressions=0:fast_unwind_on_malloc=0:log_path='%s'",
+    snprintf(env, sizeof env,
+             "LSAN_OPTIONS=suppressions='%s':print_suppressions=0:fast_unwind_on_malloc=0:log_path='%s'",
              source_path("tests/lsan_openmpi.supp"), logs);
     return env;
 }
