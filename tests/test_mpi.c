@@ -239,35 +239,50 @@ static void test_lm_matches_one_process(void)
     pair("mpi_lm", args, 6, 3, 1e-3, 0); /* evals: before, at step 3, at the end */
 }
 
-/* classify on the tiny BERT in each mode (head: the cached features split across the
- * ranks) and on stories260K as a decoder classifier; 41 dev rows (batch 8: 6 batches, the
- * last of 1 row, round-robin over the ranks). */
-static void test_classify_matches_one_process(void)
+/* classify with 41 dev rows (batch 9: 5 batches, the last of 5 rows, round-robin over the
+ * ranks) on `model` with the given extra flags, for each of n cases. */
+typedef struct {
+    const char *name, *model, *extra;
+    double lr;
+    int leak_check;
+} cls_case;
+
+static void classify_pairs(const cls_case *cases, size_t n)
 {
-    if (!mpi_ready())
-        return;
     char w[4200], cmd[8800];
     snprintf(w, sizeof w, "%s", test_tmpdir("mpi_cls_data"));
     snprintf(cmd, sizeof cmd, "head -n 49 '%s' > '%s/train.tsv' && head -n 42 '%s' > '%s/dev.tsv'",
              shared_path("data/sst2/train.tsv"), w, shared_path("data/sst2/dev.tsv"), w);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
-    static const struct {
-        const char *name, *model, *extra;
-        double lr;
-        int leak_check;
-    } cases[] = {
-        {"mpi_cls_full", "golden/bert_tiny_random", "--mode full --lr 1e-3", 1e-3, 0},
-        {"mpi_cls_frozen", "golden/bert_tiny_random", "--mode frozen --freeze-layers 1 --lr 1e-3", 1e-3, 0},
-        {"mpi_cls_head", "golden/bert_tiny_random", "--mode head --lr 1e-2", 1e-2, 1},
-        {"mpi_cls_decoder", "models/stories260K", "--mode full --lr 1e-3", 1e-3, 0},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         char args[16384];
         snprintf(args, sizeof args,
                  "-m '%s' -d '%s/train.tsv' --dev '%s/dev.tsv' --seq 32 --batch 9 --max-steps 4 --eval-every 2 %s",
                  shared_path(cases[i].model), w, w, cases[i].extra);
         pair(cases[i].name, args, 4, 2, cases[i].lr, cases[i].leak_check);
     }
+}
+
+/* The tiny BERT in each mode (head: the cached features split across the ranks). */
+static void test_classify_bert_modes(void)
+{
+    if (!mpi_ready())
+        return;
+    static const cls_case cases[] = {
+        {"mpi_cls_full", "golden/bert_tiny_random", "--mode full --lr 1e-3", 1e-3, 0},
+        {"mpi_cls_frozen", "golden/bert_tiny_random", "--mode frozen --freeze-layers 1 --lr 1e-3", 1e-3, 0},
+        {"mpi_cls_head", "golden/bert_tiny_random", "--mode head --lr 1e-2", 1e-2, 1},
+    };
+    classify_pairs(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* stories260K as a decoder classifier (last-token pooling, padded rows). */
+static void test_classify_decoder(void)
+{
+    if (!mpi_ready())
+        return;
+    static const cls_case cases[] = {{"mpi_cls_decoder", "models/stories260K", "--mode full --lr 1e-3", 1e-3, 0}};
+    classify_pairs(cases, 1);
 }
 
 /* Resume under MPI from checkpoint-2 of a 2-rank run: the weights and the optimizer state
@@ -444,7 +459,8 @@ void test_register_mpi(void)
     static const test_case cases[] = {
         {"single_process", test_single_process},
         {"lm_matches_one_process", test_lm_matches_one_process},
-        {"classify_matches_one_process", test_classify_matches_one_process},
+        {"classify_bert_modes", test_classify_bert_modes},
+        {"classify_decoder", test_classify_decoder},
         {"resume", test_resume},
         {"fault_stops_all", test_fault_stops_all},
         {"checkpoint_fault", test_checkpoint_fault},
