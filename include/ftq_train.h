@@ -358,7 +358,11 @@ const ftq_train_plan *ftq_trainer_plan(const ftq_trainer *t);
  * FTQ_EINTERRUPTED: the stop flag / callback stopped the run; a checkpoint was saved
  * (r->checkpoint). FTQ_ENUMERIC: a non-finite loss or gradient norm; the message names the
  * step and the last good checkpoint; nothing else is written. r is filled in every case
- * and must be freed. Call once per trainer. */
+ * and must be freed. Call once per trainer.
+ * Distributed (after ftq_dist_init joined an mpirun job, include/ftq_dist.h): every rank
+ * calls ftq_trainer_new and ftq_trainer_run with the same config; both are collective, the
+ * ranks share each batch, only rank 0 writes files and calls the progress callback, and a
+ * failure on one rank fails the call on every rank (docs/distributed.md). */
 int ftq_trainer_run(ftq_trainer *t, ftq_train_result *r);
 void ftq_trainer_free(ftq_trainer *t);
 void ftq_train_result_free(ftq_train_result *r);

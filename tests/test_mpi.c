@@ -2,8 +2,9 @@
  * command alone (the same global batch, one thread per process), for lm (stories260K) and
  * classify (golden/bert_tiny_random in modes full, frozen and head; stories260K as a
  * decoder classifier); resume under MPI bit-identical to the uninterrupted MPI run and
- * resumable alone; a failure on one rank stops both with one message. SKIPPED (counted)
- * in a build without MPI or where mpirun is missing.
+ * resumable alone; a failure on one rank (a bad row, a checkpoint it cannot write) or a NaN
+ * stops both with one message; and the process group of one a plain run gets. The mpirun
+ * tests are SKIPPED (counted) in a build without MPI or where mpirun is missing.
  *
  * Tolerances. The two runs differ only in the order float32 sums are taken: a micro-batch's
  * row / token reductions split at the shard boundary and the two halves added by
@@ -48,7 +49,8 @@ static const char *lsan_env(int check)
     static char logs[4300];
     if (!logs[0]) /* a rank's stderr is /dev/null: the reports go to files (printed on failure) */
         snprintf(logs, sizeof logs, "%s/lsan", test_tmpdir("mpi_lsan"));
-    snprintf(env, sizeof env, "LSAN_OPTIONS=suppressions='%s':print_suppressions=0:fast_unwind_on_malloc=0:log_path='%s'",
+    snprintf(env, sizeof env,
+             "LSAN_OPTIONS=suppressions='%s':print_suppressions=0:fast_unwind_on_malloc=0:log_path='%s'",
              source_path("tests/lsan_openmpi.supp"), logs);
     return env;
 }
@@ -237,35 +239,50 @@ static void test_lm_matches_one_process(void)
     pair("mpi_lm", args, 6, 3, 1e-3, 0); /* evals: before, at step 3, at the end */
 }
 
-/* classify on the tiny BERT in each mode (head: the cached features split across the
- * ranks) and on stories260K as a decoder classifier; 41 dev rows (batch 8: 6 batches, the
- * last of 1 row, round-robin over the ranks). */
-static void test_classify_matches_one_process(void)
+/* classify with 41 dev rows (batch 9: 5 batches, the last of 5 rows, round-robin over the
+ * ranks) on `model` with the given extra flags, for each of n cases. */
+typedef struct {
+    const char *name, *model, *extra;
+    double lr;
+    int leak_check;
+} cls_case;
+
+static void classify_pairs(const cls_case *cases, size_t n)
 {
-    if (!mpi_ready())
-        return;
     char w[4200], cmd[8800];
     snprintf(w, sizeof w, "%s", test_tmpdir("mpi_cls_data"));
     snprintf(cmd, sizeof cmd, "head -n 49 '%s' > '%s/train.tsv' && head -n 42 '%s' > '%s/dev.tsv'",
              shared_path("data/sst2/train.tsv"), w, shared_path("data/sst2/dev.tsv"), w);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
-    static const struct {
-        const char *name, *model, *extra;
-        double lr;
-        int leak_check;
-    } cases[] = {
-        {"mpi_cls_full", "golden/bert_tiny_random", "--mode full --lr 1e-3", 1e-3, 0},
-        {"mpi_cls_frozen", "golden/bert_tiny_random", "--mode frozen --freeze-layers 1 --lr 1e-3", 1e-3, 0},
-        {"mpi_cls_head", "golden/bert_tiny_random", "--mode head --lr 1e-2", 1e-2, 1},
-        {"mpi_cls_decoder", "models/stories260K", "--mode full --lr 1e-3", 1e-3, 0},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         char args[16384];
         snprintf(args, sizeof args,
                  "-m '%s' -d '%s/train.tsv' --dev '%s/dev.tsv' --seq 32 --batch 9 --max-steps 4 --eval-every 2 %s",
                  shared_path(cases[i].model), w, w, cases[i].extra);
         pair(cases[i].name, args, 4, 2, cases[i].lr, cases[i].leak_check);
     }
+}
+
+/* The tiny BERT in each mode (head: the cached features split across the ranks). */
+static void test_classify_bert_modes(void)
+{
+    if (!mpi_ready())
+        return;
+    static const cls_case cases[] = {
+        {"mpi_cls_full", "golden/bert_tiny_random", "--mode full --lr 1e-3", 1e-3, 0},
+        {"mpi_cls_frozen", "golden/bert_tiny_random", "--mode frozen --freeze-layers 1 --lr 1e-3", 1e-3, 0},
+        {"mpi_cls_head", "golden/bert_tiny_random", "--mode head --lr 1e-2", 1e-2, 1},
+    };
+    classify_pairs(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* stories260K as a decoder classifier (last-token pooling, padded rows). */
+static void test_classify_decoder(void)
+{
+    if (!mpi_ready())
+        return;
+    static const cls_case cases[] = {{"mpi_cls_decoder", "models/stories260K", "--mode full --lr 1e-3", 1e-3, 0}};
+    classify_pairs(cases, 1);
 }
 
 /* Resume under MPI from checkpoint-2 of a 2-rank run: the weights and the optimizer state
@@ -407,11 +424,43 @@ static void test_checkpoint_fault(void)
     free(ls);
 }
 
+/* Not started by mpirun (with or without MPI in the build): a group of one, whose
+ * collectives leave the buffers as they are and whose agreement is the rank's own status. */
+static void test_single_process(void)
+{
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) {
+        test_skip("the test runner itself was started by mpirun");
+        return;
+    }
+    int argc = 1;
+    char arg0[] = "ftq_tests", *argv0[] = {arg0, NULL}, **argv = argv0;
+    ASSERT_OK(ftq_dist_init(&argc, &argv));
+    ASSERT_INT_EQ(ftq_dist_rank(), 0);
+    ASSERT_INT_EQ(ftq_dist_size(), 1);
+    float f[3] = {1.5f, -2.0f, 3.25f};
+    double d[2] = {0.1, 1e300};
+    ASSERT_OK(ftq_dist_allreduce(f, 3, FTQ_DIST_F32, FTQ_DIST_SUM));
+    ASSERT_OK(ftq_dist_allreduce(d, 2, FTQ_DIST_F64, FTQ_DIST_MAX));
+    CU_ASSERT(f[0] == 1.5f && f[1] == -2.0f && f[2] == 3.25f);
+    CU_ASSERT(d[0] == 0.1 && d[1] == 1e300);
+    ASSERT_OK(ftq_dist_bcast(f, sizeof f, 0));
+    ASSERT_OK(ftq_dist_barrier());
+    ASSERT_INT_EQ(ftq_dist_agree(FTQ_OK), FTQ_OK);
+    ftq_set_error(FTQ_EIO, "cannot read 'x'");
+    ASSERT_INT_EQ(ftq_dist_agree(FTQ_EIO), FTQ_EIO);
+    CU_ASSERT_STRING_EQUAL(ftq_last_error(), "cannot read 'x'");
+    ASSERT_INT_EQ(ftq_dist_failed_rank(), -1);
+    ftq_clear_error();
+    ftq_dist_finalize();
+}
+
 void test_register_mpi(void)
 {
     static const test_case cases[] = {
+        {"single_process", test_single_process},
         {"lm_matches_one_process", test_lm_matches_one_process},
-        {"classify_matches_one_process", test_classify_matches_one_process},
+        {"classify_bert_modes", test_classify_bert_modes},
+        {"classify_decoder", test_classify_decoder},
         {"resume", test_resume},
         {"fault_stops_all", test_fault_stops_all},
         {"checkpoint_fault", test_checkpoint_fault},
