@@ -1,9 +1,35 @@
-/* main.c - the ftq binary: a table of subcommands (cmd/<name>.c exports cmd_<name>). */
+/* main.c - the ftq binary: a table of subcommands (cmd/<name>.c exports cmd_<name>), and
+ * the OpenMP wait policy the binary starts with (below). */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cmds.h"
 #include "include/ftq.h"
+
+/* libgomp's default wait policy spins an idle worker for GOMP_SPINCOUNT = 300,000 pause
+ * iterations (milliseconds on this CPU) before it sleeps. On a machine whose cores are
+ * shared, a spinning worker holds the core its sibling (preempted mid-region) needs, and the
+ * int8 / int4 paths, which are OpenMP only, ran 5-15x slower with 2 threads than with 1
+ * (OpenBLAS's workers, under the f32 matmuls, yield instead). 1,000 iterations still cover
+ * the gaps between consecutive regions of one forward pass. libgomp reads its environment
+ * once, in its own constructor (before main; a pre-initializer's setenv is undone by libc's
+ * start-up), so the binary re-executes itself once with the variable set. An explicit
+ * GOMP_SPINCOUNT or OMP_WAIT_POLICY wins; if the exec fails, ftq runs on as it is. */
+static void set_omp_wait_default(char **argv)
+{
+#ifdef __linux__
+    if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY"))
+        return;
+    if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+#else
+    (void)argv;
+#endif
+}
 
 static const struct {
     const char *name;
@@ -40,6 +66,7 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
+    set_omp_wait_default(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

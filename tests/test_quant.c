@@ -124,7 +124,7 @@ static void test_params(void)
     ASSERT_INT_EQ(ftq_quantize_row(&p, x, 0, q, s, NULL, NULL), FTQ_EINVAL);
 }
 
-/* ftq_qscale_f16: an f16 value, >= |d|, and the smallest such. */
+/* ftq_qscale_f16: an f16 value, >= |d|, and the smallest such; ftq_qscale_f16_nearest. */
 static void test_f16_scale(void)
 {
     ftq_rng r;
@@ -145,6 +145,28 @@ static void test_f16_scale(void)
             bad++;
     }
     ASSERT_INT_EQ(bad, 0);
+    /* q8's ftq_qscale_f16_nearest: an f16 value no farther from |d| than its neighbours, with
+     * d's sign; below 2^-14 (subnormal f16) the rounded-up scale */
+    bad = 0;
+    for (int i = 0; i < 100000; i++) {
+        float d = ldexpf(ftq_rng_uniform(&r) + 0.5f, (int)(ftq_rng_u64(&r) % 44) - 28);
+        if (i & 1)
+            d = -d;
+        float h = ftq_qscale_f16_nearest(d), a = fabsf(d), ah = fabsf(h);
+        uint16_t bits = ftq_f32_to_f16(ah);
+        int ok = ftq_f16_to_f32(bits) == ah && (h < 0) == (d < 0);
+        if (ah < 0x1p-14f || a < 0x1p-14f * (1.0f - 0x1p-12f))
+            ok = ok && (ah < 0x1p-14f ? h == ftq_qscale_f16(d) : 1);
+        else
+            ok = ok && fabsf(ftq_f16_to_f32((uint16_t)(bits + 1)) - a) >= fabsf(ah - a) &&
+                 fabsf(ftq_f16_to_f32((uint16_t)(bits - 1)) - a) >= fabsf(ah - a);
+        bad += !ok;
+    }
+    ASSERT_INT_EQ(bad, 0);
+    ASSERT_NEAR(ftq_qscale_f16_nearest(1.0f + 1e-4f), 1.0, 0.0);         /* up would be 1 + 2^-10 */
+    ASSERT_NEAR(ftq_qscale_f16_nearest(-1e-9f), -5.9604644775390625e-08, 0.0); /* subnormal: up */
+    CU_ASSERT(isinf(ftq_qscale_f16_nearest(65520.0f)));
+    ASSERT_NEAR(ftq_qscale_f16_nearest(65519.0f), 65504.0, 0.0);
     ASSERT_NEAR(ftq_qscale_f16(1.0f), 1.0, 0.0);
     ASSERT_NEAR(ftq_qscale_f16(1e-9f), 5.9604644775390625e-08, 0.0); /* smallest subnormal */
     CU_ASSERT(isinf(ftq_qscale_f16(65505.0f)));
