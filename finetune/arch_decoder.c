@@ -186,6 +186,7 @@ static int dec_build(tarch *a, const tarch_build *b)
     tp.init_std = initializer_range(a->src_config_path, tp.init_std);
     tp.max_batch = b->max_batch;
     tp.max_seq = b->max_seq;
+    tp.precision = b->precision;
     if ((rc = ftq_tmodel_new(a->model, &tp, &a->tm)) != FTQ_OK)
         return rc;
     a->task = b->task;

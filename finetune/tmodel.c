@@ -407,6 +407,8 @@ static int check_params(const ftq_model *m, const ftq_tmodel_params *p, int *nl)
                              "training with a sliding window (%d) shorter than the sequence length %d is not "
                              "supported",
                              c->sliding_window, p->max_seq);
+    if (p->precision != FTQ_PRECISION_FP32 && p->precision != FTQ_PRECISION_BF16)
+        return ftq_set_error(FTQ_EINVAL, "invalid precision %d", (int)p->precision);
     if (!(p->init_std > 0.0f) || !isfinite(p->init_std))
         return ftq_set_error(FTQ_EINVAL, "invalid init_std %g", (double)p->init_std);
     *nl = 0;
@@ -518,7 +520,8 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
                 init_segment(tm, &tm->segs[tm->n_segs - 1], &rng);
         }
     }
-    if ((rc = alloc_acts(tm)) != FTQ_OK) {
+    if ((rc = alloc_acts(tm)) != FTQ_OK ||
+        (p->precision == FTQ_PRECISION_BF16 && (rc = ftq_tmodel_bf16_init(tm)) != FTQ_OK)) {
         ftq_tmodel_free(tm);
         return rc;
     }
@@ -549,6 +552,7 @@ void ftq_tmodel_free(ftq_tmodel *tm)
     free(tm->ids);
     free(tm->targets);
     free(tm->pool_row);
+    ftq_tmodel_bf16_free(tm);
     free(tm);
 }
 

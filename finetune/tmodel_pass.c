@@ -1,8 +1,10 @@
 /* tmodel_pass.c - forward (saving what the backward needs) and hand-written backward of the
- * trainable model. Every matmul is one sgemm over all B*T rows; attention is per (row,
- * head) on the saved Q/K/V. Thread discipline (as model/forward.c): a pass over >=
- * FTQ_BATCH_MIN_T rows runs with OpenMP limited to the calling thread, so the elementwise
- * kernels between sgemm calls run serially here while OpenBLAS owns the cores. */
+ * trainable model. Every matmul is one product over all B*T rows (fp32: sgemm; bf16: the
+ * packed bf16 products of tmodel_bf16.c); attention is per (row, head) on the saved
+ * Q/K/V. Thread discipline (as model/forward.c): an fp32 pass over >= FTQ_BATCH_MIN_T rows
+ * runs with OpenMP limited to the calling thread, so the elementwise kernels between sgemm
+ * calls run serially here while OpenBLAS owns the cores; a bf16 pass keeps OpenMP's threads
+ * (its products are OpenMP's). */
 #include <math.h>
 #include <string.h>
 
@@ -66,24 +68,24 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
     const int llama = c->arch == FTQ_ARCH_LLAMA;
 
     norm_fwd(tm, a->h1, a->mean1, a->rstd1, xin, w->norm1_w, w->norm1_b, N);
-    ftq_linear_f32(a->qkv, a->h1, w->wqkv, w->bqkv, N, C, QKV);
+    ftq_tmm_forward(tm, a->qkv, a->h1, w->wqkv, w->bqkv, N, C, QKV);
     if (llama) {
         rope_rows(tm, a->qkv, B, T, QKV, H, 0);
         rope_rows(tm, a->qkv + Q, B, T, QKV, KV, 0);
     }
     ftq_attention_train_forward(a->y, Q, a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T,
                                 H, KV, hd);
-    ftq_linear_f32(tm->tmp, a->y, w->wo, w->bo, N, Q, C);
+    ftq_tmm_forward(tm, tm->tmp, a->y, w->wo, w->bo, N, Q, C);
     add_to(x1, xin, tm->tmp, (size_t)N * C);
 
     norm_fwd(tm, a->h2, a->mean2, a->rstd2, x1, w->norm2_w, w->norm2_b, N);
     if (llama) {
-        ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, 2 * F);
+        ftq_tmm_forward(tm, a->fc, a->h2, w->w_fc, w->b_fc, N, C, 2 * F);
         for (int t = 0; t < N; t++)
             ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
                                  a->fc + (size_t)t * 2 * F + F, (size_t)F);
     } else {
-        ftq_linear_f32(a->fc, a->h2, w->w_fc, w->b_fc, N, C, F);
+        ftq_tmm_forward(tm, a->fc, a->h2, w->w_fc, w->b_fc, N, C, F);
         size_t n = (size_t)N * F;
         switch (c->act) {
         case FTQ_ACT_GELU:
@@ -97,7 +99,7 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
             break;
         }
     }
-    ftq_linear_f32(tm->tmp, a->act, w->w_down, w->b_down, N, F, C);
+    ftq_tmm_forward(tm, tm->tmp, a->act, w->w_down, w->b_down, N, F, C);
     add_to(xout, x1, tm->tmp, (size_t)N * C);
 }
 
@@ -115,14 +117,14 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
     float *dres = tm->dres, *dh = tm->dh;
 
     /* MLP: xout = x1 + down(act(fc(h2))) */
-    ftq_linear_backward(tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C, 0);
+    ftq_tmm_backward(tm, tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C);
     if (llama) {
         for (int t = 0; t < N; t++) {
             float *d = tm->dfc + (size_t)t * 2 * F;
             const float *fc = a->fc + (size_t)t * 2 * F;
             ftq_silu_mul_backward(d, d + F, fc, fc + F, tm->dact + (size_t)t * F, (size_t)F);
         }
-        ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, 2 * F, 0);
+        ftq_tmm_backward(tm, dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, 2 * F);
     } else {
         size_t n = (size_t)N * F;
         switch (c->act) {
@@ -136,19 +138,19 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
             ftq_gelu_tanh_backward(tm->dfc, a->fc, tm->dact, n);
             break;
         }
-        ftq_linear_backward(dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, F, 0);
+        ftq_tmm_backward(tm, dh, g->w_fc, g->b_fc, tm->dfc, a->h2, w->w_fc, N, C, F);
     }
     norm_bwd(tm, dres, g->norm2_w, g->norm2_b, dh, a->x1, w->norm2_w, a->mean2, a->rstd2, N);
 
     /* attention: x1 = xin + o(attn(rope(qkv(h1)))) */
-    ftq_linear_backward(tm->dy, g->wo, g->bo, dres, a->y, w->wo, N, Q, C, 0);
+    ftq_tmm_backward(tm, tm->dy, g->wo, g->bo, dres, a->y, w->wo, N, Q, C);
     ftq_attention_train_backward(tm->dqkv, QKV, tm->dqkv + Q, tm->dqkv + Q + K, QKV, tm->datt, tm->dy, Q,
                                  a->probs, a->qkv, QKV, a->qkv + Q, a->qkv + Q + K, QKV, B, T, H, KV, hd);
     if (llama) {
         rope_rows(tm, tm->dqkv, B, T, QKV, H, 1);
         rope_rows(tm, tm->dqkv + Q, B, T, QKV, KV, 1);
     }
-    ftq_linear_backward(dh, g->wqkv, g->bqkv, tm->dqkv, a->h1, w->wqkv, N, C, QKV, 0);
+    ftq_tmm_backward(tm, dh, g->wqkv, g->bqkv, tm->dqkv, a->h1, w->wqkv, N, C, QKV);
     norm_bwd(tm, need_dinp ? dres : NULL, g->norm1_w, g->norm1_b, dh, a->x, w->norm1_w, a->mean1,
              a->rstd1, N);
 }
@@ -201,7 +203,10 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     if (targets)
         memcpy(tm->targets, targets, sizeof(int32_t) * (size_t)(classify ? B : N));
 
-    int solo = ftq_sgemm_stage_begin(N);
+    /* bf16: the packed weights are refreshed here (once per step); its products run on
+     * OpenMP, so the pass keeps every thread (fp32: sgemm owns the cores, see the top) */
+    ftq_tmodel_bf16_refresh(tm);
+    int solo = tm->bmats ? 0 : ftq_sgemm_stage_begin(N);
 
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
     const int fb = tm->first_block;
@@ -237,7 +242,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
         const float *lm = tm->w.lm_head ? tm->w.lm_head : tm->w.wte;
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
-            ftq_linear_f32(tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+            ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
             scored += ftq_xent_forward(tm->logits, tm->losses + r0, targets + r0, rows, V);
         }
         for (int i = 0; i < N; i++)
@@ -262,19 +267,21 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_backward needs a forward with targets before it "
                              "(once per forward)");
     tm->fwd_ok = 0; /* the logits buffer now holds gradients */
+    if (tm->bmats && !tm->bf_stale)
+        tm->bf_stale = 1; /* an optimizer step on the trainable weights comes next */
     if (tm->n_scored == 0 || tm->n_train == 0)
         return FTQ_OK;
     const ftq_model_config *c = &tm->cfg;
     const int B = tm->B, T = tm->T, N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
     const float dloss = scale / (float)tm->n_scored;
-    int solo = ftq_sgemm_stage_begin(N);
+    int solo = tm->bmats ? 0 : ftq_sgemm_stage_begin(N);
 
     if (tm->p.task == FTQ_TASK_CLASSIFY) {
         const int NL = tm->NL;
         const int head_only = tm->p.mode == FTQ_TRAIN_HEAD;
         ftq_xent_backward(tm->logits, tm->targets, dloss, B, NL);
-        ftq_linear_backward(head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits, tm->pooled,
-                            tm->w.score, B, C, NL, 0);
+        ftq_tmm_backward(tm, head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits, tm->pooled,
+                            tm->w.score, B, C, NL);
         if (head_only) {
             ftq_sgemm_stage_end(solo);
             return FTQ_OK;
@@ -289,12 +296,12 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
             if (chunked) { /* recompute this chunk's softmax */
-                ftq_linear_f32(tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+                ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
                 ftq_xent_forward(tm->logits, tm->losses + r0, tm->targets + r0, rows, V);
             }
             ftq_xent_backward(tm->logits, tm->targets + r0, dloss, rows, V);
-            ftq_linear_backward(tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
-                                rows, C, V, 0);
+            ftq_tmm_backward(tm, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
+                                rows, C, V);
         }
     }
 
