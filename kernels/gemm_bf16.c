@@ -169,7 +169,7 @@ void ftq_bf16_pack_a(uint16_t *dst, const float *src, int m, int k, size_t sm, s
     long work = (long)mp * kp;
     (void)work;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (work > 65536)
+#pragma omp parallel for schedule(static) if (work > 262144)
 #endif
     for (int b = 0; b < nblk; b++) {
         int i0 = b * BLK, i1 = i0 + BLK < m ? i0 + BLK : m;
@@ -208,7 +208,7 @@ void ftq_bf16_pack_b(uint16_t *dst, const float *src, int n, int k, size_t sn, s
     (void)work;
     (void)simd;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (work > 65536)
+#pragma omp parallel for schedule(static) if (work > 262144)
 #endif
     for (int p = 0; p < npan; p++) {
         uint16_t *d = dst + (size_t)p * pstride;
@@ -420,7 +420,7 @@ void ftq_gemm_bf16(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, 
     const size_t pstride = (size_t)kp * PANEL;
     (void)work;
 #ifdef _OPENMP
-#pragma omp parallel if (work > 262144.0 && items > 1)
+#pragma omp parallel if (work > 4194304.0 && items > 1)
 #endif
     {
 #if FTQ_HAVE_X86
