@@ -145,6 +145,32 @@ FTQ_AVX512F_ static void panel_rows_avx512(uint16_t *d, const float *src, int nj
                 dd[(size_t)r * 16 + j] = tile[j][r];
     }
 }
+
+/* Rows [i0, i0 + ni) of A from a transposed source (A[i][kk] = src[i + kk * sk]): 32 x 32
+ * blocks converted a source row at a time, then written out a destination row (64 bytes)
+ * at a time. Covers the columns up to kp (zeros past k). */
+FTQ_AVX512F_ static void pack_a_trans_avx512(uint16_t *dst, const float *src, int ni, int k, int kp, size_t sk)
+{
+    uint16_t tile[32][32];
+    __mmask16 m0 = (__mmask16)(ni >= 16 ? 0xffffu : (1u << ni) - 1);
+    __mmask16 m1 = (__mmask16)(ni >= 32 ? 0xffffu : ni > 16 ? (1u << (ni - 16)) - 1 : 0);
+    for (int k0 = 0; k0 < kp; k0 += 32) {
+        int kn = k - k0 < 32 ? k - k0 : 32;
+        for (int t = 0; t < kn; t++) {
+            const float *sr = src + (size_t)(k0 + t) * sk;
+            _mm256_storeu_si256((__m256i *)(void *)&tile[t][0], _mm512_cvtepi32_epi16(bf16x16(_mm512_maskz_loadu_ps(m0, sr))));
+            _mm256_storeu_si256((__m256i *)(void *)&tile[t][16],
+                                _mm512_cvtepi32_epi16(bf16x16(_mm512_maskz_loadu_ps(m1, sr + 16))));
+        }
+        for (int t = kn > 0 ? kn : 0; t < 32; t++)
+            memset(tile[t], 0, sizeof tile[t]);
+        for (int i = 0; i < ni; i++) {
+            uint16_t *d = dst + (size_t)i * kp + k0;
+            for (int t = 0; t < 32; t++)
+                d[t] = tile[t][i];
+        }
+    }
+}
 #endif
 
 static int use_avx512f(void) { return FTQ_HAVE_X86 && (ftq_cpu_features() & FTQ_CPU_AVX512F); }
@@ -180,7 +206,11 @@ void ftq_bf16_pack_a(uint16_t *dst, const float *src, int m, int k, size_t sm, s
         if (sk == 1) {
             for (int i = i0; i < i1; i++)
                 convert_row(dst + (size_t)i * kp, src + (size_t)i * sm, k, simd);
-        } else if (sm == 1) { /* a transposed source: its rows are columns here */
+        } else if (sm == 1 && simd) { /* a transposed source: its rows are columns here */
+#if FTQ_HAVE_X86
+            pack_a_trans_avx512(dst + (size_t)i0 * kp, src + i0, i1 - i0, k, kp, sk);
+#endif
+        } else if (sm == 1) {
             uint16_t row[BLK];
             for (int kk = 0; kk < k; kk++) {
                 convert_row(row, src + (size_t)kk * sk + i0, i1 - i0, simd);
@@ -438,22 +468,31 @@ void ftq_gemm_bf16(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, 
             if (ni <= 0 || j1 <= j0)
                 continue;
             const uint16_t *ab = a + (size_t)i0 * kp;
+            /* a plain product (init 0) whose block is all inside C sums in C itself: the
+             * same values as through acc, without the copy */
+            const int plain = !accumulate && !bias && ni == BLK;
             for (int k0 = 0; k0 < kp; k0 += KC) {
                 int nk = kp - k0 < KC ? kp - k0 : KC;
-                for (int jb = j0; jb < j1; jb += BLK)
-                    fn(acc + (jb - j0), NC, ab + k0, kp, b + (size_t)(jb / PANEL) * pstride + (size_t)k0 * 16,
+                for (int jb = j0; jb < j1; jb += BLK) {
+                    int direct = plain && jb + BLK <= n;
+                    float *tgt = direct ? c + (size_t)i0 * ldc + jb : acc + (jb - j0);
+                    fn(tgt, direct ? (int)ldc : NC, ab + k0, kp, b + (size_t)(jb / PANEL) * pstride + (size_t)k0 * 16,
                        b + (size_t)(jb / PANEL + 1) * pstride + (size_t)k0 * 16, nk, k0 == 0);
+                }
             }
-            int nj = j1 - j0;
-            for (int i = 0; i < ni; i++) {
-                float *cr = c + (size_t)(i0 + i) * ldc + j0;
-                const float *s = acc + (size_t)i * NC;
+            int jd = j0; /* columns before jd were summed in C */
+            while (plain && jd + BLK <= j1 && jd + BLK <= n)
+                jd += BLK;
+            int nj = j1 - jd;
+            for (int i = 0; nj > 0 && i < ni; i++) {
+                float *cr = c + (size_t)(i0 + i) * ldc + jd;
+                const float *s = acc + (size_t)i * NC + (jd - j0);
                 if (accumulate)
                     for (int j = 0; j < nj; j++)
                         cr[j] += s[j];
                 else if (bias)
                     for (int j = 0; j < nj; j++)
-                        cr[j] = bias[j0 + j] + s[j];
+                        cr[j] = bias[jd + j] + s[j];
                 else
                     memcpy(cr, s, sizeof(float) * (size_t)nj);
             }
