@@ -60,7 +60,7 @@ done
 
 # one line per (system, model, precision): tokens/s of every run
 for f in "$tmp"/ftq.*; do
-    awk '$2 == "fp32" || $2 == "bf16" { print "ftq", $1, $2, $6 }' "$f"
+    awk '($2 == "fp32" || $2 == "bf16") && $3 ~ /M$/ { print "ftq", $1, $2, $6 }' "$f"
 done >"$tmp/all"
 for f in "$tmp"/pt.*; do
     "$PYTHON" -c 'import json, sys

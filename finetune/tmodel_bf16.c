@@ -72,9 +72,9 @@ int ftq_tmodel_bf16_init(ftq_tmodel *tm)
         na = max_sz(na, ftq_bf16_a_elems(m->rows, m->in));
         if (m->need_bwd)
             na = max_sz(na, ftq_bf16_a_elems(m->rows, m->out));
-        if (m->trainable) {
-            na = max_sz(na, ftq_bf16_a_elems(m->out, m->rows));
-            nb = max_sz(nb, ftq_bf16_b_elems(m->in, m->rows));
+        if (m->trainable) { /* dW: dY^T X, or (X^T dY)^T when in < out */
+            na = max_sz(na, ftq_bf16_a_elems(m->in < m->out ? m->in : m->out, m->rows));
+            nb = max_sz(nb, ftq_bf16_b_elems(m->in < m->out ? m->out : m->in, m->rows));
         }
         total += ftq_bf16_b_elems(m->out, m->in) * (m->need_bwd ? 2 : 1);
     }
@@ -161,7 +161,11 @@ void ftq_tmm_backward(ftq_tmodel *tm, float *dinp, float *dweight, float *dbias,
         ftq_bf16_pack_a(tm->bf_a, dout, N, out_dim, (size_t)out_dim, 1);
         ftq_gemm_bf16(FTQ_BF16_AUTO, dinp, (size_t)in_dim, tm->bf_a, m->bwd, N, in_dim, out_dim, NULL, 0);
     }
-    if (dweight) {
+    if (dweight && in_dim < out_dim) { /* (X^T dY)^T: the transposed packing is of the narrower X */
+        ftq_bf16_pack_a(tm->bf_a, inp, in_dim, N, 1, (size_t)in_dim);
+        ftq_bf16_pack_b(tm->bf_b, dout, out_dim, N, 1, (size_t)out_dim);
+        ftq_gemm_bf16_tc(FTQ_BF16_AUTO, dweight, (size_t)in_dim, tm->bf_a, tm->bf_b, in_dim, out_dim, N, 1);
+    } else if (dweight) {
         ftq_bf16_pack_a(tm->bf_a, dout, out_dim, N, 1, (size_t)out_dim);
         ftq_bf16_pack_b(tm->bf_b, inp, in_dim, N, 1, (size_t)in_dim);
         ftq_gemm_bf16(FTQ_BF16_AUTO, dweight, (size_t)in_dim, tm->bf_a, tm->bf_b, out_dim, in_dim, N, NULL, 1);

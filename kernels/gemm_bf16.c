@@ -421,8 +421,23 @@ FTQ_AMXBF16 static void block_amx(float *acc, int ldacc, const uint16_t *a, int 
 
 /* ---- the blocking loop ---------------------------------------------------------------------- */
 
+static void gemm(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, const uint16_t *b, int m, int n,
+                 int k, const float *bias, int accumulate, int trans_c);
+
 void ftq_gemm_bf16(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, const uint16_t *b, int m,
                    int n, int k, const float *bias, int accumulate)
+{
+    gemm(path, c, ldc, a, b, m, n, k, bias, accumulate, 0);
+}
+
+void ftq_gemm_bf16_tc(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, const uint16_t *b, int m,
+                      int n, int k, int accumulate)
+{
+    gemm(path, c, ldc, a, b, m, n, k, NULL, accumulate, 1);
+}
+
+static void gemm(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, const uint16_t *b, int m, int n,
+                 int k, const float *bias, int accumulate, int trans_c)
 {
     if (m <= 0 || n <= 0)
         return;
@@ -470,7 +485,7 @@ void ftq_gemm_bf16(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, 
             const uint16_t *ab = a + (size_t)i0 * kp;
             /* a plain product (init 0) whose block is all inside C sums in C itself: the
              * same values as through acc, without the copy */
-            const int plain = !accumulate && !bias && ni == BLK;
+            const int plain = !accumulate && !bias && ni == BLK && !trans_c;
             for (int k0 = 0; k0 < kp; k0 += KC) {
                 int nk = kp - k0 < KC ? kp - k0 : KC;
                 for (int jb = j0; jb < j1; jb += BLK) {
@@ -484,6 +499,19 @@ void ftq_gemm_bf16(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, 
             while (plain && jd + BLK <= j1 && jd + BLK <= n)
                 jd += BLK;
             int nj = j1 - jd;
+            if (trans_c) { /* column j of the block is row j of C: written 32 floats at a time */
+                for (int j = 0; j < nj; j++) {
+                    float *cr = c + (size_t)(jd + j) * ldc + i0;
+                    const float *s = acc + (jd - j0) + j;
+                    if (accumulate)
+                        for (int i = 0; i < ni; i++)
+                            cr[i] += s[(size_t)i * NC];
+                    else
+                        for (int i = 0; i < ni; i++)
+                            cr[i] = s[(size_t)i * NC];
+                }
+                nj = 0;
+            }
             for (int i = 0; nj > 0 && i < ni; i++) {
                 float *cr = c + (size_t)(i0 + i) * ldc + jd;
                 const float *s = acc + (size_t)i * NC + (jd - j0);

@@ -57,6 +57,13 @@ void ftq_bf16_pack_b(uint16_t *dst, const float *src, int n, int k, size_t sn, s
 void ftq_gemm_bf16(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, const uint16_t *b, int m,
                    int n, int k, const float *bias, int accumulate);
 
+/* The same product written transposed: c[j * ldc + i] = init + sum_kk A[i][kk] B[j][kk]
+ * (init: c[j * ldc + i] if accumulate, else 0), each element summed exactly as by
+ * ftq_gemm_bf16. dW = dY^T X as (X^T dY)^T then packs the transposed operand from X
+ * instead of dY, the cheaper one when the layer has more outputs than inputs. */
+void ftq_gemm_bf16_tc(ftq_bf16_path path, float *c, size_t ldc, const uint16_t *a, const uint16_t *b, int m,
+                      int n, int k, int accumulate);
+
 /* bf16 values of a packed operand back to f32 (tests): A[i][kk] and B[j][kk]. */
 float ftq_bf16_packed_a_at(const uint16_t *a, int k, int i, int kk);
 float ftq_bf16_packed_b_at(const uint16_t *b, int k, int j, int kk);

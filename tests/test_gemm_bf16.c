@@ -230,6 +230,20 @@ static void test_linear_shapes(void)
     ftq_bf16_pack_a(a, dy, O, T, 1, (size_t)O);
     ftq_bf16_pack_b(bx, x, I, T, 1, (size_t)I);
     ftq_gemm_bf16(FTQ_BF16_AUTO, dw, (size_t)I, a, bx, O, I, T, NULL, 1);
+    /* dW again as (X^T dY)^T: the same sums (products commute exactly, same pair order) */
+    float *dw2 = malloc(sizeof(float) * O * I), *dw3 = malloc(sizeof(float) * O * I);
+    uint16_t *ax = malloc(sizeof(uint16_t) * ftq_bf16_a_elems(I, T)), *bdy = malloc(sizeof(uint16_t) * ftq_bf16_b_elems(O, T));
+    ftq_bf16_pack_a(ax, x, I, T, 1, (size_t)I);
+    ftq_bf16_pack_b(bdy, dy, O, T, 1, (size_t)O);
+    for (int i = 0; i < O * I; i++)
+        dw2[i] = dw3[i] = 0.25f;
+    ftq_gemm_bf16_tc(FTQ_BF16_SCALAR, dw2, (size_t)I, ax, bdy, I, O, T, 1);
+    ftq_gemm_bf16(FTQ_BF16_SCALAR, dw3, (size_t)I, a, bx, O, I, T, NULL, 1);
+    CU_ASSERT(memcmp(dw2, dw3, sizeof(float) * O * I) == 0);
+    memcpy(dw3, dw2, sizeof(float) * O * I);
+    for (int i = 0; i < O * I; i++)
+        dw2[i] = 0.25f;
+    ftq_gemm_bf16_tc(FTQ_BF16_AUTO, dw2, (size_t)I, ax, bdy, I, O, T, 1);
     int bad = 0;
     const double u = ldexp(1.0, -24);
     for (int t = 0; t < T; t++)
@@ -258,7 +272,16 @@ static void test_linear_shapes(void)
                 g += fabs((double)bf(dy[t * O + o]) * bf(x[t * I + i]));
             }
             bad += fabs(dw[o * I + i] - s) > (2.0 * T + 2) * u * g;
+            bad += fabs(dw2[o * I + i] - s) > (2.0 * T + 2) * u * g;
         }
+    /* and without accumulating */
+    ftq_gemm_bf16_tc(FTQ_BF16_SCALAR, dw2, (size_t)I, ax, bdy, I, O, T, 0);
+    for (int i = 0; i < O * I; i++)
+        bad += fabs(dw2[i] - (dw3[i] - 0.25f)) > 1e-6f * (1.0f + fabsf(dw3[i]));
+    free(dw2);
+    free(dw3);
+    free(ax);
+    free(bdy);
     ASSERT_INT_EQ(bad, 0);
     free(x);
     free(w);
