@@ -37,9 +37,13 @@ static void norm_bwd(const ftq_tmodel *tm, float *dinp, float *dw, float *db, co
         ftq_rmsnorm_backward(dinp, dw, dout, in, w, rstd, N, c->hidden_size);
 }
 
-/* out = a + b (out may alias a) */
+/* out = a + b (out may alias a). Elementwise loops here are parallel over rows (disjoint
+ * writes): in an fp32 pass OpenMP has one thread (see the top), in a bf16 pass all. */
 static void add_to(float *out, const float *a, const float *b, size_t n)
 {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 262144)
+#endif
     for (size_t i = 0; i < n; i++)
         out[i] = a[i] + b[i];
 }
@@ -81,6 +85,9 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
     norm_fwd(tm, a->h2, a->mean2, a->rstd2, x1, w->norm2_w, w->norm2_b, N);
     if (llama) {
         ftq_tmm_forward(tm, a->fc, a->h2, w->w_fc, w->b_fc, N, C, 2 * F);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
+#endif
         for (int t = 0; t < N; t++)
             ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
                                  a->fc + (size_t)t * 2 * F + F, (size_t)F);
@@ -119,6 +126,9 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
     /* MLP: xout = x1 + down(act(fc(h2))) */
     ftq_tmm_backward(tm, tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C);
     if (llama) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
+#endif
         for (int t = 0; t < N; t++) {
             float *d = tm->dfc + (size_t)t * 2 * F;
             const float *fc = a->fc + (size_t)t * 2 * F;
