@@ -124,7 +124,6 @@ FTQ_AVX512F_ static void panel_cols_avx512(uint16_t *d, const float *src, int nj
 FTQ_AVX512F_ static void panel_rows_avx512(uint16_t *d, const float *src, int nj, int k, size_t sn)
 {
     uint32_t tile[16][16];
-    uint32_t *d32 = (uint32_t *)(void *)d;
     for (int k0 = 0; k0 < k; k0 += 32) {
         int kn = k - k0 < 32 ? k - k0 : 32, pairs = (kn + 1) / 2;
         __mmask16 m0 = (__mmask16)(kn >= 16 ? 0xffffu : (1u << kn) - 1);
@@ -139,10 +138,10 @@ FTQ_AVX512F_ static void panel_rows_avx512(uint16_t *d, const float *src, int nj
             _mm256_storeu_si256((__m256i *)(void *)&tile[j][0], lo);
             _mm256_storeu_si256((__m256i *)(void *)&tile[j][8], hi);
         }
-        uint32_t *dd = d32 + (size_t)(k0 / 2) * 16;
+        uint16_t *dd = d + (size_t)(k0 / 2) * 32;
         for (int r = 0; r < pairs; r++)
-            for (int j = 0; j < 16; j++)
-                dd[(size_t)r * 16 + j] = tile[j][r];
+            for (int j = 0; j < 16; j++) /* one pair: 4 bytes (memcpy: no aliasing of uint16_t as uint32_t) */
+                memcpy(dd + (size_t)r * 32 + 2 * j, &tile[j][r], 4);
     }
 }
 
