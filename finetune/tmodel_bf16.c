@@ -35,7 +35,8 @@ int ftq_precision_from_name(const char *name, ftq_precision *out)
 
 static void add_mat(ftq_tmodel *tm, const float *w, int out, int in, int rows, int need_bwd)
 {
-    if (!w || w < tm->params || w >= tm->params + tm->n_params)
+    uintptr_t lo = (uintptr_t)tm->params, hi = (uintptr_t)(tm->params + tm->n_params);
+    if (!w || (uintptr_t)w < lo || (uintptr_t)w >= hi)
         return; /* not in the fp32 buffer (e.g. a frozen base kept as the model's tensors): fp32 path */
     struct ftq_tbf16_mat *m = &tm->bmats[tm->n_bmats++];
     m->w = w;
