@@ -1,7 +1,9 @@
 /* train_bench.c - `ftq_bench train`: a full fine-tuning step (forward + backward + AdamW over
  * every parameter, causal LM loss) of the GPT-2 124M and 110M Llama shapes at B x T tokens,
  * reported as tokens/s, time per step, model-FLOPs utilization against the sgemm rate
- * measured in the same run, and peak RSS (each model in its own process). Medians.
+ * measured in the same run, and peak RSS (each model and precision in its own process).
+ * Medians. --precision both runs fp32 then bf16 per model and prints the bf16 / fp32 ratio
+ * of tokens/s measured in the same run.
  * `--lora R`: a LoRA step instead (rank R on all linears, AdamW over the adapters only) on
  * the 110M Llama shape with an f32, int8 and int4 base (QLoRA); MFU then counts the full
  * model's FLOPs although no weight gradient of the base is computed. */
@@ -14,6 +16,7 @@
 
 #include "bench/bench.h"
 #include "include/ftq.h"
+#include "kernels/gemm_bf16.h"
 
 /* Model FLOPs of one training step on B*T tokens: 6 x (matmul parameters, incl. the
  * output layer) per token, plus the causal attention matmuls (forward 2 x layers x T x
@@ -28,7 +31,9 @@ static double step_flops(const ftq_model_config *c, int B, int T)
     return (double)B * T * (6.0 * matmul + 3.0 * attn);
 }
 
-static int one_model(const char *dir, const char *name, int B, int T, int steps, double sg, int lora_r)
+/* Written by the child (one double: tokens/s) so the parent can print ratios. */
+static int one_model(const char *dir, const char *name, int B, int T, int steps, double sg, int lora_r,
+                     ftq_precision prec, int result_fd)
 {
     ftq_model *m = NULL;
     ftq_tmodel *tm = NULL;
@@ -44,6 +49,7 @@ static int one_model(const char *dir, const char *name, int B, int T, int steps,
     tp.lora.targets = "all-linear";
     tp.max_batch = B;
     tp.max_seq = T;
+    tp.precision = prec;
     if (ftq_tmodel_new(m, &tp, &tm) != FTQ_OK) {
         fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
         ftq_model_free(m);
@@ -83,9 +89,12 @@ static int one_model(const char *dir, const char *name, int B, int T, int steps,
         fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
     } else {
         double ts = ftq_bench_median(t, steps), tf = ftq_bench_median(fwd, steps), fl = step_flops(c, B, T);
-        printf("%-12s %9.1fM %10.3f %8.3f %10.1f %10.1f %9.1f%% %10.0f\n", name, np / 1e6, ts, tf, B * T / ts,
-               fl / ts / 1e9, 100.0 * fl / ts / 1e9 / sg, ftq_peak_rss_bytes() / 1e6);
+        printf("%-12s %-5s %9.1fM %10.3f %8.3f %10.1f %10.1f %9.1f%% %10.0f\n", name, ftq_precision_name(prec),
+               np / 1e6, ts, tf, B * T / ts, fl / ts / 1e9, 100.0 * fl / ts / 1e9 / sg, ftq_peak_rss_bytes() / 1e6);
         fflush(stdout); /* the caller _exits */
+        double tps = B * T / ts;
+        if (result_fd >= 0 && write(result_fd, &tps, sizeof tps) != (ssize_t)sizeof tps)
+            rc = 1;
     }
     free(ids);
     free(tg);
@@ -100,11 +109,16 @@ int ftq_bench_train(int argc, char **argv)
 {
     const char *dir = "bench-models";
     int B = 4, T = 256, steps = 5, lora_r = 0;
+    const char *prec_s = "fp32";
     for (int i = 1; i + 1 < argc; i += 2) {
         char *end = NULL;
         long x = strtol(argv[i + 1], &end, 10);
         if (strcmp(argv[i], "-o") == 0) {
             dir = argv[i + 1];
+            continue;
+        }
+        if (strcmp(argv[i], "--precision") == 0) {
+            prec_s = argv[i + 1];
             continue;
         }
         if (*end || x < 1 || x > 1 << 16) {
@@ -120,17 +134,27 @@ int ftq_bench_train(int argc, char **argv)
         else if (strcmp(argv[i], "--lora") == 0)
             lora_r = (int)x;
         else {
-            fprintf(stderr, "usage: ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N] [--lora R]\n");
+            fprintf(stderr, "usage: ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N] [--lora R] "
+                            "[--precision fp32|bf16|both]\n");
             return 2;
         }
     }
+    ftq_precision precs[2] = {FTQ_PRECISION_FP32, FTQ_PRECISION_BF16};
+    int np = 2;
+    if (strcmp(prec_s, "both") != 0) {
+        if (ftq_precision_from_name(prec_s, &precs[0]) != FTQ_OK) {
+            fprintf(stderr, "ftq_bench train: unknown --precision '%s' (expected fp32, bf16 or both)\n", prec_s);
+            return 2;
+        }
+        np = 1;
+    }
     double sg1 = ftq_bench_sgemm_gflops(1024, 1024, 1024, 5), sg2 = ftq_bench_sgemm_gflops(B * T, 3072, 768, 5);
     double sg = sg1 > sg2 ? sg1 : sg2;
-    printf("cpu: %s; threads %d; B=%d T=%d; %d timed steps (median)\n", ftq_cpu_features_str(), ftq_get_threads(),
-           B, T, steps);
+    printf("cpu: %s; threads %d; B=%d T=%d; %d timed steps (median); bf16 products: %s\n", ftq_cpu_features_str(),
+           ftq_get_threads(), B, T, steps, ftq_bf16_path_name(ftq_bf16_best_path()));
     printf("sgemm: 1024^3 %.1f GFLOP/s, %dx3072x768 %.1f GFLOP/s -> reference %.1f GFLOP/s\n", sg1, B * T, sg2, sg);
-    printf("%-12s %10s %10s %8s %10s %10s %10s %10s\n", "model", "params", "s/step", "fwd s", "tok/s", "GFLOP/s",
-           "MFU", "peak MB");
+    printf("%-12s %-5s %10s %10s %8s %10s %10s %10s %10s\n", "model", "prec", "params", "s/step", "fwd s", "tok/s",
+           "GFLOP/s", "MFU", "peak MB");
     const char *full_names[] = {"gpt2-124m", "llama-110m"};
     const char *lora_names[] = {"llama-110m", "llama-110m-int8", "llama-110m-int4"};
     const char **names = lora_r ? lora_names : full_names;
@@ -155,13 +179,27 @@ int ftq_bench_train(int argc, char **argv)
                 return 1;
             }
         }
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0)
-            _exit(one_model(path, names[k], B, T, steps, sg, lora_r));
-        int st = 0;
-        if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            rc = 1;
+        double tps[2] = {0, 0};
+        for (int q = 0; q < np; q++) {
+            int fds[2];
+            if (pipe(fds) != 0)
+                return 1;
+            fflush(stdout);
+            pid_t pid = fork();
+            if (pid == 0) {
+                close(fds[0]);
+                _exit(one_model(path, names[k], B, T, steps, sg, lora_r, precs[q], fds[1]));
+            }
+            close(fds[1]);
+            if (pid > 0 && read(fds[0], &tps[q], sizeof tps[q]) != (ssize_t)sizeof tps[q])
+                tps[q] = 0;
+            close(fds[0]);
+            int st = 0;
+            if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                rc = 1;
+        }
+        if (np == 2 && tps[0] > 0 && tps[1] > 0)
+            printf("%-12s bf16 / fp32 tokens/s: %.2fx\n", names[k], tps[1] / tps[0]);
     }
     return rc;
 }

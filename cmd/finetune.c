@@ -110,7 +110,8 @@ static int finetune_main(int argc, char **argv)
 {
     const char *model = default_model_dir(), *data = NULL, *dev = NULL, *output = NULL, *task_s = "classify",
                *mode_s = "full", *text_col = NULL, *label_col = NULL, *init = "pretrained", *resume = NULL,
-               *log = NULL, *schedule_s = "linear", *pool = NULL, *text2_col = NULL;
+               *log = NULL, *schedule_s = "linear", *pool = NULL, *text2_col = NULL,
+               *precision_s = "fp32";
     int freeze = -1, epochs = 3, batch = 0, seq = 0, accum = 1, json = 0, skip_bad = 0, parse_special = 0;
     int save_every = 0, eval_every = 0, max_steps = 0, warmup = 0, limit = 0, dev_limit = 0;
     double lr = -1, weight_decay = 0.0, max_grad_norm = 1.0, warmup_ratio = 0.0, beta1 = 0.9, beta2 = 0.999,
@@ -156,6 +157,8 @@ static int finetune_main(int argc, char **argv)
         {"grad-accum", 0, OPT_INT, &accum, "K", "micro-batches per optimizer step", 1, 1 << 16},
         {"seq", 0, OPT_INT, &seq, "T", "max tokens per row / LM block length (0 = min(128, model positions))", 0, 1 << 24},
         {"seed", 0, OPT_U64, &seed, "S", "seed for the new head, --init random and shuffling", 0, -1},
+        {"precision", 0, OPT_STR, &precision_s, "P", "fp32 | bf16 (mixed precision: bf16 matmuls with fp32 "
+                                                       "accumulation, fp32 master weights; decoders)", 0, -1},
         {"init", 0, OPT_STR, &init, "HOW", "pretrained | random (HF _init_weights, for from-scratch baselines)", 0, -1},
         {"text-col", 0, OPT_STR, &text_col, "NAME", "text column (default: text, else sentence)", 0, -1},
         {"text2-col", 0, OPT_STR, &text2_col, "NAME", "second text of a sentence pair (encoders: [CLS] A [SEP] B "
@@ -232,6 +235,8 @@ static int finetune_main(int argc, char **argv)
     c.lora.targets = lora_targets;
     c.lora.rslora = rslora;
     c.keep_quant = keep_quant;
+    if (ftq_precision_from_name(precision_s, &c.precision) != FTQ_OK)
+        return cmd_fail(spec.name, "unknown --precision '%s' (expected fp32 or bf16)", precision_s) + 1;
     if (ftq_schedule_from_name(schedule_s, &c.schedule) != FTQ_OK)
         return cmd_fail(spec.name, "unknown --schedule '%s' (expected constant, linear or cosine)", schedule_s) + 1;
     if (strcmp(init, "pretrained") != 0 && strcmp(init, "random") != 0)

@@ -15,6 +15,28 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+/* Linux >= 5.16 keeps AMX tile data off until a process asks for it (XFD): without the
+ * grant the first tile instruction faults. 1 if granted (or already held). */
+static int amx_permitted(void)
+{
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_GET_XCOMP_PERM = 0x1022, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    unsigned long bits = 0;
+    if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &bits) == 0 && (bits & (1ul << XFEATURE_XTILEDATA)))
+        return 1;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
+        return 0;
+    bits = 0;
+    return syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &bits) == 0 && (bits & (1ul << XFEATURE_XTILEDATA));
+#else
+    return 0;
+#endif
+}
 
 static uint64_t xgetbv0(void)
 {
@@ -54,8 +76,13 @@ static unsigned detect(void)
         if ((c7 >> 11) & 1)
             f |= FTQ_CPU_AVX512VNNI;
     }
-    if (amx_ok && ((d7 >> 24) & 1))
+    if (amx_ok && ((d7 >> 24) & 1)) {
         f |= FTQ_CPU_AMX;
+        if ((d7 >> 22) & 1)
+            f |= FTQ_CPU_AMX_BF16;
+        if ((d7 >> 25) & 1)
+            f |= FTQ_CPU_AMX_INT8;
+    }
     unsigned a71, b71, c71, d71;
     __cpuid_count(7, 1, a71, b71, c71, d71);
     if (ymm_ok && ((a71 >> 4) & 1))
@@ -70,7 +97,7 @@ static unsigned detect(void) { return 0; }
 
 /* Written once by init_features (under pthread_once), read-only afterwards. */
 static unsigned features;
-static char features_str[160];
+static char features_str[192];
 static pthread_once_t features_once = PTHREAD_ONCE_INIT;
 
 static void init_features(void)
@@ -83,12 +110,20 @@ static void init_features(void)
         {FTQ_CPU_F16C, "f16c"},         {FTQ_CPU_AVX512F, "avx512f"},
         {FTQ_CPU_AVX512BW, "avx512bw"}, {FTQ_CPU_AVX512VNNI, "avx512vnni"},
         {FTQ_CPU_AVX512BF16, "avx512bf16"}, {FTQ_CPU_AVXVNNI, "avxvnni"},
-        {FTQ_CPU_AMX, "amx"},
+        {FTQ_CPU_AMX, "amx"},           {FTQ_CPU_AMX_BF16, "amx-bf16"},
+        {FTQ_CPU_AMX_INT8, "amx-int8"},
     };
     unsigned f = detect();
     const char *mask = getenv("FTQ_CPU_MASK");
     if (mask && *mask)
         f &= (unsigned)strtoul(mask, NULL, 0);
+    /* asked only when a kernel may use it (not masked off); a refusal means no AMX */
+#if defined(__x86_64__) || defined(__i386__)
+    if ((f & FTQ_CPU_AMX) && !amx_permitted())
+        f &= ~(unsigned)FTQ_CPU_AMX;
+#endif
+    if (!(f & FTQ_CPU_AMX))
+        f &= ~(unsigned)(FTQ_CPU_AMX_BF16 | FTQ_CPU_AMX_INT8);
     features = f;
     size_t len = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

@@ -39,6 +39,7 @@ typedef struct {
     int init_random;
     uint64_t seed;
     int max_batch, max_seq;
+    ftq_precision precision;
     const char *weights_dir; /* NULL: the source; else a checkpoint of this run to continue */
 } tarch_build;
 

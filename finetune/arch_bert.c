@@ -95,6 +95,9 @@ static int bert_open(const ftq_train_config *c, tarch **out, tarch_info *info)
     if (c->init_random)
         return ftq_set_error(FTQ_EUNSUPPORTED, "random initialization is not available for encoders ('%s')",
                              c->model_dir);
+    if (c->precision != FTQ_PRECISION_FP32)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "precision %s is not available for encoders yet ('%s'); use fp32",
+                             ftq_precision_name(c->precision), c->model_dir);
     tarch *a = calloc(1, sizeof *a);
     if (!a)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");

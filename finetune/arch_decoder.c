@@ -193,6 +193,7 @@ static int dec_build(tarch *a, const tarch_build *b)
     tp.max_batch = b->max_batch;
     tp.max_seq = b->max_seq;
     tp.lora = a->c->lora;
+    tp.precision = b->precision;
     if ((rc = ftq_tmodel_new(a->model, &tp, &a->tm)) != FTQ_OK)
         return rc;
     if (lora && b->weights_dir && (rc = ftq_tmodel_load_adapter(a->tm, b->weights_dir)) != FTQ_OK)

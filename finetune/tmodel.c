@@ -510,6 +510,8 @@ static int check_params(const ftq_model *m, const ftq_tmodel_params *p, int *nl)
                              "training with a sliding window (%d) shorter than the sequence length %d is not "
                              "supported",
                              c->sliding_window, p->max_seq);
+    if (p->precision != FTQ_PRECISION_FP32 && p->precision != FTQ_PRECISION_BF16)
+        return ftq_set_error(FTQ_EINVAL, "invalid precision %d", (int)p->precision);
     if (!(p->init_std > 0.0f) || !isfinite(p->init_std))
         return ftq_set_error(FTQ_EINVAL, "invalid init_std %g", (double)p->init_std);
     *nl = 0;
@@ -653,7 +655,8 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
             if (tm->segs[i].kind == SEG_LORA_A || tm->segs[i].kind == SEG_LORA_B)
                 init_segment(tm, &tm->segs[i], &rng);
     }
-    if ((rc = alloc_acts(tm)) != FTQ_OK) {
+    if ((rc = alloc_acts(tm)) != FTQ_OK ||
+        (p->precision == FTQ_PRECISION_BF16 && (rc = ftq_tmodel_bf16_init(tm)) != FTQ_OK)) {
         ftq_tmodel_free(tm);
         return rc;
     }
@@ -693,6 +696,7 @@ void ftq_tmodel_free(ftq_tmodel *tm)
     free(tm->lin_tmp);
     free(tm->qscratch);
     free(tm->wdeq);
+    ftq_tmodel_bf16_free(tm);
     free(tm);
 }
 

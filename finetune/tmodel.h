@@ -92,6 +92,13 @@ struct ftq_tmodel {
     float *dpooled;       /* [max_batch, C] */
     void *act_mem;
 
+    /* bf16 precision (tmodel_bf16.c): packed bf16 copies of the weight matrices, looked up
+     * by their fp32 pointer; scratch for the packed activations */
+    struct ftq_tbf16_mat *bmats; /* NULL in fp32 */
+    size_t n_bmats;
+    uint16_t *bf_a, *bf_b;
+    int bf_stale;                /* 2: every copy, 1: the trainable ones, 0: fresh */
+
     /* the last forward */
     int B, T, fwd_ok, has_targets, n_scored;
     int32_t *ids, *targets; /* [N] copies (classify targets: [B]) */
@@ -127,5 +134,16 @@ void ftq_tmodel_lora_backward(ftq_tmodel *tm, int l, int lin, float *dx, int ldd
  * it bit for bit. */
 void ftq_adamw_update_ref(float *p, const float *g, float *m, float *v, size_t n, float lr,
                           const ftq_adamw_params *ap, int64_t step, int decay);
+
+/* tmodel_bf16.c. The matmuls of the passes: y = x W^T + b and its backward, in fp32
+ * (ftq_linear_f32 / ftq_linear_backward) or, for a registered weight of a bf16 model, on
+ * the packed bf16 copies. */
+int ftq_tmodel_bf16_init(ftq_tmodel *tm);
+void ftq_tmodel_bf16_free(ftq_tmodel *tm);
+void ftq_tmodel_bf16_refresh(ftq_tmodel *tm);
+void ftq_tmm_forward(ftq_tmodel *tm, float *out, const float *in, const float *w, const float *bias, int N,
+                     int in_dim, int out_dim);
+void ftq_tmm_backward(ftq_tmodel *tm, float *dinp, float *dweight, float *dbias, const float *dout,
+                      const float *inp, const float *w, int N, int in_dim, int out_dim);
 
 #endif

@@ -1,8 +1,10 @@
 /* tmodel_pass.c - forward (saving what the backward needs) and hand-written backward of the
- * trainable model. Every matmul is one sgemm over all B*T rows; attention is per (row,
- * head) on the saved Q/K/V. Thread discipline (as model/forward.c): a pass over >=
- * FTQ_BATCH_MIN_T rows runs with OpenMP limited to the calling thread, so the elementwise
- * kernels between sgemm calls run serially here while OpenBLAS owns the cores. */
+ * trainable model. Every matmul is one product over all B*T rows (fp32: sgemm; bf16: the
+ * packed bf16 products of tmodel_bf16.c); attention is per (row, head) on the saved
+ * Q/K/V. Thread discipline (as model/forward.c): an fp32 pass over >= FTQ_BATCH_MIN_T rows
+ * runs with OpenMP limited to the calling thread, so the elementwise kernels between sgemm
+ * calls run serially here while OpenBLAS owns the cores; a bf16 pass keeps OpenMP's threads
+ * (its products are OpenMP's). */
 #include <math.h>
 #include <string.h>
 
@@ -39,9 +41,13 @@ static void norm_bwd(const ftq_tmodel *tm, float *dinp, float *dw, float *db, co
         ftq_rmsnorm_backward(dinp, dw, dout, in, w, rstd, N, c->hidden_size);
 }
 
-/* out = a + b (out may alias a) */
+/* out = a + b (out may alias a). Elementwise loops here are parallel over rows (disjoint
+ * writes): in an fp32 pass OpenMP has one thread (see the top), in a bf16 pass all. */
 static void add_to(float *out, const float *a, const float *b, size_t n)
 {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 262144)
+#endif
     for (size_t i = 0; i < n; i++)
         out[i] = a[i] + b[i];
 }
@@ -102,7 +108,7 @@ static void blk_linear(ftq_tmodel *tm, int l, int lin, float *y, int ldy, const 
                        const float *bias, int N)
 {
     if (!tm->base) {
-        ftq_linear_f32(y, x, w, bias, N, in, ldy);
+        ftq_tmm_forward(tm, y, x, w, bias, N, in, ldy);
         return;
     }
     const ftq_tensor *t[3];
@@ -129,7 +135,7 @@ static void blk_linear_backward(ftq_tmodel *tm, int l, int lin, float *dx, float
                                 const float *x, const float *w, int N, int in, int ldy)
 {
     if (!tm->base) {
-        ftq_linear_backward(dx, gw, gb, dy, x, w, N, in, ldy, 0);
+        ftq_tmm_backward(tm, dx, gw, gb, dy, x, w, N, in, ldy);
         return;
     }
     const ftq_tensor *t[3];
@@ -217,6 +223,9 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
         blk_linear(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C, w->w_fc, w->b_fc, N);
         if (tm->lora_ns)
             ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
+#endif
         for (int t = 0; t < N; t++)
             ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
                                  a->fc + (size_t)t * 2 * F + F, (size_t)F);
@@ -261,6 +270,9 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
     if (tm->lora_ns)
         ftq_tmodel_lora_backward(tm, l, LORA_LIN_DOWN, tm->dact, F, dres, C, a->act, F);
     if (llama) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
+#endif
         for (int t = 0; t < N; t++) {
             float *d = tm->dfc + (size_t)t * 2 * F;
             const float *fc = a->fc + (size_t)t * 2 * F;
@@ -359,7 +371,10 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     if (targets)
         memcpy(tm->targets, targets, sizeof(int32_t) * (size_t)(classify ? B : N));
 
-    int solo = ftq_sgemm_stage_begin(N);
+    /* bf16: the packed weights are refreshed here (once per step); its products run on
+     * OpenMP, so the pass keeps every thread (fp32: sgemm owns the cores, see the top) */
+    ftq_tmodel_bf16_refresh(tm);
+    int solo = tm->bmats ? 0 : ftq_sgemm_stage_begin(N);
     tm->stage_saved = solo;
 
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
@@ -396,7 +411,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
         const float *lm = tm->w.lm_head ? tm->w.lm_head : tm->w.wte;
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
-            ftq_linear_f32(tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+            ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
             scored += ftq_xent_forward(tm->logits, tm->losses + r0, targets + r0, rows, V);
         }
         for (int i = 0; i < N; i++)
@@ -421,20 +436,22 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_backward needs a forward with targets before it "
                              "(once per forward)");
     tm->fwd_ok = 0; /* the logits buffer now holds gradients */
+    if (tm->bmats && !tm->bf_stale)
+        tm->bf_stale = 1; /* an optimizer step on the trainable weights comes next */
     if (tm->n_scored == 0 || tm->n_train == 0)
         return FTQ_OK;
     const ftq_model_config *c = &tm->cfg;
     const int B = tm->B, T = tm->T, N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
     const float dloss = scale / (float)tm->n_scored;
-    int solo = ftq_sgemm_stage_begin(N);
+    int solo = tm->bmats ? 0 : ftq_sgemm_stage_begin(N);
     tm->stage_saved = solo;
 
     if (tm->p.task == FTQ_TASK_CLASSIFY) {
         const int NL = tm->NL;
         const int head_only = tm->p.mode == FTQ_TRAIN_HEAD;
         ftq_xent_backward(tm->logits, tm->targets, dloss, B, NL);
-        ftq_linear_backward(head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits, tm->pooled,
-                            tm->w.score, B, C, NL, 0);
+        ftq_tmm_backward(tm, head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits, tm->pooled,
+                            tm->w.score, B, C, NL);
         if (head_only) {
             ftq_sgemm_stage_end(solo);
             return FTQ_OK;
@@ -449,12 +466,12 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
             if (chunked) { /* recompute this chunk's softmax */
-                ftq_linear_f32(tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+                ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
                 ftq_xent_forward(tm->logits, tm->losses + r0, tm->targets + r0, rows, V);
             }
             ftq_xent_backward(tm->logits, tm->targets + r0, dloss, rows, V);
-            ftq_linear_backward(tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
-                                rows, C, V, 0);
+            ftq_tmm_backward(tm, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
+                                rows, C, V);
         }
     }
 

@@ -418,6 +418,8 @@ static cJSON *build_args(const ftq_trainer *t)
         ok &= cJSON_AddBoolToObject(a, "rslora", c->lora.rslora) != NULL;
     }
     ok &= cJSON_AddStringToObject(a, "init", c->init_random ? "random" : "pretrained") != NULL;
+    if (c->precision != FTQ_PRECISION_FP32)
+        ok &= cJSON_AddStringToObject(a, "precision", ftq_precision_name(c->precision)) != NULL;
     ok &= cJSON_AddNumberToObject(a, "lr", c->lr) != NULL;
     ok &= cJSON_AddStringToObject(a, "schedule", ftq_schedule_name(c->schedule)) != NULL;
     ok &= cJSON_AddNumberToObject(a, "warmup", (double)c->warmup_steps) != NULL;
@@ -636,6 +638,7 @@ static int trainer_new_local(const ftq_train_config *cfg, ftq_trainer **out)
     tb.seed = c->seed;
     tb.max_batch = c->batch_size;
     tb.max_seq = t->max_T;
+    tb.precision = c->precision;
     tb.weights_dir = c->resume_dir;
     if ((rc = t->ops->build(t->arch, &tb)) != FTQ_OK)
         goto fail;

@@ -105,11 +105,15 @@ enum {
     FTQ_CPU_AVX512VNNI = 1 << 5,
     FTQ_CPU_AVX512BF16 = 1 << 6,
     FTQ_CPU_AVXVNNI = 1 << 7,
-    FTQ_CPU_AMX = 1 << 8,
+    FTQ_CPU_AMX = 1 << 8,       /* AMX-TILE, with the tile data state granted by the OS */
+    FTQ_CPU_AMX_BF16 = 1 << 9,  /* TDPBF16PS (only with FTQ_CPU_AMX) */
+    FTQ_CPU_AMX_INT8 = 1 << 10, /* TDPB[SU]D (only with FTQ_CPU_AMX) */
 };
 
 /* Bit set of FTQ_CPU_* detected at run time, once per process (the first call from any
- * thread; thread-safe). The environment variable FTQ_CPU_MASK (decimal or 0x hex) ANDs
+ * thread; thread-safe). The AMX bits are reported only when Linux grants this process the
+ * tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, requested here at detection); a refusal
+ * clears them, so the kernels fall back. The environment variable FTQ_CPU_MASK (decimal or 0x hex) ANDs
  * the result, so tests and benchmarks can force the scalar paths; it is read at that first
  * call, so a test that needs another mask runs a child process. */
 unsigned ftq_cpu_features(void);

@@ -54,6 +54,13 @@ typedef struct {
 ftq_lora_params ftq_lora_default_params(void);
 /* FTQ_EINVAL unless 1 <= r <= 4096, alpha > 0 and 0 <= dropout < 1. */
 int ftq_lora_check(const ftq_lora_params *p);
+/* Arithmetic of the matmuls with weights. bf16 is mixed precision (autocast's split): fp32
+ * master weights, gradients and optimizer state; the weight matrices' matmuls (forward,
+ * input gradient, weight gradient) take bf16 copies of their operands and accumulate in
+ * fp32; norms, attention, softmax, loss and reductions stay fp32. */
+typedef enum { FTQ_PRECISION_FP32 = 0, FTQ_PRECISION_BF16 = 1 } ftq_precision;
+const char *ftq_precision_name(ftq_precision p);                  /* "fp32", "bf16" */
+int ftq_precision_from_name(const char *name, ftq_precision *out); /* FTQ_EINVAL if unknown */
 
 #define FTQ_IGNORE_INDEX (-100) /* LM target that is not scored (HF's ignore_index) */
 
@@ -70,6 +77,10 @@ typedef struct {
     int max_batch;        /* activation buffers are sized for max_batch x max_seq */
     int max_seq;
     ftq_lora_params lora; /* mode lora */
+    ftq_precision precision; /* bf16: the weight matrices also live as packed bf16 copies
+                                (4 bytes per weight more), refreshed from the fp32 weights by
+                                the first forward after a backward or after
+                                ftq_tmodel_params_updated */
 } ftq_tmodel_params;
 
 ftq_tmodel_params ftq_tmodel_default_params(void);
@@ -115,6 +126,10 @@ void ftq_tmodel_zero_grad(ftq_tmodel *tm);
 float *ftq_tmodel_param_buffer(ftq_tmodel *tm, size_t *n);
 float *ftq_tmodel_grad_buffer(ftq_tmodel *tm, size_t *n_trainable);
 size_t ftq_tmodel_trainable_offset(const ftq_tmodel *tm);
+/* Tell a bf16 model its fp32 parameters were written by something other than an optimizer
+ * step after a backward (which the model assumes: a backward marks the bf16 copies of the
+ * trainable weights stale, the next forward converts them once). No-op for fp32. */
+void ftq_tmodel_params_updated(ftq_tmodel *tm);
 
 /* The trainable range as named segments (one per HF tensor), for weight decay (decay = 0
  * for norms, biases and embeddings), logging and tests. Offsets are into params. */
@@ -280,6 +295,7 @@ typedef struct {
     ftq_lora_params lora;      /* mode lora: the adapters (output: a PEFT adapter directory) */
     int keep_quant;            /* mode lora, GGUF source: its quantized matrices stay int8 / int4 (QLoRA) */
     int init_random;           /* HF _init_weights instead of the pretrained values */
+    ftq_precision precision;   /* matmul precision (decoders; default fp32) */
     /* optimization (HF TrainingArguments names in brackets) */
     double lr;                 /* [learning_rate] 5e-5; negative: the model family's default
                                   (decoders 5e-5; encoders 5e-5, mode head 1e-3) */
