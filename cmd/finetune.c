@@ -237,6 +237,9 @@ static int finetune_main(int argc, char **argv)
     c.keep_quant = keep_quant;
     if (ftq_precision_from_name(precision_s, &c.precision) != FTQ_OK)
         return cmd_fail(spec.name, "unknown --precision '%s' (expected fp32 or bf16)", precision_s) + 1;
+    if (c.precision == FTQ_PRECISION_BF16 && c.mode == FTQ_TRAIN_LORA)
+        return cmd_fail(spec.name, "--precision bf16 does not apply to --mode lora yet (the frozen base runs in "
+                                   "fp32 or on the quantized kernels); use --precision fp32") + 1;
     if (ftq_schedule_from_name(schedule_s, &c.schedule) != FTQ_OK)
         return cmd_fail(spec.name, "unknown --schedule '%s' (expected constant, linear or cosine)", schedule_s) + 1;
     if (strcmp(init, "pretrained") != 0 && strcmp(init, "random") != 0)

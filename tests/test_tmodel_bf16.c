@@ -312,6 +312,10 @@ static void test_cli(void)
     snprintf(args, sizeof args, "finetune -m '%s' -d '%s' --precision bf16 -o '%s/out2'",
              shared_path("models/all-MiniLM-L6-v2"), source_path("datasets/sst2_dev.tsv"), test_tmpdir("bf16_cli2"));
     ftq_expect_error(args, "precision bf16 is not available for encoders", NULL);
+    snprintf(args, sizeof args, "finetune --task lm --mode lora -m '%s' -d '%s' --precision bf16 -o '%s/out3'",
+             shared_path("models/stories260K"), shared_path("data/tinystories/tinystories_sample.txt"),
+             test_tmpdir("bf16_cli3"));
+    ftq_expect_error(args, "--precision bf16 does not apply to --mode lora yet", NULL);
 }
 
 void test_register_tmodel_bf16(void)
