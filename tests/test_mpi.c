@@ -143,13 +143,16 @@ static void compare_logs(const run_log *a, const run_log *b, int steps, int eval
         ASSERT_NEAR(b->dev[i], a->dev[i], 1e-5 * fabs(a->dev[i]));
 }
 
-/* Max |a - b| over every F32 tensor of two model.safetensors (all present in both);
+/* Max |a - b| over every F32 tensor of two model.safetensors (or, for LoRA, two
+ * adapter_model.safetensors; all present in both);
  * *over: elements beyond `tight`. Returns -1 if they cannot be compared. */
 static double weight_diff(const char *da, const char *db, double tight, size_t *over, size_t *total)
 {
     char pa[4400], pb[4400];
     snprintf(pa, sizeof pa, "%s/model.safetensors", da);
-    snprintf(pb, sizeof pb, "%s/model.safetensors", db);
+    if (access(pa, F_OK) != 0) /* mode lora: the adapter */
+        snprintf(pa, sizeof pa, "%s/adapter_model.safetensors", da);
+    snprintf(pb, sizeof pb, "%s/%s", db, strrchr(pa, '/') + 1);
     ftq_st_file *fa = NULL, *fb = NULL;
     double mx = -1;
     *over = *total = 0;
@@ -239,6 +242,19 @@ static void test_lm_matches_one_process(void)
     pair("mpi_lm", args, 6, 3, 1e-3, 0); /* evals: before, at step 3, at the end */
 }
 
+/* The same with LoRA adapters on every linear layer (only A, B train; the adapter is compared). */
+static void test_lora_matches_one_process(void)
+{
+    if (!mpi_ready())
+        return;
+    char args[8192];
+    snprintf(args, sizeof args,
+             "-m '%s' -d '%s' --task lm --mode lora --lora-r 4 --lora-targets all-linear --seq 32 --batch 7 "
+             "--grad-accum 2 --limit 56 --dev-limit 9 --max-steps 6 --lr 1e-3 --eval-every 3",
+             shared_path("models/stories260K"), source_path("datasets/tinystories_sample.txt"));
+    pair("mpi_lora", args, 6, 3, 1e-3, 0);
+}
+
 /* classify with 41 dev rows (batch 9: 5 batches, the last of 5 rows, round-robin over the
  * ranks) on `model` with the given extra flags, for each of n cases. */
 typedef struct {
@@ -272,6 +288,8 @@ static void test_classify_bert_modes(void)
         {"mpi_cls_full", "golden/bert_tiny_random", "--mode full --lr 1e-3", 1e-3, 0},
         {"mpi_cls_frozen", "golden/bert_tiny_random", "--mode frozen --freeze-layers 1 --lr 1e-3", 1e-3, 0},
         {"mpi_cls_head", "golden/bert_tiny_random", "--mode head --lr 1e-2", 1e-2, 1},
+        {"mpi_cls_lora", "golden/bert_tiny_random", "--mode lora --lora-r 4 --lora-targets all-linear --lr 1e-3",
+         1e-3, 0},
     };
     classify_pairs(cases, sizeof cases / sizeof cases[0]);
 }
@@ -459,6 +477,7 @@ void test_register_mpi(void)
     static const test_case cases[] = {
         {"single_process", test_single_process},
         {"lm_matches_one_process", test_lm_matches_one_process},
+        {"lora_matches_one_process", test_lora_matches_one_process},
         {"classify_bert_modes", test_classify_bert_modes},
         {"classify_decoder", test_classify_decoder},
         {"resume", test_resume},
