@@ -47,11 +47,11 @@ int cmd_quantize(int argc, char **argv)
         {"head", 0, OPT_STR, &head, "P", "output layer: auto (default) | keep | int8 | int4 | same", 0, -1},
         {"calib", 0, OPT_STR, &calib, "FILE", "calibration text (never your evaluation text): importance-weighted "
          "scale search, and what --method gptq and --bits need", 0, -1},
-        {"calib-tokens", 0, OPT_INT, &calib_tokens, "N", "use at most N calibration tokens (default 65536)", 1, 1 << 30},
-        {"calib-ctx", 0, OPT_INT, &calib_ctx, "N", "tokens per calibration window (default 512)", 2, 1 << 20},
+        {"calib-tokens", 0, OPT_INT, &calib_tokens, "N", "use at most N calibration tokens", 1, 1 << 30},
+        {"calib-ctx", 0, OPT_INT, &calib_ctx, "N", "tokens per calibration window", 2, 1 << 20},
         {"method", 0, OPT_STR, &method, "M", "rtn (default; with --calib the importance-weighted search) | gptq", 0, -1},
         {"act-order", 0, OPT_FLAG, &act_order, NULL, "gptq: columns by decreasing Hessian diagonal (static groups)", 0, -1},
-        {"damp", 0, OPT_FLOAT, &damp, "F", "gptq: damping, fraction of the mean Hessian diagonal (default 0.01)", 0, 10},
+        {"damp", 0, OPT_FLOAT, &damp, "F", "gptq: damping, fraction of the mean Hessian diagonal", 0, 10},
         {"bits", 0, OPT_FLOAT, &bits, "B", "int4 with --calib: mixed int4 / int8 per linear layer by measured "
          "sensitivity, at most B bits per weight on average (q4 g32 = 4.5, q8 g32 = 8.5)", 0, 8.5},
         {"tensors", 0, OPT_FLAG, &show, NULL, "print the error of every quantized tensor", 0, -1},
@@ -86,7 +86,7 @@ int cmd_quantize(int argc, char **argv)
         "of FILE measures every block linear layer's input (sum of x^2 per input channel, as\n"
         "llama.cpp's imatrix; with gptq also sum x x^T). Then each group's scale minimizes the\n"
         "importance-weighted error (rtn), or GPTQ compensates each column's rounding error in the\n"
-        "later columns (gptq; H = 2 X^T X, 1 %% damping). --bits B measures, for each linear layer,\n"
+        "later columns (gptq; H = 2 X^T X, 1 % damping). --bits B measures, for each linear layer,\n"
         "the KL divergence from the source model on a calibration window with only that layer at\n"
         "int4, and stores at int8 the layers with the most KL per extra byte that fit B. The\n"
         "calibration (file, tokens, method) and the plan are recorded in the file's metadata.\n"
