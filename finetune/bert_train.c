@@ -28,55 +28,6 @@ const char *ftq_bert_tensor_info(const ftq_bert *m, int i, size_t *off, size_t *
     return m->tensors[i].name;
 }
 
-/* ---- the classifier head ------------------------------------------------------------ */
-
-int ftq_bert_add_head(ftq_bert *m, int n_labels, ftq_pool pool, uint64_t seed)
-{
-    ftq_bert_config *c = &m->cfg;
-    if (n_labels < 1 || n_labels > (1 << 16))
-        return ftq_set_error(FTQ_EINVAL, "classifier with %d labels", n_labels);
-    if (pool == FTQ_POOL_POOLER && !c->has_pooler)
-        return ftq_set_error(FTQ_EINVAL, "pooling 'pooler' on a model without a pooler (use mean or cls)");
-    if (pool == FTQ_POOL_MAX)
-        return ftq_set_error(FTQ_EINVAL, "max pooling is not offered for classification (use pooler, mean or cls)");
-    int keep = m->n_tensors; /* drop an existing head: it is always the last two tensors */
-    if (c->num_labels)
-        keep -= 2;
-    size_t off = keep ? m->tensors[keep - 1].off + ((m->tensors[keep - 1].numel + 15) & ~(size_t)15) : 0;
-    size_t C = (size_t)c->hidden, nw = (size_t)n_labels * C, total = off + ((nw + 15) & ~(size_t)15) +
-                                                                          (((size_t)n_labels + 15) & ~(size_t)15);
-    float *p = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
-    if (!p)
-        return ftq_set_error(FTQ_ENOMEM, "out of memory");
-    memcpy(p, m->params, off * sizeof(float));
-    free(m->params);
-    m->params = p;
-    m->n_params = total;
-    m->n_tensors = keep;
-    c->num_labels = n_labels;
-    c->pool = pool;
-    static const char *const names[2] = {"classifier.weight", "classifier.bias"};
-    for (int k = 0; k < 2; k++) {
-        ftq_bert_tensor *t = &m->tensors[m->n_tensors++];
-        memset(t, 0, sizeof *t);
-        snprintf(t->name, sizeof t->name, "%s", names[k]);
-        t->ndim = 2 - k;
-        t->shape[0] = n_labels;
-        t->shape[1] = k ? 0 : (int64_t)C;
-        t->numel = k ? (size_t)n_labels : nw;
-        t->off = k ? off + ((nw + 15) & ~(size_t)15) : off;
-        t->layer = -1;
-        t->field = k ? offsetof(ftq_bert_views, cls_b) : offsetof(ftq_bert_views, cls_w);
-    }
-    ftq_bert_bind(m, m->params, &m->w, m->w.L);
-    ftq_rng r;
-    ftq_rng_seed(&r, seed);
-    for (size_t i = 0; i < nw; i++)
-        m->w.cls_w[i] = 0.02f * ftq_rng_normal(&r);
-    memset(m->w.cls_b, 0, sizeof(float) * (size_t)n_labels);
-    return FTQ_OK;
-}
-
 /* ---- backward ------------------------------------------------------------------------ */
 
 enum { S_DX, S_DY, S_DR, S_DQ, S_DK, S_DV, S_DATT, S_DF, S_N };

@@ -77,6 +77,10 @@ int ftq_bert_pool(const ftq_bert *m, ftq_bert_ws *ws, ftq_pool pool, int normali
 /* Classifier logits [B, num_labels] of the last forward, pooled as the config says. */
 int ftq_bert_classify(const ftq_bert *m, ftq_bert_ws *ws, float *logits);
 
+/* Add (or replace) a classifier head with n_labels outputs: weights normal(0, 0.02) from
+ * seed, bias 0 (HF's _init_weights), pooled as `pool` (recorded in the saved config). */
+int ftq_bert_add_head(ftq_bert *m, int n_labels, ftq_pool pool, uint64_t seed);
+
 /* Tokenize a text (b NULL) or a pair with the tokenizer's template, truncating the texts
  * (longest first, special tokens kept) to max_len tokens; *truncated = 1 if anything was
  * cut. *ids and *types are malloc'd. */

@@ -36,10 +36,6 @@ float *ftq_bert_params(ftq_bert *m);             /* the buffer itself */
 /* Name, offset and size of tensor i (0 .. n-1) of the buffer; NULL past the end. */
 const char *ftq_bert_tensor_info(const ftq_bert *m, int i, size_t *off, size_t *numel);
 
-/* Add (or replace) a classifier head with n_labels outputs: weights normal(0, 0.02) from
- * seed, bias 0 (HF's _init_weights), pooled as `pool` (recorded in the saved config). */
-int ftq_bert_add_head(ftq_bert *m, int n_labels, ftq_pool pool, uint64_t seed);
-
 /* Predict labels for n texts: pred[n] (argmax); logits [n, num_labels] too unless NULL. */
 int ftq_bert_predict(const ftq_bert *m, const ftq_tokenizer *tk, const char *const *texts, const char *const *texts2,
                      size_t n, int max_len, int batch, int32_t *pred, float *logits);

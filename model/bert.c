@@ -6,12 +6,14 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/json_util.h"
 #include "kernels/attention_enc.h"
 #include "kernels/kernels.h"
+#include "kernels/lora.h"
 #include "kernels/quant.h"
 #include "model/bert_internal.h"
 #include "model/qcheckpoint.h"
@@ -815,4 +817,82 @@ int ftq_bert_load_labels(const char *dir, int n_labels, char ***names)
     cJSON_Delete(j);
     free(p);
     return rc;
+}
+
+/* ---- the LoRA terms of the block linears (adapters made and loaded in model/bert_lora.c) ---- */
+
+void ftq_bert_lora_forward(const ftq_bert *m, int l, int k, float *y, int ldy, const float *x, int ldx, int N)
+{
+    ftq_bert_lora *lo = m->lora;
+    if (!lo || !lo->on[k] || (size_t)N > lo->rows_cap)
+        return;
+    int in, out;
+    ftq_bert_lin_dims(m, k, &in, &out);
+    const size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
+    float *u = lo->u + ((size_t)l * BERT_LIN_N + k) * lo->rows_cap * (size_t)lo->r;
+    ftq_lora_forward(y, ldy, x, ldx, m->params + o[0], m->params + o[1], u, lo->xd, N, in, out, lo->r, lo->scale,
+                     &lo->drop, (uint64_t)l * BERT_LIN_N + k);
+}
+
+void ftq_bert_lora_backward(const ftq_bert *m, int l, int k, float *grads, float *dx, int lddx, const float *dy,
+                            int lddy, const float *x, int ldx, int N)
+{
+    ftq_bert_lora *lo = m->lora;
+    if (!lo || !lo->on[k])
+        return;
+    int in, out;
+    ftq_bert_lin_dims(m, k, &in, &out);
+    const size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
+    const float *u = lo->u + ((size_t)l * BERT_LIN_N + k) * lo->rows_cap * (size_t)lo->r;
+    ftq_lora_backward(dx, lddx, grads + o[0], grads + o[1], dy, lddy, x, ldx, m->params + o[0], m->params + o[1], u,
+                      lo->du, lo->xd, N, in, out, lo->r, lo->scale, &lo->drop, (uint64_t)l * BERT_LIN_N + k);
+}
+
+/* ---- a classifier head (ftq_bert_add_head, include/ftq_bert.h) ----------------------------- */
+
+int ftq_bert_add_head(ftq_bert *m, int n_labels, ftq_pool pool, uint64_t seed)
+{
+    ftq_bert_config *c = &m->cfg;
+    if (n_labels < 1 || n_labels > (1 << 16))
+        return ftq_set_error(FTQ_EINVAL, "classifier with %d labels", n_labels);
+    if (pool == FTQ_POOL_POOLER && !c->has_pooler)
+        return ftq_set_error(FTQ_EINVAL, "pooling 'pooler' on a model without a pooler (use mean or cls)");
+    if (pool == FTQ_POOL_MAX)
+        return ftq_set_error(FTQ_EINVAL, "max pooling is not offered for classification (use pooler, mean or cls)");
+    int keep = m->n_tensors; /* drop an existing head: it is always the last two tensors */
+    if (c->num_labels)
+        keep -= 2;
+    size_t off = keep ? m->tensors[keep - 1].off + ((m->tensors[keep - 1].numel + 15) & ~(size_t)15) : 0;
+    size_t C = (size_t)c->hidden, nw = (size_t)n_labels * C, total = off + ((nw + 15) & ~(size_t)15) +
+                                                                          (((size_t)n_labels + 15) & ~(size_t)15);
+    float *p = aligned_alloc(64, (total * sizeof(float) + 63) & ~(size_t)63);
+    if (!p)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    memcpy(p, m->params, off * sizeof(float));
+    free(m->params);
+    m->params = p;
+    m->n_params = total;
+    m->n_tensors = keep;
+    c->num_labels = n_labels;
+    c->pool = pool;
+    static const char *const names[2] = {"classifier.weight", "classifier.bias"};
+    for (int k = 0; k < 2; k++) {
+        ftq_bert_tensor *t = &m->tensors[m->n_tensors++];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", names[k]);
+        t->ndim = 2 - k;
+        t->shape[0] = n_labels;
+        t->shape[1] = k ? 0 : (int64_t)C;
+        t->numel = k ? (size_t)n_labels : nw;
+        t->off = k ? off + ((nw + 15) & ~(size_t)15) : off;
+        t->layer = -1;
+        t->field = k ? offsetof(ftq_bert_views, cls_b) : offsetof(ftq_bert_views, cls_w);
+    }
+    ftq_bert_bind(m, m->params, &m->w, m->w.L);
+    ftq_rng r;
+    ftq_rng_seed(&r, seed);
+    for (size_t i = 0; i < nw; i++)
+        m->w.cls_w[i] = 0.02f * ftq_rng_normal(&r);
+    memset(m->w.cls_b, 0, sizeof(float) * (size_t)n_labels);
+    return FTQ_OK;
 }

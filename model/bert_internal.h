@@ -140,4 +140,12 @@ static inline float *ftq_bert_x(const ftq_bert_ws *ws, int l)
 /* Pool the final hidden state of the last forward into out [B, C] (no normalization). */
 void ftq_bert_pool_rows(const ftq_bert *m, ftq_bert_ws *ws, ftq_pool pool, float *out);
 
+/* in / out features of block linear k (BERT_LIN_*). */
+static inline void ftq_bert_lin_dims(const ftq_bert *m, int k, int *in, int *out)
+{
+    int C = m->cfg.hidden, F = m->cfg.ffn;
+    *in = k == BERT_LIN_FC2 ? F : C;
+    *out = k == BERT_LIN_FC1 ? F : C;
+}
+
 #endif

@@ -41,13 +41,6 @@ static int listed(const char *list, const char *name)
     return 0;
 }
 
-static void dims(const ftq_bert *m, int k, int *in, int *out)
-{
-    int C = m->cfg.hidden, F = m->cfg.ffn;
-    *in = k == BERT_LIN_FC2 ? F : C;
-    *out = k == BERT_LIN_FC1 ? F : C;
-}
-
 int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size_t rows_cap)
 {
     int rc = ftq_lora_check(p);
@@ -100,7 +93,7 @@ int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size
             if (!lo->on[k])
                 continue;
             int in, out;
-            dims(m, k, &in, &out);
+            ftq_bert_lin_dims(m, k, &in, &out);
             size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
             o[0] = off;
             off += ((size_t)r * in + 15) & ~(size_t)15;
@@ -134,40 +127,13 @@ int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size
             if (!lo->on[k])
                 continue;
             int in, out;
-            dims(m, k, &in, &out);
+            ftq_bert_lin_dims(m, k, &in, &out);
             float *A = np + lo->off[((size_t)l * BERT_LIN_N + k) * 2], bound = 1.0f / sqrtf((float)in);
             for (size_t i = 0; i < (size_t)r * in; i++)
                 A[i] = (2.0f * ftq_rng_uniform(&rng) - 1.0f) * bound;
         }
     m->lora = lo;
     return FTQ_OK;
-}
-
-void ftq_bert_lora_forward(const ftq_bert *m, int l, int k, float *y, int ldy, const float *x, int ldx, int N)
-{
-    ftq_bert_lora *lo = m->lora;
-    if (!lo || !lo->on[k] || (size_t)N > lo->rows_cap)
-        return;
-    int in, out;
-    dims(m, k, &in, &out);
-    const size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
-    float *u = lo->u + ((size_t)l * BERT_LIN_N + k) * lo->rows_cap * (size_t)lo->r;
-    ftq_lora_forward(y, ldy, x, ldx, m->params + o[0], m->params + o[1], u, lo->xd, N, in, out, lo->r, lo->scale,
-                     &lo->drop, (uint64_t)l * BERT_LIN_N + k);
-}
-
-void ftq_bert_lora_backward(const ftq_bert *m, int l, int k, float *grads, float *dx, int lddx, const float *dy,
-                            int lddy, const float *x, int ldx, int N)
-{
-    ftq_bert_lora *lo = m->lora;
-    if (!lo || !lo->on[k])
-        return;
-    int in, out;
-    dims(m, k, &in, &out);
-    const size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
-    const float *u = lo->u + ((size_t)l * BERT_LIN_N + k) * lo->rows_cap * (size_t)lo->r;
-    ftq_lora_backward(dx, lddx, grads + o[0], grads + o[1], dy, lddy, x, ldx, m->params + o[0], m->params + o[1], u,
-                      lo->du, lo->xd, N, in, out, lo->r, lo->scale, &lo->drop, (uint64_t)l * BERT_LIN_N + k);
 }
 
 /* ---- applying a PEFT adapter to a loaded encoder ------------------------------------------ */
