@@ -305,7 +305,8 @@ static int spm_merges(const ftq_tokenizer *t, const char *path, spm_merge **out,
             }
             m[n++] = (spm_merge){id < 3 ? 0.0f : t->score[id], utf8_chars(p, k), utf8_chars(p + k, len - k), a, b, 0};
         }
-        qsort(m + first, n - first, sizeof *m, cmp_spm_local);
+        if (n > first) /* m may still be NULL */
+            qsort(m + first, n - first, sizeof *m, cmp_spm_local);
         for (size_t i = first; i < n; i++)
             m[i].seq = i;
     }
