@@ -58,22 +58,6 @@ static const site_row gpt2_sites[] = {
     {"c_proj", "transformer.h.%d.mlp.c_proj", "blk.%d.ffn_down", LORA_LIN_DOWN, 0, 0},
 };
 
-/* 1 if name is one of the comma-separated entries of list. */
-static int in_list(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0)
-            return 1;
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return 0;
-}
-
 int ftq_lora_sites(const ftq_model_config *c, const ftq_lora_params *p, ftq_lora_site *sites, int *n)
 {
     const int gpt2 = c->arch == FTQ_ARCH_GPT2;
@@ -110,7 +94,7 @@ int ftq_lora_sites(const ftq_model_config *c, const ftq_lora_params *p, ftq_lora
     int k = 0;
     for (int i = 0; i < nrows; i++) {
         const site_row *r = &rows[i];
-        if (!(all || (t ? in_list(t, r->target) : r->is_default)))
+        if (!(all || (t ? ftq_list_has(t, r->target) : r->is_default)))
             continue;
         ftq_lora_site *s = &sites[k++];
         s->target = r->target;

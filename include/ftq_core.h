@@ -156,6 +156,8 @@ int ftq_is_file(const char *path);
 
 /* "dir" + "/" + "name" into a malloc'd string (NULL on OOM). */
 char *ftq_path_join(const char *dir, const char *name);
+/* 1 if name is one of the entries of the comma-separated list (exact, case-sensitive). */
+int ftq_list_has(const char *list, const char *name);
 
 /* Atomic file output: data goes to "<path>.tmp.<pid>", and ftq_atomic_commit fsyncs,
  * closes and renames it over `path` (and fsyncs the directory). ftq_atomic_abort

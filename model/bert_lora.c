@@ -26,21 +26,6 @@ const char *ftq_bert_lora_module(int l, int k, char *buf, size_t cap)
 
 const char *ftq_bert_lora_target(int k) { return targets[k]; }
 
-static int listed(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0)
-            return 1;
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return 0;
-}
-
 int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size_t rows_cap)
 {
     int rc = ftq_lora_check(p);
@@ -74,7 +59,7 @@ int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size
     }
     int any = 0;
     for (int k = 0; k < BERT_LIN_N; k++)
-        any |= lo->on[k] = all || (t ? listed(t, targets[k]) : (k == BERT_LIN_Q || k == BERT_LIN_V));
+        any |= lo->on[k] = all || (t ? ftq_list_has(t, targets[k]) : (k == BERT_LIN_Q || k == BERT_LIN_V));
     if (!any) {
         free(lo->off);
         free(lo);
