@@ -34,6 +34,39 @@ int cmd_load_ex(const char *cmd, const char *dir, unsigned flags, ftq_model **mo
     return 0;
 }
 
+int cmd_model_config(const char *model, ftq_model_config *mc)
+{
+    int st;
+    if (ftq_gguf_is_file(model)) {
+        ftq_gguf *g = NULL;
+        if ((st = ftq_gguf_open(model, &g)) == FTQ_OK)
+            st = ftq_gguf_model_config(g, mc);
+        ftq_gguf_close(g);
+    } else {
+        char *cp = ftq_path_join(model, "config.json");
+        st = cp ? ftq_config_load(cp, mc) : FTQ_ENOMEM;
+        free(cp);
+    }
+    return st;
+}
+
+int cmd_calib_ids(const char *cmd, const char *model, const char *calib, int32_t **ids, size_t *n, int *bos)
+{
+    ftq_tokenizer *tok = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if (cmd_load(cmd, model, NULL, &tok))
+        return 1;
+    int rc = 0;
+    if (ftq_read_file(calib, &text, &len) != FTQ_OK || ftq_tokenizer_encode(tok, text, len, 0, ids, n) != FTQ_OK)
+        rc = cmd_fail(cmd, "--calib '%s': %s", calib, ftq_last_error());
+    else
+        *bos = ftq_tokenizer_adds_bos(tok) ? ftq_tokenizer_bos(tok) : -1;
+    free(text);
+    ftq_tokenizer_free(tok);
+    return rc;
+}
+
 int cmd_apply_adapter(const char *cmd, const char *adapter, ftq_model **model)
 {
     if (!adapter || !*model)

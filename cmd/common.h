@@ -12,6 +12,12 @@
 int cmd_load(const char *cmd, const char *dir, ftq_model **model, ftq_tokenizer **tok);
 /* The same with ftq_model_load_ex flags (FTQ_LOAD_KEEP_QUANT for --keep-quant). */
 int cmd_load_ex(const char *cmd, const char *dir, unsigned flags, ftq_model **model, ftq_tokenizer **tok);
+/* The architecture config of -m without loading the weights: a GGUF file's metadata or
+ * DIR/config.json. FTQ_OK, or a status (with the error set, except FTQ_ENOMEM). */
+int cmd_model_config(const char *model, ftq_model_config *mc);
+/* The token ids of the calibration text `calib` (--calib) with -m's tokenizer, and the BOS id
+ * a sequence starts with (-1: none). 0, or prints and returns the exit code. */
+int cmd_calib_ids(const char *cmd, const char *model, const char *calib, int32_t **ids, size_t *n, int *bos);
 /* Merge the PEFT adapter `adapter` (NULL: nothing) into a loaded model; prints and returns 1 on failure
  * (the model is freed and set to NULL). */
 int cmd_apply_adapter(const char *cmd, const char *adapter, ftq_model **model);

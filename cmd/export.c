@@ -110,17 +110,7 @@ int cmd_export(int argc, char **argv)
         return cmd_fail(spec.name, "missing required option --output");
     if (adapter) { /* the base's config names the architecture and the heads of the Q/K permutation */
         ftq_model_config mc;
-        int st;
-        if (ftq_gguf_is_file(model)) {
-            ftq_gguf *g = NULL;
-            if ((st = ftq_gguf_open(model, &g)) == FTQ_OK)
-                st = ftq_gguf_model_config(g, &mc);
-            ftq_gguf_close(g);
-        } else {
-            char *cp = ftq_path_join(model, "config.json");
-            st = cp ? ftq_config_load(cp, &mc) : FTQ_ENOMEM;
-            free(cp);
-        }
+        int st = cmd_model_config(model, &mc);
         if (st == FTQ_OK)
             st = ftq_peft_export_gguf(adapter, &mc, out);
         if (st != FTQ_OK)

@@ -262,17 +262,7 @@ static int finetune_main(int argc, char **argv)
     /* checks against a decoder's config (a GGUF file's metadata), named by flag (the trainer
      * checks every family) */
     ftq_model_config mc;
-    int st;
-    if (ftq_gguf_is_file(model)) {
-        ftq_gguf *g = NULL;
-        if ((st = ftq_gguf_open(model, &g)) == FTQ_OK)
-            st = ftq_gguf_model_config(g, &mc);
-        ftq_gguf_close(g);
-    } else {
-        char *cfg_path = ftq_path_join(model, "config.json");
-        st = cfg_path ? ftq_config_load(cfg_path, &mc) : FTQ_ENOMEM;
-        free(cfg_path);
-    }
+    int st = cmd_model_config(model, &mc);
     if (st == FTQ_OK) {
         if (mc.max_position > 0 && seq > mc.max_position)
             return cmd_fail(spec.name, "--seq %d exceeds the model's %d positions", seq, mc.max_position) + 1;

@@ -137,20 +137,10 @@ int cmd_quantize(int argc, char **argv)
 
     int32_t *ids = NULL;
     if (calib) {
-        ftq_tokenizer *tok = NULL;
-        char *text = NULL;
-        size_t len = 0, n = 0;
-        if (cmd_load(spec.name, model, NULL, &tok))
-            return 1;
-        if (ftq_read_file(calib, &text, &len) != FTQ_OK || ftq_tokenizer_encode(tok, text, len, 0, &ids, &n) != FTQ_OK) {
-            int rc = cmd_fail(spec.name, "--calib '%s': %s", calib, ftq_last_error());
-            free(text);
-            ftq_tokenizer_free(tok);
+        size_t n = 0;
+        int rc = cmd_calib_ids(spec.name, model, calib, &ids, &n, &p.calib_bos);
+        if (rc)
             return rc;
-        }
-        p.calib_bos = ftq_tokenizer_adds_bos(tok) ? ftq_tokenizer_bos(tok) : -1;
-        free(text);
-        ftq_tokenizer_free(tok);
         p.calib = ids;
         p.n_calib = n < (size_t)calib_tokens ? n : (size_t)calib_tokens;
         p.calib_ctx = calib_ctx;
