@@ -696,7 +696,7 @@ void ftq_tmodel_free(ftq_tmodel *tm)
     free(tm->lin_tmp);
     free(tm->qscratch);
     free(tm->wdeq);
-    ftq_tmodel_bf16_free(tm);
+    ftq_bf16_set_free(&tm->bf);
     free(tm);
 }
 

@@ -9,6 +9,7 @@
 
 #include "ftq.h"
 #include "finetune/lora.h"
+#include "kernels/linear_bf16.h"
 
 /* One block's parameters (views). C hidden, Q = n_heads*hd, K = n_kv*hd, F ffn; absent
  * tensors are NULL. q/k/v and gate/up are stacked so each is one matmul. */
@@ -93,11 +94,8 @@ struct ftq_tmodel {
     void *act_mem;
 
     /* bf16 precision (tmodel_bf16.c): packed bf16 copies of the weight matrices, looked up
-     * by their fp32 pointer; scratch for the packed activations */
-    struct ftq_tbf16_mat *bmats; /* NULL in fp32 */
-    size_t n_bmats;
-    uint16_t *bf_a, *bf_b;
-    int bf_stale;                /* 2: every copy, 1: the trainable ones, 0: fresh */
+     * by their fp32 pointer (kernels/linear_bf16.h); bf.mats is NULL in fp32 */
+    ftq_bf16_set bf;
 
     /* the last forward */
     int B, T, fwd_ok, has_targets, n_scored;
@@ -135,15 +133,9 @@ void ftq_tmodel_lora_backward(ftq_tmodel *tm, int l, int lin, float *dx, int ldd
 void ftq_adamw_update_ref(float *p, const float *g, float *m, float *v, size_t n, float lr,
                           const ftq_adamw_params *ap, int64_t step, int decay);
 
-/* tmodel_bf16.c. The matmuls of the passes: y = x W^T + b and its backward, in fp32
- * (ftq_linear_f32 / ftq_linear_backward) or, for a registered weight of a bf16 model, on
- * the packed bf16 copies. */
+/* tmodel_bf16.c: register the weight matrices of a bf16 model in tm->bf. The matmuls of the
+ * passes go through ftq_bf16_linear_forward / _backward (kernels/linear_bf16.h) on tm->bf:
+ * fp32 kernels in an fp32 model and for unregistered weights, else the bf16 copies. */
 int ftq_tmodel_bf16_init(ftq_tmodel *tm);
-void ftq_tmodel_bf16_free(ftq_tmodel *tm);
-void ftq_tmodel_bf16_refresh(ftq_tmodel *tm);
-void ftq_tmm_forward(ftq_tmodel *tm, float *out, const float *in, const float *w, const float *bias, int N,
-                     int in_dim, int out_dim);
-void ftq_tmm_backward(ftq_tmodel *tm, float *dinp, float *dweight, float *dbias, const float *dout,
-                      const float *inp, const float *w, int N, int in_dim, int out_dim);
 
 #endif

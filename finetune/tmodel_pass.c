@@ -16,6 +16,7 @@
 
 #include "finetune/tmodel.h"
 #include "kernels/kernels.h"
+#include "kernels/linear_bf16.h"
 #include "kernels/quant.h"
 #include "model/model.h"
 
@@ -108,7 +109,7 @@ static void blk_linear(ftq_tmodel *tm, int l, int lin, float *y, int ldy, const 
                        const float *bias, int N)
 {
     if (!tm->base) {
-        ftq_tmm_forward(tm, y, x, w, bias, N, in, ldy);
+        ftq_bf16_linear_forward(&tm->bf, y, x, w, bias, N, in, ldy);
         return;
     }
     const ftq_tensor *t[3];
@@ -135,7 +136,7 @@ static void blk_linear_backward(ftq_tmodel *tm, int l, int lin, float *dx, float
                                 const float *x, const float *w, int N, int in, int ldy)
 {
     if (!tm->base) {
-        ftq_tmm_backward(tm, dx, gw, gb, dy, x, w, N, in, ldy);
+        ftq_bf16_linear_backward(&tm->bf, dx, gw, gb, dy, x, w, N, in, ldy, 0);
         return;
     }
     const ftq_tensor *t[3];
@@ -373,8 +374,8 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
 
     /* bf16: the packed weights are refreshed here (once per step); its products run on
      * OpenMP, so the pass keeps every thread (fp32: sgemm owns the cores, see the top) */
-    ftq_tmodel_bf16_refresh(tm);
-    int solo = tm->bmats ? 0 : ftq_sgemm_stage_begin(N);
+    ftq_bf16_set_refresh(&tm->bf);
+    int solo = tm->bf.mats ? 0 : ftq_sgemm_stage_begin(N);
     tm->stage_saved = solo;
 
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
@@ -411,7 +412,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
         const float *lm = tm->w.lm_head ? tm->w.lm_head : tm->w.wte;
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
-            ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+            ftq_bf16_linear_forward(&tm->bf, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
             scored += ftq_xent_forward(tm->logits, tm->losses + r0, targets + r0, rows, V);
         }
         for (int i = 0; i < N; i++)
@@ -436,22 +437,21 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         return ftq_set_error(FTQ_EINVAL, "ftq_tmodel_backward needs a forward with targets before it "
                              "(once per forward)");
     tm->fwd_ok = 0; /* the logits buffer now holds gradients */
-    if (tm->bmats && !tm->bf_stale)
-        tm->bf_stale = 1; /* an optimizer step on the trainable weights comes next */
+    ftq_bf16_set_mark(&tm->bf, 1); /* an optimizer step on the trainable weights comes next */
     if (tm->n_scored == 0 || tm->n_train == 0)
         return FTQ_OK;
     const ftq_model_config *c = &tm->cfg;
     const int B = tm->B, T = tm->T, N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
     const float dloss = scale / (float)tm->n_scored;
-    int solo = tm->bmats ? 0 : ftq_sgemm_stage_begin(N);
+    int solo = tm->bf.mats ? 0 : ftq_sgemm_stage_begin(N);
     tm->stage_saved = solo;
 
     if (tm->p.task == FTQ_TASK_CLASSIFY) {
         const int NL = tm->NL;
         const int head_only = tm->p.mode == FTQ_TRAIN_HEAD;
         ftq_xent_backward(tm->logits, tm->targets, dloss, B, NL);
-        ftq_tmm_backward(tm, head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits, tm->pooled,
-                            tm->w.score, B, C, NL);
+        ftq_bf16_linear_backward(&tm->bf, head_only ? NULL : tm->dpooled, tm->g.score, NULL, tm->logits,
+                                 tm->pooled, tm->w.score, B, C, NL, 0);
         if (head_only) {
             ftq_sgemm_stage_end(solo);
             return FTQ_OK;
@@ -466,12 +466,12 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
             if (chunked) { /* recompute this chunk's softmax */
-                ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+                ftq_bf16_linear_forward(&tm->bf, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
                 ftq_xent_forward(tm->logits, tm->losses + r0, tm->targets + r0, rows, V);
             }
             ftq_xent_backward(tm->logits, tm->targets + r0, dloss, rows, V);
-            ftq_tmm_backward(tm, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
-                                rows, C, V);
+            ftq_bf16_linear_backward(&tm->bf, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits,
+                                     tm->hf + (size_t)r0 * C, lm, rows, C, V, 0);
         }
     }
 
