@@ -158,7 +158,7 @@ static int finetune_main(int argc, char **argv)
         {"seq", 0, OPT_INT, &seq, "T", "max tokens per row / LM block length (0 = min(128, model positions))", 0, 1 << 24},
         {"seed", 0, OPT_U64, &seed, "S", "seed for the new head, --init random and shuffling", 0, -1},
         {"precision", 0, OPT_STR, &precision_s, "P", "fp32 | bf16 (mixed precision: bf16 matmuls with fp32 "
-                                                       "accumulation, fp32 master weights; decoders)", 0, -1},
+                                                       "accumulation, fp32 master weights; not with --mode lora)", 0, -1},
         {"init", 0, OPT_STR, &init, "HOW", "pretrained | random (HF _init_weights, for from-scratch baselines)", 0, -1},
         {"text-col", 0, OPT_STR, &text_col, "NAME", "text column (default: text, else sentence)", 0, -1},
         {"text2-col", 0, OPT_STR, &text2_col, "NAME", "second text of a sentence pair (encoders: [CLS] A [SEP] B "

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "finetune/arch.h"
+#include "finetune/bert_bf16.h"
 #include "include/ftq_bert_train.h"
 #include "include/ftq_dist.h"
 #include "kernels/kernels.h"
@@ -47,6 +48,7 @@ struct tarch {
     int *lens;
     float *logits, *x;
     feat_cache cache[2];
+    ftq_bf16_set *head_bf16; /* bf16 mode head: the classifier's copies (other modes: m->bf16) */
 };
 
 static int bert_claims(const char *model_dir) { return ftq_bert_is_encoder_dir(model_dir); }
@@ -72,6 +74,10 @@ static void bert_free(tarch *a)
     free(a->x);
     for (int i = 0; i < 2; i++)
         free(a->cache[i].feats);
+    if (a->head_bf16) {
+        ftq_bf16_set_free(a->head_bf16);
+        free(a->head_bf16);
+    }
     free(a);
 }
 
@@ -95,9 +101,9 @@ static int bert_open(const ftq_train_config *c, tarch **out, tarch_info *info)
     if (c->init_random)
         return ftq_set_error(FTQ_EUNSUPPORTED, "random initialization is not available for encoders ('%s')",
                              c->model_dir);
-    if (c->precision != FTQ_PRECISION_FP32)
-        return ftq_set_error(FTQ_EUNSUPPORTED, "precision %s is not available for encoders yet ('%s'); use fp32",
-                             ftq_precision_name(c->precision), c->model_dir);
+    if (c->precision == FTQ_PRECISION_BF16 && c->mode == FTQ_TRAIN_LORA)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "precision bf16 does not apply to mode lora yet ('%s'); use fp32",
+                             c->model_dir);
     tarch *a = calloc(1, sizeof *a);
     if (!a)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -349,6 +355,9 @@ static int bert_build(tarch *a, const tarch_build *b)
         return ftq_set_error(FTQ_ENOMEM, "out of memory for training buffers");
     if (b->mode != FTQ_TRAIN_HEAD)
         rc = ftq_bert_ws_new(m, b->max_batch, b->max_seq, 1, &a->ws);
+    if (rc == FTQ_OK && b->precision == FTQ_PRECISION_BF16) /* mode head: fp32 features, bf16 classifier */
+        rc = ftq_bert_bf16_new(m, a->first_layer, b->max_batch, b->max_seq,
+                               b->mode == FTQ_TRAIN_HEAD ? &a->head_bf16 : &m->bf16);
     return rc;
 }
 
@@ -477,7 +486,8 @@ static int head_logits(tarch *a, const ex_set *s, const uint32_t *idx, int b, in
         memcpy(a->x + (size_t)r * C, f + (size_t)idx[r] * C, sizeof(float) * (size_t)C);
         a->labels[r] = s->label ? s->label[idx[r]] : -1;
     }
-    ftq_linear_f32(a->logits, a->x, a->m->w.cls_w, a->m->w.cls_b, b, C, NL);
+    ftq_bf16_set_refresh(a->head_bf16);
+    ftq_bf16_linear_forward(a->head_bf16, a->logits, a->x, a->m->w.cls_w, a->m->w.cls_b, b, C, NL);
     return FTQ_OK;
 }
 
@@ -493,8 +503,10 @@ static int bert_train_batch(tarch *a, const ex_set *s, const uint32_t *idx, int 
         *loss = xent(a->logits, a->labels, b, NL, 1, scale);
         if (!isfinite(*loss))
             return FTQ_OK;
-        ftq_linear_backward(NULL, a->grads + (a->m->w.cls_w - a->m->params), a->grads + (a->m->w.cls_b - a->m->params),
-                            a->logits, a->x, a->m->w.cls_w, b, C, NL, 0);
+        ftq_bf16_linear_backward(a->head_bf16, NULL, a->grads + (a->m->w.cls_w - a->m->params),
+                                 a->grads + (a->m->w.cls_b - a->m->params), a->logits, a->x, a->m->w.cls_w, b, C, NL,
+                                 0);
+        ftq_bf16_set_mark(a->head_bf16, 1); /* an optimizer step comes next */
         return FTQ_OK;
     }
     int T = gather(a, s, idx, b, ntok);

@@ -73,7 +73,9 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
         g.cls_w = cw;
         g.cls_b = cb;
     }
-    int solo = ftq_sgemm_stage_begin(N);
+    /* bf16: the products run on OpenMP's threads, so the pass keeps them (see ftq_bert_forward) */
+    int solo = m->bf16 ? 0 : ftq_sgemm_stage_begin(N);
+    ftq_bf16_set_mark(m->bf16, 1); /* an optimizer step on the trainable weights comes next */
     const ftq_bert_views *w = &m->w;
 
     /* classifier: logits = feat W^T + b; mean cross-entropy */
@@ -96,7 +98,7 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
             dlog[(size_t)b * NL + i] = (float)((exp((double)z[i] - mx) / s - (i == labels[b])) / B * scale);
     }
     *loss = tot / B;
-    ftq_linear_backward(dfeat, g.cls_w, g.cls_b, dlog, ws->feat, w->cls_w, B, C, NL, 0);
+    ftq_bf16_linear_backward(m->bf16, dfeat, g.cls_w, g.cls_b, dlog, ws->feat, w->cls_w, B, C, NL, 0);
     if (first_layer > L) {
         ftq_sgemm_stage_end(solo);
         free(gl);
@@ -123,7 +125,7 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
     }
     if (c->pool == FTQ_POOL_POOLER) {
         float *dcls = dfeat; /* reuse: dfeat is no longer needed */
-        ftq_linear_backward(dcls, g.pool_w, g.pool_b, dpre, ws->cls_in, w->pool_w, B, C, C, 0);
+        ftq_bf16_linear_backward(m->bf16, dcls, g.pool_w, g.pool_b, dpre, ws->cls_in, w->pool_w, B, C, C, 0);
         for (int b = 0; b < B; b++)
             memcpy(dy + (size_t)b * T * C, dcls + (size_t)b * C, sizeof(float) * (size_t)C);
     }
@@ -144,24 +146,24 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
         memset(dr, 0, sizeof(float) * (size_t)N * C);
         ftq_layernorm_backward(dr, G->ln2_w, G->ln2_b, dy, r2, W->ln2_w, m2, s2, N, C);
         /* r2 = gelu(f) W2^T + b2 + h1 */
-        ftq_linear_backward(dff, G->w2, G->b2, dr, gg, W->w2, N, F, C, 0);
+        ftq_bf16_linear_backward(m->bf16, dff, G->w2, G->b2, dr, gg, W->w2, N, F, C, 0);
         ftq_bert_lora_backward(m, l, BERT_LIN_FC2, grads, dff, F, dr, C, gg, F, N);
         ftq_gelu_erf_backward(dff, f, dff, (size_t)N * F);
         memcpy(dx, dr, sizeof(float) * (size_t)N * C); /* dh1: residual */
-        ftq_linear_backward(dx, G->w1, G->b1, dff, h1, W->w1, N, C, F, 1);
+        ftq_bf16_linear_backward(m->bf16, dx, G->w1, G->b1, dff, h1, W->w1, N, C, F, 1);
         ftq_bert_lora_backward(m, l, BERT_LIN_FC1, grads, dx, C, dff, F, h1, C, N);
         /* h1 = LN1(r1) */
         memset(dr, 0, sizeof(float) * (size_t)N * C);
         ftq_layernorm_backward(dr, G->ln1_w, G->ln1_b, dx, r1, W->ln1_w, m1, s1, N, C);
         /* r1 = att Wo^T + bo + x */
-        ftq_linear_backward(sc[S_DATT], G->wo, G->bo, dr, att, W->wo, N, C, C, 0);
+        ftq_bf16_linear_backward(m->bf16, sc[S_DATT], G->wo, G->bo, dr, att, W->wo, N, C, C, 0);
         ftq_bert_lora_backward(m, l, BERT_LIN_O, grads, sc[S_DATT], C, dr, C, att, C, N);
         ftq_attention_enc_backward(sc[S_DQ], sc[S_DK], sc[S_DV], sc[S_DATT], ws->probs + s * pr, q, k, v, C, ws->lens,
                                    B, T, H, c->head_dim);
         memcpy(dy, dr, sizeof(float) * (size_t)N * C); /* dx: residual, becomes the next dY */
-        ftq_linear_backward(dy, G->wq, G->bq, sc[S_DQ], x, W->wq, N, C, C, 1);
-        ftq_linear_backward(dy, G->wk, G->bk, sc[S_DK], x, W->wk, N, C, C, 1);
-        ftq_linear_backward(dy, G->wv, G->bv, sc[S_DV], x, W->wv, N, C, C, 1);
+        ftq_bf16_linear_backward(m->bf16, dy, G->wq, G->bq, sc[S_DQ], x, W->wq, N, C, C, 1);
+        ftq_bf16_linear_backward(m->bf16, dy, G->wk, G->bk, sc[S_DK], x, W->wk, N, C, C, 1);
+        ftq_bf16_linear_backward(m->bf16, dy, G->wv, G->bv, sc[S_DV], x, W->wv, N, C, C, 1);
         ftq_bert_lora_backward(m, l, BERT_LIN_Q, grads, dy, C, sc[S_DQ], C, x, C, N);
         ftq_bert_lora_backward(m, l, BERT_LIN_K, grads, dy, C, sc[S_DK], C, x, C, N);
         ftq_bert_lora_backward(m, l, BERT_LIN_V, grads, dy, C, sc[S_DV], C, x, C, N);

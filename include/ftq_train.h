@@ -295,7 +295,7 @@ typedef struct {
     ftq_lora_params lora;      /* mode lora: the adapters (output: a PEFT adapter directory) */
     int keep_quant;            /* mode lora, GGUF source: its quantized matrices stay int8 / int4 (QLoRA) */
     int init_random;           /* HF _init_weights instead of the pretrained values */
-    ftq_precision precision;   /* matmul precision (decoders; default fp32) */
+    ftq_precision precision;   /* matmul precision (default fp32; bf16 not with mode lora) */
     /* optimization (HF TrainingArguments names in brackets) */
     double lr;                 /* [learning_rate] 5e-5; negative: the model family's default
                                   (decoders 5e-5; encoders 5e-5, mode head 1e-3) */

@@ -248,6 +248,10 @@ void ftq_bert_free(ftq_bert *m)
         free(m->lora->xd);
         free(m->lora);
     }
+    if (m->bf16) {
+        ftq_bf16_set_free(m->bf16);
+        free(m->bf16);
+    }
     free(m->params);
     free(m->tensors);
     free(m->w.L);
@@ -532,14 +536,14 @@ int ftq_bert_ws_new(const ftq_bert *m, int max_rows, int max_T, int train, ftq_b
 /* ---- forward ---------------------------------------------------------------------------- */
 
 /* out = in W^T + b on the quantized weight q (int8 / int4 kernels) when there is one, else
- * on the f32 view w. */
-static void lin(float *out, const float *in, const ftq_tensor *q, const float *w, const float *b, int N, int in_dim,
-                int out_dim, void *scratch)
+ * on the f32 view w (on its bf16 copy when the model trains in bf16 and w is registered). */
+static void lin(const ftq_bert *m, float *out, const float *in, const ftq_tensor *q, const float *w, const float *b,
+                int N, int in_dim, int out_dim, void *scratch)
 {
     if (q)
         ftq_linear_forward_ex(out, in, q, b, N, in_dim, out_dim, scratch);
     else
-        ftq_linear_f32(out, in, w, b, N, in_dim, out_dim);
+        ftq_bf16_linear_forward(m->bf16, out, in, w, b, N, in_dim, out_dim);
 }
 
 int ftq_bert_forward(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *ids, const int32_t *type_ids,
@@ -580,9 +584,11 @@ int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *i
                                  m->lora->rows_cap);
     }
 
-    /* f32: matmuls on OpenBLAS's threads, the rest on this one; quantized: everything on
-     * OpenMP's (the int8 / int4 kernels never use OpenBLAS) */
-    int solo = m->n_quantized ? 0 : ftq_sgemm_stage_begin(N);
+    /* f32: matmuls on OpenBLAS's threads, the rest on this one; quantized and bf16: everything
+     * on OpenMP's (the int8 / int4 and bf16 kernels never use OpenBLAS). bf16: the copies of
+     * weights written since the last forward (an optimizer step) are converted here, once. */
+    ftq_bf16_set_refresh(m->bf16);
+    int solo = m->n_quantized || m->bf16 ? 0 : ftq_sgemm_stage_begin(N);
     if (n_layers > c->n_layers || n_layers < 0)
         n_layers = c->n_layers;
     float *emb = ws->emb ? ws->emb : ftq_bert_x(ws, 1); /* inference: slot 1 is free until layer 0 writes it */
@@ -606,9 +612,9 @@ int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *i
         float *r1 = ws->r1 + s * ws->nc, *h1 = ws->h1 + s * ws->nc, *r2 = ws->r2 + s * ws->nc;
         float *f = ws->f + s * ws->nf, *g = ws->g + s * ws->nf;
         size_t pr = (size_t)ws->max_rows * H * ws->max_T * ws->max_T;
-        lin(q, x, Q->wq, L->wq, L->bq, N, C, C, qs);
-        lin(k, x, Q->wk, L->wk, L->bk, N, C, C, qs);
-        lin(v, x, Q->wv, L->wv, L->bv, N, C, C, qs);
+        lin(m, q, x, Q->wq, L->wq, L->bq, N, C, C, qs);
+        lin(m, k, x, Q->wk, L->wk, L->bk, N, C, C, qs);
+        lin(m, v, x, Q->wv, L->wv, L->bv, N, C, C, qs);
         if (m->lora) { /* adapters (mode lora): added to each product before it is used */
             ftq_bert_lora_forward(m, l, BERT_LIN_Q, q, C, x, C, N);
             ftq_bert_lora_forward(m, l, BERT_LIN_K, k, C, x, C, N);
@@ -616,17 +622,17 @@ int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *i
         }
         /* probs are laid out [B, H, T, T] for the current T */
         ftq_attention_enc_forward(att, ws->probs ? ws->probs + s * pr : NULL, q, k, v, C, lens, B, T, H, c->head_dim);
-        lin(r1, att, Q->wo, L->wo, L->bo, N, C, C, qs);
+        lin(m, r1, att, Q->wo, L->wo, L->bo, N, C, C, qs);
         if (m->lora)
             ftq_bert_lora_forward(m, l, BERT_LIN_O, r1, C, att, C, N);
         ftq_add_inplace(r1, x, (size_t)N * C);
         ftq_layernorm_forward(h1, ws->ln1_mean + s * ws->nc / C, ws->ln1_rstd + s * ws->nc / C, r1, L->ln1_w,
                               L->ln1_b, c->eps, N, C);
-        lin(f, h1, Q->w1, L->w1, L->b1, N, C, F, qs);
+        lin(m, f, h1, Q->w1, L->w1, L->b1, N, C, F, qs);
         if (m->lora)
             ftq_bert_lora_forward(m, l, BERT_LIN_FC1, f, F, h1, C, N);
         ftq_gelu_erf_forward(g, f, (size_t)N * F);
-        lin(r2, g, Q->w2, L->w2, L->b2, N, F, C, qs);
+        lin(m, r2, g, Q->w2, L->w2, L->b2, N, F, C, qs);
         if (m->lora)
             ftq_bert_lora_forward(m, l, BERT_LIN_FC2, r2, C, g, F, N);
         ftq_add_inplace(r2, h1, (size_t)N * C);
@@ -672,7 +678,7 @@ void ftq_bert_pool_rows(const ftq_bert *m, ftq_bert_ws *ws, ftq_pool pool, float
         }
     }
     if (pool == FTQ_POOL_POOLER) {
-        lin(ws->pool_pre, ws->cls_in, m->q_pool, m->w.pool_w, m->w.pool_b, ws->B, C, C, ws->qscratch);
+        lin(m, ws->pool_pre, ws->cls_in, m->q_pool, m->w.pool_w, m->w.pool_b, ws->B, C, C, ws->qscratch);
         for (size_t i = 0; i < (size_t)ws->B * C; i++)
             out[i] = tanhf(ws->pool_pre[i]);
     }
@@ -706,7 +712,7 @@ int ftq_bert_classify(const ftq_bert *m, ftq_bert_ws *ws, float *logits)
     int rc = ftq_bert_pool(m, ws, c->pool, 0, ws->feat);
     if (rc)
         return rc;
-    lin(logits, ws->feat, m->q_cls, m->w.cls_w, m->w.cls_b, ws->B, c->hidden, c->num_labels, ws->qscratch);
+    lin(m, logits, ws->feat, m->q_cls, m->w.cls_w, m->w.cls_b, ws->B, c->hidden, c->num_labels, ws->qscratch);
     return FTQ_OK;
 }
 

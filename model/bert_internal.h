@@ -6,6 +6,7 @@
 #define FTQ_MODEL_BERT_INTERNAL_H
 
 #include "ftq.h"
+#include "kernels/linear_bf16.h"
 #include "kernels/lora.h"
 #include "ftq_bert.h"
 
@@ -81,6 +82,9 @@ struct ftq_bert {
     ftq_bert_qlayer *qL;      /* [n_layers] when n_quantized > 0, else NULL */
     const ftq_tensor *q_pool, *q_cls; /* quantized pooler / classifier weights, or NULL */
     ftq_bert_lora *lora;      /* adapters (mode lora), or NULL */
+    ftq_bf16_set *bf16;       /* bf16 training (finetune/bert_bf16.c): the weight matrices whose
+                                 products (forward here, backward in bert_train.c) run on bf16
+                                 copies; NULL: fp32. Owned (freed with the model) */
 };
 
 /* Add LoRA adapters for p's targets (query, key, value, dense = the three dense layers of a

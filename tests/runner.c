@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <CUnit/CUnit.h>
 #include <CUnit/TestRun.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +188,18 @@ int ftq_run(const char *args, char **out, char **err)
     if (ftq_read_file(err_path, err, &len) != FTQ_OK)
         *err = strdup("");
     return st;
+}
+
+void test_curves_agree(const double *ref, const double *got, int n, double rel, double drop)
+{
+    double worst = 0;
+    for (int s = 0; s < n; s++)
+        worst = fmax(worst, fabs(got[s] - ref[s]) / ref[s]);
+    double d_ref = ref[0] - ref[n - 1], d_got = got[0] - got[n - 1];
+    fprintf(stderr, "[fp32 %.4f -> %.4f, bf16 %.4f -> %.4f, worst step rel %.1e] ", ref[0], ref[n - 1], got[0],
+            got[n - 1], worst);
+    CU_ASSERT(worst < rel);
+    ASSERT_NEAR(d_got, d_ref, drop);
 }
 
 int count_lines(const char *s)

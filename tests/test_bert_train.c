@@ -12,16 +12,12 @@
 #include "include/ftq_bert_train.h"
 #include "kernels/attention_enc.h"
 #include "model/bert_internal.h"
+#include "tests/bert_tiny.h"
 #include "tests/test_util.h"
 
 static const char *TINY = "golden/bert_tiny_random";
 
-typedef struct {
-    int32_t ids[3 * 13], labels[3];
-    int lens[3], B, T;
-} tiny_batch;
-
-static void tiny_inputs(const cJSON *j, tiny_batch *tb)
+void bert_tiny_inputs(const cJSON *j, bert_tiny_batch *tb)
 {
     const cJSON *rows = cJSON_GetObjectItem(j, "input_ids");
     tb->B = cJSON_GetArraySize(rows);
@@ -45,8 +41,8 @@ static void test_tiny_grads(void)
 {
     cJSON *j = load_json(shared_path("golden/bert_tiny_random/golden.json"));
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
-    tiny_batch tb;
-    tiny_inputs(j, &tb);
+    bert_tiny_batch tb;
+    bert_tiny_inputs(j, &tb);
     ftq_bert *m = NULL;
     ASSERT_OK(ftq_bert_load(shared_path(TINY), &m));
     ftq_bert_ws *ws = NULL;

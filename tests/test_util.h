@@ -52,6 +52,10 @@ int run_capture(const char *cmd, char **out);
  * exit status. */
 int ftq_run(const char *args, char **out, char **err);
 
+/* Two loss curves of n steps (fp32 `ref`, bf16 `got`) agree: every step within `rel`
+ * relative, and the two fall by the same amount within `drop` (printed). */
+void test_curves_agree(const double *ref, const double *got, int n, double rel, double drop);
+
 /* Newlines in s. */
 int count_lines(const char *s);
 
