@@ -106,16 +106,22 @@ FTQ_AVX512F_ static void convert_row_avx512(uint16_t *dst, const float *src, int
     }
 }
 
-/* One 16-column panel from a source whose columns are contiguous (sn == 1): each k-pair
- * row of the panel is rows 2r and 2r + 1 of the source, interleaved. */
-FTQ_AVX512F_ static void panel_cols_avx512(uint16_t *d, const float *src, int nj, int k, size_t sk)
+/* Panels [p0, p1) from a source whose columns are contiguous (sn == 1): k-pair row r of a
+ * panel is rows 2r and 2r + 1 of the source, interleaved. The panels of the group are
+ * written row pair by row pair, so each source row is read 64 bytes per panel in one run
+ * (not a 64-byte piece per row down the whole matrix per panel); columns past n are zero. */
+FTQ_AVX512F_ static void panel_cols_avx512(uint16_t *dst, const float *src, int p0, int p1, int n, int k, size_t sk,
+                                           size_t pstride)
 {
-    __mmask16 m = (__mmask16)((1u << nj) - 1);
     for (int r = 0; r < (k + 1) / 2; r++) {
         const float *s0 = src + (size_t)(2 * r) * sk;
-        __m512i e = bf16x16(_mm512_maskz_loadu_ps(m, s0));
-        __m512i o = 2 * r + 1 < k ? bf16x16(_mm512_maskz_loadu_ps(m, s0 + sk)) : _mm512_setzero_si512();
-        _mm512_storeu_si512(d + (size_t)r * 32, _mm512_or_si512(e, _mm512_slli_epi32(o, 16)));
+        for (int p = p0; p < p1; p++) {
+            int j0 = p * 16, nj = n - j0 < 16 ? n - j0 : 16;
+            __mmask16 m = (__mmask16)(nj > 0 ? (1u << nj) - 1 : 0);
+            __m512i e = bf16x16(_mm512_maskz_loadu_ps(m, s0 + j0));
+            __m512i o = 2 * r + 1 < k ? bf16x16(_mm512_maskz_loadu_ps(m, s0 + sk + j0)) : _mm512_setzero_si512();
+            _mm512_storeu_si512(dst + (size_t)p * pstride + (size_t)r * 32, _mm512_or_si512(e, _mm512_slli_epi32(o, 16)));
+        }
     }
 }
 
@@ -236,6 +242,22 @@ void ftq_bf16_pack_b(uint16_t *dst, const float *src, int n, int k, size_t sn, s
     long work = (long)np * kp;
     (void)work;
     (void)simd;
+#if FTQ_HAVE_X86
+    if (simd && sn == 1) { /* groups of 8 panels: 512 bytes of each source row at a time */
+        const int ngrp = (npan + 7) / 8;
+        const size_t done = (size_t)((k + 1) / 2) * 32; /* the pairs past k are zeros */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (work > 262144)
+#endif
+        for (int g = 0; g < ngrp; g++) {
+            int p0 = g * 8, p1 = p0 + 8 < npan ? p0 + 8 : npan;
+            for (int p = p0; p < p1; p++)
+                memset(dst + (size_t)p * pstride + done, 0, sizeof(uint16_t) * (pstride - done));
+            panel_cols_avx512(dst, src, p0, p1, n, k, sk, pstride);
+        }
+        return;
+    }
+#endif
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (work > 262144)
 #endif
@@ -250,10 +272,6 @@ void ftq_bf16_pack_b(uint16_t *dst, const float *src, int n, int k, size_t sn, s
         size_t done = (size_t)((k + 1) / 2) * 32;
         memset(d + done, 0, sizeof(uint16_t) * (pstride - done));
 #if FTQ_HAVE_X86
-        if (simd && sn == 1) {
-            panel_cols_avx512(d, src + j0, nj, k, sk);
-            continue;
-        }
         if (simd && sk == 1) {
             panel_rows_avx512(d, src + (size_t)j0 * sn, nj, k, sn);
             continue;

@@ -63,6 +63,7 @@ static void test_pack(void)
     pack_case(37, 45);
     pack_case(20, 57);
     pack_case(3, 2);
+    pack_case(9, 300); /* B = x^T: 19 panels, three groups of panels packed together */
 }
 
 /* C = init + A B^T for f32 x [m, k] and w [n, k] on `path`; also returns the double
