@@ -375,7 +375,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     /* bf16: the packed weights are refreshed here (once per step); its products run on
      * OpenMP, so the pass keeps every thread (fp32: sgemm owns the cores, see the top) */
     ftq_bf16_set_refresh(&tm->bf);
-    int solo = tm->bf.mats ? 0 : ftq_sgemm_stage_begin(N), blas = tm->bf.mats ? ftq_omp_stage_begin() : 0;
+    int solo = tm->bf.mats ? 0 : ftq_sgemm_stage_begin(N), blas = tm->bf.mats ? ftq_bf16_stage_begin() : 0;
     tm->stage_saved = solo;
 
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
@@ -419,7 +419,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
             sum += tm->losses[i];
     }
     ftq_sgemm_stage_end(solo);
-    ftq_omp_stage_end(blas);
+    ftq_bf16_stage_end(blas);
 
     tm->n_scored = scored;
     if (loss)
@@ -444,7 +444,7 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
     const ftq_model_config *c = &tm->cfg;
     const int B = tm->B, T = tm->T, N = B * T, C = c->hidden_size, L = c->n_layers, V = c->vocab_size;
     const float dloss = scale / (float)tm->n_scored;
-    int solo = tm->bf.mats ? 0 : ftq_sgemm_stage_begin(N), blas = tm->bf.mats ? ftq_omp_stage_begin() : 0;
+    int solo = tm->bf.mats ? 0 : ftq_sgemm_stage_begin(N), blas = tm->bf.mats ? ftq_bf16_stage_begin() : 0;
     tm->stage_saved = solo;
 
     if (tm->p.task == FTQ_TASK_CLASSIFY) {
@@ -455,7 +455,7 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
                                  tm->pooled, tm->w.score, B, C, NL, 0);
         if (head_only) {
             ftq_sgemm_stage_end(solo);
-            ftq_omp_stage_end(blas);
+            ftq_bf16_stage_end(blas);
             return FTQ_OK;
         }
         memset(tm->dh, 0, sizeof(float) * (size_t)N * C);
@@ -487,6 +487,6 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
     if (full)
         ftq_embedding_backward(tm->g.wte, tm->g.wpe, tm->dres, tm->ids, B, T, C);
     ftq_sgemm_stage_end(solo);
-    ftq_omp_stage_end(blas);
+    ftq_bf16_stage_end(blas);
     return FTQ_OK;
 }

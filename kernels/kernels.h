@@ -25,12 +25,6 @@
  * ftq_sgemm_stage_end needs to restore (0 = nothing changed). Never nest two stages. */
 int ftq_sgemm_stage_begin(int rows);
 void ftq_sgemm_stage_end(int saved);
-/* The other way round, for a stage whose products run on OpenMP's threads (bf16 training
- * passes): its few sgemm calls (attention) run on the calling thread alone, so OpenBLAS's
- * workers sleep instead of spinning in sched_yield on the cores OpenMP's threads need.
- * Returns what ftq_omp_stage_end restores. Never nest two stages. */
-int ftq_omp_stage_begin(void);
-void ftq_omp_stage_end(int saved);
 
 #define FTQ_SGEMM_MIN_WORK (64L * 64L * 64L)
 

@@ -216,23 +216,6 @@ int ftq_sgemm_stage_begin(int rows)
     return 0;
 }
 
-int openblas_get_num_threads(void);
-void openblas_set_num_threads(int num_threads);
-
-int ftq_omp_stage_begin(void)
-{
-    int saved = openblas_get_num_threads();
-    if (saved > 1)
-        openblas_set_num_threads(1);
-    return saved;
-}
-
-void ftq_omp_stage_end(int saved)
-{
-    if (saved > 1)
-        openblas_set_num_threads(saved);
-}
-
 void ftq_sgemm_stage_end(int saved)
 {
 #ifdef _OPENMP

@@ -32,6 +32,25 @@ void ftq_bf16_set_add(ftq_bf16_set *s, const float *w, int out, int in, int rows
     m->fwd = m->bwd = NULL;
 }
 
+/* OpenBLAS is linked by the library; its thread count functions are declared here (as in
+ * core/cpu.c) to keep cblas.h out of this file. */
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
+
+int ftq_bf16_stage_begin(void)
+{
+    int saved = openblas_get_num_threads();
+    if (saved > 1)
+        openblas_set_num_threads(1);
+    return saved;
+}
+
+void ftq_bf16_stage_end(int saved)
+{
+    if (saved > 1)
+        openblas_set_num_threads(saved);
+}
+
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
 int ftq_bf16_set_alloc(ftq_bf16_set *s)

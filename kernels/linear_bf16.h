@@ -57,4 +57,11 @@ void ftq_bf16_linear_forward(ftq_bf16_set *s, float *out, const float *in, const
 void ftq_bf16_linear_backward(ftq_bf16_set *s, float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *w, int N, int in_dim, int out_dim, int accumulate_dinp);
 
+/* A pass whose products run here, on OpenMP's threads: its few sgemm calls (attention) run
+ * on the calling thread alone, so OpenBLAS's workers sleep instead of spinning in
+ * sched_yield on the cores OpenMP's threads need (the counterpart of kernels.h's
+ * ftq_sgemm_stage_begin). Returns what ftq_bf16_stage_end restores. Never nest two stages. */
+int ftq_bf16_stage_begin(void);
+void ftq_bf16_stage_end(int saved);
+
 #endif
