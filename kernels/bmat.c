@@ -74,19 +74,29 @@ size_t ftq_bmat_scratch_bytes(const ftq_bmat *m, int T)
 /* ---- GEMV ------------------------------------------------------------------------------
  * xa: T rows of kp bf16 activations (zeros past cols). Outputs [j0, j1) of each row. */
 
-static void gemv_scalar(float *y, const uint16_t *xa, const ftq_bmat *m, const float *bias, int T, int j0, int j1)
+/* GCC 12 at -O2 / -O3 vectorized the pair loop of this function wrongly (even and odd
+ * products of a pair mixed up: 1*1 + 3*2 came out as 8, measured); the reference stays
+ * scalar code. */
+__attribute__((optimize("no-tree-loop-vectorize"))) static void gemv_scalar(float *y, const uint16_t *xa, const ftq_bmat *m, const float *bias, int T, int j0, int j1)
 {
     const int kp = ftq_bf16_pad32(m->cols);
     for (int t = 0; t < T; t++) {
         const uint16_t *a = xa + (size_t)t * kp;
-        for (int j = j0; j < j1; j++) {
-            const uint16_t *p = m->b + (size_t)(j / PANEL) * kp * PANEL + 2 * (j % PANEL);
-            float s = 0.0f;
+        for (int p = j0 / PANEL; p * PANEL < j1; p++) { /* one panel: 16 outputs in lanes */
+            const uint16_t *b = m->b + (size_t)p * kp * PANEL;
+            float c[PANEL] = {0};
             for (int r = 0; r < kp / 2; r++) { /* odd product first, as gemm_bf16's reference */
-                s = s + bf16_f32(a[2 * r + 1]) * bf16_f32(p[(size_t)r * 32 + 1]);
-                s = s + bf16_f32(a[2 * r]) * bf16_f32(p[(size_t)r * 32]);
+                float a0 = bf16_f32(a[2 * r]), a1 = bf16_f32(a[2 * r + 1]);
+                const uint16_t *br = b + (size_t)r * 32;
+                for (int l = 0; l < PANEL; l++) {
+                    float s = c[l] + a1 * bf16_f32(br[2 * l + 1]);
+                    c[l] = s + a0 * bf16_f32(br[2 * l]);
+                }
             }
-            y[(size_t)t * m->rows + j] = bias ? bias[j] + s : s;
+            for (int l = 0; l < PANEL && p * PANEL + l < j1; l++) {
+                int j = p * PANEL + l;
+                y[(size_t)t * m->rows + j] = bias ? bias[j] + c[l] : c[l];
+            }
         }
     }
 }
