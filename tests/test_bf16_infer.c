@@ -222,9 +222,10 @@ static int run_logits(ftq_model *m, const int32_t *ids, int n, float *logits, fl
 
 /* bf16 logits against f32: bf16 rounds every weight and matmul input to 8 significant bits
  * (relative error up to 2^-9 each, random in sign), so each logit moves by a small fraction
- * of the logits' spread. Bound: max |dlogit| <= 0.03 * (max - min of the f32 row) and the
- * mean KL(f32 || bf16) of the next-token distributions <= 2e-3 nats (measured: see the table
- * in the note below); the token-at-a-time path (GEMV) obeys the same bound. */
+ * of the logits' spread. Bound: max |dlogit| <= 0.015 * (max - min of the f32 row) and the
+ * mean KL(f32 || bf16) of the next-token distributions <= 5e-4 nats, for the chunk (GEMM) and
+ * the token-at-a-time (GEMV) logits. Measured (AMX and scalar): worst 0.0036 / 0.0027 /
+ * 0.0047 of the range, KL 1.9e-7 / 1.7e-7 / 1.2e-4 for tiny Llama / tiny GPT-2 / stories260K. */
 static void logits_case(const char *dir, int n, double *worst_rel, double *mean_kl)
 {
     ftq_model *f = load(shared_path(dir), 0), *b = load(shared_path(dir), FTQ_LOAD_BF16);
@@ -282,10 +283,10 @@ static void test_logits(void)
     for (int d = 0; d < 3; d++) {
         double rel, kl;
         logits_case(dirs[d], ns[d], &rel, &kl);
-        if (getenv("FTQ_TEST_VERBOSE") || rel > 0.03 || kl > 2e-3)
+        if (getenv("FTQ_TEST_VERBOSE") || rel > 0.015 || kl > 5e-4)
             fprintf(stderr, "\n  %s: worst |dlogit| / range %.3g, mean KL %.3g\n", dirs[d], rel, kl);
-        CU_ASSERT(rel <= 0.03);
-        CU_ASSERT(kl <= 2e-3);
+        CU_ASSERT(rel <= 0.015);
+        CU_ASSERT(kl <= 5e-4);
     }
 }
 
