@@ -157,10 +157,11 @@ static void run_on_path(ftq_qpath p, void (*fn)(void))
     static void fn##_scalar(void) { run_on_path(FTQ_QPATH_SCALAR, fn); }         \
     static void fn##_avx2(void) { run_on_path(FTQ_QPATH_AVX2, fn); }             \
     static void fn##_avxvnni(void) { run_on_path(FTQ_QPATH_AVXVNNI, fn); }       \
-    static void fn##_avx512vnni(void) { run_on_path(FTQ_QPATH_AVX512VNNI, fn); }
+    static void fn##_avx512vnni(void) { run_on_path(FTQ_QPATH_AVX512VNNI, fn); } \
+    static void fn##_amxint8(void) { run_on_path(FTQ_QPATH_AMXINT8, fn); }
 #define PER_PATH_CASES(name, fn)                                                           \
     {name "_scalar", fn##_scalar}, {name "_avx2", fn##_avx2}, {name "_avxvnni", fn##_avxvnni}, \
-        {name "_avx512vnni", fn##_avx512vnni}
+        {name "_avx512vnni", fn##_avx512vnni}, {name "_amxint8", fn##_amxint8}
 
 typedef struct {
     ftq_qscheme s;
