@@ -432,41 +432,79 @@ typedef struct {
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx2,fma,avx512f,avx512bw")))
 
+/* One block's float steps for 16 rows of one panel (the template's, in its order). */
+#define AMX_BLOCK_UPDATE(cb, b)                                                                              \
+    do {                                                                                                     \
+        const __m512 d_ = _mm512_loadu_ps(w->d + ((size_t)p * ng + (b) / bpg) * FTQ_QPANEL);                 \
+        for (int r = 0; r < 16; r++) {                                                                       \
+            const size_t ti = (size_t)(t + r) * nblk + (b);                                                  \
+            __m512i is = _mm512_sub_epi32(_mm512_load_si512((cb)[r]), _mm512_set1_epi32(128 * a->s[ti]));   \
+            facc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d_, _mm512_set1_ps(a->d[ti])), facc[r]); \
+        }                                                                                                    \
+    } while (0)
+
+/* Blocks go four at a time into four C tiles (tmm0..3; A and B tiles alternate between tmm4/6
+ * and tmm5/7), so the four TDPBSUDs overlap and the tile stores are read back once per four. */
 AMX_TARGET static void amx_q8(const ftq_qmat *w, const ftq_qact *a, int p0, int p1, int t0, int t1, float *y,
                               const float *bias)
 {
     amx_cfg cfg __attribute__((aligned(64)));
     memset(&cfg, 0, sizeof cfg);
     cfg.palette_id = 1;
-    cfg.rows[0] = 16; /* tmm0: C, 16 rows x 16 int32 */
-    cfg.colsb[0] = 64;
-    cfg.rows[1] = 16; /* tmm1: A, 16 rows x 32 int8 */
-    cfg.colsb[1] = 32;
-    cfg.rows[2] = 8; /* tmm2: B, 8 rows (k / 4) x 16 lanes x 4 bytes */
-    cfg.colsb[2] = 64;
+    for (int i = 0; i < 4; i++) { /* C: 16 rows x 16 int32 */
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    for (int i = 4; i < 8; i += 2) {
+        cfg.rows[i] = 16; /* A: 16 rows x 32 int8 */
+        cfg.colsb[i] = 32;
+        cfg.rows[i + 1] = 8; /* B: 8 rows (k / 4) x 16 lanes x 4 bytes */
+        cfg.colsb[i + 1] = 64;
+    }
     /* the whole 64 bytes as the operand (see gemm_bf16.c: GCC 12 may drop the stores) */
     __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
     const int nblk = a->nblk, bpg = w->group / 32, ng = w->ngroups, rows = w->rows;
-    int32_t c[16][16] __attribute__((aligned(64)));
+    int32_t c[4][16][16] __attribute__((aligned(64)));
     for (int t = t0; t + 16 <= t1; t += 16)
         for (int p = p0; p < p1; p++) {
             const uint8_t *wq = w->qs + (size_t)p * w->panel_bytes;
             const int8_t *xq = a->qs + (size_t)t * a->kpad;
+            const size_t ks = (size_t)a->kpad;
             __m512 facc[16];
             for (int r = 0; r < 16; r++)
                 facc[r] = _mm512_setzero_ps();
-            for (int b = 0; b < nblk; b++) {
+            int b = 0;
+            for (; b + 4 <= nblk; b += 4) {
                 _tile_zero(0);
-                _tile_loadd(1, xq + (size_t)b * 32, a->kpad);
-                _tile_loadd(2, wq + (size_t)b * 32 * 16, 64);
-                _tile_dpbsud(0, 1, 2);
-                _tile_stored(0, c, 64);
-                const __m512 d = _mm512_loadu_ps(w->d + ((size_t)p * ng + b / bpg) * FTQ_QPANEL);
-                for (int r = 0; r < 16; r++) {
-                    const size_t ti = (size_t)(t + r) * nblk + b;
-                    __m512i is = _mm512_sub_epi32(_mm512_load_si512(c[r]), _mm512_set1_epi32(128 * a->s[ti]));
-                    facc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d, _mm512_set1_ps(a->d[ti])), facc[r]);
-                }
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                _tile_loadd(4, xq + (size_t)b * 32, ks);
+                _tile_loadd(5, wq + (size_t)b * 512, 64);
+                _tile_loadd(6, xq + (size_t)(b + 1) * 32, ks);
+                _tile_loadd(7, wq + (size_t)(b + 1) * 512, 64);
+                _tile_dpbsud(0, 4, 5);
+                _tile_dpbsud(1, 6, 7);
+                _tile_loadd(4, xq + (size_t)(b + 2) * 32, ks);
+                _tile_loadd(5, wq + (size_t)(b + 2) * 512, 64);
+                _tile_loadd(6, xq + (size_t)(b + 3) * 32, ks);
+                _tile_loadd(7, wq + (size_t)(b + 3) * 512, 64);
+                _tile_dpbsud(2, 4, 5);
+                _tile_dpbsud(3, 6, 7);
+                _tile_stored(0, c[0], 64);
+                _tile_stored(1, c[1], 64);
+                _tile_stored(2, c[2], 64);
+                _tile_stored(3, c[3], 64);
+                for (int i = 0; i < 4; i++)
+                    AMX_BLOCK_UPDATE(c[i], b + i);
+            }
+            for (; b < nblk; b++) {
+                _tile_zero(0);
+                _tile_loadd(4, xq + (size_t)b * 32, ks);
+                _tile_loadd(5, wq + (size_t)b * 512, 64);
+                _tile_dpbsud(0, 4, 5);
+                _tile_stored(0, c[0], 64);
+                AMX_BLOCK_UPDATE(c[0], b);
             }
             for (int r = 0; r < 16; r++) {
                 float tmp[16];
@@ -479,6 +517,7 @@ AMX_TARGET static void amx_q8(const ftq_qmat *w, const ftq_qact *a, int p0, int 
         }
     _tile_release();
 }
+#undef AMX_BLOCK_UPDATE
 
 static void run_amx(const ftq_qmat *w, const ftq_qact *a, int p0, int p1, int t0, int t1, float *y,
                     const float *bias)
