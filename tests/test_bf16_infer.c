@@ -155,7 +155,7 @@ static long compare_tensor(const ftq_tensor *b, const ftq_tensor *f, size_t *hel
 {
     if (!f->data)
         return b->data != NULL;
-    if (f->ndim != 2 || f == NULL)
+    if (f->ndim != 2)
         return b->dtype != FTQ_DTYPE_F32 || memcmp(b->data, f->data, f->nbytes) != 0;
     if (b->dtype != FTQ_DTYPE_BMAT || b->shape[0] != f->shape[0] || b->shape[1] != f->shape[1])
         return 1;
