@@ -9,8 +9,8 @@
  *                                       the 110M Llama in f32, int8 and int4 side by side:
  *                                       perplexity throughput, greedy generation speed,
  *                                       file size and peak RSS (each model in its own process)
- *   ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE]
- *                                       SmolLM2-135M (../shared, GGUF) in f32, int8 and int4
+ *   ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE] [--only LIST]
+ *                                       SmolLM2-135M (../shared, GGUF) in f32, bf16, int8 and int4
  *                                       as llama-bench measures it: pp512 and tg128 tokens/s,
  *                                       file size, peak RSS (each variant in its own process)
  *   ftq_bench qmatmul ...               the quantized matmul kernels (bench/qbench.c)
@@ -403,6 +403,7 @@ typedef struct {
     const char *text;
     size_t len;
     int ctx, chunks, reps, gen;
+    unsigned load_flags; /* ftq_model_load_ex flags (smeasure_child) */
 } qmeasure;
 
 static int argmax(const float *v, int n)
@@ -512,7 +513,7 @@ static int bench_quant(const char *out_dir, const char *text_path, int ctx, int 
     printf("%-12s %9s %10s %8s %10s %8s %9s %10s\n", "model", "file MB", "ppl tok/s", "x f32", "gen tok/s", "x f32",
            "peak MB", "ppl");
     for (int i = 0; i < NQVARIANTS && rc == 0; i++) {
-        qmeasure q = {dirs[i], text, len, ctx, chunks, reps, gen};
+        qmeasure q = {dirs[i], text, len, ctx, chunks, reps, gen, 0};
         if (in_child(measure_child, &q, &res[i]) != 0) {
             rc = 1;
             break;
@@ -539,14 +540,17 @@ static int bench_quant(const char *out_dir, const char *text_path, int ctx, int 
 typedef struct {
     const char *label, *suffix;
     int bits, search;
+    unsigned load_flags;
+    const char *key; /* --only */
 } svariant;
 
 /* int8 / int4 g32 with the embedding (and the tied head) at q8_g32: the layout of llama.cpp's
  * Q8_0 / Q4_0 files, which keep token_embd at q8_0 */
 static const svariant svariants[] = {
-    {"f32 (GGUF)", "", 0, 0},
-    {"int8 q8_g32", "smollm2-int8", 8, 0},
-    {"int4 q4_g32", "smollm2-int4", 4, 0}, /* speed does not depend on --search */
+    {"f32 (GGUF)", "", 0, 0, 0, "f32"},
+    {"bf16 (GGUF)", "", 0, 0, FTQ_LOAD_BF16, "bf16"}, /* packed bf16 weights, AMX / AVX512-BF16 products */
+    {"int8 q8_g32", "smollm2-int8", 8, 0, 0, "int8"},
+    {"int4 q4_g32", "smollm2-int4", 4, 0, 0, "int4"}, /* speed does not depend on --search */
 };
 #define NSVARIANTS (int)(sizeof svariants / sizeof svariants[0])
 
@@ -587,7 +591,7 @@ static int smeasure_child(const void *arg, qresult *r)
     size_t n = 0;
     float *logits = NULL;
     int rc = 0;
-    if (ftq_model_load(q->dir, &m) != FTQ_OK || ftq_tokenizer_load(q->dir, &tk) != FTQ_OK ||
+    if (ftq_model_load_ex(q->dir, q->load_flags, &m) != FTQ_OK || ftq_tokenizer_load(q->dir, &tk) != FTQ_OK ||
         ftq_tokenizer_encode(tk, q->text, q->len, 0, &ids, &n) != FTQ_OK ||
         ftq_session_new(m, q->ctx > q->gen + 1 ? q->ctx : q->gen + 1, &s) != FTQ_OK) {
         fprintf(stderr, "ftq_bench: %s\n", ftq_last_error());
@@ -630,7 +634,8 @@ static int smeasure_child(const void *arg, qresult *r)
     return rc;
 }
 
-static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, int reps, int gen)
+/* only: NULL (all variants) or a comma list of keys; f32 always runs (the ratios' base). */
+static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, int reps, int gen, const char *only)
 {
     char gguf[1024], dirs[NSVARIANTS][1024];
     snprintf(gguf, sizeof gguf, "%s" SMOLLM2_GGUF, FTQ_SOURCE_DIR);
@@ -642,8 +647,11 @@ static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, in
         return 1;
     }
     int rc = 0;
+    int skip[NSVARIANTS];
+    for (int i = 0; i < NSVARIANTS; i++)
+        skip[i] = i > 0 && only && !ftq_list_has(only, svariants[i].key);
     for (int i = 0; i < NSVARIANTS && rc == 0; i++) {
-        if (!svariants[i].bits) {
+        if (!svariants[i].bits || skip[i]) {
             snprintf(dirs[i], sizeof dirs[i], "%s", gguf);
             continue;
         }
@@ -662,7 +670,9 @@ static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, in
            "peak MB");
     qresult res[NSVARIANTS];
     for (int i = 0; i < NSVARIANTS && rc == 0; i++) {
-        qmeasure q = {dirs[i], text, len, ctx, 0, reps, gen};
+        if (skip[i])
+            continue;
+        qmeasure q = {dirs[i], text, len, ctx, 0, reps, gen, svariants[i].load_flags};
         if (in_child(smeasure_child, &q, &res[i]) != 0) {
             rc = 1;
             break;
@@ -682,7 +692,7 @@ static void usage(void)
                     "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N] [--lora R]\n"
                     "       ftq_bench bert [-m DIR | --shape base [-o DIR]] [--batch B] [--seq T] [--reps N] [--quant]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
-                    "       ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE]\n"
+                    "       ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE] [--only f32,bf16,int8,int4]\n"
                     "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
                     "       ftq_bench tokenize [--reps N]\n"
                     "DIR defaults to ./bench-models; FILE to ../shared/data/wikitext-2-raw/wiki.test.raw;\n"
@@ -712,7 +722,7 @@ int main(int argc, char **argv)
     const char *out = "bench-models";
     static char text_default[1024];
     snprintf(text_default, sizeof text_default, "%s/../shared/data/wikitext-2-raw/wiki.test.raw", FTQ_SOURCE_DIR);
-    const char *text = text_default;
+    const char *text = text_default, *only = NULL;
     int ctx = 512, chunks = 4, reps = 3, gen = 128, chunks_set = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -727,6 +737,8 @@ int main(int argc, char **argv)
             out = v;
         else if (strcmp(a, "--text") == 0)
             text = v;
+        else if (strcmp(a, "--only") == 0)
+            only = v;
         else if (strcmp(a, "--ctx") == 0 || strcmp(a, "--chunks") == 0 || strcmp(a, "--reps") == 0 ||
                  strcmp(a, "--gen") == 0) {
             long x = strtol(v, &end, 10);
@@ -759,7 +771,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "quant") == 0)
         return bench_quant(out, text, ctx, chunks_set ? chunks : 2, reps, gen);
     if (strcmp(argv[1], "smollm2") == 0)
-        return bench_smollm2(out, text, ctx, reps, gen);
+        return bench_smollm2(out, text, ctx, reps, gen, only);
     usage();
     return 2;
 }

@@ -67,6 +67,19 @@ int cmd_calib_ids(const char *cmd, const char *model, const char *calib, int32_t
     return rc;
 }
 
+int cmd_precision_flags(const char *cmd, const char *precision, const char *adapter, unsigned *flags)
+{
+    if (strcmp(precision, "fp32") == 0)
+        return 0;
+    if (strcmp(precision, "bf16") != 0)
+        return cmd_fail(cmd, "unknown --precision '%s' (expected fp32 or bf16)", precision) + 1;
+    if (adapter)
+        return cmd_fail(cmd, "--precision bf16 cannot merge --adapter (the merge needs f32 weights); merge it first "
+                             "with ftq merge, or use --precision fp32") + 1;
+    *flags |= FTQ_LOAD_BF16;
+    return 0;
+}
+
 int cmd_apply_adapter(const char *cmd, const char *adapter, ftq_model **model)
 {
     if (!adapter || !*model)

@@ -21,6 +21,12 @@ int cmd_calib_ids(const char *cmd, const char *model, const char *calib, int32_t
 /* Merge the PEFT adapter `adapter` (NULL: nothing) into a loaded model; prints and returns 1 on failure
  * (the model is freed and set to NULL). */
 int cmd_apply_adapter(const char *cmd, const char *adapter, ftq_model **model);
+/* --precision of the inference commands: "fp32" (0) or "bf16" (FTQ_LOAD_BF16) added to
+ * *flags; a one-line error (returns 2) for another name or bf16 with an adapter to merge. */
+int cmd_precision_flags(const char *cmd, const char *precision, const char *adapter, unsigned *flags);
+#define PRECISION_HELP "fp32 | bf16: hold weight matrices, embeddings and heads as packed bf16 only (half the " \
+    "memory; a BF16 checkpoint is not widened) and multiply on the bf16 kernels (AMX / AVX512-BF16); norms, " \
+    "softmax and attention stay fp32"
 #define ADAPTER_HELP "PEFT LoRA adapter directory merged into -m on load (ftq finetune --mode lora)"
 
 /* Text from -f FILE or -p TEXT (exactly one must be given). *owned is set to the malloc'd

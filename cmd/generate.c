@@ -26,6 +26,7 @@ int cmd_generate(int argc, char **argv)
     double temperature = 0.8, top_p = 0.95;
     uint64_t seed = 42;
     int keep_quant = 0;
+    const char *precision = "fp32";
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory", 0, -1},
         {"adapter", 0, OPT_STR, &adapter, "DIR", ADAPTER_HELP, 0, -1},
@@ -38,6 +39,7 @@ int cmd_generate(int argc, char **argv)
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not prepend BOS to the prompt", 0, -1},
         {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"ignore-eos", 0, OPT_FLAG, &ignore_eos, NULL, "keep going after EOS", 0, -1},
+        {"precision", 0, OPT_STR, &precision, "P", PRECISION_HELP, 0, -1},
         {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 matrices on the int8 / int4 kernels "
          "(other quantized types via Q8_0) instead of expanding them to f32", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object (text, ids, tokens_per_second)", 0, -1},
@@ -56,7 +58,10 @@ int cmd_generate(int argc, char **argv)
         return 2;
     ftq_model *m = NULL;
     ftq_tokenizer *tok = NULL;
-    if (cmd_load_ex(spec.name, model, keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &m, &tok))
+    unsigned load_flags = keep_quant ? FTQ_LOAD_KEEP_QUANT : 0;
+    if ((r = cmd_precision_flags(spec.name, precision, adapter, &load_flags)) != 0)
+        return r;
+    if (cmd_load_ex(spec.name, model, load_flags, &m, &tok))
         return 1;
     if (cmd_apply_adapter(spec.name, adapter, &m)) {
         ftq_tokenizer_free(tok);

@@ -32,6 +32,7 @@ int cmd_perplexity(int argc, char **argv)
 {
     const char *adapter = NULL;
     int keep_quant = 0;
+    const char *precision = "fp32";
     const char *model = default_model_dir(), *file = NULL, *proto = "llamacpp", *ref_dir = NULL;
     int ctx = 512, chunks = 0, stride = 0, json = 0, no_bos = 0, parse_special = 0;
     const ftq_opt opts[] = {
@@ -47,6 +48,7 @@ int cmd_perplexity(int argc, char **argv)
         {"ref", 0, OPT_STR, &ref_dir, "MODEL", "also report KL divergence and top-1 agreement against this model "
          "(e.g. the f32 original; both run chunk by chunk in this process)", 0, -1},
         {"ref-model", 0, OPT_STR, &ref_dir, "MODEL", "the same as --ref", 0, -1},
+        {"precision", 0, OPT_STR, &precision, "P", PRECISION_HELP, 0, -1},
         {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 matrices on the int8 / int4 kernels "
          "(other quantized types via Q8_0) instead of expanding them to f32", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
@@ -92,7 +94,10 @@ int cmd_perplexity(int argc, char **argv)
 
     ftq_model *m = NULL, *ref = NULL;
     ftq_tokenizer *tok = NULL;
-    if (cmd_load_ex(spec.name, model, keep_quant ? FTQ_LOAD_KEEP_QUANT : 0, &m, &tok))
+    unsigned load_flags = keep_quant ? FTQ_LOAD_KEEP_QUANT : 0;
+    if ((r = cmd_precision_flags(spec.name, precision, adapter, &load_flags)) != 0)
+        return r;
+    if (cmd_load_ex(spec.name, model, load_flags, &m, &tok))
         return 1;
     if (cmd_apply_adapter(spec.name, adapter, &m)) {
         ftq_tokenizer_free(tok);

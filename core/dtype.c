@@ -174,6 +174,7 @@ static const ftq_dtype_traits traits[FTQ_DTYPE_COUNT] = {
     [FTQ_DTYPE_F8_E5M2] = {"F8_E5M2", 1, 1, 1, f8e5m2_to_f32, NULL},
     /* in memory only (an ftq_qmat): block_size 0 keeps it out of files and conversions */
     [FTQ_DTYPE_QMAT] = {"QMAT", 0, 0, 0, NULL, NULL},
+    [FTQ_DTYPE_BMAT] = {"BMAT", 0, 0, 0, NULL, NULL}, /* an ftq_bmat (packed bf16) */
 };
 
 const ftq_dtype_traits *ftq_dtype_info(ftq_dtype t)

@@ -41,6 +41,10 @@ typedef enum {
      * The model's linear layers use it when loaded from a quantized checkpoint
      * (docs/quant-format.md). */
     FTQ_DTYPE_QMAT,
+    /* In memory only, like QMAT: a weight matrix [out, in] held as packed bf16, data -> an
+     * ftq_bmat (kernels/bmat.h). Linear layers, embeddings and heads of a model loaded
+     * with FTQ_LOAD_BF16 (`--precision bf16`). */
+    FTQ_DTYPE_BMAT,
     FTQ_DTYPE_COUNT
 } ftq_dtype;
 

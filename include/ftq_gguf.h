@@ -206,7 +206,10 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg, ftq_checkp
  * kernels. Q8_0 -> q8 and Q4_0 -> q4 keep every code and f16 scale (the same values as the
  * dequantized load); other types (Q4_1, Q5_x, K-quants) are converted to Q8_0 by ggml's
  * reference quantizer first. */
-enum { FTQ_GGUF_KEEP_QUANT = 1 };
+/* FTQ_GGUF_BF16: 2-D tensors not kept quantized are held as BF16 (round to nearest even of
+ * their f32 dequantization, one tensor widened at a time) instead of F32: half the memory,
+ * for a model loaded with FTQ_LOAD_BF16. */
+enum { FTQ_GGUF_KEEP_QUANT = 1, FTQ_GGUF_BF16 = 2 };
 int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_config *cfg, ftq_checkpoint **out);
 
 /* The model config of an open GGUF file's `<arch>.*` keys (as ftq_gguf_checkpoint_open

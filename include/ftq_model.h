@@ -38,7 +38,11 @@ int ftq_model_load(const char *dir, ftq_model **out);
 /* The same with flags. FTQ_LOAD_KEEP_QUANT: a GGUF file's quantized matrices run on ftq's
  * int8 / int4 kernels instead of being expanded to f32 (ftq_gguf_checkpoint_open_ex:
  * Q8_0 / Q4_0 as they are, other quantized types via Q8_0); no effect on a directory. */
-enum { FTQ_LOAD_KEEP_QUANT = 1 };
+/* FTQ_LOAD_BF16: linear weights, embeddings and heads are held as packed bf16 only (round to
+ * nearest even of the f32 values; a BF16 tensor of the file is copied exactly, never widened)
+ * and multiply on the bf16 kernels (kernels/bmat.h); norms, attention and softmax stay fp32.
+ * The checkpoint's copies of those tensors are released after packing. */
+enum { FTQ_LOAD_KEEP_QUANT = 1, FTQ_LOAD_BF16 = 2 };
 int ftq_model_load_ex(const char *dir, unsigned flags, ftq_model **out);
 void ftq_model_free(ftq_model *m);
 

@@ -84,6 +84,21 @@ const char *ftq_checkpoint_own_metadata(const ftq_checkpoint *c, const char *key
     return NULL;
 }
 
+void ftq_checkpoint_discard(ftq_checkpoint *c, const ftq_tensor *t)
+{
+    if (!c || !t || !t->data)
+        return;
+    if (c->n_own && t >= c->own && t < c->own + c->n_own) {
+        ftq_tensor *o = &c->own[t - c->own];
+        if (o->owned)
+            free(o->data);
+        o->data = NULL;
+        o->owned = 0;
+        return;
+    }
+    ftq_checkpoint_release(c, t->data, t->nbytes);
+}
+
 void ftq_tensors_free(ftq_tensor *tensors, size_t n)
 {
     for (size_t i = 0; tensors && i < n; i++) {

@@ -18,6 +18,11 @@ int ftq_checkpoint_from_tensors(ftq_tensor *tensors, size_t n, size_t total_byte
 int ftq_checkpoint_set_metadata(ftq_checkpoint *c, const char *key, const char *value);
 const char *ftq_checkpoint_own_metadata(const ftq_checkpoint *c, const char *key);
 
+/* The caller no longer needs t's data (a model that packed it into its own layout): pages of
+ * a mapped file are released (read again, they fault back in); a copy the checkpoint owns
+ * (a GGUF tensor converted at open) is freed and t's data becomes NULL. */
+void ftq_checkpoint_discard(ftq_checkpoint *c, const ftq_tensor *t);
+
 /* Free names and owned data of n tensors, then the array. */
 void ftq_tensors_free(ftq_tensor *tensors, size_t n);
 

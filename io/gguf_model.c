@@ -610,6 +610,23 @@ static int keep_half_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mode
     return FTQ_OK;
 }
 
+/* FTQ_GGUF_BF16: an F32 tensor replaced by its BF16 rounding. */
+static int narrow_bf16(ftq_tensor *t)
+{
+    size_t n = (size_t)ftq_tensor_numel(t);
+    void *h = malloc(2 * (n ? n : 1));
+    if (!h)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory narrowing tensor '%s' to bf16", t->name);
+    ftq_dtype_info(FTQ_DTYPE_BF16)->from_f32(t->data, h, n);
+    if (t->owned)
+        free(t->data);
+    t->data = h;
+    t->owned = 1;
+    t->dtype = FTQ_DTYPE_BF16;
+    t->nbytes = 2 * n;
+    return FTQ_OK;
+}
+
 int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg_out, ftq_checkpoint **out)
 {
     return ftq_gguf_checkpoint_open_ex(path, 0, cfg_out, out);
@@ -675,6 +692,8 @@ int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_conf
             memset(&ts[done], 0, sizeof ts[done]);
         }
         rc = convert_tensor(g, a, &cfg, t, &ts[done]);
+        if (!rc && (flags & FTQ_GGUF_BF16) && ts[done].ndim == 2)
+            rc = narrow_bf16(&ts[done]);
         done++; /* on failure too: convert_tensor may have set a name or data to free */
     }
     size_t file_bytes = g ? ftq_gguf_file_size(g) : 0;

@@ -31,7 +31,8 @@ void ftq_sgemm_stage_end(int saved);
 /* out[T, out_dim] = in[T, in_dim] @ w^T + bias, where w is [out_dim, in_dim] (nn.Linear)
  * and bias is NULL or [out_dim]. The one entry point for every matmul against a weight:
  * it dispatches on w->dtype: F32 (OpenBLAS / dot kernels), QMAT (data -> ftq_qmat; the
- * int8 / int4 kernels of kernels/qlinear.h, OpenMP only). `out` must not alias `in`. Must
+ * int8 / int4 kernels of kernels/qlinear.h, OpenMP only), BMAT (data -> ftq_bmat; packed
+ * bf16, kernels/bmat.h, OpenMP only). `out` must not alias `in`. Must
  * not be called from inside an OpenMP parallel region (it calls OpenBLAS and opens its
  * own regions).
  * _ex takes the scratch of a quantized product (ftq_linear_scratch_bytes(w, T) bytes, any
@@ -44,6 +45,11 @@ void ftq_linear_forward(float *out, const float *in, const ftq_tensor *w, const 
                         int T, int in_dim, int out_dim);
 /* Scratch bytes ftq_linear_forward_ex needs for T rows (0 for F32 weights). */
 size_t ftq_linear_scratch_bytes(const ftq_tensor *w, int T);
+/* 1 if products with w run on OpenMP alone (QMAT, BMAT), 0 if on OpenBLAS (F32). */
+int ftq_linear_on_omp(const ftq_tensor *w);
+/* out[C] = row r of a weight matrix or embedding table w [rows, C] in f32: F32 copied,
+ * QMAT and BMAT dequantized (the values their products use). */
+void ftq_weight_row(const ftq_tensor *w, int r, float *out);
 
 /* The same on a raw f32 weight pointer, and its naive triple-loop reference. */
 void ftq_linear_f32(float *out, const float *in, const float *w, const float *bias, int T,

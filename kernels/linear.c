@@ -5,10 +5,12 @@
  * chunk. sgemm is never called inside a parallel region. QMAT (int8 / int4): the kernels of
  * kernels/qlinear.h, OpenMP only, never OpenBLAS. */
 #include <math.h>
+#include <string.h>
 #include <cblas.h>
 
 #include "ftq.h"
 #include "kernels/kernels.h"
+#include "kernels/bmat.h"
 #include "kernels/qlinear.h"
 #include "kernels/simd.h"
 
@@ -178,6 +180,13 @@ int ftq_linear_forward_ex(float *out, const float *in, const ftq_tensor *w, cons
                                  name, q->rows, q->cols, out_dim, in_dim);
         return ftq_qmat_mul(out, in, q, bias, T, scratch);
     }
+    case FTQ_DTYPE_BMAT: {
+        const ftq_bmat *bm = (const ftq_bmat *)w->data;
+        if (bm->rows != out_dim || bm->cols != in_dim)
+            return ftq_set_error(FTQ_EINVAL, "linear layer '%s': bf16 weight [%d, %d], expected [%d, %d]", name,
+                                 bm->rows, bm->cols, out_dim, in_dim);
+        return ftq_bmat_mul(out, in, bm, bias, T, scratch);
+    }
     default: { /* the loader converts or rejects every other dtype */
         const ftq_dtype_traits *tr = ftq_dtype_info(w->dtype);
         return ftq_set_error(FTQ_EUNSUPPORTED, "linear layer '%s': unsupported weight dtype %s", name,
@@ -196,7 +205,25 @@ void ftq_linear_forward(float *out, const float *in, const ftq_tensor *w, const 
 
 size_t ftq_linear_scratch_bytes(const ftq_tensor *w, int T)
 {
-    return w && w->data && w->dtype == FTQ_DTYPE_QMAT ? ftq_qmat_scratch_bytes((const ftq_qmat *)w->data, T) : 0;
+    if (!w || !w->data)
+        return 0;
+    if (w->dtype == FTQ_DTYPE_QMAT)
+        return ftq_qmat_scratch_bytes((const ftq_qmat *)w->data, T);
+    if (w->dtype == FTQ_DTYPE_BMAT)
+        return ftq_bmat_scratch_bytes((const ftq_bmat *)w->data, T);
+    return 0;
+}
+
+int ftq_linear_on_omp(const ftq_tensor *w) { return w->dtype == FTQ_DTYPE_QMAT || w->dtype == FTQ_DTYPE_BMAT; }
+
+void ftq_weight_row(const ftq_tensor *w, int r, float *out)
+{
+    if (w->dtype == FTQ_DTYPE_QMAT)
+        ftq_qmat_dequantize_row((const ftq_qmat *)w->data, r, out);
+    else if (w->dtype == FTQ_DTYPE_BMAT)
+        ftq_bmat_row((const ftq_bmat *)w->data, r, out);
+    else
+        memcpy(out, (const float *)w->data + (size_t)r * (size_t)w->shape[1], sizeof(float) * (size_t)w->shape[1]);
 }
 
 /* A stage over `rows` >= FTQ_BATCH_MIN_T rows spends its time in sgemm on OpenBLAS's

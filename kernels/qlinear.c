@@ -418,6 +418,120 @@ static inline int32_t load_i32(const int8_t *p)
 #define Q4_DOT2(acc, lo, hi, x0, x1) _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, lo, x0), hi, x1)
 #include "kernels/qlinear_tmpl.h"
 
+/* AMX-INT8 for Q8 with 32-element activation blocks: per 16 activation rows x one 16-output
+ * panel x one block, TDPBSUD (signed activations x the unsigned q + 128 weight bytes, which
+ * a panel's chunks already hold in the B-tile layout: 8 chunks = 8 tile rows of 16 lanes x 4
+ * bytes) gives the block's int32 sums of all 256 outputs, exactly the sums vpdpbusd builds;
+ * the float steps are then the template's, in its order, so results are bit-identical. Rows
+ * past the last full group of 16 and other schemes go through the AVX-512 VNNI tiles. */
+typedef struct {
+    uint8_t palette_id, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+#define AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx2,fma,avx512f,avx512bw")))
+
+/* One block's float steps for 16 rows of one panel (the template's, in its order). */
+#define AMX_BLOCK_UPDATE(cb, b)                                                                              \
+    do {                                                                                                     \
+        const __m512 d_ = _mm512_loadu_ps(w->d + ((size_t)p * ng + (b) / bpg) * FTQ_QPANEL);                 \
+        for (int r = 0; r < 16; r++) {                                                                       \
+            const size_t ti = (size_t)(t + r) * nblk + (b);                                                  \
+            __m512i is = _mm512_sub_epi32(_mm512_load_si512((cb)[r]), _mm512_set1_epi32(128 * a->s[ti]));   \
+            facc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d_, _mm512_set1_ps(a->d[ti])), facc[r]); \
+        }                                                                                                    \
+    } while (0)
+
+/* Blocks go four at a time into four C tiles (tmm0..3; A and B tiles alternate between tmm4/6
+ * and tmm5/7), so the four TDPBSUDs overlap and the tile stores are read back once per four. */
+AMX_TARGET static void amx_q8(const ftq_qmat *w, const ftq_qact *a, int p0, int p1, int t0, int t1, float *y,
+                              const float *bias)
+{
+    amx_cfg cfg __attribute__((aligned(64)));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette_id = 1;
+    for (int i = 0; i < 4; i++) { /* C: 16 rows x 16 int32 */
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    for (int i = 4; i < 8; i += 2) {
+        cfg.rows[i] = 16; /* A: 16 rows x 32 int8 */
+        cfg.colsb[i] = 32;
+        cfg.rows[i + 1] = 8; /* B: 8 rows (k / 4) x 16 lanes x 4 bytes */
+        cfg.colsb[i + 1] = 64;
+    }
+    /* the whole 64 bytes as the operand (see gemm_bf16.c: GCC 12 may drop the stores) */
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+    const int nblk = a->nblk, bpg = w->group / 32, ng = w->ngroups, rows = w->rows;
+    int32_t c[4][16][16] __attribute__((aligned(64)));
+    for (int t = t0; t + 16 <= t1; t += 16)
+        for (int p = p0; p < p1; p++) {
+            const uint8_t *wq = w->qs + (size_t)p * w->panel_bytes;
+            const int8_t *xq = a->qs + (size_t)t * a->kpad;
+            const size_t ks = (size_t)a->kpad;
+            __m512 facc[16];
+            for (int r = 0; r < 16; r++)
+                facc[r] = _mm512_setzero_ps();
+            int b = 0;
+            for (; b + 4 <= nblk; b += 4) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                _tile_loadd(4, xq + (size_t)b * 32, ks);
+                _tile_loadd(5, wq + (size_t)b * 512, 64);
+                _tile_loadd(6, xq + (size_t)(b + 1) * 32, ks);
+                _tile_loadd(7, wq + (size_t)(b + 1) * 512, 64);
+                _tile_dpbsud(0, 4, 5);
+                _tile_dpbsud(1, 6, 7);
+                _tile_loadd(4, xq + (size_t)(b + 2) * 32, ks);
+                _tile_loadd(5, wq + (size_t)(b + 2) * 512, 64);
+                _tile_loadd(6, xq + (size_t)(b + 3) * 32, ks);
+                _tile_loadd(7, wq + (size_t)(b + 3) * 512, 64);
+                _tile_dpbsud(2, 4, 5);
+                _tile_dpbsud(3, 6, 7);
+                _tile_stored(0, c[0], 64);
+                _tile_stored(1, c[1], 64);
+                _tile_stored(2, c[2], 64);
+                _tile_stored(3, c[3], 64);
+                for (int i = 0; i < 4; i++)
+                    AMX_BLOCK_UPDATE(c[i], b + i);
+            }
+            for (; b < nblk; b++) {
+                _tile_zero(0);
+                _tile_loadd(4, xq + (size_t)b * 32, ks);
+                _tile_loadd(5, wq + (size_t)b * 512, 64);
+                _tile_dpbsud(0, 4, 5);
+                _tile_stored(0, c[0], 64);
+                AMX_BLOCK_UPDATE(c[0], b);
+            }
+            for (int r = 0; r < 16; r++) {
+                float tmp[16];
+                _mm512_storeu_ps(tmp, facc[r]);
+                float *yr = y + (size_t)(t + r) * rows;
+                const int o0 = p * FTQ_QPANEL;
+                for (int l = 0; l < 16 && o0 + l < rows; l++)
+                    yr[o0 + l] = bias ? tmp[l] + bias[o0 + l] : tmp[l];
+            }
+        }
+    _tile_release();
+}
+#undef AMX_BLOCK_UPDATE
+
+static void run_amx(const ftq_qmat *w, const ftq_qact *a, int p0, int p1, int t0, int t1, float *y,
+                    const float *bias)
+{
+    int full = t0 + (t1 - t0) / 16 * 16;
+    if (w->scheme != FTQ_QSCHEME_Q8 || a->ab != 32 || full == t0) {
+        run_avx512(w, a, p0, p1, t0, t1, y, bias);
+        return;
+    }
+    amx_q8(w, a, p0, p1, t0, full, y, bias);
+    if (full < t1)
+        run_avx512(w, a, p0, p1, full, t1, y, bias);
+}
+
 #endif /* FTQ_HAVE_X86 */
 
 /* ---- dispatch ------------------------------------------------------------------------ */
@@ -437,6 +551,8 @@ int ftq_qpath_supported(ftq_qpath path)
     case FTQ_QPATH_AVXVNNI: return HAVE_AVXVNNI_INTRIN && avx2 && (f & FTQ_CPU_AVXVNNI);
     case FTQ_QPATH_AVX512VNNI:
         return avx2 && (f & FTQ_CPU_AVX512F) && (f & FTQ_CPU_AVX512BW) && (f & FTQ_CPU_AVX512VNNI);
+    case FTQ_QPATH_AMXINT8:
+        return ftq_qpath_supported(FTQ_QPATH_AVX512VNNI) && (f & FTQ_CPU_AMX) && (f & FTQ_CPU_AMX_INT8);
 #endif
     default: (void)avx2; return 0;
     }
@@ -444,7 +560,7 @@ int ftq_qpath_supported(ftq_qpath path)
 
 ftq_qpath ftq_qpath_best(void)
 {
-    static const ftq_qpath order[] = {FTQ_QPATH_AVX512VNNI, FTQ_QPATH_AVXVNNI, FTQ_QPATH_AVX2};
+    static const ftq_qpath order[] = {FTQ_QPATH_AMXINT8, FTQ_QPATH_AVX512VNNI, FTQ_QPATH_AVXVNNI, FTQ_QPATH_AVX2};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         if (ftq_qpath_supported(order[i]))
             return order[i];
@@ -453,7 +569,7 @@ ftq_qpath ftq_qpath_best(void)
 
 const char *ftq_qpath_name(ftq_qpath path)
 {
-    static const char *names[FTQ_QPATH_COUNT] = {"auto", "scalar", "avx2", "avxvnni", "avx512vnni"};
+    static const char *names[FTQ_QPATH_COUNT] = {"auto", "scalar", "avx2", "avxvnni", "avx512vnni", "amx-int8"};
     return (int)path >= 0 && path < FTQ_QPATH_COUNT ? names[path] : "?";
 }
 
@@ -505,6 +621,8 @@ static void qmat_mul(ftq_qpath path, float *y, const float *x, const ftq_qmat *w
 #endif
     else if (path == FTQ_QPATH_AVX512VNNI)
         run = run_avx512;
+    else if (path == FTQ_QPATH_AMXINT8)
+        run = run_amx;
 #endif
     const int np = w->npanels, cols = w->cols;
     const long npg = (np + UNIT_PANELS - 1) / UNIT_PANELS, ntc = (T + UNIT_ROWS - 1) / UNIT_ROWS;

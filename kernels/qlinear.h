@@ -136,6 +136,9 @@ typedef enum {
     FTQ_QPATH_AVX2,       /* vpmaddubsw + vpmaddwd */
     FTQ_QPATH_AVXVNNI,    /* 256-bit vpdpbusd */
     FTQ_QPATH_AVX512VNNI, /* 512-bit vpdpbusd */
+    FTQ_QPATH_AMXINT8,    /* AVX-512 VNNI, with AMX tiles (tdpbsud) for Q8 with 32-element
+                             activation blocks on every full group of 16 rows (T >= 16);
+                             the same int32 block sums, so bit-identical results */
     FTQ_QPATH_COUNT
 } ftq_qpath;
 
@@ -143,7 +146,7 @@ typedef enum {
 int ftq_qpath_supported(ftq_qpath path);
 /* The path AUTO picks: the widest supported one. */
 ftq_qpath ftq_qpath_best(void);
-/* "scalar", "avx2", "avxvnni", "avx512vnni" ("auto" for AUTO, "?" if out of range). */
+/* "scalar", "avx2", "avxvnni", "avx512vnni", "amx-int8" ("auto" for AUTO, "?" if out of range). */
 const char *ftq_qpath_name(ftq_qpath path);
 
 /* Scratch bytes ftq_qmat_mul needs for T rows (the quantized activations). */

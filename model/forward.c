@@ -157,7 +157,7 @@ static int lin(ftq_session *s, int solo, float *out, const float *in, const ftq_
                const ftq_tensor *b, int T, int in_dim, int out_dim)
 {
 #ifdef _OPENMP
-    if (solo > 0 && w->dtype == FTQ_DTYPE_QMAT) {
+    if (solo > 0 && ftq_linear_on_omp(w)) {
         omp_set_num_threads(solo);
         int rc = ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
         omp_set_num_threads(1);
@@ -166,15 +166,6 @@ static int lin(ftq_session *s, int solo, float *out, const float *in, const ftq_
 #endif
     (void)solo;
     return ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
-}
-
-/* x[C] = row `r` of an embedding table (f32, or quantized: dequantized on the fly). */
-static void embed_row(float *x, const ftq_tensor *e, int r, int C)
-{
-    if (e->dtype == FTQ_DTYPE_QMAT)
-        ftq_qmat_dequantize_row((const ftq_qmat *)e->data, r, x);
-    else
-        memcpy(x, ftq_tdata(e) + (size_t)r * C, sizeof(float) * (size_t)C);
 }
 
 #define TRYF(expr)                      \
@@ -194,17 +185,18 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
     const int pos0 = s->pos;
 
     int rc = FTQ_OK;
-    /* A quantized model's blocks never call OpenBLAS (int8/int4 kernels and attention on
-     * OpenMP), so they keep every OpenMP thread instead of entering a solo stage. */
-    const int quantized = c->n_layers > 0 && m->layers[0].wq.dtype == FTQ_DTYPE_QMAT;
+    /* A quantized or bf16 model's blocks never call OpenBLAS (int8/int4/bf16 kernels and
+     * attention on OpenMP), so they keep every OpenMP thread instead of entering a solo
+     * stage. */
+    const int quantized = c->n_layers > 0 && ftq_linear_on_omp(&m->layers[0].wq);
     int solo = quantized ? 0 : ftq_sgemm_stage_begin(T);
 
-    /* embeddings (s->xb holds a dequantized position row) */
+    /* embeddings (f32, or int8 / int4 / bf16 rows converted; s->xb holds a position row) */
     for (int t = 0; t < T; t++) {
         float *x = s->x + (size_t)t * C;
-        embed_row(x, &m->tok_emb, ids[t], C);
+        ftq_weight_row(&m->tok_emb, ids[t], x);
         if (m->pos_emb.data) {
-            embed_row(s->xb, &m->pos_emb, pos0 + t, C);
+            ftq_weight_row(&m->pos_emb, pos0 + t, s->xb);
             ftq_add_inplace(x, s->xb, (size_t)C);
         }
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "io/checkpoint_src.h"
 #include "model/qcheckpoint.h"
 
 /* ---- the walk ------------------------------------------------------------------------- */
@@ -24,6 +25,9 @@ typedef struct {
     size_t n_used;
     const ftq_qindex *qix; /* NULL unless the checkpoint is quantized */
     int q_ok;             /* the tensors looked up now may be quantized */
+    int lin;              /* the last tensor `need` found may be quantized (a weight matrix,
+                             embedding or head) */
+    int bf16;             /* FTQ_LOAD_BF16: bind such tensors as packed bf16 */
 } walk;
 
 static int is_float_dtype(ftq_dtype d)
@@ -83,6 +87,7 @@ static int need(walk *w, const ftq_tensor **out, int optional, int ndim, int64_t
         *out = t;
         return FTQ_OK;
     }
+    w->lin = w->q_ok;
     if (!is_float_dtype(t->dtype))
         return ftq_set_error(FTQ_EUNSUPPORTED,
                              "model '%s': tensor '%s' has unsupported dtype %s (expected F32, F16, "
@@ -212,6 +217,11 @@ static int bind_plain(walk *w, ftq_tensor *dst, const ftq_tensor *src)
         return FTQ_OK;
     if (qe)
         return bind_qmat(w, dst, qe, 0, qe->rows);
+    if (w->bf16 && w->lin && src->ndim == 2) {
+        int rc = ftq_model_bind_bmat(w->m, dst, src, 0, 0, src->shape[0], w->label);
+        ftq_checkpoint_discard(w->m->ck, src); /* read once */
+        return rc;
+    }
     const float *d = NULL;
     int owned = 0, rc = f32_of(w, src, &d, &owned);
     if (rc != FTQ_OK)
@@ -275,6 +285,12 @@ static int bind_transposed(walk *w, ftq_tensor *dst, const ftq_tensor *src, int6
         return FTQ_OK;
     if (qe) /* the file holds the [out_total, in] transpose: a range of its rows */
         return bind_qmat(w, dst, qe, (int)c0, (int)out);
+    if (w->bf16 && w->lin) {
+        int rc = ftq_model_bind_bmat(w->m, dst, src, 1, c0, out, w->label);
+        if (c0 + out == src->shape[1]) /* the walk binds the column blocks in order */
+            ftq_checkpoint_discard(w->m->ck, src);
+        return rc;
+    }
     int64_t in = src->shape[0], ld = src->shape[1];
     const float *s = NULL;
     float *tmp;
@@ -499,11 +515,11 @@ static int check_config(const ftq_model_config *c, const char *label)
 }
 
 static int run_walk(const ftq_model_config *cfg, const ftq_checkpoint *ck, const char *label,
-                    ftq_model *m)
+                    ftq_model *m, int bf16)
 {
     TRY(check_config(cfg, label));
     size_t n = ftq_checkpoint_count(ck);
-    walk w = {.cfg = cfg, .ck = ck, .label = label, .m = m, .prefix = ""};
+    walk w = {.cfg = cfg, .ck = ck, .label = label, .m = m, .prefix = "", .bf16 = bf16};
     ftq_qindex *qix = NULL;
     TRY(ftq_qindex_open(ck, label, &qix));
     w.qix = qix;
@@ -560,7 +576,7 @@ int ftq_model_validate(const ftq_model_config *cfg, const ftq_checkpoint *ck)
         else if (strstr(label, ".safetensors"))
             strcpy(label, ".");
     }
-    return run_walk(cfg, ck, label, NULL);
+    return run_walk(cfg, ck, label, NULL, 0);
 }
 
 void ftq_model_free(ftq_model *m)
@@ -617,20 +633,21 @@ int ftq_model_load_ex(const char *dir, unsigned flags, ftq_model **out)
     }
     int rc;
     if (ftq_gguf_is_file(dir)) /* a GGUF file holds its config as metadata */
-        rc = ftq_gguf_checkpoint_open_ex(dir, (flags & FTQ_LOAD_KEEP_QUANT) ? FTQ_GGUF_KEEP_QUANT : 0, &m->cfg,
-                                         &m->ck);
+        rc = ftq_gguf_checkpoint_open_ex(dir, ((flags & FTQ_LOAD_KEEP_QUANT) ? FTQ_GGUF_KEEP_QUANT : 0) |
+                                                  ((flags & FTQ_LOAD_BF16) ? FTQ_GGUF_BF16 : 0),
+                                         &m->cfg, &m->ck);
     else if ((rc = ftq_config_load(cfg_path, &m->cfg)) == FTQ_OK)
         rc = ftq_checkpoint_open(dir, &m->ck);
     free(cfg_path);
     /* validate first: num_hidden_layers sizes the layer table, and only the tensors the file
      * holds bound it (16777216 layers used to reserve 35 GB before "missing tensor") */
     if (rc == FTQ_OK)
-        rc = run_walk(&m->cfg, m->ck, dir, NULL);
+        rc = run_walk(&m->cfg, m->ck, dir, NULL, 0);
     if (rc == FTQ_OK && m->cfg.n_layers > 0 &&
         !(m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (rc == FTQ_OK)
-        rc = run_walk(&m->cfg, m->ck, dir, m);
+        rc = run_walk(&m->cfg, m->ck, dir, m, (flags & FTQ_LOAD_BF16) != 0);
     if (rc != FTQ_OK) {
         ftq_model_free(m);
         return rc;

@@ -1,7 +1,8 @@
 /* model.h - the ftq_model and ftq_session structs (internal). Invariants: every weight is
  * an F32 ftq_tensor, except that linear weights, embeddings and heads loaded from a
  * quantized checkpoint are FTQ_DTYPE_QMAT (data -> an ftq_qmat the model owns, listed in
- * `qmats`); every linear weight has shape [out, in] (nn.Linear); a tensor the
+ * `qmats`), and with FTQ_LOAD_BF16 the others are FTQ_DTYPE_BMAT (data -> an ftq_bmat in
+ * `allocs`); every linear weight has shape [out, in] (nn.Linear); a tensor the
  * architecture lacks has data == NULL and ndim == 0. Descriptor names are borrowed from
  * the checkpoint (kept open by the model); data is either a zero-copy view of the mmap
  * (owned == 0) or memory the model allocated (owned == 1, freed through `allocs`). */
@@ -89,6 +90,12 @@ int ftq_session_eval_hidden(ftq_session *s, const int32_t *ids, int n, float *hi
  * tables as ftq_rope_table when there is no scaling). */
 void ftq_rope_inv_freq(const ftq_model_config *c, double *inv_freq, int n);
 void ftq_model_rope_table(float *cos_t, float *sin_t, int n_pos, const ftq_model_config *c);
+
+/* dst = src's [out, in] matrix as packed bf16 (dtype FTQ_DTYPE_BMAT, an ftq_bmat in the
+ * model's allocations): rows [c0, c0 + rows) of src, or, transposed, columns [c0, c0 + rows)
+ * of a [in, out_total] src (GPT-2 Conv1D). model/load_bf16.c. */
+int ftq_model_bind_bmat(ftq_model *m, ftq_tensor *dst, const ftq_tensor *src, int transposed, int64_t c0,
+                        int64_t rows, const char *label);
 
 /* malloc that the model frees with itself (listed in allocs); NULL when out of memory. */
 void *ftq_model_alloc(ftq_model *m, size_t bytes);

@@ -378,6 +378,9 @@ static void test_attention(void)
     attention_case(&r, 4, 2, 16, 9, 70, 16);
     attention_case(&r, 4, 2, 16, 1, 70, 16);
     attention_case(&r, 4, 2, 16, 65, 5, 1);
+    /* the AVX-512 16-row blocks of the OpenMP path (hd a multiple of 64) under a window */
+    attention_case(&r, 4, 2, 64, 65, 5, 16);
+    attention_case(&r, 2, 1, 128, 40, 70, 30);
 }
 
 /* Causality of the reference itself: changing a future key/value does not change

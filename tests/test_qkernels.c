@@ -153,14 +153,21 @@ static void run_on_path(ftq_qpath p, void (*fn)(void))
     cur_path = FTQ_QPATH_SCALAR;
 }
 
-#define PER_PATH(fn)                                                           \
+/* PER_PATH4: the four vector paths; PER_PATH also AMX-INT8 (which differs from AVX-512
+ * VNNI only on full groups of 16 rows: paths_vs_ref, mostly T < 16, runs on it as
+ * amxint8_rows16 instead) */
+#define PER_PATH4(fn)                                                          \
     static void fn##_scalar(void) { run_on_path(FTQ_QPATH_SCALAR, fn); }         \
     static void fn##_avx2(void) { run_on_path(FTQ_QPATH_AVX2, fn); }             \
     static void fn##_avxvnni(void) { run_on_path(FTQ_QPATH_AVXVNNI, fn); }       \
     static void fn##_avx512vnni(void) { run_on_path(FTQ_QPATH_AVX512VNNI, fn); }
-#define PER_PATH_CASES(name, fn)                                                           \
+#define PER_PATH(fn) \
+    PER_PATH4(fn)    \
+    static void fn##_amxint8(void) { run_on_path(FTQ_QPATH_AMXINT8, fn); }
+#define PER_PATH4_CASES(name, fn)                                                          \
     {name "_scalar", fn##_scalar}, {name "_avx2", fn##_avx2}, {name "_avxvnni", fn##_avxvnni}, \
         {name "_avx512vnni", fn##_avx512vnni}
+#define PER_PATH_CASES(name, fn) PER_PATH4_CASES(name, fn), {name "_amxint8", fn##_amxint8}
 
 typedef struct {
     ftq_qscheme s;
@@ -503,7 +510,54 @@ static void test_dispatch(void)
     }
 }
 
-PER_PATH(test_paths_vs_ref)
+/* AMX-INT8 on full groups of 16 rows (T = 16, 33, 70: tails go to AVX-512 VNNI) for every
+ * Q8 configuration (those with 32-element activation blocks take the tiles, the others fall
+ * back) and one Q4: bit-identical to the reference, in-dims with 1..19 blocks and a padded
+ * tail, out-dims crossing panels. */
+static void test_amx_rows16(void)
+{
+    if (!ftq_qpath_supported(FTQ_QPATH_AMXINT8)) {
+        test_skip("amx-int8 path: this cpu (after FTQ_CPU_MASK) lacks it (has: %s)", ftq_cpu_features_str());
+        return;
+    }
+    ftq_rng r;
+    ftq_rng_seed(&r, 1616);
+    const int ins[] = {32, 96, 200, 608}, outs[] = {1, 17, 40}, Ts[] = {16, 33, 70};
+    long checked = 0;
+    int bad = 0;
+    for (int ci = 0; ci < NKCONFIGS; ci++) {
+        const kconfig c = kconfigs[ci];
+        if (c.s != FTQ_QSCHEME_Q8 && ci != 6)
+            continue;
+        for (int ii = 0; ii < 4; ii++)
+            for (int oi = 0; oi < 3; oi++) {
+                const int in = ins[ii], out = outs[oi], T = Ts[(ii + oi) % 3];
+                if (c.group && c.group > in && in % c.group)
+                    continue;
+                float *w = randn(&r, (size_t)out * in, 0.05f), *x = acts(&r, T, in);
+                ftq_quant_params p = kparams(c);
+                ftq_qtensor q;
+                ftq_qmat m;
+                ASSERT_OK(ftq_qtensor_quantize(&q, w, out, in, &p));
+                ASSERT_OK(ftq_qmat_pack(&m, &q, c.ab));
+                float *yref = malloc(sizeof(float) * T * out), *y = malloc(sizeof(float) * T * out);
+                ASSERT_OK(ftq_qtensor_matmul_ref(yref, x, &q, c.ab, NULL, T));
+                ASSERT_OK(ftq_qmat_mul_path(FTQ_QPATH_AMXINT8, y, x, &m, NULL, T, NULL));
+                bad += memcmp(y, yref, sizeof(float) * T * out) != 0;
+                checked++;
+                ftq_qmat_free(&m);
+                ftq_qtensor_free(&q);
+                free(w);
+                free(x);
+                free(yref);
+                free(y);
+            }
+    }
+    ASSERT_INT_EQ(bad, 0);
+    CU_ASSERT(checked >= 60);
+}
+
+PER_PATH4(test_paths_vs_ref)
 PER_PATH(test_large_and_threads)
 PER_PATH(test_nan_rows)
 
@@ -512,7 +566,8 @@ void test_register_qkernels(void)
     static const test_case cases[] = {
         {"act_quant_ref", test_act_quant_ref},
         {"act_quant_fast", test_act_quant_fast},
-        PER_PATH_CASES("paths_vs_ref", test_paths_vs_ref),
+        PER_PATH4_CASES("paths_vs_ref", test_paths_vs_ref),
+        {"amxint8_rows16", test_amx_rows16},
         PER_PATH_CASES("large_and_threads", test_large_and_threads),
         {"vs_dequantized_f32", test_vs_dequantized_f32},
         PER_PATH_CASES("nan_rows", test_nan_rows),
