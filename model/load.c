@@ -80,6 +80,8 @@ static int need(walk *w, const ftq_tensor **out, int optional, int ndim, int64_t
         w->used[w->n_used++] = qe->qscale;
         if (qe->qzero)
             w->used[w->n_used++] = qe->qzero;
+        if (qe->qmin)
+            w->used[w->n_used++] = qe->qmin;
         *out = t;
         return FTQ_OK;
     }
