@@ -121,6 +121,11 @@ struct ftq_tmodel {
     float *wdeq;              /* [max part rows x in] one dequantized matrix (dX = dY W) */
     int stage_saved;          /* OpenMP threads outside the sgemm stage (quantized kernels) */
     int ext_emb, ext_head;    /* wte / lm_head are the model's f32 tensors, not in params */
+    const ftq_tensor *qemb;   /* mode lora: the model's quantized (QMAT) embedding, read in place
+                                 (rows dequantized per token), else NULL */
+    const ftq_tensor *qhead;  /* mode lora: the quantized LM head (qemb when tied), else NULL:
+                                 logits on the quantized kernels, dX by row chunks of wdeq */
+    int head_chunk;           /* rows of qhead dequantized into wdeq at a time */
     ftq_lora_drop lora_drop;  /* the last forward's dropout */
 };
 

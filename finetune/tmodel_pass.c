@@ -155,6 +155,46 @@ static void blk_linear_backward(ftq_tmodel *tm, int l, int lin, float *dx, float
     }
 }
 
+/* ---- a quantized embedding / LM head (QLoRA, read in place) ----------------------------------- */
+
+static void qemb_forward(ftq_tmodel *tm, float *out, const int32_t *ids, int B, int T, int C)
+{
+    const ftq_qmat *q = tm->qemb->data;
+    for (int i = 0; i < B * T; i++) {
+        float *o = out + (size_t)i * C;
+        ftq_qmat_dequantize_row(q, ids[i], o);
+        if (tm->w.wpe)
+            for (int k = 0; k < C; k++)
+                o[k] += tm->w.wpe[(size_t)(i % T) * C + k];
+    }
+}
+
+/* logits [rows, V] of x [rows, C]: the f32 head, or the quantized one on its kernels */
+static void head_forward(ftq_tmodel *tm, const float *x, const float *lm, int rows, int C, int V)
+{
+    if (!tm->qhead) {
+        ftq_tmm_forward(tm, tm->logits, x, lm, NULL, rows, C, V);
+        return;
+    }
+    omp_for_qmat(tm, tm->qhead, 1);
+    ftq_linear_forward_ex(tm->logits, x, tm->qhead, NULL, rows, C, V, tm->qscratch);
+    omp_for_qmat(tm, tm->qhead, 0);
+}
+
+/* dx [rows, C] = dy [rows, V] W: the frozen quantized head, head_chunk rows of W dequantized
+ * into wdeq at a time (never the whole table) */
+static void qhead_backward(ftq_tmodel *tm, float *dx, const float *dy, int rows, int C, int V)
+{
+    const ftq_qmat *q = tm->qhead->data;
+    for (int v0 = 0; v0 < V; v0 += tm->head_chunk) {
+        int n = V - v0 < tm->head_chunk ? V - v0 : tm->head_chunk;
+        for (int r = 0; r < n; r++)
+            ftq_qmat_dequantize_row(q, v0 + r, tm->wdeq + (size_t)r * C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, C, n, 1.0f, dy + v0, V, tm->wdeq, C,
+                    v0 ? 1.0f : 0.0f, dx, C);
+    }
+}
+
 /* ---- LoRA ---------------------------------------------------------------------------------- */
 
 void ftq_tmodel_set_training(ftq_tmodel *tm, int on)
@@ -380,7 +420,10 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
     const int fb = tm->first_block;
     float *stream = fb < L ? tm->acts[fb].x : tm->xf;
-    ftq_embedding_forward(stream, ids, tm->w.wte, tm->w.wpe, B, T, C);
+    if (tm->qemb) /* QLoRA: the quantized table's rows, as an embedding lookup reads them */
+        qemb_forward(tm, stream, ids, B, T, C);
+    else
+        ftq_embedding_forward(stream, ids, tm->w.wte, tm->w.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
         if (l < fb) {
             block_forward(tm, l, &tm->shared, stream, stream, stream, B, T);
@@ -411,7 +454,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
         const float *lm = tm->w.lm_head ? tm->w.lm_head : tm->w.wte;
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
-            ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+            head_forward(tm, tm->hf + (size_t)r0 * C, lm, rows, C, V);
             scored += ftq_xent_forward(tm->logits, tm->losses + r0, targets + r0, rows, V);
         }
         for (int i = 0; i < N; i++)
@@ -466,12 +509,15 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
             if (chunked) { /* recompute this chunk's softmax */
-                ftq_tmm_forward(tm, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+                head_forward(tm, tm->hf + (size_t)r0 * C, lm, rows, C, V);
                 ftq_xent_forward(tm->logits, tm->losses + r0, tm->targets + r0, rows, V);
             }
             ftq_xent_backward(tm->logits, tm->targets + r0, dloss, rows, V);
-            ftq_tmm_backward(tm, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
-                                rows, C, V);
+            if (tm->qhead)
+                qhead_backward(tm, tm->dh + (size_t)r0 * C, tm->logits, rows, C, V);
+            else
+                ftq_tmm_backward(tm, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits, tm->hf + (size_t)r0 * C, lm,
+                                 rows, C, V);
         }
     }
 

@@ -99,6 +99,17 @@ int ftq_checkpoint_cmp_name(const void *a, const void *b)
     return strcmp((*(const ftq_tensor *const *)a)->name, (*(const ftq_tensor *const *)b)->name);
 }
 
+void ftq_checkpoint_drop_data(ftq_checkpoint *c, const ftq_tensor *t)
+{
+    if (!c || !t || c->n_own == 0 || t < c->own || t >= c->own + c->n_own)
+        return;
+    ftq_tensor *o = &c->own[t - c->own];
+    if (o->owned)
+        free(o->data);
+    o->data = NULL;
+    o->owned = 0;
+}
+
 int ftq_checkpoint_from_tensors(ftq_tensor *tensors, size_t n, size_t total_bytes, const char *label,
                                 ftq_checkpoint **out)
 {

@@ -18,6 +18,11 @@ int ftq_checkpoint_from_tensors(ftq_tensor *tensors, size_t n, size_t total_byte
 int ftq_checkpoint_set_metadata(ftq_checkpoint *c, const char *key, const char *value);
 const char *ftq_checkpoint_own_metadata(const ftq_checkpoint *c, const char *key);
 
+/* Free the owned data of such a checkpoint's tensor t once nothing will read it again (the
+ * loader, after packing a quantized part into its kernel layout): t keeps its name, dtype
+ * and shape, its data becomes NULL. A tensor of a file-backed checkpoint is left alone. */
+void ftq_checkpoint_drop_data(ftq_checkpoint *c, const ftq_tensor *t);
+
 /* Free names and owned data of n tensors, then the array. */
 void ftq_tensors_free(ftq_tensor *tensors, size_t n);
 
