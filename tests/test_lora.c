@@ -675,6 +675,89 @@ done:
 static void test_qlora_int8(void) { qlora_case(8); }
 static void test_qlora_int4(void) { qlora_case(4); }
 
+/* One BERT LoRA model (bert_tiny_random's layout at dir, a new 2-label pooler head, r = 2 on
+ * all six block linears, B ~ N(0, 0.5) from a fixed seed) and the loss and gradient of one
+ * batch; NULL grads on failure. */
+static float *bert_lora_grads(const char *dir, double *loss, size_t *n, size_t *start, int *nq)
+{
+    ftq_bert *m = NULL;
+    ftq_bert_ws *ws = NULL;
+    if (ftq_bert_load(dir, &m) != FTQ_OK)
+        return NULL;
+    *nq = ftq_bert_quantized_count(m);
+    ftq_lora_params lp = ftq_lora_default_params();
+    lp.r = 2;
+    lp.alpha = 4;
+    lp.targets = "all-linear";
+    float *grads = NULL;
+    if (ftq_bert_add_head(m, 2, FTQ_POOL_POOLER, 7) == FTQ_OK && ftq_bert_add_lora(m, &lp, 5, 12) == FTQ_OK &&
+        ftq_bert_ws_new(m, 2, 6, 1, &ws) == FTQ_OK) {
+        ftq_rng rng;
+        ftq_rng_seed(&rng, 8);
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int k = 0; k < BERT_LIN_N; k++) {
+                int out = k == BERT_LIN_FC1 ? m->cfg.ffn : m->cfg.hidden;
+                float *B = m->params + m->lora->off[((size_t)l * BERT_LIN_N + k) * 2 + 1];
+                for (int i = 0; i < out * 2; i++)
+                    B[i] = 0.5f * ftq_rng_normal(&rng);
+            }
+        const int32_t ids[12] = {2, 17, 45, 9, 88, 3, 2, 52, 7, 3, 0, 0}, types[12] = {0};
+        const int lens[2] = {6, 4};
+        const int32_t labels[2] = {1, 0};
+        *n = ftq_bert_num_params(m);
+        *start = (size_t)(m->w.cls_w - m->params);
+        grads = calloc(*n, sizeof(float));
+        if (ftq_bert_forward(m, ws, ids, types, lens, 2, 6) != FTQ_OK ||
+            ftq_bert_loss_grad(m, ws, labels, grads, 0, loss) != FTQ_OK) {
+            free(grads);
+            grads = NULL;
+        }
+    }
+    if (!grads)
+        fprintf(stderr, "\n  %s\n", ftq_last_error());
+    ftq_bert_ws_free(ws);
+    ftq_bert_free(m);
+    return grads;
+}
+
+/* LoRA on an int8 BERT checkpoint (ftq quantize: the twelve block linears int8):
+ * the forward on the int8 kernels, dX = dY W with one weight dequantized at a time. Against
+ * the dequantized checkpoint as an f32 base (the very same weight values), the only
+ * difference is the kernels' int8 rounding of their input activations: loss within 2e-3
+ * relative, the gradient (classifier and every adapter) within 3e-2 relative L2. */
+static void test_bert_qlora_int8(void)
+{
+    char q[600], d[640];
+    snprintf(q, sizeof q, "%s/q8", test_tmpdir("bert_qlora"));
+    snprintf(d, sizeof d, "%s-d", q);
+    ftq_quantize_params qp = ftq_quantize_default_params();
+    qp.bits = 8;
+    qp.group = 32;
+    ftq_quantize_report rep;
+    memset(&rep, 0, sizeof rep);
+    ASSERT_OK(ftq_quantize_model(shared_path("golden/bert_tiny_random"), q, &qp, &rep));
+    ftq_quantize_report_free(&rep);
+    ASSERT_OK(ftq_dequantize_model(q, d, FTQ_DTYPE_F32));
+    double lq = 0, lf = 0;
+    size_t nq = 0, nf = 0, sq = 0, sf = 0;
+    int cq = 0, cf = 0;
+    float *gq = bert_lora_grads(q, &lq, &nq, &sq, &cq), *gf = bert_lora_grads(d, &lf, &nf, &sf, &cf);
+    CU_ASSERT_FATAL(gq && gf && nq - sq == nf - sf); /* the quantized base has no f32 slice: offsets differ */
+    fprintf(stderr, "[%d quantized] ", cq);
+    CU_ASSERT(cq >= 2 * 6); /* at least the six linears of both blocks */
+    ASSERT_INT_EQ(cf, 0);
+    ASSERT_NEAR(lq, lf, 2e-3 * fabs(lf));
+    double e2 = 0, f2 = 0;
+    for (size_t i = 0; i < nq - sq; i++) {
+        e2 += ((double)gq[sq + i] - gf[sf + i]) * ((double)gq[sq + i] - gf[sf + i]);
+        f2 += (double)gf[sf + i] * gf[sf + i];
+    }
+    fprintf(stderr, "[int8 vs f32 base: loss %.7g / %.7g, gradient relative L2 %.3g] ", lq, lf, sqrt(e2 / f2));
+    CU_ASSERT(f2 > 0 && sqrt(e2 / f2) <= 3e-2);
+    free(gq);
+    free(gf);
+}
+
 /* BERT (bert_tiny_random, a 2-label head, pooler): LoRA r = 2 on all six block linears,
  * B ~ N(0, 0.5), dropout 0.2 with the mask held fixed by replaying its counter; the
  * gradients of A, B and the classifier against central differences of the float forward,
@@ -838,6 +921,7 @@ void test_register_lora(void)
         {"qlora_int4", test_qlora_int4},
         {"qlora_q4_1_gguf", test_qlora_q4_1_gguf},
         {"bert_fd", test_bert_fd},
+        {"bert_qlora_int8", test_bert_qlora_int8},
         {"trainer_resume", test_trainer_resume},
         {NULL, NULL},
     };
