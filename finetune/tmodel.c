@@ -368,17 +368,22 @@ static int alloc_acts(ftq_tmodel *tm)
         }
         if (gpt2)
             SLOT(&a->mean1, N);
+        /* mode lora: one h1 / h2 / act for all blocks (recomputed in the backward) */
+        const int share = tm->recompute && l > tm->first_block;
         SLOT(&a->rstd1, N);
-        SLOT(&a->h1, N * C);
+        if (!share)
+            SLOT(&a->h1, N * C);
         SLOT(&a->qkv, N * QKV);
         SLOT(&a->probs, Bm * H * Tm * Tm);
         SLOT(&a->y, N * Q);
         if (gpt2)
             SLOT(&a->mean2, N);
         SLOT(&a->rstd2, N);
-        SLOT(&a->h2, N * C);
+        if (!share)
+            SLOT(&a->h2, N * C);
         SLOT(&a->fc, N * FC);
-        SLOT(&a->act, N * F);
+        if (!share)
+            SLOT(&a->act, N * F);
     }
     SLOT(&tm->xf, N * C);
     if (gpt2)
@@ -441,6 +446,11 @@ static int alloc_acts(ftq_tmodel *tm)
         p += round16(sl[i].n);
     }
     free(sl);
+    for (int l = tm->first_block + 1; tm->recompute && l < L; l++) {
+        tm->acts[l].h1 = tm->acts[tm->first_block].h1;
+        tm->acts[l].h2 = tm->acts[tm->first_block].h2;
+        tm->acts[l].act = tm->acts[tm->first_block].act;
+    }
     for (int l = 0; l < tm->first_block && l < L; l++)
         tm->acts[l] = tm->shared;
     if (!gpt2)
@@ -668,6 +678,7 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
             if (tm->segs[i].kind == SEG_LORA_A || tm->segs[i].kind == SEG_LORA_B)
                 init_segment(tm, &tm->segs[i], &rng);
     }
+    tm->recompute = p->mode == FTQ_TRAIN_LORA;
     if ((rc = alloc_acts(tm)) != FTQ_OK ||
         (p->precision == FTQ_PRECISION_BF16 && (rc = ftq_tmodel_bf16_init(tm)) != FTQ_OK)) {
         ftq_tmodel_free(tm);

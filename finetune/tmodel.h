@@ -77,6 +77,9 @@ struct ftq_tmodel {
     /* activations, sized for max_batch x max_seq */
     ftq_tacts *acts;      /* [L]; frozen blocks point at `shared` */
     ftq_tacts shared;     /* scratch set for frozen blocks (unused if none) */
+    int recompute;        /* mode lora: every block shares one h1 / h2 / act buffer, which the
+                             backward recomputes (the same deterministic forward code) from the
+                             kept x, x1 and fc: ~40 % less activation memory, same bits */
     float *xf, *meanf, *rstdf, *hf; /* final norm input / stats / output [N, C] */
     float *tmp;           /* [N, C] projection outputs before the residual add */
     float *logits;        /* LM: [chunk_rows, V]; classify: [max_batch, NL] */

@@ -232,6 +232,34 @@ void ftq_tmodel_lora_backward(ftq_tmodel *tm, int l, int lin, float *dx, int ldd
     }
 }
 
+/* act = silu(gate) * up (llama) or the activation of fc (GPT-2), row by row */
+static void mlp_act(const ftq_tmodel *tm, const ftq_tacts *a, int N)
+{
+    const ftq_model_config *c = &tm->cfg;
+    const int F = c->intermediate_size;
+    if (c->arch == FTQ_ARCH_LLAMA) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
+#endif
+        for (int t = 0; t < N; t++)
+            ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
+                                 a->fc + (size_t)t * 2 * F + F, (size_t)F);
+        return;
+    }
+    size_t n = (size_t)N * F;
+    switch (c->act) {
+    case FTQ_ACT_GELU:
+        ftq_gelu_erf_forward(a->act, a->fc, n);
+        break;
+    case FTQ_ACT_RELU:
+        ftq_relu_forward(a->act, a->fc, n);
+        break;
+    default:
+        ftq_gelu_tanh_forward(a->act, a->fc, n);
+        break;
+    }
+}
+
 /* One block: xin -> x1 (after attention) -> xout. Frozen blocks pass the shared activation
  * set and the same stream buffer for all three (in place). */
 static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float *xin, float *x1,
@@ -263,29 +291,12 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
         blk_linear(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C, w->w_fc, w->b_fc, N);
         if (tm->lora_ns)
             ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
-#endif
-        for (int t = 0; t < N; t++)
-            ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
-                                 a->fc + (size_t)t * 2 * F + F, (size_t)F);
     } else {
         blk_linear(tm, l, LORA_LIN_FC, a->fc, F, a->h2, C, w->w_fc, w->b_fc, N);
         if (tm->lora_ns)
             ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, F, a->h2, C);
-        size_t n = (size_t)N * F;
-        switch (c->act) {
-        case FTQ_ACT_GELU:
-            ftq_gelu_erf_forward(a->act, a->fc, n);
-            break;
-        case FTQ_ACT_RELU:
-            ftq_relu_forward(a->act, a->fc, n);
-            break;
-        default:
-            ftq_gelu_tanh_forward(a->act, a->fc, n);
-            break;
-        }
     }
+    mlp_act(tm, a, N);
     blk_linear(tm, l, LORA_LIN_DOWN, tm->tmp, C, a->act, F, w->w_down, w->b_down, N);
     if (tm->lora_ns)
         ftq_tmodel_lora_forward(tm, l, LORA_LIN_DOWN, tm->tmp, C, a->act, F);
@@ -304,6 +315,11 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
     const int KV = c->n_kv_heads, hd = c->head_dim, Q = H * hd, K = KV * hd, QKV = Q + 2 * K;
     const int llama = c->arch == FTQ_ARCH_LLAMA;
     float *dres = tm->dres, *dh = tm->dh;
+    if (tm->recompute) { /* the shared h1 / h2 / act hold another block's values: this block's again */
+        norm_fwd(tm, a->h1, a->mean1, a->rstd1, a->x, w->norm1_w, w->norm1_b, N);
+        norm_fwd(tm, a->h2, a->mean2, a->rstd2, a->x1, w->norm2_w, w->norm2_b, N);
+        mlp_act(tm, a, N);
+    }
 
     /* MLP: xout = x1 + down(act(fc(h2))) */
     blk_linear_backward(tm, l, LORA_LIN_DOWN, tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C);

@@ -18,6 +18,7 @@
 typedef struct {
     const ftq_model_config *cfg;
     const ftq_checkpoint *ck;
+    int drop_parts; /* free a quantized entry's parts once packed (FTQ_LOAD_KEEP_QUANT GGUF copies) */
     const char *label;    /* model 'label': ... in messages */
     ftq_model *m;         /* NULL: validate only */
     const char *prefix;   /* GPT-2: "transformer." or "" */
@@ -145,6 +146,11 @@ static int bind_qmat(walk *w, ftq_tensor *dst, const ftq_qentry *e, int row0, in
         rc = ftq_qmat_pack(qm, &q, 0);
     }
     ftq_qtensor_free(&q);
+    if (rc == FTQ_OK && row0 + rows == e->rows && w->drop_parts) { /* a GGUF's heap copies: not read again */
+        const ftq_tensor *parts[] = {e->qweight, e->qscale, e->qzero, e->qmin};
+        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+            ftq_checkpoint_drop_data((ftq_checkpoint *)w->ck, parts[k]);
+    }
     if (rc != FTQ_OK)
         return ftq_wrap_error(rc, "model '%s': tensor '%s'", w->label, e->name);
     memset(dst, 0, sizeof *dst);
@@ -502,11 +508,11 @@ static int check_config(const ftq_model_config *c, const char *label)
 }
 
 static int run_walk(const ftq_model_config *cfg, const ftq_checkpoint *ck, const char *label,
-                    ftq_model *m)
+                    ftq_model *m, int drop_parts)
 {
     TRY(check_config(cfg, label));
     size_t n = ftq_checkpoint_count(ck);
-    walk w = {.cfg = cfg, .ck = ck, .label = label, .m = m, .prefix = ""};
+    walk w = {.cfg = cfg, .ck = ck, .label = label, .m = m, .prefix = "", .drop_parts = drop_parts};
     ftq_qindex *qix = NULL;
     TRY(ftq_qindex_open(ck, label, &qix));
     w.qix = qix;
@@ -544,23 +550,6 @@ static int run_walk(const ftq_model_config *cfg, const ftq_checkpoint *ck, const
     return rc;
 }
 
-/* A GGUF read with --keep-quant holds its quantized matrices as heap copies in the row-major
- * file layout; once the loader has packed them into its kernel layout nothing reads them
- * again: free them (SmolLM2-135M Q4_1: 86 MB). */
-static int drop_packed_parts(ftq_checkpoint *ck, const char *label)
-{
-    ftq_qindex *qix = NULL;
-    int rc = ftq_qindex_open(ck, label, &qix);
-    for (size_t i = 0; rc == FTQ_OK && qix && i < qix->n; i++) {
-        const ftq_qentry *e = &qix->e[i];
-        const ftq_tensor *parts[] = {e->qweight, e->qscale, e->qzero, e->qmin};
-        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
-            ftq_checkpoint_drop_data(ck, parts[k]);
-    }
-    ftq_qindex_free(qix);
-    return rc;
-}
-
 /* ---- public API ------------------------------------------------------------------------ */
 
 int ftq_model_validate(const ftq_model_config *cfg, const ftq_checkpoint *ck)
@@ -580,7 +569,7 @@ int ftq_model_validate(const ftq_model_config *cfg, const ftq_checkpoint *ck)
         else if (strstr(label, ".safetensors"))
             strcpy(label, ".");
     }
-    return run_walk(cfg, ck, label, NULL);
+    return run_walk(cfg, ck, label, NULL, 0);
 }
 
 void ftq_model_free(ftq_model *m)
@@ -645,14 +634,12 @@ int ftq_model_load_ex(const char *dir, unsigned flags, ftq_model **out)
     /* validate first: num_hidden_layers sizes the layer table, and only the tensors the file
      * holds bound it (16777216 layers used to reserve 35 GB before "missing tensor") */
     if (rc == FTQ_OK)
-        rc = run_walk(&m->cfg, m->ck, dir, NULL);
+        rc = run_walk(&m->cfg, m->ck, dir, NULL, 0);
     if (rc == FTQ_OK && m->cfg.n_layers > 0 &&
         !(m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (rc == FTQ_OK)
-        rc = run_walk(&m->cfg, m->ck, dir, m);
-    if (rc == FTQ_OK && (flags & FTQ_LOAD_KEEP_QUANT))
-        rc = drop_packed_parts(m->ck, dir);
+        rc = run_walk(&m->cfg, m->ck, dir, m, (flags & FTQ_LOAD_KEEP_QUANT) != 0);
     if (rc != FTQ_OK) {
         ftq_model_free(m);
         return rc;
