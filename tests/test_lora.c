@@ -1061,6 +1061,50 @@ static void test_bert_resume(void)
     CU_ASSERT(rc != FTQ_OK && strstr(ftq_last_error(), "lora run"));
 }
 
+/* `ftq embed --adapter`: the sentence embedding of the base with a BERT LoRA adapter (from a
+ * 6-step lora run) merged on load equals, bit for bit, that of the directory `ftq merge`
+ * writes from the same pair, and differs from the base's own. */
+static void test_embed_adapter(void)
+{
+    char ad[600], merged[640], args[2400];
+    snprintf(ad, sizeof ad, "%.590s", test_tmpdir("embed_adapter"));
+    snprintf(merged, sizeof merged, "%s/merged", ad);
+    ASSERT_OK(run_bert_lora_trainer(ad, NULL));
+    const char *base = shared_path("golden/bert_tiny_random");
+    snprintf(args, sizeof args, "merge -m '%s' --adapter '%s' -o '%s'", base, ad, merged);
+    char *out = NULL, *err = NULL;
+    int rc = ftq_run(args, &out, &err);
+    if (rc != 0)
+        fprintf(stderr, "\n  merge: %s\n", err ? err : "?");
+    ASSERT_INT_EQ(rc, 0);
+    free(out);
+    free(err);
+    cJSON *e[3];
+    const char *models[3] = {base, merged, base};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "embed -m '%s' %s%s%s -p 'a gripping, funny film' --json", models[k],
+                 k == 0 ? "--adapter '" : "", k == 0 ? ad : "", k == 0 ? "'" : "");
+        e[k] = ftq_run_json(args);
+    }
+    CU_ASSERT_FATAL(e[0] && e[1] && e[2]);
+    const cJSON *v[3];
+    for (int k = 0; k < 3; k++)
+        v[k] = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e[k], "embeddings"), 0);
+    CU_ASSERT_FATAL(cJSON_IsArray(v[0]) && cJSON_IsArray(v[1]) && cJSON_IsArray(v[2]));
+    int n = cJSON_GetArraySize(v[0]), same = 0, moved = 0;
+    ASSERT_INT_EQ(cJSON_GetArraySize(v[1]), n);
+    for (int i = 0; i < n; i++) {
+        double a0 = cJSON_GetArrayItem(v[0], i)->valuedouble, a1 = cJSON_GetArrayItem(v[1], i)->valuedouble,
+               a2 = cJSON_GetArrayItem(v[2], i)->valuedouble;
+        same += a0 == a1;
+        moved += fabs(a0 - a2) > 1e-6;
+    }
+    ASSERT_INT_EQ(same, n);
+    CU_ASSERT(moved > n / 2);
+    for (int k = 0; k < 3; k++)
+        cJSON_Delete(e[k]);
+}
+
 void test_register_lora(void)
 {
     static const test_case cases[] = {
@@ -1081,6 +1125,7 @@ void test_register_lora(void)
         {"bert_qlora_int8", test_bert_qlora_int8},
         {"trainer_resume", test_trainer_resume},
         {"bert_resume", test_bert_resume},
+        {"embed_adapter", test_embed_adapter},
         {NULL, NULL},
     };
     test_add_suite("lora", cases);
