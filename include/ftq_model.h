@@ -37,7 +37,7 @@ typedef struct ftq_session ftq_session;
 int ftq_model_load(const char *dir, ftq_model **out);
 /* The same with flags. FTQ_LOAD_KEEP_QUANT: a GGUF file's quantized matrices run on ftq's
  * int8 / int4 kernels instead of being expanded to f32 (ftq_gguf_checkpoint_open_ex:
- * Q8_0 / Q4_0 as they are, other quantized types via Q8_0); no effect on a directory. */
+ * Q8_0 / Q4_0 / Q4_1 as they are, other quantized types via Q8_0); no effect on a directory. */
 enum { FTQ_LOAD_KEEP_QUANT = 1 };
 int ftq_model_load_ex(const char *dir, unsigned flags, ftq_model **out);
 void ftq_model_free(ftq_model *m);
