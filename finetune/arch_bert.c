@@ -701,11 +701,7 @@ static int save_adapter(const tarch *a, const char *dir)
 static int bert_save(tarch *a, const char *dir, const char *const *labels, int num_labels)
 {
     if (a->m->lora) { /* config.json and tokenizer files as for a classifier, the weights as an adapter */
-        int rc = ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);
-        char *w = ftq_path_join(dir, "model.safetensors");
-        if (w)
-            unlink(w);
-        free(w);
+        int rc = ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels); /* no weights */
         return rc == FTQ_OK ? save_adapter(a, dir) : rc;
     }
     return ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);

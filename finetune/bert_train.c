@@ -319,7 +319,7 @@ int ftq_bert_write_classifier(const ftq_bert *m, const char *src_dir, const char
         ts[i].nbytes = t->numel * sizeof(float);
         ts[i].data = m->params + t->off;
     }
-    if (!rc) {
+    if (!rc && !m->lora) { /* a lora model's weights are its adapter (written beside); its base may be quantized */
         path = ftq_path_join(dir, "model.safetensors");
         static const char *const meta[] = {"format", "pt", NULL};
         rc = path ? ftq_st_write(path, ts, (size_t)m->n_tensors, meta) : ftq_set_error(FTQ_ENOMEM, "out of memory");

@@ -809,6 +809,8 @@ static float *bert_lora_grads(const char *dir, double *loss, size_t *n, size_t *
  * the dequantized checkpoint as an f32 base (the very same weight values), the only
  * difference is the kernels' int8 rounding of their input activations: loss within 2e-3
  * relative, the gradient (classifier and every adapter) within 3e-2 relative L2. */
+static int run_bert_lora_trainer_on(const char *model, const char *out, const char *resume);
+
 static void test_bert_qlora_int8(void)
 {
     char q[600], d[640];
@@ -840,6 +842,14 @@ static void test_bert_qlora_int8(void)
     CU_ASSERT(f2 > 0 && sqrt(e2 / f2) <= 3e-2);
     free(gq);
     free(gf);
+    /* the trainer end to end on the int8 base: an adapter directory, no model weights */
+    char out[700], f[760];
+    snprintf(out, sizeof out, "%s-run", q);
+    ASSERT_OK(run_bert_lora_trainer_on(q, out, NULL));
+    snprintf(f, sizeof f, "%s/adapter_model.safetensors", out);
+    CU_ASSERT(ftq_is_file(f));
+    snprintf(f, sizeof f, "%s/model.safetensors", out);
+    CU_ASSERT(!ftq_is_file(f));
 }
 
 /* BERT (bert_tiny_random, a 2-label head, pooler): LoRA r = 2 on all six block linears,
@@ -993,10 +1003,10 @@ static void test_trainer_resume(void)
  * with a checkpoint every 3, and the same run resumed from checkpoint-3: the adapters and the
  * head are byte for byte the uninterrupted run's (the optimizer state, the data order and
  * the dropout masks all continue). */
-static int run_bert_lora_trainer(const char *out, const char *resume)
+static int run_bert_lora_trainer_on(const char *model, const char *out, const char *resume)
 {
     ftq_train_config c = ftq_train_default_config();
-    c.model_dir = shared_path("golden/bert_tiny_random");
+    c.model_dir = model;
     c.train_source = shared_path("data/sst2/train.tsv");
     c.output_dir = out;
     c.resume_dir = resume;
@@ -1023,6 +1033,11 @@ static int run_bert_lora_trainer(const char *out, const char *resume)
         fprintf(stderr, "\n  trainer: %s\n", ftq_last_error());
     ftq_trainer_free(t);
     return rc;
+}
+
+static int run_bert_lora_trainer(const char *out, const char *resume)
+{
+    return run_bert_lora_trainer_on(shared_path("golden/bert_tiny_random"), out, resume);
 }
 
 static void test_bert_resume(void)
