@@ -164,20 +164,28 @@ int ftq_bench_train(int argc, char **argv)
     for (int k = 0; k < n_models; k++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[k]);
-        if (lora_r && k > 0 && !ftq_is_dir(path)) { /* the QLoRA bases, quantized once */
-            char src[4096];
-            snprintf(src, sizeof src, "%s/%s", dir, names[0]);
-            ftq_quantize_params qp = ftq_quantize_default_params();
-            qp.bits = k == 1 ? 8 : 4;
-            qp.group = 32;
-            ftq_quantize_report rep;
-            memset(&rep, 0, sizeof rep);
-            int q = ftq_quantize_model(src, path, &qp, &rep);
-            ftq_quantize_report_free(&rep);
-            if (q != FTQ_OK) {
-                fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
-                return 1;
+        if (lora_r && k > 0 && !ftq_is_dir(path)) { /* the QLoRA bases, quantized once, in a child:
+                                                       the parent must not start an OpenMP pool, or
+                                                       the forked measuring children hang in it */
+            fflush(stdout);
+            pid_t qpid = fork();
+            if (qpid == 0) {
+                char src[4096];
+                snprintf(src, sizeof src, "%s/%s", dir, names[0]);
+                ftq_quantize_params qp = ftq_quantize_default_params();
+                qp.bits = k == 1 ? 8 : 4;
+                qp.group = 32;
+                ftq_quantize_report rep;
+                memset(&rep, 0, sizeof rep);
+                int q = ftq_quantize_model(src, path, &qp, &rep);
+                ftq_quantize_report_free(&rep);
+                if (q != FTQ_OK)
+                    fprintf(stderr, "ftq_bench train: %s\n", ftq_last_error());
+                _exit(q != FTQ_OK);
             }
+            int qst = 0;
+            if (qpid < 0 || waitpid(qpid, &qst, 0) < 0 || !WIFEXITED(qst) || WEXITSTATUS(qst) != 0)
+                return 1;
         }
         double tps[2] = {0, 0};
         for (int q = 0; q < np; q++) {

@@ -8,6 +8,7 @@
 #include "cmd/cmds.h"
 #include "cmd/common.h"
 #include "cmd/opts.h"
+#include "include/ftq_bert_train.h"
 
 typedef struct {
     const ftq_bert *m;
@@ -74,7 +75,7 @@ static int read_texts(const char *cmd, const char *src, const char *text_col, ch
 
 int cmd_embed(int argc, char **argv)
 {
-    const char *model = default_model_dir(), *prompt = NULL, *data = NULL, *text_col = NULL;
+    const char *model = default_model_dir(), *prompt = NULL, *data = NULL, *text_col = NULL, *adapter = NULL;
     int json = 0, sim = 0, seq = 0, batch = 32, limit = 0, parse_special = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "BERT encoder directory (sentence-transformers layout or plain)", 0, -1},
@@ -82,6 +83,7 @@ int cmd_embed(int argc, char **argv)
         {"data", 'd', OPT_STR, &data, "FILE", "embed every row: a text file (one text per line) or a "
                                              ".csv/.tsv/.jsonl with a text column", 0, -1},
         {"text-col", 0, OPT_STR, &text_col, "NAME", "text column (default: text, else sentence)", 0, -1},
+        {"adapter", 0, OPT_STR, &adapter, "DIR", ADAPTER_HELP, 0, -1},
         {"seq", 0, OPT_INT, &seq, "T", "truncate texts to T tokens (0 = max_seq_length, else the positions)", 0,
          1 << 20},
         {"batch", 0, OPT_INT, &batch, "N", "texts per forward pass", 1, 4096},
@@ -116,6 +118,10 @@ int cmd_embed(int argc, char **argv)
     int rc = 0;
     embed_ctx ctx = {0};
     if (ftq_bert_load(model, &m) != FTQ_OK || ftq_tokenizer_load(model, &tok) != FTQ_OK) {
+        rc = cmd_fail(spec.name, "%s", ftq_last_error());
+        goto out;
+    }
+    if (adapter && ftq_bert_apply_adapter(m, adapter) != FTQ_OK) { /* its head, if any, is not used */
         rc = cmd_fail(spec.name, "%s", ftq_last_error());
         goto out;
     }

@@ -85,7 +85,7 @@ int cmd_export(int argc, char **argv)
         {"model", 'm', OPT_STR, &model, "PATH", "model directory or .gguf file", 0, -1},
         {"output", 'o', OPT_STR, &out, "FILE", "GGUF file to write (replaced atomically)", 0, -1},
         {"type", 0, OPT_STR, &type_s, "TYPE", "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | keep for the weight matrices", 0, -1},
-        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF source: read Q8_0 / Q4_0 matrices as int8 / int4 (other "
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF source: read Q8_0 / Q4_0 / Q4_1 matrices as int8 / int4 / q4m (other "
          "quantized types via Q8_0), so --type q8_0 / q4_0 / keep copy them through unchanged", 0, -1},
         {"adapter", 0, OPT_STR, &adapter, "DIR", "write this PEFT LoRA adapter (of the base -m) as a llama.cpp "
          "LoRA adapter GGUF instead of the model (llama-cli --lora FILE)", 0, -1},

@@ -137,8 +137,8 @@ static int finetune_main(int argc, char **argv)
                                                          "gate_proj,up_proj,down_proj; GPT-2 c_attn,c_proj,c_fc) or "
                                                          "all-linear (default: PEFT's, q_proj,v_proj / c_attn)", 0, -1},
         {"rslora", 0, OPT_FLAG, &rslora, NULL, "--mode lora: scaling alpha / sqrt(r) (rsLoRA)", 0, -1},
-        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "--mode lora on a GGUF: keep its Q8_0 / Q4_0 matrices as "
-         "int8 / int4 (QLoRA; an ftq int8 / int4 directory always is)", 0, -1},
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "--mode lora on a GGUF: keep its Q8_0 / Q4_0 / Q4_1 matrices as "
+         "int8 / int4 / q4m (QLoRA; an ftq int8 / int4 directory always is)", 0, -1},
         {"freeze-layers", 0, OPT_INT, &freeze, "K", "blocks to freeze with --mode frozen (-1: half of them)", -1, 1 << 20},
         {"epochs", 0, OPT_INT, &epochs, "E", "passes over the training data", 1, 1 << 20},
         {"max-steps", 0, OPT_INT, &max_steps, "N", "optimizer steps instead of --epochs (0 = use --epochs)", 0, 1 << 30},

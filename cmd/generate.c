@@ -40,7 +40,7 @@ int cmd_generate(int argc, char **argv)
         {"parse-special", 0, OPT_FLAG, &parse_special, NULL, PARSE_SPECIAL_HELP, 0, -1},
         {"ignore-eos", 0, OPT_FLAG, &ignore_eos, NULL, "keep going after EOS", 0, -1},
         {"precision", 0, OPT_STR, &precision, "P", PRECISION_HELP, 0, -1},
-        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 matrices on the int8 / int4 kernels "
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 / Q4_1 matrices on the int8 / int4 kernels "
          "(other quantized types via Q8_0) instead of expanding them to f32", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object (text, ids, tokens_per_second)", 0, -1},
         OPT_END,

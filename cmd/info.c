@@ -48,7 +48,7 @@ static const ftq_quant_tensor_info *qentry_of_part(const ftq_quant_tensor_info *
 static int is_qpart(const ftq_quant_tensor_info *ql, size_t nq, const char *name)
 {
     return qentry_of_part(ql, nq, name, ".qweight") || qentry_of_part(ql, nq, name, ".qscale") ||
-           qentry_of_part(ql, nq, name, ".qzero");
+           qentry_of_part(ql, nq, name, ".qzero") || qentry_of_part(ql, nq, name, ".qmin");
 }
 
 static void print_config_text(const ftq_model_config *c)

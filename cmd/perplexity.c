@@ -49,7 +49,7 @@ int cmd_perplexity(int argc, char **argv)
          "(e.g. the f32 original; both run chunk by chunk in this process)", 0, -1},
         {"ref-model", 0, OPT_STR, &ref_dir, "MODEL", "the same as --ref", 0, -1},
         {"precision", 0, OPT_STR, &precision, "P", PRECISION_HELP, 0, -1},
-        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 matrices on the int8 / int4 kernels "
+        {"keep-quant", 0, OPT_FLAG, &keep_quant, NULL, "GGUF: run Q8_0 / Q4_0 / Q4_1 matrices on the int8 / int4 kernels "
          "(other quantized types via Q8_0) instead of expanding them to f32", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,

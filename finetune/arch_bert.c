@@ -33,6 +33,7 @@ struct tarch {
     ftq_tokenizer *tok;
     ftq_bert *m;
     ftq_bert *ck; /* the resume checkpoint, until build copies it in */
+    char *resume_adapter; /* a lora run's checkpoint directory to resume from (its adapter), else NULL */
     ftq_pool pool;
     int pool_given;
     ftq_train_mode mode;
@@ -60,6 +61,7 @@ static void bert_free(tarch *a)
     ftq_tokenizer_free(a->tok);
     ftq_bert_free(a->m);
     ftq_bert_free(a->ck);
+    free(a->resume_adapter);
     free(a->grads);
     for (size_t i = 0; a->seg_names && i < a->n_segs; i++)
         free(a->seg_names[i]);
@@ -143,6 +145,17 @@ static int bert_check_resume(tarch *a, const char *dir, ftq_task task)
     (void)task;
     if (!ftq_bert_is_encoder_dir(dir))
         return ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': its config.json is not a BERT model", dir);
+    char *ad = ftq_path_join(dir, "adapter_model.safetensors");
+    if (!ad)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    int lora = ftq_is_file(ad);
+    free(ad);
+    if (lora) { /* a lora run's checkpoint: its adapter and head are read by build, onto the source */
+        if (a->c->mode != FTQ_TRAIN_LORA)
+            return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': it is the checkpoint of a lora run (resume it "
+                                 "with --mode lora)", dir);
+        return (a->resume_adapter = strdup(dir)) ? FTQ_OK : ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
     int rc = ftq_bert_load(dir, &a->ck);
     if (rc != FTQ_OK)
         return ftq_wrap_error(rc, "cannot resume from '%s'", dir);
@@ -280,6 +293,59 @@ static int lora_segments(tarch *a)
     return FTQ_OK;
 }
 
+static void adapter_name(int l, int k, int ab, char *buf, size_t cap)
+{
+    char mod[160];
+    ftq_bert_lora_module(l, k, mod, sizeof mod);
+    snprintf(buf, cap, "base_model.model.bert.%s.lora_%c.weight", mod, ab ? 'B' : 'A');
+}
+
+/* Resume a lora run: the checkpoint's adapters and classifier (save_adapter's names and
+ * shapes) into the fresh ones, and the count of dropout masks drawn, so that the run goes
+ * on exactly as if it had not stopped. */
+static int load_adapter(tarch *a, const char *dir)
+{
+    ftq_bert *m = a->m;
+    const ftq_bert_lora *lo = m->lora;
+    char *path = ftq_path_join(dir, "adapter_model.safetensors");
+    if (!path)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    ftq_st_file *f = NULL;
+    int rc = ftq_st_open(path, &f);
+    const int NL = m->cfg.num_labels, C = m->cfg.hidden;
+    for (int l = 0; rc == FTQ_OK && l < m->cfg.n_layers; l++)
+        for (int k = 0; rc == FTQ_OK && k < BERT_LIN_N; k++)
+            for (int ab = 0; rc == FTQ_OK && lo->on[k] && ab < 2; ab++) {
+                int in, out;
+                ftq_bert_lin_dims(m, k, &in, &out);
+                char name[256];
+                adapter_name(l, k, ab, name, sizeof name);
+                const ftq_tensor *t = ftq_st_find(f, name);
+                int64_t r0 = ab ? out : lo->r, r1 = ab ? lo->r : in;
+                if (!t || t->ndim != 2 || t->shape[0] != r0 || t->shape[1] != r1)
+                    rc = ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': tensor '%s' is %s (expected [%lld, %lld]: "
+                                       "the same --lora-r and --lora-targets)", path, name,
+                                       t ? "of another shape" : "missing", (long long)r0, (long long)r1);
+                else
+                    rc = ftq_tensor_to_f32(t, m->params + lo->off[((size_t)l * BERT_LIN_N + k) * 2 + ab]);
+            }
+    static const char *const head[2] = {"base_model.model.classifier.weight", "base_model.model.classifier.bias"};
+    for (int h = 0; rc == FTQ_OK && h < 2; h++) {
+        const ftq_tensor *t = ftq_st_find(f, head[h]);
+        if (!t || ftq_tensor_numel(t) != (int64_t)(h ? NL : NL * C))
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot resume from '%s': tensor '%s' is %s (expected %d labels)", path,
+                               head[h], t ? "of another size" : "missing", NL);
+        else
+            rc = ftq_tensor_to_f32(t, h ? m->w.cls_b : m->w.cls_w);
+    }
+    const char *ctr = rc == FTQ_OK ? ftq_st_metadata_get(f, "ftq.lora_dropout_counter") : NULL;
+    if (ctr)
+        m->lora->drop.counter = strtoull(ctr, NULL, 10);
+    ftq_st_close(f);
+    free(path);
+    return rc;
+}
+
 static int bert_build(tarch *a, const tarch_build *b)
 {
     ftq_bert *m = a->m;
@@ -287,7 +353,7 @@ static int bert_build(tarch *a, const tarch_build *b)
     /* a new head for the data's labels (HF _init_weights), also over a source classifier's */
     if ((rc = ftq_bert_add_head(m, b->num_labels, a->pool, b->seed)) != FTQ_OK)
         return rc;
-    if (b->weights_dir) {
+    if (b->weights_dir && !a->resume_adapter) {
         rc = a->ck ? copy_checkpoint(a, b->weights_dir)
                    : ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': not checked", b->weights_dir);
         ftq_bert_free(a->ck);
@@ -300,11 +366,13 @@ static int bert_build(tarch *a, const tarch_build *b)
     a->first_layer = b->mode == FTQ_TRAIN_HEAD ? L + 1 : b->mode == FTQ_TRAIN_FROZEN ? b->freeze_layers : 0;
     a->from = trainable_from(m, a->first_layer);
     if (b->mode == FTQ_TRAIN_LORA) { /* the classifier (modules_to_save) and the adapters after it */
-        if (b->weights_dir)
-            return ftq_set_error(FTQ_EUNSUPPORTED, "cannot resume from '%s': resuming a lora run is not supported yet",
-                                 b->weights_dir);
+        if (b->weights_dir && !a->resume_adapter)
+            return ftq_set_error(FTQ_EINVAL, "cannot resume from '%s': it holds no adapter (not the checkpoint of a "
+                                 "lora run)", b->weights_dir);
         a->from = trainable_from(m, L + 1);
         if ((rc = ftq_bert_add_lora(m, &a->c->lora, b->seed, (size_t)b->max_batch * (size_t)b->max_seq)) != FTQ_OK)
+            return rc;
+        if (a->resume_adapter && (rc = load_adapter(a, a->resume_adapter)) != FTQ_OK)
             return rc;
     }
     a->max_batch = b->max_batch;
@@ -569,13 +637,11 @@ static int save_adapter(const tarch *a, const char *dir)
     for (int l = 0; rc == FTQ_OK && l < L; l++)
         for (int k = 0; rc == FTQ_OK && k < BERT_LIN_N; k++)
             for (int ab = 0; lo->on[k] && ab < 2; ab++) {
-                char mod[160];
-                ftq_bert_lora_module(l, k, mod, sizeof mod);
-                if (!(names[n] = malloc(strlen(mod) + 64))) {
+                if (!(names[n] = malloc(256))) {
                     rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
                     break;
                 }
-                sprintf(names[n], "base_model.model.bert.%s.lora_%c.weight", mod, ab ? 'B' : 'A');
+                adapter_name(l, k, ab, names[n], 256);
                 ftq_tensor *t = &ts[n++];
                 t->name = names[n - 1];
                 t->dtype = FTQ_DTYPE_F32;
@@ -600,7 +666,9 @@ static int save_adapter(const tarch *a, const char *dir)
     cb->nbytes = sizeof(float) * (size_t)NL;
     cb->data = m->w.cls_b;
     char *w = ftq_path_join(dir, "adapter_model.safetensors"), *cj = ftq_path_join(dir, "adapter_config.json");
-    static const char *const meta[] = {"format", "pt", NULL};
+    char ctr[32]; /* the dropout masks drawn so far: a resumed run continues them */
+    snprintf(ctr, sizeof ctr, "%llu", (unsigned long long)lo->drop.counter);
+    const char *const meta[] = {"format", "pt", "ftq.lora_dropout_counter", ctr, NULL};
     if (rc == FTQ_OK)
         rc = w && cj ? ftq_st_write(w, ts, n, meta) : ftq_set_error(FTQ_ENOMEM, "out of memory");
     cJSON *j = rc == FTQ_OK ? cJSON_CreateObject() : NULL, *tg = cJSON_CreateArray(), *ms = cJSON_CreateArray();
@@ -645,11 +713,7 @@ static int save_adapter(const tarch *a, const char *dir)
 static int bert_save(tarch *a, const char *dir, const char *const *labels, int num_labels)
 {
     if (a->m->lora) { /* config.json and tokenizer files as for a classifier, the weights as an adapter */
-        int rc = ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);
-        char *w = ftq_path_join(dir, "model.safetensors");
-        if (w)
-            unlink(w);
-        free(w);
+        int rc = ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels); /* no weights */
         return rc == FTQ_OK ? save_adapter(a, dir) : rc;
     }
     return ftq_bert_write_classifier(a->m, a->c->model_dir, dir, labels, num_labels);

@@ -14,6 +14,7 @@
 #include "include/ftq_bert_train.h"
 #include "kernels/attention_enc.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "model/bert_internal.h"
 
 size_t ftq_bert_num_params(const ftq_bert *m) { return m->n_params; }
@@ -29,6 +30,21 @@ const char *ftq_bert_tensor_info(const ftq_bert *m, int i, size_t *off, size_t *
 }
 
 /* ---- backward ------------------------------------------------------------------------ */
+
+/* The backward of a linear on weight w (on its bf16 copies when the model has them, else fp32),
+ * or (mode lora on a quantized base: the weight is frozen,
+ * gw and gb are NULL) on the quantized q dequantized into the workspace's one scratch
+ * matrix: dX = dY W only, never a dequantized copy of the whole model. */
+static void lin_bwd(ftq_bert *m, ftq_bert_ws *ws, const ftq_tensor *q, float *dx, float *gw, float *gb,
+                    const float *dy, const float *x, const float *w, int N, int in, int out, int acc)
+{
+    if (q) {
+        ftq_qmat_dequantize((const ftq_qmat *)q->data, ws->wdeq);
+        ftq_linear_backward(dx, gw, gb, dy, x, ws->wdeq, N, in, out, acc);
+        return;
+    }
+    ftq_bf16_linear_backward(m->bf16, dx, gw, gb, dy, x, w, N, in, out, acc); /* plain fp32 without bf16 copies */
+}
 
 enum { S_DX, S_DY, S_DR, S_DQ, S_DK, S_DV, S_DATT, S_DF, S_N };
 
@@ -125,15 +141,17 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
     }
     if (c->pool == FTQ_POOL_POOLER) {
         float *dcls = dfeat; /* reuse: dfeat is no longer needed */
-        ftq_bf16_linear_backward(m->bf16, dcls, g.pool_w, g.pool_b, dpre, ws->cls_in, w->pool_w, B, C, C, 0);
+        lin_bwd(m, ws, m->q_pool, dcls, g.pool_w, g.pool_b, dpre, ws->cls_in, w->pool_w, B, C, C, 0);
         for (int b = 0; b < B; b++)
             memcpy(dy + (size_t)b * T * C, dcls + (size_t)b * C, sizeof(float) * (size_t)C);
     }
 
     size_t pr = (size_t)ws->max_rows * H * ws->max_T * ws->max_T;
     int stop = first_layer < 0 ? 0 : first_layer;
+    static const ftq_bert_qlayer f32 = {0};
     for (int l = L - 1; l >= stop; l--) {
         const ftq_bert_layer *W = &w->L[l];
+        const ftq_bert_qlayer *Q = m->qL ? &m->qL[l] : &f32;
         ftq_bert_layer *G = &gl[l];
         size_t s = (size_t)l;
         const float *x = ftq_bert_x(ws, l), *q = ws->q + s * nc, *k = ws->k + s * nc, *v = ws->v + s * nc;
@@ -146,24 +164,24 @@ int ftq_bert_loss_grad_scaled(ftq_bert *m, ftq_bert_ws *ws, const int32_t *label
         memset(dr, 0, sizeof(float) * (size_t)N * C);
         ftq_layernorm_backward(dr, G->ln2_w, G->ln2_b, dy, r2, W->ln2_w, m2, s2, N, C);
         /* r2 = gelu(f) W2^T + b2 + h1 */
-        ftq_bf16_linear_backward(m->bf16, dff, G->w2, G->b2, dr, gg, W->w2, N, F, C, 0);
+        lin_bwd(m, ws, Q->w2, dff, G->w2, G->b2, dr, gg, W->w2, N, F, C, 0);
         ftq_bert_lora_backward(m, l, BERT_LIN_FC2, grads, dff, F, dr, C, gg, F, N);
         ftq_gelu_erf_backward(dff, f, dff, (size_t)N * F);
         memcpy(dx, dr, sizeof(float) * (size_t)N * C); /* dh1: residual */
-        ftq_bf16_linear_backward(m->bf16, dx, G->w1, G->b1, dff, h1, W->w1, N, C, F, 1);
+        lin_bwd(m, ws, Q->w1, dx, G->w1, G->b1, dff, h1, W->w1, N, C, F, 1);
         ftq_bert_lora_backward(m, l, BERT_LIN_FC1, grads, dx, C, dff, F, h1, C, N);
         /* h1 = LN1(r1) */
         memset(dr, 0, sizeof(float) * (size_t)N * C);
         ftq_layernorm_backward(dr, G->ln1_w, G->ln1_b, dx, r1, W->ln1_w, m1, s1, N, C);
         /* r1 = att Wo^T + bo + x */
-        ftq_bf16_linear_backward(m->bf16, sc[S_DATT], G->wo, G->bo, dr, att, W->wo, N, C, C, 0);
+        lin_bwd(m, ws, Q->wo, sc[S_DATT], G->wo, G->bo, dr, att, W->wo, N, C, C, 0);
         ftq_bert_lora_backward(m, l, BERT_LIN_O, grads, sc[S_DATT], C, dr, C, att, C, N);
         ftq_attention_enc_backward(sc[S_DQ], sc[S_DK], sc[S_DV], sc[S_DATT], ws->probs + s * pr, q, k, v, C, ws->lens,
                                    B, T, H, c->head_dim);
         memcpy(dy, dr, sizeof(float) * (size_t)N * C); /* dx: residual, becomes the next dY */
-        ftq_bf16_linear_backward(m->bf16, dy, G->wq, G->bq, sc[S_DQ], x, W->wq, N, C, C, 1);
-        ftq_bf16_linear_backward(m->bf16, dy, G->wk, G->bk, sc[S_DK], x, W->wk, N, C, C, 1);
-        ftq_bf16_linear_backward(m->bf16, dy, G->wv, G->bv, sc[S_DV], x, W->wv, N, C, C, 1);
+        lin_bwd(m, ws, Q->wq, dy, G->wq, G->bq, sc[S_DQ], x, W->wq, N, C, C, 1);
+        lin_bwd(m, ws, Q->wk, dy, G->wk, G->bk, sc[S_DK], x, W->wk, N, C, C, 1);
+        lin_bwd(m, ws, Q->wv, dy, G->wv, G->bv, sc[S_DV], x, W->wv, N, C, C, 1);
         ftq_bert_lora_backward(m, l, BERT_LIN_Q, grads, dy, C, sc[S_DQ], C, x, C, N);
         ftq_bert_lora_backward(m, l, BERT_LIN_K, grads, dy, C, sc[S_DK], C, x, C, N);
         ftq_bert_lora_backward(m, l, BERT_LIN_V, grads, dy, C, sc[S_DV], C, x, C, N);
@@ -305,7 +323,7 @@ int ftq_bert_write_classifier(const ftq_bert *m, const char *src_dir, const char
         ts[i].nbytes = t->numel * sizeof(float);
         ts[i].data = m->params + t->off;
     }
-    if (!rc) {
+    if (!rc && !m->lora) { /* a lora model's weights are its adapter (written beside); its base may be quantized */
         path = ftq_path_join(dir, "model.safetensors");
         static const char *const meta[] = {"format", "pt", NULL};
         rc = path ? ftq_st_write(path, ts, (size_t)m->n_tensors, meta) : ftq_set_error(FTQ_ENOMEM, "out of memory");

@@ -368,17 +368,22 @@ static int alloc_acts(ftq_tmodel *tm)
         }
         if (gpt2)
             SLOT(&a->mean1, N);
+        /* mode lora: one h1 / h2 / act for all blocks (recomputed in the backward) */
+        const int share = tm->recompute && l > tm->first_block;
         SLOT(&a->rstd1, N);
-        SLOT(&a->h1, N * C);
+        if (!share)
+            SLOT(&a->h1, N * C);
         SLOT(&a->qkv, N * QKV);
         SLOT(&a->probs, Bm * H * Tm * Tm);
         SLOT(&a->y, N * Q);
         if (gpt2)
             SLOT(&a->mean2, N);
         SLOT(&a->rstd2, N);
-        SLOT(&a->h2, N * C);
+        if (!share)
+            SLOT(&a->h2, N * C);
         SLOT(&a->fc, N * FC);
-        SLOT(&a->act, N * F);
+        if (!share)
+            SLOT(&a->act, N * F);
     }
     SLOT(&tm->xf, N * C);
     if (gpt2)
@@ -441,6 +446,11 @@ static int alloc_acts(ftq_tmodel *tm)
         p += round16(sl[i].n);
     }
     free(sl);
+    for (int l = tm->first_block + 1; tm->recompute && l < L; l++) {
+        tm->acts[l].h1 = tm->acts[tm->first_block].h1;
+        tm->acts[l].h2 = tm->acts[tm->first_block].h2;
+        tm->acts[l].act = tm->acts[tm->first_block].act;
+    }
     for (int l = 0; l < tm->first_block && l < L; l++)
         tm->acts[l] = tm->shared;
     if (!gpt2)
@@ -468,6 +478,13 @@ static int alloc_base_scratch(ftq_tmodel *tm, const ftq_model *m)
             qs = q > qs ? q : qs;
             quantized |= t->dtype == FTQ_DTYPE_QMAT;
         }
+    }
+    if (tm->qhead) { /* the logits of a chunk of rows; dX by row chunks of the head in wdeq */
+        size_t q = ftq_linear_scratch_bytes(tm->qhead, tm->chunk_rows), C = (size_t)m->cfg.hidden_size;
+        qs = q > qs ? q : qs;
+        mat = mat > 256 * C ? mat : 256 * C;
+        quantized = 1;
+        tm->head_chunk = (int)(mat / C);
     }
     tm->base = m;
     tm->lin_tmp = malloc(sizeof(float) * rows * (size_t)N + 64);
@@ -589,8 +606,14 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
 
     /* mode lora: a float32 embedding / LM head of the frozen model is read in place too */
     if (p->mode == FTQ_TRAIN_LORA && !p->init_random) {
-        tm->ext_emb = m->tok_emb.data && m->tok_emb.dtype == FTQ_DTYPE_F32;
-        tm->ext_head = m->lm_head.data && m->lm_head.dtype == FTQ_DTYPE_F32 && !m->cfg.tie_word_embeddings;
+        tm->ext_emb = m->tok_emb.data && (m->tok_emb.dtype == FTQ_DTYPE_F32 || m->tok_emb.dtype == FTQ_DTYPE_QMAT);
+        tm->ext_head = m->lm_head.data && (m->lm_head.dtype == FTQ_DTYPE_F32 || m->lm_head.dtype == FTQ_DTYPE_QMAT) &&
+                       !m->cfg.tie_word_embeddings;
+        /* quantized ones stay quantized (QLoRA: no f32 copy of a 49152 x 576 table) */
+        tm->qemb = tm->ext_emb && m->tok_emb.dtype == FTQ_DTYPE_QMAT ? &m->tok_emb : NULL;
+        tm->qhead = tm->ext_head && m->lm_head.dtype == FTQ_DTYPE_QMAT ? &m->lm_head
+                    : m->cfg.tie_word_embeddings                      ? tm->qemb
+                                                                      : NULL;
     }
     /* counting pass, then the trainable offset, then the real pass */
     builder b = {.tm = tm};
@@ -628,9 +651,9 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
     }
     build_layout(&b, mk);
     free(mk);
-    if (tm->ext_emb)
+    if (tm->ext_emb && !tm->qemb)
         tm->w.wte = (float *)m->tok_emb.data;
-    if (tm->ext_head)
+    if (tm->ext_head && m->lm_head.dtype == FTQ_DTYPE_F32)
         tm->w.lm_head = (float *)m->lm_head.data;
     tm->first_seg = 0;
     while (tm->first_seg < tm->n_segs && tm->segs[tm->first_seg].seg.offset < tm->off)
@@ -655,6 +678,7 @@ int ftq_tmodel_new(const ftq_model *m, const ftq_tmodel_params *p, ftq_tmodel **
             if (tm->segs[i].kind == SEG_LORA_A || tm->segs[i].kind == SEG_LORA_B)
                 init_segment(tm, &tm->segs[i], &rng);
     }
+    tm->recompute = p->mode == FTQ_TRAIN_LORA;
     if ((rc = alloc_acts(tm)) != FTQ_OK ||
         (p->precision == FTQ_PRECISION_BF16 && (rc = ftq_tmodel_bf16_init(tm)) != FTQ_OK)) {
         ftq_tmodel_free(tm);

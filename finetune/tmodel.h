@@ -78,6 +78,9 @@ struct ftq_tmodel {
     /* activations, sized for max_batch x max_seq */
     ftq_tacts *acts;      /* [L]; frozen blocks point at `shared` */
     ftq_tacts shared;     /* scratch set for frozen blocks (unused if none) */
+    int recompute;        /* mode lora: every block shares one h1 / h2 / act buffer, which the
+                             backward recomputes (the same deterministic forward code) from the
+                             kept x, x1 and fc: ~40 % less activation memory, same bits */
     float *xf, *meanf, *rstdf, *hf; /* final norm input / stats / output [N, C] */
     float *tmp;           /* [N, C] projection outputs before the residual add */
     float *logits;        /* LM: [chunk_rows, V]; classify: [max_batch, NL] */
@@ -119,6 +122,11 @@ struct ftq_tmodel {
     float *wdeq;              /* [max part rows x in] one dequantized matrix (dX = dY W) */
     int stage_saved;          /* OpenMP threads outside the sgemm stage (quantized kernels) */
     int ext_emb, ext_head;    /* wte / lm_head are the model's f32 tensors, not in params */
+    const ftq_tensor *qemb;   /* mode lora: the model's quantized (QMAT) embedding, read in place
+                                 (rows dequantized per token), else NULL */
+    const ftq_tensor *qhead;  /* mode lora: the quantized LM head (qemb when tied), else NULL:
+                                 logits on the quantized kernels, dX by row chunks of wdeq */
+    int head_chunk;           /* rows of qhead dequantized into wdeq at a time */
     ftq_lora_drop lora_drop;  /* the last forward's dropout */
 };
 

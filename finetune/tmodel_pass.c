@@ -156,6 +156,46 @@ static void blk_linear_backward(ftq_tmodel *tm, int l, int lin, float *dx, float
     }
 }
 
+/* ---- a quantized embedding / LM head (QLoRA, read in place) ----------------------------------- */
+
+static void qemb_forward(ftq_tmodel *tm, float *out, const int32_t *ids, int B, int T, int C)
+{
+    const ftq_qmat *q = tm->qemb->data;
+    for (int i = 0; i < B * T; i++) {
+        float *o = out + (size_t)i * C;
+        ftq_qmat_dequantize_row(q, ids[i], o);
+        if (tm->w.wpe)
+            for (int k = 0; k < C; k++)
+                o[k] += tm->w.wpe[(size_t)(i % T) * C + k];
+    }
+}
+
+/* logits [rows, V] of x [rows, C]: the f32 head, or the quantized one on its kernels */
+static void head_forward(ftq_tmodel *tm, const float *x, const float *lm, int rows, int C, int V)
+{
+    if (!tm->qhead) {
+        ftq_bf16_linear_forward(&tm->bf, tm->logits, x, lm, NULL, rows, C, V);
+        return;
+    }
+    omp_for_qmat(tm, tm->qhead, 1);
+    ftq_linear_forward_ex(tm->logits, x, tm->qhead, NULL, rows, C, V, tm->qscratch);
+    omp_for_qmat(tm, tm->qhead, 0);
+}
+
+/* dx [rows, C] = dy [rows, V] W: the frozen quantized head, head_chunk rows of W dequantized
+ * into wdeq at a time (never the whole table) */
+static void qhead_backward(ftq_tmodel *tm, float *dx, const float *dy, int rows, int C, int V)
+{
+    const ftq_qmat *q = tm->qhead->data;
+    for (int v0 = 0; v0 < V; v0 += tm->head_chunk) {
+        int n = V - v0 < tm->head_chunk ? V - v0 : tm->head_chunk;
+        for (int r = 0; r < n; r++)
+            ftq_qmat_dequantize_row(q, v0 + r, tm->wdeq + (size_t)r * C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, C, n, 1.0f, dy + v0, V, tm->wdeq, C,
+                    v0 ? 1.0f : 0.0f, dx, C);
+    }
+}
+
 /* ---- LoRA ---------------------------------------------------------------------------------- */
 
 void ftq_tmodel_set_training(ftq_tmodel *tm, int on)
@@ -193,6 +233,34 @@ void ftq_tmodel_lora_backward(ftq_tmodel *tm, int l, int lin, float *dx, int ldd
     }
 }
 
+/* act = silu(gate) * up (llama) or the activation of fc (GPT-2), row by row */
+static void mlp_act(const ftq_tmodel *tm, const ftq_tacts *a, int N)
+{
+    const ftq_model_config *c = &tm->cfg;
+    const int F = c->intermediate_size;
+    if (c->arch == FTQ_ARCH_LLAMA) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
+#endif
+        for (int t = 0; t < N; t++)
+            ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
+                                 a->fc + (size_t)t * 2 * F + F, (size_t)F);
+        return;
+    }
+    size_t n = (size_t)N * F;
+    switch (c->act) {
+    case FTQ_ACT_GELU:
+        ftq_gelu_erf_forward(a->act, a->fc, n);
+        break;
+    case FTQ_ACT_RELU:
+        ftq_relu_forward(a->act, a->fc, n);
+        break;
+    default:
+        ftq_gelu_tanh_forward(a->act, a->fc, n);
+        break;
+    }
+}
+
 /* One block: xin -> x1 (after attention) -> xout. Frozen blocks pass the shared activation
  * set and the same stream buffer for all three (in place). */
 static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float *xin, float *x1,
@@ -224,29 +292,12 @@ static void block_forward(ftq_tmodel *tm, int l, const ftq_tacts *a, const float
         blk_linear(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C, w->w_fc, w->b_fc, N);
         if (tm->lora_ns)
             ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, 2 * F, a->h2, C);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if ((long)N * F > 262144)
-#endif
-        for (int t = 0; t < N; t++)
-            ftq_silu_mul_forward(a->act + (size_t)t * F, a->fc + (size_t)t * 2 * F,
-                                 a->fc + (size_t)t * 2 * F + F, (size_t)F);
     } else {
         blk_linear(tm, l, LORA_LIN_FC, a->fc, F, a->h2, C, w->w_fc, w->b_fc, N);
         if (tm->lora_ns)
             ftq_tmodel_lora_forward(tm, l, LORA_LIN_FC, a->fc, F, a->h2, C);
-        size_t n = (size_t)N * F;
-        switch (c->act) {
-        case FTQ_ACT_GELU:
-            ftq_gelu_erf_forward(a->act, a->fc, n);
-            break;
-        case FTQ_ACT_RELU:
-            ftq_relu_forward(a->act, a->fc, n);
-            break;
-        default:
-            ftq_gelu_tanh_forward(a->act, a->fc, n);
-            break;
-        }
     }
+    mlp_act(tm, a, N);
     blk_linear(tm, l, LORA_LIN_DOWN, tm->tmp, C, a->act, F, w->w_down, w->b_down, N);
     if (tm->lora_ns)
         ftq_tmodel_lora_forward(tm, l, LORA_LIN_DOWN, tm->tmp, C, a->act, F);
@@ -265,6 +316,11 @@ static void block_backward(ftq_tmodel *tm, int l, int need_dinp)
     const int KV = c->n_kv_heads, hd = c->head_dim, Q = H * hd, K = KV * hd, QKV = Q + 2 * K;
     const int llama = c->arch == FTQ_ARCH_LLAMA;
     float *dres = tm->dres, *dh = tm->dh;
+    if (tm->recompute) { /* the shared h1 / h2 / act hold another block's values: this block's again */
+        norm_fwd(tm, a->h1, a->mean1, a->rstd1, a->x, w->norm1_w, w->norm1_b, N);
+        norm_fwd(tm, a->h2, a->mean2, a->rstd2, a->x1, w->norm2_w, w->norm2_b, N);
+        mlp_act(tm, a, N);
+    }
 
     /* MLP: xout = x1 + down(act(fc(h2))) */
     blk_linear_backward(tm, l, LORA_LIN_DOWN, tm->dact, g->w_down, g->b_down, dres, a->act, w->w_down, N, F, C);
@@ -381,7 +437,10 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
     /* embeddings into the stream buffer of the lowest trainable block (or the final one) */
     const int fb = tm->first_block;
     float *stream = fb < L ? tm->acts[fb].x : tm->xf;
-    ftq_embedding_forward(stream, ids, tm->w.wte, tm->w.wpe, B, T, C);
+    if (tm->qemb) /* QLoRA: the quantized table's rows, as an embedding lookup reads them */
+        qemb_forward(tm, stream, ids, B, T, C);
+    else
+        ftq_embedding_forward(stream, ids, tm->w.wte, tm->w.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
         if (l < fb) {
             block_forward(tm, l, &tm->shared, stream, stream, stream, B, T);
@@ -412,7 +471,7 @@ int ftq_tmodel_forward(ftq_tmodel *tm, const int32_t *ids, const int32_t *length
         const float *lm = tm->w.lm_head ? tm->w.lm_head : tm->w.wte;
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
-            ftq_bf16_linear_forward(&tm->bf, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+            head_forward(tm, tm->hf + (size_t)r0 * C, lm, rows, C, V);
             scored += ftq_xent_forward(tm->logits, tm->losses + r0, targets + r0, rows, V);
         }
         for (int i = 0; i < N; i++)
@@ -468,12 +527,15 @@ int ftq_tmodel_backward(ftq_tmodel *tm, float scale)
         for (int r0 = 0; r0 < N; r0 += tm->chunk_rows) {
             int rows = N - r0 < tm->chunk_rows ? N - r0 : tm->chunk_rows;
             if (chunked) { /* recompute this chunk's softmax */
-                ftq_bf16_linear_forward(&tm->bf, tm->logits, tm->hf + (size_t)r0 * C, lm, NULL, rows, C, V);
+                head_forward(tm, tm->hf + (size_t)r0 * C, lm, rows, C, V);
                 ftq_xent_forward(tm->logits, tm->losses + r0, tm->targets + r0, rows, V);
             }
             ftq_xent_backward(tm->logits, tm->targets + r0, dloss, rows, V);
-            ftq_bf16_linear_backward(&tm->bf, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits,
-                                     tm->hf + (size_t)r0 * C, lm, rows, C, V, 0);
+            if (tm->qhead)
+                qhead_backward(tm, tm->dh + (size_t)r0 * C, tm->logits, rows, C, V);
+            else
+                ftq_bf16_linear_backward(&tm->bf, tm->dh + (size_t)r0 * C, glm, NULL, tm->logits,
+                                         tm->hf + (size_t)r0 * C, lm, rows, C, V, 0);
         }
     }
 

@@ -47,7 +47,8 @@ int ftq_bert_predict(const ftq_bert *m, const ftq_tokenizer *tk, const char *con
 int ftq_bert_save_classifier(const ftq_bert *m, const char *src_dir, const char *out_dir, const char *const *labels,
                              int n_labels);
 /* The same files written into the existing directory dir (not atomic: the caller builds
- * dir as a temporary and renames it, as the trainer's checkpoints do). */
+ * dir as a temporary and renames it, as the trainer's checkpoints do). A model with lora
+ * adapters gets no model.safetensors (its weights are the adapter, written beside it). */
 int ftq_bert_write_classifier(const ftq_bert *m, const char *src_dir, const char *dir, const char *const *labels,
                               int n_labels);
 

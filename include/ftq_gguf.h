@@ -280,8 +280,8 @@ uint32_t ftq_gguf_export_type_of(uint32_t type, int ndim, int64_t cols);
 /* ftq_gguf_export of any checkpoint ftq loads, including an ftq-quantized one
  * (docs/quant-format.md): a quantized matrix whose codes and f16 scales are exactly a
  * Q8_0 / Q4_0 tensor of the file's type (q8, q4 or q4a -> Q8_0, q4 -> Q4_0; with
- * FTQ_GGUF_EXPORT_KEEP each gets its own: q8, q4a -> Q8_0, q4 -> Q4_0; rows a multiple of
- * 32) is copied without requantizing; any other is dequantized (the values
+ * FTQ_GGUF_EXPORT_KEEP each gets its own: q8, q4a -> Q8_0, q4 -> Q4_0, q4m g32 -> Q4_1 (also
+ * for type Q4_1); rows a multiple of 32) is copied without requantizing; any other is dequantized (the values
  * ftq computes with) and converted like a float tensor. */
 int ftq_model_export_gguf(const ftq_model_config *cfg, const ftq_checkpoint *ck, const ftq_tokenizer *tok,
                           uint32_t type, const char *path, ftq_gguf_export_stats *stats);

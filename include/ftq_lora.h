@@ -51,9 +51,10 @@ const ftq_tensor *ftq_peft_extra_at(const ftq_peft *ad, size_t i, const char **h
 
 /* Merge the adapter in dir into a loaded decoder (Llama family, GPT-2): every adapted
  * module's f32 weight becomes W + scaling * B A (a copy the model owns; the mmap is not
- * touched) and modules_to_save heads replace or add the model's (score.weight). A module
- * the model does not have, or a quantized weight, is an error naming it (merge an adapter
- * into the f32 base, then quantize). */
+ * touched) and modules_to_save heads replace or add the model's (score.weight). On a
+ * quantized weight (an ftq int8 / int4 checkpoint, a GGUF loaded with FTQ_LOAD_KEEP_QUANT)
+ * the adapter is kept beside it instead (f32 A and B; every product adds scaling (x A^T) B^T,
+ * as PEFT's forward). A module the model does not have is an error naming it. */
 int ftq_model_apply_adapter(ftq_model *m, const char *dir);
 
 /* Write the merged model of base_dir (an HF model directory of f32 / f16 / bf16

@@ -37,7 +37,7 @@ typedef struct ftq_session ftq_session;
 int ftq_model_load(const char *dir, ftq_model **out);
 /* The same with flags. FTQ_LOAD_KEEP_QUANT: a GGUF file's quantized matrices run on ftq's
  * int8 / int4 kernels instead of being expanded to f32 (ftq_gguf_checkpoint_open_ex:
- * Q8_0 / Q4_0 as they are, other quantized types via Q8_0); no effect on a directory. */
+ * Q8_0 / Q4_0 / Q4_1 as they are, other quantized types via Q8_0); no effect on a directory. */
 /* FTQ_LOAD_BF16: linear weights, embeddings and heads are held as packed bf16 only (round to
  * nearest even of the f32 values; a BF16 tensor of the file is copied exactly, never widened)
  * and multiply on the bf16 kernels (kernels/bmat.h); norms, attention and softmax stay fp32.

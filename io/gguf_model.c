@@ -438,14 +438,15 @@ static int q8_block_ok(const unsigned char *b)
     return 1;
 }
 
-/* The tensor as NAME.qweight / NAME.qscale (docs/quant-format.md 4.1, group 32) and its entry
- * in `list`. Q8_0 -> q8 and Q4_0 -> q4 code for code, scale for scale (the f32 values are
- * then ggml's); any other quantized type is first requantized to Q8_0 by ggml's reference
+/* The tensor as NAME.qweight / NAME.qscale (docs/quant-format.md 4.1, group 32; q4m also
+ * NAME.qmin) and its entry in `list`; *nparts = the parts written (2 or 3). Q8_0 -> q8,
+ * Q4_0 -> q4 and Q4_1 -> q4m code for code, scale for scale, minimum for minimum (the f32
+ * values are then ggml's); any other quantized type is first requantized to Q8_0 by ggml's reference
  * quantizer (from its exact dequantization): 8.5 bits instead of 32. Q/K rows are
  * un-permuted; GPT-2's Conv1D weights become entries with "transposed" (the GGUF matrix is
  * already [out, in]). */
 static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_model_config *cfg,
-                             const ftq_gguf_tensor *src, ftq_tensor *parts, cJSON *list)
+                             const ftq_gguf_tensor *src, ftq_tensor *parts, cJSON *list, int *nparts)
 {
     const char *path = ftq_gguf_path(g);
     char hf[256];
@@ -467,7 +468,7 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         if (!blocks)
             type = 0;
     }
-    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0) {
+    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0 && type != FTQ_GGML_Q4_1) {
         float *f = malloc(sizeof(float) * (size_t)(rows * cols));
         requant = malloc((size_t)(rows * nb) * 34);
         int rc = f && requant ? ftq_gguf_tensor_to_f32(src, f) : ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -485,19 +486,26 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         type = FTQ_GGML_Q8_0;
     }
     ftq_gguf_release(g, src->data, src->nbytes);
-    int q8 = type == FTQ_GGML_Q8_0;
-    size_t bs = q8 ? 34 : 18, row_bytes = q8 ? (size_t)cols : (size_t)cols / 2;
-    char *wname = malloc(strlen(hf) + 16), *sname = malloc(strlen(hf) + 16);
+    int q8 = type == FTQ_GGML_Q8_0, qm = type == FTQ_GGML_Q4_1;
+    size_t bs = q8 ? 34 : qm ? 20 : 18, row_bytes = q8 ? (size_t)cols : (size_t)cols / 2, qoff = qm ? 4 : 2;
+    char *wname = malloc(strlen(hf) + 16), *sname = malloc(strlen(hf) + 16), *mname = qm ? malloc(strlen(hf) + 16) : NULL;
     size_t wbytes = row_bytes * (size_t)rows, nscales = (size_t)(rows * nb);
     uint8_t *qw = malloc(wbytes ? wbytes : 1);
     uint16_t *qs = malloc(sizeof(uint16_t) * (nscales ? nscales : 1));
-    memset(parts, 0, 2 * sizeof *parts);
+    uint16_t *qmin = qm ? malloc(sizeof(uint16_t) * (nscales ? nscales : 1)) : NULL;
+    *nparts = qm ? 3 : 2;
+    memset(parts, 0, (size_t)*nparts * sizeof *parts);
     parts[0].name = wname;
     parts[1].name = sname;
     parts[0].data = qw;
     parts[1].data = qs;
     parts[0].owned = parts[1].owned = 1;
-    if (!wname || !sname || !qw || !qs) {
+    if (qm) {
+        parts[2].name = mname;
+        parts[2].data = qmin;
+        parts[2].owned = 1;
+    }
+    if (!wname || !sname || !qw || !qs || (qm && (!mname || !qmin))) {
         free(requant);
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
@@ -506,6 +514,8 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         blen -= 7;
     snprintf(wname, strlen(hf) + 16, "%.*s.qweight", (int)blen, hf);
     snprintf(sname, strlen(hf) + 16, "%.*s.qscale", (int)blen, hf);
+    if (qm)
+        snprintf(mname, strlen(hf) + 16, "%.*s.qmin", (int)blen, hf);
     int heads = permute == P_Q ? cfg->n_heads : permute == P_K ? cfg->n_kv_heads : 0;
     if (heads && (rows % heads || (rows / heads) % 2)) {
         free(requant);
@@ -523,13 +533,15 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         uint8_t *w = qw + (size_t)r * row_bytes;
         for (int64_t k = 0; k < nb; k++, b += bs) {
             memcpy(&qs[r * nb + k], b, 2);
+            if (qm) /* Q4_1: f16 d, f16 m, then the nibbles */
+                memcpy(&qmin[r * nb + k], b + 2, 2);
             if (q8) {
                 memcpy(w + 32 * k, b + 2, 32);
             } else { /* ggml: element j low nibble of byte j, j + 16 high; ftq: 2i low, 2i + 1 high */
                 uint8_t c[32];
                 for (int j = 0; j < 16; j++) {
-                    c[j] = b[2 + j] & 15;
-                    c[j + 16] = b[2 + j] >> 4;
+                    c[j] = b[qoff + j] & 15;
+                    c[j + 16] = b[qoff + j] >> 4;
                 }
                 for (int j = 0; j < 16; j++)
                     w[16 * k + j] = (uint8_t)(c[2 * j] | c[2 * j + 1] << 4);
@@ -545,6 +557,13 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     parts[1].dtype = FTQ_DTYPE_F16;
     parts[1].shape[1] = nb;
     parts[1].nbytes = sizeof(uint16_t) * (size_t)(rows * nb);
+    if (qm) {
+        parts[2].dtype = FTQ_DTYPE_F16;
+        parts[2].ndim = 2;
+        parts[2].shape[0] = rows;
+        parts[2].shape[1] = nb;
+        parts[2].nbytes = parts[1].nbytes;
+    }
     cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray();
     if (!e || !shape || !cJSON_AddItemToObject(list, hf, e)) {
         cJSON_Delete(e);
@@ -553,7 +572,7 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     }
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)rows));
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)cols));
-    if (!cJSON_AddStringToObject(e, "scheme", q8 ? "q8" : "q4") || !cJSON_AddNumberToObject(e, "group", 32) ||
+    if (!cJSON_AddStringToObject(e, "scheme", q8 ? "q8" : qm ? "q4m" : "q4") || !cJSON_AddNumberToObject(e, "group", 32) ||
         !cJSON_AddItemToObject(e, "shape", shape) || !cJSON_AddBoolToObject(e, "transposed", permute == P_T) ||
         !cJSON_AddStringToObject(e, "source_dtype", ftq_ggml_type_info(src->type)->name))
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -664,12 +683,12 @@ int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_conf
     cJSON *qlist = (flags & FTQ_GGUF_KEEP_QUANT) ? cJSON_CreateObject() : NULL;
     if (!rc && (flags & FTQ_GGUF_KEEP_QUANT) && !qlist)
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-    if (!rc && qlist) { /* room for two parts per tensor */
-        ftq_tensor *grown = realloc(ts, 2 * (n ? n : 1) * sizeof *ts);
+    if (!rc && qlist) { /* room for three parts per tensor */
+        ftq_tensor *grown = realloc(ts, 3 * (n ? n : 1) * sizeof *ts);
         if (!grown)
             rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
         else
-            memset((ts = grown) + n, 0, n * sizeof *ts);
+            memset((ts = grown) + n, 0, 2 * n * sizeof *ts);
     }
     for (size_t i = 0; !rc && i < n; i++) {
         const ftq_gguf_tensor *t = ftq_gguf_tensor_at(g, i);
@@ -678,8 +697,9 @@ int ftq_gguf_checkpoint_open_ex(const char *path, unsigned flags, ftq_model_conf
         if (strcmp(t->name, "rope_freqs.weight") == 0)
             continue; /* in the config (read_rope_scaling) */
         if (qlist && keeps_quant(a, t)) {
-            rc = keep_quant_tensor(g, a, &cfg, t, &ts[done], qlist);
-            done += 2; /* on failure too: the parts may hold names or data to free */
+            int np = 2;
+            rc = keep_quant_tensor(g, a, &cfg, t, &ts[done], qlist, &np);
+            done += (size_t)np; /* on failure too: the parts may hold names or data to free */
             continue;
         }
         if (qlist && (t->type == FTQ_GGML_F16 || t->type == FTQ_GGML_BF16)) {

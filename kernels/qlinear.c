@@ -62,8 +62,9 @@ int ftq_qmat_alloc(ftq_qmat *m, ftq_qscheme scheme, int rows, int cols, int grou
     size_t nq = round_up((size_t)m->npanels * m->panel_bytes, 64);
     size_t nd = round_up((size_t)m->npanels * m->ngroups * FTQ_QPANEL * sizeof(float), 64);
     size_t nz = scheme == FTQ_QSCHEME_Q4A ? (size_t)m->npanels * m->ngroups * FTQ_QPANEL : 0;
+    size_t nm = scheme == FTQ_QSCHEME_Q4M ? nd : 0;
     void *mem = NULL;
-    size_t total = nq + nd + round_up(nz, 64);
+    size_t total = nq + nd + round_up(nz, 64) + nm;
     if (posix_memalign(&mem, 64, total) != 0)
         return ftq_set_error(FTQ_ENOMEM, "out of memory for a quantized [%d, %d] matrix", rows, cols);
     m->mem = mem;
@@ -71,12 +72,15 @@ int ftq_qmat_alloc(ftq_qmat *m, ftq_qscheme scheme, int rows, int cols, int grou
     m->qs = mem;
     m->d = (float *)((char *)mem + nq);
     m->zp = nz ? (uint8_t *)mem + nq + nd : NULL;
+    m->mn = nm ? (float *)(void *)((char *)mem + nq + nd + round_up(nz, 64)) : NULL;
     /* zero codes everywhere: padding then contributes exactly 0 */
     memset(m->qs, scheme == FTQ_QSCHEME_Q8 ? 0x80 : scheme == FTQ_QSCHEME_Q4 ? 0x88 : 0x00,
            (size_t)m->npanels * m->panel_bytes);
     memset(m->d, 0, nd);
     if (nz)
         memset(m->zp, 0, nz);
+    if (nm)
+        memset(m->mn, 0, nm);
     return FTQ_OK;
 }
 
@@ -91,6 +95,7 @@ int ftq_qmat_clone(ftq_qmat *dst, const ftq_qmat *src)
     dst->qs = (uint8_t *)mem + (src->qs - (const uint8_t *)src->mem);
     dst->d = (float *)(void *)((char *)mem + ((const char *)src->d - (const char *)src->mem));
     dst->zp = src->zp ? (uint8_t *)mem + (src->zp - (const uint8_t *)src->mem) : NULL;
+    dst->mn = src->mn ? (float *)(void *)((char *)mem + ((const char *)src->mn - (const char *)src->mem)) : NULL;
     return FTQ_OK;
 }
 
@@ -105,7 +110,7 @@ void ftq_qmat_free(ftq_qmat *m)
 size_t ftq_qmat_bytes(const ftq_qmat *m)
 {
     size_t ng = (size_t)m->npanels * m->ngroups * FTQ_QPANEL;
-    return (size_t)m->npanels * m->panel_bytes + ng * sizeof(float) + (m->zp ? ng : 0);
+    return (size_t)m->npanels * m->panel_bytes + ng * sizeof(float) * (m->mn ? 2 : 1) + (m->zp ? ng : 0);
 }
 
 void ftq_qmat_dequantize_row(const ftq_qmat *m, int r, float *out)
@@ -123,7 +128,10 @@ void ftq_qmat_dequantize_row(const ftq_qmat *m, int r, float *out)
             c = (panel[k / 8].b[l][k % 4] >> ((k % 8) / 4 * 4)) & 15;
             z = m->zp ? m->zp[gi] : 8;
         }
-        out[k] = m->d[gi] * (float)(c - z);
+        if (m->mn) /* Q4M: d * c + m, as ggml's Q4_1 dequantization */
+            out[k] = (float)c * m->d[gi] + m->mn[gi];
+        else
+            out[k] = m->d[gi] * (float)(c - z);
     }
 }
 
@@ -268,6 +276,13 @@ static void run_scalar(const ftq_qmat *w, const ftq_qact *a, int p0, int p1, int
                 }
                 const float dx = a->d[(size_t)t * nblk + b];
                 const int32_t sx = a->s[(size_t)t * nblk + b];
+                if (w->scheme == FTQ_QSCHEME_Q4M) {
+                    for (int l = 0; l < FTQ_QPANEL; l++) {
+                        acc[l] = fmaf((float)isum[l], w->d[gi + l] * dx, acc[l]);
+                        acc[l] = fmaf((float)sx, w->mn[gi + l] * dx, acc[l]);
+                    }
+                    continue;
+                }
                 for (int l = 0; l < FTQ_QPANEL; l++) {
                     int32_t z = q8 ? 128 : w->scheme == FTQ_QSCHEME_Q4 ? 8 : w->zp[gi + l];
                     acc[l] = fmaf((float)(isum[l] - z * sx), w->d[gi + l] * dx, acc[l]);

@@ -11,6 +11,8 @@
  *   FTQ_QSCHEME_Q8   int8 symmetric   q = c - z in [-127, 127]   (z = 0 on disk, 128 here)
  *   FTQ_QSCHEME_Q4   int4 symmetric   c in [0, 15], z = 8        (q = c - 8 in [-8, 7])
  *   FTQ_QSCHEME_Q4A  int4 asymmetric  c in [0, 15], z in [0, 15] per group
+ *   FTQ_QSCHEME_Q4M  int4 with a min  c in [0, 15], value = d * c + m, m an f32 per group
+ *                                     (ggml's Q4_1: kept exactly from a Q4_1 GGUF)
  * with one f32 scale d per group of `group` consecutive input elements of a row.
  *
  * Kernel layout (this header): rows are cut into panels of FTQ_QPANEL = 16 output rows and
@@ -36,6 +38,9 @@
  * Per output o and row t: acc = 0; for each activation block b of group g:
  *     isum = sum_k (c[o][k] - z) * qx[t][k]                (exact int32)
  *     acc  = fmaf((float)isum, d[o][g] * dx[t][b], acc)   (one rounding for the product)
+ * Q4M (z = 0) adds the group minimum's term right after each block's product, as ggml's
+ * Q4_1 x Q8_1 does (sx the block's sum of qx):
+ *     acc  = fmaf((float)sx, m[o][g] * dx[t][b], acc)
  * y[t][o] = acc (+ bias[o]). The integer part cannot overflow: |isum| <= 128 * 255 * 127.
  */
 #ifndef FTQ_KERNELS_QLINEAR_H
@@ -51,6 +56,7 @@ typedef enum {
     FTQ_QSCHEME_Q8 = 0,
     FTQ_QSCHEME_Q4,
     FTQ_QSCHEME_Q4A,
+    FTQ_QSCHEME_Q4M,
     FTQ_QSCHEME_COUNT
 } ftq_qscheme;
 
@@ -91,6 +97,7 @@ typedef struct {
     uint8_t *qs;        /* [npanels][panel_bytes] = ftq_qchunk runs, 64-byte aligned */
     float *d;           /* [npanels][ngroups] ftq_qscales, 64-byte aligned */
     uint8_t *zp;        /* [npanels][ngroups] ftq_qzeros for Q4A, else NULL */
+    float *mn;          /* [npanels][ngroups] ftq_qscales of group minimums for Q4M, else NULL */
     void *mem;          /* the one allocation holding qs, d and zp */
     size_t mem_bytes;   /* its size */
 } ftq_qmat;

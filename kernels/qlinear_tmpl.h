@@ -19,7 +19,8 @@
 _Static_assert(QL_RMAX >= 1 && QL_RMAX <= 6, "the row-tile switch covers 1..6 rows");
 _Static_assert(QL_NP <= QL_NP1, "tiles hold at most QL_NP1 panels");
 
-enum { QL_FN(K_Q8) = FTQ_QSCHEME_Q8, QL_FN(K_Q4) = FTQ_QSCHEME_Q4, QL_FN(K_Q4A) = FTQ_QSCHEME_Q4A };
+enum { QL_FN(K_Q8) = FTQ_QSCHEME_Q8, QL_FN(K_Q4) = FTQ_QSCHEME_Q4, QL_FN(K_Q4A) = FTQ_QSCHEME_Q4A,
+       QL_FN(K_Q4M) = FTQ_QSCHEME_Q4M };
 
 QL_TARGET static inline __attribute__((always_inline)) void
 QL_FN(tile)(const int kind, const int R, const int NP, const ftq_qmat *w, const ftq_qact *a,
@@ -89,6 +90,8 @@ QL_FN(tile)(const int kind, const int R, const int NP, const ftq_qmat *w, const 
                 _mm_prefetch((const char *)(w->d + gf), _MM_HINT_T0);
                 if (kind == QL_FN(K_Q4A))
                     _mm_prefetch((const char *)(w->zp + gf), _MM_HINT_T0);
+                if (kind == QL_FN(K_Q4M))
+                    _mm_prefetch((const char *)(w->mn + gf), _MM_HINT_T0);
             }
 #endif
         for (int r = 0; r < R; r++) {
@@ -103,6 +106,10 @@ QL_FN(tile)(const int kind, const int R, const int NP, const ftq_qmat *w, const 
                         is = VI_SUB(is, VI_SET1(Q8_Z * sx));
                 } else if (kind == QL_FN(K_Q4)) {
                     is = VI_SUB(is, VI_SET1(8 * sx));
+                } else if (kind == QL_FN(K_Q4M)) { /* d * dx * sum(c qx) + m * dx * sum(qx) */
+                    const VF f = VF_FMADD(VF_CVT(is), VF_MUL(VF_LOADU(w->d + gi), dx), facc[r][v]);
+                    facc[r][v] = VF_FMADD(VF_CVT(VI_SET1(sx)), VF_MUL(VF_LOADU(w->mn + gi), dx), f);
+                    continue;
                 } else {
                     is = VI_SUB(is, VI_MULLO(VI_LOADZ(w->zp + gi), VI_SET1(sx)));
                 }
@@ -164,6 +171,7 @@ QL_TARGET static void QL_FN(run)(const ftq_qmat *w, const ftq_qact *a, int p0, i
     switch (w->scheme) {
     case FTQ_QSCHEME_Q8: QL_KIND_BODY(QL_FN(K_Q8)); break;
     case FTQ_QSCHEME_Q4: QL_KIND_BODY(QL_FN(K_Q4)); break;
+    case FTQ_QSCHEME_Q4M: QL_KIND_BODY(QL_FN(K_Q4M)); break;
     default: QL_KIND_BODY(QL_FN(K_Q4A)); break;
     }
 }

@@ -198,6 +198,46 @@ static int asym_group(const ftq_qscheme_traits *tr, const float *x, int n, int s
     return 0;
 }
 
+/* q4m (ggml's Q4_1): value = d * c + m. m = min(x) rounded down to an f16 (so every element
+ * is at or above it), d = (max(x) - m) / 15 rounded up to an f16, c = round((x - m) / d)
+ * clamped to [0, 15]. A constant group stores d = 0 and m (its value rounded down). No search:
+ * the scheme exists to hold Q4_1 tensors exactly; its quantizer is the plain one. Returns 1
+ * when m or d overflows f16. */
+static float f16_down(float v)
+{
+    uint16_t h = ftq_f32_to_f16(v);
+    float r = ftq_f16_to_f32(h);
+    if (r <= v)
+        return r;
+    if (h == 0) /* +0 above a tiny negative v: the smallest negative subnormal */
+        return ftq_f16_to_f32(0x8001);
+    return ftq_f16_to_f32((uint16_t)(h & 0x8000 ? h + 1 : h - 1)); /* one step towards -Inf */
+}
+
+static int min_group(const float *x, int n, int f16, int *c, float *dout, float *mout)
+{
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    float m = f16 ? f16_down(lo) : lo;
+    if (!isfinite(m))
+        return 1;
+    float d = (hi - m) / 15.0f;
+    d = !(d >= FLT_MIN) ? 0.0f : f16 ? ftq_qscale_f16(d) : d;
+    if (!isfinite(d))
+        return 1;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) {
+        float r = nearbyintf((x[i] - m) * id);
+        c[i] = r < 0.0f ? 0 : r > 15.0f ? 15 : (int)r;
+    }
+    *dout = d;
+    *mout = m;
+    return 0;
+}
+
 typedef int (*group_fn)(const ftq_qscheme_traits *, const float *, int, int, int, int *, int *,
                         float *, int *);
 
@@ -209,6 +249,7 @@ static const struct {
     [FTQ_QSCHEME_Q8] = {{"q8", 8, -127, 127, 0, 127.0f, 1.0f, 10, 1, 1}, sym_group},
     [FTQ_QSCHEME_Q4] = {{"q4", 4, 0, 15, 8, 7.0f, 0.1f, 10, 2, 0}, sym_group},
     [FTQ_QSCHEME_Q4A] = {{"q4a", 4, 0, 15, -1, 15.0f, 0.1f, 10, 1, 0}, asym_group},
+    [FTQ_QSCHEME_Q4M] = {{"q4m", 4, 0, 15, 0, 15.0f, 0.0f, 0, 1, 0}, NULL}, /* min_group */
 };
 
 const ftq_qscheme_traits *ftq_qscheme_info(ftq_qscheme s)
@@ -262,7 +303,7 @@ enum { ROW_OK = 0, ROW_NONFINITE, ROW_OVERFLOW, ROW_NOMEM };
 
 /* One row, no message: status ROW_*, *bad = element (non-finite) or group start (overflow). */
 static int quantize_row_impl(const ftq_quant_params *p, const float *x, int n, uint8_t *qs,
-                             float *scales, uint8_t *zeros, int *bad, int *codes, int *work)
+                             float *scales, uint8_t *zeros, float *mins, int *bad, int *codes, int *work)
 {
     for (int i = 0; i < n; i++) {
         if (!isfinite(x[i])) {
@@ -278,7 +319,8 @@ static int quantize_row_impl(const ftq_quant_params *p, const float *x, int n, u
         int m = n - k0 < gsize ? n - k0 : gsize;
         float d = 0.0f;
         int z = 0;
-        if (fn(tr, x + k0, m, p->search, p->f16_scales, codes, work, &d, &z)) {
+        if (fn ? fn(tr, x + k0, m, p->search, p->f16_scales, codes, work, &d, &z)
+               : min_group(x + k0, m, p->f16_scales, codes, &d, &mins[g])) {
             *bad = k0;
             return ROW_OVERFLOW;
         }
@@ -328,12 +370,14 @@ int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *
         return ftq_set_error(FTQ_EINVAL, "invalid row length %d", n);
     if (p->scheme == FTQ_QSCHEME_Q4A && !zeros)
         return ftq_set_error(FTQ_EINVAL, "q4a needs a zero-code buffer");
+    if (p->scheme == FTQ_QSCHEME_Q4M)
+        return ftq_set_error(FTQ_EINVAL, "q4m rows carry group minimums: quantize them with ftq_qtensor_quantize");
     int gsize = p->group == FTQ_QGROUP_ROW ? n : p->group;
     int *codes = malloc(sizeof(int) * 2 * (size_t)gsize);
     if (!codes)
         return ftq_set_error(FTQ_ENOMEM, "out of memory quantizing a row of %d", n);
     int b = -1;
-    int st = quantize_row_impl(p, x, n, qs, scales, p->scheme == FTQ_QSCHEME_Q4A ? zeros : NULL, &b,
+    int st = quantize_row_impl(p, x, n, qs, scales, p->scheme == FTQ_QSCHEME_Q4A ? zeros : NULL, NULL, &b,
                                codes, codes + gsize);
     free(codes);
     if (bad)
@@ -341,8 +385,8 @@ int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *
     return st == ROW_OK ? FTQ_OK : row_error(st, x, b, p, n, -1);
 }
 
-void ftq_dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float *scales,
-                        const uint8_t *zeros, int n, float *out)
+static void dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float *scales,
+                           const uint8_t *zeros, const float *mins, int n, float *out)
 {
     const ftq_qscheme_traits *tr = &schemes[s].t;
     const int gsize = group == FTQ_QGROUP_ROW ? n : group;
@@ -352,9 +396,25 @@ void ftq_dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float
         const int end = k0 + gsize < n ? k0 + gsize : n;
         for (int k = k0; k < end; k++) {
             int c = tr->bits == 8 ? (int)(int8_t)qs[k] : ftq_q4_get(qs, k);
-            out[k] = d * (float)(c - z);
+            if (mins) /* q4m: ggml's Q4_1 expression */
+                out[k] = (float)c * d + mins[g];
+            else
+                out[k] = d * (float)(c - z);
         }
     }
+}
+
+void ftq_dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float *scales,
+                        const uint8_t *zeros, int n, float *out)
+{
+    dequantize_row(s, group, qs, scales, zeros, NULL, n, out);
+}
+
+void ftq_qtensor_dequantize_row(const ftq_qtensor *q, int r, float *out)
+{
+    dequantize_row(q->scheme, q->group, q->qs + (size_t)r * q->row_bytes, q->scales + (size_t)r * q->ngroups,
+                   q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL,
+                   q->mins ? q->mins + (size_t)r * q->ngroups : NULL, q->cols, out);
 }
 
 /* ---- tensors -------------------------------------------------------------------------- */
@@ -385,13 +445,14 @@ int ftq_qtensor_alloc(ftq_qtensor *q, ftq_qscheme s, int rows, int cols, int gro
     q->row_bytes = ftq_qrow_bytes(s, cols);
     size_t nq = (size_t)rows * q->row_bytes, ns = (size_t)rows * q->ngroups;
     size_t nq4 = (nq + 3) / 4 * 4;
-    size_t total = nq4 + ns * sizeof(float) + (s == FTQ_QSCHEME_Q4A ? ns : 0);
+    size_t total = nq4 + ns * sizeof(float) * (s == FTQ_QSCHEME_Q4M ? 2 : 1) + (s == FTQ_QSCHEME_Q4A ? ns : 0);
     q->mem = malloc(total ? total : 1);
     if (!q->mem)
         return ftq_set_error(FTQ_ENOMEM, "out of memory for a quantized [%d, %d] tensor", rows, cols);
     q->qs = q->mem;
     q->scales = (float *)((char *)q->mem + nq4);
     q->zeros = s == FTQ_QSCHEME_Q4A ? (uint8_t *)q->mem + nq4 + ns * sizeof(float) : NULL;
+    q->mins = s == FTQ_QSCHEME_Q4M ? q->scales + ns : NULL;
     return FTQ_OK;
 }
 
@@ -422,6 +483,7 @@ int ftq_qtensor_quantize(ftq_qtensor *q, const float *w, int rows, int cols,
             st[2 * r] = codes ? quantize_row_impl(p, w + (size_t)r * cols, cols, q->qs + (size_t)r * q->row_bytes,
                                                   q->scales + (size_t)r * q->ngroups,
                                                   q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL,
+                                                  q->mins ? q->mins + (size_t)r * q->ngroups : NULL,
                                                   &st[2 * r + 1], codes, codes + gsize)
                               : ROW_NOMEM;
         }
@@ -446,16 +508,13 @@ void ftq_qtensor_dequantize(const ftq_qtensor *q, float *out)
     (void)par;
     OMP(omp parallel for schedule(static) if (par))
     for (int r = 0; r < q->rows; r++)
-        ftq_dequantize_row(q->scheme, q->group, q->qs + (size_t)r * q->row_bytes,
-                           q->scales + (size_t)r * q->ngroups,
-                           q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL, q->cols,
-                           out + (size_t)r * q->cols);
+        ftq_qtensor_dequantize_row(q, r, out + (size_t)r * q->cols);
 }
 
 size_t ftq_qtensor_file_bytes(const ftq_qtensor *q)
 {
     size_t ns = (size_t)q->rows * q->ngroups;
-    return (size_t)q->rows * q->row_bytes + 2 * ns + (q->zeros ? ns : 0);
+    return (size_t)q->rows * q->row_bytes + 2 * ns + (q->zeros ? ns : 0) + (q->mins ? 2 * ns : 0);
 }
 
 /* ---- errors --------------------------------------------------------------------------- */
@@ -492,9 +551,7 @@ int ftq_qtensor_error(const ftq_qtensor *q, const float *w, ftq_qerror *e)
     double se = 0.0, sr = 0.0, mx = 0.0;
     size_t mi = 0;
     for (int r = 0; r < q->rows; r++) {
-        ftq_dequantize_row(q->scheme, q->group, q->qs + (size_t)r * q->row_bytes,
-                           q->scales + (size_t)r * q->ngroups,
-                           q->zeros ? q->zeros + (size_t)r * q->ngroups : NULL, q->cols, row);
+        ftq_qtensor_dequantize_row(q, r, row);
         const float *x = w + (size_t)r * q->cols;
         for (int k = 0; k < q->cols; k++) {
             double d = (double)x[k] - (double)row[k];
@@ -539,6 +596,8 @@ int ftq_qmat_pack(ftq_qmat *m, const ftq_qtensor *q, int ab)
             m->d[dst] = q->scales[src];
             if (m->zp)
                 m->zp[dst] = q->zeros[src];
+            if (m->mn)
+                m->mn[dst] = q->mins[src];
         }
         for (int k = 0; k < m->kpad; k++) {
             int c;
@@ -605,6 +664,8 @@ int ftq_qtensor_matmul_ref(float *y, const float *x, const ftq_qtensor *w, int a
                 for (int k = k0; k < k1; k++)
                     isum += (code_at(w, o, k) - z) * qx[k];
                 acc = fmaf((float)isum, w->scales[gi] * dx[b], acc);
+                if (w->mins) /* q4m: + m * dx * sum(qx), as ggml's Q4_1 x Q8_1 */
+                    acc = fmaf((float)sx[b], w->mins[gi] * dx[b], acc);
             }
             y[(size_t)t * w->rows + o] = bias ? acc + bias[o] : acc;
         }

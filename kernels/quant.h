@@ -22,6 +22,9 @@
  *   q4   c in [0, 15] (nibble), z = 8, so q = c - 8 in [-8, 7]; plain d = max|x| / 7
  *   q4a  c in [0, 15], z in [0, 15] per group; [lo, hi] = [min(x, 0), max(x, 0)],
  *        plain d = (hi - lo) / 15, z = round(-lo / d)
+ *   q4m  ggml's Q4_1: value d * c + m, c in [0, 15], an f16 minimum m per group (z = 0);
+ *        m = min(x) rounded down to f16, d = (max(x) - m) / 15 rounded up; no search. Rows
+ *        need the tensor API (ftq_quantize_row refuses q4m; ftq_dequantize_row has no m)
  * Codes are c = clamp(nearbyint(x * (1 / d)) + z) (ties to even, the default rounding mode).
  * A group whose scale would be 0 or below FLT_MIN stores d = 0 and the zero code, so no
  * division by zero happens and it dequantizes to exact zeros. With f16_scales the scale is
@@ -139,6 +142,7 @@ typedef struct {
     uint8_t *qs;      /* [rows][row_bytes] */
     float *scales;    /* [rows][ngroups] */
     uint8_t *zeros;   /* [rows][ngroups] for q4a, else NULL */
+    float *mins;      /* [rows][ngroups] group minimums for q4m (value d * c + m), else NULL */
     void *mem;        /* owning allocation */
 } ftq_qtensor;
 
@@ -151,6 +155,8 @@ int ftq_qtensor_alloc(ftq_qtensor *q, ftq_qscheme scheme, int rows, int cols, in
  * the tensor name with ftq_wrap_error. FTQ_EINVAL, FTQ_ENUMERIC or FTQ_ENOMEM. */
 int ftq_qtensor_quantize(ftq_qtensor *q, const float *w, int rows, int cols,
                          const ftq_quant_params *p);
+/* out [cols] = row r, every scheme (q4m included). */
+void ftq_qtensor_dequantize_row(const ftq_qtensor *q, int r, float *out);
 /* out [rows, cols] (OpenMP over rows). */
 void ftq_qtensor_dequantize(const ftq_qtensor *q, float *out);
 void ftq_qtensor_free(ftq_qtensor *q);

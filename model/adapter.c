@@ -48,6 +48,42 @@ static int find_module(const ftq_model *m, const char *mod, int *layer, const mo
     return -1;
 }
 
+/* A quantized base cannot take W + s B A without requantizing it: the adapter stays beside
+ * the weight (f32 A and this part's rows of B, model-owned), and every product with it adds
+ * s (x A^T) B^T (model/forward.c), as PEFT's forward computes it. */
+static int keep_beside(ftq_model *m, const ftq_peft *ad, const ftq_peft_module *pm, ftq_tensor *const *ts, int n)
+{
+    const int r = (int)pm->A->shape[0];
+    if (!m->side) { /* room for every linear of every layer */
+        size_t cap = (size_t)m->cfg.n_layers * 7 + 1;
+        if (!(m->side = ftq_model_alloc(m, cap * sizeof *m->side)))
+            return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    }
+    float *A = ftq_model_alloc(m, sizeof(float) * (size_t)r * (size_t)pm->in);
+    float *B = ftq_model_alloc(m, sizeof(float) * (size_t)pm->out * (size_t)r);
+    if (!A || !B)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for adapter '%s'", pm->module);
+    int rc = ftq_tensor_to_f32(pm->A, A);
+    if (rc == FTQ_OK)
+        rc = ftq_tensor_to_f32(pm->B, B);
+    int64_t row0 = 0;
+    for (int k = 0; rc == FTQ_OK && k < n; k++) {
+        if (m->n_side >= (size_t)m->cfg.n_layers * 7 + 1)
+            return ftq_set_error(FTQ_EUNSUPPORTED, "adapter module '%s': more adapted weights than linear layers",
+                                 pm->module);
+        ftq_side_lora *s = &m->side[m->n_side++];
+        s->w = ts[k];
+        s->A = A;
+        s->B = B + (size_t)row0 * (size_t)r;
+        s->r = r;
+        s->in = (int)pm->in;
+        s->out = (int)ts[k]->shape[0];
+        s->scale = ftq_peft_scaling(ad);
+        row0 += ts[k]->shape[0];
+    }
+    return rc;
+}
+
 static int merge_module(ftq_model *m, const ftq_peft *ad, size_t i, const char *dir)
 {
     const ftq_peft_module *pm = ftq_peft_module_at(ad, i);
@@ -62,9 +98,9 @@ static int merge_module(ftq_model *m, const ftq_peft *ad, size_t i, const char *
         ts[k] = (ftq_tensor *)((char *)&m->layers[l] + row->field[k]);
         if (!ts[k]->data)
             return ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s': the model has no '%s'", dir, pm->module);
-        if (ts[k]->dtype != FTQ_DTYPE_F32)
-            return ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s' to '%s': its base weight is quantized "
-                                 "(merge the adapter into the float base, then quantize)", dir, pm->module);
+        if (ts[k]->dtype != FTQ_DTYPE_F32 && ts[k]->dtype != FTQ_DTYPE_QMAT)
+            return ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s' to '%s': its base weight is %s", dir,
+                                 pm->module, ftq_dtype_info(ts[k]->dtype)->name);
         if (ts[k]->ndim != 2 || ts[k]->shape[1] != pm->in)
             return ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': module '%s' takes %lld inputs, the model's "
                                  "weight %lld", dir, pm->module, (long long)pm->in, (long long)ts[k]->shape[1]);
@@ -73,6 +109,8 @@ static int merge_module(ftq_model *m, const ftq_peft *ad, size_t i, const char *
     if (rows_total != pm->out)
         return ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': module '%s' has %lld outputs, the model's "
                              "weight %lld", dir, pm->module, (long long)pm->out, (long long)rows_total);
+    if (ts[0]->dtype == FTQ_DTYPE_QMAT)
+        return keep_beside(m, ad, pm, ts, row->n);
     float *delta = malloc(sizeof(float) * (size_t)pm->out * (size_t)pm->in);
     if (!delta)
         return ftq_set_error(FTQ_ENOMEM, "out of memory merging '%s'", pm->module);

@@ -463,6 +463,7 @@ void ftq_bert_ws_free(ftq_bert_ws *ws)
     free(ws->mem);
     free(ws->bwd);
     free(ws->qscratch);
+    free(ws->wdeq);
     free(ws->lens);
     free(ws->ids);
     free(ws->types);
@@ -476,9 +477,13 @@ int ftq_bert_ws_new(const ftq_bert *m, int max_rows, int max_T, int train, ftq_b
     if (max_rows < 1 || max_T < 1 || max_T > c->max_position || max_rows > (1 << 20))
         return ftq_set_error(FTQ_EINVAL, "bert workspace: %d rows of %d tokens (at most %d positions)", max_rows, max_T,
                              c->max_position);
-    if (train && m->n_quantized)
+    if (train && m->n_quantized && !m->lora)
         return ftq_set_error(FTQ_EUNSUPPORTED, "bert workspace: training needs f32 weights, but %d tensors of the "
-                             "model are quantized (fine-tune before quantizing, or dequantize first)", m->n_quantized);
+                             "model are quantized (fine-tune before quantizing, dequantize first, or train lora "
+                             "adapters on it)", m->n_quantized);
+    if (train && m->q_cls)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "bert workspace: the classifier head is quantized, but training "
+                             "updates it (dequantize the model first)");
     ftq_bert_ws *ws = calloc(1, sizeof *ws);
     if (!ws)
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -512,15 +517,19 @@ int ftq_bert_ws_new(const ftq_bert *m, int max_rows, int max_T, int train, ftq_b
     ws->lens = calloc((size_t)max_rows, sizeof *ws->lens);
     ws->ids = calloc(N, sizeof *ws->ids);
     ws->types = calloc(N, sizeof *ws->types);
-    size_t qs = 0;
+    size_t qs = 0, qmax = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].q.data) {
             size_t b = ftq_linear_scratch_bytes(&m->tensors[i].q, (int)N);
+            size_t ne = (size_t)ftq_tensor_numel(&m->tensors[i].q);
             qs = b > qs ? b : qs;
+            qmax = ne > qmax ? ne : qmax;
         }
     if (qs)
         ws->qscratch = malloc(qs);
-    if (!ws->mem || !ws->lens || !ws->ids || !ws->types || (qs && !ws->qscratch)) {
+    if (train && qmax)
+        ws->wdeq = malloc(sizeof(float) * qmax);
+    if (!ws->mem || !ws->lens || !ws->ids || !ws->types || (qs && !ws->qscratch) || (train && qmax && !ws->wdeq)) {
         ftq_bert_ws_free(ws);
         return ftq_set_error(FTQ_ENOMEM, "out of memory for a bert workspace of %zu floats", total);
     }
@@ -879,6 +888,7 @@ int ftq_bert_add_head(ftq_bert *m, int n_labels, ftq_pool pool, uint64_t seed)
     m->params = p;
     m->n_params = total;
     m->n_tensors = keep;
+    m->q_cls = NULL; /* a dropped quantized head: the new one is f32 */
     c->num_labels = n_labels;
     c->pool = pool;
     static const char *const names[2] = {"classifier.weight", "classifier.bias"};

@@ -132,6 +132,8 @@ struct ftq_bert_ws {
     float *mem;
     float *bwd;       /* backward scratch (finetune/bert_train.c), allocated on first use */
     void *qscratch;   /* activation codes of the largest quantized product (NULL for f32 models) */
+    float *wdeq;      /* training (mode lora) on a quantized base: one dequantized weight for the
+                         backward's dX = dY W (the largest quantized tensor), else NULL */
 };
 
 /* Per-layer slices of a workspace (layer l; inference reuses one slot). */

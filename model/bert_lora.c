@@ -33,8 +33,9 @@ int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size
         return rc;
     if (m->lora)
         return ftq_set_error(FTQ_EINVAL, "the model already has lora adapters");
-    if (m->n_quantized)
-        return ftq_set_error(FTQ_EUNSUPPORTED, "lora on a quantized BERT checkpoint is not supported yet");
+    if (m->q_cls)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "lora on a BERT checkpoint with a quantized classifier is not "
+                             "supported (the head is trained: dequantize the model first)");
     const char *t = p->targets;
     int all = t && strcmp(t, "all-linear") == 0;
     if (t && !all)

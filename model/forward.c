@@ -10,6 +10,8 @@
 #include <omp.h>
 #endif
 
+#include <cblas.h>
+
 #include "kernels/kernels.h"
 #include "model/model.h"
 
@@ -151,21 +153,42 @@ static void add_gram(float *gram, const float *x, int T, int dim)
         ftq_gram_accumulate(gram, x, T, dim);
 }
 
+/* out [T, out] += scale (in A^T) B^T for every adapter kept beside w (a quantized base) */
+static int side_lora(const ftq_model *m, float *out, const float *in, const ftq_tensor *w, int T)
+{
+    for (size_t i = 0; i < m->n_side; i++) {
+        const ftq_side_lora *a = &m->side[i];
+        if (a->w != w)
+            continue;
+        float *u = malloc(sizeof(float) * (size_t)T * (size_t)a->r);
+        if (!u)
+            return ftq_set_error(FTQ_ENOMEM, "out of memory for a lora adapter's product");
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, a->r, a->in, 1.0f, in, a->in, a->A, a->in, 0.0f, u,
+                    a->r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, a->out, a->r, a->scale, u, a->r, a->B, a->r, 1.0f,
+                    out, a->out);
+        free(u);
+    }
+    return FTQ_OK;
+}
+
 /* One linear layer on the session's scratch. A quantized product runs on OpenMP alone
  * (never OpenBLAS), so inside a solo stage it gets the saved thread count back. */
 static int lin(ftq_session *s, int solo, float *out, const float *in, const ftq_tensor *w,
                const ftq_tensor *b, int T, int in_dim, int out_dim)
 {
+    int rc;
 #ifdef _OPENMP
     if (solo > 0 && ftq_linear_on_omp(w)) {
         omp_set_num_threads(solo);
-        int rc = ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
+        rc = ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
         omp_set_num_threads(1);
-        return rc;
+        return rc ? rc : s->m->n_side ? side_lora(s->m, out, in, w, T) : FTQ_OK;
     }
 #endif
     (void)solo;
-    return ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
+    rc = ftq_linear_forward_ex(out, in, w, b ? ftq_tdata(b) : NULL, T, in_dim, out_dim, s->qscratch);
+    return rc ? rc : s->m->n_side ? side_lora(s->m, out, in, w, T) : FTQ_OK;
 }
 
 #define TRYF(expr)                      \

@@ -19,6 +19,8 @@ static uint32_t exact_type(const ftq_qentry *e, uint32_t type)
 {
     if (e->cols % 32 || (e->group % 32 && e->group != FTQ_QGROUP_ROW))
         return 0;
+    if (e->scheme == FTQ_QSCHEME_Q4M) /* d * c + m: only Q4_1 holds it, with groups of 32 */
+        return (type == FTQ_GGUF_EXPORT_KEEP || type == FTQ_GGML_Q4_1) && e->group == 32 ? FTQ_GGML_Q4_1 : 0;
     if (type == FTQ_GGUF_EXPORT_KEEP)
         return e->scheme == FTQ_QSCHEME_Q4 ? FTQ_GGML_Q4_0 : FTQ_GGML_Q8_0;
     if (type == FTQ_GGML_Q8_0)
@@ -35,6 +37,8 @@ static int code_at(const ftq_qentry *e, const uint8_t *row, const uint8_t *zr, i
     if (e->scheme == FTQ_QSCHEME_Q8)
         return (int8_t)row[k];
     int c = (row[k / 2] >> (4 * (k % 2))) & 15;
+    if (e->scheme == FTQ_QSCHEME_Q4M)
+        return c; /* the code itself: its minimum is stored beside it */
     return c - (e->scheme == FTQ_QSCHEME_Q4A ? zr[k / e->group] : 8);
 }
 
@@ -57,7 +61,11 @@ static void *encode_exact(const ftq_qentry *e, uint32_t tt, size_t *nbytes)
             size_t g = e->group == FTQ_QGROUP_ROW ? 0 : b * 32 / (size_t)e->group;
             memcpy(y, qs + 2 * ((size_t)r * (size_t)ngroups + g), 2); /* the f16 scale, bit for bit */
             int k0 = (int)b * 32;
-            if (tt == FTQ_GGML_Q8_0) {
+            if (tt == FTQ_GGML_Q4_1) { /* f16 d, f16 m, byte j = c(j) | c(j + 16) << 4 */
+                memcpy(y + 2, (const unsigned char *)e->qmin->data + 2 * ((size_t)r * (size_t)ngroups + g), 2);
+                for (int j = 0; j < 16; j++)
+                    y[4 + j] = (unsigned char)(code_at(e, row, zr, k0 + j) | code_at(e, row, zr, k0 + 16 + j) << 4);
+            } else if (tt == FTQ_GGML_Q8_0) {
                 for (int j = 0; j < 32; j++)
                     y[2 + j] = (unsigned char)(int8_t)code_at(e, row, zr, k0 + j);
             } else { /* Q4_0: byte j = code j | code j + 16 << 4, codes 0..15 */

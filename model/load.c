@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
 #include "io/checkpoint_src.h"
+#include "model/model.h"
 #include "model/qcheckpoint.h"
 
 /* ---- the walk ------------------------------------------------------------------------- */
@@ -18,6 +18,7 @@
 typedef struct {
     const ftq_model_config *cfg;
     const ftq_checkpoint *ck;
+    int drop_parts; /* free a quantized entry's parts once packed (FTQ_LOAD_KEEP_QUANT GGUF copies) */
     const char *label;    /* model 'label': ... in messages */
     ftq_model *m;         /* NULL: validate only */
     const char *prefix;   /* GPT-2: "transformer." or "" */
@@ -84,6 +85,8 @@ static int need(walk *w, const ftq_tensor **out, int optional, int ndim, int64_t
         w->used[w->n_used++] = qe->qscale;
         if (qe->qzero)
             w->used[w->n_used++] = qe->qzero;
+        if (qe->qmin)
+            w->used[w->n_used++] = qe->qmin;
         *out = t;
         return FTQ_OK;
     }
@@ -147,6 +150,11 @@ static int bind_qmat(walk *w, ftq_tensor *dst, const ftq_qentry *e, int row0, in
         rc = ftq_qmat_pack(qm, &q, 0);
     }
     ftq_qtensor_free(&q);
+    if (rc == FTQ_OK && row0 + rows == e->rows && w->drop_parts) { /* a GGUF's heap copies: not read again */
+        const ftq_tensor *parts[] = {e->qweight, e->qscale, e->qzero, e->qmin};
+        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+            ftq_checkpoint_discard((ftq_checkpoint *)w->ck, parts[k]);
+    }
     if (rc != FTQ_OK)
         return ftq_wrap_error(rc, "model '%s': tensor '%s'", w->label, e->name);
     memset(dst, 0, sizeof *dst);
@@ -515,11 +523,12 @@ static int check_config(const ftq_model_config *c, const char *label)
 }
 
 static int run_walk(const ftq_model_config *cfg, const ftq_checkpoint *ck, const char *label,
-                    ftq_model *m, int bf16)
+                    ftq_model *m, unsigned flags)
 {
     TRY(check_config(cfg, label));
     size_t n = ftq_checkpoint_count(ck);
-    walk w = {.cfg = cfg, .ck = ck, .label = label, .m = m, .prefix = "", .bf16 = bf16};
+    walk w = {.cfg = cfg, .ck = ck, .label = label, .m = m, .prefix = "",
+              .drop_parts = (flags & FTQ_LOAD_KEEP_QUANT) != 0, .bf16 = (flags & FTQ_LOAD_BF16) != 0};
     ftq_qindex *qix = NULL;
     TRY(ftq_qindex_open(ck, label, &qix));
     w.qix = qix;
@@ -647,7 +656,7 @@ int ftq_model_load_ex(const char *dir, unsigned flags, ftq_model **out)
         !(m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (rc == FTQ_OK)
-        rc = run_walk(&m->cfg, m->ck, dir, m, (flags & FTQ_LOAD_BF16) != 0);
+        rc = run_walk(&m->cfg, m->ck, dir, m, flags);
     if (rc != FTQ_OK) {
         ftq_model_free(m);
         return rc;

@@ -28,6 +28,16 @@ typedef struct {
     ftq_tensor w_down, b_down;   /* [C, F], [C] */
 } ftq_layer_weights;
 
+/* A LoRA adapter kept beside a quantized weight w (ftq_model_apply_adapter on a QMAT base,
+ * which cannot be merged into): every product with w adds scale (x A^T) B^T, as PEFT's
+ * forward does. A [r, in] and B [out, r] (this part's rows of lora_B) are model-owned f32. */
+typedef struct {
+    const ftq_tensor *w;
+    const float *A, *B;
+    int r, in, out;
+    float scale;
+} ftq_side_lora;
+
 struct ftq_model {
     ftq_model_config cfg;
     ftq_checkpoint *ck; /* owned; tensors view into it */
@@ -45,6 +55,8 @@ struct ftq_model {
     ftq_qmat **qmats;           /* quantized matrices (their structs are in allocs) */
     size_t n_qmats;
     int n_quantized;            /* tensors of the model that are QMAT (tied head once) */
+    ftq_side_lora *side;        /* adapters on quantized weights (model-owned), n_side of them */
+    size_t n_side;
 };
 
 /* A session: the KV cache [layer][pos][n_kv * hd] (the K/V projections write their rows

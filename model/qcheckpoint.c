@@ -12,7 +12,8 @@
 #include "io/json_util.h"
 #include "model/qcheckpoint.h"
 
-static const char *const PART_SUFFIX[3] = {".qweight", ".qscale", ".qzero"};
+#define NPARTS 4
+static const char *const PART_SUFFIX[NPARTS] = {".qweight", ".qscale", ".qzero", ".qmin"};
 
 const char **ftq_qmeta_carry(const ftq_checkpoint *ck, size_t extra, size_t *n)
 {
@@ -104,11 +105,12 @@ int ftq_qindex_is_part(const ftq_qindex *ix, const char *name)
 {
     if (!ix)
         return 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < NPARTS; k++) {
         if (!has_suffix(name, PART_SUFFIX[k]))
             continue;
         for (size_t i = 0; i < ix->n; i++) {
-            const ftq_tensor *t = k == 0 ? ix->e[i].qweight : k == 1 ? ix->e[i].qscale : ix->e[i].qzero;
+            const ftq_tensor *t = k == 0 ? ix->e[i].qweight : k == 1 ? ix->e[i].qscale : k == 2 ? ix->e[i].qzero
+                                                                                                : ix->e[i].qmin;
             if (t && strcmp(t->name, name) == 0)
                 return 1;
         }
@@ -139,7 +141,8 @@ static int check_part(const vctx *c, ftq_qentry *e, int k, int want, ftq_dtype d
     int64_t shape[2] = {e->rows, d1};
     ftq_shape_str(shape, 2, exp, sizeof exp);
     if (!want && t)
-        rc = QBAD(c, e->name, "'%s' is present but scheme %s has no zero codes", pn, ftq_qscheme_info(e->scheme)->name);
+        rc = QBAD(c, e->name, "'%s' is present but scheme %s has no %s", pn, ftq_qscheme_info(e->scheme)->name,
+                  k == 2 ? "zero codes" : "group minimums");
     else if (want && !t)
         rc = QBAD(c, e->name, "missing tensor '%s' (%s %s)", pn, ftq_dtype_info(dt)->name, exp);
     else if (t && t->dtype != dt)
@@ -165,6 +168,16 @@ static int check_values(const vctx *c, const ftq_qentry *e)
         if ((h & 0x7c00) == 0x7c00)
             return QBAD(c, e->name, "non-finite scale %g at row %zu, group %zu", (double)ftq_f16_to_f32(h),
                         i / (ns / (size_t)e->rows), i % (ns / (size_t)e->rows));
+    }
+    if (e->qmin) { /* q4m's f16 minimums: finite too */
+        const unsigned char *mp = e->qmin->data;
+        for (size_t i = 0; i < ns; i++) {
+            uint16_t h;
+            memcpy(&h, mp + 2 * i, 2);
+            if ((h & 0x7c00) == 0x7c00)
+                return QBAD(c, e->name, "non-finite minimum %g at row %zu, group %zu", (double)ftq_f16_to_f32(h),
+                            i / (ns / (size_t)e->rows), i % (ns / (size_t)e->rows));
+        }
     }
     if (e->qzero) {
         const uint8_t *z = e->qzero->data;
@@ -200,9 +213,9 @@ static int parse_entry(const vctx *c, const char *name, const cJSON *v, ftq_qent
         return QBAD(c, name, "metadata entry has the key '%s' twice", dup);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(v, "scheme");
     if (!cJSON_IsString(s))
-        return QBAD(c, name, "\"scheme\" is %s, expected \"q8\", \"q4\" or \"q4a\"", ftq_json_describe(s, got, sizeof got));
+        return QBAD(c, name, "\"scheme\" is %s, expected \"q8\", \"q4\", \"q4a\" or \"q4m\"", ftq_json_describe(s, got, sizeof got));
     if (ftq_qscheme_from_name(s->valuestring, &e->scheme) != FTQ_OK)
-        return QBAD(c, name, "unknown scheme '%s' (expected q8, q4 or q4a)", s->valuestring);
+        return QBAD(c, name, "unknown scheme '%s' (expected q8, q4, q4a or q4m)", s->valuestring);
     int64_t g = -1;
     const cJSON *gj = cJSON_GetObjectItemCaseSensitive(v, "group");
     if (!ftq_json_int(gj, 0, 1 << 20, &g))
@@ -248,6 +261,8 @@ static int parse_entry(const vctx *c, const char *name, const cJSON *v, ftq_qent
         rc = check_part(c, e, 1, 1, FTQ_DTYPE_F16, ng, &e->qscale);
     if (rc == FTQ_OK)
         rc = check_part(c, e, 2, e->scheme == FTQ_QSCHEME_Q4A, FTQ_DTYPE_U8, ng, &e->qzero);
+    if (rc == FTQ_OK)
+        rc = check_part(c, e, 3, e->scheme == FTQ_QSCHEME_Q4M, FTQ_DTYPE_F16, ng, &e->qmin);
     if (rc == FTQ_OK)
         rc = check_values(c, e);
     if (rc != FTQ_OK)
@@ -341,7 +356,7 @@ int ftq_qindex_open(const ftq_checkpoint *ck, const char *label, ftq_qindex **ou
     /* every part must belong to a listed tensor */
     for (size_t i = 0; i < ftq_checkpoint_count(ck) && rc == FTQ_OK; i++) {
         const char *nm = ftq_checkpoint_tensor(ck, i)->name;
-        for (int k = 0; k < 3 && rc == FTQ_OK; k++) {
+        for (int k = 0; k < NPARTS && rc == FTQ_OK; k++) {
             if (!has_suffix(nm, PART_SUFFIX[k]) || ftq_qindex_is_part(ix, nm))
                 continue;
             if (!any_meta)
@@ -380,6 +395,14 @@ int ftq_qentry_read(const ftq_qentry *e, int row0, int n, ftq_qtensor *q)
     }
     if (q->zeros)
         memcpy(q->zeros, (const uint8_t *)e->qzero->data + s0, ns);
+    if (q->mins) {
+        const unsigned char *mp = (const unsigned char *)e->qmin->data + 2 * s0;
+        for (size_t i = 0; i < ns; i++) {
+            uint16_t h;
+            memcpy(&h, mp + 2 * i, 2);
+            q->mins[i] = ftq_f16_to_f32(h);
+        }
+    }
     return FTQ_OK;
 }
 
@@ -421,7 +444,8 @@ int ftq_quant_checkpoint_list(const ftq_checkpoint *ck, ftq_quant_tensor_info **
         t->shape[0] = e->view.shape[0];
         t->shape[1] = e->view.shape[1];
         t->transposed = e->transposed;
-        t->bytes = e->qweight->nbytes + e->qscale->nbytes + (e->qzero ? e->qzero->nbytes : 0);
+        t->bytes = e->qweight->nbytes + e->qscale->nbytes + (e->qzero ? e->qzero->nbytes : 0) +
+                   (e->qmin ? e->qmin->nbytes : 0);
     }
     if (rc == FTQ_OK) {
         *list = l;

@@ -38,6 +38,7 @@ typedef struct {
     char source_dtype[16]; /* informational ("" if absent) */
     char *copied_from;     /* informational: a split-off tied head's embedding, else NULL */
     const ftq_tensor *qweight, *qscale, *qzero; /* in the checkpoint; qzero NULL unless q4a */
+    const ftq_tensor *qmin; /* BASE.qmin (F16 [rows, groups], q4m's group minimums), else NULL */
     ftq_tensor view;       /* name NAME, dtype QMAT, NAME's HF shape, data NULL: stands for
                               the tensor where a reader looks NAME up */
 } ftq_qentry;

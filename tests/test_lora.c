@@ -609,8 +609,248 @@ done:
     ftq_model_free(m);
 }
 
+/* QLoRA on a Q4_1 GGUF (what SmolLM2 ships): --keep-quant binds every Q4_1 matrix as q4m
+ * (ggml's d * c + m, code for code), the embedding and the LM head included, and the trainer
+ * reads all of them in place: no f32 copy of the embedding or head in its buffer, logits on
+ * the quantized kernels, the head's dX from row chunks. The same GGUF loaded as f32 (ggml's
+ * dequantization: the very same weight values) is the reference: the only difference left
+ * is the kernels' int8 rounding of their input activations, so the losses agree to 2e-3
+ * relative and the gradient vector (every adapter) to 3e-2 relative L2. */
+static void test_qlora_q4_1_gguf(void)
+{
+    char gg[700], args[1600];
+    snprintf(gg, sizeof gg, "%s/tiny-q41.gguf", test_tmpdir("qlora_q41"));
+    snprintf(args, sizeof args, "export -m '%s' -o '%s' --type q4_1 --json", shared_path(LLAMA_DIR), gg);
+    cJSON_Delete(ftq_run_json(args));
+    ftq_model *mq = NULL, *mf = NULL;
+    ftq_tmodel *tq = NULL, *tf = NULL;
+    ASSERT_OK(ftq_model_load_ex(gg, FTQ_LOAD_KEEP_QUANT, &mq));
+    ASSERT_OK(ftq_model_load(gg, &mf));
+    if (!mq || !mf)
+        goto done;
+    const ftq_model_config *c = &mq->cfg;
+    CU_ASSERT(mq->tok_emb.dtype == FTQ_DTYPE_QMAT && mq->lm_head.dtype == FTQ_DTYPE_QMAT);
+    CU_ASSERT(((const ftq_qmat *)mq->tok_emb.data)->scheme == FTQ_QSCHEME_Q4M);
+    ftq_tmodel_params p = ftq_tmodel_default_params();
+    p.max_batch = 2;
+    p.max_seq = 6;
+    p.mode = FTQ_TRAIN_LORA;
+    p.lora.r = 2;
+    p.lora.alpha = 4;
+    p.lora.targets = "all-linear";
+    if (!(tq = new_tm(mq, &p)) || !(tf = new_tm(mf, &p)))
+        goto done;
+    size_t nq, nf;
+    ftq_tmodel_param_buffer(tq, &nq);
+    ftq_tmodel_param_buffer(tf, &nf);
+    CU_ASSERT(nq == nf);
+    CU_ASSERT(nq < (size_t)c->vocab_size * c->hidden_size); /* no embedding / head copy */
+    randomize_B(tq, 0.1f, 3);
+    randomize_B(tf, 0.1f, 3);
+    float lq, lf;
+    ftq_tmodel_zero_grad(tq);
+    ftq_tmodel_zero_grad(tf);
+    ASSERT_OK(ftq_tmodel_forward(tq, lm_ids, NULL, 2, 6, lm_tg, &lq, NULL));
+    ASSERT_OK(ftq_tmodel_backward(tq, 1.0f));
+    ASSERT_OK(ftq_tmodel_forward(tf, lm_ids, NULL, 2, 6, lm_tg, &lf, NULL));
+    ASSERT_OK(ftq_tmodel_backward(tf, 1.0f));
+    ASSERT_NEAR(lq, lf, 2e-3 * fabs(lf));
+    size_t gn, gn2;
+    const float *gq = ftq_tmodel_grad_buffer(tq, &gn), *gf = ftq_tmodel_grad_buffer(tf, &gn2);
+    CU_ASSERT_FATAL(gn == gn2 && gn > 0);
+    double e2 = 0, f2 = 0;
+    for (size_t i = 0; i < gn; i++) {
+        e2 += ((double)gq[i] - gf[i]) * ((double)gq[i] - gf[i]);
+        f2 += (double)gf[i] * gf[i];
+    }
+    fprintf(stderr, "[q4m vs f32 base: loss %.7g / %.7g, gradient relative L2 %.3g] ", lq, lf, sqrt(e2 / f2));
+    CU_ASSERT(sqrt(e2 / f2) <= 3e-2);
+done:
+    ftq_tmodel_free(tq);
+    ftq_tmodel_free(tf);
+    ftq_model_free(mq);
+    ftq_model_free(mf);
+}
+
+/* All 16 positions' logits of `ids` (malloc'd) from m. */
+static float *logits16(const ftq_model *m, const int32_t *ids)
+{
+    int V = m->cfg.vocab_size;
+    float *lg = malloc(sizeof(float) * 16 * (size_t)V);
+    ftq_session *s = NULL;
+    if (ftq_session_new(m, 16, &s) != FTQ_OK || ftq_session_eval(s, ids, 16, lg, 1) != FTQ_OK) {
+        free(lg);
+        lg = NULL;
+    }
+    ftq_session_free(s);
+    return lg;
+}
+
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(e / r);
+}
+
+/* --adapter on a quantized base (inference): the int8 weights cannot take W + s B A, so the
+ * adapter stays beside them and every product adds s (x A^T) B^T. Against the dequantized
+ * twin with the adapter merged (the same weights, W + s B A exactly) the logits differ only
+ * by the kernels' int8 activation rounding, far less than what the adapter changes. */
+static void test_adapter_on_quantized(void)
+{
+    char ad[600], q[640], d[640];
+    snprintf(ad, sizeof ad, "%.590s", test_tmpdir("adapter_q")); /* the adapter files; the models beside it */
+    snprintf(q, sizeof q, "%s/q8", ad);
+    snprintf(d, sizeof d, "%s/d", ad);
+    const char *base = shared_path("models/stories260K");
+    ftq_model *m = test_load_model(base), *mq = NULL, *md = NULL, *mq0 = NULL;
+    if (!m)
+        return;
+    ftq_tmodel_params p = ftq_tmodel_default_params();
+    p.max_batch = 1;
+    p.max_seq = 16;
+    p.mode = FTQ_TRAIN_LORA;
+    p.lora.r = 4;
+    p.lora.alpha = 8;
+    p.lora.targets = "all-linear";
+    ftq_tmodel *tm = new_tm(m, &p);
+    CU_ASSERT_FATAL(tm != NULL);
+    randomize_B(tm, 0.05f, 11);
+    ASSERT_OK(ftq_tmodel_save_adapter(tm, ad, base));
+    ftq_tmodel_free(tm);
+    ftq_model_free(m);
+    ftq_quantize_params qp = ftq_quantize_default_params();
+    qp.bits = 8;
+    qp.group = 32;
+    ftq_quantize_report rep;
+    memset(&rep, 0, sizeof rep);
+    ASSERT_OK(ftq_quantize_model(base, q, &qp, &rep));
+    ftq_quantize_report_free(&rep);
+    ASSERT_OK(ftq_dequantize_model(q, d, FTQ_DTYPE_F32));
+    ASSERT_OK(ftq_model_load(q, &mq));
+    ASSERT_OK(ftq_model_load(q, &mq0));
+    ASSERT_OK(ftq_model_load(d, &md));
+    CU_ASSERT_FATAL(mq && mq0 && md);
+    ASSERT_OK(ftq_model_apply_adapter(mq, ad));
+    ASSERT_OK(ftq_model_apply_adapter(md, ad));
+    CU_ASSERT(mq->n_side == (size_t)7 * mq->cfg.n_layers && md->n_side == 0);
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++)
+        ids[i] = i ? (i * 37 + 5) % mq->cfg.vocab_size : 1;
+    float *lq = logits16(mq, ids), *ld = logits16(md, ids), *l0 = logits16(mq0, ids);
+    CU_ASSERT_FATAL(lq && ld && l0);
+    size_t n = 16 * (size_t)mq->cfg.vocab_size;
+    double twin = rel_l2(lq, ld, n), effect = rel_l2(l0, ld, n);
+    fprintf(stderr, "[vs merged twin %.3g, adapter's effect %.3g] ", twin, effect);
+    CU_ASSERT(twin < 1e-2);
+    CU_ASSERT(effect > 10 * twin);
+    free(lq);
+    free(ld);
+    free(l0);
+    ftq_model_free(mq);
+    ftq_model_free(mq0);
+    ftq_model_free(md);
+}
+
 static void test_qlora_int8(void) { qlora_case(8); }
 static void test_qlora_int4(void) { qlora_case(4); }
+
+/* One BERT LoRA model (bert_tiny_random's layout at dir, a new 2-label pooler head, r = 2 on
+ * all six block linears, B ~ N(0, 0.5) from a fixed seed) and the loss and gradient of one
+ * batch; NULL grads on failure. */
+static float *bert_lora_grads(const char *dir, double *loss, size_t *n, size_t *start, int *nq)
+{
+    ftq_bert *m = NULL;
+    ftq_bert_ws *ws = NULL;
+    if (ftq_bert_load(dir, &m) != FTQ_OK)
+        return NULL;
+    *nq = ftq_bert_quantized_count(m);
+    ftq_lora_params lp = ftq_lora_default_params();
+    lp.r = 2;
+    lp.alpha = 4;
+    lp.targets = "all-linear";
+    float *grads = NULL;
+    if (ftq_bert_add_head(m, 2, FTQ_POOL_POOLER, 7) == FTQ_OK && ftq_bert_add_lora(m, &lp, 5, 12) == FTQ_OK &&
+        ftq_bert_ws_new(m, 2, 6, 1, &ws) == FTQ_OK) {
+        ftq_rng rng;
+        ftq_rng_seed(&rng, 8);
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int k = 0; k < BERT_LIN_N; k++) {
+                int out = k == BERT_LIN_FC1 ? m->cfg.ffn : m->cfg.hidden;
+                float *B = m->params + m->lora->off[((size_t)l * BERT_LIN_N + k) * 2 + 1];
+                for (int i = 0; i < out * 2; i++)
+                    B[i] = 0.5f * ftq_rng_normal(&rng);
+            }
+        const int32_t ids[12] = {2, 17, 45, 9, 88, 3, 2, 52, 7, 3, 0, 0}, types[12] = {0};
+        const int lens[2] = {6, 4};
+        const int32_t labels[2] = {1, 0};
+        *n = ftq_bert_num_params(m);
+        *start = (size_t)(m->w.cls_w - m->params);
+        grads = calloc(*n, sizeof(float));
+        if (ftq_bert_forward(m, ws, ids, types, lens, 2, 6) != FTQ_OK ||
+            ftq_bert_loss_grad(m, ws, labels, grads, 0, loss) != FTQ_OK) {
+            free(grads);
+            grads = NULL;
+        }
+    }
+    if (!grads)
+        fprintf(stderr, "\n  %s\n", ftq_last_error());
+    ftq_bert_ws_free(ws);
+    ftq_bert_free(m);
+    return grads;
+}
+
+/* LoRA on an int8 BERT checkpoint (ftq quantize: the twelve block linears int8):
+ * the forward on the int8 kernels, dX = dY W with one weight dequantized at a time. Against
+ * the dequantized checkpoint as an f32 base (the very same weight values), the only
+ * difference is the kernels' int8 rounding of their input activations: loss within 2e-3
+ * relative, the gradient (classifier and every adapter) within 3e-2 relative L2. */
+static int run_bert_lora_trainer_on(const char *model, const char *out, const char *resume);
+
+static void test_bert_qlora_int8(void)
+{
+    char q[600], d[640];
+    snprintf(q, sizeof q, "%s/q8", test_tmpdir("bert_qlora"));
+    snprintf(d, sizeof d, "%s-d", q);
+    ftq_quantize_params qp = ftq_quantize_default_params();
+    qp.bits = 8;
+    qp.group = 32;
+    ftq_quantize_report rep;
+    memset(&rep, 0, sizeof rep);
+    ASSERT_OK(ftq_quantize_model(shared_path("golden/bert_tiny_random"), q, &qp, &rep));
+    ftq_quantize_report_free(&rep);
+    ASSERT_OK(ftq_dequantize_model(q, d, FTQ_DTYPE_F32));
+    double lq = 0, lf = 0;
+    size_t nq = 0, nf = 0, sq = 0, sf = 0;
+    int cq = 0, cf = 0;
+    float *gq = bert_lora_grads(q, &lq, &nq, &sq, &cq), *gf = bert_lora_grads(d, &lf, &nf, &sf, &cf);
+    CU_ASSERT_FATAL(gq && gf && nq - sq == nf - sf); /* the quantized base has no f32 slice: offsets differ */
+    fprintf(stderr, "[%d quantized] ", cq);
+    CU_ASSERT(cq >= 2 * 6); /* at least the six linears of both blocks */
+    ASSERT_INT_EQ(cf, 0);
+    ASSERT_NEAR(lq, lf, 2e-3 * fabs(lf));
+    double e2 = 0, f2 = 0;
+    for (size_t i = 0; i < nq - sq; i++) {
+        e2 += ((double)gq[sq + i] - gf[sf + i]) * ((double)gq[sq + i] - gf[sf + i]);
+        f2 += (double)gf[sf + i] * gf[sf + i];
+    }
+    fprintf(stderr, "[int8 vs f32 base: loss %.7g / %.7g, gradient relative L2 %.3g] ", lq, lf, sqrt(e2 / f2));
+    CU_ASSERT(f2 > 0 && sqrt(e2 / f2) <= 3e-2);
+    free(gq);
+    free(gf);
+    /* the trainer end to end on the int8 base: an adapter directory, no model weights */
+    char out[700], f[760];
+    snprintf(out, sizeof out, "%s-run", q);
+    ASSERT_OK(run_bert_lora_trainer_on(q, out, NULL));
+    snprintf(f, sizeof f, "%s/adapter_model.safetensors", out);
+    CU_ASSERT(ftq_is_file(f));
+    snprintf(f, sizeof f, "%s/model.safetensors", out);
+    CU_ASSERT(!ftq_is_file(f));
+}
 
 /* BERT (bert_tiny_random, a 2-label head, pooler): LoRA r = 2 on all six block linears,
  * B ~ N(0, 0.5), dropout 0.2 with the mask held fixed by replaying its counter; the
@@ -759,6 +999,127 @@ static void test_trainer_resume(void)
     free(db);
 }
 
+/* The trainer in mode lora on BERT (bert_tiny_random, 32 SST-2 rows, dropout 0.1): 6 steps
+ * with a checkpoint every 3, and the same run resumed from checkpoint-3: the adapters and the
+ * head are byte for byte the uninterrupted run's (the optimizer state, the data order and
+ * the dropout masks all continue). */
+static int run_bert_lora_trainer_on(const char *model, const char *out, const char *resume)
+{
+    ftq_train_config c = ftq_train_default_config();
+    c.model_dir = model;
+    c.train_source = shared_path("data/sst2/train.tsv");
+    c.output_dir = out;
+    c.resume_dir = resume;
+    c.task = FTQ_TASK_CLASSIFY;
+    c.mode = FTQ_TRAIN_LORA;
+    c.lora.r = 2;
+    c.lora.alpha = 4;
+    c.lora.dropout = 0.1;
+    c.lora.targets = "all-linear";
+    c.max_steps = 6;
+    c.save_every = 3;
+    c.lr = 1e-2;
+    c.seq_len = 32;
+    c.batch_size = 4;
+    c.limit = 32;
+    ftq_trainer *t = NULL;
+    int rc = ftq_trainer_new(&c, &t);
+    if (rc == FTQ_OK) {
+        ftq_train_result r;
+        rc = ftq_trainer_run(t, &r);
+        ftq_train_result_free(&r);
+    }
+    if (rc != FTQ_OK)
+        fprintf(stderr, "\n  trainer: %s\n", ftq_last_error());
+    ftq_trainer_free(t);
+    return rc;
+}
+
+static int run_bert_lora_trainer(const char *out, const char *resume)
+{
+    return run_bert_lora_trainer_on(shared_path("golden/bert_tiny_random"), out, resume);
+}
+
+static void test_bert_resume(void)
+{
+    char a[600], b[600], ck[640], fa[700], fb[700];
+    snprintf(a, sizeof a, "%s/a", test_tmpdir("bert_lora_resume"));
+    snprintf(b, sizeof b, "%.580s/../b", a);
+    snprintf(ck, sizeof ck, "%s/checkpoint-3", a);
+    ASSERT_OK(run_bert_lora_trainer(a, NULL));
+    ASSERT_OK(run_bert_lora_trainer(b, ck));
+    snprintf(fa, sizeof fa, "%s/adapter_model.safetensors", a);
+    snprintf(fb, sizeof fb, "%s/adapter_model.safetensors", b);
+    char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    ASSERT_OK(ftq_read_file(fa, &da, &la));
+    ASSERT_OK(ftq_read_file(fb, &db, &lb));
+    CU_ASSERT(da && db && la == lb && la > 0 && memcmp(da, db, la) == 0);
+    free(da);
+    free(db);
+    /* a lora checkpoint cannot seed a full run */
+    ftq_train_config c = ftq_train_default_config();
+    c.model_dir = shared_path("golden/bert_tiny_random");
+    c.train_source = shared_path("data/sst2/train.tsv");
+    c.output_dir = b;
+    c.resume_dir = ck;
+    c.max_steps = 6;
+    c.limit = 32;
+    ftq_trainer *t = NULL;
+    int rc = ftq_trainer_new(&c, &t);
+    if (rc == FTQ_OK) {
+        ftq_train_result r;
+        rc = ftq_trainer_run(t, &r);
+        ftq_train_result_free(&r);
+    }
+    ftq_trainer_free(t);
+    CU_ASSERT(rc != FTQ_OK && strstr(ftq_last_error(), "lora run"));
+}
+
+/* `ftq embed --adapter`: the sentence embedding of the base with a BERT LoRA adapter (from a
+ * 6-step lora run) merged on load equals, bit for bit, that of the directory `ftq merge`
+ * writes from the same pair, and differs from the base's own. */
+static void test_embed_adapter(void)
+{
+    char ad[600], merged[640], args[2400];
+    snprintf(ad, sizeof ad, "%.590s", test_tmpdir("embed_adapter"));
+    snprintf(merged, sizeof merged, "%s/merged", ad);
+    ASSERT_OK(run_bert_lora_trainer(ad, NULL));
+    const char *base = shared_path("golden/bert_tiny_random");
+    snprintf(args, sizeof args, "merge -m '%s' --adapter '%s' -o '%s'", base, ad, merged);
+    char *out = NULL, *err = NULL;
+    int rc = ftq_run(args, &out, &err);
+    if (rc != 0)
+        fprintf(stderr, "\n  merge: %s\n", err ? err : "?");
+    ASSERT_INT_EQ(rc, 0);
+    free(out);
+    free(err);
+    cJSON *e[3];
+    const char *models[3] = {base, merged, base};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "embed -m '%s' %s%s%s -p 'a gripping, funny film' --json", models[k],
+                 k == 0 ? "--adapter '" : "", k == 0 ? ad : "", k == 0 ? "'" : "");
+        e[k] = ftq_run_json(args);
+    }
+    CU_ASSERT_FATAL(e[0] && e[1] && e[2]);
+    const cJSON *v[3];
+    for (int k = 0; k < 3; k++)
+        v[k] = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e[k], "embeddings"), 0);
+    CU_ASSERT_FATAL(cJSON_IsArray(v[0]) && cJSON_IsArray(v[1]) && cJSON_IsArray(v[2]));
+    int n = cJSON_GetArraySize(v[0]), same = 0, moved = 0;
+    ASSERT_INT_EQ(cJSON_GetArraySize(v[1]), n);
+    for (int i = 0; i < n; i++) {
+        double a0 = cJSON_GetArrayItem(v[0], i)->valuedouble, a1 = cJSON_GetArrayItem(v[1], i)->valuedouble,
+               a2 = cJSON_GetArrayItem(v[2], i)->valuedouble;
+        same += a0 == a1;
+        moved += fabs(a0 - a2) > 1e-6;
+    }
+    ASSERT_INT_EQ(same, n);
+    CU_ASSERT(moved > n / 2);
+    for (int k = 0; k < 3; k++)
+        cJSON_Delete(e[k]);
+}
+
 void test_register_lora(void)
 {
     static const test_case cases[] = {
@@ -773,8 +1134,13 @@ void test_register_lora(void)
         {"roundtrip_gpt2", test_roundtrip_gpt2},
         {"qlora_int8", test_qlora_int8},
         {"qlora_int4", test_qlora_int4},
+        {"qlora_q4_1_gguf", test_qlora_q4_1_gguf},
+        {"adapter_on_quantized", test_adapter_on_quantized},
         {"bert_fd", test_bert_fd},
+        {"bert_qlora_int8", test_bert_qlora_int8},
         {"trainer_resume", test_trainer_resume},
+        {"bert_resume", test_bert_resume},
+        {"embed_adapter", test_embed_adapter},
         {NULL, NULL},
     };
     test_add_suite("lora", cases);

@@ -181,6 +181,7 @@ static const kconfig kconfigs[] = {
     {FTQ_QSCHEME_Q4, 32, 32},   {FTQ_QSCHEME_Q4, 64, 64},   {FTQ_QSCHEME_Q4, 128, 32},
     {FTQ_QSCHEME_Q4, 128, 128}, {FTQ_QSCHEME_Q4A, 32, 32},  {FTQ_QSCHEME_Q4A, 64, 32},
     {FTQ_QSCHEME_Q4A, 128, 64}, {FTQ_QSCHEME_Q4A, 128, 128},
+    {FTQ_QSCHEME_Q4M, 32, 32},  {FTQ_QSCHEME_Q4M, 64, 32},  {FTQ_QSCHEME_Q4M, 128, 128},
 };
 #define NKCONFIGS (int)(sizeof kconfigs / sizeof kconfigs[0])
 

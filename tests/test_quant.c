@@ -81,7 +81,7 @@ static double half_step_excess(const float *x, const float *deq, const float *sc
 
 static void test_scheme_table(void)
 {
-    const char *names[] = {"q8", "q4", "q4a"};
+    const char *names[] = {"q8", "q4", "q4a", "q4m"};
     for (int i = 0; i < FTQ_QSCHEME_COUNT; i++) {
         ftq_qscheme s;
         const ftq_qscheme_traits *t = ftq_qscheme_info((ftq_qscheme)i);
@@ -102,6 +102,60 @@ static void test_scheme_table(void)
     ASSERT_INT_EQ(ftq_qrow_bytes(FTQ_QSCHEME_Q8, 7), 7);
     ASSERT_INT_EQ(ftq_qrow_groups(32, 65), 3);
     ASSERT_INT_EQ(ftq_qrow_groups(FTQ_QGROUP_ROW, 65), 1);
+}
+
+/* q4m (ggml's Q4_1): per group the minimum m is an f16 at or below every element, d an f16,
+ * every element within d / 2 of d * c + m (up to float rounding), codes in [0, 15]; a zero
+ * group stores d = m = 0; the dequantized row,
+ * the packed matrix's rows and the rows of a re-read tensor agree bit for bit. */
+static void test_q4m(void)
+{
+    ftq_rng r;
+    ftq_rng_seed(&r, 7);
+    const int rows = 9, cols = 160;
+    float *w = malloc(sizeof(float) * rows * cols), *deq = malloc(sizeof(float) * rows * cols), row[160];
+    for (int i = 0; i < rows * cols; i++)
+        w[i] = ftq_rng_normal(&r) * (i < cols ? 1e-6f : 0.05f) + (i / cols == 2 ? 3.0f : 0.0f);
+    for (int k = 0; k < 32; k++) {
+        w[3 * cols + k] = -0.3f; /* a constant group: m is -0.3 rounded down, d tiny */
+        w[4 * cols + k] = 0.0f;  /* a zero group: d = m = 0 */
+    }
+    ftq_quant_params p = ftq_quant_default_params();
+    p.scheme = FTQ_QSCHEME_Q4M;
+    ftq_qtensor q;
+    ASSERT_OK(ftq_qtensor_quantize(&q, w, rows, cols, &p));
+    CU_ASSERT_FATAL(q.mins != NULL && q.zeros == NULL);
+    ftq_qtensor_dequantize(&q, deq);
+    int bad = 0;
+    for (int rr = 0; rr < rows; rr++)
+        for (int g = 0; g < q.ngroups; g++) {
+            float d = q.scales[rr * q.ngroups + g], m = q.mins[rr * q.ngroups + g];
+            bad += ftq_f16_to_f32(ftq_f32_to_f16(d)) != d || ftq_f16_to_f32(ftq_f32_to_f16(m)) != m || d < 0.0f;
+            for (int k = g * 32; k < (g + 1) * 32; k++) {
+                float x = w[rr * cols + k], y = deq[rr * cols + k];
+                int c = ftq_q4_get(q.qs + (size_t)rr * q.row_bytes, k);
+                bad += m > x || y != (float)c * d + m;
+                bad += fabsf(x - y) > 0.5f * d * (1.0f + 1e-4f) + 1e-7f * fabsf(x);
+            }
+        }
+    ASSERT_INT_EQ(bad, 0);
+    CU_ASSERT(q.mins[3 * q.ngroups] == ftq_f16_to_f32(0xb4cd) /* -0.30005, the f16 below -0.3 */);
+    CU_ASSERT(q.scales[4 * q.ngroups] == 0.0f && q.mins[4 * q.ngroups] == 0.0f && deq[4 * cols] == 0.0f);
+    ftq_qmat m;
+    ASSERT_OK(ftq_qmat_pack(&m, &q, 0));
+    for (int rr = 0; rr < rows; rr++) {
+        ftq_qmat_dequantize_row(&m, rr, row);
+        bad += memcmp(row, deq + rr * cols, sizeof row) != 0;
+    }
+    ASSERT_INT_EQ(bad, 0);
+    ASSERT_INT_EQ((int)ftq_qtensor_file_bytes(&q), rows * (cols / 2 + 4 * 5));
+    uint8_t qs[80];
+    float sc[5];
+    ASSERT_INT_EQ(ftq_quantize_row(&p, w, cols, qs, sc, NULL, NULL), FTQ_EINVAL);
+    ftq_qmat_free(&m);
+    ftq_qtensor_free(&q);
+    free(w);
+    free(deq);
 }
 
 static void test_params(void)
@@ -706,6 +760,7 @@ void test_register_quant(void)
     static const test_case cases[] = {
         {"scheme_table", test_scheme_table},
         {"params", test_params},
+        {"q4m", test_q4m},
         {"f16_scale", test_f16_scale},
         {"half_step", test_half_step},
         {"degenerate_groups", test_degenerate_groups},
