@@ -35,6 +35,7 @@ int cmd_quantize(int argc, char **argv)
     const char *model = default_model_dir(), *out = NULL, *type = "int8", *emb = "keep", *head = "auto";
     const char *calib = NULL, *method = "rtn";
     int group = -1, asym = 0, search = 0, json = 0, show = 0, calib_tokens = 65536, calib_ctx = 512, act_order = 0;
+    int awq = 0;
     double damp = 0.01, bits = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (F32, F16 or BF16 weights)", 0, -1},
@@ -49,7 +50,9 @@ int cmd_quantize(int argc, char **argv)
          "scale search, and what --method gptq and --bits need", 0, -1},
         {"calib-tokens", 0, OPT_INT, &calib_tokens, "N", "use at most N calibration tokens", 1, 1 << 30},
         {"calib-ctx", 0, OPT_INT, &calib_ctx, "N", "tokens per calibration window", 2, 1 << 20},
-        {"method", 0, OPT_STR, &method, "M", "rtn (default; with --calib the importance-weighted search) | gptq", 0, -1},
+        {"method", 0, OPT_STR, &method, "M", "rtn (default; with --calib the importance-weighted search) | gptq | awq "
+         "(activation-aware scales, then the importance-weighted search)", 0, -1},
+        {"awq", 0, OPT_FLAG, &awq, NULL, "activation-aware scales before --method (awq with gptq: --method gptq --awq)", 0, -1},
         {"act-order", 0, OPT_FLAG, &act_order, NULL, "gptq: columns by decreasing Hessian diagonal (static groups)", 0, -1},
         {"damp", 0, OPT_FLOAT, &damp, "F", "gptq: damping, fraction of the mean Hessian diagonal", 0, 10},
         {"bits", 0, OPT_FLOAT, &bits, "B", "int4 with --calib: mixed int4 / int8 per linear layer by measured "
@@ -60,7 +63,7 @@ int cmd_quantize(int argc, char **argv)
     };
     const ftq_cmd_spec spec = {
         "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--search] [--embeddings P] [--head P]\n"
-        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq] [--act-order] [--bits B]]",
+        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq|awq] [--awq] [--act-order] [--bits B]]",
         "Quantize a model to int8 or int4 weights (docs/quant-format.md). The output directory holds\n"
         "model.safetensors in ftq's quantized format plus the config and tokenizer files; ftq loads it\n"
         "like any model (perplexity, generate, classify), 'ftq dequantize' turns it back into an\n"
@@ -86,7 +89,10 @@ int cmd_quantize(int argc, char **argv)
         "of FILE measures every block linear layer's input (sum of x^2 per input channel, as\n"
         "llama.cpp's imatrix; with gptq also sum x x^T). Then each group's scale minimizes the\n"
         "importance-weighted error (rtn), or GPTQ compensates each column's rounding error in the\n"
-        "later columns (gptq; H = 2 X^T X, 1 % damping). --bits B measures, for each linear layer,\n"
+        "later columns (gptq; H = 2 X^T X, 1 % damping). awq first multiplies each input channel\n"
+        "of every linear layer by s = (mean |x|)^alpha (alpha searched per block and layer group for\n"
+        "the least output error on the calibration inputs) and divides it out of the norm or\n"
+        "linear layer before (exact in f32: the file's norm weights change). --bits B measures, for each linear layer,\n"
         "the KL divergence from the source model on a calibration window with only that layer at\n"
         "int4, and stores at int8 the layers with the most KL per extra byte that fit B. The\n"
         "calibration (file, tokens, method) and the plan are recorded in the file's metadata.\n"
@@ -123,10 +129,13 @@ int cmd_quantize(int argc, char **argv)
         p.method = FTQ_QMETHOD_RTN;
     else if (strcmp(method, "gptq") == 0)
         p.method = FTQ_QMETHOD_GPTQ;
+    else if (strcmp(method, "awq") == 0)
+        awq = 1;
     else
-        return cmd_fail(spec.name, "unknown --method '%s' (expected rtn or gptq)", method) + 1;
-    if (!calib && (p.method == FTQ_QMETHOD_GPTQ || bits > 0 || act_order))
-        return cmd_fail(spec.name, "--method gptq, --act-order and --bits need --calib FILE") + 1;
+        return cmd_fail(spec.name, "unknown --method '%s' (expected rtn, gptq or awq)", method) + 1;
+    if (!calib && (p.method == FTQ_QMETHOD_GPTQ || bits > 0 || act_order || awq))
+        return cmd_fail(spec.name, "--method gptq|awq, --awq, --act-order and --bits need --calib FILE") + 1;
+    p.awq = awq;
     if (bits > 0 && p.bits != 4)
         return cmd_fail(spec.name, "--bits applies to --type int4 (it mixes int4 and int8)") + 1;
     if (calib && p.group == 0)
@@ -203,7 +212,9 @@ int cmd_quantize(int argc, char **argv)
         }
         if (rep.calib_tokens > 0)
             printf("calibration: %s tokens of '%s' (%s), %.2f s\n", fmt_count(rep.calib_tokens), p.calib_name,
-                   p.method == FTQ_QMETHOD_GPTQ ? (act_order ? "gptq, act order" : "gptq") : "importance-weighted search",
+                   p.method == FTQ_QMETHOD_GPTQ ? (act_order ? "gptq, act order" : "gptq")
+                   : awq                       ? "awq, importance-weighted search"
+                                               : "importance-weighted search",
                    rep.calib_seconds);
         if (bits > 0) {
             int n8 = 0, n4 = 0;

@@ -62,6 +62,11 @@ typedef struct {
     ftq_qmethod method;
     int act_order;          /* GPTQ: columns by decreasing H_jj, static groups */
     double damp;            /* GPTQ: damping, fraction of mean(diag H) (default 0.01) */
+    /* AWQ (needs calib; decoders): per input channel scales s = (mean |x_j|)^alpha, alpha
+     * searched per layer group on the calibration inputs, folded into the preceding norm
+     * (q/k/v, gate/up) or linear (v_proj -> o_proj, up_proj -> down_proj); then the
+     * importance search (method RTN) or GPTQ on the scaled layers (quant/awq.h). */
+    int awq;
     /* Mixed precision (needs calib, bits 4): > 0 assigns int4 or int8 (q8, groups of 32) to
      * each block linear layer so the average bits per weight of those layers (scales
      * included: q4 g32 = 4.5, q8 g32 = 8.5) stays at most target_bits, upgrading to int8
@@ -82,7 +87,7 @@ typedef struct {
     double rmse, max_abs, rel_rmse;
     size_t bytes;      /* bytes in the output file */
     int64_t numel;     /* elements of the tensor */
-    char method[12];   /* "rtn", "search", "imatrix", "gptq" */
+    char method[12];   /* "rtn", "search", "imatrix", "gptq", "awq", "awq+gptq" */
     double sensitivity; /* mixed precision: calibration KL with only this layer int4, else -1 */
     double out_err;    /* calibrated: mean squared output error over the calibration tokens, else -1 */
 } ftq_quantize_tensor_report;

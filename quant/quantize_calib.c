@@ -24,6 +24,10 @@ void ftq_qcalib_stats_free(ftq_act_stats *st)
     free(st->o_gram);
     free(st->mlp_gram);
     free(st->down_gram);
+    free(st->attn_abs);
+    free(st->o_abs);
+    free(st->mlp_abs);
+    free(st->down_abs);
     memset(st, 0, sizeof *st);
 }
 
@@ -76,6 +80,13 @@ int ftq_qcalib_collect(ftq_model *m, const ftq_quantize_params *p, int want_gram
         st->mlp_gram = calloc(L * C * C, sizeof(float));
         st->down_gram = calloc(L * F * F, sizeof(float));
         ok = st->attn_gram && st->o_gram && st->mlp_gram && st->down_gram;
+    }
+    if (ok && p->awq) {
+        st->attn_abs = calloc(L * C, sizeof(double));
+        st->o_abs = calloc(L * Q, sizeof(double));
+        st->mlp_abs = calloc(L * C, sizeof(double));
+        st->down_abs = calloc(L * F, sizeof(double));
+        ok = st->attn_abs && st->o_abs && st->mlp_abs && st->down_abs;
     }
     int32_t *win = malloc(sizeof(int32_t) * (size_t)p->calib_ctx);
     ftq_session *s = NULL;

@@ -80,6 +80,8 @@ static int check_params(const ftq_quantize_params *p)
         return ftq_set_error(FTQ_EINVAL, "invalid method %d: expected rtn or gptq", (int)p->method);
     if (p->method == FTQ_QMETHOD_GPTQ && !p->calib)
         return ftq_set_error(FTQ_EINVAL, "gptq needs calibration text");
+    if (p->awq && !p->calib)
+        return ftq_set_error(FTQ_EINVAL, "awq needs calibration text");
     if (p->calib && p->group == 0)
         return ftq_set_error(FTQ_EINVAL, "calibrated quantization needs groups (32, 64 or 128), not one scale per row");
     if (p->target_bits != 0 && (!p->calib || p->bits != 4 || !(p->target_bits > 0 && p->target_bits <= 8.5)))
@@ -292,6 +294,11 @@ static int emit_job(outlist *o, const job *j, size_t *bytes)
         *t = *j->src;
         t->name = (char *)j->name;
         t->owned = 0;
+        if (j->replace) { /* folded values, f32 in the source's shape */
+            t->dtype = FTQ_DTYPE_F32;
+            t->data = (void *)j->w;
+            t->nbytes = sizeof(float) * (size_t)j->cols;
+        }
         *bytes = t->nbytes;
         return FTQ_OK;
     }
@@ -317,6 +324,8 @@ static int add_item(cJSON *o, const char *key, cJSON *v)
 
 static const char *job_method(const job *j)
 {
+    if (j->awq && j->imp)
+        return j->gptq && j->gram ? "awq+gptq" : "awq";
     return j->gptq && j->gram ? "gptq" : j->imp ? "imatrix" : j->qp.search ? "search" : "rtn";
 }
 
@@ -398,19 +407,31 @@ static size_t file_size(const char *path)
 }
 
 /* The calibration and mixed-precision plan as the metadata value FTQ_QUANT_KEY_CALIB. */
-static char *calib_json(const ftq_quantize_params *p, const jobs *js, int64_t tokens)
+static char *calib_json(const ftq_quantize_params *p, const jobs *js, const ftq_qsource *src)
 {
     cJSON *o = cJSON_CreateObject(), *plan = p->target_bits > 0 ? cJSON_CreateObject() : NULL;
     if (!o)
         return NULL;
     int ok = add_item(o, "file", cJSON_CreateString(p->calib_name ? p->calib_name : ""));
-    ok &= add_item(o, "tokens", cJSON_CreateNumber((double)tokens));
+    ok &= add_item(o, "tokens", cJSON_CreateNumber((double)src->calib_tokens));
     ok &= add_item(o, "ctx", cJSON_CreateNumber(p->calib_ctx));
     ok &= add_item(o, "bos", cJSON_CreateBool(p->calib_bos >= 0));
-    ok &= add_item(o, "method", cJSON_CreateString(p->method == FTQ_QMETHOD_GPTQ ? "gptq" : "imatrix"));
+    ok &= add_item(o, "method", cJSON_CreateString(p->method == FTQ_QMETHOD_GPTQ ? (p->awq ? "awq+gptq" : "gptq")
+                                                   : p->awq ? "awq" : "imatrix"));
     if (p->method == FTQ_QMETHOD_GPTQ) {
         ok &= add_item(o, "damp", cJSON_CreateNumber(p->damp));
         ok &= add_item(o, "act_order", cJSON_CreateBool(p->act_order));
+    }
+    if (p->awq && src->awq_alpha) {
+        /* per block: the alpha of q/k/v, o, gate/up, down (-1: not applied) */
+        cJSON *al = cJSON_CreateArray();
+        for (int l = 0; al && l < src->awq_layers; l++) {
+            cJSON *row = cJSON_CreateArray();
+            for (int k = 0; row && k < 4; k++)
+                ok &= add_item(row, NULL, cJSON_CreateNumber(src->awq_alpha[l * 4 + k]));
+            ok &= add_item(al, NULL, row);
+        }
+        ok &= add_item(o, "awq_alpha", al);
     }
     if (p->target_bits > 0) {
         ok &= add_item(o, "target_bits", cJSON_CreateNumber(p->target_bits));
@@ -583,7 +604,7 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     for (size_t i = 0; i < js.n && rc == FTQ_OK; i++)
         rc = quantize_job(&js.j[i]);
     char *calib = NULL;
-    if (rc == FTQ_OK && p->calib && !(calib = calib_json(p, &js, src.calib_tokens)))
+    if (rc == FTQ_OK && p->calib && !(calib = calib_json(p, &js, &src)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (rc == FTQ_OK)
         rc = write_output(src.ck, &js, src.split, tmp, calib, report);
