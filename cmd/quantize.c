@@ -85,7 +85,7 @@ int cmd_quantize(int argc, char **argv)
         "(exactly the linear layers' scheme). --head int8/int4/same also applies to a score head.\n"
         "Quantized embeddings are dequantized row by row at lookup. When a tied embedding and\n"
         "the head get the same quantization they stay tied (one matrix).\n"
-        "Calibration (--calib FILE, decoders): one forward pass over windows of --calib-ctx tokens\n"
+        "Calibration (--calib FILE; BERT encoders: the importance search only): one forward pass over windows of --calib-ctx tokens\n"
         "of FILE measures every block linear layer's input (sum of x^2 per input channel, as\n"
         "llama.cpp's imatrix; with gptq also sum x x^T). Then each group's scale minimizes the\n"
         "importance-weighted error (rtn), or GPTQ compensates each column's rounding error in the\n"

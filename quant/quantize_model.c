@@ -588,9 +588,9 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     memset(&src, 0, sizeof src);
     char *tmp = NULL;
     jobs js = {0};
-    if (arch != &ftq_quant_arch_decoder && p->calib)
-        rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot calibrate '%s': calibrated quantization is for decoders (this "
-                           "is a %s)", in_dir, arch->name);
+    if (arch != &ftq_quant_arch_decoder && p->calib && (p->method != FTQ_QMETHOD_RTN || p->awq || p->target_bits > 0))
+        rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot quantize '%s': gptq, awq and --bits are for decoders (this is a "
+                           "%s; its calibration takes the importance-weighted search only)", in_dir, arch->name);
     else
         rc = arch->open(in_dir, p, &src, &js);
     if (rc == FTQ_OK)

@@ -352,6 +352,7 @@ static void test_refusals(void)
     CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d, &p, &rep), FTQ_EINVAL);
     p = cparams(ids, 4096);
     p.embeddings = FTQ_QPOLICY_KEEP;
+    p.method = FTQ_QMETHOD_GPTQ; /* an encoder takes the importance search only */
     CU_ASSERT_EQUAL(ftq_quantize_model(shared_path("models/all-MiniLM-L6-v2"), d, &p, &rep), FTQ_EUNSUPPORTED);
     CU_ASSERT(strstr(ftq_last_error(), "decoders") != NULL);
     CU_ASSERT(!ftq_is_quantized_checkpoint(d)); /* nothing was written */
