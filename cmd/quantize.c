@@ -33,7 +33,7 @@ static void on_sensitivity(void *user, int done, int total, const char *name)
 int cmd_quantize(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type = "int8", *emb = "keep", *head = "auto";
-    const char *calib = NULL, *method = "rtn";
+    const char *calib = NULL, *method = "rtn", *sens_from = NULL;
     int group = -1, asym = 0, search = 0, json = 0, show = 0, calib_tokens = 65536, calib_ctx = 512, act_order = 0;
     int awq = 0;
     double damp = 0.01, bits = 0;
@@ -57,13 +57,15 @@ int cmd_quantize(int argc, char **argv)
         {"damp", 0, OPT_FLOAT, &damp, "F", "gptq: damping, fraction of the mean Hessian diagonal", 0, 10},
         {"bits", 0, OPT_FLOAT, &bits, "B", "int4 with --calib: mixed int4 / int8 per linear layer by measured "
          "sensitivity, at most B bits per weight on average (q4 g32 = 4.5, q8 g32 = 8.5)", 0, 8.5},
+        {"sensitivity", 0, OPT_STR, &sens_from, "DIR", "with --bits: reuse the layer sensitivities recorded in DIR, an "
+         "earlier --bits output with the same --calib, --calib-tokens, --calib-ctx, awq and int4 scheme", 0, -1},
         {"tensors", 0, OPT_FLAG, &show, NULL, "print the error of every quantized tensor", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
     const ftq_cmd_spec spec = {
         "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--search] [--embeddings P] [--head P]\n"
-        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq|awq] [--awq] [--act-order] [--bits B]]",
+        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq|awq] [--awq] [--act-order] [--bits B [--sensitivity DIR]]]",
         "Quantize a model to int8 or int4 weights (docs/quant-format.md). The output directory holds\n"
         "model.safetensors in ftq's quantized format plus the config and tokenizer files; ftq loads it\n"
         "like any model (perplexity, generate, classify), 'ftq dequantize' turns it back into an\n"
@@ -85,16 +87,18 @@ int cmd_quantize(int argc, char **argv)
         "(exactly the linear layers' scheme). --head int8/int4/same also applies to a score head.\n"
         "Quantized embeddings are dequantized row by row at lookup. When a tied embedding and\n"
         "the head get the same quantization they stay tied (one matrix).\n"
-        "Calibration (--calib FILE; BERT encoders: the importance search only): one forward pass over windows of --calib-ctx tokens\n"
-        "of FILE measures every block linear layer's input (sum of x^2 per input channel, as\n"
-        "llama.cpp's imatrix; with gptq also sum x x^T). Then each group's scale minimizes the\n"
-        "importance-weighted error (rtn), or GPTQ compensates each column's rounding error in the\n"
-        "later columns (gptq; H = 2 X^T X, 1 % damping). awq first multiplies each input channel\n"
-        "of every linear layer by s = (mean |x|)^alpha (alpha searched per block and layer group for\n"
-        "the least output error on the calibration inputs) and divides it out of the norm or\n"
-        "linear layer before (exact in f32: the file's norm weights change). --bits B measures, for each linear layer,\n"
-        "the KL divergence from the source model on a calibration window with only that layer at\n"
-        "int4, and stores at int8 the layers with the most KL per extra byte that fit B. The\n"
+        "Calibration (--calib FILE; BERT encoders: the importance search only): one forward pass\n"
+        "over windows of --calib-ctx tokens of FILE measures every block linear layer's input (sum\n"
+        "of x^2 per input channel, as llama.cpp's imatrix; with gptq also sum x x^T). Then each\n"
+        "group's scale minimizes the importance-weighted error (rtn), or GPTQ compensates each\n"
+        "column's rounding error in the later columns (gptq; H = 2 X^T X, 1 % damping). awq first\n"
+        "multiplies each input channel of every linear layer by s = (mean |x|)^alpha (alpha\n"
+        "searched per block and layer group for the least output error on the calibration inputs)\n"
+        "and divides it out of the norm or linear layer before (exact in f32: the file's norm\n"
+        "weights change). --bits B measures, for each linear layer, the KL divergence from the\n"
+        "source model on a calibration window with only that layer at int4, and stores at int8\n"
+        "the layers with the most KL per extra byte that fit B; the measurements are recorded, and\n"
+        "--sensitivity DIR reuses those of an earlier --bits output for another budget. The\n"
         "calibration (file, tokens, method) and the plan are recorded in the file's metadata.\n"
         "Errors are measured against the source weights: RMSE, max |error| and relative RMSE\n"
         "(RMSE / RMS of the weights). NaN / Inf weights are refused, naming the tensor.",
@@ -143,6 +147,9 @@ int cmd_quantize(int argc, char **argv)
     p.act_order = act_order;
     p.damp = damp;
     p.target_bits = bits;
+    if (sens_from && !(bits > 0))
+        return cmd_fail(spec.name, "--sensitivity DIR needs --bits B (it reuses a mixed-precision plan's measurements)") + 1;
+    p.sensitivity_from = sens_from;
 
     int32_t *ids = NULL;
     if (calib) {
@@ -156,13 +163,13 @@ int cmd_quantize(int argc, char **argv)
         const char *base = strrchr(calib, '/');
         p.calib_name = base ? base + 1 : calib;
     }
-    if (bits > 0 && !json)
+    if (bits > 0 && !json && !sens_from)
         p.progress = on_sensitivity;
     ftq_quantize_report rep;
-    if (bits > 0 && !json)
+    if (bits > 0 && !json && !sens_from)
         fprintf(stderr, "measuring each linear layer's sensitivity (one forward pass each)\n");
     int qrc = ftq_quantize_model(model, out, &p, &rep);
-    if (bits > 0 && !json)
+    if (bits > 0 && !json && !sens_from)
         progress_done();
     free(ids);
     if (qrc != FTQ_OK)

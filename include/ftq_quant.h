@@ -73,6 +73,11 @@ typedef struct {
      * the layers whose int4 version alone costs the most KL divergence per extra byte on
      * the calibration text. The plan goes into the metadata and the report. */
     double target_bits;
+    /* Mixed precision: reuse the per-layer sensitivities recorded in this earlier --bits
+     * output (a quantized checkpoint) instead of measuring them; refused unless they were
+     * measured on the same calibration (file name, tokens, context, BOS), AWQ setting and
+     * int4 scheme. NULL: measure. */
+    const char *sensitivity_from;
     /* Called after each layer's sensitivity run (done of total layers), or NULL. */
     void (*progress)(void *user, int done, int total, const char *name);
     void *progress_user;

@@ -84,6 +84,9 @@ static int check_params(const ftq_quantize_params *p)
         return ftq_set_error(FTQ_EINVAL, "awq needs calibration text");
     if (p->calib && p->group == 0)
         return ftq_set_error(FTQ_EINVAL, "calibrated quantization needs groups (32, 64 or 128), not one scale per row");
+    if (p->sensitivity_from && !(p->target_bits > 0))
+        return ftq_set_error(FTQ_EINVAL, "reusing sensitivities ('%s') needs mixed precision (a --bits budget)",
+                             p->sensitivity_from);
     if (p->target_bits != 0 && (!p->calib || p->bits != 4 || !(p->target_bits > 0 && p->target_bits <= 8.5)))
         return ftq_set_error(FTQ_EINVAL, "mixed precision (bits %g) needs int4, calibration text and a budget in "
                              "(0, 8.5] bits per weight", p->target_bits);
@@ -445,6 +448,23 @@ static char *calib_json(const ftq_quantize_params *p, const jobs *js, const ftq_
         }
         ok &= add_item(o, "plan", plan);
         plan = NULL;
+        /* what --sensitivity FROM reuses: each layer's KL and how it was measured */
+        cJSON *sens = cJSON_CreateObject();
+        char lab[24] = "";
+        for (size_t i = 0; sens && i < js->n; i++) {
+            const job *j = &js->j[i];
+            if (j->layer < 0 || j->sensitivity < 0)
+                continue;
+            char num[40]; /* 17 digits: read back to the same double (cJSON prints 15 when close) */
+            snprintf(num, sizeof num, "%.17g", j->sensitivity);
+            ok &= add_item(sens, j->name, cJSON_CreateRaw(num));
+        }
+        ok &= add_item(o, "sensitivity", sens);
+        ok &= add_item(o, "awq", cJSON_CreateBool(p->awq));
+        ftq_quant_params q4;
+        ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &q4);
+        ftq_qscheme_label(q4.scheme, q4.group, lab, sizeof lab);
+        ok &= add_item(o, "sensitivity_scheme", cJSON_CreateString(lab));
     }
     cJSON_Delete(plan);
     char *t = ok ? cJSON_PrintUnformatted(o) : NULL;

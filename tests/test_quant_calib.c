@@ -18,6 +18,8 @@
 
 #define STORIES "models/stories260K"
 
+/* The ids of the first 64 kB of a text (more than any test here uses: the whole files
+ * take most of the suite's time to tokenize; 64 kB cuts a sentence, not a window used). */
 static int32_t *tokens_of(const char *file, size_t *n)
 {
     ftq_tokenizer *tk = NULL;
@@ -26,7 +28,7 @@ static int32_t *tokens_of(const char *file, size_t *n)
     int32_t *ids = NULL;
     *n = 0;
     if (ftq_tokenizer_load(shared_path(STORIES), &tk) != FTQ_OK || ftq_read_file(shared_path(file), &text, &len) != FTQ_OK ||
-        ftq_tokenizer_encode(tk, text, len, 0, &ids, n) != FTQ_OK)
+        ftq_tokenizer_encode(tk, text, len < 65536 ? len : 65536, 0, &ids, n) != FTQ_OK)
         CU_FAIL("cannot tokenize");
     free(text);
     ftq_tokenizer_free(tk);
@@ -323,6 +325,72 @@ static void test_awq_fold(void)
     }
 }
 
+/* --sensitivity: a budget planned from the sensitivities recorded by an earlier --bits
+ * output gives the same file, byte for byte, as measuring them afresh (the same plan, the
+ * same sensitivities in the report); other calibration or no recorded sensitivities are
+ * refused in one line. */
+static void test_sensitivity_cache(void)
+{
+    size_t nc = 0;
+    int32_t *calib = tokens_of("data/tinyshakespeare/input.txt", &nc);
+    const char *tmp = test_tmpdir("qcal_senscache");
+    char d[4][1024];
+    const char *names[4] = {"b55", "b50", "b50cached", "refused"};
+    ftq_quantize_report rep[3];
+    for (int k = 0; k < 3; k++) {
+        snprintf(d[k], sizeof d[k], "%s/%s", tmp, names[k]);
+        ftq_quantize_params p = cparams(calib, 4096);
+        p.calib_ctx = 128;
+        p.target_bits = k == 0 ? 5.5 : 5.0;
+        p.sensitivity_from = k == 2 ? d[0] : NULL;
+        ASSERT_OK(ftq_quantize_model(shared_path(STORIES), d[k], &p, &rep[k]));
+    }
+    snprintf(d[3], sizeof d[3], "%s/%s", tmp, names[3]);
+    ASSERT_INT_EQ(rep[1].n_tensors, rep[2].n_tensors);
+    int n8 = 0, diff = 0;
+    for (size_t i = 0; i < rep[1].n_tensors; i++) {
+        diff += strcmp(rep[1].tensors[i].scheme, rep[2].tensors[i].scheme) != 0;
+        diff += rep[1].tensors[i].sensitivity != rep[2].tensors[i].sensitivity;
+        diff += rep[0].tensors[i].sensitivity != rep[2].tensors[i].sensitivity;
+        n8 += rep[1].tensors[i].sensitivity >= 0 && strncmp(rep[1].tensors[i].scheme, "q8", 2) == 0;
+    }
+    ASSERT_INT_EQ(diff, 0);
+    CU_ASSERT(n8 > 0);
+    char *fa = NULL, *fb = NULL, pa[1100], pb[1100];
+    size_t la = 0, lb = 0;
+    snprintf(pa, sizeof pa, "%s/model.safetensors", d[1]);
+    snprintf(pb, sizeof pb, "%s/model.safetensors", d[2]);
+    ASSERT_OK(ftq_read_file(pa, &fa, &la));
+    ASSERT_OK(ftq_read_file(pb, &fb, &lb));
+    CU_ASSERT(la == lb && memcmp(fa, fb, la) == 0);
+    free(fa);
+    free(fb);
+    for (int k = 0; k < 3; k++)
+        ftq_quantize_report_free(&rep[k]);
+    ftq_quantize_report rr;
+    ftq_quantize_params p = cparams(calib, 2048); /* other tokens */
+    p.calib_ctx = 128;
+    p.target_bits = 5.0;
+    p.sensitivity_from = d[0];
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d[3], &p, &rr), FTQ_EINVAL);
+    CU_ASSERT(strstr(ftq_last_error(), "cannot reuse the sensitivities") != NULL);
+    CU_ASSERT(strchr(ftq_last_error(), '\n') == NULL);
+    p = cparams(calib, 4096);
+    p.calib_ctx = 128;
+    p.awq = 1; /* measured without awq */
+    p.target_bits = 5.0;
+    p.sensitivity_from = d[0];
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d[3], &p, &rr), FTQ_EINVAL);
+    p.awq = 0;
+    p.sensitivity_from = shared_path(STORIES); /* not a --bits output */
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d[3], &p, &rr), FTQ_EFORMAT);
+    CU_ASSERT(strstr(ftq_last_error(), "records none") != NULL);
+    p.target_bits = 0; /* nothing to plan */
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(STORIES), d[3], &p, &rr), FTQ_EINVAL);
+    CU_ASSERT(!ftq_is_quantized_checkpoint(d[3]));
+    free(calib);
+}
+
 static void test_refusals(void)
 {
     size_t n = 0;
@@ -366,6 +434,7 @@ void test_register_quant_calib(void)
         {"methods", test_methods},
         {"awq", test_awq},
         {"awq_fold", test_awq_fold},
+        {"sensitivity_cache", test_sensitivity_cache},
         {"refusals", test_refusals},
         {NULL, NULL},
     };
