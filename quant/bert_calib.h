@@ -22,4 +22,11 @@ typedef struct {
 int ftq_bert_block_input_sums(const ftq_bert *m, const ftq_bert_calib *cal, int l, const char *what,
                               double *sum[FTQ_BERT_IN_NONE], int64_t *tokens);
 
+/* The same sums for every block at once from one forward pass per batch (a training
+ * workspace keeps each block's activations): sums [n_layers][FTQ_BERT_IN_NONE][max(C, ffn)]
+ * doubles, zeroed first. For calibration on the unquantized encoder (Wanda needs each block
+ * after the earlier ones are pruned, so it takes the one above per block). */
+int ftq_bert_input_sums_all(const ftq_bert *m, const ftq_bert_calib *cal, const char *what, double *sums,
+                            int64_t *tokens);
+
 #endif

@@ -53,14 +53,8 @@ static int open_bert(const char *dir, const ftq_quantize_params *p, ftq_qsource 
         double t0 = ftq_time_sec();
         const ftq_bert_calib cal = {p->calib, p->n_calib, p->calib_ctx, p->calib_bos};
         b->imp = calloc((size_t)c->n_layers * FTQ_BERT_IN_NONE * D, sizeof(double));
-        if (!b->imp)
-            return ftq_set_error(FTQ_ENOMEM, "out of memory");
-        for (int l = 0; l < c->n_layers && rc == FTQ_OK; l++) {
-            double *sum[FTQ_BERT_IN_NONE];
-            for (int k = 0; k < FTQ_BERT_IN_NONE; k++)
-                sum[k] = b->imp + ((size_t)l * FTQ_BERT_IN_NONE + k) * D;
-            rc = ftq_bert_block_input_sums(b->m, &cal, l, "calibrate", sum, &src->calib_tokens);
-        }
+        rc = b->imp ? ftq_bert_input_sums_all(b->m, &cal, "calibrate", b->imp, &src->calib_tokens)
+                    : ftq_set_error(FTQ_ENOMEM, "out of memory");
         src->calib_seconds = ftq_time_sec() - t0;
         if (rc != FTQ_OK)
             return rc;
