@@ -424,6 +424,15 @@ static void test_refusals(void)
     CU_ASSERT_EQUAL(ftq_quantize_model(shared_path("models/all-MiniLM-L6-v2"), d, &p, &rep), FTQ_EUNSUPPORTED);
     CU_ASSERT(strstr(ftq_last_error(), "decoders") != NULL);
     CU_ASSERT(!ftq_is_quantized_checkpoint(d)); /* nothing was written */
+    /* the command line: one line each, nothing written */
+    char args[4096];
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int4 --method awq", shared_path(STORIES), d);
+    ftq_expect_error(args, "need --calib FILE", d);
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int4 --calib '%s' --sensitivity '%s'",
+             shared_path(STORIES), d, shared_path("data/tinyshakespeare/input.txt"), shared_path(STORIES));
+    ftq_expect_error(args, "--sensitivity DIR needs --bits", d);
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s' --type int4 --method awz", shared_path(STORIES), d);
+    ftq_expect_error(args, "unknown --method 'awz'", d);
     free(ids);
 }
 
