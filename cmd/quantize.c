@@ -33,8 +33,9 @@ static void on_sensitivity(void *user, int done, int total, const char *name)
 int cmd_quantize(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type = "int8", *emb = "keep", *head = "auto";
-    const char *calib = NULL, *method = "rtn";
+    const char *calib = NULL, *method = "rtn", *sens_from = NULL;
     int group = -1, asym = 0, search = 0, json = 0, show = 0, calib_tokens = 65536, calib_ctx = 512, act_order = 0;
+    int awq = 0;
     double damp = 0.01, bits = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (F32, F16 or BF16 weights)", 0, -1},
@@ -49,18 +50,22 @@ int cmd_quantize(int argc, char **argv)
          "scale search, and what --method gptq and --bits need", 0, -1},
         {"calib-tokens", 0, OPT_INT, &calib_tokens, "N", "use at most N calibration tokens", 1, 1 << 30},
         {"calib-ctx", 0, OPT_INT, &calib_ctx, "N", "tokens per calibration window", 2, 1 << 20},
-        {"method", 0, OPT_STR, &method, "M", "rtn (default; with --calib the importance-weighted search) | gptq", 0, -1},
+        {"method", 0, OPT_STR, &method, "M", "rtn (default; with --calib the importance-weighted search) | gptq | awq "
+         "(activation-aware scales, then the importance-weighted search)", 0, -1},
+        {"awq", 0, OPT_FLAG, &awq, NULL, "activation-aware scales before --method (awq with gptq: --method gptq --awq)", 0, -1},
         {"act-order", 0, OPT_FLAG, &act_order, NULL, "gptq: columns by decreasing Hessian diagonal (static groups)", 0, -1},
         {"damp", 0, OPT_FLOAT, &damp, "F", "gptq: damping, fraction of the mean Hessian diagonal", 0, 10},
         {"bits", 0, OPT_FLOAT, &bits, "B", "int4 with --calib: mixed int4 / int8 per linear layer by measured "
          "sensitivity, at most B bits per weight on average (q4 g32 = 4.5, q8 g32 = 8.5)", 0, 8.5},
+        {"sensitivity", 0, OPT_STR, &sens_from, "DIR", "with --bits: reuse the layer sensitivities recorded in DIR, an "
+         "earlier --bits output with the same --calib, --calib-tokens, --calib-ctx, awq and int4 scheme", 0, -1},
         {"tensors", 0, OPT_FLAG, &show, NULL, "print the error of every quantized tensor", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
     const ftq_cmd_spec spec = {
         "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--search] [--embeddings P] [--head P]\n"
-        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq] [--act-order] [--bits B]]",
+        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq|awq] [--awq] [--act-order] [--bits B [--sensitivity DIR]]]",
         "Quantize a model to int8 or int4 weights (docs/quant-format.md). The output directory holds\n"
         "model.safetensors in ftq's quantized format plus the config and tokenizer files; ftq loads it\n"
         "like any model (perplexity, generate, classify), 'ftq dequantize' turns it back into an\n"
@@ -82,13 +87,18 @@ int cmd_quantize(int argc, char **argv)
         "(exactly the linear layers' scheme). --head int8/int4/same also applies to a score head.\n"
         "Quantized embeddings are dequantized row by row at lookup. When a tied embedding and\n"
         "the head get the same quantization they stay tied (one matrix).\n"
-        "Calibration (--calib FILE, decoders): one forward pass over windows of --calib-ctx tokens\n"
-        "of FILE measures every block linear layer's input (sum of x^2 per input channel, as\n"
-        "llama.cpp's imatrix; with gptq also sum x x^T). Then each group's scale minimizes the\n"
-        "importance-weighted error (rtn), or GPTQ compensates each column's rounding error in the\n"
-        "later columns (gptq; H = 2 X^T X, 1 % damping). --bits B measures, for each linear layer,\n"
-        "the KL divergence from the source model on a calibration window with only that layer at\n"
-        "int4, and stores at int8 the layers with the most KL per extra byte that fit B. The\n"
+        "Calibration (--calib FILE; BERT encoders: the importance search only): one forward pass\n"
+        "over windows of --calib-ctx tokens of FILE measures every block linear layer's input (sum\n"
+        "of x^2 per input channel, as llama.cpp's imatrix; with gptq also sum x x^T). Then each\n"
+        "group's scale minimizes the importance-weighted error (rtn), or GPTQ compensates each\n"
+        "column's rounding error in the later columns (gptq; H = 2 X^T X, 1 % damping). awq first\n"
+        "multiplies each input channel of every linear layer by s = (mean |x|)^alpha (alpha\n"
+        "searched per block and layer group for the least output error on the calibration inputs)\n"
+        "and divides it out of the norm or linear layer before (exact in f32: the file's norm\n"
+        "weights change). --bits B measures, for each linear layer, the KL divergence from the\n"
+        "source model on a calibration window with only that layer at int4, and stores at int8\n"
+        "the layers with the most KL per extra byte that fit B; the measurements are recorded, and\n"
+        "--sensitivity DIR reuses those of an earlier --bits output for another budget. The\n"
         "calibration (file, tokens, method) and the plan are recorded in the file's metadata.\n"
         "Errors are measured against the source weights: RMSE, max |error| and relative RMSE\n"
         "(RMSE / RMS of the weights). NaN / Inf weights are refused, naming the tensor.",
@@ -123,10 +133,13 @@ int cmd_quantize(int argc, char **argv)
         p.method = FTQ_QMETHOD_RTN;
     else if (strcmp(method, "gptq") == 0)
         p.method = FTQ_QMETHOD_GPTQ;
+    else if (strcmp(method, "awq") == 0)
+        awq = 1;
     else
-        return cmd_fail(spec.name, "unknown --method '%s' (expected rtn or gptq)", method) + 1;
-    if (!calib && (p.method == FTQ_QMETHOD_GPTQ || bits > 0 || act_order))
-        return cmd_fail(spec.name, "--method gptq, --act-order and --bits need --calib FILE") + 1;
+        return cmd_fail(spec.name, "unknown --method '%s' (expected rtn, gptq or awq)", method) + 1;
+    if (!calib && (p.method == FTQ_QMETHOD_GPTQ || bits > 0 || act_order || awq))
+        return cmd_fail(spec.name, "--method gptq|awq, --awq, --act-order and --bits need --calib FILE") + 1;
+    p.awq = awq;
     if (bits > 0 && p.bits != 4)
         return cmd_fail(spec.name, "--bits applies to --type int4 (it mixes int4 and int8)") + 1;
     if (calib && p.group == 0)
@@ -134,6 +147,9 @@ int cmd_quantize(int argc, char **argv)
     p.act_order = act_order;
     p.damp = damp;
     p.target_bits = bits;
+    if (sens_from && !(bits > 0))
+        return cmd_fail(spec.name, "--sensitivity DIR needs --bits B (it reuses a mixed-precision plan's measurements)") + 1;
+    p.sensitivity_from = sens_from;
 
     int32_t *ids = NULL;
     if (calib) {
@@ -147,13 +163,13 @@ int cmd_quantize(int argc, char **argv)
         const char *base = strrchr(calib, '/');
         p.calib_name = base ? base + 1 : calib;
     }
-    if (bits > 0 && !json)
+    if (bits > 0 && !json && !sens_from)
         p.progress = on_sensitivity;
     ftq_quantize_report rep;
-    if (bits > 0 && !json)
+    if (bits > 0 && !json && !sens_from)
         fprintf(stderr, "measuring each linear layer's sensitivity (one forward pass each)\n");
     int qrc = ftq_quantize_model(model, out, &p, &rep);
-    if (bits > 0 && !json)
+    if (bits > 0 && !json && !sens_from)
         progress_done();
     free(ids);
     if (qrc != FTQ_OK)
@@ -203,7 +219,9 @@ int cmd_quantize(int argc, char **argv)
         }
         if (rep.calib_tokens > 0)
             printf("calibration: %s tokens of '%s' (%s), %.2f s\n", fmt_count(rep.calib_tokens), p.calib_name,
-                   p.method == FTQ_QMETHOD_GPTQ ? (act_order ? "gptq, act order" : "gptq") : "importance-weighted search",
+                   p.method == FTQ_QMETHOD_GPTQ ? (act_order ? "gptq, act order" : "gptq")
+                   : awq                       ? "awq, importance-weighted search"
+                                               : "importance-weighted search",
                    rep.calib_seconds);
         if (bits > 0) {
             int n8 = 0, n4 = 0;

@@ -62,12 +62,22 @@ typedef struct {
     ftq_qmethod method;
     int act_order;          /* GPTQ: columns by decreasing H_jj, static groups */
     double damp;            /* GPTQ: damping, fraction of mean(diag H) (default 0.01) */
+    /* AWQ (needs calib; decoders): per input channel scales s = (mean |x_j|)^alpha, alpha
+     * searched per layer group on the calibration inputs, folded into the preceding norm
+     * (q/k/v, gate/up) or linear (v_proj -> o_proj, up_proj -> down_proj); then the
+     * importance search (method RTN) or GPTQ on the scaled layers (quant/awq.h). */
+    int awq;
     /* Mixed precision (needs calib, bits 4): > 0 assigns int4 or int8 (q8, groups of 32) to
      * each block linear layer so the average bits per weight of those layers (scales
      * included: q4 g32 = 4.5, q8 g32 = 8.5) stays at most target_bits, upgrading to int8
      * the layers whose int4 version alone costs the most KL divergence per extra byte on
      * the calibration text. The plan goes into the metadata and the report. */
     double target_bits;
+    /* Mixed precision: reuse the per-layer sensitivities recorded in this earlier --bits
+     * output (a quantized checkpoint) instead of measuring them; refused unless they were
+     * measured on the same calibration (file name, tokens, context, BOS), AWQ setting and
+     * int4 scheme. NULL: measure. */
+    const char *sensitivity_from;
     /* Called after each layer's sensitivity run (done of total layers), or NULL. */
     void (*progress)(void *user, int done, int total, const char *name);
     void *progress_user;
@@ -82,7 +92,7 @@ typedef struct {
     double rmse, max_abs, rel_rmse;
     size_t bytes;      /* bytes in the output file */
     int64_t numel;     /* elements of the tensor */
-    char method[12];   /* "rtn", "search", "imatrix", "gptq" */
+    char method[12];   /* "rtn", "search", "imatrix", "gptq", "awq", "awq+gptq" */
     double sensitivity; /* mixed precision: calibration KL with only this layer int4, else -1 */
     double out_err;    /* calibrated: mean squared output error over the calibration tokens, else -1 */
 } ftq_quantize_tensor_report;

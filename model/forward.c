@@ -3,6 +3,7 @@
  * every linear layer is one ftq_linear_forward_ex over all T rows (f32 or int8 / int4
  * weights), attention works per head on the cache. Nothing is allocated after
  * ftq_session_new (quantized products use the session's qscratch). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,6 +147,16 @@ static void add_sumsq(double *stats, const float *x, int T, int dim)
             stats[j] += (double)x[(size_t)t * dim + j] * x[(size_t)t * dim + j];
 }
 
+/* stats[j] += sum over the T rows of |x[t][j]| (when collected) */
+static void add_sumabs(double *stats, const float *x, int T, int dim)
+{
+    if (!stats)
+        return;
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < dim; j++)
+            stats[j] += fabs((double)x[(size_t)t * dim + j]);
+}
+
 /* gram[dim][dim] += x^T x over the T rows of x (one sgemm; only the calibration pass) */
 static void add_gram(float *gram, const float *x, int T, int dim)
 {
@@ -240,6 +251,7 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
         if (st)
         {
             add_sumsq(st->attn_in + (size_t)l * C, s->xb, T, C);
+            add_sumabs(st->attn_abs ? st->attn_abs + (size_t)l * C : NULL, s->xb, T, C);
             add_gram(st->attn_gram ? st->attn_gram + (size_t)l * C * C : NULL, s->xb, T, C);
         }
         TRYF(lin(s, solo, kc + (size_t)pos0 * K, s->xb, &L->wk, &L->bk, T, C, K));
@@ -262,6 +274,7 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
         if (st)
         {
             add_sumsq(st->o_in + (size_t)l * Q, s->att, Tq, Q);
+            add_sumabs(st->o_abs ? st->o_abs + (size_t)l * Q : NULL, s->att, Tq, Q);
             add_gram(st->o_gram ? st->o_gram + (size_t)l * Q * Q : NULL, s->att, Tq, Q);
         }
         TRYF(lin(s, solo, s->xb, s->att, &L->wo, &L->bo, Tq, Q, C));
@@ -271,6 +284,7 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
         if (st)
         {
             add_sumsq(st->mlp_in + (size_t)l * C, s->xb, Tq, C);
+            add_sumabs(st->mlp_abs ? st->mlp_abs + (size_t)l * C : NULL, s->xb, Tq, C);
             add_gram(st->mlp_gram ? st->mlp_gram + (size_t)l * C * C : NULL, s->xb, Tq, C);
         }
         if (llama) {
@@ -284,6 +298,7 @@ static int forward_chunk(ftq_session *s, const int32_t *ids, int T, float *logit
         if (st)
         {
             add_sumsq(st->down_in + (size_t)l * F, s->hb, Tq, F);
+            add_sumabs(st->down_abs ? st->down_abs + (size_t)l * F : NULL, s->hb, Tq, F);
             add_gram(st->down_gram ? st->down_gram + (size_t)l * F * F : NULL, s->hb, Tq, F);
         }
         TRYF(lin(s, solo, s->xb, s->hb, &L->w_down, &L->b_down, Tq, F, C));

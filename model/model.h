@@ -73,6 +73,8 @@ typedef struct {
     /* optional (NULL: not collected): the sum over tokens of x x^T of the same inputs, each
      * [L][dim][dim] row-major (GPTQ's Hessian is twice this) */
     float *attn_gram, *o_gram, *mlp_gram, *down_gram;
+    /* optional (NULL: not collected): the sum over tokens of |x_j|, [L][dim] (AWQ) */
+    double *attn_abs, *o_abs, *mlp_abs, *down_abs;
     int64_t tokens;  /* rows accumulated (per layer) */
     int last_layer;  /* the forward stops after this layer (and computes no logits) */
 } ftq_act_stats;

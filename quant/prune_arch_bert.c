@@ -10,9 +10,8 @@
 #include <string.h>
 
 #include "model/bert_internal.h"
+#include "quant/bert_calib.h"
 #include "quant/prune_internal.h"
-
-enum { WANDA_ROWS = 8 }; /* calibration windows per forward pass */
 
 static int selected(const ftq_bert_tensor *t, const ftq_prune_params *p)
 {
@@ -34,61 +33,18 @@ static int prune_one(ftq_bert *m, const ftq_bert_tensor *t, const ftq_prune_para
     return rc != FTQ_OK ? ftq_wrap_error(rc, "tensor '%s'", t->name) : FTQ_OK;
 }
 
-/* sum[j] += x[i][j]^2 over n rows of d features. */
-static void add_squares(double *sum, const float *x, size_t n, int d)
-{
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < d; j++)
-            sum[j] += (double)x[i * (size_t)d + j] * x[i * (size_t)d + j];
-}
-
 static int wanda(ftq_bert *m, const ftq_prune_params *p, int64_t *calib_tokens)
 {
     const ftq_bert_config *c = &m->cfg;
     const int C = c->hidden, F = c->ffn;
-    int ctx = p->calib_ctx < c->max_position ? p->calib_ctx : c->max_position;
-    int bos = p->calib_bos >= 0, per = ctx - bos;
-    if (ctx < 2 || per < 1)
-        return ftq_set_error(FTQ_EINVAL, "cannot prune: calibration context %d must be in [2, %d]", p->calib_ctx,
-                             c->max_position);
-    size_t n_win = p->n_calib / (size_t)per;
-    if (n_win == 0)
-        return ftq_set_error(FTQ_EINVAL, "cannot prune with wanda: %zu calibration tokens are fewer than one window "
-                             "of %d", p->n_calib, per);
+    const ftq_bert_calib cal = {p->calib, p->n_calib, p->calib_ctx, p->calib_bos};
     double *sum[FTQ_BERT_IN_NONE] = {calloc((size_t)C, sizeof(double)), calloc((size_t)C, sizeof(double)),
                                      calloc((size_t)C, sizeof(double)), calloc((size_t)F, sizeof(double))};
     float *norm = malloc(sizeof(float) * (size_t)(F > C ? F : C));
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)WANDA_ROWS * ctx);
-    int lens[WANDA_ROWS];
-    ftq_bert_ws *ws = NULL;
-    int rc = !sum[0] || !sum[1] || !sum[2] || !sum[3] || !norm || !ids ? ftq_set_error(FTQ_ENOMEM, "out of memory")
-                                                                        : ftq_bert_ws_new(m, WANDA_ROWS, ctx, 0, &ws);
-    for (int b = 0; b < WANDA_ROWS; b++)
-        lens[b] = ctx;
+    int rc = !sum[0] || !sum[1] || !sum[2] || !sum[3] || !norm ? ftq_set_error(FTQ_ENOMEM, "out of memory") : FTQ_OK;
     for (int l = 0; l < c->n_layers && rc == FTQ_OK; l++) {
         int64_t tokens = 0;
-        memset(sum[FTQ_BERT_IN_X], 0, sizeof(double) * (size_t)C);
-        memset(sum[FTQ_BERT_IN_ATT], 0, sizeof(double) * (size_t)C);
-        memset(sum[FTQ_BERT_IN_H1], 0, sizeof(double) * (size_t)C);
-        memset(sum[FTQ_BERT_IN_G], 0, sizeof(double) * (size_t)F);
-        for (size_t w0 = 0; w0 < n_win && rc == FTQ_OK; w0 += WANDA_ROWS) {
-            int nb = n_win - w0 < WANDA_ROWS ? (int)(n_win - w0) : WANDA_ROWS;
-            for (int b = 0; b < nb; b++) {
-                int32_t *row = ids + (size_t)b * ctx;
-                if (bos)
-                    row[0] = p->calib_bos;
-                memcpy(row + bos, p->calib + (w0 + (size_t)b) * per, sizeof(int32_t) * (size_t)per);
-            }
-            rc = ftq_bert_forward_layers(m, ws, ids, NULL, lens, nb, ctx, l + 1);
-            if (rc != FTQ_OK)
-                break;
-            size_t n = (size_t)nb * ctx; /* every token is real: windows are full */
-            add_squares(sum[FTQ_BERT_IN_X], ftq_bert_x(ws, l), n, C);
-            add_squares(sum[FTQ_BERT_IN_ATT], ws->att, n, C);
-            add_squares(sum[FTQ_BERT_IN_H1], ws->h1, n, C);
-            add_squares(sum[FTQ_BERT_IN_G], ws->g, n, F);
-            tokens += (int64_t)n;
-        }
+        rc = ftq_bert_block_input_sums(m, &cal, l, "prune with wanda", sum, &tokens);
         *calib_tokens = tokens;
         for (int i = 0; i < m->n_tensors && rc == FTQ_OK; i++) {
             const ftq_bert_tensor *t = &m->tensors[i];
@@ -100,11 +56,9 @@ static int wanda(ftq_bert *m, const ftq_prune_params *p, int64_t *calib_tokens)
             rc = prune_one(m, t, p, norm);
         }
     }
-    ftq_bert_ws_free(ws);
     for (int k = 0; k < FTQ_BERT_IN_NONE; k++)
         free(sum[k]);
     free(norm);
-    free(ids);
     return rc;
 }
 

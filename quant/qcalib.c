@@ -256,7 +256,10 @@ int ftq_qtensor_quantize_weighted(ftq_qtensor *q, const float *w, int rows, int 
         return ftq_set_error(FTQ_ENOMEM, "out of memory quantizing a [%d, %d] tensor", rows, cols);
     }
     const int gs = q->gsize;
-    OMP(omp parallel)
+    /* the search costs ~100 candidate passes per weight: a thread team pays from 16k weights */
+    const int par = (size_t)rows * cols >= 16384;
+    (void)par;
+    OMP(omp parallel if (par))
     {
         int *codes = malloc(sizeof(int) * 2 * (size_t)gs);
         float *u = malloc(sizeof(float) * (size_t)cols);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "quant/awq.h"
 #include "quant/quantize_calib.h"
 #include "quant/quantize_internal.h"
 
@@ -67,6 +68,7 @@ static void attach(ftq_qjobs *js, const ftq_model *m, const ftq_act_stats *st, c
     j->gram = gram[kind] ? gram[kind] + (size_t)l * dim * dim : NULL;
     j->ntok = st->tokens;
     j->gptq = p->method == FTQ_QMETHOD_GPTQ;
+    j->awq = p->awq;
     j->act_order = p->act_order;
     j->damp = p->damp;
 }
@@ -134,16 +136,62 @@ static int select_jobs(const ftq_model *m, const ftq_quantize_params *p, const f
     return rc;
 }
 
+/* A job writing the folded values of a norm weight / bias (or a bias AWQ divided). */
+static int replaced(ftq_qjobs *js, const ftq_model *m, const ftq_tensor *t)
+{
+    if (!t->data || !t->name)
+        return FTQ_OK;
+    const ftq_tensor *src = ftq_checkpoint_find(m->ck, t->name);
+    if (!src || ftq_tensor_numel(src) != ftq_tensor_numel(t))
+        return ftq_set_error(FTQ_EFORMAT, "cannot write awq scales into '%s': not a tensor of the checkpoint with "
+                             "its shape", t->name);
+    ftq_qjob *j = ftq_qjobs_add(js);
+    if (!j)
+        return ftq_set_error(FTQ_ENOMEM, "out of memory");
+    j->name = t->name;
+    j->src = src;
+    j->w = t->data;
+    j->rows = 1;
+    j->cols = (int)ftq_tensor_numel(t);
+    j->replace = 1;
+    return FTQ_OK;
+}
+
+/* Every non-linear tensor ftq_awq_apply changed: the norms of a block whose q/k/v or
+ * gate/up took scales, v_proj's / up_proj's bias for o / down. */
+static int awq_replaced(const ftq_model *m, const double *alphas, ftq_qjobs *js)
+{
+    int rc = FTQ_OK;
+    for (int l = 0; l < m->cfg.n_layers && rc == FTQ_OK; l++) {
+        const ftq_layer_weights *L = &m->layers[l];
+        const double *a = alphas + (size_t)l * FTQ_AWQ_KINDS;
+        if (a[FTQ_AWQ_QKV] > 0)
+            rc = replaced(js, m, &L->norm1_w);
+        if (rc == FTQ_OK && a[FTQ_AWQ_QKV] > 0)
+            rc = replaced(js, m, &L->norm1_b);
+        if (rc == FTQ_OK && a[FTQ_AWQ_O] > 0)
+            rc = replaced(js, m, &L->bv);
+        if (rc == FTQ_OK && a[FTQ_AWQ_MLP] > 0)
+            rc = replaced(js, m, &L->norm2_w);
+        if (rc == FTQ_OK && a[FTQ_AWQ_MLP] > 0)
+            rc = replaced(js, m, &L->norm2_b);
+        if (rc == FTQ_OK && a[FTQ_AWQ_DOWN] > 0)
+            rc = replaced(js, m, &L->b_up);
+    }
+    return rc;
+}
 
 /* The model and the calibration statistics the jobs point into. */
 typedef struct {
     ftq_model *m;
     ftq_act_stats st;
+    double *alphas; /* AWQ: [L][4] */
 } owner;
 
 static void release(void *o)
 {
     owner *ow = o;
+    free(ow->alphas);
     ftq_model_free(ow->m);
     ftq_qcalib_stats_free(&ow->st);
     free(ow);
@@ -165,12 +213,25 @@ static int open_decoder(const char *dir, const ftq_quantize_params *p, ftq_qsour
     src->release = release;
     double t0 = ftq_time_sec();
     if (p->calib) {
-        rc = ftq_qcalib_collect(m, p, p->method == FTQ_QMETHOD_GPTQ, &ow->st);
+        rc = ftq_qcalib_collect(m, p, p->method == FTQ_QMETHOD_GPTQ || p->awq, &ow->st);
         if (rc != FTQ_OK)
             return rc;
         src->calib_tokens = ow->st.tokens;
     }
+    if (p->awq) {
+        ftq_quant_params lin;
+        ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &lin);
+        ow->alphas = malloc(sizeof(double) * FTQ_AWQ_KINDS * (size_t)m->cfg.n_layers);
+        rc = ow->alphas ? ftq_awq_apply(m, &ow->st, &lin, 1, ow->alphas)
+                        : ftq_set_error(FTQ_ENOMEM, "out of memory");
+        if (rc != FTQ_OK)
+            return rc;
+        src->awq_alpha = ow->alphas;
+        src->awq_layers = m->cfg.n_layers;
+    }
     rc = select_jobs(m, p, &ow->st, js, &src->split);
+    if (rc == FTQ_OK && p->awq)
+        rc = awq_replaced(m, ow->alphas, js);
     if (rc == FTQ_OK && p->target_bits > 0)
         rc = ftq_qcalib_plan(m, p, js);
     src->calib_seconds = p->calib ? ftq_time_sec() - t0 : 0;

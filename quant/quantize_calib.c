@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "model/model.h"
+#include "model/qcheckpoint.h"
 #include "quant/qcalib.h"
 #include "quant/quantize_calib.h"
 
@@ -24,6 +27,10 @@ void ftq_qcalib_stats_free(ftq_act_stats *st)
     free(st->o_gram);
     free(st->mlp_gram);
     free(st->down_gram);
+    free(st->attn_abs);
+    free(st->o_abs);
+    free(st->mlp_abs);
+    free(st->down_abs);
     memset(st, 0, sizeof *st);
 }
 
@@ -76,6 +83,13 @@ int ftq_qcalib_collect(ftq_model *m, const ftq_quantize_params *p, int want_gram
         st->mlp_gram = calloc(L * C * C, sizeof(float));
         st->down_gram = calloc(L * F * F, sizeof(float));
         ok = st->attn_gram && st->o_gram && st->mlp_gram && st->down_gram;
+    }
+    if (ok && p->awq) {
+        st->attn_abs = calloc(L * C, sizeof(double));
+        st->o_abs = calloc(L * Q, sizeof(double));
+        st->mlp_abs = calloc(L * C, sizeof(double));
+        st->down_abs = calloc(L * F, sizeof(double));
+        ok = st->attn_abs && st->o_abs && st->mlp_abs && st->down_abs;
     }
     int32_t *win = malloc(sizeof(int32_t) * (size_t)p->calib_ctx);
     ftq_session *s = NULL;
@@ -160,6 +174,97 @@ static int by_gain_desc(const void *a, const void *b)
     return x->job < y->job ? -1 : x->job > y->job;
 }
 
+/* The sensitivities a previous mixed-precision output recorded (FTQ_QUANT_KEY_CALIB's
+ * "sensitivity"), onto the jobs, after checking that they were measured the same way:
+ * the same calibration file name, tokens (windows x context), context, BOS, AWQ or not,
+ * and int4 scheme. */
+static int cached_sensitivity(const ftq_quantize_params *p, int64_t tokens, ftq_qjobs *js)
+{
+    const char *dir = p->sensitivity_from;
+    ftq_checkpoint *ck = NULL;
+    int rc = ftq_checkpoint_open(dir, &ck);
+    if (rc != FTQ_OK)
+        return ftq_wrap_error(rc, "cannot read sensitivities from '%s'", dir);
+    const char *meta = ftq_checkpoint_nfiles(ck) ? ftq_st_metadata_get(ftq_checkpoint_file(ck, 0), FTQ_QUANT_KEY_CALIB)
+                                                 : NULL;
+    cJSON *c = meta ? cJSON_Parse(meta) : NULL;
+    const cJSON *sens = cJSON_GetObjectItemCaseSensitive(c, "sensitivity");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(c, "file"), *tok = cJSON_GetObjectItemCaseSensitive(c, "tokens");
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(c, "ctx"), *bos = cJSON_GetObjectItemCaseSensitive(c, "bos");
+    const cJSON *awq = cJSON_GetObjectItemCaseSensitive(c, "awq"), *sch = cJSON_GetObjectItemCaseSensitive(c, "sensitivity_scheme");
+    char lab[24] = "";
+    for (size_t i = 0; i < js->n; i++)
+        if (js->j[i].layer >= 0 && js->j[i].quantize) {
+            ftq_qscheme_label(js->j[i].qp.scheme, js->j[i].qp.group, lab, sizeof lab);
+            break;
+        }
+    if (!cJSON_IsObject(sens) || !cJSON_IsString(file) || !cJSON_IsNumber(tok) || !cJSON_IsNumber(ctx) ||
+        !cJSON_IsBool(bos) || !cJSON_IsBool(awq) || !cJSON_IsString(sch))
+        rc = ftq_set_error(FTQ_EFORMAT, "cannot read sensitivities from '%s': it records none (quantize with --bits "
+                           "first)", dir);
+    else if (strcmp(file->valuestring, p->calib_name ? p->calib_name : "") != 0 || (int64_t)tok->valuedouble != tokens ||
+             ctx->valueint != p->calib_ctx || cJSON_IsTrue(bos) != (p->calib_bos >= 0) ||
+             cJSON_IsTrue(awq) != (p->awq != 0) || strcmp(sch->valuestring, lab) != 0)
+        rc = ftq_set_error(FTQ_EINVAL, "cannot reuse the sensitivities of '%s': measured on '%s' (%d tokens, ctx %d, "
+                           "%s, %s), not this calibration and scheme", dir, file->valuestring, (int)tok->valuedouble,
+                           ctx->valueint, cJSON_IsTrue(awq) ? "awq" : "no awq", sch->valuestring);
+    for (size_t i = 0; i < js->n && rc == FTQ_OK; i++) {
+        ftq_qjob *j = &js->j[i];
+        if (j->layer < 0 || !j->quantize)
+            continue;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(sens, j->name);
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0))
+            rc = ftq_set_error(FTQ_EFORMAT, "cannot reuse the sensitivities of '%s': none recorded for '%s'", dir,
+                               j->name);
+        else
+            j->sensitivity = v->valuedouble;
+    }
+    cJSON_Delete(c);
+    ftq_checkpoint_close(ck);
+    return rc;
+}
+
+/* j's sensitivity: the mean KL from ref on win with only j's layer int4 (importance search). */
+static int measure(ftq_model *m, ftq_session *s, ftq_qjob *j, const int32_t *win, int T, const float *ref, float *got)
+{
+    int rc = FTQ_OK;
+    ftq_tensor *ts[3];
+    int nt = block_tensors(m, j->layer, j->name, ts);
+    void *saved[3];
+    float *buf[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < nt && rc == FTQ_OK; k++) {
+        int rows = (int)ts[k]->shape[0], cols = (int)ts[k]->shape[1];
+        ftq_qtensor q;
+        buf[k] = malloc(sizeof(float) * (size_t)rows * cols);
+        if (!buf[k]) {
+            rc = ftq_set_error(FTQ_ENOMEM, "cannot plan mixed precision: out of memory");
+            break;
+        }
+        rc = ftq_qtensor_quantize_weighted(&q, ts[k]->data, rows, cols, &j->qp, j->imp);
+        if (rc != FTQ_OK) {
+            rc = ftq_wrap_error(rc, "cannot quantize tensor '%s'", j->name);
+            break;
+        }
+        ftq_qtensor_dequantize(&q, buf[k]);
+        ftq_qtensor_free(&q);
+    }
+    for (int k = 0; k < nt && rc == FTQ_OK; k++) {
+        saved[k] = ts[k]->data;
+        ts[k]->data = buf[k];
+    }
+    if (rc == FTQ_OK) {
+        ftq_session_reset(s);
+        rc = ftq_session_eval(s, win, T, got, 1);
+        for (int k = 0; k < nt; k++)
+            ts[k]->data = saved[k];
+    }
+    for (int k = 0; k < nt; k++)
+        free(buf[k]);
+    if (rc == FTQ_OK)
+        j->sensitivity = mean_kl(ref, got, T, m->cfg.vocab_size);
+    return rc;
+}
+
 int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
 {
     int per = 0;
@@ -175,10 +280,12 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
     int32_t *win = malloc(sizeof(int32_t) * (size_t)p->calib_ctx);
     upgrade *up = malloc(sizeof(upgrade) * (js->n ? js->n : 1));
     ftq_session *s = NULL;
+    const int cached = p->sensitivity_from != NULL;
     rc = !ref || !got || !win || !up ? ftq_set_error(FTQ_ENOMEM, "cannot plan mixed precision: out of memory")
+         : cached                    ? cached_sensitivity(p, (int64_t)n_win * p->calib_ctx, js)
                                      : ftq_session_new(m, T, &s);
     /* the sensitivity window: the last calibration window (any would do) */
-    if (rc == FTQ_OK) {
+    if (rc == FTQ_OK && !cached) {
         window(p, per, n_win - 1, win);
         rc = ftq_session_eval(s, win, T, ref, 1);
     }
@@ -191,41 +298,10 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
         ftq_qjob *j = &js->j[i];
         if (j->layer < 0 || !j->quantize)
             continue;
-        ftq_tensor *ts[3];
-        int nt = block_tensors(m, j->layer, j->name, ts);
-        void *saved[3];
-        float *buf[3] = {NULL, NULL, NULL};
-        for (int k = 0; k < nt && rc == FTQ_OK; k++) {
-            int rows = (int)ts[k]->shape[0], cols = (int)ts[k]->shape[1];
-            ftq_qtensor q;
-            buf[k] = malloc(sizeof(float) * (size_t)rows * cols);
-            if (!buf[k]) {
-                rc = ftq_set_error(FTQ_ENOMEM, "cannot plan mixed precision: out of memory");
-                break;
-            }
-            rc = ftq_qtensor_quantize_weighted(&q, ts[k]->data, rows, cols, &j->qp, j->imp);
-            if (rc != FTQ_OK) {
-                rc = ftq_wrap_error(rc, "cannot quantize tensor '%s'", j->name);
-                break;
-            }
-            ftq_qtensor_dequantize(&q, buf[k]);
-            ftq_qtensor_free(&q);
-        }
-        for (int k = 0; k < nt && rc == FTQ_OK; k++) {
-            saved[k] = ts[k]->data;
-            ts[k]->data = buf[k];
-        }
-        if (rc == FTQ_OK) {
-            ftq_session_reset(s);
-            rc = ftq_session_eval(s, win, T, got, 1);
-            for (int k = 0; k < nt; k++)
-                ts[k]->data = saved[k];
-        }
-        for (int k = 0; k < nt; k++)
-            free(buf[k]);
+        if (!cached)
+            rc = measure(m, s, j, win, T, ref, got);
         if (rc != FTQ_OK)
             break;
-        j->sensitivity = mean_kl(ref, got, T, V);
         double numel = (double)j->rows * j->cols;
         ftq_quant_params q8 = j->qp;
         q8.scheme = FTQ_QSCHEME_Q8;

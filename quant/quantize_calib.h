@@ -8,7 +8,7 @@
 
 /* One forward pass of m over the calibration windows of p (calib, n_calib, calib_ctx,
  * calib_bos): st gets the sums of x_j^2 of every block's four linear inputs and, with
- * want_gram, their sums of x x^T; st->tokens counts the tokens. Free with
+ * want_gram, their sums of x x^T; with p->awq, their sums of |x_j|; st->tokens counts the tokens. Free with
  * ftq_qcalib_stats_free. FTQ_EINVAL (too few tokens, bad context), FTQ_ENOMEM. */
 int ftq_qcalib_collect(ftq_model *m, const ftq_quantize_params *p, int want_gram, ftq_act_stats *st);
 void ftq_qcalib_stats_free(ftq_act_stats *st);

@@ -26,7 +26,9 @@ typedef struct {
     const double *imp;       /* [cols] sum over tokens of x_j^2 */
     const float *gram;       /* [cols][cols] sum over tokens of x x^T (GPTQ) */
     int64_t ntok;
-    int gptq, act_order;
+    int gptq, act_order, awq;
+    int replace;             /* not quantized: w (f32, the source's shape) replaces the stored
+                                values (a norm weight or bias AWQ's scales were folded into) */
     double damp;
     int layer;               /* block index of a linear layer, -1 otherwise */
     double sensitivity;      /* mixed precision: KL with only this layer int4 (-1: not measured) */
@@ -47,6 +49,8 @@ typedef struct {
     int split; /* a tied head got its own lm_head: config.json is rewritten untied */
     int64_t calib_tokens;
     double calib_seconds;
+    const double *awq_alpha; /* [awq_layers][4] the chosen alphas (-1: not applied), or NULL */
+    int awq_layers;
 } ftq_qsource;
 
 /* One architecture: match(dir) says whether it applies (NULL: the fallback), open loads the

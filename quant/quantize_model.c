@@ -80,8 +80,13 @@ static int check_params(const ftq_quantize_params *p)
         return ftq_set_error(FTQ_EINVAL, "invalid method %d: expected rtn or gptq", (int)p->method);
     if (p->method == FTQ_QMETHOD_GPTQ && !p->calib)
         return ftq_set_error(FTQ_EINVAL, "gptq needs calibration text");
+    if (p->awq && !p->calib)
+        return ftq_set_error(FTQ_EINVAL, "awq needs calibration text");
     if (p->calib && p->group == 0)
         return ftq_set_error(FTQ_EINVAL, "calibrated quantization needs groups (32, 64 or 128), not one scale per row");
+    if (p->sensitivity_from && !(p->target_bits > 0))
+        return ftq_set_error(FTQ_EINVAL, "reusing sensitivities ('%s') needs mixed precision (a --bits budget)",
+                             p->sensitivity_from);
     if (p->target_bits != 0 && (!p->calib || p->bits != 4 || !(p->target_bits > 0 && p->target_bits <= 8.5)))
         return ftq_set_error(FTQ_EINVAL, "mixed precision (bits %g) needs int4, calibration text and a budget in "
                              "(0, 8.5] bits per weight", p->target_bits);
@@ -292,6 +297,11 @@ static int emit_job(outlist *o, const job *j, size_t *bytes)
         *t = *j->src;
         t->name = (char *)j->name;
         t->owned = 0;
+        if (j->replace) { /* folded values, f32 in the source's shape */
+            t->dtype = FTQ_DTYPE_F32;
+            t->data = (void *)j->w;
+            t->nbytes = sizeof(float) * (size_t)j->cols;
+        }
         *bytes = t->nbytes;
         return FTQ_OK;
     }
@@ -317,6 +327,8 @@ static int add_item(cJSON *o, const char *key, cJSON *v)
 
 static const char *job_method(const job *j)
 {
+    if (j->awq && j->imp)
+        return j->gptq && j->gram ? "awq+gptq" : "awq";
     return j->gptq && j->gram ? "gptq" : j->imp ? "imatrix" : j->qp.search ? "search" : "rtn";
 }
 
@@ -398,19 +410,31 @@ static size_t file_size(const char *path)
 }
 
 /* The calibration and mixed-precision plan as the metadata value FTQ_QUANT_KEY_CALIB. */
-static char *calib_json(const ftq_quantize_params *p, const jobs *js, int64_t tokens)
+static char *calib_json(const ftq_quantize_params *p, const jobs *js, const ftq_qsource *src)
 {
     cJSON *o = cJSON_CreateObject(), *plan = p->target_bits > 0 ? cJSON_CreateObject() : NULL;
     if (!o)
         return NULL;
     int ok = add_item(o, "file", cJSON_CreateString(p->calib_name ? p->calib_name : ""));
-    ok &= add_item(o, "tokens", cJSON_CreateNumber((double)tokens));
+    ok &= add_item(o, "tokens", cJSON_CreateNumber((double)src->calib_tokens));
     ok &= add_item(o, "ctx", cJSON_CreateNumber(p->calib_ctx));
     ok &= add_item(o, "bos", cJSON_CreateBool(p->calib_bos >= 0));
-    ok &= add_item(o, "method", cJSON_CreateString(p->method == FTQ_QMETHOD_GPTQ ? "gptq" : "imatrix"));
+    ok &= add_item(o, "method", cJSON_CreateString(p->method == FTQ_QMETHOD_GPTQ ? (p->awq ? "awq+gptq" : "gptq")
+                                                   : p->awq ? "awq" : "imatrix"));
     if (p->method == FTQ_QMETHOD_GPTQ) {
         ok &= add_item(o, "damp", cJSON_CreateNumber(p->damp));
         ok &= add_item(o, "act_order", cJSON_CreateBool(p->act_order));
+    }
+    if (p->awq && src->awq_alpha) {
+        /* per block: the alpha of q/k/v, o, gate/up, down (-1: not applied) */
+        cJSON *al = cJSON_CreateArray();
+        for (int l = 0; al && l < src->awq_layers; l++) {
+            cJSON *row = cJSON_CreateArray();
+            for (int k = 0; row && k < 4; k++)
+                ok &= add_item(row, NULL, cJSON_CreateNumber(src->awq_alpha[l * 4 + k]));
+            ok &= add_item(al, NULL, row);
+        }
+        ok &= add_item(o, "awq_alpha", al);
     }
     if (p->target_bits > 0) {
         ok &= add_item(o, "target_bits", cJSON_CreateNumber(p->target_bits));
@@ -424,6 +448,23 @@ static char *calib_json(const ftq_quantize_params *p, const jobs *js, int64_t to
         }
         ok &= add_item(o, "plan", plan);
         plan = NULL;
+        /* what --sensitivity FROM reuses: each layer's KL and how it was measured */
+        cJSON *sens = cJSON_CreateObject();
+        char lab[24] = "";
+        for (size_t i = 0; sens && i < js->n; i++) {
+            const job *j = &js->j[i];
+            if (j->layer < 0 || j->sensitivity < 0)
+                continue;
+            char num[40]; /* 17 digits: read back to the same double (cJSON prints 15 when close) */
+            snprintf(num, sizeof num, "%.17g", j->sensitivity);
+            ok &= add_item(sens, j->name, cJSON_CreateRaw(num));
+        }
+        ok &= add_item(o, "sensitivity", sens);
+        ok &= add_item(o, "awq", cJSON_CreateBool(p->awq));
+        ftq_quant_params q4;
+        ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &q4);
+        ftq_qscheme_label(q4.scheme, q4.group, lab, sizeof lab);
+        ok &= add_item(o, "sensitivity_scheme", cJSON_CreateString(lab));
     }
     cJSON_Delete(plan);
     char *t = ok ? cJSON_PrintUnformatted(o) : NULL;
@@ -567,9 +608,9 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     memset(&src, 0, sizeof src);
     char *tmp = NULL;
     jobs js = {0};
-    if (arch != &ftq_quant_arch_decoder && p->calib)
-        rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot calibrate '%s': calibrated quantization is for decoders (this "
-                           "is a %s)", in_dir, arch->name);
+    if (arch != &ftq_quant_arch_decoder && p->calib && (p->method != FTQ_QMETHOD_RTN || p->awq || p->target_bits > 0))
+        rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot quantize '%s': gptq, awq and --bits are for decoders (this is a "
+                           "%s; its calibration takes the importance-weighted search only)", in_dir, arch->name);
     else
         rc = arch->open(in_dir, p, &src, &js);
     if (rc == FTQ_OK)
@@ -583,7 +624,7 @@ int ftq_quantize_model(const char *in_dir, const char *out_dir, const ftq_quanti
     for (size_t i = 0; i < js.n && rc == FTQ_OK; i++)
         rc = quantize_job(&js.j[i]);
     char *calib = NULL;
-    if (rc == FTQ_OK && p->calib && !(calib = calib_json(p, &js, src.calib_tokens)))
+    if (rc == FTQ_OK && p->calib && !(calib = calib_json(p, &js, &src)))
         rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
     if (rc == FTQ_OK)
         rc = write_output(src.ck, &js, src.split, tmp, calib, report);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/bert_internal.h"
+#include "quant/qcalib.h"
 #include "tests/test_util.h"
 
 static const char *TINY = "golden/bert_tiny_random";
@@ -393,11 +394,112 @@ static void test_pipeline_encoder(void)
     CU_ASSERT(ftq_is_file(path));
 }
 
+/* Calibrated int4 on the tiny classifier (random calibration ids, 6 windows of 24 with a
+ * CLS first): every block linear weight equals the importance-weighted search on the sums
+ * of x_j^2 of its input computed here from the unquantized encoder (the hidden state, the
+ * attention output, the post-LN state, the GELU output of that block), in both blocks; the
+ * report and the metadata name the method; gptq / awq / --bits are refused in one line. */
+static void test_tiny_calib(void)
+{
+    enum { NW = 6, CTX = 24 };
+    const char *tmp = test_tmpdir("bert_quant_calib");
+    char qdir[4096], ddir[4096];
+    snprintf(qdir, sizeof qdir, "%s/q", tmp);
+    snprintf(ddir, sizeof ddir, "%s/deq", tmp);
+    ftq_remove_tree(qdir);
+    ftq_remove_tree(ddir);
+    ftq_bert *f = NULL;
+    ASSERT_OK(ftq_bert_load(shared_path(TINY), &f));
+    const int V = ftq_bert_get_config(f)->vocab_size;
+    int32_t text[NW * (CTX - 1)], calib[NW * CTX];
+    ftq_rng r;
+    ftq_rng_seed(&r, 9);
+    for (int i = 0; i < NW * (CTX - 1); i++)
+        text[i] = 1000 % V + (int32_t)(ftq_rng_uniform(&r) * (float)(V - 1000 % V - 1));
+    for (int w = 0; w < NW; w++) {
+        calib[w * CTX] = 101 % V;
+        memcpy(calib + w * CTX + 1, text + w * (CTX - 1), sizeof(int32_t) * (CTX - 1));
+    }
+    ftq_quantize_params qp = ftq_quantize_default_params();
+    qp.bits = 4;
+    qp.calib = text;
+    qp.n_calib = NW * (CTX - 1);
+    qp.calib_ctx = CTX;
+    qp.calib_bos = 101 % V;
+    qp.calib_name = "random";
+    ftq_quantize_report rep;
+    qp.method = FTQ_QMETHOD_GPTQ;
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(TINY), qdir, &qp, &rep), FTQ_EUNSUPPORTED);
+    CU_ASSERT(strstr(ftq_last_error(), "are for decoders") != NULL);
+    qp.method = FTQ_QMETHOD_RTN;
+    qp.awq = 1;
+    CU_ASSERT_EQUAL(ftq_quantize_model(shared_path(TINY), qdir, &qp, &rep), FTQ_EUNSUPPORTED);
+    qp.awq = 0;
+    ASSERT_OK(ftq_quantize_model(shared_path(TINY), qdir, &qp, &rep));
+    ASSERT_INT_EQ(rep.calib_tokens, NW * CTX);
+    int n_imp = 0;
+    for (size_t i = 0; i < rep.n_tensors; i++)
+        n_imp += strcmp(rep.tensors[i].method, "imatrix") == 0;
+    ASSERT_INT_EQ(n_imp, 12);
+    ftq_quantize_report_free(&rep);
+    ftq_checkpoint *ck = NULL;
+    ASSERT_OK(ftq_checkpoint_open(qdir, &ck));
+    cJSON *cj = cJSON_Parse(ftq_st_metadata_get(ftq_checkpoint_file(ck, 0), "ftq.quant.calibration"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cj);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(cj, "method")->valuestring, "imatrix");
+    cJSON_Delete(cj);
+    ftq_checkpoint_close(ck);
+    ASSERT_OK(ftq_dequantize_model(qdir, ddir, FTQ_DTYPE_F32));
+    ftq_bert *d = NULL;
+    ASSERT_OK(ftq_bert_load(ddir, &d));
+    const char *lin[] = {"attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight",
+                         "attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight"};
+    ftq_bert_ws *ws = NULL;
+    ASSERT_OK(ftq_bert_ws_new(f, NW, CTX, 0, &ws));
+    int lens[NW];
+    for (int b = 0; b < NW; b++)
+        lens[b] = CTX;
+    int bad = 0;
+    for (int l = 0; l < 2; l++) {
+        ASSERT_OK(ftq_bert_forward_layers(f, ws, calib, NULL, lens, NW, CTX, l + 1));
+        const float *in[] = {ftq_bert_x(ws, l), ftq_bert_x(ws, l), ftq_bert_x(ws, l), ws->att, ws->h1, ws->g};
+        for (int k = 0; k < 6; k++) {
+            char name[160];
+            snprintf(name, sizeof name, "bert.encoder.layer.%d.%s", l, lin[k]);
+            int64_t rows = 0, cols = 0, r2 = 0, c2 = 0;
+            const float *w = weight(f, name, &rows, &cols), *got = weight(d, name, &r2, &c2);
+            double *imp = calloc((size_t)cols, sizeof(double));
+            for (int64_t j = 0; j < cols; j++)
+                for (int t = 0; t < NW * CTX; t++)
+                    imp[j] += (double)in[k][(size_t)t * cols + j] * in[k][(size_t)t * cols + j];
+            ftq_quant_params p4 = ftq_quant_default_params();
+            p4.scheme = FTQ_QSCHEME_Q4;
+            p4.group = 32;
+            p4.f16_scales = 1;
+            ftq_qtensor q;
+            ASSERT_OK(ftq_qtensor_quantize_weighted(&q, w, (int)rows, (int)cols, &p4, imp));
+            float *ref = malloc(sizeof(float) * (size_t)(rows * cols));
+            ftq_qtensor_dequantize(&q, ref);
+            bad += memcmp(ref, got, sizeof(float) * (size_t)(rows * cols)) != 0;
+            ftq_qtensor_free(&q);
+            free(ref);
+            free(imp);
+        }
+    }
+    ASSERT_INT_EQ(bad, 0);
+    ftq_bert_ws_free(ws);
+    ftq_bert_free(d);
+    ftq_bert_free(f);
+    ftq_remove_tree(qdir);
+    ftq_remove_tree(ddir);
+}
+
 void test_register_bert_quant(void)
 {
     static const test_case cases[] = {{"tiny_quantized_forward", test_tiny_quantized_forward},
                                       {"minilm_embeddings", test_minilm_embeddings},
                                       {"tiny_prune", test_tiny_prune},
+                                      {"tiny_calib", test_tiny_calib},
                                       {"pipeline_encoder", test_pipeline_encoder},
                                       {NULL, NULL}};
     test_add_suite("bert_quant", cases);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/awq.h"
 #include "quant/qcalib.h"
 #include "tests/test_util.h"
 
@@ -342,12 +343,110 @@ static void test_gptq_beats_rtn(void)
     free(imp);
 }
 
+/* ||X (W - deq(Q) diag(1/s))^T||^2 / T in double, straight from the activations: the error
+ * of the scaled-then-quantized layer on the calibration inputs, computed without the Gram
+ * matrix (independent of ftq_qtensor_output_error). */
+static double direct_err(const ftq_qtensor *q, const float *w, const float *s, const float *X, int T)
+{
+    const int rows = q->rows, n = q->cols;
+    float *deq = malloc(sizeof(float) * (size_t)rows * n);
+    double *e = malloc(sizeof(double) * (size_t)rows * n);
+    ftq_qtensor_dequantize(q, deq);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n; j++)
+            e[(size_t)r * n + j] = (double)w[(size_t)r * n + j] - (double)deq[(size_t)r * n + j] / (s ? s[j] : 1.0);
+    double tot = 0;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < rows; r++) {
+            double y = 0;
+            for (int j = 0; j < n; j++)
+                y += e[(size_t)r * n + j] * X[(size_t)t * n + j];
+            tot += y * y;
+        }
+    free(deq);
+    free(e);
+    return tot / T;
+}
+
+/* AWQ's search (quant/awq.c) on two layers sharing one input with loud channels: the error
+ * it reports for its scales is the directly computed error of the unscaled layers (W -
+ * Q(W s) / s on X), alpha 0 reproduces the plain importance search exactly, and the chosen
+ * scales cut the output error below the importance search's and the unweighted search's. */
+static void test_awq_search(void)
+{
+    ftq_rng r;
+    ftq_rng_seed(&r, 23);
+    const int rows = 48, n = 128, T = 512;
+    float *X = make_acts(&r, T, n), *w1 = make_weights(&r, rows, n), *w2 = make_weights(&r, rows / 2, n);
+    float *G = make_gram(X, T, n), *s = malloc(sizeof(float) * n);
+    double *imp = malloc(sizeof(double) * n), *mag = calloc(n, sizeof(double));
+    for (int j = 0; j < n; j++) {
+        imp[j] = G[(size_t)j * n + j];
+        for (int t = 0; t < T; t++)
+            mag[j] += fabs(X[(size_t)t * n + j]) / T;
+    }
+    ftq_quant_params p = qparams(FTQ_QSCHEME_Q4, 32, 1);
+    ftq_awq_linear lins[2] = {{w1, rows}, {w2, rows / 2}};
+    double err = 0, err0 = 0, alpha = -1;
+    ASSERT_OK(ftq_awq_search(lins, 2, n, &p, imp, mag, G, T, s, &err, &err0, &alpha));
+    CU_ASSERT(alpha > 0 && alpha <= 1);
+    /* independent errors: the chosen scales, alpha 0 (the importance search), unweighted search */
+    double e_awq = 0, e_imp = 0, e_search = 0;
+    for (int k = 0; k < 2; k++) {
+        const float *w = lins[k].w;
+        const int rw = lins[k].rows;
+        float *ws = malloc(sizeof(float) * (size_t)rw * n);
+        double *imps = malloc(sizeof(double) * n);
+        for (int i = 0; i < rw; i++)
+            for (int j = 0; j < n; j++)
+                ws[(size_t)i * n + j] = w[(size_t)i * n + j] * s[j];
+        for (int j = 0; j < n; j++)
+            imps[j] = imp[j] / ((double)s[j] * s[j]);
+        ftq_qtensor qa, qi, qs;
+        ASSERT_OK(ftq_qtensor_quantize_weighted(&qa, ws, rw, n, &p, imps));
+        ASSERT_OK(ftq_qtensor_quantize_weighted(&qi, w, rw, n, &p, imp));
+        ASSERT_OK(ftq_qtensor_quantize(&qs, w, rw, n, &p));
+        e_awq += direct_err(&qa, w, s, X, T);
+        e_imp += direct_err(&qi, w, NULL, X, T);
+        e_search += direct_err(&qs, w, NULL, X, T);
+        ftq_qtensor_free(&qa);
+        ftq_qtensor_free(&qi);
+        ftq_qtensor_free(&qs);
+        free(ws);
+        free(imps);
+    }
+    fprintf(stderr, "\n    awq alpha %.1f: output error %.4g (importance search %.4g, search %.4g) ", alpha, e_awq,
+            e_imp, e_search);
+    ASSERT_NEAR(err / e_awq, 1.0, 1e-3);  /* float Gram product vs double */
+    ASSERT_NEAR(err0 / e_imp, 1.0, 1e-3);
+    CU_ASSERT(e_awq < 0.95 * e_imp);
+    CU_ASSERT(e_awq < e_search);
+    /* scales: positive, finite, normalized so that sqrt(max * min) = 1 */
+    float lo = s[0], hi = s[0];
+    for (int j = 0; j < n; j++) {
+        CU_ASSERT(isfinite(s[j]) && s[j] > 0);
+        lo = s[j] < lo ? s[j] : lo;
+        hi = s[j] > hi ? s[j] : hi;
+    }
+    ASSERT_NEAR(sqrt((double)lo * hi), 1.0, 1e-5);
+    CU_ASSERT(hi / lo > 1.5f); /* the loud channels (j % 13 == 0) got larger scales */
+    CU_ASSERT(s[13] > s[14] && s[26] > s[27]);
+    free(X);
+    free(w1);
+    free(w2);
+    free(G);
+    free(s);
+    free(imp);
+    free(mag);
+}
+
 void test_register_qcalib(void)
 {
     static const test_case cases[] = {
         {"weighted_search", test_weighted_search},
         {"gptq_reference", test_gptq_reference},
         {"gptq_beats_rtn", test_gptq_beats_rtn},
+        {"awq_search", test_awq_search},
         {NULL, NULL},
     };
     test_add_suite("qcalib", cases);
