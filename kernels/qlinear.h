@@ -51,6 +51,8 @@ typedef enum {
     FTQ_QSCHEME_Q8 = 0,
     FTQ_QSCHEME_Q4,
     FTQ_QSCHEME_Q4A,
+    FTQ_QSCHEME_Q6K, /* K-quant super-blocks (kernels/kquant.h): ggml's Q6_K */
+    FTQ_QSCHEME_Q4K, /* and Q4_K */
     FTQ_QSCHEME_COUNT
 } ftq_qscheme;
 

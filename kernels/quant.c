@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ftq.h"
+#include "kernels/kquant.h"
 #include "kernels/quant.h"
 
 #ifdef _OPENMP
@@ -209,6 +210,9 @@ static const struct {
     [FTQ_QSCHEME_Q8] = {{"q8", 8, -127, 127, 0, 127.0f, 1.0f, 10, 1, 1}, sym_group},
     [FTQ_QSCHEME_Q4] = {{"q4", 4, 0, 15, 8, 7.0f, 0.1f, 10, 2, 0}, sym_group},
     [FTQ_QSCHEME_Q4A] = {{"q4a", 4, 0, 15, -1, 15.0f, 0.1f, 10, 1, 0}, asym_group},
+    /* super-blocks (kernels/kquant.h): their own quantizer; the traits only name them */
+    [FTQ_QSCHEME_Q6K] = {{"q6k", 6, 0, 63, 32, 31.0f, 0.1f, 6, 2, 1}, NULL},
+    [FTQ_QSCHEME_Q4K] = {{"q4k", 4, 0, 15, -1, 15.0f, 0.1f, 9, 1, 1}, NULL},
 };
 
 const ftq_qscheme_traits *ftq_qscheme_info(ftq_qscheme s)
@@ -241,7 +245,11 @@ int ftq_quant_params_check(const ftq_quant_params *p)
 {
     if (!ftq_qscheme_info(p->scheme))
         return ftq_set_error(FTQ_EINVAL, "unknown quantization scheme %d", (int)p->scheme);
-    if (p->group == FTQ_QGROUP_ROW) {
+    if (ftq_qscheme_is_k(p->scheme)) {
+        if (p->group != FTQ_QK)
+            return ftq_set_error(FTQ_EINVAL, "invalid group size %d: %s takes super-blocks of 256", p->group,
+                                 ftq_qscheme_info(p->scheme)->name);
+    } else if (p->group == FTQ_QGROUP_ROW) {
         if (p->scheme != FTQ_QSCHEME_Q8)
             return ftq_set_error(FTQ_EINVAL, "per-row scales need q8: %s takes a group of 32, 64 or 128",
                                  ftq_qscheme_info(p->scheme)->name);
@@ -253,6 +261,8 @@ int ftq_quant_params_check(const ftq_quant_params *p)
 
 size_t ftq_qrow_bytes(ftq_qscheme s, int n)
 {
+    if (ftq_qscheme_is_k(s))
+        return ftq_kq_row_bytes(s, n);
     return s == FTQ_QSCHEME_Q8 ? (size_t)n : ((size_t)n + 1) / 2;
 }
 
@@ -269,6 +279,10 @@ static int quantize_row_impl(const ftq_quant_params *p, const float *x, int n, u
             *bad = i;
             return ROW_NONFINITE;
         }
+    }
+    if (ftq_qscheme_is_k(p->scheme)) {
+        int st = ftq_kq_quantize_row(p->scheme, x, NULL, n, qs, scales, bad);
+        return st == 0 ? ROW_OK : st == 1 ? ROW_OVERFLOW : ROW_NOMEM;
     }
     const ftq_qscheme_traits *tr = &schemes[p->scheme].t;
     const group_fn fn = schemes[p->scheme].quantize_group;
@@ -326,6 +340,8 @@ int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *
         return rc;
     if (n <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid row length %d", n);
+    if (ftq_qscheme_is_k(p->scheme) && n % FTQ_QK)
+        return ftq_set_error(FTQ_EINVAL, "%s needs a multiple of 256 elements, not %d", schemes[p->scheme].t.name, n);
     if (p->scheme == FTQ_QSCHEME_Q4A && !zeros)
         return ftq_set_error(FTQ_EINVAL, "q4a needs a zero-code buffer");
     int gsize = p->group == FTQ_QGROUP_ROW ? n : p->group;
@@ -344,6 +360,10 @@ int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *
 void ftq_dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float *scales,
                         const uint8_t *zeros, int n, float *out)
 {
+    if (ftq_qscheme_is_k(s)) {
+        ftq_kq_dequantize_row(s, qs, scales, n, out);
+        return;
+    }
     const ftq_qscheme_traits *tr = &schemes[s].t;
     const int gsize = group == FTQ_QGROUP_ROW ? n : group;
     for (int g = 0, k0 = 0; k0 < n; g++, k0 += gsize) {
@@ -376,6 +396,8 @@ int ftq_qtensor_alloc(ftq_qtensor *q, ftq_qscheme s, int rows, int cols, int gro
         return rc;
     if (rows <= 0 || cols <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid tensor shape [%d, %d]", rows, cols);
+    if (ftq_qscheme_is_k(s) && cols % FTQ_QK)
+        return ftq_set_error(FTQ_EINVAL, "%s needs a multiple of 256 columns, not %d", schemes[s].t.name, cols);
     q->scheme = s;
     q->rows = rows;
     q->cols = cols;
@@ -529,6 +551,10 @@ int ftq_qmat_pack(ftq_qmat *m, const ftq_qtensor *q, int ab)
     int rc = ftq_qmat_alloc(m, q->scheme, q->rows, q->cols, q->group, ab);
     if (rc != FTQ_OK)
         return rc;
+    if (ftq_qscheme_is_k(q->scheme)) {
+        ftq_kq_qmat_fill(m, q->qs, q->row_bytes, q->scales);
+        return FTQ_OK;
+    }
     const int ng = m->ngroups, q8 = q->scheme == FTQ_QSCHEME_Q8;
     const ftq_qscheme_traits *tr = &schemes[q->scheme].t;
     for (int r = 0; r < q->rows; r++) {
@@ -582,6 +608,9 @@ int ftq_qtensor_matmul_ref(float *y, const float *x, const ftq_qtensor *w, int a
 {
     if (ab == 0)
         ab = FTQ_QACT_BLOCK;
+    if (ftq_qscheme_is_k(w->scheme))
+        return ab != 32 ? ftq_set_error(FTQ_EINVAL, "%s takes activation blocks of 32, not %d", schemes[w->scheme].t.name, ab)
+                        : ftq_kq_matmul_ref(y, x, w->scheme, w->rows, w->cols, w->qs, w->row_bytes, w->scales, bias, T);
     if (ab != 32 && ab != 64 && ab != 128)
         return ftq_set_error(FTQ_EINVAL, "invalid activation block %d: expected 32, 64 or 128", ab);
     if (w->group != FTQ_QGROUP_ROW && w->group % ab != 0)

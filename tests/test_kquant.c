@@ -1,0 +1,275 @@
+/* test_kquant.c - kernels/kquant.c: the q6k / q4k super-block schemes. The bytes dequantize
+ * to the values of an independent transcription of ggml's dequantize_row_q6_K / _q4_K on the
+ * reassembled 210 / 144-byte blocks; the error is within the scheme's step; the importance
+ * search beats the unweighted one on the weighted error; packing keeps every value; every
+ * matmul path (scalar and AVX-512 VNNI forced) equals the scalar reference on the row-major
+ * bytes bit for bit over panel and row-tile tails; and the product is close to the f32
+ * product of the dequantized weights. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kquant.h"
+#include "kernels/quant.h"
+#include "quant/qcalib.h"
+#include "tests/test_util.h"
+
+static float *randw(ftq_rng *r, int rows, int cols)
+{
+    float *w = malloc(sizeof(float) * (size_t)rows * cols);
+    for (int i = 0; i < rows * cols; i++)
+        w[i] = ftq_rng_normal(r) * 0.05f;
+    for (int i = 7; i < rows * cols; i += 131) /* a few outliers */
+        w[i] *= 8.0f;
+    for (int k = 256; k < 256 + 32 && rows > 1; k++) /* a zero sub-block in row 1 */
+        w[cols + k] = 0.0f;
+    for (int k = 0; k < 32 && rows > 2; k++) /* an all-positive sub-block in row 2 */
+        w[2 * cols + k] = 0.01f + fabsf(w[2 * cols + k]);
+    return w;
+}
+
+static float h2f(const uint8_t *p) { return ftq_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* ggml's dequantize_row_q6_K on block_q6_K {ql[128], qh[64], scales[16], d}. */
+static void ggml_q6k(const uint8_t *blk, float *y)
+{
+    const uint8_t *ql = blk, *qh = blk + 128;
+    const int8_t *sc = (const int8_t *)(blk + 192);
+    const float d = h2f(blk + 208);
+    for (int n = 0; n < 256; n += 128) {
+        for (int l = 0; l < 32; ++l) {
+            int is = l / 16;
+            const int8_t q1 = (int8_t)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int8_t q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int8_t q3 = (int8_t)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int8_t q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l + 0] = d * sc[is + 0] * q1;
+            y[l + 32] = d * sc[is + 2] * q2;
+            y[l + 64] = d * sc[is + 4] * q3;
+            y[l + 96] = d * sc[is + 6] * q4;
+        }
+        y += 128;
+        ql += 64;
+        qh += 32;
+        sc += 8;
+    }
+}
+
+static void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+{
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+/* ggml's dequantize_row_q4_K on block_q4_K {d, dmin, scales[12], qs[128]}. */
+static void ggml_q4k(const uint8_t *blk, float *y)
+{
+    const uint8_t *q = blk + 16;
+    const float d = h2f(blk), min = h2f(blk + 2);
+    int is = 0;
+    uint8_t sc, m;
+    for (int j = 0; j < 256; j += 64) {
+        scale_min_k4(is + 0, blk + 4, &sc, &m);
+        const float d1 = d * sc, m1 = min * m;
+        scale_min_k4(is + 1, blk + 4, &sc, &m);
+        const float d2 = d * sc, m2 = min * m;
+        for (int l = 0; l < 32; ++l)
+            *y++ = d1 * (q[l] & 0xF) - m1;
+        for (int l = 0; l < 32; ++l)
+            *y++ = d2 * (q[l] >> 4) - m2;
+        q += 32;
+        is += 2;
+    }
+}
+
+/* The ggml block of super-block s of row r: ftq's .qweight bytes with the f16 d put back. */
+static void ggml_block(const ftq_qtensor *q, int r, int s, uint8_t *blk)
+{
+    const uint8_t *src = q->qs + (size_t)r * q->row_bytes;
+    uint16_t h = ftq_f32_to_f16(q->scales[(size_t)r * q->ngroups + s]);
+    if (q->scheme == FTQ_QSCHEME_Q6K) {
+        memcpy(blk, src + (size_t)s * FTQ_Q6K_BYTES, FTQ_Q6K_BYTES);
+        blk[208] = (uint8_t)(h & 255);
+        blk[209] = (uint8_t)(h >> 8);
+    } else {
+        blk[0] = (uint8_t)(h & 255);
+        blk[1] = (uint8_t)(h >> 8);
+        memcpy(blk + 2, src + (size_t)s * FTQ_Q4K_BYTES, FTQ_Q4K_BYTES);
+    }
+}
+
+static double werr(const float *w, const float *v, const double *imp, int rows, int cols)
+{
+    double e = 0;
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < cols; k++) {
+            double d = (double)w[(size_t)r * cols + k] - v[(size_t)r * cols + k];
+            e += imp[k] * d * d;
+        }
+    return e;
+}
+
+static void test_roundtrip_ggml(void)
+{
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 14);
+    const int rows = 9, cols = 512;
+    float *w = randw(&rng, rows, cols), *v = malloc(sizeof(float) * rows * cols);
+    const ftq_qscheme sch[2] = {FTQ_QSCHEME_Q6K, FTQ_QSCHEME_Q4K};
+    const double bound[2] = {0.03, 0.12}; /* relative rms error of 6 and 4 bits */
+    for (int si = 0; si < 2; si++) {
+        ftq_quant_params p = {sch[si], FTQ_QK, 1, 1};
+        ftq_qtensor q;
+        CU_ASSERT_EQUAL_FATAL(ftq_qtensor_quantize(&q, w, rows, cols, &p), FTQ_OK);
+        CU_ASSERT_EQUAL(q.row_bytes, (size_t)(cols / 256) * (si == 0 ? 208 : 142));
+        CU_ASSERT_EQUAL(ftq_qtensor_file_bytes(&q), (size_t)rows * (cols / 256) * (si == 0 ? 210 : 144));
+        ftq_qtensor_dequantize(&q, v);
+        int mismatch = 0;
+        for (int r = 0; r < rows; r++)
+            for (int s = 0; s < cols / 256; s++) {
+                uint8_t blk[210];
+                float ref[256];
+                ggml_block(&q, r, s, blk);
+                if (si == 0)
+                    ggml_q6k(blk, ref);
+                else
+                    ggml_q4k(blk, ref);
+                mismatch += memcmp(ref, v + (size_t)r * cols + 256 * s, sizeof ref) != 0;
+            }
+        CU_ASSERT_EQUAL(mismatch, 0);
+        ftq_qerror e;
+        ftq_qerror_compute(w, v, (size_t)rows * cols, &e);
+        printf("\n  %s rel rmse %.4f", si == 0 ? "q6k" : "q4k", e.rel_rmse);
+        CU_ASSERT(e.rel_rmse < bound[si]);
+        /* the zero sub-block stays exactly zero */
+        int nz = 0;
+        for (int k = 256; k < 288; k++)
+            nz += v[cols + k] != 0.0f;
+        CU_ASSERT_EQUAL(nz, 0);
+        /* packing keeps every value */
+        ftq_qmat m;
+        CU_ASSERT_EQUAL_FATAL(ftq_qmat_pack(&m, &q, 0), FTQ_OK);
+        float *v2 = malloc(sizeof(float) * rows * cols);
+        ftq_qmat_dequantize(&m, v2);
+        CU_ASSERT_EQUAL(memcmp(v, v2, sizeof(float) * rows * cols), 0);
+        free(v2);
+        ftq_qmat_free(&m);
+        ftq_qtensor_free(&q);
+    }
+    free(w);
+    free(v);
+}
+
+static void test_weighted_search(void)
+{
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 3);
+    const int rows = 16, cols = 256;
+    float *w = randw(&rng, rows, cols), *v = malloc(sizeof(float) * rows * cols);
+    double *imp = malloc(sizeof(double) * cols);
+    for (int k = 0; k < cols; k++)
+        imp[k] = k % 17 == 0 ? 50.0 : 0.2 + 0.01 * (k % 7);
+    const ftq_qscheme sch[2] = {FTQ_QSCHEME_Q6K, FTQ_QSCHEME_Q4K};
+    for (int si = 0; si < 2; si++) {
+        ftq_quant_params p = {sch[si], FTQ_QK, 1, 1};
+        ftq_qtensor a, b;
+        CU_ASSERT_EQUAL_FATAL(ftq_qtensor_quantize(&a, w, rows, cols, &p), FTQ_OK);
+        CU_ASSERT_EQUAL_FATAL(ftq_qtensor_quantize_weighted(&b, w, rows, cols, &p, imp), FTQ_OK);
+        ftq_qtensor_dequantize(&a, v);
+        double ea = werr(w, v, imp, rows, cols);
+        ftq_qtensor_dequantize(&b, v);
+        double eb = werr(w, v, imp, rows, cols);
+        printf("\n  %s weighted error: plain %.4g, importance %.4g", si == 0 ? "q6k" : "q4k", ea, eb);
+        CU_ASSERT(eb < 0.9 * ea);
+        ftq_qtensor_free(&a);
+        ftq_qtensor_free(&b);
+    }
+    /* refusals: a width that is not a multiple of 256, gptq */
+    ftq_quant_params p = {FTQ_QSCHEME_Q4K, FTQ_QK, 1, 1};
+    ftq_qtensor q;
+    CU_ASSERT_EQUAL(ftq_qtensor_quantize(&q, w, 2, 192, &p), FTQ_EINVAL);
+    p.group = 32;
+    CU_ASSERT_EQUAL(ftq_qtensor_quantize(&q, w, 2, 256, &p), FTQ_EINVAL);
+    free(w);
+    free(v);
+    free(imp);
+}
+
+static void test_matmul_paths(void)
+{
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 5);
+    const int cols = 512, outs[3] = {37, 16, 5}, Ts[6] = {1, 2, 3, 4, 7, 13};
+    const ftq_qscheme sch[2] = {FTQ_QSCHEME_Q6K, FTQ_QSCHEME_Q4K};
+    int ran_simd = 0;
+    for (int si = 0; si < 2; si++)
+        for (int oi = 0; oi < 3; oi++) {
+            const int rows = outs[oi];
+            float *w = randw(&rng, rows, cols), *bias = malloc(sizeof(float) * rows);
+            for (int o = 0; o < rows; o++)
+                bias[o] = 0.1f * (float)o;
+            ftq_quant_params p = {sch[si], FTQ_QK, 1, 1};
+            ftq_qtensor q;
+            ftq_qmat m;
+            CU_ASSERT_EQUAL_FATAL(ftq_qtensor_quantize(&q, w, rows, cols, &p), FTQ_OK);
+            CU_ASSERT_EQUAL_FATAL(ftq_qmat_pack(&m, &q, 0), FTQ_OK);
+            float *deq = malloc(sizeof(float) * rows * cols);
+            ftq_qtensor_dequantize(&q, deq);
+            for (int ti = 0; ti < 6; ti++) {
+                const int T = Ts[ti];
+                float *x = malloc(sizeof(float) * T * cols), *yr = malloc(sizeof(float) * T * rows),
+                      *y = malloc(sizeof(float) * T * rows);
+                for (int i = 0; i < T * cols; i++)
+                    x[i] = ftq_rng_normal(&rng) * (i % 97 == 3 ? 20.0f : 1.0f);
+                CU_ASSERT_EQUAL_FATAL(ftq_qtensor_matmul_ref(yr, x, &q, 0, bias, T), FTQ_OK);
+                for (int path = FTQ_QPATH_SCALAR; path < FTQ_QPATH_COUNT; path++) {
+                    if (!ftq_qpath_supported((ftq_qpath)path))
+                        continue;
+                    ran_simd += path == FTQ_QPATH_AVX512VNNI;
+                    memset(y, 0, sizeof(float) * T * rows);
+                    CU_ASSERT_EQUAL(ftq_qmat_mul_path((ftq_qpath)path, y, x, &m, bias, T, NULL), FTQ_OK);
+                    if (memcmp(y, yr, sizeof(float) * T * rows) != 0) {
+                        CU_FAIL("path differs from the reference");
+                        printf("\n  %s rows %d T %d path %s differs", si ? "q4k" : "q6k", rows, T,
+                               ftq_qpath_name((ftq_qpath)path));
+                    }
+                }
+                /* close to the f32 product of the dequantized weights (activation rounding) */
+                double num = 0, den = 0;
+                for (int t = 0; t < T; t++)
+                    for (int o = 0; o < rows; o++) {
+                        double f = bias[o];
+                        for (int k = 0; k < cols; k++)
+                            f += (double)x[(size_t)t * cols + k] * deq[(size_t)o * cols + k];
+                        num += (f - yr[(size_t)t * rows + o]) * (f - yr[(size_t)t * rows + o]);
+                        den += f * f;
+                    }
+                if (!(num <= 4e-3 * den))
+                    printf("\n  rows %d T %d: relative squared error %.3g", rows, T, num / den);
+                CU_ASSERT(num <= 4e-3 * den); /* int8 activations: about 1e-3 with 20x outliers */
+                free(x);
+                free(yr);
+                free(y);
+            }
+            free(deq);
+            ftq_qmat_free(&m);
+            ftq_qtensor_free(&q);
+            free(w);
+            free(bias);
+        }
+    if (!ran_simd)
+        test_skip("avx512vnni path: cpu lacks avx512vnni");
+}
+
+void test_register_kquant(void)
+{
+    static const test_case cases[] = {{"roundtrip_ggml", test_roundtrip_ggml},
+                                      {"weighted_search", test_weighted_search},
+                                      {"matmul_paths", test_matmul_paths},
+                                      {NULL, NULL}};
+    test_add_suite("kquant", cases);
+}
