@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "quant/qcalib.h"
 #include "quant/quantize_calib.h"
+#include "quant/quantize_kplan.h"
 
 void ftq_qcalib_stats_free(ftq_act_stats *st)
 {
@@ -240,7 +241,9 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
     if (rc == FTQ_OK && total_w > 0 && total_bits / total_w > p->target_bits)
         rc = ftq_set_error(FTQ_EINVAL, "cannot plan mixed precision: --bits %g is below the int4 layers' own %.3f "
                                        "bits per weight", p->target_bits, total_bits / total_w);
-    if (rc == FTQ_OK) {
+    if (rc == FTQ_OK && p->kquant) {
+        rc = ftq_qkplan_greedy(p, js, total_bits, total_w);
+    } else if (rc == FTQ_OK) {
         qsort(up, n_up, sizeof *up, by_gain_desc);
         for (size_t k = 0; k < n_up; k++) {
             ftq_qjob *j = &js->j[up[k].job];

@@ -82,6 +82,8 @@ static int check_params(const ftq_quantize_params *p)
         return ftq_set_error(FTQ_EINVAL, "gptq needs calibration text");
     if (p->calib && p->group == 0)
         return ftq_set_error(FTQ_EINVAL, "calibrated quantization needs groups (32, 64 or 128), not one scale per row");
+    if (p->kquant && p->bits != 4)
+        return ftq_set_error(FTQ_EINVAL, "k-quant super-blocks (kquant) apply to int4 only");
     if (p->target_bits != 0 && (!p->calib || p->bits != 4 || !(p->target_bits > 0 && p->target_bits <= 8.5)))
         return ftq_set_error(FTQ_EINVAL, "mixed precision (bits %g) needs int4, calibration text and a budget in "
                              "(0, 8.5] bits per weight", p->target_bits);
