@@ -467,7 +467,21 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         if (!blocks)
             type = 0;
     }
-    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0) {
+    if ((type == FTQ_GGML_Q4_K || type == FTQ_GGML_Q6_K) && cols % 256 == 0) {
+        /* ftq's q4k / q6k hold these blocks as they are: only finite d (and dmin) */
+        const size_t kb = type == FTQ_GGML_Q6_K ? 210 : 144;
+        for (int64_t i = 0; i < rows * (cols / 256) && blocks; i++) {
+            uint16_t h0, h1;
+            memcpy(&h0, blocks + kb * (size_t)i + (type == FTQ_GGML_Q6_K ? 208 : 0), 2);
+            memcpy(&h1, blocks + kb * (size_t)i + 2, 2);
+            if (!isfinite(ftq_f16_to_f32(h0)) || (type == FTQ_GGML_Q4_K && !isfinite(ftq_f16_to_f32(h1))))
+                blocks = NULL;
+        }
+        if (!blocks)
+            type = 0;
+    }
+    const int kq = (type == FTQ_GGML_Q4_K || type == FTQ_GGML_Q6_K) && cols % 256 == 0, kq6 = kq && type == FTQ_GGML_Q6_K;
+    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0 && !kq) {
         float *f = malloc(sizeof(float) * (size_t)(rows * cols));
         requant = malloc((size_t)(rows * nb) * 34);
         int rc = f && requant ? ftq_gguf_tensor_to_f32(src, f) : ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -487,6 +501,11 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     ftq_gguf_release(g, src->data, src->nbytes);
     int q8 = type == FTQ_GGML_Q8_0;
     size_t bs = q8 ? 34 : 18, row_bytes = q8 ? (size_t)cols : (size_t)cols / 2;
+    if (kq) { /* one f16 d per super-block of 256; the rest of the block in .qweight */
+        nb = cols / 256;
+        bs = kq6 ? 210 : 144;
+        row_bytes = (size_t)nb * (bs - 2);
+    }
     char *wname = malloc(strlen(hf) + 16), *sname = malloc(strlen(hf) + 16);
     size_t wbytes = row_bytes * (size_t)rows, nscales = (size_t)(rows * nb);
     uint8_t *qw = malloc(wbytes ? wbytes : 1);
@@ -522,6 +541,11 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         const unsigned char *b = blocks + (size_t)gr * (size_t)nb * bs;
         uint8_t *w = qw + (size_t)r * row_bytes;
         for (int64_t k = 0; k < nb; k++, b += bs) {
+            if (kq) { /* Q6_K: d last; Q4_K: d first */
+                memcpy(&qs[r * nb + k], b + (kq6 ? bs - 2 : 0), 2);
+                memcpy(w + (bs - 2) * (size_t)k, b + (kq6 ? 0 : 2), bs - 2);
+                continue;
+            }
             memcpy(&qs[r * nb + k], b, 2);
             if (q8) {
                 memcpy(w + 32 * k, b + 2, 32);
@@ -537,7 +561,7 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         }
     }
     free(requant);
-    parts[0].dtype = q8 ? FTQ_DTYPE_I8 : FTQ_DTYPE_U8;
+    parts[0].dtype = q8 && !kq ? FTQ_DTYPE_I8 : FTQ_DTYPE_U8;
     parts[0].ndim = parts[1].ndim = 2;
     parts[0].shape[0] = parts[1].shape[0] = rows;
     parts[0].shape[1] = (int64_t)row_bytes;
@@ -553,7 +577,8 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     }
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)rows));
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)cols));
-    if (!cJSON_AddStringToObject(e, "scheme", q8 ? "q8" : "q4") || !cJSON_AddNumberToObject(e, "group", 32) ||
+    if (!cJSON_AddStringToObject(e, "scheme", kq ? (kq6 ? "q6k" : "q4k") : q8 ? "q8" : "q4") ||
+        !cJSON_AddNumberToObject(e, "group", kq ? 256 : 32) ||
         !cJSON_AddItemToObject(e, "shape", shape) || !cJSON_AddBoolToObject(e, "transposed", permute == P_T) ||
         !cJSON_AddStringToObject(e, "source_dtype", ftq_ggml_type_info(src->type)->name))
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -738,6 +763,8 @@ static uint32_t file_type_of(uint32_t type)
     case FTQ_GGML_Q4_0: return 2;
     case FTQ_GGML_Q4_1: return 3;
     case FTQ_GGML_Q8_0: return 7;
+    case FTQ_GGML_Q4_K: return 14; /* llama.cpp's MOSTLY_Q4_K_S */
+    case FTQ_GGML_Q6_K: return 18;
     case FTQ_GGML_BF16: return 32;
     default: return 0;
     }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftq_gguf.h"
 #include "kernels/kquant.h"
 #include "kernels/quant.h"
 #include "quant/qcalib.h"
@@ -265,11 +266,70 @@ static void test_matmul_paths(void)
         test_skip("avx512vnni path: cpu lacks avx512vnni");
 }
 
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    *n = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    return b;
+}
+
+/* tests/fixtures/kquant (tools/kquant_fixture.py): random Q6_K / Q4_K blocks and gguf-py's
+ * dequantization. ftq's layout of the same bytes (d moved to the scales) dequantizes to
+ * gguf-py's values bit for bit, through the row-major tensor, the kernel layout and ftq's
+ * own GGUF reader. */
+static void test_gguf_py_fixture(void)
+{
+    static const char *const names[2] = {"q6_k", "q4_k"};
+    const ftq_qscheme sch[2] = {FTQ_QSCHEME_Q6K, FTQ_QSCHEME_Q4K};
+    const uint32_t gt[2] = {FTQ_GGML_Q6_K, FTQ_GGML_Q4_K};
+    for (int si = 0; si < 2; si++) {
+        char pb[64], pv[64];
+        snprintf(pb, sizeof pb, "tests/fixtures/kquant/%s.blocks", names[si]);
+        snprintf(pv, sizeof pv, "tests/fixtures/kquant/%s.f32", names[si]);
+        size_t nb = 0, nv = 0;
+        unsigned char *blocks = read_all(source_path(pb), &nb), *vals = read_all(source_path(pv), &nv);
+        CU_ASSERT_FATAL(blocks && vals);
+        const size_t bs = si == 0 ? 210 : 144, nblk = nb / bs;
+        CU_ASSERT_FATAL(nblk > 0 && nv == nblk * 256 * 4);
+        const int n = (int)(nblk * 256);
+        ftq_qtensor q;
+        ASSERT_OK(ftq_qtensor_alloc(&q, sch[si], 1, n, FTQ_QK));
+        for (size_t b = 0; b < nblk; b++) {
+            const unsigned char *blk = blocks + b * bs;
+            memcpy(q.qs + b * (bs - 2), blk + (si == 0 ? 0 : 2), bs - 2);
+            q.scales[b] = h2f(blk + (si == 0 ? 208 : 0));
+        }
+        float *v = malloc(sizeof(float) * (size_t)n), *g = malloc(sizeof(float) * (size_t)n);
+        ftq_qtensor_dequantize(&q, v);
+        CU_ASSERT_EQUAL(memcmp(v, vals, sizeof(float) * (size_t)n), 0);
+        ftq_qmat m;
+        ASSERT_OK(ftq_qmat_pack(&m, &q, 0));
+        ftq_qmat_dequantize(&m, g);
+        CU_ASSERT_EQUAL(memcmp(g, vals, sizeof(float) * (size_t)n), 0);
+        ftq_ggml_type_info(gt[si])->to_f32(blocks, g, nblk);
+        CU_ASSERT_EQUAL(memcmp(g, vals, sizeof(float) * (size_t)n), 0);
+        ftq_qmat_free(&m);
+        ftq_qtensor_free(&q);
+        free(v);
+        free(g);
+        free(blocks);
+        free(vals);
+    }
+}
+
 void test_register_kquant(void)
 {
     static const test_case cases[] = {{"roundtrip_ggml", test_roundtrip_ggml},
                                       {"weighted_search", test_weighted_search},
                                       {"matmul_paths", test_matmul_paths},
+                                      {"gguf_py_fixture", test_gguf_py_fixture},
                                       {NULL, NULL}};
     test_add_suite("kquant", cases);
 }
