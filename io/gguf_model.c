@@ -763,6 +763,7 @@ static uint32_t file_type_of(uint32_t type)
     case FTQ_GGML_Q4_0: return 2;
     case FTQ_GGML_Q4_1: return 3;
     case FTQ_GGML_Q8_0: return 7;
+    case FTQ_GGML_Q5_0: return 8;
     case FTQ_GGML_Q4_K: return 14; /* llama.cpp's MOSTLY_Q4_K_S */
     case FTQ_GGML_Q6_K: return 18;
     case FTQ_GGML_BF16: return 32;

@@ -213,6 +213,7 @@ static const struct {
     /* super-blocks (kernels/kquant.h): their own quantizer; the traits only name them */
     [FTQ_QSCHEME_Q6K] = {{"q6k", 6, 0, 63, 32, 31.0f, 0.1f, 6, 2, 1}, NULL},
     [FTQ_QSCHEME_Q4K] = {{"q4k", 4, 0, 15, -1, 15.0f, 0.1f, 9, 1, 1}, NULL},
+    [FTQ_QSCHEME_Q5] = {{"q5", 5, 0, 31, 16, 15.0f, 0.1f, 10, 2, 0}, sym_group},
 };
 
 const ftq_qscheme_traits *ftq_qscheme_info(ftq_qscheme s)
@@ -263,6 +264,8 @@ size_t ftq_qrow_bytes(ftq_qscheme s, int n)
 {
     if (ftq_qscheme_is_k(s))
         return ftq_kq_row_bytes(s, n);
+    if (s == FTQ_QSCHEME_Q5)
+        return ((size_t)n + 31) / 32 * 20;
     return s == FTQ_QSCHEME_Q8 ? (size_t)n : ((size_t)n + 1) / 2;
 }
 
@@ -300,10 +303,7 @@ static int quantize_row_impl(const ftq_quant_params *p, const float *x, int n, u
         if (zeros)
             zeros[g] = (uint8_t)z;
         for (int i = 0; i < m; i++) {
-            if (tr->bits == 8)
-                qs[k0 + i] = (uint8_t)(int8_t)codes[i];
-            else
-                ftq_q4_set(qs, k0 + i, codes[i]);
+            ftq_qcode_set(p->scheme, qs, k0 + i, codes[i]);
         }
     }
     return ROW_OK;
@@ -340,6 +340,8 @@ int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *
         return rc;
     if (n <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid row length %d", n);
+    if (p->scheme == FTQ_QSCHEME_Q5 && n % 32)
+        return ftq_set_error(FTQ_EINVAL, "q5 needs a multiple of 32 elements, not %d", n);
     if (ftq_qscheme_is_k(p->scheme) && n % FTQ_QK)
         return ftq_set_error(FTQ_EINVAL, "%s needs a multiple of 256 elements, not %d", schemes[p->scheme].t.name, n);
     if (p->scheme == FTQ_QSCHEME_Q4A && !zeros)
@@ -371,7 +373,7 @@ void ftq_dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float
         const int z = tr->zero >= 0 ? tr->zero : zeros[g];
         const int end = k0 + gsize < n ? k0 + gsize : n;
         for (int k = k0; k < end; k++) {
-            int c = tr->bits == 8 ? (int)(int8_t)qs[k] : ftq_q4_get(qs, k);
+            int c = ftq_qcode_get(s, qs, k);
             out[k] = d * (float)(c - z);
         }
     }
@@ -398,6 +400,8 @@ int ftq_qtensor_alloc(ftq_qtensor *q, ftq_qscheme s, int rows, int cols, int gro
         return ftq_set_error(FTQ_EINVAL, "invalid tensor shape [%d, %d]", rows, cols);
     if (ftq_qscheme_is_k(s) && cols % FTQ_QK)
         return ftq_set_error(FTQ_EINVAL, "%s needs a multiple of 256 columns, not %d", schemes[s].t.name, cols);
+    if (s == FTQ_QSCHEME_Q5 && cols % 32)
+        return ftq_set_error(FTQ_EINVAL, "q5 needs a multiple of 32 columns, not %d", cols);
     q->scheme = s;
     q->rows = rows;
     q->cols = cols;
@@ -543,20 +547,22 @@ int ftq_qtensor_error(const ftq_qtensor *q, const float *w, ftq_qerror *e)
 static int code_at(const ftq_qtensor *q, int r, int k)
 {
     const uint8_t *row = q->qs + (size_t)r * q->row_bytes;
-    return q->scheme == FTQ_QSCHEME_Q8 ? (int)(int8_t)row[k] : ftq_q4_get(row, k);
+    return ftq_qcode_get(q->scheme, row, k);
 }
 
 int ftq_qmat_pack(ftq_qmat *m, const ftq_qtensor *q, int ab)
 {
-    int rc = ftq_qmat_alloc(m, q->scheme, q->rows, q->cols, q->group, ab);
+    /* q5 runs on the int8 kernels: byte = (c - 16) + 128, the same d */
+    int rc = ftq_qmat_alloc(m, q->scheme == FTQ_QSCHEME_Q5 ? FTQ_QSCHEME_Q8 : q->scheme, q->rows, q->cols, q->group, ab);
     if (rc != FTQ_OK)
         return rc;
     if (ftq_qscheme_is_k(q->scheme)) {
         ftq_kq_qmat_fill(m, q->qs, q->row_bytes, q->scales);
         return FTQ_OK;
     }
-    const int ng = m->ngroups, q8 = q->scheme == FTQ_QSCHEME_Q8;
+    const int ng = m->ngroups, q8 = m->scheme == FTQ_QSCHEME_Q8;
     const ftq_qscheme_traits *tr = &schemes[q->scheme].t;
+    const int z8 = q->scheme == FTQ_QSCHEME_Q5 ? tr->zero : 0;
     for (int r = 0; r < q->rows; r++) {
         const int p = r / FTQ_QPANEL, l = r % FTQ_QPANEL;
         ftq_qchunk *panel = (ftq_qchunk *)(void *)(m->qs + (size_t)p * m->panel_bytes);
@@ -573,7 +579,7 @@ int ftq_qmat_pack(ftq_qmat *m, const ftq_qtensor *q, int ab)
             else /* padding: the zero code (activations are 0 there anyway) */
                 c = tr->zero >= 0 ? tr->zero : q->zeros[(size_t)r * q->ngroups + (k / q->gsize < ng ? k / q->gsize : ng - 1)];
             if (q8) {
-                panel[k / 4].b[l][k % 4] = (uint8_t)(c + 128);
+                panel[k / 4].b[l][k % 4] = (uint8_t)(c - z8 + 128);
             } else {
                 uint8_t *b = &panel[k / 8].b[l][k % 4];
                 int sh = (k % 8) / 4 * 4;

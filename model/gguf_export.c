@@ -23,7 +23,8 @@ static uint32_t exact_type(const ftq_qentry *e, uint32_t type)
     if (e->cols % 32 || (e->group % 32 && e->group != FTQ_QGROUP_ROW))
         return 0;
     if (type == FTQ_GGUF_EXPORT_KEEP)
-        return e->scheme == FTQ_QSCHEME_Q4 ? FTQ_GGML_Q4_0 : FTQ_GGML_Q8_0;
+        return e->scheme == FTQ_QSCHEME_Q4 ? FTQ_GGML_Q4_0 : e->scheme == FTQ_QSCHEME_Q5 && e->group == 32 ? FTQ_GGML_Q5_0
+                                                                                                         : FTQ_GGML_Q8_0;
     if (type == FTQ_GGML_Q8_0)
         return FTQ_GGML_Q8_0;
     if (type == FTQ_GGML_Q4_0 && e->scheme == FTQ_QSCHEME_Q4)
@@ -37,6 +38,8 @@ static int code_at(const ftq_qentry *e, const uint8_t *row, const uint8_t *zr, i
 {
     if (e->scheme == FTQ_QSCHEME_Q8)
         return (int8_t)row[k];
+    if (e->scheme == FTQ_QSCHEME_Q5)
+        return ftq_q5_get(row, k) - 16;
     int c = (row[k / 2] >> (4 * (k % 2))) & 15;
     return c - (e->scheme == FTQ_QSCHEME_Q4A ? zr[k / e->group] : 8);
 }
@@ -64,8 +67,7 @@ static void *encode_exact(const ftq_qentry *e, uint32_t tt, size_t *nbytes)
     if (ftq_qscheme_is_k(e->scheme))
         return encode_k(e, nbytes);
     const ftq_ggml_traits *gt = ftq_ggml_type_info(tt);
-    size_t nb = (size_t)e->cols / 32, row_bytes = e->scheme == FTQ_QSCHEME_Q8 ? (size_t)e->cols
-                                                                                : (size_t)(e->cols + 1) / 2;
+    size_t nb = (size_t)e->cols / 32, row_bytes = ftq_qrow_bytes(e->scheme, e->cols);
     int ngroups = e->group == FTQ_QGROUP_ROW ? 1 : (e->cols + e->group - 1) / e->group;
     *nbytes = (size_t)e->rows * nb * gt->type_size;
     unsigned char *out = malloc(*nbytes ? *nbytes : 1), *y = out;
@@ -83,6 +85,15 @@ static void *encode_exact(const ftq_qentry *e, uint32_t tt, size_t *nbytes)
             if (tt == FTQ_GGML_Q8_0) {
                 for (int j = 0; j < 32; j++)
                     y[2 + j] = (unsigned char)(int8_t)code_at(e, row, zr, k0 + j);
+            } else if (tt == FTQ_GGML_Q5_0) { /* qh: bit j = fifth bit of code j; qs: j | j + 16 << 4 */
+                uint32_t qh = 0;
+                for (int j = 0; j < 32; j++)
+                    qh |= (uint32_t)(((code_at(e, row, zr, k0 + j) + 16) >> 4) & 1) << j;
+                for (int j = 0; j < 4; j++)
+                    y[2 + j] = (unsigned char)(qh >> (8 * j));
+                for (int j = 0; j < 16; j++)
+                    y[6 + j] = (unsigned char)(((code_at(e, row, zr, k0 + j) + 16) & 15) |
+                                               ((code_at(e, row, zr, k0 + 16 + j) + 16) & 15) << 4);
             } else { /* Q4_0: byte j = code j | code j + 16 << 4, codes 0..15 */
                 for (int j = 0; j < 16; j++)
                     y[2 + j] = (unsigned char)((code_at(e, row, zr, k0 + j) + 8) | (code_at(e, row, zr, k0 + 16 + j) + 8) << 4);

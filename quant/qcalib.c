@@ -188,10 +188,7 @@ static int wgroup(const ftq_qscheme_traits *tr, const float *x, const float *u, 
 
 static void put_code(const ftq_qscheme_traits *tr, uint8_t *qs, int k, int c)
 {
-    if (tr->bits == 8)
-        qs[k] = (uint8_t)(int8_t)c;
-    else
-        ftq_q4_set(qs, k, c);
+    ftq_qcode_set(tr->bits == 8 ? FTQ_QSCHEME_Q8 : tr->bits == 5 ? FTQ_QSCHEME_Q5 : FTQ_QSCHEME_Q4, qs, k, c);
 }
 
 /* u_j = imp_j * sqrt(sigma2 + x_j^2) over one row (llama.cpp's weighting of an imatrix). */

@@ -1,7 +1,7 @@
 /* quantize_kplan.c - the K-quant choices of ftq_quantize_model (--kquant): block linear layers
  * whose width is a multiple of 256 take q4k (ggml's Q4_K) instead of q4 g32 as their int4
  * scheme, and the mixed-precision plan chooses per layer among several schemes
- * ({q4k, q6k, q8} or {q4, q8}) instead of int4 or int8 only.
+ * ({q4k, q5, q6k, q8} or {q4, q5, q8}) instead of int4 or int8 only.
  *
  * The plan: the measured KL of a layer at its base scheme (ftq_qcalib_plan's sensitivity run)
  * is carried to every other scheme in proportion to its importance-weighted squared error
@@ -61,7 +61,7 @@ static int weighted_error(const ftq_qjob *j, const ftq_quant_params *qp, double 
     return FTQ_OK;
 }
 
-enum { MAXOPT = 3 };
+enum { MAXOPT = 4 };
 
 typedef struct {
     int n, cur;
@@ -81,6 +81,11 @@ int ftq_qkplan_greedy(const ftq_quantize_params *p, ftq_qjobs *js, double total_
         if (j->layer < 0 || !j->quantize || j->sensitivity < 0 || !j->imp)
             continue;
         o->qp[o->n++] = j->qp;
+        if (j->cols % 32 == 0) { /* q5 g32: ggml's Q5_0, 5.5 bits */
+            o->qp[o->n] = j->qp;
+            o->qp[o->n].scheme = FTQ_QSCHEME_Q5;
+            o->qp[o->n++].group = 32;
+        }
         if (ftq_qscheme_is_k(j->qp.scheme)) {
             o->qp[o->n] = j->qp;
             o->qp[o->n++].scheme = FTQ_QSCHEME_Q6K;

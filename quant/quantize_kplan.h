@@ -10,7 +10,7 @@
  * multiple of 256 becomes q4k. Others are left as they are. */
 void ftq_qkplan_assign(const ftq_quantize_params *p, ftq_qjobs *js);
 
-/* The mixed-precision plan over {q4k, q6k, q8} (q4k layers) or {base, q8} (others) for the
+/* The mixed-precision plan over {q4k, q5, q6k, q8} (q4k layers) or {base, q5, q8} (others) for the
  * jobs with a measured sensitivity and imp, within p->target_bits given the current
  * total_bits over total_w weights (all at their base scheme). Sets j->qp. FTQ_ENOMEM, or a
  * quantizer's error naming the tensor. */
