@@ -33,7 +33,7 @@ static void on_sensitivity(void *user, int done, int total, const char *name)
 int cmd_quantize(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type = "int8", *emb = "keep", *head = "auto";
-    const char *calib = NULL, *method = "rtn";
+    const char *calib = NULL, *method = "rtn", *sens_cache = NULL;
     int group = -1, asym = 0, kquant = 0, search = 0, json = 0, show = 0, calib_tokens = 65536, calib_ctx = 512, act_order = 0;
     double damp = 0.01, bits = 0;
     const ftq_opt opts[] = {
@@ -42,6 +42,8 @@ int cmd_quantize(int argc, char **argv)
         {"type", 0, OPT_STR, &type, "TYPE", "int8 | int4 (the linear layers; default int8)", 0, -1},
         {"group", 0, OPT_INT, &group, "G", "weights per scale: 32 (default), 64, 128; 0 = one per row (int8)", -1, 1 << 20},
         {"asym", 0, OPT_FLAG, &asym, NULL, "int4 with a zero point per group (q4a) instead of symmetric (q4)", 0, -1},
+        {"sens-cache", 0, OPT_STR, &sens_cache, "FILE",
+         "--bits: read / append each layer's measured sensitivity here (same calibration only)", 0, -1},
         {"kquant", 0, OPT_FLAG, &kquant, NULL,
          "int4: layers 256k wide take q4k super-blocks (GGUF Q4_K); --bits mixes q4k / q6k / q8", 0, -1},
         {"search", 0, OPT_FLAG, &search, NULL, "per group, search the scale with the least squared error", 0, -1},
@@ -62,7 +64,7 @@ int cmd_quantize(int argc, char **argv)
     };
     const ftq_cmd_spec spec = {
         "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--kquant] [--search] [--embeddings P] [--head P]\n"
-        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq] [--act-order] [--bits B]]",
+        "       [--calib FILE [--calib-tokens N] [--method rtn|gptq] [--act-order] [--bits B [--sens-cache F]]]",
         "Quantize a model to int8 or int4 weights (docs/quant-format.md). The output directory holds\n"
         "model.safetensors in ftq's quantized format plus the config and tokenizer files; ftq loads it\n"
         "like any model (perplexity, generate, classify), 'ftq dequantize' turns it back into an\n"
@@ -119,6 +121,9 @@ int cmd_quantize(int argc, char **argv)
     if (kquant && p.bits != 4)
         return cmd_fail(spec.name, "--kquant applies to --type int4 only") + 1;
     p.kquant = kquant;
+    if (sens_cache && bits <= 0)
+        return cmd_fail(spec.name, "--sens-cache applies to --bits only") + 1;
+    p.sens_cache = sens_cache;
     p.search = search;
     if (parse_policy(emb, 0, &p.embeddings))
         return cmd_fail(spec.name, "unknown --embeddings '%s' (expected keep, int8, int4 or same)", emb) + 1;

@@ -75,6 +75,9 @@ typedef struct {
      * take q4k (ggml's Q4_K) instead of q4 g32, and target_bits chooses among q4k / q6k / q8
      * for them (q4 / q8 for the others). 0: off. */
     int kquant;
+    /* target_bits: a text file of measured sensitivities (one "calib tokens scheme name kl"
+     * line each) read before measuring a layer and appended after; NULL: none. */
+    const char *sens_cache;
 } ftq_quantize_params;
 
 /* bits 8, group 32, symmetric, no search, embeddings KEEP, head AUTO. */

@@ -194,6 +194,9 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
             continue;
         ftq_tensor *ts[3];
         int nt = block_tensors(m, j->layer, j->name, ts);
+        const double cached = p->sens_cache ? ftq_qkplan_cache_get(p, j) : -1;
+        if (cached >= 0) /* measured by an earlier run (--sens-cache) */
+            nt = 0;
         void *saved[3];
         float *buf[3] = {NULL, NULL, NULL};
         for (int k = 0; k < nt && rc == FTQ_OK; k++) {
@@ -216,7 +219,7 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
             saved[k] = ts[k]->data;
             ts[k]->data = buf[k];
         }
-        if (rc == FTQ_OK) {
+        if (rc == FTQ_OK && cached < 0) {
             ftq_session_reset(s);
             rc = ftq_session_eval(s, win, T, got, 1);
             for (int k = 0; k < nt; k++)
@@ -226,7 +229,9 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
             free(buf[k]);
         if (rc != FTQ_OK)
             break;
-        j->sensitivity = mean_kl(ref, got, T, V);
+        j->sensitivity = cached >= 0 ? cached : mean_kl(ref, got, T, V);
+        if (cached < 0 && p->sens_cache && (rc = ftq_qkplan_cache_put(p, j)) != FTQ_OK)
+            break;
         double numel = (double)j->rows * j->cols;
         ftq_quant_params q8 = j->qp;
         q8.scheme = FTQ_QSCHEME_Q8;

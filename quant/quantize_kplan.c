@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "kernels/kquant.h"
+#include "model/qcheckpoint.h"
 #include "quant/qcalib.h"
 #include "quant/quantize_calib.h"
 #include "quant/quantize_kplan.h"
@@ -133,4 +136,47 @@ int ftq_qkplan_greedy(const ftq_quantize_params *p, ftq_qjobs *js, double total_
     }
     free(op);
     return rc;
+}
+
+/* The cache key of a job: the calibration (file name, tokens, context) and the scheme. */
+static void cache_key(const ftq_quantize_params *p, const ftq_qjob *j, char *buf, size_t cap)
+{
+    char lab[24];
+    ftq_qscheme_label(j->qp.scheme, j->qp.group, lab, sizeof lab);
+    snprintf(buf, cap, "%s %zu %d %s", p->calib_name && *p->calib_name ? p->calib_name : "-", p->n_calib,
+             p->calib_ctx, lab);
+}
+
+double ftq_qkplan_cache_get(const ftq_quantize_params *p, const ftq_qjob *j)
+{
+    FILE *f = fopen(p->sens_cache, "r");
+    if (!f)
+        return -1;
+    char key[400], line[1024], want[1024];
+    cache_key(p, j, key, sizeof key);
+    snprintf(want, sizeof want, "%s %s ", key, j->name);
+    double v = -1;
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(want);
+        if (strncmp(line, want, n) == 0) {
+            char *end = NULL;
+            double x = strtod(line + n, &end);
+            if (end != line + n && isfinite(x) && x >= 0)
+                v = x; /* the last line for a key wins */
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+int ftq_qkplan_cache_put(const ftq_quantize_params *p, const ftq_qjob *j)
+{
+    FILE *f = fopen(p->sens_cache, "a");
+    if (!f)
+        return ftq_set_error(FTQ_EIO, "cannot append to sensitivity cache '%s'", p->sens_cache);
+    char key[400];
+    cache_key(p, j, key, sizeof key);
+    int ok = fprintf(f, "%s %s %.17g\n", key, j->name, j->sensitivity) > 0;
+    ok &= fclose(f) == 0;
+    return ok ? FTQ_OK : ftq_set_error(FTQ_EIO, "cannot append to sensitivity cache '%s'", p->sens_cache);
 }

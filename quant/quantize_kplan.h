@@ -16,4 +16,9 @@ void ftq_qkplan_assign(const ftq_quantize_params *p, ftq_qjobs *js);
  * quantizer's error naming the tensor. */
 int ftq_qkplan_greedy(const ftq_quantize_params *p, ftq_qjobs *js, double total_bits, double total_w);
 
+/* --sens-cache: a layer's sensitivity stored by an earlier run with the same calibration
+ * (file name, tokens, context) and scheme, or -1; and its store (appended line). */
+double ftq_qkplan_cache_get(const ftq_quantize_params *p, const ftq_qjob *j);
+int ftq_qkplan_cache_put(const ftq_quantize_params *p, const ftq_qjob *j);
+
 #endif

@@ -397,6 +397,73 @@ static void test_q5(void)
     free(g);
 }
 
+static int count_file_lines(const char *path)
+{
+    size_t n = 0;
+    unsigned char *b = read_all(path, &n);
+    int k = 0;
+    for (size_t i = 0; b && i < n; i++)
+        k += b[i] == '\n';
+    free(b);
+    return b ? k : -1;
+}
+
+/* --kquant --bits on stories260K (widths 64 and 172: no super-blocks, so {q4, q5, q8}): the
+ * budget is kept, q5 and q8 are both chosen; --sens-cache stores one line per layer, and a
+ * second run reads them (no line added) and writes the same file byte for byte. */
+static void test_kplan_cache(void)
+{
+    ftq_tokenizer *tk = NULL;
+    char *text = NULL;
+    size_t len = 0, nc = 0;
+    int32_t *ids = NULL;
+    ASSERT_OK(ftq_tokenizer_load(shared_path("models/stories260K"), &tk));
+    ASSERT_OK(ftq_read_file(shared_path("data/tinyshakespeare/input.txt"), &text, &len));
+    ASSERT_OK(ftq_tokenizer_encode(tk, text, len, 0, &ids, &nc));
+    free(text);
+    ftq_tokenizer_free(tk);
+    const char *tmp = test_tmpdir("kquant_plan");
+    char cache[1024], d[2][1024], f[2][1100];
+    snprintf(cache, sizeof cache, "%s/sens.txt", tmp);
+    ftq_quantize_report rep[2];
+    for (int k = 0; k < 2; k++) {
+        ftq_quantize_params p = ftq_quantize_default_params();
+        p.bits = 4;
+        p.group = 32;
+        p.embeddings = FTQ_QPOLICY_INT8;
+        p.calib = ids;
+        p.n_calib = 1024;
+        p.calib_ctx = 64;
+        p.calib_bos = 1;
+        p.calib_name = "input.txt";
+        p.target_bits = 5.5;
+        p.kquant = 1;
+        p.sens_cache = cache;
+        snprintf(d[k], sizeof d[k], "%s/run%d", tmp, k);
+        snprintf(f[k], sizeof f[k], "%s/model.safetensors", d[k]);
+        ASSERT_OK(ftq_quantize_model(shared_path("models/stories260K"), d[k], &p, &rep[k]));
+        ASSERT_INT_EQ(count_file_lines(cache), 35); /* 5 blocks x 7 linears, measured once */
+    }
+    int n5 = 0, n8 = 0;
+    for (size_t i = 0; i < rep[0].n_tensors; i++) {
+        const ftq_quantize_tensor_report *t = &rep[0].tensors[i];
+        n5 += t->sensitivity >= 0 && strcmp(t->scheme, "q5_g32") == 0;
+        n8 += t->sensitivity >= 0 && strcmp(t->scheme, "q8_g32") == 0;
+    }
+    printf("\n  plan: %d q5, %d q8, %.3f bits", n5, n8, rep[0].linear_bits);
+    CU_ASSERT(n5 > 0 && n8 > 0);
+    CU_ASSERT(rep[0].linear_bits <= 5.5 && rep[0].linear_bits > 5.0);
+    size_t na = 0, nb = 0;
+    unsigned char *a = read_all(f[0], &na), *b = read_all(f[1], &nb);
+    CU_ASSERT_FATAL(a && b);
+    CU_ASSERT(na == nb && memcmp(a, b, na) == 0);
+    free(a);
+    free(b);
+    ftq_quantize_report_free(&rep[0]);
+    ftq_quantize_report_free(&rep[1]);
+    free(ids);
+}
+
 void test_register_kquant(void)
 {
     static const test_case cases[] = {{"roundtrip_ggml", test_roundtrip_ggml},
@@ -404,6 +471,7 @@ void test_register_kquant(void)
                                       {"matmul_paths", test_matmul_paths},
                                       {"gguf_py_fixture", test_gguf_py_fixture},
                                       {"q5", test_q5},
+                                      {"kplan_cache", test_kplan_cache},
                                       {NULL, NULL}};
     test_add_suite("kquant", cases);
 }
