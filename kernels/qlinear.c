@@ -36,8 +36,8 @@ int ftq_qmat_alloc(ftq_qmat *m, ftq_qscheme scheme, int rows, int cols, int grou
     memset(m, 0, sizeof *m);
     if (ftq_qscheme_is_k(scheme))
         return ftq_kq_qmat_alloc(m, scheme, rows, cols, ab);
-    if ((int)scheme < 0 || scheme >= FTQ_QSCHEME_COUNT)
-        return ftq_set_error(FTQ_EINVAL, "unknown quantization scheme %d", (int)scheme);
+    if ((int)scheme < 0 || scheme >= FTQ_QSCHEME_COUNT || scheme == FTQ_QSCHEME_Q5) /* q5 packs as q8 */
+        return ftq_set_error(FTQ_EINVAL, "unknown kernel scheme %d", (int)scheme);
     if (rows <= 0 || cols <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid quantized matrix shape [%d, %d]", rows, cols);
     if (ab == 0)
