@@ -12,7 +12,7 @@
 int ftq_kq_have_avx512(void) { return 1; }
 
 #define KT __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni")))
-#define KR_MAX 4
+#define KR_MAX 6 /* q4k; q6k's two sums per row stop at 4 (registers) */
 #define KNP_MAX 4
 
 static inline int32_t ld32(const int8_t *p)
@@ -78,39 +78,49 @@ ktile(const int q6, const int R, const int NP, const ftq_qmat *w, const ftq_qact
             }
         }
         const int j = b % 8;
+        int32_t xs0[KR_MAX];
+        if (q6)
+            for (int r = 0; r < R; r++) { /* sum of the block's first 16 activation codes */
+                const int8_t *xr = xq[r] + k0;
+                int32_t x0 = 0;
+                for (int k = 0; k < 16; k++)
+                    x0 += xr[k];
+                xs0[r] = x0;
+            }
+        /* The sub-block scales multiply in f32: every product below is an integer under 2^24
+         * (q6k: |sc (sum - 32 sx0)| <= 128 * 16 * 32 * 127 and two of them; q4k: 63 * 32 * 15 *
+         * 127, 63 * 32 * 127), so it is exact and equals the reference's (float) of the int32. */
         for (int p = 0; p < NP; p++) {
             const size_t sb = (size_t)(p0 + p) * ns + b / 8;
             const __m512 dv = _mm512_loadu_ps(w->d + sb * 2 * FTQ_QPANEL);
             const uint8_t *zv = w->zp + sb * 16 * FTQ_QPANEL;
             if (q6) {
-                const __m512i c0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + 2 * j * FTQ_QPANEL)));
-                const __m512i c1 =
-                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + (2 * j + 1) * FTQ_QPANEL)));
+                const __m512 c0 = _mm512_cvtepi32_ps(
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + 2 * j * FTQ_QPANEL))));
+                const __m512 c1 = _mm512_cvtepi32_ps(
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + (2 * j + 1) * FTQ_QPANEL))));
                 for (int r = 0; r < R; r++) {
                     const size_t ti = (size_t)(t0 + r) * nblk + b;
-                    const int8_t *xr = xq[r] + k0;
-                    int32_t x0 = 0;
-                    for (int k = 0; k < 16; k++)
-                        x0 += xr[k];
-                    const int32_t x1 = a->s[ti] - x0;
-                    __m512i is = _mm512_add_epi32(
-                        _mm512_mullo_epi32(_mm512_sub_epi32(s0[r][p], _mm512_set1_epi32(32 * x0)), c0),
-                        _mm512_mullo_epi32(_mm512_sub_epi32(s1[r][p], _mm512_set1_epi32(32 * x1)), c1));
+                    const int32_t x0 = xs0[r], x1 = a->s[ti] - x0;
+                    const __m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s0[r][p], _mm512_set1_epi32(32 * x0)));
+                    const __m512 f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s1[r][p], _mm512_set1_epi32(32 * x1)));
+                    const __m512 is = _mm512_fmadd_ps(f0, c0, _mm512_mul_ps(f1, c1));
                     const __m512 dx = _mm512_set1_ps(a->d[ti]);
-                    facc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dv, dx), facc[r][p]);
+                    facc[r][p] = _mm512_fmadd_ps(is, _mm512_mul_ps(dv, dx), facc[r][p]);
                 }
             } else {
                 const __m512 dm = _mm512_loadu_ps(w->d + (sb * 2 + 1) * FTQ_QPANEL);
-                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + j * FTQ_QPANEL)));
-                const __m512i mn =
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + (8 + j) * FTQ_QPANEL)));
+                const __m512 sc = _mm512_cvtepi32_ps(
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + j * FTQ_QPANEL))));
+                const __m512 mn = _mm512_cvtepi32_ps(
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + (8 + j) * FTQ_QPANEL))));
                 for (int r = 0; r < R; r++) {
                     const size_t ti = (size_t)(t0 + r) * nblk + b;
                     const __m512 dx = _mm512_set1_ps(a->d[ti]);
-                    const __m512i is = _mm512_mullo_epi32(s0[r][p], sc);
-                    const __m512i ms = _mm512_mullo_epi32(mn, _mm512_set1_epi32(a->s[ti]));
-                    facc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dv, dx), facc[r][p]);
-                    facc[r][p] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, dx), facc[r][p]);
+                    const __m512 is = _mm512_mul_ps(_mm512_cvtepi32_ps(s0[r][p]), sc);
+                    const __m512 ms = _mm512_mul_ps(mn, _mm512_set1_ps((float)a->s[ti]));
+                    facc[r][p] = _mm512_fmadd_ps(is, _mm512_mul_ps(dv, dx), facc[r][p]);
+                    facc[r][p] = _mm512_fnmadd_ps(ms, _mm512_mul_ps(dm, dx), facc[r][p]);
                 }
             }
         }
@@ -130,12 +140,15 @@ ktile(const int q6, const int R, const int NP, const ftq_qmat *w, const ftq_qact
 #define KTILE_R(Q6, NP)                                                             \
     do {                                                                            \
         for (int t = t0; t < t1;) {                                                 \
-            const int r = t1 - t < KR_MAX ? t1 - t : KR_MAX;                        \
+            const int rmax = (Q6) ? 4 : KR_MAX;                                     \
+            const int r = t1 - t < rmax ? t1 - t : rmax;                            \
             switch (r) {                                                            \
             case 1: ktile(Q6, 1, NP, w, a, p, t, y, bias); break;                   \
             case 2: ktile(Q6, 2, NP, w, a, p, t, y, bias); break;                   \
             case 3: ktile(Q6, 3, NP, w, a, p, t, y, bias); break;                   \
-            default: ktile(Q6, 4, NP, w, a, p, t, y, bias); break;                  \
+            case 4: ktile(Q6, 4, NP, w, a, p, t, y, bias); break;                   \
+            case 5: ktile(Q6, (Q6) ? 1 : 5, NP, w, a, p, t, y, bias); break;        \
+            default: ktile(Q6, (Q6) ? 1 : 6, NP, w, a, p, t, y, bias); break;       \
             }                                                                       \
             t += r;                                                                 \
         }                                                                           \
