@@ -48,20 +48,22 @@ ktile(const int q6, const int R, const int NP, const ftq_qmat *w, const ftq_qact
             for (int p = 0; p < NP; p++)
                 _mm_prefetch((const char *)(wq[p] + (size_t)k0 * (q6 ? 16 : 8) + 1024), _MM_HINT_T0);
         if (q6) {
-            for (int k = k0; k < k0 + 32; k += 4) {
-                __m512i wv[KNP_MAX];
-                for (int p = 0; p < NP; p++)
-                    wv[p] = _mm512_loadu_si512((const void *)(wq[p] + (size_t)k * 16));
-                for (int r = 0; r < R; r++) {
-                    const __m512i xb = _mm512_set1_epi32(ld32(xq[r] + k));
-                    for (int p = 0; p < NP; p++) {
-                        if (k < k0 + 16)
-                            s0[r][p] = _mm512_dpbusd_epi32(s0[r][p], wv[p], xb);
-                        else
-                            s1[r][p] = _mm512_dpbusd_epi32(s1[r][p], wv[p], xb);
+            for (int h = 0; h < 2; h++) /* the two sub-blocks of 16 */
+                for (int u = 0; u < 4; u++) {
+                    const int k = k0 + 16 * h + 4 * u;
+                    __m512i wv[KNP_MAX];
+                    for (int p = 0; p < NP; p++)
+                        wv[p] = _mm512_loadu_si512((const void *)(wq[p] + (size_t)k * 16));
+                    for (int r = 0; r < R; r++) {
+                        const __m512i xb = _mm512_set1_epi32(ld32(xq[r] + k));
+                        for (int p = 0; p < NP; p++) {
+                            if (h == 0)
+                                s0[r][p] = _mm512_dpbusd_epi32(s0[r][p], wv[p], xb);
+                            else
+                                s1[r][p] = _mm512_dpbusd_epi32(s1[r][p], wv[p], xb);
+                        }
                     }
                 }
-            }
         } else {
             for (int k = k0; k < k0 + 32; k += 8) {
                 __m512i lo[KNP_MAX], hi[KNP_MAX];
