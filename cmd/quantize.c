@@ -216,20 +216,32 @@ int cmd_quantize(int argc, char **argv)
                    p.method == FTQ_QMETHOD_GPTQ ? (act_order ? "gptq, act order" : "gptq") : "importance-weighted search",
                    rep.calib_seconds);
         if (bits > 0) {
-            int n8 = 0, n4 = 0;
+            /* layers per scheme label, in order of first appearance (q4 / q8, or with --kquant also
+             * q4k / q5 / q6k) */
+            const char *lab[8];
+            int cnt[8], nl = 0;
             for (size_t i = 0; i < rep.n_tensors; i++) {
                 const ftq_quantize_tensor_report *t = &rep.tensors[i];
                 if (t->sensitivity < 0)
                     continue;
-                n8 += strncmp(t->scheme, "q8", 2) == 0;
-                n4 += strncmp(t->scheme, "q8", 2) != 0;
+                int k = 0;
+                while (k < nl && strcmp(lab[k], t->scheme) != 0)
+                    k++;
+                if (k == nl && nl < 8) {
+                    lab[nl] = t->scheme;
+                    cnt[nl++] = 0;
+                }
+                if (k < nl)
+                    cnt[k]++;
             }
-            printf("mixed precision plan (budget %.3g bits per weight, got %.3f): %d linear layers int8, %d int4\n", bits,
-                   rep.linear_bits, n8, n4);
+            printf("mixed precision plan (budget %.3g bits per weight, got %.3f):", bits, rep.linear_bits);
+            for (int k = 0; k < nl; k++)
+                printf("%s %d linear layers %s", k ? "," : "", cnt[k], lab[k]);
+            printf("\n");
             for (size_t i = 0; i < rep.n_tensors; i++) {
                 const ftq_quantize_tensor_report *t = &rep.tensors[i];
-                if (t->sensitivity >= 0 && strncmp(t->scheme, "q8", 2) == 0)
-                    printf("  int8 %-48s KL with it int4 alone %.5f\n", t->name, t->sensitivity);
+                if (t->sensitivity >= 0 && !(p.kquant ? strncmp(t->scheme, "q4", 2) == 0 : strncmp(t->scheme, "q8", 2) != 0))
+                    printf("  %-8s %-48s KL with it int4 alone %.5f\n", t->scheme, t->name, t->sensitivity);
             }
         }
         printf("quantized %zu tensors (%s weights): rmse %.3g, relative %.3f %%, max |error| %.3g\n", rep.n_tensors,
