@@ -464,6 +464,24 @@ static void test_kplan_cache(void)
     free(ids);
 }
 
+/* The command line refuses --kquant without int4 and --sens-cache without --bits, in one line. */
+static void test_cli_refusals(void)
+{
+    char args[2048], *out = NULL, *err = NULL;
+    const char *tmp = test_tmpdir("kquant_cli");
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s/a' --type int8 --kquant", shared_path("models/stories260K"), tmp);
+    CU_ASSERT(ftq_run(args, &out, &err) != 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err ? err : "", "--kquant applies to --type int4 only"));
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "quantize -m '%s' -o '%s/b' --type int4 --sens-cache '%s/s.txt'",
+             shared_path("models/stories260K"), tmp, tmp);
+    CU_ASSERT(ftq_run(args, &out, &err) != 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err ? err : "", "--sens-cache applies to --bits only"));
+    free(out);
+    free(err);
+}
+
 void test_register_kquant(void)
 {
     static const test_case cases[] = {{"roundtrip_ggml", test_roundtrip_ggml},
@@ -472,6 +490,7 @@ void test_register_kquant(void)
                                       {"gguf_py_fixture", test_gguf_py_fixture},
                                       {"q5", test_q5},
                                       {"kplan_cache", test_kplan_cache},
+                                      {"cli_refusals", test_cli_refusals},
                                       {NULL, NULL}};
     test_add_suite("kquant", cases);
 }
