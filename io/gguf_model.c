@@ -480,8 +480,16 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         if (!blocks)
             type = 0;
     }
+    if (type == FTQ_GGML_Q5_0) /* ftq's q5: the same grid; only finite scales */
+        for (int64_t i = 0; i < rows * nb && blocks; i++) {
+            uint16_t h;
+            memcpy(&h, blocks + 22 * (size_t)i, 2);
+            if (!isfinite(ftq_f16_to_f32(h)))
+                blocks = NULL, type = 0;
+        }
     const int kq = (type == FTQ_GGML_Q4_K || type == FTQ_GGML_Q6_K) && cols % 256 == 0, kq6 = kq && type == FTQ_GGML_Q6_K;
-    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0 && !kq) {
+    const int q5 = type == FTQ_GGML_Q5_0;
+    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0 && !kq && !q5) {
         float *f = malloc(sizeof(float) * (size_t)(rows * cols));
         requant = malloc((size_t)(rows * nb) * 34);
         int rc = f && requant ? ftq_gguf_tensor_to_f32(src, f) : ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -505,6 +513,9 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         nb = cols / 256;
         bs = kq6 ? 210 : 144;
         row_bytes = (size_t)nb * (bs - 2);
+    } else if (q5) {
+        bs = 22;
+        row_bytes = (size_t)nb * 20;
     }
     char *wname = malloc(strlen(hf) + 16), *sname = malloc(strlen(hf) + 16);
     size_t wbytes = row_bytes * (size_t)rows, nscales = (size_t)(rows * nb);
@@ -547,6 +558,18 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
                 continue;
             }
             memcpy(&qs[r * nb + k], b, 2);
+            if (q5) { /* ggml: qh (bit j: fifth bit of code j), qs[j] = j | j + 16 << 4; ftq: q4's nibble
+                       * order (2i low, 2i + 1 high), then the fifth bits in qh's own byte order */
+                uint8_t c[32], *o = w + 20 * k;
+                for (int j = 0; j < 16; j++) {
+                    c[j] = b[6 + j] & 15;
+                    c[j + 16] = b[6 + j] >> 4;
+                }
+                for (int j = 0; j < 16; j++)
+                    o[j] = (uint8_t)(c[2 * j] | c[2 * j + 1] << 4);
+                memcpy(o + 16, b + 2, 4);
+                continue;
+            }
             if (q8) {
                 memcpy(w + 32 * k, b + 2, 32);
             } else { /* ggml: element j low nibble of byte j, j + 16 high; ftq: 2i low, 2i + 1 high */
@@ -577,7 +600,7 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     }
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)rows));
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)cols));
-    if (!cJSON_AddStringToObject(e, "scheme", kq ? (kq6 ? "q6k" : "q4k") : q8 ? "q8" : "q4") ||
+    if (!cJSON_AddStringToObject(e, "scheme", kq ? (kq6 ? "q6k" : "q4k") : q5 ? "q5" : q8 ? "q8" : "q4") ||
         !cJSON_AddNumberToObject(e, "group", kq ? 256 : 32) ||
         !cJSON_AddItemToObject(e, "shape", shape) || !cJSON_AddBoolToObject(e, "transposed", permute == P_T) ||
         !cJSON_AddStringToObject(e, "source_dtype", ftq_ggml_type_info(src->type)->name))
