@@ -11,6 +11,7 @@
 #include "ftq_gguf.h"
 #include "kernels/kquant.h"
 #include "kernels/quant.h"
+#include "model/qcheckpoint.h"
 #include "quant/qcalib.h"
 #include "tests/test_util.h"
 
@@ -464,6 +465,71 @@ static void test_kplan_cache(void)
     free(ids);
 }
 
+/* --keep-quant on a GGUF holding Q4_K, Q6_K and Q5_0 matrices (the fixture's random blocks,
+ * and random Q5_0 blocks): each becomes a q4k / q6k / q5 entry whose values are ggml's
+ * dequantization of the same blocks (ftq's GGUF reader), bit for bit. */
+static void test_keep_quant_import(void)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/k.gguf", test_tmpdir("kquant_keep"));
+    size_t n6 = 0, n4 = 0, nv = 0;
+    unsigned char *b6 = read_all(source_path("tests/fixtures/kquant/q6_k.blocks"), &n6),
+                  *b4 = read_all(source_path("tests/fixtures/kquant/q4_k.blocks"), &n4);
+    CU_ASSERT_FATAL(b6 && b4 && n6 == 8 * 210 && n4 == 8 * 144);
+    unsigned char b5[8 * 8 * 22];
+    ftq_rng rng;
+    ftq_rng_seed(&rng, 21);
+    for (size_t i = 0; i < sizeof b5; i++)
+        b5[i] = (unsigned char)(ftq_rng_u64(&rng) >> 56);
+    for (int i = 0; i < 64; i++) { /* finite f16 scales */
+        uint16_t h = ftq_f32_to_f16(0.001f * (float)(i + 1) * (i % 2 ? -1.0f : 1.0f));
+        memcpy(b5 + 22 * i, &h, 2);
+    }
+    ftq_gguf_writer *w = NULL;
+    ASSERT_OK(ftq_gguf_writer_new(&w));
+    ftq_gguf_writer_str(w, "general.architecture", "llama");
+    ftq_gguf_writer_u32(w, "llama.block_count", 1);
+    ftq_gguf_writer_u32(w, "llama.embedding_length", 256);
+    ftq_gguf_writer_u32(w, "llama.feed_forward_length", 8);
+    ftq_gguf_writer_u32(w, "llama.attention.head_count", 2);
+    ftq_gguf_writer_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    ftq_gguf_writer_u32(w, "llama.vocab_size", 8);
+    int64_t ne[2] = {256, 8};
+    ASSERT_OK(ftq_gguf_writer_tensor(w, "blk.0.ffn_up.weight", FTQ_GGML_Q4_K, 2, ne, b4, n4));
+    ASSERT_OK(ftq_gguf_writer_tensor(w, "blk.0.ffn_gate.weight", FTQ_GGML_Q6_K, 2, ne, b6, n6));
+    ASSERT_OK(ftq_gguf_writer_tensor(w, "blk.0.attn_output.weight", FTQ_GGML_Q5_0, 2, ne, b5, sizeof b5));
+    ASSERT_OK(ftq_gguf_writer_write(w, p));
+    ftq_gguf_writer_free(w);
+    ftq_checkpoint *ck = NULL;
+    ASSERT_OK(ftq_gguf_checkpoint_open_ex(p, FTQ_GGUF_KEEP_QUANT, NULL, &ck));
+    ftq_qindex *ix = NULL;
+    ASSERT_OK(ftq_qindex_open(ck, p, &ix));
+    CU_ASSERT_FATAL(ix != NULL);
+    static const char *const names[3] = {"model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+                                         "model.layers.0.self_attn.o_proj.weight"};
+    const ftq_qscheme want[3] = {FTQ_QSCHEME_Q4K, FTQ_QSCHEME_Q6K, FTQ_QSCHEME_Q5};
+    const uint32_t gt[3] = {FTQ_GGML_Q4_K, FTQ_GGML_Q6_K, FTQ_GGML_Q5_0};
+    const unsigned char *src[3] = {b4, b6, b5};
+    float got[8 * 256], ref[8 * 256];
+    for (int k = 0; k < 3; k++) {
+        const ftq_qentry *e = ftq_qindex_find(ix, names[k]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        ASSERT_INT_EQ(e->scheme, want[k]);
+        ftq_qtensor q;
+        ASSERT_OK(ftq_qentry_read(e, 0, e->rows, &q));
+        ASSERT_INT_EQ(q.rows * q.cols, 8 * 256);
+        ftq_qtensor_dequantize(&q, got);
+        ftq_ggml_type_info(gt[k])->to_f32(src[k], ref, (size_t)(8 * 256) / ftq_ggml_type_info(gt[k])->block_size);
+        CU_ASSERT_EQUAL(memcmp(got, ref, sizeof got), 0);
+        ftq_qtensor_free(&q);
+    }
+    (void)nv;
+    ftq_qindex_free(ix);
+    ftq_checkpoint_close(ck);
+    free(b6);
+    free(b4);
+}
+
 /* The command line refuses --kquant without int4 and --sens-cache without --bits, in one line. */
 static void test_cli_refusals(void)
 {
@@ -491,6 +557,7 @@ void test_register_kquant(void)
                                       {"q5", test_q5},
                                       {"kplan_cache", test_kplan_cache},
                                       {"cli_refusals", test_cli_refusals},
+                                      {"keep_quant_import", test_keep_quant_import},
                                       {NULL, NULL}};
     test_add_suite("kquant", cases);
 }
