@@ -232,6 +232,9 @@ static int parse_entry(const vctx *c, const char *name, const cJSON *v, ftq_qent
                     ftq_json_describe(sh, got, sizeof got));
     e->rows = (int)d[0];
     e->cols = (int)d[1];
+    if ((ftq_qscheme_is_k(e->scheme) && e->cols % FTQ_QK) || (e->scheme == FTQ_QSCHEME_Q5 && e->cols % 32))
+        return QBAD(c, name, "scheme %s needs a multiple of %d inputs, not %d", s->valuestring,
+                    e->scheme == FTQ_QSCHEME_Q5 ? 32 : FTQ_QK, e->cols);
     static const char *const bools[] = {"transposed", "search"};
     for (int k = 0; k < 2; k++) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(v, bools[k]);
