@@ -9,7 +9,7 @@
  *                                       the 110M Llama in f32, int8 and int4 side by side:
  *                                       perplexity throughput, greedy generation speed,
  *                                       file size and peak RSS (each model in its own process)
- *   ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE] [--only LIST]
+ *   ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE] [--only LIST] [--also QDIR]
  *                                       SmolLM2-135M (../shared, GGUF) in f32, bf16, int8 and int4
  *                                       as llama-bench measures it: pp512 and tg128 tokens/s,
  *                                       file size, peak RSS (each variant in its own process)
@@ -539,7 +539,7 @@ static int bench_quant(const char *out_dir, const char *text_path, int ctx, int 
 
 typedef struct {
     const char *label, *suffix;
-    int bits, search;
+    int bits, search, kquant;
     unsigned load_flags;
     const char *key; /* --only */
 } svariant;
@@ -547,10 +547,11 @@ typedef struct {
 /* int8 / int4 g32 with the embedding (and the tied head) at q8_g32: the layout of llama.cpp's
  * Q8_0 / Q4_0 files, which keep token_embd at q8_0 */
 static const svariant svariants[] = {
-    {"f32 (GGUF)", "", 0, 0, 0, "f32"},
-    {"bf16 (GGUF)", "", 0, 0, FTQ_LOAD_BF16, "bf16"}, /* packed bf16 weights, AMX / AVX512-BF16 products */
-    {"int8 q8_g32", "smollm2-int8", 8, 0, 0, "int8"},
-    {"int4 q4_g32", "smollm2-int4", 4, 0, 0, "int4"}, /* speed does not depend on --search */
+    {"f32 (GGUF)", "", 0, 0, 0, 0, "f32"},
+    {"bf16 (GGUF)", "", 0, 0, 0, FTQ_LOAD_BF16, "bf16"}, /* packed bf16 weights, AMX / AVX512-BF16 products */
+    {"int8 q8_g32", "smollm2-int8", 8, 0, 0, 0, "int8"},
+    {"int4 q4_g32", "smollm2-int4", 4, 0, 0, 0, "int4"}, /* speed does not depend on --search */
+    {"int4 kquant", "smollm2-int4k", 4, 0, 1, 0, "int4k"}, /* down_proj (1536 wide) q4k, the rest q4_g32 */
 };
 #define NSVARIANTS (int)(sizeof svariants / sizeof svariants[0])
 
@@ -566,6 +567,7 @@ static int squantize_child(const void *arg, qresult *r)
     p.bits = j->v->bits;
     p.group = 32;
     p.search = j->v->search;
+    p.kquant = j->v->kquant;
     p.embeddings = FTQ_QPOLICY_INT8;
     p.head = FTQ_QPOLICY_INT8;
     ftq_quantize_report rep;
@@ -634,8 +636,10 @@ static int smeasure_child(const void *arg, qresult *r)
     return rc;
 }
 
-/* only: NULL (all variants) or a comma list of keys; f32 always runs (the ratios' base). */
-static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, int reps, int gen, const char *only)
+/* only: NULL (all variants) or a comma list of keys; f32 always runs (the ratios' base).
+ * also: NULL or one more quantized directory to measure beside them. */
+static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, int reps, int gen, const char *only,
+                         const char *also)
 {
     char gguf[1024], dirs[NSVARIANTS][1024];
     snprintf(gguf, sizeof gguf, "%s" SMOLLM2_GGUF, FTQ_SOURCE_DIR);
@@ -681,6 +685,15 @@ static int bench_smollm2(const char *out_dir, const char *text_path, int ctx, in
                res[i].ppl_tps / res[0].ppl_tps, res[i].gen_tps, res[i].gen_tps / res[0].gen_tps, res[i].rss_mb);
         fflush(stdout);
     }
+    if (rc == 0 && also) { /* --also DIR: any quantized model (e.g. a --kquant --bits mix) in the same run */
+        qmeasure q = {also, text, len, ctx, 0, reps, gen, 0};
+        qresult ra;
+        if (in_child(smeasure_child, &q, &ra) != 0)
+            rc = 1;
+        else
+            printf("%-12s %9.1f %10.1f %7.2fx %10.2f %7.2fx %9.0f  (%s)\n", "--also", ra.file_mb, ra.ppl_tps,
+                   ra.ppl_tps / res[0].ppl_tps, ra.gen_tps, ra.gen_tps / res[0].gen_tps, ra.rss_mb, also);
+    }
     free(text);
     return rc;
 }
@@ -692,7 +705,7 @@ static void usage(void)
                     "       ftq_bench train [-o DIR] [--batch B] [--seq T] [--steps N] [--lora R]\n"
                     "       ftq_bench bert [-m DIR | --shape base [-o DIR]] [--batch B] [--seq T] [--reps N] [--quant]\n"
                     "       ftq_bench quant [-o DIR] [--ctx N] [--chunks N] [--reps N] [--gen N] [--text FILE]\n"
-                    "       ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE] [--only f32,bf16,int8,int4]\n"
+                    "       ftq_bench smollm2 [-o DIR] [--ctx N] [--gen N] [--reps N] [--text FILE] [--only f32,bf16,int8,int4,int4k] [--also QDIR]\n"
                     "       ftq_bench qmatmul [--reps N] [--path P] [--T LIST] [--shapes LIST] [--json]\n"
                     "       ftq_bench tokenize [--reps N]\n"
                     "DIR defaults to ./bench-models; FILE to ../shared/data/wikitext-2-raw/wiki.test.raw;\n"
@@ -722,7 +735,7 @@ int main(int argc, char **argv)
     const char *out = "bench-models";
     static char text_default[1024];
     snprintf(text_default, sizeof text_default, "%s/../shared/data/wikitext-2-raw/wiki.test.raw", FTQ_SOURCE_DIR);
-    const char *text = text_default, *only = NULL;
+    const char *text = text_default, *only = NULL, *also = NULL;
     int ctx = 512, chunks = 4, reps = 3, gen = 128, chunks_set = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -739,6 +752,8 @@ int main(int argc, char **argv)
             text = v;
         else if (strcmp(a, "--only") == 0)
             only = v;
+        else if (strcmp(a, "--also") == 0 && strcmp(argv[1], "smollm2") == 0)
+            also = v;
         else if (strcmp(a, "--ctx") == 0 || strcmp(a, "--chunks") == 0 || strcmp(a, "--reps") == 0 ||
                  strcmp(a, "--gen") == 0) {
             long x = strtol(v, &end, 10);
@@ -771,7 +786,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "quant") == 0)
         return bench_quant(out, text, ctx, chunks_set ? chunks : 2, reps, gen);
     if (strcmp(argv[1], "smollm2") == 0)
-        return bench_smollm2(out, text, ctx, reps, gen, only);
+        return bench_smollm2(out, text, ctx, reps, gen, only, also);
     usage();
     return 2;
 }

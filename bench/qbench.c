@@ -37,6 +37,9 @@ static const method methods[] = {
     {"q4a g32", M_QUANT, FTQ_QSCHEME_Q4A, 32, 32},
     {"q4a g128", M_QUANT, FTQ_QSCHEME_Q4A, 128, 32},
     {"q4a g128 ab128", M_QUANT, FTQ_QSCHEME_Q4A, 128, 128},
+    {"q5 g32", M_QUANT, FTQ_QSCHEME_Q5, 32, 32},         /* on the q8 kernels */
+    {"q6k", M_QUANT, FTQ_QSCHEME_Q6K, 256, 32},          /* super-blocks: in % 256 == 0 */
+    {"q4k", M_QUANT, FTQ_QSCHEME_Q4K, 256, 32},
 };
 #define NMETHODS (int)(sizeof methods / sizeof methods[0])
 

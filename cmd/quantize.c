@@ -34,8 +34,8 @@ int cmd_quantize(int argc, char **argv)
 {
     const char *model = default_model_dir(), *out = NULL, *type = "int8", *emb = "keep", *head = "auto";
     const char *calib = NULL, *method = "rtn", *sens_from = NULL;
-    int group = -1, asym = 0, search = 0, json = 0, show = 0, calib_tokens = 65536, calib_ctx = 512, act_order = 0;
-    int awq = 0;
+    int group = -1, asym = 0, kquant = 0, search = 0, json = 0, show = 0, calib_tokens = 65536, calib_ctx = 512;
+    int act_order = 0, awq = 0;
     double damp = 0.01, bits = 0;
     const ftq_opt opts[] = {
         {"model", 'm', OPT_STR, &model, "DIR", "model directory (F32, F16 or BF16 weights)", 0, -1},
@@ -43,6 +43,8 @@ int cmd_quantize(int argc, char **argv)
         {"type", 0, OPT_STR, &type, "TYPE", "int8 | int4 (the linear layers; default int8)", 0, -1},
         {"group", 0, OPT_INT, &group, "G", "weights per scale: 32 (default), 64, 128; 0 = one per row (int8)", -1, 1 << 20},
         {"asym", 0, OPT_FLAG, &asym, NULL, "int4 with a zero point per group (q4a) instead of symmetric (q4)", 0, -1},
+        {"kquant", 0, OPT_FLAG, &kquant, NULL,
+         "int4: layers 256k wide take q4k super-blocks (GGUF Q4_K); --bits mixes q4k / q6k / q8", 0, -1},
         {"search", 0, OPT_FLAG, &search, NULL, "per group, search the scale with the least squared error", 0, -1},
         {"embeddings", 0, OPT_STR, &emb, "P", "token / position embeddings: keep (default) | int8 | int4 | same", 0, -1},
         {"head", 0, OPT_STR, &head, "P", "output layer: auto (default) | keep | int8 | int4 | same", 0, -1},
@@ -58,13 +60,13 @@ int cmd_quantize(int argc, char **argv)
         {"bits", 0, OPT_FLOAT, &bits, "B", "int4 with --calib: mixed int4 / int8 per linear layer by measured "
          "sensitivity, at most B bits per weight on average (q4 g32 = 4.5, q8 g32 = 8.5)", 0, 8.5},
         {"sensitivity", 0, OPT_STR, &sens_from, "DIR", "with --bits: reuse the layer sensitivities recorded in DIR, an "
-         "earlier --bits output with the same --calib, --calib-tokens, --calib-ctx, awq and int4 scheme", 0, -1},
+         "earlier --bits output with the same --calib, --calib-tokens, --calib-ctx, awq, --kquant and int4 scheme", 0, -1},
         {"tensors", 0, OPT_FLAG, &show, NULL, "print the error of every quantized tensor", 0, -1},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object", 0, -1},
         OPT_END,
     };
     const ftq_cmd_spec spec = {
-        "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--search] [--embeddings P] [--head P]\n"
+        "quantize", "[-m DIR] -o OUT [--type int8|int4] [--group G] [--asym] [--kquant] [--search] [--embeddings P] [--head P]\n"
         "       [--calib FILE [--calib-tokens N] [--method rtn|gptq|awq] [--awq] [--act-order] [--bits B [--sensitivity DIR]]]",
         "Quantize a model to int8 or int4 weights (docs/quant-format.md). The output directory holds\n"
         "model.safetensors in ftq's quantized format plus the config and tokenizer files; ftq loads it\n"
@@ -124,6 +126,9 @@ int cmd_quantize(int argc, char **argv)
                         group) + 1;
     p.group = group == -1 ? 32 : group;
     p.asym = asym;
+    if (kquant && p.bits != 4)
+        return cmd_fail(spec.name, "--kquant applies to --type int4 only") + 1;
+    p.kquant = kquant;
     p.search = search;
     if (parse_policy(emb, 0, &p.embeddings))
         return cmd_fail(spec.name, "unknown --embeddings '%s' (expected keep, int8, int4 or same)", emb) + 1;
@@ -224,20 +229,32 @@ int cmd_quantize(int argc, char **argv)
                                                : "importance-weighted search",
                    rep.calib_seconds);
         if (bits > 0) {
-            int n8 = 0, n4 = 0;
+            /* layers per scheme label, in order of first appearance (q4 / q8, or with --kquant also
+             * q4k / q5 / q6k) */
+            const char *lab[8];
+            int cnt[8], nl = 0;
             for (size_t i = 0; i < rep.n_tensors; i++) {
                 const ftq_quantize_tensor_report *t = &rep.tensors[i];
                 if (t->sensitivity < 0)
                     continue;
-                n8 += strncmp(t->scheme, "q8", 2) == 0;
-                n4 += strncmp(t->scheme, "q8", 2) != 0;
+                int k = 0;
+                while (k < nl && strcmp(lab[k], t->scheme) != 0)
+                    k++;
+                if (k == nl && nl < 8) {
+                    lab[nl] = t->scheme;
+                    cnt[nl++] = 0;
+                }
+                if (k < nl)
+                    cnt[k]++;
             }
-            printf("mixed precision plan (budget %.3g bits per weight, got %.3f): %d linear layers int8, %d int4\n", bits,
-                   rep.linear_bits, n8, n4);
+            printf("mixed precision plan (budget %.3g bits per weight, got %.3f):", bits, rep.linear_bits);
+            for (int k = 0; k < nl; k++)
+                printf("%s %d linear layers %s", k ? "," : "", cnt[k], lab[k]);
+            printf("\n");
             for (size_t i = 0; i < rep.n_tensors; i++) {
                 const ftq_quantize_tensor_report *t = &rep.tensors[i];
-                if (t->sensitivity >= 0 && strncmp(t->scheme, "q8", 2) == 0)
-                    printf("  int8 %-48s KL with it int4 alone %.5f\n", t->name, t->sensitivity);
+                if (t->sensitivity >= 0 && !(p.kquant ? strncmp(t->scheme, "q4", 2) == 0 : strncmp(t->scheme, "q8", 2) != 0))
+                    printf("  %-8s %-48s KL with it int4 alone %.5f\n", t->scheme, t->name, t->sensitivity);
             }
         }
         printf("quantized %zu tensors (%s weights): rmse %.3g, relative %.3f %%, max |error| %.3g\n", rep.n_tensors,

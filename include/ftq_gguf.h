@@ -203,9 +203,10 @@ int ftq_gguf_checkpoint_open(const char *path, ftq_model_config *cfg, ftq_checkp
  * (linear layers, token embeddings, heads) are not expanded: the checkpoint holds them as an
  * ftq-quantized checkpoint does (NAME.qweight / NAME.qscale, group 32, the ftq.quant.*
  * metadata of docs/quant-format.md), which the model loader binds to ftq's int8 / int4
- * kernels. Q8_0 -> q8 and Q4_0 -> q4 keep every code and f16 scale (the same values as the
- * dequantized load); other types (Q4_1, Q5_x, K-quants) are converted to Q8_0 by ggml's
- * reference quantizer first. */
+ * kernels. Q8_0 -> q8, Q4_0 -> q4, Q5_0 -> q5 and (rows a multiple of 256) Q6_K -> q6k,
+ * Q4_K -> q4k, Q4_1 -> q4m keep every code and scale (the same values as the dequantized load); other
+ * types (Q5_1, other K-quants) are converted to Q8_0 by ggml's reference quantizer
+ * first. */
 /* FTQ_GGUF_BF16: 2-D tensors not kept quantized are held as BF16 (round to nearest even of
  * their f32 dequantization, one tensor widened at a time) instead of F32: half the memory,
  * for a model loaded with FTQ_LOAD_BF16. */

@@ -81,6 +81,10 @@ typedef struct {
     /* Called after each layer's sensitivity run (done of total layers), or NULL. */
     void (*progress)(void *user, int done, int total, const char *name);
     void *progress_user;
+    /* K-quant super-blocks (int4 only): block linear layers whose width is a multiple of 256
+     * take q4k (ggml's Q4_K) instead of q4 g32, and target_bits chooses among q4k / q6k / q8
+     * for them (q4 / q8 for the others). 0: off. */
+    int kquant;
 } ftq_quantize_params;
 
 /* bits 8, group 32, symmetric, no search, embeddings KEEP, head AUTO. */

@@ -468,7 +468,29 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         if (!blocks)
             type = 0;
     }
-    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0 && type != FTQ_GGML_Q4_1) {
+    if ((type == FTQ_GGML_Q4_K || type == FTQ_GGML_Q6_K) && cols % 256 == 0) {
+        /* ftq's q4k / q6k hold these blocks as they are: only finite d (and dmin) */
+        const size_t kb = type == FTQ_GGML_Q6_K ? 210 : 144;
+        for (int64_t i = 0; i < rows * (cols / 256) && blocks; i++) {
+            uint16_t h0, h1;
+            memcpy(&h0, blocks + kb * (size_t)i + (type == FTQ_GGML_Q6_K ? 208 : 0), 2);
+            memcpy(&h1, blocks + kb * (size_t)i + 2, 2);
+            if (!isfinite(ftq_f16_to_f32(h0)) || (type == FTQ_GGML_Q4_K && !isfinite(ftq_f16_to_f32(h1))))
+                blocks = NULL;
+        }
+        if (!blocks)
+            type = 0;
+    }
+    if (type == FTQ_GGML_Q5_0) /* ftq's q5: the same grid; only finite scales */
+        for (int64_t i = 0; i < rows * nb && blocks; i++) {
+            uint16_t h;
+            memcpy(&h, blocks + 22 * (size_t)i, 2);
+            if (!isfinite(ftq_f16_to_f32(h)))
+                blocks = NULL, type = 0;
+        }
+    const int kq = (type == FTQ_GGML_Q4_K || type == FTQ_GGML_Q6_K) && cols % 256 == 0, kq6 = kq && type == FTQ_GGML_Q6_K;
+    const int q5 = type == FTQ_GGML_Q5_0;
+    if (type != FTQ_GGML_Q8_0 && type != FTQ_GGML_Q4_0 && type != FTQ_GGML_Q4_1 && !kq && !q5) {
         float *f = malloc(sizeof(float) * (size_t)(rows * cols));
         requant = malloc((size_t)(rows * nb) * 34);
         int rc = f && requant ? ftq_gguf_tensor_to_f32(src, f) : ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -488,6 +510,14 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     ftq_gguf_release(g, src->data, src->nbytes);
     int q8 = type == FTQ_GGML_Q8_0, qm = type == FTQ_GGML_Q4_1;
     size_t bs = q8 ? 34 : qm ? 20 : 18, row_bytes = q8 ? (size_t)cols : (size_t)cols / 2, qoff = qm ? 4 : 2;
+    if (kq) { /* one f16 d per super-block of 256; the rest of the block in .qweight */
+        nb = cols / 256;
+        bs = kq6 ? 210 : 144;
+        row_bytes = (size_t)nb * (bs - 2);
+    } else if (q5) {
+        bs = 22;
+        row_bytes = (size_t)nb * 20;
+    }
     char *wname = malloc(strlen(hf) + 16), *sname = malloc(strlen(hf) + 16), *mname = qm ? malloc(strlen(hf) + 16) : NULL;
     size_t wbytes = row_bytes * (size_t)rows, nscales = (size_t)(rows * nb);
     uint8_t *qw = malloc(wbytes ? wbytes : 1);
@@ -532,9 +562,26 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         const unsigned char *b = blocks + (size_t)gr * (size_t)nb * bs;
         uint8_t *w = qw + (size_t)r * row_bytes;
         for (int64_t k = 0; k < nb; k++, b += bs) {
+            if (kq) { /* Q6_K: d last; Q4_K: d first */
+                memcpy(&qs[r * nb + k], b + (kq6 ? bs - 2 : 0), 2);
+                memcpy(w + (bs - 2) * (size_t)k, b + (kq6 ? 0 : 2), bs - 2);
+                continue;
+            }
             memcpy(&qs[r * nb + k], b, 2);
             if (qm) /* Q4_1: f16 d, f16 m, then the nibbles */
                 memcpy(&qmin[r * nb + k], b + 2, 2);
+            if (q5) { /* ggml: qh (bit j: fifth bit of code j), qs[j] = j | j + 16 << 4; ftq: q4's nibble
+                       * order (2i low, 2i + 1 high), then the fifth bits in qh's own byte order */
+                uint8_t c[32], *o = w + 20 * k;
+                for (int j = 0; j < 16; j++) {
+                    c[j] = b[6 + j] & 15;
+                    c[j + 16] = b[6 + j] >> 4;
+                }
+                for (int j = 0; j < 16; j++)
+                    o[j] = (uint8_t)(c[2 * j] | c[2 * j + 1] << 4);
+                memcpy(o + 16, b + 2, 4);
+                continue;
+            }
             if (q8) {
                 memcpy(w + 32 * k, b + 2, 32);
             } else { /* ggml: element j low nibble of byte j, j + 16 high; ftq: 2i low, 2i + 1 high */
@@ -549,7 +596,7 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
         }
     }
     free(requant);
-    parts[0].dtype = q8 ? FTQ_DTYPE_I8 : FTQ_DTYPE_U8;
+    parts[0].dtype = q8 && !kq ? FTQ_DTYPE_I8 : FTQ_DTYPE_U8;
     parts[0].ndim = parts[1].ndim = 2;
     parts[0].shape[0] = parts[1].shape[0] = rows;
     parts[0].shape[1] = (int64_t)row_bytes;
@@ -572,7 +619,8 @@ static int keep_quant_tensor(const ftq_gguf *g, const arch_row *a, const ftq_mod
     }
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)rows));
     cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)cols));
-    if (!cJSON_AddStringToObject(e, "scheme", q8 ? "q8" : qm ? "q4m" : "q4") || !cJSON_AddNumberToObject(e, "group", 32) ||
+    if (!cJSON_AddStringToObject(e, "scheme", kq ? (kq6 ? "q6k" : "q4k") : q5 ? "q5" : q8 ? "q8" : qm ? "q4m" : "q4") ||
+        !cJSON_AddNumberToObject(e, "group", kq ? 256 : 32) ||
         !cJSON_AddItemToObject(e, "shape", shape) || !cJSON_AddBoolToObject(e, "transposed", permute == P_T) ||
         !cJSON_AddStringToObject(e, "source_dtype", ftq_ggml_type_info(src->type)->name))
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
@@ -777,6 +825,9 @@ static uint32_t file_type_of(uint32_t type)
     case FTQ_GGML_Q4_0: return 2;
     case FTQ_GGML_Q4_1: return 3;
     case FTQ_GGML_Q8_0: return 7;
+    case FTQ_GGML_Q5_0: return 8;
+    case FTQ_GGML_Q4_K: return 14; /* llama.cpp's MOSTLY_Q4_K_S */
+    case FTQ_GGML_Q6_K: return 18;
     case FTQ_GGML_BF16: return 32;
     default: return 0;
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ftq.h"
+#include "kernels/kquant.h"
 #include "kernels/qlinear.h"
 #include "kernels/simd.h"
 
@@ -33,8 +34,10 @@ static int valid_ab(int ab) { return ab == 32 || ab == 64 || ab == 128; }
 int ftq_qmat_alloc(ftq_qmat *m, ftq_qscheme scheme, int rows, int cols, int group, int ab)
 {
     memset(m, 0, sizeof *m);
-    if ((int)scheme < 0 || scheme >= FTQ_QSCHEME_COUNT)
-        return ftq_set_error(FTQ_EINVAL, "unknown quantization scheme %d", (int)scheme);
+    if (ftq_qscheme_is_k(scheme))
+        return ftq_kq_qmat_alloc(m, scheme, rows, cols, ab);
+    if ((int)scheme < 0 || scheme >= FTQ_QSCHEME_COUNT || scheme == FTQ_QSCHEME_Q5) /* q5 packs as q8 */
+        return ftq_set_error(FTQ_EINVAL, "unknown kernel scheme %d", (int)scheme);
     if (rows <= 0 || cols <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid quantized matrix shape [%d, %d]", rows, cols);
     if (ab == 0)
@@ -109,12 +112,18 @@ void ftq_qmat_free(ftq_qmat *m)
 
 size_t ftq_qmat_bytes(const ftq_qmat *m)
 {
+    if (ftq_qscheme_is_k(m->scheme))
+        return ftq_kq_qmat_bytes(m);
     size_t ng = (size_t)m->npanels * m->ngroups * FTQ_QPANEL;
     return (size_t)m->npanels * m->panel_bytes + ng * sizeof(float) * (m->mn ? 2 : 1) + (m->zp ? ng : 0);
 }
 
 void ftq_qmat_dequantize_row(const ftq_qmat *m, int r, float *out)
 {
+    if (ftq_qscheme_is_k(m->scheme)) {
+        ftq_kq_qmat_dequantize_row(m, r, out);
+        return;
+    }
     const int q8 = m->scheme == FTQ_QSCHEME_Q8, bpg = m->group;
     const int p = r / FTQ_QPANEL, l = r % FTQ_QPANEL;
     const ftq_qchunk *panel = (const ftq_qchunk *)(const void *)(m->qs + (size_t)p * m->panel_bytes);
@@ -639,6 +648,8 @@ static void qmat_mul(ftq_qpath path, float *y, const float *x, const ftq_qmat *w
     else if (path == FTQ_QPATH_AMXINT8)
         run = run_amx;
 #endif
+    if (ftq_qscheme_is_k(w->scheme)) /* super-blocks: AVX-512 VNNI or the scalar panel path */
+        run = path == FTQ_QPATH_AVX512VNNI && ftq_kq_have_avx512() ? ftq_kq_run_avx512 : ftq_kq_run_scalar;
     const int np = w->npanels, cols = w->cols;
     const long npg = (np + UNIT_PANELS - 1) / UNIT_PANELS, ntc = (T + UNIT_ROWS - 1) / UNIT_ROWS;
     const long units = npg * ntc;

@@ -57,6 +57,9 @@ typedef enum {
     FTQ_QSCHEME_Q4,
     FTQ_QSCHEME_Q4A,
     FTQ_QSCHEME_Q4M,
+    FTQ_QSCHEME_Q6K, /* K-quant super-blocks (kernels/kquant.h): ggml's Q6_K */
+    FTQ_QSCHEME_Q4K, /* and Q4_K */
+    FTQ_QSCHEME_Q5,  /* int5 symmetric (ggml's Q5_0); runs on the Q8 kernels (kernels/quant.h) */
     FTQ_QSCHEME_COUNT
 } ftq_qscheme;
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ftq.h"
+#include "kernels/kquant.h"
 #include "kernels/quant.h"
 
 #ifdef _OPENMP
@@ -250,6 +251,10 @@ static const struct {
     [FTQ_QSCHEME_Q4] = {{"q4", 4, 0, 15, 8, 7.0f, 0.1f, 10, 2, 0}, sym_group},
     [FTQ_QSCHEME_Q4A] = {{"q4a", 4, 0, 15, -1, 15.0f, 0.1f, 10, 1, 0}, asym_group},
     [FTQ_QSCHEME_Q4M] = {{"q4m", 4, 0, 15, 0, 15.0f, 0.0f, 0, 1, 0}, NULL}, /* min_group */
+    /* super-blocks (kernels/kquant.h): their own quantizer; the traits only name them */
+    [FTQ_QSCHEME_Q6K] = {{"q6k", 6, 0, 63, 32, 31.0f, 0.1f, 6, 2, 1}, NULL},
+    [FTQ_QSCHEME_Q4K] = {{"q4k", 4, 0, 15, -1, 15.0f, 0.1f, 9, 1, 1}, NULL},
+    [FTQ_QSCHEME_Q5] = {{"q5", 5, 0, 31, 16, 15.0f, 0.1f, 10, 2, 0}, sym_group},
 };
 
 const ftq_qscheme_traits *ftq_qscheme_info(ftq_qscheme s)
@@ -282,7 +287,11 @@ int ftq_quant_params_check(const ftq_quant_params *p)
 {
     if (!ftq_qscheme_info(p->scheme))
         return ftq_set_error(FTQ_EINVAL, "unknown quantization scheme %d", (int)p->scheme);
-    if (p->group == FTQ_QGROUP_ROW) {
+    if (ftq_qscheme_is_k(p->scheme)) {
+        if (p->group != FTQ_QK)
+            return ftq_set_error(FTQ_EINVAL, "invalid group size %d: %s takes super-blocks of 256", p->group,
+                                 ftq_qscheme_info(p->scheme)->name);
+    } else if (p->group == FTQ_QGROUP_ROW) {
         if (p->scheme != FTQ_QSCHEME_Q8)
             return ftq_set_error(FTQ_EINVAL, "per-row scales need q8: %s takes a group of 32, 64 or 128",
                                  ftq_qscheme_info(p->scheme)->name);
@@ -294,6 +303,10 @@ int ftq_quant_params_check(const ftq_quant_params *p)
 
 size_t ftq_qrow_bytes(ftq_qscheme s, int n)
 {
+    if (ftq_qscheme_is_k(s))
+        return ftq_kq_row_bytes(s, n);
+    if (s == FTQ_QSCHEME_Q5)
+        return ((size_t)n + 31) / 32 * 20;
     return s == FTQ_QSCHEME_Q8 ? (size_t)n : ((size_t)n + 1) / 2;
 }
 
@@ -310,6 +323,10 @@ static int quantize_row_impl(const ftq_quant_params *p, const float *x, int n, u
             *bad = i;
             return ROW_NONFINITE;
         }
+    }
+    if (ftq_qscheme_is_k(p->scheme)) {
+        int st = ftq_kq_quantize_row(p->scheme, x, NULL, n, qs, scales, bad);
+        return st == 0 ? ROW_OK : st == 1 ? ROW_OVERFLOW : ROW_NOMEM;
     }
     const ftq_qscheme_traits *tr = &schemes[p->scheme].t;
     const group_fn fn = schemes[p->scheme].quantize_group;
@@ -328,10 +345,7 @@ static int quantize_row_impl(const ftq_quant_params *p, const float *x, int n, u
         if (zeros)
             zeros[g] = (uint8_t)z;
         for (int i = 0; i < m; i++) {
-            if (tr->bits == 8)
-                qs[k0 + i] = (uint8_t)(int8_t)codes[i];
-            else
-                ftq_q4_set(qs, k0 + i, codes[i]);
+            ftq_qcode_set(p->scheme, qs, k0 + i, codes[i]);
         }
     }
     return ROW_OK;
@@ -368,6 +382,10 @@ int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *
         return rc;
     if (n <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid row length %d", n);
+    if (p->scheme == FTQ_QSCHEME_Q5 && n % 32)
+        return ftq_set_error(FTQ_EINVAL, "q5 needs a multiple of 32 elements, not %d", n);
+    if (ftq_qscheme_is_k(p->scheme) && n % FTQ_QK)
+        return ftq_set_error(FTQ_EINVAL, "%s needs a multiple of 256 elements, not %d", schemes[p->scheme].t.name, n);
     if (p->scheme == FTQ_QSCHEME_Q4A && !zeros)
         return ftq_set_error(FTQ_EINVAL, "q4a needs a zero-code buffer");
     if (p->scheme == FTQ_QSCHEME_Q4M)
@@ -388,6 +406,10 @@ int ftq_quantize_row(const ftq_quant_params *p, const float *x, int n, uint8_t *
 static void dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const float *scales,
                            const uint8_t *zeros, const float *mins, int n, float *out)
 {
+    if (ftq_qscheme_is_k(s)) {
+        ftq_kq_dequantize_row(s, qs, scales, n, out);
+        return;
+    }
     const ftq_qscheme_traits *tr = &schemes[s].t;
     const int gsize = group == FTQ_QGROUP_ROW ? n : group;
     for (int g = 0, k0 = 0; k0 < n; g++, k0 += gsize) {
@@ -395,7 +417,7 @@ static void dequantize_row(ftq_qscheme s, int group, const uint8_t *qs, const fl
         const int z = tr->zero >= 0 ? tr->zero : zeros[g];
         const int end = k0 + gsize < n ? k0 + gsize : n;
         for (int k = k0; k < end; k++) {
-            int c = tr->bits == 8 ? (int)(int8_t)qs[k] : ftq_q4_get(qs, k);
+            int c = ftq_qcode_get(s, qs, k);
             if (mins) /* q4m: ggml's Q4_1 expression */
                 out[k] = (float)c * d + mins[g];
             else
@@ -436,6 +458,10 @@ int ftq_qtensor_alloc(ftq_qtensor *q, ftq_qscheme s, int rows, int cols, int gro
         return rc;
     if (rows <= 0 || cols <= 0)
         return ftq_set_error(FTQ_EINVAL, "invalid tensor shape [%d, %d]", rows, cols);
+    if (ftq_qscheme_is_k(s) && cols % FTQ_QK)
+        return ftq_set_error(FTQ_EINVAL, "%s needs a multiple of 256 columns, not %d", schemes[s].t.name, cols);
+    if (s == FTQ_QSCHEME_Q5 && cols % 32)
+        return ftq_set_error(FTQ_EINVAL, "q5 needs a multiple of 32 columns, not %d", cols);
     q->scheme = s;
     q->rows = rows;
     q->cols = cols;
@@ -578,16 +604,22 @@ int ftq_qtensor_error(const ftq_qtensor *q, const float *w, ftq_qerror *e)
 static int code_at(const ftq_qtensor *q, int r, int k)
 {
     const uint8_t *row = q->qs + (size_t)r * q->row_bytes;
-    return q->scheme == FTQ_QSCHEME_Q8 ? (int)(int8_t)row[k] : ftq_q4_get(row, k);
+    return ftq_qcode_get(q->scheme, row, k);
 }
 
 int ftq_qmat_pack(ftq_qmat *m, const ftq_qtensor *q, int ab)
 {
-    int rc = ftq_qmat_alloc(m, q->scheme, q->rows, q->cols, q->group, ab);
+    /* q5 runs on the int8 kernels: byte = (c - 16) + 128, the same d */
+    int rc = ftq_qmat_alloc(m, q->scheme == FTQ_QSCHEME_Q5 ? FTQ_QSCHEME_Q8 : q->scheme, q->rows, q->cols, q->group, ab);
     if (rc != FTQ_OK)
         return rc;
-    const int ng = m->ngroups, q8 = q->scheme == FTQ_QSCHEME_Q8;
+    if (ftq_qscheme_is_k(q->scheme)) {
+        ftq_kq_qmat_fill(m, q->qs, q->row_bytes, q->scales);
+        return FTQ_OK;
+    }
+    const int ng = m->ngroups, q8 = m->scheme == FTQ_QSCHEME_Q8;
     const ftq_qscheme_traits *tr = &schemes[q->scheme].t;
+    const int z8 = q->scheme == FTQ_QSCHEME_Q5 ? tr->zero : 0;
     for (int r = 0; r < q->rows; r++) {
         const int p = r / FTQ_QPANEL, l = r % FTQ_QPANEL;
         ftq_qchunk *panel = (ftq_qchunk *)(void *)(m->qs + (size_t)p * m->panel_bytes);
@@ -606,7 +638,7 @@ int ftq_qmat_pack(ftq_qmat *m, const ftq_qtensor *q, int ab)
             else /* padding: the zero code (activations are 0 there anyway) */
                 c = tr->zero >= 0 ? tr->zero : q->zeros[(size_t)r * q->ngroups + (k / q->gsize < ng ? k / q->gsize : ng - 1)];
             if (q8) {
-                panel[k / 4].b[l][k % 4] = (uint8_t)(c + 128);
+                panel[k / 4].b[l][k % 4] = (uint8_t)(c - z8 + 128);
             } else {
                 uint8_t *b = &panel[k / 8].b[l][k % 4];
                 int sh = (k % 8) / 4 * 4;
@@ -641,6 +673,9 @@ int ftq_qtensor_matmul_ref(float *y, const float *x, const ftq_qtensor *w, int a
 {
     if (ab == 0)
         ab = FTQ_QACT_BLOCK;
+    if (ftq_qscheme_is_k(w->scheme))
+        return ab != 32 ? ftq_set_error(FTQ_EINVAL, "%s takes activation blocks of 32, not %d", schemes[w->scheme].t.name, ab)
+                        : ftq_kq_matmul_ref(y, x, w->scheme, w->rows, w->cols, w->qs, w->row_bytes, w->scales, bias, T);
     if (ab != 32 && ab != 64 && ab != 128)
         return ftq_set_error(FTQ_EINVAL, "invalid activation block %d: expected 32, 64 or 128", ab);
     if (w->group != FTQ_QGROUP_ROW && w->group % ab != 0)

@@ -116,6 +116,35 @@ static inline void ftq_q4_set(uint8_t *row, int k, int c)
     int sh = (k & 1) * 4;
     row[k >> 1] = (uint8_t)((row[k >> 1] & ~(15 << sh)) | ((c & 15) << sh));
 }
+/* q5 (rows a multiple of 32): per group of 32, 16 bytes of low nibbles as q4 (element 2i low,
+ * 2i + 1 high) and then 4 bytes of fifth bits (element i: bit i % 8 of byte i / 8). */
+static inline int ftq_q5_get(const uint8_t *row, int k)
+{
+    const uint8_t *b = row + (size_t)(k >> 5) * 20;
+    int i = k & 31;
+    return ((b[i >> 1] >> ((i & 1) * 4)) & 15) | ((b[16 + (i >> 3)] >> (i & 7)) & 1) << 4;
+}
+static inline void ftq_q5_set(uint8_t *row, int k, int c)
+{
+    uint8_t *b = row + (size_t)(k >> 5) * 20;
+    int i = k & 31;
+    ftq_q4_set(b, i, c & 15);
+    b[16 + (i >> 3)] = (uint8_t)((b[16 + (i >> 3)] & ~(1 << (i & 7))) | ((c >> 4) & 1) << (i & 7));
+}
+/* Code k of a row of q8 (signed), q4 / q4a (nibble) or q5, and its store. */
+static inline int ftq_qcode_get(ftq_qscheme s, const uint8_t *row, int k)
+{
+    return s == FTQ_QSCHEME_Q8 ? (int)(int8_t)row[k] : s == FTQ_QSCHEME_Q5 ? ftq_q5_get(row, k) : ftq_q4_get(row, k);
+}
+static inline void ftq_qcode_set(ftq_qscheme s, uint8_t *row, int k, int c)
+{
+    if (s == FTQ_QSCHEME_Q8)
+        row[k] = (uint8_t)(int8_t)c;
+    else if (s == FTQ_QSCHEME_Q5)
+        ftq_q5_set(row, k, c);
+    else
+        ftq_q4_set(row, k, c);
+}
 
 /* Quantize n floats: codes to qs (ftq_qrow_bytes), ftq_qrow_groups scales to scales, and
  * (q4a) as many zero codes to zeros (NULL otherwise). Deterministic: the same input gives

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ftq_gguf.h"
+#include "kernels/kquant.h"
 #include "model/qcheckpoint.h"
 
 /* The ggml type `e` copies into exactly when the file's matrices are `type`, else 0. A
@@ -17,12 +18,15 @@
  * stores the [out, in] matrix, which is the layout GGUF wants: copied the same way. */
 static uint32_t exact_type(const ftq_qentry *e, uint32_t type)
 {
+    if (ftq_qscheme_is_k(e->scheme)) /* q6k / q4k are ggml's Q6_K / Q4_K blocks: exact under keep */
+        return type == FTQ_GGUF_EXPORT_KEEP ? (e->scheme == FTQ_QSCHEME_Q6K ? FTQ_GGML_Q6_K : FTQ_GGML_Q4_K) : 0;
     if (e->cols % 32 || (e->group % 32 && e->group != FTQ_QGROUP_ROW))
         return 0;
     if (e->scheme == FTQ_QSCHEME_Q4M) /* d * c + m: only Q4_1 holds it, with groups of 32 */
         return (type == FTQ_GGUF_EXPORT_KEEP || type == FTQ_GGML_Q4_1) && e->group == 32 ? FTQ_GGML_Q4_1 : 0;
     if (type == FTQ_GGUF_EXPORT_KEEP)
-        return e->scheme == FTQ_QSCHEME_Q4 ? FTQ_GGML_Q4_0 : FTQ_GGML_Q8_0;
+        return e->scheme == FTQ_QSCHEME_Q4 ? FTQ_GGML_Q4_0 : e->scheme == FTQ_QSCHEME_Q5 && e->group == 32 ? FTQ_GGML_Q5_0
+                                                                                                         : FTQ_GGML_Q8_0;
     if (type == FTQ_GGML_Q8_0)
         return FTQ_GGML_Q8_0;
     if (type == FTQ_GGML_Q4_0 && e->scheme == FTQ_QSCHEME_Q4)
@@ -36,17 +40,38 @@ static int code_at(const ftq_qentry *e, const uint8_t *row, const uint8_t *zr, i
 {
     if (e->scheme == FTQ_QSCHEME_Q8)
         return (int8_t)row[k];
+    if (e->scheme == FTQ_QSCHEME_Q5)
+        return ftq_q5_get(row, k) - 16;
     int c = (row[k / 2] >> (4 * (k % 2))) & 15;
     if (e->scheme == FTQ_QSCHEME_Q4M)
         return c; /* the code itself: its minimum is stored beside it */
     return c - (e->scheme == FTQ_QSCHEME_Q4A ? zr[k / e->group] : 8);
 }
 
+/* A q6k / q4k entry as ggml blocks: .qweight's super-block bytes with the f16 d of .qscale
+ * put back where ggml keeps it (after sc[16] for Q6_K, first for Q4_K). */
+static void *encode_k(const ftq_qentry *e, size_t *nbytes)
+{
+    const int q6 = e->scheme == FTQ_QSCHEME_Q6K;
+    const size_t nsb = (size_t)e->rows * (size_t)(e->cols / FTQ_QK), sb = q6 ? FTQ_Q6K_BYTES : FTQ_Q4K_BYTES;
+    *nbytes = nsb * (sb + 2);
+    unsigned char *out = malloc(*nbytes ? *nbytes : 1), *y = out;
+    if (!out)
+        return NULL;
+    const unsigned char *qw = e->qweight->data, *qs = e->qscale->data;
+    for (size_t i = 0; i < nsb; i++, y += sb + 2) {
+        memcpy(y + (q6 ? 0 : 2), qw + i * sb, sb);
+        memcpy(y + (q6 ? sb : 0), qs + 2 * i, 2); /* the f16 d, bit for bit */
+    }
+    return out;
+}
+
 static void *encode_exact(const ftq_qentry *e, uint32_t tt, size_t *nbytes)
 {
+    if (ftq_qscheme_is_k(e->scheme))
+        return encode_k(e, nbytes);
     const ftq_ggml_traits *gt = ftq_ggml_type_info(tt);
-    size_t nb = (size_t)e->cols / 32, row_bytes = e->scheme == FTQ_QSCHEME_Q8 ? (size_t)e->cols
-                                                                                : (size_t)(e->cols + 1) / 2;
+    size_t nb = (size_t)e->cols / 32, row_bytes = ftq_qrow_bytes(e->scheme, e->cols);
     int ngroups = e->group == FTQ_QGROUP_ROW ? 1 : (e->cols + e->group - 1) / e->group;
     *nbytes = (size_t)e->rows * nb * gt->type_size;
     unsigned char *out = malloc(*nbytes ? *nbytes : 1), *y = out;
@@ -68,6 +93,15 @@ static void *encode_exact(const ftq_qentry *e, uint32_t tt, size_t *nbytes)
             } else if (tt == FTQ_GGML_Q8_0) {
                 for (int j = 0; j < 32; j++)
                     y[2 + j] = (unsigned char)(int8_t)code_at(e, row, zr, k0 + j);
+            } else if (tt == FTQ_GGML_Q5_0) { /* qh: bit j = fifth bit of code j; qs: j | j + 16 << 4 */
+                uint32_t qh = 0;
+                for (int j = 0; j < 32; j++)
+                    qh |= (uint32_t)(((code_at(e, row, zr, k0 + j) + 16) >> 4) & 1) << j;
+                for (int j = 0; j < 4; j++)
+                    y[2 + j] = (unsigned char)(qh >> (8 * j));
+                for (int j = 0; j < 16; j++)
+                    y[6 + j] = (unsigned char)(((code_at(e, row, zr, k0 + j) + 16) & 15) |
+                                               ((code_at(e, row, zr, k0 + 16 + j) + 16) & 15) << 4);
             } else { /* Q4_0: byte j = code j | code j + 16 << 4, codes 0..15 */
                 for (int j = 0; j < 16; j++)
                     y[2 + j] = (unsigned char)((code_at(e, row, zr, k0 + j) + 8) | (code_at(e, row, zr, k0 + 16 + j) + 8) << 4);

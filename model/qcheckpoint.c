@@ -10,6 +10,7 @@
 
 #include "io/checkpoint_src.h"
 #include "io/json_util.h"
+#include "kernels/kquant.h"
 #include "model/qcheckpoint.h"
 
 #define NPARTS 4
@@ -186,6 +187,16 @@ static int check_values(const vctx *c, const ftq_qentry *e)
                 return QBAD(c, e->name, "zero code %d at row %zu, group %zu is above 15", z[i],
                             i / (ns / (size_t)e->rows), i % (ns / (size_t)e->rows));
     }
+    if (e->scheme == FTQ_QSCHEME_Q4K) { /* the f16 dmin of each super-block sits in .qweight */
+        const uint8_t *q = e->qweight->data;
+        size_t nsb = (size_t)e->rows * (size_t)(e->cols / FTQ_QK);
+        for (size_t i = 0; i < nsb; i++) {
+            uint16_t h = (uint16_t)(q[i * FTQ_Q4K_BYTES] | q[i * FTQ_Q4K_BYTES + 1] << 8);
+            if ((h & 0x7c00) == 0x7c00)
+                return QBAD(c, e->name, "non-finite dmin %g at row %zu, super-block %zu", (double)ftq_f16_to_f32(h),
+                            i / (size_t)(e->cols / FTQ_QK), i % (size_t)(e->cols / FTQ_QK));
+        }
+    }
     if (e->scheme == FTQ_QSCHEME_Q8) {
         const int8_t *q = e->qweight->data;
         size_t n = (size_t)e->rows * (size_t)e->cols;
@@ -213,9 +224,9 @@ static int parse_entry(const vctx *c, const char *name, const cJSON *v, ftq_qent
         return QBAD(c, name, "metadata entry has the key '%s' twice", dup);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(v, "scheme");
     if (!cJSON_IsString(s))
-        return QBAD(c, name, "\"scheme\" is %s, expected \"q8\", \"q4\", \"q4a\" or \"q4m\"", ftq_json_describe(s, got, sizeof got));
+        return QBAD(c, name, "\"scheme\" is %s, expected \"q8\", \"q4\", \"q4a\", \"q4m\", \"q5\", \"q6k\" or \"q4k\"", ftq_json_describe(s, got, sizeof got));
     if (ftq_qscheme_from_name(s->valuestring, &e->scheme) != FTQ_OK)
-        return QBAD(c, name, "unknown scheme '%s' (expected q8, q4, q4a or q4m)", s->valuestring);
+        return QBAD(c, name, "unknown scheme '%s' (expected q8, q4, q4a, q4m, q5, q6k or q4k)", s->valuestring);
     int64_t g = -1;
     const cJSON *gj = cJSON_GetObjectItemCaseSensitive(v, "group");
     if (!ftq_json_int(gj, 0, 1 << 20, &g))
@@ -224,7 +235,8 @@ static int parse_entry(const vctx *c, const char *name, const cJSON *v, ftq_qent
     ftq_quant_params qp = {e->scheme, e->group, 0, 1};
     if (ftq_quant_params_check(&qp) != FTQ_OK)
         return QBAD(c, name, "group %d is not valid for scheme %s (expected %s)", e->group, s->valuestring,
-                    e->scheme == FTQ_QSCHEME_Q8 ? "32, 64, 128 or 0 for per row" : "32, 64 or 128");
+                    e->scheme == FTQ_QSCHEME_Q8 ? "32, 64, 128 or 0 for per row"
+                    : ftq_qscheme_is_k(e->scheme) ? "256" : "32, 64 or 128");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(v, "shape");
     int64_t d[2];
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) != 2 || !ftq_json_int(cJSON_GetArrayItem(sh, 0), 1, INT32_MAX / 2, &d[0]) ||
@@ -233,6 +245,9 @@ static int parse_entry(const vctx *c, const char *name, const cJSON *v, ftq_qent
                     ftq_json_describe(sh, got, sizeof got));
     e->rows = (int)d[0];
     e->cols = (int)d[1];
+    if ((ftq_qscheme_is_k(e->scheme) && e->cols % FTQ_QK) || (e->scheme == FTQ_QSCHEME_Q5 && e->cols % 32))
+        return QBAD(c, name, "scheme %s needs a multiple of %d inputs, not %d", s->valuestring,
+                    e->scheme == FTQ_QSCHEME_Q5 ? 32 : FTQ_QK, e->cols);
     static const char *const bools[] = {"transposed", "search"};
     for (int k = 0; k < 2; k++) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(v, bools[k]);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ftq.h"
+#include "kernels/kquant.h"
 #include "quant/qcalib.h"
 
 #ifdef _OPENMP
@@ -187,10 +188,7 @@ static int wgroup(const ftq_qscheme_traits *tr, const float *x, const float *u, 
 
 static void put_code(const ftq_qscheme_traits *tr, uint8_t *qs, int k, int c)
 {
-    if (tr->bits == 8)
-        qs[k] = (uint8_t)(int8_t)c;
-    else
-        ftq_q4_set(qs, k, c);
+    ftq_qcode_set(tr->bits == 8 ? FTQ_QSCHEME_Q8 : tr->bits == 5 ? FTQ_QSCHEME_Q5 : FTQ_QSCHEME_Q4, qs, k, c);
 }
 
 /* u_j = imp_j * sqrt(sigma2 + x_j^2) over one row (llama.cpp's weighting of an imatrix). */
@@ -280,6 +278,11 @@ int ftq_qtensor_quantize_weighted(ftq_qtensor *q, const float *w, int rows, int 
             if (s[0] != ROW_OK)
                 continue;
             row_weights(x, imp, cols, u);
+            if (ftq_qscheme_is_k(p->scheme)) { /* super-blocks: kernels/kquant.c's weighted search */
+                int ks = ftq_kq_quantize_row(p->scheme, x, u, cols, qs, q->scales + (size_t)r * q->ngroups, &s[1]);
+                s[0] = ks == 0 ? ROW_OK : ks == 1 ? ROW_OVERFLOW : ROW_NOMEM;
+                continue;
+            }
             memset(qs, 0, q->row_bytes);
             for (int g = 0, k0 = 0; k0 < cols; g++, k0 += gs) {
                 int m = cols - k0 < gs ? cols - k0 : gs, z = 0;
@@ -390,6 +393,9 @@ int ftq_qtensor_quantize_gptq(ftq_qtensor *q, const float *w, int rows, int cols
         return rc;
     if (!w || !gram || !gp)
         return ftq_set_error(FTQ_EINVAL, "ftq_qtensor_quantize_gptq: NULL argument");
+    if (ftq_qscheme_is_k(p->scheme))
+        return ftq_set_error(FTQ_EUNSUPPORTED, "gptq does not take %s super-blocks (use the importance search)",
+                             ftq_qscheme_info(p->scheme)->name);
     if (!(gp->damp >= 0.0 && gp->damp < 1e6))
         return ftq_set_error(FTQ_EINVAL, "invalid GPTQ damping %g (expected >= 0)", gp->damp);
     const int n = cols;

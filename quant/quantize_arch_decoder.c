@@ -10,6 +10,7 @@
 #include "quant/awq.h"
 #include "quant/quantize_calib.h"
 #include "quant/quantize_internal.h"
+#include "quant/quantize_kplan.h"
 
 /* One model tensor into the job of its checkpoint name: GPT-2's q, k and v (the column
  * blocks of c_attn) arrive one after another and are stacked as rows. */
@@ -232,6 +233,8 @@ static int open_decoder(const char *dir, const ftq_quantize_params *p, ftq_qsour
     rc = select_jobs(m, p, &ow->st, js, &src->split);
     if (rc == FTQ_OK && p->awq)
         rc = awq_replaced(m, ow->alphas, js);
+    if (rc == FTQ_OK)
+        ftq_qkplan_assign(p, js);
     if (rc == FTQ_OK && p->target_bits > 0)
         rc = ftq_qcalib_plan(m, p, js);
     src->calib_seconds = p->calib ? ftq_time_sec() - t0 : 0;

@@ -14,6 +14,7 @@
 #include "model/qcheckpoint.h"
 #include "quant/qcalib.h"
 #include "quant/quantize_calib.h"
+#include "quant/quantize_kplan.h"
 
 void ftq_qcalib_stats_free(ftq_act_stats *st)
 {
@@ -196,6 +197,8 @@ static int cached_sensitivity(const ftq_quantize_params *p, int64_t tokens, ftq_
     for (size_t i = 0; i < js->n; i++)
         if (js->j[i].layer >= 0 && js->j[i].quantize) {
             ftq_qscheme_label(js->j[i].qp.scheme, js->j[i].qp.group, lab, sizeof lab);
+            if (p->kquant) /* as the writer labels it (quantize_model.c) */
+                strncat(lab, "+kquant", sizeof lab - strlen(lab) - 1);
             break;
         }
     if (!cJSON_IsObject(sens) || !cJSON_IsString(file) || !cJSON_IsNumber(tok) || !cJSON_IsNumber(ctx) ||
@@ -316,7 +319,9 @@ int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js)
     if (rc == FTQ_OK && total_w > 0 && total_bits / total_w > p->target_bits)
         rc = ftq_set_error(FTQ_EINVAL, "cannot plan mixed precision: --bits %g is below the int4 layers' own %.3f "
                                        "bits per weight", p->target_bits, total_bits / total_w);
-    if (rc == FTQ_OK) {
+    if (rc == FTQ_OK && p->kquant) {
+        rc = ftq_qkplan_greedy(p, js, total_bits, total_w);
+    } else if (rc == FTQ_OK) {
         qsort(up, n_up, sizeof *up, by_gain_desc);
         for (size_t k = 0; k < n_up; k++) {
             ftq_qjob *j = &js->j[up[k].job];

@@ -87,6 +87,8 @@ static int check_params(const ftq_quantize_params *p)
     if (p->sensitivity_from && !(p->target_bits > 0))
         return ftq_set_error(FTQ_EINVAL, "reusing sensitivities ('%s') needs mixed precision (a --bits budget)",
                              p->sensitivity_from);
+    if (p->kquant && p->bits != 4)
+        return ftq_set_error(FTQ_EINVAL, "k-quant super-blocks (kquant) apply to int4 only");
     if (p->target_bits != 0 && (!p->calib || p->bits != 4 || !(p->target_bits > 0 && p->target_bits <= 8.5)))
         return ftq_set_error(FTQ_EINVAL, "mixed precision (bits %g) needs int4, calibration text and a budget in "
                              "(0, 8.5] bits per weight", p->target_bits);
@@ -464,6 +466,8 @@ static char *calib_json(const ftq_quantize_params *p, const jobs *js, const ftq_
         ftq_quant_params q4;
         ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &q4);
         ftq_qscheme_label(q4.scheme, q4.group, lab, sizeof lab);
+        if (p->kquant) /* down_proj's sensitivity was measured at q4k */
+            strncat(lab, "+kquant", sizeof lab - strlen(lab) - 1);
         ok &= add_item(o, "sensitivity_scheme", cJSON_CreateString(lab));
     }
     cJSON_Delete(plan);

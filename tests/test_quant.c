@@ -81,7 +81,8 @@ static double half_step_excess(const float *x, const float *deq, const float *sc
 
 static void test_scheme_table(void)
 {
-    const char *names[] = {"q8", "q4", "q4a", "q4m"};
+    const char *names[] = {"q8", "q4", "q4a", "q4m", "q6k", "q4k", "q5"};
+    _Static_assert(FTQ_QSCHEME_COUNT == 7, "one name per scheme");
     for (int i = 0; i < FTQ_QSCHEME_COUNT; i++) {
         ftq_qscheme s;
         const ftq_qscheme_traits *t = ftq_qscheme_info((ftq_qscheme)i);
