@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/qlinear.h"
+#include "kernels/qmat.h"
 
 #define FTQ_QK 256         /* elements per super-block */
 #define FTQ_Q6K_BYTES 208  /* .qweight bytes per q6k super-block (ggml's 210 less d) */

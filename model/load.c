@@ -103,24 +103,6 @@ static int need(walk *w, const ftq_tensor **out, int optional, int ndim, int64_t
 
 /* ---- binding tensors into the model ------------------------------------------------- */
 
-static void *model_alloc(ftq_model *m, size_t bytes)
-{
-    if (m->n_allocs == m->cap_allocs) {
-        size_t cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
-        void **a = realloc(m->allocs, cap * sizeof *a);
-        if (!a)
-            return NULL;
-        m->allocs = a;
-        m->cap_allocs = cap;
-    }
-    void *p = malloc(bytes ? bytes : 1);
-    if (p)
-        m->allocs[m->n_allocs++] = p;
-    return p;
-}
-
-void *ftq_model_alloc(ftq_model *m, size_t bytes) { return model_alloc(m, bytes); }
-
 static int oom(const walk *w, const char *name)
 {
     return ftq_set_error(FTQ_ENOMEM, "model '%s': out of memory converting tensor '%s'", w->label,
@@ -133,8 +115,8 @@ static int bind_qmat(walk *w, ftq_tensor *dst, const ftq_qentry *e, int row0, in
 {
     ftq_model *m = w->m;
     ftq_qmat **grown = realloc(m->qmats, (m->n_qmats + 1) * sizeof *grown);
-    ftq_qmat *qm = model_alloc(m, sizeof *qm);
-    char *name = model_alloc(m, strlen(e->name) + 1);
+    ftq_qmat *qm = ftq_model_alloc(m, sizeof *qm);
+    char *name = ftq_model_alloc(m, strlen(e->name) + 1);
     if (grown)
         m->qmats = grown;
     if (!grown || !qm || !name)
@@ -204,7 +186,7 @@ static int f32_of(walk *w, const ftq_tensor *src, const float **data, int *owned
         *owned = 0;
         return FTQ_OK;
     }
-    float *p = model_alloc(w->m, sizeof(float) * (size_t)ftq_tensor_numel(src));
+    float *p = ftq_model_alloc(w->m, sizeof(float) * (size_t)ftq_tensor_numel(src));
     if (!p)
         return oom(w, src->name);
     int rc = ftq_tensor_to_f32(src, p);
@@ -273,7 +255,7 @@ static int bind_slice1d(walk *w, ftq_tensor *dst, const ftq_tensor *src, int64_t
         describe(dst, src, 1, len, 0, (void *)(s + off), 0);
         return FTQ_OK;
     }
-    float *d = model_alloc(w->m, sizeof(float) * (size_t)len);
+    float *d = ftq_model_alloc(w->m, sizeof(float) * (size_t)len);
     if (d)
         memcpy(d, s + off, sizeof(float) * (size_t)len);
     free(tmp);
@@ -305,7 +287,7 @@ static int bind_transposed(walk *w, ftq_tensor *dst, const ftq_tensor *src, int6
     int rc = f32_temp(w, src, &s, &tmp);
     if (rc != FTQ_OK)
         return rc;
-    float *d = model_alloc(w->m, sizeof(float) * (size_t)(in * out));
+    float *d = ftq_model_alloc(w->m, sizeof(float) * (size_t)(in * out));
     if (!d) {
         free(tmp);
         return oom(w, src->name);

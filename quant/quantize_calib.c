@@ -115,14 +115,6 @@ int ftq_qcalib_collect(ftq_model *m, const ftq_quantize_params *p, int want_gram
 
 /* ---- mixed precision ---------------------------------------------------------------------- */
 
-/* Bits per weight of a [rows, cols] matrix stored with q (codes, f16 scales, u8 zeros). */
-double ftq_qcalib_bits(const ftq_quant_params *q, int cols)
-{
-    int ng = ftq_qrow_groups(q->group, cols);
-    double bytes = (double)ftq_qrow_bytes(q->scheme, cols) + 2.0 * ng + (q->scheme == FTQ_QSCHEME_Q4A ? ng : 0);
-    return 8.0 * bytes / cols;
-}
-
 static double lse(const float *r, int V)
 {
     float mx = r[0];

@@ -19,7 +19,4 @@ void ftq_qcalib_stats_free(ftq_act_stats *st);
  * extra bit while the average stays within the budget. Sets j->sensitivity and j->qp. */
 int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js);
 
-/* Bits per weight of a row of cols stored with q (codes, f16 scales, u8 zero codes). */
-double ftq_qcalib_bits(const ftq_quant_params *q, int cols);
-
 #endif

@@ -36,6 +36,14 @@ void ftq_qkplan_assign(const ftq_quantize_params *p, ftq_qjobs *js)
     }
 }
 
+/* Bits per weight of a [rows, cols] matrix stored with q (codes, f16 scales, u8 zeros). */
+double ftq_qcalib_bits(const ftq_quant_params *q, int cols)
+{
+    int ng = ftq_qrow_groups(q->group, cols);
+    double bytes = (double)ftq_qrow_bytes(q->scheme, cols) + 2.0 * ng + (q->scheme == FTQ_QSCHEME_Q4A ? ng : 0);
+    return 8.0 * bytes / cols;
+}
+
 /* sum_j imp_j (w - w_q)^2 of job j quantized with qp (the importance search). */
 static int weighted_error(const ftq_qjob *j, const ftq_quant_params *qp, double *out)
 {

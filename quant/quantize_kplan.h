@@ -6,6 +6,10 @@
 
 #include "quant/quantize_internal.h"
 
+/* Bits per weight of a row of cols stored with q (codes, f16 scales, u8 zero codes): what
+ * the mixed-precision plans (here and quant/quantize_calib.c) count. */
+double ftq_qcalib_bits(const ftq_quant_params *q, int cols);
+
 /* With p->kquant: every block linear job (layer >= 0) of int4 (q4 / q4a) whose width is a
  * multiple of 256 becomes q4k. Others are left as they are. */
 void ftq_qkplan_assign(const ftq_quantize_params *p, ftq_qjobs *js);
