@@ -614,8 +614,10 @@ static void qmat_mul(ftq_qpath path, float *y, const float *x, const ftq_qmat *w
     else if (path == FTQ_QPATH_AMXINT8)
         run = run_amx;
 #endif
-    if (ftq_qscheme_is_k(w->scheme)) /* super-blocks: AVX-512 VNNI or the scalar panel path */
-        run = path == FTQ_QPATH_AVX512VNNI && ftq_kq_have_avx512() ? ftq_kq_run_avx512 : ftq_kq_run_scalar;
+    if (ftq_qscheme_is_k(w->scheme)) /* super-blocks: AVX-512 VNNI (also under amx-int8, which implies it;
+                                       * the tiles cover q8 only) or the scalar panel path */
+        run = (path == FTQ_QPATH_AVX512VNNI || path == FTQ_QPATH_AMXINT8) && ftq_kq_have_avx512() ? ftq_kq_run_avx512
+                                                                                                : ftq_kq_run_scalar;
     const int np = w->npanels, cols = w->cols;
     const long npg = (np + UNIT_PANELS - 1) / UNIT_PANELS, ntc = (T + UNIT_ROWS - 1) / UNIT_ROWS;
     const long units = npg * ntc;
