@@ -55,7 +55,9 @@ int ftq_bert_write_classifier(const ftq_bert *m, const char *src_dir, const char
 /* Merge the PEFT LoRA adapter in dir (ftq finetune --mode lora, or PEFT's own for
  * BertForSequenceClassification) into the f32 block weights (W += scaling B A) and take its
  * classifier (modules_to_save) as the head, pooled as its config.json's ftq_pool says
- * (pooler by default). A quantized weight or an unknown module is refused by name. */
+ * (pooler by default). On a quantized base (ftq quantize int8 / int4) the adapter is kept
+ * beside the weights instead: every adapted product adds scaling (x A^T) B^T. An unknown
+ * module, or a module outside the block linears on a quantized base, is refused by name. */
 int ftq_bert_apply_adapter(ftq_bert *m, const char *dir);
 
 #ifdef __cplusplus

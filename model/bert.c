@@ -588,6 +588,9 @@ int ftq_bert_forward_layers(const ftq_bert *m, ftq_bert_ws *ws, const int32_t *i
         m->lora->drop.p = m->lora->training ? (float)m->lora->dropout : 0.0f;
         if (m->lora->training)
             m->lora->drop.counter++;
+        int rc = m->lora->grow ? ftq_bert_lora_reserve(m, (size_t)B * T) : FTQ_OK;
+        if (rc != FTQ_OK)
+            return rc;
         if ((size_t)B * T > m->lora->rows_cap)
             return ftq_set_error(FTQ_EINVAL, "bert forward: %d x %d tokens exceed the lora buffers (%zu rows)", B, T,
                                  m->lora->rows_cap);

@@ -69,6 +69,8 @@ typedef struct {
     ftq_lora_drop drop; /* p > 0 only in training forwards */
     double dropout;
     int training;       /* set by the trainer around training forwards: dropout on */
+    int grow;           /* an adapter applied for inference on a quantized base: the forward grows
+                           u, du, xd to its rows (ftq_bert_lora_reserve) instead of refusing */
 } ftq_bert_lora;
 
 struct ftq_bert {
@@ -95,6 +97,8 @@ int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size
 const char *ftq_bert_lora_module(int l, int k, char *buf, size_t cap);
 /* PEFT target name of linear k ("query", "key", "value", "dense"). */
 const char *ftq_bert_lora_target(int k);
+/* Size the saved products of m's adapters for rows rows (no-op if they already fit). */
+int ftq_bert_lora_reserve(const ftq_bert *m, size_t rows);
 /* The adapter of linear k in block l: y (row stride ldy) += its product of x (stride ldx). */
 void ftq_bert_lora_forward(const ftq_bert *m, int l, int k, float *y, int ldy, const float *x, int ldx, int N);
 /* Its backward: gradients into grads (laid out like params), dx (stride lddx) += ...; dy

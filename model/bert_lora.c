@@ -26,6 +26,9 @@ const char *ftq_bert_lora_module(int l, int k, char *buf, size_t cap)
 
 const char *ftq_bert_lora_target(int k) { return targets[k]; }
 
+static int lora_make(ftq_bert *m, const int on[BERT_LIN_N], int r, float scale, double dropout, uint64_t seed,
+                     size_t rows_cap);
+
 int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size_t rows_cap)
 {
     int rc = ftq_lora_check(p);
@@ -52,23 +55,31 @@ int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size
                 break;
             q = e + 1;
         }
+    int on[BERT_LIN_N], any = 0;
+    for (int k = 0; k < BERT_LIN_N; k++)
+        any |= on[k] = all || (t ? ftq_list_has(t, targets[k]) : (k == BERT_LIN_Q || k == BERT_LIN_V));
+    if (!any)
+        return ftq_set_error(FTQ_EINVAL, "lora targets '%s' select no module", t ? t : "");
+    return lora_make(m, on, p->r, (float)(p->rslora ? p->alpha / sqrt((double)p->r) : p->alpha / p->r), p->dropout,
+                     seed, rows_cap);
+}
+
+/* The adapters of the linears on[k] of every block, rank r, after the current end of params:
+ * A Kaiming-uniform from seed, B zero; products saved for rows_cap rows. */
+static int lora_make(ftq_bert *m, const int on[BERT_LIN_N], int r, float scale, double dropout, uint64_t seed,
+                     size_t rows_cap)
+{
     ftq_bert_lora *lo = calloc(1, sizeof *lo);
-    const int L = m->cfg.n_layers, r = p->r;
+    const int L = m->cfg.n_layers;
     if (!lo || !(lo->off = calloc((size_t)L * BERT_LIN_N * 2, sizeof *lo->off))) {
         free(lo);
         return ftq_set_error(FTQ_ENOMEM, "out of memory");
     }
-    int any = 0;
     for (int k = 0; k < BERT_LIN_N; k++)
-        any |= lo->on[k] = all || (t ? ftq_list_has(t, targets[k]) : (k == BERT_LIN_Q || k == BERT_LIN_V));
-    if (!any) {
-        free(lo->off);
-        free(lo);
-        return ftq_set_error(FTQ_EINVAL, "lora targets '%s' select no module", t ? t : "");
-    }
+        lo->on[k] = on[k];
     lo->r = r;
-    lo->scale = (float)(p->rslora ? p->alpha / sqrt((double)r) : p->alpha / r);
-    lo->dropout = p->dropout;
+    lo->scale = scale;
+    lo->dropout = dropout;
     lo->drop.seed = seed;
     lo->rows_cap = rows_cap;
     /* the layout: every (layer, linear) A then B, 16-float aligned, after the current end */
@@ -122,6 +133,33 @@ int ftq_bert_add_lora(ftq_bert *m, const ftq_lora_params *p, uint64_t seed, size
     return FTQ_OK;
 }
 
+int ftq_bert_lora_reserve(const ftq_bert *m, size_t rows)
+{
+    ftq_bert_lora *lo = m->lora;
+    if (!lo || rows <= lo->rows_cap)
+        return FTQ_OK;
+    const size_t L = (size_t)m->cfg.n_layers, r = (size_t)lo->r;
+    const size_t mx = (size_t)(m->cfg.ffn > m->cfg.hidden ? m->cfg.ffn : m->cfg.hidden);
+    if (rows > ((size_t)1 << 40) / (L * BERT_LIN_N * r * mx + 1))
+        return ftq_set_error(FTQ_ENOMEM, "lora buffers for %zu rows are too large", rows);
+    float *u = malloc(sizeof(float) * L * BERT_LIN_N * rows * r + 64), *du = malloc(sizeof(float) * rows * r + 64),
+          *xd = malloc(sizeof(float) * rows * mx + 64);
+    if (!u || !du || !xd) {
+        free(u);
+        free(du);
+        free(xd);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for the lora buffers (%zu rows)", rows);
+    }
+    free(lo->u);
+    free(lo->du);
+    free(lo->xd);
+    lo->u = u;
+    lo->du = du;
+    lo->xd = xd;
+    lo->rows_cap = rows;
+    return FTQ_OK;
+}
+
 /* ---- applying a PEFT adapter to a loaded encoder ------------------------------------------ */
 
 /* "ftq_pool" of dir/config.json (ftq writes it for its classifiers), else pooler. */
@@ -145,14 +183,68 @@ static ftq_pool adapter_pool(const char *dir)
     return p;
 }
 
+/* Block l and linear k of an adapter module path without "bert." ("encoder.layer.0.attention.self.query"). */
+static int block_linear(const ftq_bert *m, const char *mod, int *l, int *k)
+{
+    char buf[128];
+    for (int ll = 0; ll < m->cfg.n_layers; ll++)
+        for (int kk = 0; kk < BERT_LIN_N; kk++)
+            if (strcmp(ftq_bert_lora_module(ll, kk, buf, sizeof buf), mod) == 0) {
+                *l = ll;
+                *k = kk;
+                return 0;
+            }
+    return -1;
+}
+
+/* A quantized base cannot take W + s B A without requantizing it: the adapter stays beside
+ * the weights as the lora adapters of training do (A, B in params after the head, dropout
+ * off), and every adapted product adds s (x A^T) B^T in the forward (ftq_bert_lora_forward,
+ * as on the int8 / int4 kernels of LoRA training). Blocks the adapter leaves out get A = B =
+ * 0, which adds exactly nothing. */
+static int keep_beside(ftq_bert *m, const ftq_peft *ad, const char *dir)
+{
+    if (m->lora)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s': the model already has lora adapters", dir);
+    if (m->bf16)
+        return ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s' to a quantized base with bf16 weights", dir);
+    int on[BERT_LIN_N] = {0}, l = 0, k = 0;
+    for (size_t i = 0; i < ftq_peft_module_count(ad); i++) {
+        const char *mod = ftq_peft_module_at(ad, i)->module;
+        mod += strncmp(mod, "bert.", 5) == 0 ? 5 : 0;
+        if (block_linear(m, mod, &l, &k) != 0)
+            return ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s' to a quantized base: module '%s' is not "
+                                 "a block linear (merge the adapter into the float base, then quantize)", dir, mod);
+        on[k] = 1;
+    }
+    int rc = lora_make(m, on, ftq_peft_rank(ad), ftq_peft_scaling(ad), 0.0, 0, 64);
+    if (rc != FTQ_OK)
+        return rc;
+    ftq_bert_lora *lo = m->lora;
+    memset(m->params + lo->start, 0, (m->n_params - lo->start) * sizeof(float));
+    for (size_t i = 0; rc == FTQ_OK && i < ftq_peft_module_count(ad); i++) {
+        const ftq_peft_module *pm = ftq_peft_module_at(ad, i);
+        block_linear(m, pm->module + (strncmp(pm->module, "bert.", 5) == 0 ? 5 : 0), &l, &k);
+        const size_t *o = &lo->off[((size_t)l * BERT_LIN_N + k) * 2];
+        rc = ftq_tensor_to_f32(pm->A, m->params + o[0]);
+        if (rc == FTQ_OK)
+            rc = ftq_tensor_to_f32(pm->B, m->params + o[1]);
+    }
+    lo->grow = 1;
+    return rc;
+}
+
 int ftq_bert_apply_adapter(ftq_bert *m, const char *dir)
 {
     if (!m || !dir)
         return ftq_set_error(FTQ_EINVAL, "ftq_bert_apply_adapter: NULL argument");
     ftq_peft *ad = NULL;
-    int rc = ftq_peft_open(dir, &ad);
-    size_t pl = strlen(m->cfg.prefix);
-    for (size_t i = 0; rc == FTQ_OK && i < ftq_peft_module_count(ad); i++) {
+    int rc = ftq_peft_open(dir, &ad), quantized = 0;
+    size_t pl = strlen(m->cfg.prefix), nmod = rc == FTQ_OK ? ftq_peft_module_count(ad) : 0;
+    const ftq_bert_tensor **found = calloc(nmod + 1, sizeof *found);
+    if (rc == FTQ_OK && !found)
+        rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == FTQ_OK && i < nmod; i++) {
         const ftq_peft_module *pm = ftq_peft_module_at(ad, i);
         const char *mod = strncmp(pm->module, "bert.", 5) == 0 ? pm->module + 5 : pm->module;
         const ftq_bert_tensor *t = NULL;
@@ -167,28 +259,17 @@ int ftq_bert_apply_adapter(ftq_bert *m, const char *dir)
                                pm->module);
             break;
         }
-        if (t->q.data) {
-            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s' to '%s': its base weight is quantized "
-                               "(merge the adapter into the float base, then quantize)", dir, pm->module);
-            break;
-        }
         if (t->ndim != 2 || t->shape[0] != pm->out || t->shape[1] != pm->in) {
             rc = ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': module '%s' is [%lld, %lld], the model's "
                                "weight [%lld, %lld]", dir, pm->module, (long long)pm->out, (long long)pm->in,
                                (long long)t->shape[0], (long long)t->shape[1]);
             break;
         }
-        float *d = malloc(sizeof(float) * t->numel);
-        if (!d) {
-            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
-            break;
-        }
-        if ((rc = ftq_peft_delta(ad, i, d)) == FTQ_OK)
-            for (size_t e = 0; e < t->numel; e++)
-                m->params[t->off + e] += d[e];
-        free(d);
+        quantized |= t->q.data != NULL;
+        found[i] = t;
     }
-    /* a classifier saved with the adapter (modules_to_save) */
+    /* a classifier saved with the adapter (modules_to_save); first, as a new head drops
+     * whatever params follow the old one */
     const ftq_tensor *cw = NULL, *cb = NULL;
     for (size_t e = 0; rc == FTQ_OK && e < ftq_peft_extra_count(ad); e++) {
         const char *nm;
@@ -205,10 +286,28 @@ int ftq_bert_apply_adapter(ftq_bert *m, const char *dir)
         if (!cw || !cb || cw->ndim != 2 || cw->shape[1] != m->cfg.hidden || cb->shape[0] != cw->shape[0])
             rc = ftq_set_error(FTQ_EFORMAT, "cannot apply adapter '%s': classifier.weight / .bias missing or "
                                "misshapen", dir);
+        else if (m->lora)
+            rc = ftq_set_error(FTQ_EUNSUPPORTED, "cannot apply adapter '%s': the model already has lora adapters",
+                               dir);
         else if ((rc = ftq_bert_add_head(m, (int)cw->shape[0], adapter_pool(dir), 0)) == FTQ_OK &&
                  (rc = ftq_tensor_to_f32(cw, m->w.cls_w)) == FTQ_OK)
             rc = ftq_tensor_to_f32(cb, m->w.cls_b);
     }
+    if (rc == FTQ_OK && quantized)
+        rc = keep_beside(m, ad, dir);
+    for (size_t i = 0; rc == FTQ_OK && !quantized && i < nmod; i++) {
+        const ftq_bert_tensor *t = found[i];
+        float *d = malloc(sizeof(float) * t->numel);
+        if (!d) {
+            rc = ftq_set_error(FTQ_ENOMEM, "out of memory");
+            break;
+        }
+        if ((rc = ftq_peft_delta(ad, i, d)) == FTQ_OK)
+            for (size_t e = 0; e < t->numel; e++)
+                m->params[t->off + e] += d[e];
+        free(d);
+    }
+    free(found);
     ftq_peft_close(ad);
     return rc;
 }
