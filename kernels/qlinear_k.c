@@ -41,9 +41,28 @@ ktile(const int q6, const int R, const int NP, const ftq_qmat *w, const ftq_qact
     for (int b = 0; b < nblk; b++) {
         const int k0 = 32 * b;
         __m512i s0[KR_MAX][KNP_MAX], s1[KR_MAX][KNP_MAX];
-        for (int r = 0; r < R; r++)
-            for (int p = 0; p < NP; p++)
-                s0[r][p] = s1[r][p] = _mm512_setzero_si512();
+        if (q6)
+            for (int r = 0; r < R; r++) {
+                /* q6k: the sums start at -32 sx0 and -32 sx1, so after the dot products they
+                 * hold sum c qx - 32 sx0 and sum c qx - 32 sx1, the reference's exact int32s
+                 * (integer addition in any order; |.| <= 16 * 63 * 128 + 32 * 16 * 128). sx0 is
+                 * the sum of the block's first 16 activation codes: the codes + 128 as bytes,
+                 * summed by psadbw, less 16 * 128. */
+                const __m128i xv = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(xq[r] + k0)),
+                                                 _mm_set1_epi8((char)0x80));
+                const __m128i sad = _mm_sad_epu8(xv, _mm_setzero_si128());
+                const int32_t x0 = _mm_cvtsi128_si32(sad) + _mm_extract_epi16(sad, 4) - 16 * 128;
+                const int32_t x1 = a->s[(size_t)(t0 + r) * nblk + b] - x0;
+                const __m512i i0 = _mm512_set1_epi32(-32 * x0), i1 = _mm512_set1_epi32(-32 * x1);
+                for (int p = 0; p < NP; p++) {
+                    s0[r][p] = i0;
+                    s1[r][p] = i1;
+                }
+            }
+        else
+            for (int r = 0; r < R; r++)
+                for (int p = 0; p < NP; p++)
+                    s0[r][p] = s1[r][p] = _mm512_setzero_si512();
         if (R == 1)
             for (int p = 0; p < NP; p++)
                 _mm_prefetch((const char *)(wq[p] + (size_t)k0 * (q6 ? 16 : 8) + 1024), _MM_HINT_T0);
@@ -80,15 +99,6 @@ ktile(const int q6, const int R, const int NP, const ftq_qmat *w, const ftq_qact
             }
         }
         const int j = b % 8;
-        int32_t xs0[KR_MAX];
-        if (q6)
-            for (int r = 0; r < R; r++) { /* sum of the block's first 16 activation codes */
-                const int8_t *xr = xq[r] + k0;
-                int32_t x0 = 0;
-                for (int k = 0; k < 16; k++)
-                    x0 += xr[k];
-                xs0[r] = x0;
-            }
         /* The sub-block scales multiply in f32: every product below is an integer under 2^24
          * (q6k: |sc (sum - 32 sx0)| <= 128 * 16 * 32 * 127 and two of them; q4k: 63 * 32 * 15 *
          * 127, 63 * 32 * 127), so it is exact and equals the reference's (float) of the int32. */
@@ -103,9 +113,8 @@ ktile(const int q6, const int R, const int NP, const ftq_qmat *w, const ftq_qact
                     _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(zv + (2 * j + 1) * FTQ_QPANEL))));
                 for (int r = 0; r < R; r++) {
                     const size_t ti = (size_t)(t0 + r) * nblk + b;
-                    const int32_t x0 = xs0[r], x1 = a->s[ti] - x0;
-                    const __m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s0[r][p], _mm512_set1_epi32(32 * x0)));
-                    const __m512 f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s1[r][p], _mm512_set1_epi32(32 * x1)));
+                    const __m512 f0 = _mm512_cvtepi32_ps(s0[r][p]);
+                    const __m512 f1 = _mm512_cvtepi32_ps(s1[r][p]);
                     const __m512 is = _mm512_fmadd_ps(f0, c0, _mm512_mul_ps(f1, c1));
                     const __m512 dx = _mm512_set1_ps(a->d[ti]);
                     facc[r][p] = _mm512_fmadd_ps(is, _mm512_mul_ps(dv, dx), facc[r][p]);
