@@ -205,7 +205,7 @@ static void test_matmul_paths(void)
 {
     ftq_rng rng;
     ftq_rng_seed(&rng, 5);
-    const int cols = 512, outs[3] = {37, 16, 5}, Ts[6] = {1, 2, 3, 4, 7, 13};
+    const int cols = 512, outs[3] = {37, 16, 5}, Ts[7] = {1, 2, 3, 4, 7, 11, 13};
     const ftq_qscheme sch[2] = {FTQ_QSCHEME_Q6K, FTQ_QSCHEME_Q4K};
     int ran_simd = 0;
     for (int si = 0; si < 2; si++)
@@ -221,7 +221,7 @@ static void test_matmul_paths(void)
             CU_ASSERT_EQUAL_FATAL(ftq_qmat_pack(&m, &q, 0), FTQ_OK);
             float *deq = malloc(sizeof(float) * rows * cols);
             ftq_qtensor_dequantize(&q, deq);
-            for (int ti = 0; ti < 6; ti++) {
+            for (int ti = 0; ti < 7; ti++) {
                 const int T = Ts[ti];
                 float *x = malloc(sizeof(float) * T * cols), *yr = malloc(sizeof(float) * T * rows),
                       *y = malloc(sizeof(float) * T * rows);
