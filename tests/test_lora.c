@@ -940,6 +940,37 @@ static void test_bert_fd(void)
     free(grads);
 }
 
+/* Run a trainer on c to the end; with verbose, print the error of a failed run. */
+static int run_trainer(const ftq_train_config *c, int verbose)
+{
+    ftq_trainer *t = NULL;
+    int rc = ftq_trainer_new(c, &t);
+    if (rc == FTQ_OK) {
+        ftq_train_result r;
+        rc = ftq_trainer_run(t, &r);
+        ftq_train_result_free(&r);
+    }
+    if (rc != FTQ_OK && verbose)
+        fprintf(stderr, "\n  trainer: %s\n", ftq_last_error());
+    ftq_trainer_free(t);
+    return rc;
+}
+
+/* The adapter_model.safetensors of output directories a and b are byte for byte the same. */
+static void assert_same_adapter(const char *a, const char *b)
+{
+    char fa[700], fb[700];
+    snprintf(fa, sizeof fa, "%s/adapter_model.safetensors", a);
+    snprintf(fb, sizeof fb, "%s/adapter_model.safetensors", b);
+    char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    ASSERT_OK(ftq_read_file(fa, &da, &la));
+    ASSERT_OK(ftq_read_file(fb, &db, &lb));
+    CU_ASSERT(da && db && la == lb && la > 0 && memcmp(da, db, la) == 0);
+    free(da);
+    free(db);
+}
+
 /* The trainer in mode lora (stories260K, lm, dropout 0.1): 6 steps with a checkpoint every 3
  * give the same adapter file, byte for byte, as resuming from checkpoint-3 (the dropout
  * masks continue: their count is saved with the adapter); the output is a PEFT directory. */
@@ -963,40 +994,23 @@ static int run_lora_trainer(const char *out, const char *resume)
     c.batch_size = 2;
     c.limit = 64;
     c.dev_limit = 8;
-    ftq_trainer *t = NULL;
-    int rc = ftq_trainer_new(&c, &t);
-    if (rc == FTQ_OK) {
-        ftq_train_result r;
-        rc = ftq_trainer_run(t, &r);
-        ftq_train_result_free(&r);
-    }
-    if (rc != FTQ_OK)
-        fprintf(stderr, "\n  trainer: %s\n", ftq_last_error());
-    ftq_trainer_free(t);
-    return rc;
+    return run_trainer(&c, 1);
 }
 
 static void test_trainer_resume(void)
 {
-    char a[600], b[600], ck[640], fa[700], fb[700];
+    char a[600], b[600], ck[640];
     snprintf(a, sizeof a, "%s/a", test_tmpdir("lora_resume"));
     snprintf(b, sizeof b, "%.580s/../b", a);
     snprintf(ck, sizeof ck, "%s/checkpoint-3", a);
     ASSERT_OK(run_lora_trainer(a, NULL));
     ASSERT_OK(run_lora_trainer(b, ck));
-    snprintf(fa, sizeof fa, "%s/adapter_model.safetensors", a);
-    snprintf(fb, sizeof fb, "%s/adapter_model.safetensors", b);
-    char *da = NULL, *db = NULL;
-    size_t la = 0, lb = 0;
-    ASSERT_OK(ftq_read_file(fa, &da, &la));
-    ASSERT_OK(ftq_read_file(fb, &db, &lb));
-    CU_ASSERT(da && db && la == lb && la > 0 && memcmp(da, db, la) == 0);
+    assert_same_adapter(a, b);
+    char fa[700];
     snprintf(fa, sizeof fa, "%s/adapter_config.json", a);
     CU_ASSERT(ftq_is_file(fa));
     snprintf(fa, sizeof fa, "%s/model.safetensors", a);
     CU_ASSERT(!ftq_is_file(fa)); /* an adapter, not a model */
-    free(da);
-    free(db);
 }
 
 /* The trainer in mode lora on BERT (bert_tiny_random, 32 SST-2 rows, dropout 0.1): 6 steps
@@ -1022,17 +1036,7 @@ static int run_bert_lora_trainer_on(const char *model, const char *out, const ch
     c.seq_len = 32;
     c.batch_size = 4;
     c.limit = 32;
-    ftq_trainer *t = NULL;
-    int rc = ftq_trainer_new(&c, &t);
-    if (rc == FTQ_OK) {
-        ftq_train_result r;
-        rc = ftq_trainer_run(t, &r);
-        ftq_train_result_free(&r);
-    }
-    if (rc != FTQ_OK)
-        fprintf(stderr, "\n  trainer: %s\n", ftq_last_error());
-    ftq_trainer_free(t);
-    return rc;
+    return run_trainer(&c, 1);
 }
 
 static int run_bert_lora_trainer(const char *out, const char *resume)
@@ -1042,21 +1046,13 @@ static int run_bert_lora_trainer(const char *out, const char *resume)
 
 static void test_bert_resume(void)
 {
-    char a[600], b[600], ck[640], fa[700], fb[700];
+    char a[600], b[600], ck[640];
     snprintf(a, sizeof a, "%s/a", test_tmpdir("bert_lora_resume"));
     snprintf(b, sizeof b, "%.580s/../b", a);
     snprintf(ck, sizeof ck, "%s/checkpoint-3", a);
     ASSERT_OK(run_bert_lora_trainer(a, NULL));
     ASSERT_OK(run_bert_lora_trainer(b, ck));
-    snprintf(fa, sizeof fa, "%s/adapter_model.safetensors", a);
-    snprintf(fb, sizeof fb, "%s/adapter_model.safetensors", b);
-    char *da = NULL, *db = NULL;
-    size_t la = 0, lb = 0;
-    ASSERT_OK(ftq_read_file(fa, &da, &la));
-    ASSERT_OK(ftq_read_file(fb, &db, &lb));
-    CU_ASSERT(da && db && la == lb && la > 0 && memcmp(da, db, la) == 0);
-    free(da);
-    free(db);
+    assert_same_adapter(a, b);
     /* a lora checkpoint cannot seed a full run */
     ftq_train_config c = ftq_train_default_config();
     c.model_dir = shared_path("golden/bert_tiny_random");
@@ -1065,14 +1061,7 @@ static void test_bert_resume(void)
     c.resume_dir = ck;
     c.max_steps = 6;
     c.limit = 32;
-    ftq_trainer *t = NULL;
-    int rc = ftq_trainer_new(&c, &t);
-    if (rc == FTQ_OK) {
-        ftq_train_result r;
-        rc = ftq_trainer_run(t, &r);
-        ftq_train_result_free(&r);
-    }
-    ftq_trainer_free(t);
+    int rc = run_trainer(&c, 0);
     CU_ASSERT(rc != FTQ_OK && strstr(ftq_last_error(), "lora run"));
 }
 
