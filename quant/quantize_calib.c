@@ -167,6 +167,15 @@ static int by_gain_desc(const void *a, const void *b)
     return x->job < y->job ? -1 : x->job > y->job;
 }
 
+void ftq_qcalib_sens_label(const ftq_quantize_params *p, char *lab, size_t cap)
+{
+    ftq_quant_params q4;
+    ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &q4);
+    ftq_qscheme_label(q4.scheme, q4.group, lab, cap);
+    if (p->kquant) /* 256k-wide layers' sensitivities were measured at q4k */
+        strncat(lab, "+kquant", cap - strlen(lab) - 1);
+}
+
 /* The sensitivities a previous mixed-precision output recorded (FTQ_QUANT_KEY_CALIB's
  * "sensitivity"), onto the jobs, after checking that they were measured the same way:
  * the same calibration file name, tokens (windows x context), context, BOS, AWQ or not,
@@ -185,14 +194,8 @@ static int cached_sensitivity(const ftq_quantize_params *p, int64_t tokens, ftq_
     const cJSON *file = cJSON_GetObjectItemCaseSensitive(c, "file"), *tok = cJSON_GetObjectItemCaseSensitive(c, "tokens");
     const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(c, "ctx"), *bos = cJSON_GetObjectItemCaseSensitive(c, "bos");
     const cJSON *awq = cJSON_GetObjectItemCaseSensitive(c, "awq"), *sch = cJSON_GetObjectItemCaseSensitive(c, "sensitivity_scheme");
-    char lab[24] = "";
-    for (size_t i = 0; i < js->n; i++)
-        if (js->j[i].layer >= 0 && js->j[i].quantize) {
-            ftq_qscheme_label(js->j[i].qp.scheme, js->j[i].qp.group, lab, sizeof lab);
-            if (p->kquant) /* as the writer labels it (quantize_model.c) */
-                strncat(lab, "+kquant", sizeof lab - strlen(lab) - 1);
-            break;
-        }
+    char lab[24];
+    ftq_qcalib_sens_label(p, lab, sizeof lab);
     if (!cJSON_IsObject(sens) || !cJSON_IsString(file) || !cJSON_IsNumber(tok) || !cJSON_IsNumber(ctx) ||
         !cJSON_IsBool(bos) || !cJSON_IsBool(awq) || !cJSON_IsString(sch))
         rc = ftq_set_error(FTQ_EFORMAT, "cannot read sensitivities from '%s': it records none (quantize with --bits "

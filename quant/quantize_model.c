@@ -463,11 +463,7 @@ static char *calib_json(const ftq_quantize_params *p, const jobs *js, const ftq_
         }
         ok &= add_item(o, "sensitivity", sens);
         ok &= add_item(o, "awq", cJSON_CreateBool(p->awq));
-        ftq_quant_params q4;
-        ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &q4);
-        ftq_qscheme_label(q4.scheme, q4.group, lab, sizeof lab);
-        if (p->kquant) /* down_proj's sensitivity was measured at q4k */
-            strncat(lab, "+kquant", sizeof lab - strlen(lab) - 1);
+        ftq_qcalib_sens_label(p, lab, sizeof lab);
         ok &= add_item(o, "sensitivity_scheme", cJSON_CreateString(lab));
     }
     cJSON_Delete(plan);
