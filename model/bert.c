@@ -839,6 +839,33 @@ int ftq_bert_load_labels(const char *dir, int n_labels, char ***names)
 
 /* ---- the LoRA terms of the block linears (adapters made and loaded in model/bert_lora.c) ---- */
 
+int ftq_bert_lora_reserve(const ftq_bert *m, size_t rows)
+{
+    ftq_bert_lora *lo = m->lora;
+    if (!lo || rows <= lo->rows_cap)
+        return FTQ_OK;
+    const size_t L = (size_t)m->cfg.n_layers, r = (size_t)lo->r;
+    const size_t mx = (size_t)(m->cfg.ffn > m->cfg.hidden ? m->cfg.ffn : m->cfg.hidden);
+    if (rows > ((size_t)1 << 40) / (L * BERT_LIN_N * r * mx + 1))
+        return ftq_set_error(FTQ_ENOMEM, "lora buffers for %zu rows are too large", rows);
+    float *u = malloc(sizeof(float) * L * BERT_LIN_N * rows * r + 64), *du = malloc(sizeof(float) * rows * r + 64),
+          *xd = malloc(sizeof(float) * rows * mx + 64);
+    if (!u || !du || !xd) {
+        free(u);
+        free(du);
+        free(xd);
+        return ftq_set_error(FTQ_ENOMEM, "out of memory for the lora buffers (%zu rows)", rows);
+    }
+    free(lo->u);
+    free(lo->du);
+    free(lo->xd);
+    lo->u = u;
+    lo->du = du;
+    lo->xd = xd;
+    lo->rows_cap = rows;
+    return FTQ_OK;
+}
+
 void ftq_bert_lora_forward(const ftq_bert *m, int l, int k, float *y, int ldy, const float *x, int ldx, int N)
 {
     ftq_bert_lora *lo = m->lora;

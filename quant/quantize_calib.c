@@ -167,15 +167,6 @@ static int by_gain_desc(const void *a, const void *b)
     return x->job < y->job ? -1 : x->job > y->job;
 }
 
-void ftq_qcalib_sens_label(const ftq_quantize_params *p, char *lab, size_t cap)
-{
-    ftq_quant_params q4;
-    ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &q4);
-    ftq_qscheme_label(q4.scheme, q4.group, lab, cap);
-    if (p->kquant) /* 256k-wide layers' sensitivities were measured at q4k */
-        strncat(lab, "+kquant", cap - strlen(lab) - 1);
-}
-
 /* The sensitivities a previous mixed-precision output recorded (FTQ_QUANT_KEY_CALIB's
  * "sensitivity"), onto the jobs, after checking that they were measured the same way:
  * the same calibration file name, tokens (windows x context), context, BOS, AWQ or not,

@@ -19,9 +19,4 @@ void ftq_qcalib_stats_free(ftq_act_stats *st);
  * extra bit while the average stays within the budget. Sets j->sensitivity and j->qp. */
 int ftq_qcalib_plan(ftq_model *m, const ftq_quantize_params *p, ftq_qjobs *js);
 
-/* How the sensitivities of p's --bits plan were measured, as the output records it
- * ("sensitivity_scheme") and --sensitivity DIR checks it: the int4 scheme's label, plus
- * "+kquant" with p->kquant. */
-void ftq_qcalib_sens_label(const ftq_quantize_params *p, char *lab, size_t cap);
-
 #endif

@@ -65,6 +65,11 @@ ftq_qjob *ftq_qjobs_add(ftq_qjobs *js);
 /* The quantization a policy means (qp filled); 0 for KEEP. */
 int ftq_qpolicy_resolve(const ftq_quantize_params *p, ftq_qpolicy pol, ftq_quant_params *qp);
 
+/* How the sensitivities of p's --bits plan were measured, as the output records it
+ * ("sensitivity_scheme") and --sensitivity DIR checks it: the int4 scheme's label, plus
+ * "+kquant" with p->kquant. */
+void ftq_qcalib_sens_label(const ftq_quantize_params *p, char *lab, size_t cap);
+
 /* The architectures (quant/quantize_arch_*.c). */
 extern const ftq_quant_arch ftq_quant_arch_bert;
 extern const ftq_quant_arch ftq_quant_arch_decoder;

@@ -124,6 +124,15 @@ int ftq_qpolicy_resolve(const ftq_quantize_params *p, ftq_qpolicy pol, ftq_quant
     return 0;
 }
 
+void ftq_qcalib_sens_label(const ftq_quantize_params *p, char *lab, size_t cap)
+{
+    ftq_quant_params q4;
+    ftq_qpolicy_resolve(p, FTQ_QPOLICY_SAME, &q4);
+    ftq_qscheme_label(q4.scheme, q4.group, lab, cap);
+    if (p->kquant) /* 256k-wide layers' sensitivities were measured at q4k */
+        strncat(lab, "+kquant", cap - strlen(lab) - 1);
+}
+
 /* ---- jobs: the tensors to quantize ---------------------------------------------------- */
 
 typedef ftq_qjob job;
